@@ -1,0 +1,393 @@
+//! `det_ckpt_*`: checkpoints.
+
+use super::boundary::{
+    call, json_object_arg, out_arg, owned_c_string, str_arg, with_ctx, write_out, write_storage_id,
+};
+use super::handle::{det_context, Registry};
+use super::options::{
+    DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD,
+};
+use super::status::det_status;
+use crate::checkpoint::{DownloadMode, RestoreScope, StoreScope};
+use crate::error::{Error, Kind, Result};
+use crate::json::{to_wire, Value};
+use parking_lot::Mutex;
+use std::ffi::{c_char, c_void, CString};
+use std::path::Path;
+
+/// A selector: return true to include `path` (relative to the checkpoint root, `/`-separated;
+/// folders end in `/`). Called on the thread that made the detcore call, during that call;
+/// `path` is valid only during the callback. It must not throw (C++) or longjmp, and must not
+/// close the context.
+pub type det_selector_fn =
+    Option<unsafe extern "C" fn(path: *const c_char, userdata: *mut c_void) -> bool>;
+
+/// An open `store_path` scope from `det_ckpt_store_path_begin`. Opaque. End it with
+/// `det_ckpt_store_path_end` (publish) or `det_ckpt_store_path_abort` (discard), exactly once.
+pub struct det_ckpt_store {
+    _private: [u8; 0],
+}
+
+/// An open `restore_path` scope from `det_ckpt_restore_path_begin`. Opaque. End it with
+/// `det_ckpt_restore_path_end`, exactly once.
+pub struct det_ckpt_restore {
+    _private: [u8; 0],
+}
+
+struct StoreEntry {
+    ctx: &'static det_context,
+    scope: Mutex<Option<StoreScope>>,
+    path: CString,
+    id: CString,
+}
+
+struct RestoreEntry {
+    ctx: &'static det_context,
+    scope: Mutex<Option<RestoreScope>>,
+    path: CString,
+}
+
+static STORES: Registry<StoreEntry> = Registry::new("store");
+static RESTORES: Registry<RestoreEntry> = Registry::new("restore");
+
+fn parse_download_mode(v: i32) -> Result<DownloadMode> {
+    match v {
+        DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD => {
+            Ok(DownloadMode::LocalWorkersShareDownload)
+        }
+        DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD => Ok(DownloadMode::NoSharedDownload),
+        v => Err(Error::new(
+            Kind::InvalidArgument,
+            format!("download_mode: unknown value {v} (expected a DET_DOWNLOAD_MODE_* constant)"),
+        )),
+    }
+}
+
+/// Run `f` with the caller's selector as a Rust closure (or `None`).
+fn with_selector<T>(
+    selector: det_selector_fn,
+    userdata: *mut c_void,
+    f: impl FnOnce(Option<&mut dyn FnMut(&str) -> bool>) -> Result<T>,
+) -> Result<T> {
+    match selector {
+        None => f(None),
+        Some(cb) => {
+            let mut closure = |p: &str| -> bool {
+                match CString::new(p) {
+                    // SAFETY: the caller promised cb is callable with a C string and its userdata.
+                    Ok(c) => unsafe { cb(c.as_ptr(), userdata) },
+                    Err(_) => false,
+                }
+            };
+            f(Some(&mut closure))
+        }
+    }
+}
+
+fn path_str(p: &Path) -> Result<CString> {
+    CString::new(p.to_string_lossy().as_bytes())
+        .map_err(|_| Error::new(Kind::Internal, "path contains a NUL byte"))
+}
+
+/// Begin `store_path(metadata, shard)`: make a new, empty checkpoint folder to write into.
+///
+/// `metadata_json` must be a JSON object with an integer `"steps_completed"` (0 … 2³¹−1); it
+/// is checked here, before anything is written (Python checks only after uploading). With
+/// `shard == false` only the chief may call; with `shard == true` every rank must call (a
+/// collective) and the files of all ranks form one checkpoint.
+///
+/// Write into the folder given by `det_ckpt_store_path`, then call `det_ckpt_store_path_end`
+/// to publish it, or `det_ckpt_store_path_abort` to discard it. Until `_end` succeeds nothing is
+/// visible as a checkpoint.
+///
+/// # Safety
+/// `metadata_json` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_store_path_begin(
+    ctx: *mut det_context,
+    metadata_json: *const c_char,
+    shard: bool,
+    out: *mut *mut det_ckpt_store,
+) -> det_status {
+    with_ctx("det_ckpt_store_path_begin", ctx, |c| {
+        // SAFETY: contract.
+        let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
+        out_arg(out, "out")?;
+        let scope = c.checkpoint().store_path_begin(metadata, shard)?;
+        let entry = StoreEntry {
+            ctx: det_context::from_ptr(ctx)?,
+            path: path_str(scope.path())?,
+            id: CString::new(scope.storage_id())
+                .map_err(|_| Error::new(Kind::Internal, "bad id"))?,
+            scope: Mutex::new(Some(scope)),
+        };
+        let key = STORES.insert(entry);
+        // SAFETY: checked.
+        unsafe { write_out(out, key as *mut det_ckpt_store) };
+        Ok(())
+    })
+}
+
+/// The folder to write the checkpoint's files into (absolute path). Borrowed: valid until the
+/// scope ends; do not free it.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_store_path(
+    store: *const det_ckpt_store,
+    out: *mut *const c_char,
+) -> det_status {
+    call("det_ckpt_store_path", || {
+        let e = STORES.get(store as usize)?;
+        out_arg(out, "out")?;
+        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        unsafe { write_out(out, e.path.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// The storage id the checkpoint will have. Borrowed: valid until the scope ends.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_store_storage_id(
+    store: *const det_ckpt_store,
+    out: *mut *const c_char,
+) -> det_status {
+    call("det_ckpt_store_storage_id", || {
+        let e = STORES.get(store as usize)?;
+        out_arg(out, "out")?;
+        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        unsafe { write_out(out, e.id.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// End a `store_path` scope: write `metadata.json`, publish the checkpoint atomically and
+/// report it (on-cluster to the master, off-cluster to the run's index). The storage id is
+/// copied into `storage_id_out` (`DET_STORAGE_ID_LEN` bytes) unless it is NULL.
+///
+/// The scope is ended whatever the result; on failure nothing is published. Ending a scope
+/// twice, or after `_abort`, gives `DET_ERR_STATE`.
+///
+/// # Safety
+/// `storage_id_out` must be NULL or point to `DET_STORAGE_ID_LEN` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_store_path_end(
+    store: *mut det_ckpt_store,
+    storage_id_out: *mut c_char,
+) -> det_status {
+    call("det_ckpt_store_path_end", || {
+        let e = STORES.remove(store as usize)?;
+        let scope = e
+            .scope
+            .lock()
+            .take()
+            .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
+        let id = e.ctx.with_live(|c| c.checkpoint().store_path_end(scope))?;
+        if !storage_id_out.is_null() {
+            // SAFETY: non-NULL and DET_STORAGE_ID_LEN bytes per the contract.
+            unsafe { write_storage_id(storage_id_out, &id) }?;
+        }
+        Ok(())
+    })
+}
+
+/// Abandon a `store_path` scope (e.g. the code that writes the files failed): its folder is
+/// removed; nothing is published or reported. `NULL` does nothing.
+#[no_mangle]
+pub extern "C" fn det_ckpt_store_path_abort(store: *mut det_ckpt_store) -> det_status {
+    if store.is_null() {
+        return super::status::DET_OK;
+    }
+    call("det_ckpt_store_path_abort", || {
+        let e = STORES.remove(store as usize)?;
+        let scope = e
+            .scope
+            .lock()
+            .take()
+            .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
+        e.ctx.with_live(|c| {
+            c.checkpoint().store_path_abort(scope);
+            Ok(())
+        })
+    })
+}
+
+/// `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
+/// accepts (NULL: all) as a new checkpoint, and report it. `metadata.json` is written into the
+/// checkpoint, never into `dir`. The new storage id is copied into `storage_id_out`
+/// (`DET_STORAGE_ID_LEN` bytes).
+///
+/// # Safety
+/// `dir` and `metadata_json` must be C strings; `storage_id_out` must point to
+/// `DET_STORAGE_ID_LEN` writable bytes; `selector` (if set) must be callable with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_upload(
+    ctx: *mut det_context,
+    dir: *const c_char,
+    metadata_json: *const c_char,
+    shard: bool,
+    selector: det_selector_fn,
+    userdata: *mut c_void,
+    storage_id_out: *mut c_char,
+) -> det_status {
+    with_ctx("det_ckpt_upload", ctx, |c| {
+        // SAFETY: contract.
+        let dir = unsafe { str_arg(dir, "dir") }?;
+        // SAFETY: contract.
+        let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
+        out_arg(storage_id_out, "storage_id_out")?;
+        let id = with_selector(selector, userdata, |sel| {
+            c.checkpoint().upload(Path::new(dir), metadata, shard, sel)
+        })?;
+        // SAFETY: checked; DET_STORAGE_ID_LEN bytes per the contract.
+        unsafe { write_storage_id(storage_id_out, &id) }
+    })
+}
+
+/// `download(storage_id, ckpt_dir, download_mode, selector)`: copy the checkpoint's files that
+/// `selector` accepts (NULL: all) into `dir` (created if needed). `download_mode` is a
+/// `DET_DOWNLOAD_MODE_*` value. `DET_ERR_NOT_FOUND` if the checkpoint does not exist.
+///
+/// # Safety
+/// `storage_id` and `dir` must be C strings; `selector` (if set) callable with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_download(
+    ctx: *mut det_context,
+    storage_id: *const c_char,
+    dir: *const c_char,
+    download_mode: i32,
+    selector: det_selector_fn,
+    userdata: *mut c_void,
+) -> det_status {
+    with_ctx("det_ckpt_download", ctx, |c| {
+        // SAFETY: contract.
+        let id = unsafe { str_arg(storage_id, "storage_id") }?;
+        // SAFETY: contract.
+        let dir = unsafe { str_arg(dir, "dir") }?;
+        let mode = parse_download_mode(download_mode)?;
+        with_selector(selector, userdata, |sel| {
+            c.checkpoint().download(id, Path::new(dir), mode, sel)
+        })
+    })
+}
+
+/// Begin `restore_path(storage_id, download_mode, selector)`: a local folder with the
+/// checkpoint's files. For folder storage (shared_fs, directory) it is the checkpoint itself
+/// (read it, do not change it; the selector is ignored); for object storage a temporary
+/// download removed by `det_ckpt_restore_path_end`.
+///
+/// # Safety
+/// `storage_id` must be a C string; `out` writable; `selector` (if set) callable with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_restore_path_begin(
+    ctx: *mut det_context,
+    storage_id: *const c_char,
+    download_mode: i32,
+    selector: det_selector_fn,
+    userdata: *mut c_void,
+    out: *mut *mut det_ckpt_restore,
+) -> det_status {
+    with_ctx("det_ckpt_restore_path_begin", ctx, |c| {
+        // SAFETY: contract.
+        let id = unsafe { str_arg(storage_id, "storage_id") }?;
+        let mode = parse_download_mode(download_mode)?;
+        out_arg(out, "out")?;
+        let scope = with_selector(selector, userdata, |sel| {
+            c.checkpoint().restore_path_begin(id, mode, sel)
+        })?;
+        let entry = RestoreEntry {
+            ctx: det_context::from_ptr(ctx)?,
+            path: path_str(scope.path())?,
+            scope: Mutex::new(Some(scope)),
+        };
+        let key = RESTORES.insert(entry);
+        // SAFETY: checked.
+        unsafe { write_out(out, key as *mut det_ckpt_restore) };
+        Ok(())
+    })
+}
+
+/// The folder holding the restored checkpoint. Borrowed: valid until the scope ends.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_restore_path(
+    restore: *const det_ckpt_restore,
+    out: *mut *const c_char,
+) -> det_status {
+    call("det_ckpt_restore_path", || {
+        let e = RESTORES.get(restore as usize)?;
+        out_arg(out, "out")?;
+        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        unsafe { write_out(out, e.path.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// End a `restore_path` scope (a temporary download is removed). The scope is ended whatever
+/// the result; ending it twice gives `DET_ERR_STATE`.
+#[no_mangle]
+pub extern "C" fn det_ckpt_restore_path_end(restore: *mut det_ckpt_restore) -> det_status {
+    call("det_ckpt_restore_path_end", || {
+        let e = RESTORES.remove(restore as usize)?;
+        let scope = e
+            .scope
+            .lock()
+            .take()
+            .ok_or_else(|| Error::new(Kind::State, "restore was already ended"))?;
+        e.ctx.with_live(|c| c.checkpoint().restore_path_end(scope))
+    })
+}
+
+/// The metadata of a checkpoint, as a JSON object (non-finite numbers as the strings `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`). Works off-cluster too (it reads `metadata.json`). Free with
+/// `det_string_free`.
+///
+/// # Safety
+/// `storage_id` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_get_metadata(
+    ctx: *mut det_context,
+    storage_id: *const c_char,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_ckpt_get_metadata", ctx, |c| {
+        // SAFETY: contract.
+        let id = unsafe { str_arg(storage_id, "storage_id") }?;
+        out_arg(out, "out")?;
+        let m = c.checkpoint().get_metadata(id)?;
+        let s = owned_c_string(&to_wire(&Value::Object(m)))?;
+        // SAFETY: checked.
+        unsafe { write_out(out, s) };
+        Ok(())
+    })
+}
+
+/// Delete a checkpoint: its files first, then its record (master or run index). Deleting a
+/// checkpoint that is not in the storage is not an error.
+///
+/// # Safety
+/// `storage_id` must be a C string.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_delete(
+    ctx: *mut det_context,
+    storage_id: *const c_char,
+) -> det_status {
+    with_ctx("det_ckpt_delete", ctx, |c| {
+        // SAFETY: contract.
+        let id = unsafe { str_arg(storage_id, "storage_id") }?;
+        c.checkpoint().delete(id)
+    })
+}
+
+/// Wait until every asynchronous checkpoint upload has been stored and reported; returns the
+/// first failure among them. Returns at once when nothing is pending.
+#[no_mangle]
+pub extern "C" fn det_ckpt_wait(ctx: *mut det_context) -> det_status {
+    with_ctx("det_ckpt_wait", ctx, |c| c.checkpoint().wait())
+}

@@ -1,0 +1,113 @@
+//! `det_core_init`, `det_core_close`, versions, strings, logging.
+
+use super::boundary::{call, out_arg, write_out};
+use super::handle::det_context;
+use super::options::{det_init_options, options_from_c};
+use super::status::det_status;
+use crate::context::Context;
+use crate::error::{Error, Kind};
+use std::ffi::{c_char, CString};
+
+/// Create a context: on-cluster when `/run/determined/info/cluster.json` exists (or
+/// `$DET_CLUSTER_INFO_DIR/cluster.json`), else off-cluster. `opts` may be NULL for all defaults.
+///
+/// On success `*out` receives the context; close it with `det_core_close`. On failure nothing is
+/// created and `*out` is untouched.
+///
+/// Errors: `DET_ERR_INVALID_ARGUMENT` (a bad option, with its name in the message),
+/// `DET_ERR_UNSUPPORTED`, `DET_ERR_STORAGE`/`DET_ERR_IO` (storage or run folder unusable),
+/// `DET_ERR_MASTER` (on-cluster).
+///
+/// # Safety
+/// `opts` must be NULL or point to options initialised with `det_init_options_default`;
+/// `out` must point to writable storage for a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn det_core_init(
+    opts: *const det_init_options,
+    out: *mut *mut det_context,
+) -> det_status {
+    call("det_core_init", || {
+        out_arg(out, "out")?;
+        let o = if opts.is_null() {
+            crate::options::InitOptions::default()
+        } else {
+            // SAFETY: non-NULL options per the contract.
+            unsafe { options_from_c(opts) }?
+        };
+        let ctx = Context::init(o)?;
+        let shell = det_context::leak(ctx);
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, shell as *const det_context as *mut det_context) };
+        Ok(())
+    })
+}
+
+/// Close a context: deliver queued reports (waiting at most the close timeout), stop and join
+/// every background thread, restore signal handlers. The context cannot be used afterwards
+/// whatever the result; using it gives `DET_ERR_STATE`. `det_core_close(NULL)` does nothing.
+///
+/// Waits for calls running on other threads to return first. Returns the first failure of the
+/// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered. Closing twice
+/// gives `DET_ERR_STATE`.
+#[no_mangle]
+pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
+    if ctx.is_null() {
+        return super::status::DET_OK;
+    }
+    call("det_core_close", || det_context::from_ptr(ctx)?.close())
+}
+
+/// The library version, `"MAJOR.MINOR.PATCH"`. Static; never free it.
+#[no_mangle]
+pub extern "C" fn det_version() -> *const c_char {
+    static V: std::sync::OnceLock<CString> = std::sync::OnceLock::new();
+    V.get_or_init(|| CString::new(crate::VERSION).unwrap_or_default())
+        .as_ptr()
+}
+
+/// The library version as `MAJOR * 10000 + MINOR * 100 + PATCH` (compare with
+/// `DET_VERSION_NUMBER`).
+#[no_mangle]
+pub extern "C" fn det_version_number() -> u32 {
+    let p = |s: &str| s.parse::<u32>().unwrap_or(0);
+    p(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+        + p(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + p(env!("CARGO_PKG_VERSION_PATCH"))
+}
+
+/// Free a string returned by detcore (`char **out` results). NULL does nothing. Freeing the same
+/// string twice, or a string detcore did not return, is forbidden.
+///
+/// # Safety
+/// `s` must be NULL or a string returned by detcore and not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn det_string_free(s: *mut c_char) {
+    if !s.is_null() {
+        // SAFETY: s came from CString::into_raw in detcore.
+        drop(unsafe { CString::from_raw(s) });
+    }
+}
+
+/// Set the log threshold for the whole process: one of `DET_LOG_LEVEL_*` (overrides
+/// `DETCORE_LOG_LEVEL`). Log lines go to stderr as `LEVEL: [pid] detcore: message`.
+#[no_mangle]
+pub extern "C" fn det_log_set_level(level: i32) -> det_status {
+    call("det_log_set_level", || {
+        use crate::log::Level;
+        let l = match level {
+            10 => Level::Debug,
+            20 => Level::Info,
+            30 => Level::Warning,
+            40 => Level::Error,
+            255 => Level::Off,
+            v => {
+                return Err(Error::new(
+                    Kind::InvalidArgument,
+                    format!("level: unknown value {v} (expected a DET_LOG_LEVEL_* constant)"),
+                ))
+            }
+        };
+        crate::log::set_level(l);
+        Ok(())
+    })
+}

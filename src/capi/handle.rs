@@ -1,0 +1,201 @@
+//! Handles given to C.
+//!
+//! A `det_context*` points to a small shell that is never freed: `det_core_close` tears the
+//! context down and marks the shell closed, so that a use after close is reported
+//! (`DET_ERR_STATE`) instead of reading freed memory, and so that the lock-free preemption flag
+//! the hot path reads stays valid even if another thread closes concurrently. The shell costs
+//! about 100 bytes per `det_core_init`.
+//!
+//! Short-lived handles (`det_ckpt_store*`, `det_ckpt_restore*`, `det_searcher_op*`) are keys
+//! into a registry, never dereferenced: ending or freeing one twice, or using it after, is
+//! reported, and a stray pointer cannot crash the library.
+
+use super::boundary::guard_panic;
+use crate::context::Context;
+use crate::error::{Error, Kind, Result};
+use crate::preempt::PreemptState;
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const MAGIC_LIVE: u64 = 0x6465_7463_6f72_6531; // "detcore1"
+const MAGIC_CLOSED: u64 = 0x6465_7463_6c6f_7365; // "detclose"
+
+/// A Core API context, from `det_core_init`. Opaque. Thread-safe: any thread may call any
+/// function on it. Closed (and made unusable) by `det_core_close`.
+pub struct det_context {
+    magic: AtomicU64,
+    poisoned: AtomicBool,
+    poison_msg: Mutex<String>,
+    pub(crate) preempt: Arc<PreemptState>,
+    inner: RwLock<Option<Context>>,
+}
+
+impl det_context {
+    /// Make a shell for `ctx` and leak it (see the module docs).
+    pub(crate) fn leak(ctx: Context) -> &'static det_context {
+        let preempt = ctx.preempt_state().clone();
+        Box::leak(Box::new(det_context {
+            magic: AtomicU64::new(MAGIC_LIVE),
+            poisoned: AtomicBool::new(false),
+            poison_msg: Mutex::new(String::new()),
+            preempt,
+            inner: RwLock::new(Some(ctx)),
+        }))
+    }
+
+    /// The shell behind a C pointer: NULL and pointers that are not (or no longer) contexts are
+    /// errors.
+    #[inline]
+    pub(crate) fn from_ptr(p: *const det_context) -> Result<&'static det_context> {
+        if p.is_null() {
+            return Err(Error::new(Kind::InvalidArgument, "ctx is NULL"));
+        }
+        // SAFETY: non-NULL; shells are leaked, so a pointer that was ever a context stays readable.
+        let shell: &'static det_context = unsafe { &*p };
+        match shell.magic.load(Ordering::Acquire) {
+            MAGIC_LIVE => Ok(shell),
+            MAGIC_CLOSED => Err(Error::new(
+                Kind::State,
+                "ctx was closed by det_core_close; it cannot be used any more",
+            )),
+            _ => Err(Error::new(
+                Kind::InvalidArgument,
+                "ctx does not point to a det_context",
+            )),
+        }
+    }
+
+    /// Refuse a closed or poisoned context.
+    #[inline]
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Relaxed) {
+            return Err(self.poisoned_error());
+        }
+        if self.magic.load(Ordering::Acquire) != MAGIC_LIVE {
+            return Err(Error::new(
+                Kind::State,
+                "ctx was closed by det_core_close; it cannot be used any more",
+            ));
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn poisoned_error(&self) -> Error {
+        Error::new(
+            Kind::Internal,
+            format!(
+                "ctx is unusable after an internal error in an earlier call ({}); close it with det_core_close",
+                self.poison_msg.lock()
+            ),
+        )
+    }
+
+    /// Mark the context unusable after a panic.
+    pub(crate) fn poison(&self, msg: &str) {
+        *self.poison_msg.lock() = msg.to_owned();
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// Run `f` on the live context (shared lock; `det_core_close` waits for running calls).
+    #[inline]
+    pub(crate) fn with_live<T>(&self, f: impl FnOnce(&Context) -> Result<T>) -> Result<T> {
+        self.check_usable()?;
+        let g = self.inner.read_recursive();
+        let ctx = g.as_ref().ok_or_else(|| {
+            Error::new(
+                Kind::State,
+                "ctx was closed by det_core_close; it cannot be used any more",
+            )
+        })?;
+        guard_panic(self, || f(ctx))
+    }
+
+    /// Close: mark closed, wait for running calls, tear down. Returns the close result.
+    pub(crate) fn close(&self) -> Result<()> {
+        if self
+            .magic
+            .compare_exchange(
+                MAGIC_LIVE,
+                MAGIC_CLOSED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return Err(Error::new(Kind::State, "ctx was already closed"));
+        }
+        let ctx = self.inner.write().take();
+        match ctx {
+            Some(c) => {
+                let r = c.close();
+                drop(c);
+                r
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0x1000);
+
+/// A table of live short-lived handles of one type. The value handed to C is a unique key
+/// shaped like an aligned pointer; it is never reused.
+pub(crate) struct Registry<T> {
+    items: Mutex<BTreeMap<usize, Arc<T>>>,
+    kind: &'static str,
+}
+
+impl<T> Registry<T> {
+    pub(crate) const fn new(kind: &'static str) -> Registry<T> {
+        Registry {
+            items: Mutex::new(BTreeMap::new()),
+            kind,
+        }
+    }
+
+    /// Register `item`; returns its key.
+    pub(crate) fn insert(&self, item: T) -> usize {
+        let key = NEXT_HANDLE.fetch_add(16, Ordering::Relaxed);
+        self.items.lock().insert(key, Arc::new(item));
+        key
+    }
+
+    /// The live item for `key`.
+    pub(crate) fn get(&self, key: usize) -> Result<Arc<T>> {
+        if key == 0 {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                format!("{} is NULL", self.kind),
+            ));
+        }
+        self.items
+            .lock()
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| self.gone())
+    }
+
+    /// Remove and return the item for `key` (end/free).
+    pub(crate) fn remove(&self, key: usize) -> Result<Arc<T>> {
+        if key == 0 {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                format!("{} is NULL", self.kind),
+            ));
+        }
+        self.items.lock().remove(&key).ok_or_else(|| self.gone())
+    }
+
+    fn gone(&self) -> Error {
+        Error::new(
+            Kind::State,
+            format!(
+                "{} is not open: it was already ended or freed, or never returned by detcore",
+                self.kind
+            ),
+        )
+    }
+}

@@ -1,0 +1,226 @@
+//! `det_info_*` and `det_dist_*` getters.
+
+use super::boundary::{out_arg, owned_c_string, str_arg, with_ctx, write_out};
+use super::handle::det_context;
+use super::status::det_status;
+use crate::json::{to_wire, Value};
+use std::ffi::c_char;
+
+/// `*out` = true when running under a Determined master.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_is_on_cluster(
+    ctx: *const det_context,
+    out: *mut bool,
+) -> det_status {
+    with_ctx("det_info_is_on_cluster", ctx, |c| {
+        out_arg(out, "out")?;
+        // SAFETY: checked.
+        unsafe { write_out(out, c.info().on_cluster) };
+        Ok(())
+    })
+}
+
+/// The storage id of the checkpoint to resume from, or NULL when there is none (a fresh start).
+/// On-cluster it is the trial's latest checkpoint; off-cluster the run's newest complete one.
+/// Free a non-NULL result with `det_string_free`.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_latest_checkpoint(
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_latest_checkpoint", ctx, |c| {
+        out_arg(out, "out")?;
+        let v = match &c.info().latest_checkpoint {
+            Some(id) => owned_c_string(id)?,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// `steps_completed` of the checkpoint to resume from (0 without one).
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_steps_completed(
+    ctx: *const det_context,
+    out: *mut i64,
+) -> det_status {
+    with_ctx("det_info_steps_completed", ctx, |c| {
+        out_arg(out, "out")?;
+        // SAFETY: checked.
+        unsafe { write_out(out, c.info().steps_completed as i64) };
+        Ok(())
+    })
+}
+
+/// All hyperparameters as a JSON object. Free with `det_string_free`.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_hparams_json(
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_hparams_json", ctx, |c| {
+        out_arg(out, "out")?;
+        let s = owned_c_string(&to_wire(&Value::Object(c.info().hparams.clone())))?;
+        // SAFETY: checked.
+        unsafe { write_out(out, s) };
+        Ok(())
+    })
+}
+
+/// One hyperparameter as a double (integers converted). `name` is a top-level key, or a dotted
+/// path into nested objects (`"optimizer.lr"`). `DET_ERR_NOT_FOUND` if absent,
+/// `DET_ERR_INVALID_ARGUMENT` if not a number.
+///
+/// # Safety
+/// `name` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_get_hparam_f64(
+    ctx: *const det_context,
+    name: *const c_char,
+    out: *mut f64,
+) -> det_status {
+    with_ctx("det_info_get_hparam_f64", ctx, |c| {
+        // SAFETY: contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let v = c.info().hparam_f64(name)?;
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// One hyperparameter as a 64-bit integer (a float with an integral value is accepted).
+///
+/// # Safety
+/// `name` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_get_hparam_i64(
+    ctx: *const det_context,
+    name: *const c_char,
+    out: *mut i64,
+) -> det_status {
+    with_ctx("det_info_get_hparam_i64", ctx, |c| {
+        // SAFETY: contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let v = c.info().hparam_i64(name)?;
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// One hyperparameter that is a string. Free the result with `det_string_free`.
+///
+/// # Safety
+/// `name` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_get_hparam_str(
+    ctx: *const det_context,
+    name: *const c_char,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_get_hparam_str", ctx, |c| {
+        // SAFETY: contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let v = owned_c_string(c.info().hparam_str(name)?)?;
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// Off-cluster run name (NULL on-cluster). Free with `det_string_free`.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_run_name(
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_run_name", ctx, |c| {
+        out_arg(out, "out")?;
+        let v = match &c.info().run_name {
+            Some(n) => owned_c_string(n)?,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// Off-cluster run folder, an absolute path (NULL on-cluster). Free with `det_string_free`.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_run_dir(
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_run_dir", ctx, |c| {
+        out_arg(out, "out")?;
+        let v = match &c.info().run_dir {
+            Some(d) => owned_c_string(&d.to_string_lossy())?,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+macro_rules! dist_getter {
+    ($(#[$doc:meta])* $name:ident, $field:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// `out` must be writable.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(ctx: *const det_context, out: *mut i32) -> det_status {
+            with_ctx(stringify!($name), ctx, |c| {
+                out_arg(out, "out")?;
+                // SAFETY: checked.
+                unsafe { write_out(out, c.distributed().$field as i32) };
+                Ok(())
+            })
+        }
+    };
+}
+
+dist_getter!(
+    /// This process's global rank.
+    det_dist_rank, rank);
+dist_getter!(
+    /// The number of processes in the job.
+    det_dist_size, size);
+dist_getter!(
+    /// This process's rank on its node.
+    det_dist_local_rank, local_rank);
+dist_getter!(
+    /// The number of processes on this node.
+    det_dist_local_size, local_size);
+dist_getter!(
+    /// The index of this node.
+    det_dist_cross_rank, cross_rank);
+dist_getter!(
+    /// The number of nodes.
+    det_dist_cross_size, cross_size);

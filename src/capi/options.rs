@@ -1,0 +1,437 @@
+//! `det_init_options`, `det_distributed_config` and the enum constants.
+
+use super::boundary::{call, opt_str_arg, out_arg};
+use super::status::det_status;
+use crate::distributed::DistributedConfig;
+use crate::error::{Error, Kind, Result};
+use crate::options::{InitOptions, TensorboardMode};
+use crate::preempt::PreemptMode;
+use std::ffi::c_char;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
+/// chief's answer (the default).
+pub const DET_PREEMPT_MODE_WORKERS_ASK_CHIEF: i32 = 0;
+/// `PreemptMode.ChiefOnly`: only the chief may call `det_should_preempt`.
+pub const DET_PREEMPT_MODE_CHIEF_ONLY: i32 = 1;
+/// `PreemptMode.WorkersAskMaster`: every rank asks independently.
+pub const DET_PREEMPT_MODE_WORKERS_ASK_MASTER: i32 = 2;
+
+/// `TensorboardMode.AUTO`: reported metrics are written to TensorBoard files and synced (default).
+pub const DET_TENSORBOARD_MODE_AUTO: i32 = 0;
+/// `TensorboardMode.MANUAL`: nothing is written or synced automatically.
+pub const DET_TENSORBOARD_MODE_MANUAL: i32 = 1;
+
+/// `DownloadMode.LocalWorkersShareDownload`: the local chief downloads once per node (default).
+pub const DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD: i32 = 0;
+/// `DownloadMode.NoSharedDownload`: every rank downloads for itself.
+pub const DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD: i32 = 1;
+
+/// `SearcherMode.WorkersAskChief` (default).
+pub const DET_SEARCHER_MODE_WORKERS_ASK_CHIEF: i32 = 0;
+/// `SearcherMode.ChiefOnly`.
+pub const DET_SEARCHER_MODE_CHIEF_ONLY: i32 = 1;
+
+/// No unit configured.
+pub const DET_UNIT_NONE: i32 = 0;
+/// `Unit.EPOCHS`.
+pub const DET_UNIT_EPOCHS: i32 = 1;
+/// `Unit.RECORDS`.
+pub const DET_UNIT_RECORDS: i32 = 2;
+/// `Unit.BATCHES`.
+pub const DET_UNIT_BATCHES: i32 = 3;
+
+/// `EarlyExitReason.INVALID_HP`: the hyperparameters cannot work; the trial ends as completed.
+pub const DET_EARLY_EXIT_INVALID_HP: i32 = 1;
+
+/// Log level: everything.
+pub const DET_LOG_LEVEL_DEBUG: i32 = 10;
+/// Log level: informational lines and above (the default).
+pub const DET_LOG_LEVEL_INFO: i32 = 20;
+/// Log level: warnings and errors.
+pub const DET_LOG_LEVEL_WARNING: i32 = 30;
+/// Log level: errors only.
+pub const DET_LOG_LEVEL_ERROR: i32 = 40;
+/// Log level: nothing.
+pub const DET_LOG_LEVEL_OFF: i32 = 255;
+
+/// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
+pub const DET_STORAGE_ID_LEN: usize = 37;
+
+/// Where this process stands in a distributed job (Determined's `DistributedContext`
+/// arguments). Fill it with `det_distributed_config_default(&cfg, sizeof cfg)` (rank 0 of 1),
+/// then set the fields.
+#[repr(C)]
+pub struct det_distributed_config {
+    /// `sizeof(det_distributed_config)` as the caller compiled it; set by the `_default` call.
+    pub struct_size: usize,
+    /// Global rank, 0 … size-1.
+    pub rank: i32,
+    /// Number of processes.
+    pub size: i32,
+    /// Rank on this node.
+    pub local_rank: i32,
+    /// Processes on this node.
+    pub local_size: i32,
+    /// Index of this node.
+    pub cross_rank: i32,
+    /// Number of nodes.
+    pub cross_size: i32,
+    /// The chief's address (required when cross_size > 1). Copied by `det_core_init`.
+    pub chief_ip: *const c_char,
+    /// The chief's port; 0 means 12360 (Determined's default).
+    pub port: i32,
+    /// How long workers retry connecting to the chief; <= 0 means 300 s.
+    pub connect_timeout_seconds: f64,
+    /// How long a collective waits for its peers before failing; <= 0 means 1800 s.
+    pub collective_timeout_seconds: f64,
+}
+
+/// Options of `det_core_init`. Fill with `det_init_options_default(&opts, sizeof opts)`, then
+/// set what you need. Strings are copied by `det_core_init`; NULL means "the default".
+#[repr(C)]
+pub struct det_init_options {
+    /// `sizeof(det_init_options)` as the caller compiled it; set by `det_init_options_default`.
+    pub struct_size: usize,
+    /// Checkpoint storage: a path, `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// or a JSON object like Python's dict (`{"type": "directory", "container_path": "/x"}`).
+    /// NULL: the experiment's storage on-cluster; off-cluster `$XDG_DATA_HOME/determined` or
+    /// `~/.local/share/determined`.
+    pub checkpoint_storage: *const c_char,
+    /// One of `DET_PREEMPT_MODE_*`.
+    pub preempt_mode: i32,
+    /// One of `DET_TENSORBOARD_MODE_*`.
+    pub tensorboard_mode: i32,
+    /// Off-cluster run name, the key for resuming. NULL: `DET_RUN_NAME`, else `slurm-$SLURM_JOB_ID`,
+    /// else the program's file name.
+    pub run_name: *const c_char,
+    /// Off-cluster run folder for `metrics.jsonl` and TensorBoard files. NULL: `DETCORE_RUN_DIR`,
+    /// else `./detcore-runs/<run_name>`.
+    pub run_dir: *const c_char,
+    /// Off-cluster hyperparameters, a JSON object. NULL: `DET_HPARAMS`, else `{}`.
+    pub hparams_json: *const c_char,
+    /// Off-cluster searcher operation length. 0: `DET_MAX_LENGTH`, else 1.
+    pub searcher_max_length: i64,
+    /// Signals that mean preemption. NULL: SIGTERM and SIGUSR1.
+    pub preempt_signals: *const i32,
+    /// Number of entries in `preempt_signals`.
+    pub preempt_signals_len: usize,
+    /// Install no signal handlers at all.
+    pub disable_signal_handlers: bool,
+    /// Upload cloud checkpoints in the background (`det_ckpt_store_path_end` returns once the
+    /// files are handed off; `det_ckpt_wait` and `det_core_close` wait for them).
+    pub async_checkpoints: bool,
+    /// Preempt once this file exists. NULL: `DET_HALT_FILE`.
+    pub halt_file: *const c_char,
+    /// The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`.
+    pub end_time: f64,
+    /// Preempt this many seconds before `end_time`. < 0: `DET_HALT_SECONDS`, else 120.
+    pub halt_margin_seconds: f64,
+    /// Where this process stands in the job. NULL: rank 0 of 1. Copied by `det_core_init`.
+    pub distributed: *const det_distributed_config,
+    /// The Determined info folder. NULL: `DET_CLUSTER_INFO_DIR`, else `/run/determined/info`.
+    pub cluster_info_dir: *const c_char,
+    /// Reports that may wait in memory before report calls block. 0: 16384.
+    pub report_queue_capacity: usize,
+    /// How long `det_core_close` waits to deliver reports. <= 0: 300 s.
+    pub close_timeout_seconds: f64,
+}
+
+fn defaults() -> det_init_options {
+    det_init_options {
+        struct_size: std::mem::size_of::<det_init_options>(),
+        checkpoint_storage: std::ptr::null(),
+        preempt_mode: DET_PREEMPT_MODE_WORKERS_ASK_CHIEF,
+        tensorboard_mode: DET_TENSORBOARD_MODE_AUTO,
+        run_name: std::ptr::null(),
+        run_dir: std::ptr::null(),
+        hparams_json: std::ptr::null(),
+        searcher_max_length: 0,
+        preempt_signals: std::ptr::null(),
+        preempt_signals_len: 0,
+        disable_signal_handlers: false,
+        async_checkpoints: false,
+        halt_file: std::ptr::null(),
+        end_time: 0.0,
+        halt_margin_seconds: -1.0,
+        distributed: std::ptr::null(),
+        cluster_info_dir: std::ptr::null(),
+        report_queue_capacity: 0,
+        close_timeout_seconds: 0.0,
+    }
+}
+
+fn dist_defaults() -> det_distributed_config {
+    det_distributed_config {
+        struct_size: std::mem::size_of::<det_distributed_config>(),
+        rank: 0,
+        size: 1,
+        local_rank: 0,
+        local_size: 1,
+        cross_rank: 0,
+        cross_size: 1,
+        chief_ip: std::ptr::null(),
+        port: 0,
+        connect_timeout_seconds: 0.0,
+        collective_timeout_seconds: 0.0,
+    }
+}
+
+/// Write `value` into the caller's struct of `struct_size` bytes (zeroing any newer tail).
+///
+/// # Safety
+/// `out` must point to `struct_size` writable bytes.
+unsafe fn fill<T>(out: *mut T, struct_size: usize, value: T, what: &str) -> Result<()> {
+    let ours = std::mem::size_of::<T>();
+    if struct_size < ours {
+        return Err(Error::new(
+            Kind::InvalidArgument,
+            format!("struct_size {struct_size} is smaller than sizeof({what}) = {ours}; pass sizeof({what})"),
+        ));
+    }
+    // SAFETY: out has struct_size >= ours writable bytes.
+    unsafe {
+        std::ptr::write_bytes(out as *mut u8, 0, struct_size);
+        std::ptr::write(out, value);
+        // Record the caller's size, not ours.
+        *(out as *mut usize) = struct_size;
+    }
+    Ok(())
+}
+
+/// Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
+/// newer library fill an older program's struct safely).
+///
+/// Returns `DET_ERR_INVALID_ARGUMENT` if `opts` is NULL or `struct_size` is too small.
+///
+/// # Safety
+/// `opts` must point to `struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn det_init_options_default(
+    opts: *mut det_init_options,
+    struct_size: usize,
+) -> det_status {
+    call("det_init_options_default", || {
+        out_arg(opts, "opts")?;
+        // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
+        unsafe { fill(opts, struct_size, defaults(), "det_init_options") }
+    })
+}
+
+/// Fill `cfg` with rank 0 of 1 and default ports and timeouts. Pass
+/// `sizeof(det_distributed_config)` as `struct_size`.
+///
+/// # Safety
+/// `cfg` must point to `struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn det_distributed_config_default(
+    cfg: *mut det_distributed_config,
+    struct_size: usize,
+) -> det_status {
+    call("det_distributed_config_default", || {
+        out_arg(cfg, "cfg")?;
+        // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
+        unsafe { fill(cfg, struct_size, dist_defaults(), "det_distributed_config") }
+    })
+}
+
+/// Read a caller struct whose first field is its size: at least our size is required; a
+/// larger (newer) struct is accepted and its tail ignored.
+///
+/// # Safety
+/// `p` must point to a struct whose first field is a valid `struct_size`.
+unsafe fn read_sized<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
+    // SAFETY: the first field of every sized struct is a size_t.
+    let size = unsafe { *(p as *const usize) };
+    let ours = std::mem::size_of::<T>();
+    if size < ours {
+        return Err(Error::new(
+            Kind::InvalidArgument,
+            format!(
+                "{what}.struct_size is {size}, expected at least {ours}; initialise it with {what}_default(&x, sizeof x)"
+            ),
+        ));
+    }
+    // SAFETY: the caller's struct is at least as large as ours.
+    Ok(unsafe { &*p })
+}
+
+fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
+    if v.is_nan() {
+        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NaN")));
+    }
+    if v <= 0.0 {
+        return Ok(default);
+    }
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        Error::new(
+            Kind::InvalidArgument,
+            format!("{what}: {v} is out of range"),
+        )
+    })
+}
+
+fn nonneg(v: i32, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        Error::new(
+            Kind::InvalidArgument,
+            format!("distributed: {what} is negative ({v})"),
+        )
+    })
+}
+
+/// Convert a `det_distributed_config`.
+///
+/// # Safety
+/// `p` must be a valid pointer to an initialised config.
+pub(crate) unsafe fn distributed_from_c(
+    p: *const det_distributed_config,
+) -> Result<DistributedConfig> {
+    // SAFETY: forwarded contract.
+    let c = unsafe { read_sized(p, "det_distributed_config") }?;
+    let d = DistributedConfig::single();
+    let port = match c.port {
+        0 => d.port,
+        p if (1..=65535).contains(&p) => p as u16,
+        p => {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                format!("distributed: port {p} is out of range"),
+            ))
+        }
+    };
+    let cfg = DistributedConfig {
+        rank: nonneg(c.rank, "rank")?,
+        size: nonneg(c.size, "size")?,
+        local_rank: nonneg(c.local_rank, "local_rank")?,
+        local_size: nonneg(c.local_size, "local_size")?,
+        cross_rank: nonneg(c.cross_rank, "cross_rank")?,
+        cross_size: nonneg(c.cross_size, "cross_size")?,
+        // SAFETY: chief_ip is NULL or a C string, per the struct's contract.
+        chief_ip: unsafe { opt_str_arg(c.chief_ip, "distributed.chief_ip") }?.map(str::to_owned),
+        port,
+        connect_timeout: seconds(
+            c.connect_timeout_seconds,
+            d.connect_timeout,
+            "distributed.connect_timeout_seconds",
+        )?,
+        collective_timeout: seconds(
+            c.collective_timeout_seconds,
+            d.collective_timeout,
+            "distributed.collective_timeout_seconds",
+        )?,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Convert `det_init_options` into the core's options, checking every field.
+///
+/// # Safety
+/// `p` must be a valid pointer to initialised options.
+pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOptions> {
+    // SAFETY: forwarded contract.
+    let o = unsafe { read_sized(p, "det_init_options") }?;
+    let s = |ptr: *const c_char, what: &str| -> Result<Option<String>> {
+        // SAFETY: each string field is NULL or a C string, per the struct's contract.
+        Ok(unsafe { opt_str_arg(ptr, what) }?.map(str::to_owned))
+    };
+    let preempt_mode =
+        match o.preempt_mode {
+            DET_PREEMPT_MODE_WORKERS_ASK_CHIEF => PreemptMode::WorkersAskChief,
+            DET_PREEMPT_MODE_CHIEF_ONLY => PreemptMode::ChiefOnly,
+            DET_PREEMPT_MODE_WORKERS_ASK_MASTER => PreemptMode::WorkersAskMaster,
+            v => return Err(Error::new(
+                Kind::InvalidArgument,
+                format!(
+                    "opts.preempt_mode: unknown value {v} (expected a DET_PREEMPT_MODE_* constant)"
+                ),
+            )),
+        };
+    let tensorboard_mode = match o.tensorboard_mode {
+        DET_TENSORBOARD_MODE_AUTO => TensorboardMode::Auto,
+        DET_TENSORBOARD_MODE_MANUAL => TensorboardMode::Manual,
+        v => {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                format!("opts.tensorboard_mode: unknown value {v} (expected a DET_TENSORBOARD_MODE_* constant)"),
+            ))
+        }
+    };
+    let searcher_max_length = match o.searcher_max_length {
+        0 => None,
+        n if n > 0 => Some(n as u64),
+        n => {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                format!("opts.searcher_max_length: {n} is negative (0 means the default)"),
+            ))
+        }
+    };
+    let preempt_signals = if o.disable_signal_handlers {
+        Some(Vec::new())
+    } else if o.preempt_signals.is_null() {
+        if o.preempt_signals_len != 0 {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                "opts.preempt_signals is NULL but preempt_signals_len is not 0",
+            ));
+        }
+        None
+    } else {
+        // SAFETY: the caller guarantees preempt_signals_len readable entries.
+        let sl = unsafe { std::slice::from_raw_parts(o.preempt_signals, o.preempt_signals_len) };
+        Some(sl.to_vec())
+    };
+    let end_time = if o.end_time.is_nan() {
+        return Err(Error::new(Kind::InvalidArgument, "opts.end_time is NaN"));
+    } else if o.end_time > 0.0 {
+        Some(o.end_time)
+    } else {
+        None
+    };
+    let halt_margin_seconds = if o.halt_margin_seconds.is_nan() {
+        return Err(Error::new(
+            Kind::InvalidArgument,
+            "opts.halt_margin_seconds is NaN",
+        ));
+    } else if o.halt_margin_seconds >= 0.0 {
+        Some(o.halt_margin_seconds)
+    } else {
+        None
+    };
+    let distributed = if o.distributed.is_null() {
+        None
+    } else {
+        // SAFETY: non-NULL and initialised per the struct's contract.
+        Some(unsafe { distributed_from_c(o.distributed) }?)
+    };
+    let defaults = InitOptions::default();
+    Ok(InitOptions {
+        checkpoint_storage: s(o.checkpoint_storage, "opts.checkpoint_storage")?,
+        preempt_mode,
+        tensorboard_mode,
+        run_name: s(o.run_name, "opts.run_name")?,
+        run_dir: s(o.run_dir, "opts.run_dir")?.map(PathBuf::from),
+        hparams_json: s(o.hparams_json, "opts.hparams_json")?,
+        searcher_max_length,
+        preempt_signals,
+        halt_file: s(o.halt_file, "opts.halt_file")?.map(PathBuf::from),
+        end_time,
+        halt_margin_seconds,
+        async_checkpoints: o.async_checkpoints,
+        distributed,
+        cluster_info_dir: s(o.cluster_info_dir, "opts.cluster_info_dir")?.map(PathBuf::from),
+        report_queue_capacity: if o.report_queue_capacity == 0 {
+            defaults.report_queue_capacity
+        } else {
+            o.report_queue_capacity
+        },
+        close_timeout: seconds(
+            o.close_timeout_seconds,
+            defaults.close_timeout,
+            "opts.close_timeout_seconds",
+        )?,
+    })
+}

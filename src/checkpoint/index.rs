@@ -1,0 +1,166 @@
+//! The off-cluster run index: the list of a run's complete checkpoints, kept in the checkpoint
+//! storage at `.detcore/runs/<run_name>/checkpoints.json`, so that running the same command again
+//! (on any node that sees the storage) resumes from the newest one.
+//!
+//! The index is rewritten atomically after each checkpoint is published and after each delete. A
+//! checkpoint published but not yet indexed (a crash in between) is simply not resumed from; an
+//! indexed checkpoint that has disappeared is skipped.
+
+use crate::error::Result;
+use crate::json::{parse, to_metadata_file, Map, Value};
+use crate::storage::Storage;
+use crate::{bail, log_warn};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// One indexed checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub storage_id: String,
+    pub steps_completed: Option<i64>,
+    pub report_time: String,
+}
+
+/// A run's checkpoint index.
+pub struct RunIndex {
+    storage: Arc<dyn Storage>,
+    run_name: String,
+    key: String,
+    lock: Mutex<()>,
+}
+
+/// Check that `name` can name a run (it becomes a folder name).
+pub fn validate_run_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 200 {
+        bail!(
+            InvalidArgument,
+            "run_name: {name:?} must be 1 to 200 bytes long"
+        );
+    }
+    if name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.contains('\\')
+    {
+        bail!(
+            InvalidArgument,
+            "run_name: {name:?} must not contain '/' or be \".\" or \"..\""
+        );
+    }
+    Ok(())
+}
+
+impl RunIndex {
+    /// The index of `run_name` in `storage`.
+    pub fn new(storage: Arc<dyn Storage>, run_name: &str) -> Result<RunIndex> {
+        validate_run_name(run_name)?;
+        Ok(RunIndex {
+            storage,
+            run_name: run_name.to_owned(),
+            key: format!(".detcore/runs/{run_name}/checkpoints.json"),
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// The storage key of the index.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn load(&self) -> Result<Vec<Entry>> {
+        let Some(data) = self.storage.get_aux(&self.key)? else {
+            return Ok(Vec::new());
+        };
+        let text = String::from_utf8_lossy(&data);
+        let v = match parse(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                log_warn!(
+                    "ignoring the unreadable run index {}: {}",
+                    self.key,
+                    e.message()
+                );
+                return Ok(Vec::new());
+            }
+        };
+        let mut out = Vec::new();
+        for c in v
+            .get("checkpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(id) = c.get("storage_id").and_then(Value::as_str) {
+                out.push(Entry {
+                    storage_id: id.to_owned(),
+                    steps_completed: c.get("steps_completed").and_then(Value::as_i64),
+                    report_time: c
+                        .get("report_time")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn save(&self, entries: &[Entry]) -> Result<()> {
+        let list: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                Value::Object(obj! {
+                    "storage_id" => e.storage_id.as_str(),
+                    "steps_completed" => e.steps_completed,
+                    "report_time" => e.report_time.as_str(),
+                })
+            })
+            .collect();
+        let doc: Map =
+            obj! { "run_name" => self.run_name.as_str(), "checkpoints" => Value::Array(list) };
+        self.storage
+            .put_aux(&self.key, to_metadata_file(&Value::Object(doc)).as_bytes())
+    }
+
+    /// Record a newly published checkpoint as the newest.
+    pub fn add(&self, entry: Entry) -> Result<()> {
+        let _g = self.lock.lock();
+        let mut all = self.load()?;
+        all.retain(|e| e.storage_id != entry.storage_id);
+        all.push(entry);
+        self.save(&all)
+    }
+
+    /// Forget a deleted checkpoint.
+    pub fn remove(&self, storage_id: &str) -> Result<()> {
+        let _g = self.lock.lock();
+        let mut all = self.load()?;
+        let before = all.len();
+        all.retain(|e| e.storage_id != storage_id);
+        if all.len() != before {
+            self.save(&all)?;
+        }
+        Ok(())
+    }
+
+    /// All entries, oldest first.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        let _g = self.lock.lock();
+        self.load()
+    }
+
+    /// The newest indexed checkpoint that is still complete in the storage.
+    pub fn latest(&self) -> Result<Option<Entry>> {
+        for e in self.entries()?.into_iter().rev() {
+            if self.storage.is_complete(&e.storage_id)? {
+                return Ok(Some(e));
+            }
+            log_warn!(
+                "run index lists checkpoint {} but it is missing or incomplete; skipping it",
+                e.storage_id
+            );
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,378 @@
+//! Checkpoints (Determined's `CheckpointContext`, PROTOCOL.md §5): store, upload, download,
+//! restore, metadata, delete.
+//!
+//! Differences from Python, on purpose:
+//! - `metadata` must hold an integer `steps_completed` (0 … 2³¹−1), checked *before* anything is
+//!   written, in both modes (Python checks after uploading, and only on-cluster);
+//! - `upload` never writes `metadata.json` into the caller's folder (Python does, §14 item 9), and
+//!   `metadata.json` is always part of the checkpoint whatever the selector says;
+//! - a checkpoint becomes visible only when complete (atomic publish; see the storage backends);
+//! - `get_metadata` works off-cluster (it reads `metadata.json`).
+
+pub mod index;
+
+use crate::error::{Error, Kind, Result};
+use crate::json::{parse, to_metadata_file, Map, Value};
+use crate::storage::{self, fsutil, Resources, Restored, Selector, Storage};
+use crate::train::{Event, TrainContext};
+use crate::{bail, err};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Length of a storage id string (a UUID4), without the NUL.
+pub const STORAGE_ID_LEN: usize = 36;
+
+/// Determined's `DownloadMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownloadMode {
+    /// The local chief downloads once for every rank of its node (default).
+    LocalWorkersShareDownload,
+    /// Every rank downloads for itself.
+    NoSharedDownload,
+}
+
+/// What happens after a checkpoint is stored: the master is told, or the run index updated.
+pub trait CheckpointReporter: Send + Sync {
+    /// Checkpoint `id` is complete in storage.
+    fn report(
+        &self,
+        id: &str,
+        resources: &Resources,
+        metadata: &Map,
+        steps_completed: i64,
+    ) -> Result<()>;
+    /// Checkpoint `id` was deleted from storage.
+    fn deleted(&self, id: &str) -> Result<()>;
+    /// The metadata of checkpoint `id` (`None`: read `metadata.json` from the storage).
+    fn get_metadata(&self, _id: &str) -> Option<Result<Map>> {
+        None
+    }
+}
+
+/// Off-cluster reporting: the run index and `metrics.jsonl`.
+pub struct LocalReporter {
+    pub index: Arc<index::RunIndex>,
+    pub train: Arc<TrainContext>,
+}
+
+impl CheckpointReporter for LocalReporter {
+    fn report(&self, id: &str, _resources: &Resources, _metadata: &Map, steps: i64) -> Result<()> {
+        self.index.add(index::Entry {
+            storage_id: id.to_owned(),
+            steps_completed: Some(steps),
+            report_time: crate::time::now_iso8601(),
+        })?;
+        self.train.report_event(Event::Checkpoint {
+            storage_id: id.to_owned(),
+            steps_completed: Some(steps),
+        })
+    }
+
+    fn deleted(&self, id: &str) -> Result<()> {
+        self.index.remove(id)?;
+        self.train.report_event(Event::CheckpointDeleted {
+            storage_id: id.to_owned(),
+        })
+    }
+}
+
+/// Check the metadata of a checkpoint and return its `steps_completed`.
+pub fn check_metadata(m: &Map) -> Result<i64> {
+    match m.get("steps_completed") {
+        None => Err(err!(
+            InvalidArgument,
+            "metadata: a checkpoint's metadata must hold an integer \"steps_completed\" (the master requires it), and it has none"
+        )),
+        Some(Value::Number(n)) if n.is_integer() => match n.as_i64() {
+            Some(s) if (0..=i32::MAX as i64).contains(&s) => Ok(s),
+            _ => Err(err!(
+                InvalidArgument,
+                "metadata: \"steps_completed\" must be between 0 and {}, got {}",
+                i32::MAX,
+                crate::json::to_wire(&Value::Number(*n))
+            )),
+        },
+        Some(other) => Err(err!(
+            InvalidArgument,
+            "metadata: \"steps_completed\" must be an integer, got {} {}",
+            other.type_name(),
+            crate::json::to_wire(other)
+        )),
+    }
+}
+
+/// Parse caller metadata JSON (must be an object).
+pub fn parse_metadata(text: &str) -> Result<Map> {
+    match parse(text).map_err(|e| e.context("metadata"))? {
+        Value::Object(m) => Ok(m),
+        other => bail!(
+            InvalidArgument,
+            "metadata: expected a JSON object, got {}",
+            other.type_name()
+        ),
+    }
+}
+
+/// An open `store_path` scope: the caller writes files into [`StoreScope::path`], then ends it.
+#[derive(Debug)]
+pub struct StoreScope {
+    id: String,
+    path: PathBuf,
+    metadata: Map,
+    steps: i64,
+}
+
+impl StoreScope {
+    /// The storage id the checkpoint will have.
+    pub fn storage_id(&self) -> &str {
+        &self.id
+    }
+    /// The folder to write into.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// An open `restore_path` scope.
+#[derive(Debug)]
+pub struct RestoreScope {
+    id: String,
+    restored: Restored,
+}
+
+impl RestoreScope {
+    /// The folder holding the checkpoint's files (read it; do not modify it).
+    pub fn path(&self) -> &Path {
+        &self.restored.path
+    }
+    /// The checkpoint restored.
+    pub fn storage_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The checkpoint half of a context.
+pub struct CheckpointContext {
+    storage: Arc<dyn Storage>,
+    reporter: Arc<dyn CheckpointReporter>,
+    rank: u32,
+}
+
+impl CheckpointContext {
+    /// Checkpoints in `storage`, reported through `reporter`, for a process of `rank`.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        reporter: Arc<dyn CheckpointReporter>,
+        rank: u32,
+    ) -> CheckpointContext {
+        CheckpointContext {
+            storage,
+            reporter,
+            rank,
+        }
+    }
+
+    /// The storage backend.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    fn chief_only(&self, what: &str) -> Result<()> {
+        if self.rank != 0 {
+            bail!(
+                State,
+                "cannot call CheckpointContext.{what}(shard=False) from non-chief worker (rank={})",
+                self.rank
+            );
+        }
+        Ok(())
+    }
+
+    fn check_shard(&self, shard: bool) -> Result<()> {
+        if shard {
+            // A sharded call with one rank is the same as an unsharded one.
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Begin `store_path(metadata, shard)`: checks the metadata, picks a new storage id and
+    /// returns the (empty) folder to write into.
+    pub fn store_path_begin(&self, metadata: Map, shard: bool) -> Result<StoreScope> {
+        self.check_shard(shard)?;
+        if !shard {
+            self.chief_only("store_path")?;
+        }
+        let steps = check_metadata(&metadata)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let path = self.storage.stage(&id)?;
+        Ok(StoreScope {
+            id,
+            path,
+            metadata,
+            steps,
+        })
+    }
+
+    /// End a `store_path` scope: write `metadata.json`, publish the checkpoint, report it.
+    /// Returns the storage id. On error nothing is published.
+    pub fn store_path_end(&self, scope: StoreScope) -> Result<String> {
+        let res = (|| -> Result<Resources> {
+            let meta_path = scope.path.join("metadata.json");
+            std::fs::write(
+                &meta_path,
+                to_metadata_file(&Value::Object(scope.metadata.clone())),
+            )
+            .map_err(|e| Error::io("cannot write", &meta_path, e))?;
+            let resources = fsutil::list_resources(&scope.path)?;
+            self.storage.publish(&scope.path, &scope.id, None)?;
+            Ok(resources)
+        })();
+        let resources = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.storage.discard(&scope.path);
+                return Err(e.context(format!(
+                    "store_path: checkpoint {} was not stored",
+                    scope.id
+                )));
+            }
+        };
+        self.reporter
+            .report(&scope.id, &resources, &scope.metadata, scope.steps)?;
+        Ok(scope.id)
+    }
+
+    /// Abandon a `store_path` scope: nothing is published or reported.
+    pub fn store_path_abort(&self, scope: StoreScope) {
+        self.storage.discard(&scope.path);
+    }
+
+    /// `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
+    /// accepts as a new checkpoint. Returns the storage id.
+    pub fn upload(
+        &self,
+        dir: &Path,
+        metadata: Map,
+        shard: bool,
+        selector: Option<Selector<'_>>,
+    ) -> Result<String> {
+        self.check_shard(shard)?;
+        if !shard {
+            self.chief_only("upload")?;
+        }
+        let steps = check_metadata(&metadata)?;
+        let mut resources =
+            fsutil::list_resources(dir).map_err(|e| e.context("upload: ckpt_dir"))?;
+        resources.remove("metadata.json");
+        if let Some(sel) = selector {
+            resources.retain(|name, _| sel(name));
+        }
+        let meta_text = to_metadata_file(&Value::Object(metadata.clone())).into_bytes();
+        let files: Vec<String> = resources.keys().cloned().collect();
+        resources.insert("metadata.json".into(), meta_text.len() as u64);
+        let id = uuid::Uuid::new_v4().to_string();
+        self.storage
+            .upload(dir, &files, &[("metadata.json".to_owned(), meta_text)], &id)
+            .map_err(|e| e.context(format!("upload: checkpoint {id} was not stored")))?;
+        self.reporter.report(&id, &resources, &metadata, steps)?;
+        Ok(id)
+    }
+
+    /// `download(storage_id, ckpt_dir, mode, selector)`.
+    pub fn download(
+        &self,
+        id: &str,
+        dir: &Path,
+        _mode: DownloadMode,
+        selector: Option<Selector<'_>>,
+    ) -> Result<()> {
+        storage::validate_id(id)?;
+        self.storage.download(id, dir, selector)
+    }
+
+    /// Begin `restore_path(storage_id, mode, selector)`.
+    pub fn restore_path_begin(
+        &self,
+        id: &str,
+        _mode: DownloadMode,
+        selector: Option<Selector<'_>>,
+    ) -> Result<RestoreScope> {
+        storage::validate_id(id)?;
+        let restored = self.storage.restore(id, selector)?;
+        Ok(RestoreScope {
+            id: id.to_owned(),
+            restored,
+        })
+    }
+
+    /// End a `restore_path` scope: a temporary download is removed.
+    pub fn restore_path_end(&self, scope: RestoreScope) -> Result<()> {
+        if scope.restored.temporary {
+            fsutil::remove_tree(&scope.restored.path)?;
+        }
+        Ok(())
+    }
+
+    /// `get_metadata(storage_id)`.
+    pub fn get_metadata(&self, id: &str) -> Result<Map> {
+        storage::validate_id(id)?;
+        if let Some(r) = self.reporter.get_metadata(id) {
+            return r;
+        }
+        let data = self.storage.read_file(id, "metadata.json")?;
+        let text = String::from_utf8(data)
+            .map_err(|_| err!(Storage, "checkpoint {id}: metadata.json is not UTF-8"))?;
+        match parse(&text) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(other) => Err(err!(
+                Storage,
+                "checkpoint {id}: metadata.json holds {}, not an object",
+                other.type_name()
+            )),
+            Err(e) => Err(Error::new(
+                Kind::Storage,
+                format!("checkpoint {id}: metadata.json: {}", e.message()),
+            )),
+        }
+    }
+
+    /// `delete(storage_id)`: remove the data, then tell the master / the index.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        storage::validate_id(id)?;
+        self.storage.delete(id)?;
+        self.reporter.deleted(id)
+    }
+
+    /// Wait for asynchronous uploads (none are pending with folder storage).
+    pub fn wait(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_rules() {
+        let ok = parse_metadata(r#"{"steps_completed": 5}"#).unwrap();
+        assert_eq!(check_metadata(&ok).unwrap(), 5);
+        for (text, want) in [
+            (r#"{}"#, "has none"),
+            (r#"{"steps_completed": 1.5}"#, "integer, got number 1.5"),
+            (r#"{"steps_completed": "5"}"#, "integer, got string"),
+            (r#"{"steps_completed": true}"#, "integer, got bool"),
+            (r#"{"steps_completed": -1}"#, "between 0 and"),
+            (r#"{"steps_completed": 3000000000}"#, "between 0 and"),
+        ] {
+            let e = check_metadata(&parse_metadata(text).unwrap()).unwrap_err();
+            assert!(e.message().contains(want), "{text}: {e}");
+        }
+        assert!(parse_metadata("[1]")
+            .unwrap_err()
+            .message()
+            .contains("object"));
+        assert!(parse_metadata("{").is_err());
+    }
+}

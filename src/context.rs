@@ -1,0 +1,329 @@
+//! The context: what `det_core_init` builds and `det_core_close` tears down. It assembles the
+//! parts (info, storage, checkpoints, reporter, preemption, searcher), owns their threads and
+//! joins them at close.
+
+use crate::checkpoint::{index::RunIndex, CheckpointContext, LocalReporter};
+use crate::cluster_info;
+use crate::distributed::DistributedConfig;
+use crate::error::{Error, Result};
+use crate::info::Info;
+use crate::json::{parse, Map, Value};
+use crate::options::InitOptions;
+use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher};
+use crate::searcher::{SearcherContext, Unit};
+use crate::storage::{self, StorageSpec};
+use crate::train::{jsonl::JsonlSink, LocalTrainBackend, Reporter, TrainContext};
+use crate::{bail, err, log_info};
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A Core API context.
+pub struct Context {
+    info: Info,
+    dist: DistributedConfig,
+    reporter: Arc<Reporter>,
+    train: Arc<TrainContext>,
+    checkpoint: CheckpointContext,
+    searcher: SearcherContext,
+    preempt: Arc<PreemptState>,
+    preempt_mode: PreemptMode,
+    sources: Sources,
+    watcher: Mutex<Watcher>,
+    signals: Mutex<Option<signals::Registration>>,
+    closed: AtomicBool,
+    close_timeout: Duration,
+}
+
+fn env_nonempty(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// The default off-cluster checkpoint folder: `$XDG_DATA_HOME/determined`, else
+/// `~/.local/share/determined` (Python's `appdirs.user_data_dir("determined")` on Linux).
+pub fn default_storage_dir() -> Result<PathBuf> {
+    if let Some(x) = env_nonempty("XDG_DATA_HOME") {
+        return Ok(PathBuf::from(x).join("determined"));
+    }
+    match env_nonempty("HOME") {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/determined")),
+        None => bail!(
+            InvalidArgument,
+            "checkpoint_storage: not given, and neither XDG_DATA_HOME nor HOME is set to find the default folder"
+        ),
+    }
+}
+
+/// The default run name: `DET_RUN_NAME`, else `SLURM_JOB_ID`, else the program's file name.
+pub fn default_run_name() -> String {
+    if let Some(n) = env_nonempty("DET_RUN_NAME") {
+        return n;
+    }
+    if let Some(j) = env_nonempty("SLURM_JOB_ID") {
+        return format!("slurm-{j}");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+fn parse_hparams(text: &str, source: &str) -> Result<Map> {
+    match parse(text).map_err(|e| e.context(source))? {
+        Value::Object(m) => Ok(m),
+        other => bail!(
+            InvalidArgument,
+            "{source}: expected a JSON object, got {}",
+            other.type_name()
+        ),
+    }
+}
+
+impl Context {
+    /// Build a context from `opts`: on-cluster when the info folder has `cluster.json`, else
+    /// off-cluster.
+    pub fn init(opts: InitOptions) -> Result<Context> {
+        let dir = cluster_info::info_dir(opts.cluster_info_dir.as_deref());
+        if cluster_info::is_on_cluster(&dir) {
+            bail!(
+                Unsupported,
+                "found {} (on-cluster mode), which this build of detcore does not support yet; \
+                 unset DET_CLUSTER_INFO_DIR or run off-cluster",
+                dir.join("cluster.json").display()
+            );
+        }
+        Context::init_off_cluster(opts)
+    }
+
+    fn init_off_cluster(opts: InitOptions) -> Result<Context> {
+        let dist = opts
+            .distributed
+            .clone()
+            .unwrap_or_else(DistributedConfig::single);
+        dist.validate()?;
+        if dist.size > 1 {
+            bail!(Unsupported, "distributed: jobs of more than one process (size {}) are not supported by this build", dist.size);
+        }
+
+        // Hyperparameters and searcher.
+        let hparams = match (&opts.hparams_json, env_nonempty("DET_HPARAMS")) {
+            (Some(t), _) => parse_hparams(t, "hparams_json")?,
+            (None, Some(t)) => parse_hparams(&t, "DET_HPARAMS")?,
+            (None, None) => Map::new(),
+        };
+        let max_length = match opts.searcher_max_length {
+            Some(0) => bail!(InvalidArgument, "searcher_max_length: must be at least 1"),
+            Some(n) => n,
+            None => match env_nonempty("DET_MAX_LENGTH") {
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => n,
+                    _ => bail!(
+                        InvalidArgument,
+                        "DET_MAX_LENGTH: {v:?} is not a positive integer"
+                    ),
+                },
+                None => 1,
+            },
+        };
+
+        // Preemption sources (validated before anything is created).
+        let signals_wanted = opts
+            .preempt_signals
+            .clone()
+            .unwrap_or_else(|| vec![libc::SIGTERM, libc::SIGUSR1]);
+        let sources = Sources::resolve_env(
+            signals_wanted,
+            opts.halt_file.clone(),
+            opts.end_time,
+            opts.halt_margin_seconds,
+        )?;
+
+        // Storage.
+        let spec: StorageSpec =
+            match &opts.checkpoint_storage {
+                Some(s) => storage::config::parse_user(s)?,
+                None => {
+                    let d = default_storage_dir()?;
+                    log_info!(
+                        "no storage_manager provided; storing checkpoints in {}",
+                        d.display()
+                    );
+                    storage::config::parse_user_string(d.to_str().ok_or_else(|| {
+                        err!(InvalidArgument, "default storage folder is not UTF-8")
+                    })?)?
+                }
+            };
+        let storage = storage::open(&spec.config)?;
+
+        // Run name and folder.
+        let run_name = match &opts.run_name {
+            Some(n) => n.clone(),
+            None => default_run_name(),
+        };
+        crate::checkpoint::index::validate_run_name(&run_name)?;
+        let run_dir = match (&opts.run_dir, env_nonempty("DETCORE_RUN_DIR")) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => PathBuf::from(d),
+            (None, None) => Path::new("detcore-runs").join(&run_name),
+        };
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| Error::io("run_dir: cannot create", &run_dir, e))?;
+        let run_dir = std::path::absolute(&run_dir).unwrap_or(run_dir);
+
+        // Resume point.
+        let index = Arc::new(RunIndex::new(storage.clone(), &run_name)?);
+        let latest = index.latest()?;
+        if let Some(l) = &latest {
+            log_info!(
+                "run {run_name:?}: resuming from checkpoint {} (steps_completed={})",
+                l.storage_id,
+                l.steps_completed
+                    .map_or("unknown".into(), |s| s.to_string())
+            );
+        }
+
+        // Background reporter.
+        let sink = JsonlSink::open(&run_dir)?;
+        let reporter = Arc::new(Reporter::start(
+            vec![Box::new(sink)],
+            opts.report_queue_capacity,
+        )?);
+        let train = Arc::new(TrainContext::new(
+            reporter.clone(),
+            Box::new(LocalTrainBackend::new(run_dir.clone())),
+        ));
+        let checkpoint = CheckpointContext::new(
+            storage.clone(),
+            Arc::new(LocalReporter {
+                index: index.clone(),
+                train: train.clone(),
+            }),
+            dist.rank,
+        );
+        let searcher = SearcherContext::new(
+            Some(max_length),
+            Some(Unit::Epochs),
+            train.clone(),
+            dist.is_chief(),
+        );
+
+        // Preemption last: nothing above can fail after handlers are installed.
+        let preempt = Arc::new(PreemptState::with_mode(
+            !sources.signals.is_empty(),
+            opts.preempt_mode,
+            dist.rank,
+        ));
+        let registration = if sources.signals.is_empty() {
+            None
+        } else {
+            Some(signals::install(&sources.signals)?)
+        };
+        let watcher = Watcher::start(preempt.clone(), &sources)?;
+
+        let info = Info {
+            on_cluster: false,
+            run_name: Some(run_name),
+            run_dir: Some(run_dir),
+            hparams,
+            latest_checkpoint: latest.as_ref().map(|l| l.storage_id.clone()),
+            steps_completed: latest.and_then(|l| l.steps_completed).unwrap_or(0).max(0) as u64,
+        };
+        Ok(Context {
+            info,
+            dist,
+            reporter,
+            train,
+            checkpoint,
+            searcher,
+            preempt,
+            preempt_mode: opts.preempt_mode,
+            sources,
+            watcher: Mutex::new(watcher),
+            signals: Mutex::new(registration),
+            closed: AtomicBool::new(false),
+            close_timeout: opts.close_timeout,
+        })
+    }
+
+    /// Flush reports, stop and join every thread, restore signal handlers. Later calls do
+    /// nothing. Returns the first failure (e.g. reports not delivered).
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.watcher.lock().stop();
+        let res = self.reporter.close(self.close_timeout);
+        drop(self.signals.lock().take());
+        res
+    }
+
+    /// True once `close` ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// The task's information.
+    pub fn info(&self) -> &Info {
+        &self.info
+    }
+
+    /// This process's place in the job.
+    pub fn distributed(&self) -> &DistributedConfig {
+        &self.dist
+    }
+
+    /// Training reports.
+    pub fn train(&self) -> &TrainContext {
+        &self.train
+    }
+
+    /// Checkpoints.
+    pub fn checkpoint(&self) -> &CheckpointContext {
+        &self.checkpoint
+    }
+
+    /// The searcher.
+    pub fn searcher(&self) -> &SearcherContext {
+        &self.searcher
+    }
+
+    /// The preemption state (shared with the C handle for the lock-free hot path).
+    pub fn preempt_state(&self) -> &Arc<PreemptState> {
+        &self.preempt
+    }
+
+    /// `should_preempt(auto_ack)`, honouring the preemption mode.
+    pub fn should_preempt(&self, auto_ack: bool) -> Result<bool> {
+        self.preempt.should_preempt(auto_ack)
+    }
+
+    /// `acknowledge_preemption_signal()`.
+    pub fn acknowledge_preemption(&self) -> Result<()> {
+        self.preempt.acknowledge();
+        Ok(())
+    }
+
+    /// The preemption mode.
+    pub fn preempt_mode(&self) -> PreemptMode {
+        self.preempt_mode
+    }
+
+    /// Seconds until the job's end time, if known.
+    pub fn seconds_remaining(&self) -> Option<f64> {
+        preempt::seconds_remaining(&self.sources)
+    }
+
+    /// The reporter (for flushing in tests and close).
+    pub fn reporter(&self) -> &Arc<Reporter> {
+        &self.reporter
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,152 @@
+//! What a process knows about its task: hyperparameters, the checkpoint to resume from, and —
+//! on-cluster — the trial and cluster (Determined's `ClusterInfo`).
+
+use crate::error::Result;
+use crate::json::{Map, Value};
+use crate::{bail, err};
+use std::path::PathBuf;
+
+/// The task's information.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// True when running under a Determined master.
+    pub on_cluster: bool,
+    /// Off-cluster run name.
+    pub run_name: Option<String>,
+    /// Off-cluster run folder.
+    pub run_dir: Option<PathBuf>,
+    /// The hyperparameters.
+    pub hparams: Map,
+    /// The checkpoint to resume from.
+    pub latest_checkpoint: Option<String>,
+    /// `steps_completed` of that checkpoint (0 without one).
+    pub steps_completed: u64,
+}
+
+impl Info {
+    /// Look up an hparam: the exact top-level name first, else a dotted path into nested
+    /// objects (`"optimizer.lr"`).
+    pub fn hparam(&self, name: &str) -> Result<&Value> {
+        if let Some(v) = self.hparams.get(name) {
+            return Ok(v);
+        }
+        if name.contains('.') {
+            let mut cur: Option<&Value> = None;
+            let mut map = &self.hparams;
+            for part in name.split('.') {
+                let v = map.get(part);
+                match v {
+                    Some(Value::Object(m)) => {
+                        map = m;
+                        cur = v;
+                    }
+                    Some(x) => {
+                        cur = Some(x);
+                        map = &EMPTY;
+                    }
+                    None => {
+                        cur = None;
+                        break;
+                    }
+                }
+            }
+            if let Some(v) = cur {
+                return Ok(v);
+            }
+        }
+        bail!(
+            NotFound,
+            "hparam {name:?} not found (have: {})",
+            self.hparam_names()
+        )
+    }
+
+    fn hparam_names(&self) -> String {
+        if self.hparams.is_empty() {
+            return "none".into();
+        }
+        self.hparams
+            .keys()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// An hparam as `f64` (integers converted).
+    pub fn hparam_f64(&self, name: &str) -> Result<f64> {
+        let v = self.hparam(name)?;
+        v.as_f64().ok_or_else(|| {
+            err!(
+                InvalidArgument,
+                "hparam {name:?} is {} {}, not a number",
+                v.type_name(),
+                crate::json::to_wire(v)
+            )
+        })
+    }
+
+    /// An hparam as `i64` (floats with an integral value accepted).
+    pub fn hparam_i64(&self, name: &str) -> Result<i64> {
+        let v = self.hparam(name)?;
+        v.as_i64().ok_or_else(|| {
+            err!(
+                InvalidArgument,
+                "hparam {name:?} is {} {}, not an integer",
+                v.type_name(),
+                crate::json::to_wire(v)
+            )
+        })
+    }
+
+    /// An hparam as a string (strings only).
+    pub fn hparam_str(&self, name: &str) -> Result<&str> {
+        let v = self.hparam(name)?;
+        v.as_str().ok_or_else(|| {
+            err!(
+                InvalidArgument,
+                "hparam {name:?} is {} {}, not a string",
+                v.type_name(),
+                crate::json::to_wire(v)
+            )
+        })
+    }
+}
+
+static EMPTY: Map = Map::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_lookups() {
+        let hp = crate::json::parse(
+            r#"{"lr": 0.1, "n": 3, "name": "mlp", "opt": {"beta": 0.9}, "a.b": 1}"#,
+        )
+        .unwrap();
+        let info = Info {
+            hparams: hp.as_object().unwrap().clone(),
+            ..Default::default()
+        };
+        assert_eq!(info.hparam_f64("lr").unwrap(), 0.1);
+        assert_eq!(info.hparam_f64("n").unwrap(), 3.0);
+        assert_eq!(info.hparam_i64("n").unwrap(), 3);
+        assert_eq!(info.hparam_str("name").unwrap(), "mlp");
+        assert_eq!(info.hparam_f64("opt.beta").unwrap(), 0.9);
+        assert_eq!(info.hparam_i64("a.b").unwrap(), 1);
+        assert!(info
+            .hparam_i64("lr")
+            .unwrap_err()
+            .message()
+            .contains("not an integer"));
+        assert!(info
+            .hparam_str("n")
+            .unwrap_err()
+            .message()
+            .contains("not a string"));
+        let e = info.hparam_f64("missing").unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::NotFound);
+        assert!(e.message().contains("\"lr\""));
+        assert!(info.hparam("opt.beta.x").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! detcore: the Determined AI Core API as a native library.
+//!
+//! The safe Rust core lives in the modules below and is usable as a Rust crate on its own; the C
+//! ABI (`det_*` functions, `include/detcore.h`) is in [`capi`] and only converts and checks.
+//! See `README.md` for the C API grammar and `DESIGN.md` in the project's shared folder for the
+//! architecture.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod error;
+#[macro_use]
+pub mod json;
+pub mod log;
+pub mod time;
+
+pub mod checkpoint;
+pub mod cluster_info;
+pub mod context;
+pub mod distributed;
+pub mod info;
+pub mod options;
+pub mod preempt;
+pub mod searcher;
+pub mod storage;
+pub mod train;
+
+pub mod capi;
+
+pub use context::Context;
+pub use error::{Error, Kind, Result};
+pub use options::{InitOptions, TensorboardMode};
+
+/// The crate version, `MAJOR.MINOR.PATCH`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,76 @@
+//! Options of `Context::init`, the safe Rust form of `det_init_options`.
+
+use crate::distributed::DistributedConfig;
+use crate::preempt::PreemptMode;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Determined's `TensorboardMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorboardMode {
+    /// Reported training/validation metrics are written to event files and synced (default).
+    Auto,
+    /// Nothing is written or synced unless asked for.
+    Manual,
+}
+
+/// Everything `init` takes. `Default` gives Determined's defaults.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// A path, `file://`, `s3://…`, `gs://…`, or a JSON dict. `None`: the experiment's storage
+    /// on-cluster, `$XDG_DATA_HOME/determined` (else `~/.local/share/determined`) off-cluster.
+    pub checkpoint_storage: Option<String>,
+    pub preempt_mode: PreemptMode,
+    pub tensorboard_mode: TensorboardMode,
+    /// Off-cluster run name (resume key). `None`: `DET_RUN_NAME`, `SLURM_JOB_ID`, else the
+    /// program's file name.
+    pub run_name: Option<String>,
+    /// Off-cluster run folder (metrics.jsonl, TensorBoard). `None`: `DETCORE_RUN_DIR`, else
+    /// `./detcore-runs/<run_name>`.
+    pub run_dir: Option<PathBuf>,
+    /// Off-cluster hyperparameters (a JSON object). `None`: `DET_HPARAMS`, else `{}`.
+    pub hparams_json: Option<String>,
+    /// Off-cluster searcher length. `None`: `DET_MAX_LENGTH`, else 1.
+    pub searcher_max_length: Option<u64>,
+    /// Signals that mean preemption. `None`: SIGTERM and SIGUSR1; `Some(vec![])`: none.
+    pub preempt_signals: Option<Vec<i32>>,
+    /// Preempt when this file exists. `None`: `DET_HALT_FILE`.
+    pub halt_file: Option<PathBuf>,
+    /// Job end time (epoch seconds). `None`: `DET_END_TIME`, else `SLURM_JOB_END_TIME`.
+    pub end_time: Option<f64>,
+    /// Preempt this long before the end time. `None`: `DET_HALT_SECONDS`, else 120.
+    pub halt_margin_seconds: Option<f64>,
+    /// Upload cloud checkpoints in the background.
+    pub async_checkpoints: bool,
+    /// Where this process stands in the job. `None`: rank 0 of 1.
+    pub distributed: Option<DistributedConfig>,
+    /// The info folder. `None`: `DET_CLUSTER_INFO_DIR`, else `/run/determined/info`.
+    pub cluster_info_dir: Option<PathBuf>,
+    /// How many reports may wait in memory before report calls block.
+    pub report_queue_capacity: usize,
+    /// How long `close` waits for reports and acknowledgements to be delivered.
+    pub close_timeout: Duration,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            checkpoint_storage: None,
+            preempt_mode: PreemptMode::WorkersAskChief,
+            tensorboard_mode: TensorboardMode::Auto,
+            run_name: None,
+            run_dir: None,
+            hparams_json: None,
+            searcher_max_length: None,
+            preempt_signals: None,
+            halt_file: None,
+            end_time: None,
+            halt_margin_seconds: None,
+            async_checkpoints: false,
+            distributed: None,
+            cluster_info_dir: None,
+            report_queue_capacity: crate::train::reporter::DEFAULT_QUEUE_CAPACITY,
+            close_timeout: Duration::from_secs(300),
+        }
+    }
+}

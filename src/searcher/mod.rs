@@ -1,0 +1,195 @@
+//! The hyperparameter searcher (Determined's `SearcherContext`, PROTOCOL.md §8).
+//!
+//! In 0.38 the searcher hands out exactly one operation whose length is the experiment's
+//! `searcher.max_length` (off-cluster: the `searcher_max_length` option, `DET_MAX_LENGTH`, or 1).
+//! Progress goes to the master (`POST /api/v1/trials/<id>/progress`) or to `metrics.jsonl`;
+//! completion is local bookkeeping, as in Python.
+
+use crate::error::Result;
+use crate::json::Value;
+use crate::train::{Event, TrainContext};
+use crate::{bail, err};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Determined's `searcher.Unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Epochs,
+    Records,
+    Batches,
+}
+
+impl Unit {
+    /// Parse Determined's config spelling (`records`, `epochs`, `batches`).
+    pub fn from_config(s: &str) -> Option<Unit> {
+        match s {
+            "records" => Some(Unit::Records),
+            "epochs" => Some(Unit::Epochs),
+            "batches" => Some(Unit::Batches),
+            _ => None,
+        }
+    }
+}
+
+/// Python's `SearcherMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearcherMode {
+    WorkersAskChief,
+    ChiefOnly,
+}
+
+/// The message of Python's `SearcherContextMissing`.
+pub const MISSING_MESSAGE: &str = "SearcherContext was not created because your experiment config does not have the \
+searcher.max_length set. This is expected when using the Core API with searchers that do not set max_length; set \
+searcher.max_length in the experiment config to use the searcher context";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotStarted,
+    OpOut,
+    Done,
+}
+
+struct Shared {
+    max_length: Option<u64>,
+    units: Option<Unit>,
+    state: Mutex<State>,
+    op_completed: Arc<AtomicBool>,
+    train: Arc<TrainContext>,
+    is_chief: bool,
+}
+
+/// The searcher of a context.
+#[derive(Clone)]
+pub struct SearcherContext {
+    shared: Arc<Shared>,
+}
+
+/// One searcher operation: train to `length` units, report progress, report completion.
+pub struct SearcherOp {
+    shared: Arc<Shared>,
+    length: u64,
+    completed: Arc<AtomicBool>,
+    is_chief: bool,
+}
+
+impl SearcherContext {
+    /// A searcher handing out one operation of `max_length` (`None`: the searcher is missing,
+    /// every call fails with Python's message).
+    pub fn new(
+        max_length: Option<u64>,
+        units: Option<Unit>,
+        train: Arc<TrainContext>,
+        is_chief: bool,
+    ) -> SearcherContext {
+        SearcherContext {
+            shared: Arc::new(Shared {
+                max_length,
+                units,
+                state: Mutex::new(State::NotStarted),
+                op_completed: Arc::new(AtomicBool::new(false)),
+                train,
+                is_chief,
+            }),
+        }
+    }
+
+    fn max_length(&self) -> Result<u64> {
+        self.shared
+            .max_length
+            .ok_or_else(|| err!(Unsupported, "{MISSING_MESSAGE}"))
+    }
+
+    /// The next operation, or `None` when the searcher has no more. The previous operation must
+    /// have been completed (`RuntimeError` in Python).
+    pub fn next_op(&self, mode: SearcherMode) -> Result<Option<SearcherOp>> {
+        let length = self.max_length()?;
+        if mode == SearcherMode::ChiefOnly && !self.shared.is_chief {
+            bail!(State, "you cannot call searcher.operations(searcher_mode=ChiefOnly) from a non-chief worker.");
+        }
+        let mut st = self.shared.state.lock();
+        match *st {
+            State::NotStarted => {
+                *st = State::OpOut;
+                Ok(Some(SearcherOp {
+                    shared: self.shared.clone(),
+                    length,
+                    completed: self.shared.op_completed.clone(),
+                    is_chief: self.shared.is_chief,
+                }))
+            }
+            State::OpOut => {
+                if self.shared.is_chief && !self.shared.op_completed.load(Ordering::SeqCst) {
+                    bail!(
+                        State,
+                        "you must call op.report_completed() on each operation"
+                    );
+                }
+                *st = State::Done;
+                Ok(None)
+            }
+            State::Done => Ok(None),
+        }
+    }
+
+    /// `get_configured_units()`: `None` when the config names none.
+    pub fn get_configured_units(&self) -> Result<Option<Unit>> {
+        self.max_length()?;
+        Ok(self.shared.units)
+    }
+
+    /// `acknowledge_out_of_ops()`: nothing to do in 0.38.
+    pub fn acknowledge_out_of_ops(&self) -> Result<()> {
+        self.max_length().map(|_| ())
+    }
+}
+
+impl SearcherOp {
+    /// The number of units to train for.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// True once `report_completed` was called.
+    pub fn is_completed(&self) -> bool {
+        self.completed.load(Ordering::SeqCst)
+    }
+
+    /// Report that `length` units are done: progress `min(1, max(0, length / max_length))`.
+    pub fn report_progress(&self, length: f64) -> Result<()> {
+        if !self.is_chief {
+            bail!(
+                State,
+                "you must only call op.report_progress() from the chief worker"
+            );
+        }
+        if !length.is_finite() {
+            bail!(InvalidArgument, "length: {length} is not a finite number");
+        }
+        if self.is_completed() && length != self.length as f64 {
+            bail!(State, "you must not call op.report_progress() with a different length after op.report_completed()");
+        }
+        let max = self.shared.max_length.unwrap_or(self.length).max(1) as f64;
+        let progress = (length / max).clamp(0.0, 1.0);
+        self.shared.train.report_event(Event::Progress { progress })
+    }
+
+    /// Report the operation complete with its searcher metric (any JSON value).
+    pub fn report_completed(&self, searcher_metric: Value) -> Result<()> {
+        if !self.is_chief {
+            bail!(
+                State,
+                "you must only call op.report_completed() from the chief worker"
+            );
+        }
+        if self.completed.swap(true, Ordering::SeqCst) {
+            bail!(State, "you may only call op.report_completed() once");
+        }
+        self.shared.train.report_event(Event::SearcherCompleted {
+            length: self.length,
+            searcher_metric,
+        })
+    }
+}

@@ -1,0 +1,621 @@
+//! Checkpoint storage configuration in the forms Determined accepts (PROTOCOL.md §5.2):
+//! a user string (`/path`, `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`), a user
+//! JSON dict (`directory`, `s3`, `gcs`, `azure`), or the experiment config's
+//! `checkpoint_storage` dict on-cluster (which also allows `shared_fs`).
+
+use crate::error::{Kind, Result};
+use crate::json::{Map, Value};
+use crate::{bail, err};
+use std::path::{Path, PathBuf};
+
+/// Where `/determined_shared_fs` is mounted in a trial container.
+pub const SHARED_FS_CONTAINER_PATH: &str = "/determined_shared_fs";
+
+/// S3 settings (dict keys of Determined's `s3` storage, plus detcore's transfer tuning).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct S3Config {
+    pub bucket: String,
+    pub prefix: String,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub session_token: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// GCS settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GcsConfig {
+    pub bucket: String,
+    pub prefix: String,
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// Azure Blob settings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AzureConfig {
+    /// The container, possibly followed by `/sub/path` (a blob-name prefix).
+    pub container: String,
+    pub connection_string: Option<String>,
+    pub account_url: Option<String>,
+    pub credential: Option<String>,
+    pub temp_dir: Option<PathBuf>,
+}
+
+/// A resolved storage configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageConfig {
+    /// `shared_fs` (or a plain path): checkpoints in `<base>/<id>`.
+    SharedFs {
+        base: PathBuf,
+    },
+    /// `directory`: checkpoints in `<container_path>/<id>`.
+    Directory {
+        container_path: PathBuf,
+    },
+    S3(S3Config),
+    Gcs(GcsConfig),
+    Azure(AzureConfig),
+}
+
+impl StorageConfig {
+    /// The Determined type name: `shared_fs`, `directory`, `s3`, `gcs`, `azure`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StorageConfig::SharedFs { .. } => "shared_fs",
+            StorageConfig::Directory { .. } => "directory",
+            StorageConfig::S3(_) => "s3",
+            StorageConfig::Gcs(_) => "gcs",
+            StorageConfig::Azure(_) => "azure",
+        }
+    }
+}
+
+/// A storage configuration plus the JSON form the master receives in `POST /api/v1/runs/start`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageSpec {
+    pub config: StorageConfig,
+    /// `checkpointStorage` of `runs/start`: `_shortcut_to_config(s)` for strings, the dict as given.
+    pub wire: Value,
+}
+
+/// Normalize an object-store prefix as Determined does (`storage/_util.py: normalize_prefix`):
+/// `None`/`""` → `""`; any `..` path component → error; else `normpath(prefix).lstrip("/")`.
+pub fn normalize_prefix(prefix: Option<&str>) -> Result<String> {
+    let p = match prefix {
+        None | Some("") => return Ok(String::new()),
+        Some(p) => p,
+    };
+    if p.split('/').any(|c| c == "..") {
+        bail!(
+            InvalidArgument,
+            "checkpoint_storage: prefix {p:?} must not contain \"..\" components"
+        );
+    }
+    let n = normpath(p);
+    Ok(n.trim_start_matches('/').to_owned())
+}
+
+/// Python's `os.path.normpath` for `/`-separated paths.
+fn normpath(p: &str) -> String {
+    if p.is_empty() {
+        return ".".into();
+    }
+    let abs = p.starts_with('/');
+    // POSIX keeps exactly two leading slashes; Determined never relies on that, a single one is fine.
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !abs {
+                    parts.push("..");
+                }
+            }
+            c => parts.push(c),
+        }
+    }
+    let body = parts.join("/");
+    match (abs, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".into(),
+        (false, false) => body,
+    }
+}
+
+fn is_scheme(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic())
+        && c.all(|x| x.is_ascii_alphanumeric() || matches!(x, '+' | '-' | '.'))
+}
+
+/// Parse the user's `checkpoint_storage` option: a string form, or a JSON dict when it starts
+/// with `{`.
+pub fn parse_user(text: &str) -> Result<StorageSpec> {
+    let t = text.trim_start();
+    if t.starts_with('{') {
+        let v = crate::json::parse(text).map_err(|e| e.context("checkpoint_storage"))?;
+        return parse_user_dict(&v);
+    }
+    parse_user_string(text)
+}
+
+/// The string forms (`storage.from_string`).
+pub fn parse_user_string(s: &str) -> Result<StorageSpec> {
+    if s.is_empty() {
+        bail!(InvalidArgument, "checkpoint_storage: empty string");
+    }
+    // urllib.parse.urlparse, as far as Determined relies on it.
+    let (scheme, rest) = match s.split_once(':') {
+        Some((sch, rest)) if is_scheme(sch) => (sch.to_ascii_lowercase(), rest),
+        _ => (String::new(), s),
+    };
+    let (netloc, path) = match rest.strip_prefix("//") {
+        Some(r) => match r.find('/') {
+            Some(i) => (&r[..i], &r[i..]),
+            None => (r, ""),
+        },
+        None => ("", rest),
+    };
+    if s.contains(';') || s.contains('?') || s.contains('#') {
+        bail!(InvalidArgument, "checkpoint_storage: malformed checkpoint_storage string {s:?} (no ';', '?' or '#' allowed)");
+    }
+    match scheme.as_str() {
+        "" | "file" => {
+            if !netloc.is_empty() {
+                bail!(
+                    InvalidArgument,
+                    "checkpoint_storage: {s:?} names a host ({netloc:?}); a file path must have no host (use file:///path)"
+                );
+            }
+            if path.is_empty() {
+                bail!(InvalidArgument, "checkpoint_storage: {s:?} has an empty path");
+            }
+            Ok(StorageSpec {
+                config: StorageConfig::SharedFs { base: PathBuf::from(path) },
+                wire: Value::Object(obj! { "type" => "shared_fs", "host_path" => path }),
+            })
+        }
+        "s3" | "gs" => {
+            if netloc.is_empty() {
+                bail!(InvalidArgument, "checkpoint_storage: {s:?} names no bucket");
+            }
+            let prefix = path.trim_start_matches('/');
+            let normalized = normalize_prefix(Some(prefix))?;
+            if scheme == "s3" {
+                Ok(StorageSpec {
+                    config: StorageConfig::S3(S3Config {
+                        bucket: netloc.to_owned(),
+                        prefix: normalized,
+                        ..S3Config::default()
+                    }),
+                    wire: Value::Object(obj! { "type" => "s3", "bucket" => netloc, "prefix" => prefix }),
+                })
+            } else {
+                Ok(StorageSpec {
+                    config: StorageConfig::Gcs(GcsConfig {
+                        bucket: netloc.to_owned(),
+                        prefix: normalized,
+                        temp_dir: None,
+                    }),
+                    wire: Value::Object(obj! { "type" => "gcs", "bucket" => netloc, "prefix" => prefix }),
+                })
+            }
+        }
+        other => Err(err!(
+            InvalidArgument,
+            "checkpoint_storage: unknown scheme {other:?} in {s:?} (expected a path, file://, s3:// or gs://)"
+        )),
+    }
+}
+
+/// A user dict (`init(checkpoint_storage={...})`): any type but `shared_fs`.
+pub fn parse_user_dict(v: &Value) -> Result<StorageSpec> {
+    let m = v.as_object().ok_or_else(|| {
+        err!(
+            InvalidArgument,
+            "checkpoint_storage: expected a JSON object, got {}",
+            v.type_name()
+        )
+    })?;
+    if m.get("type").and_then(Value::as_str) == Some("shared_fs") {
+        bail!(
+            InvalidArgument,
+            "checkpoint_storage: cannot configure a shared_fs checkpoint storage with a dictionary; use a string (the path) or {{\"type\": \"directory\", \"container_path\": ...}}"
+        );
+    }
+    let config = build(m, None)?;
+    Ok(StorageSpec {
+        config,
+        wire: v.clone(),
+    })
+}
+
+/// The experiment config's `checkpoint_storage` (`storage.build(config, container_path=...)`).
+/// `container_path` is where `host_path` is mounted (`/determined_shared_fs` on-cluster).
+pub fn parse_experiment(v: &Value, container_path: Option<&Path>) -> Result<StorageSpec> {
+    let m = v.as_object().ok_or_else(|| {
+        err!(
+            InvalidArgument,
+            "experiment config checkpoint_storage: expected an object, got {}",
+            v.type_name()
+        )
+    })?;
+    let config = build(m, container_path)?;
+    Ok(StorageSpec {
+        config,
+        wire: v.clone(),
+    })
+}
+
+fn opt_str(m: &Map, key: &str, ty: &str) -> Result<Option<String>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(err!(
+            InvalidArgument,
+            "checkpoint_storage ({ty}): {key:?} must be a string, got {}",
+            other.type_name()
+        )),
+    }
+}
+
+fn req_str(m: &Map, key: &str, ty: &str) -> Result<String> {
+    opt_str(m, key, ty)?.ok_or_else(|| {
+        err!(
+            InvalidArgument,
+            "checkpoint_storage ({ty}): missing required key {key:?}"
+        )
+    })
+}
+
+fn check_keys(m: &Map, ty: &str, allowed: &[&str]) -> Result<()> {
+    for k in m.keys() {
+        if !allowed.contains(&k.as_str()) {
+            bail!(
+                InvalidArgument,
+                "checkpoint_storage ({ty}): unexpected key {k:?} (allowed: {})",
+                allowed.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+const SAVE_KEYS: [&str; 3] = [
+    "save_experiment_best",
+    "save_trial_best",
+    "save_trial_latest",
+];
+
+fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
+    let ty = match m.get("type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => bail!(
+            InvalidArgument,
+            "checkpoint_storage: \"type\" must be a string, got {}",
+            other.type_name()
+        ),
+        None => bail!(
+            InvalidArgument,
+            "checkpoint_storage: missing required key \"type\""
+        ),
+    };
+    let t = ty.as_str();
+    let with_common = |extra: &[&'static str]| -> Vec<&str> {
+        let mut v = vec!["type"];
+        v.extend_from_slice(&SAVE_KEYS);
+        v.extend_from_slice(extra);
+        v
+    };
+    match t {
+        "shared_fs" => {
+            check_keys(
+                m,
+                t,
+                &with_common(&["host_path", "storage_path", "container_path", "propagation", "checkpoint_path", "tensorboard_path"]),
+            )?;
+            let host_path = req_str(m, "host_path", t)?;
+            // Legacy: no storage_path key at all → tensorboard_path or checkpoint_path.
+            let storage_path = if m.contains_key("storage_path") {
+                opt_str(m, "storage_path", t)?
+            } else {
+                match opt_str(m, "tensorboard_path", t)? {
+                    Some(p) => Some(p),
+                    None => opt_str(m, "checkpoint_path", t)?,
+                }
+            };
+            let base = full_storage_path(&host_path, storage_path.as_deref(), container_path)?;
+            Ok(StorageConfig::SharedFs { base })
+        }
+        "directory" => {
+            check_keys(m, t, &with_common(&["container_path"]))?;
+            let p = req_str(m, "container_path", t)?;
+            if p.is_empty() {
+                bail!(InvalidArgument, "checkpoint_storage (directory): \"container_path\" is empty");
+            }
+            Ok(StorageConfig::Directory { container_path: PathBuf::from(p) })
+        }
+        "s3" => {
+            check_keys(
+                m,
+                t,
+                &with_common(&[
+                    "bucket",
+                    "access_key",
+                    "secret_key",
+                    "session_token",
+                    "endpoint_url",
+                    "prefix",
+                    "region",
+                    "temp_dir",
+                ]),
+            )?;
+            Ok(StorageConfig::S3(S3Config {
+                bucket: req_str(m, "bucket", t)?,
+                prefix: normalize_prefix(opt_str(m, "prefix", t)?.as_deref())?,
+                access_key: opt_str(m, "access_key", t)?,
+                secret_key: opt_str(m, "secret_key", t)?,
+                session_token: opt_str(m, "session_token", t)?,
+                endpoint_url: opt_str(m, "endpoint_url", t)?,
+                region: opt_str(m, "region", t)?,
+                temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
+            }))
+        }
+        "gcs" => {
+            check_keys(m, t, &with_common(&["bucket", "prefix", "temp_dir"]))?;
+            Ok(StorageConfig::Gcs(GcsConfig {
+                bucket: req_str(m, "bucket", t)?,
+                prefix: normalize_prefix(opt_str(m, "prefix", t)?.as_deref())?,
+                temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
+            }))
+        }
+        "azure" => {
+            check_keys(
+                m,
+                t,
+                &with_common(&["container", "connection_string", "account_url", "credential", "temp_dir"]),
+            )?;
+            let connection_string = opt_str(m, "connection_string", t)?;
+            let account_url = opt_str(m, "account_url", t)?;
+            if connection_string.is_none() && account_url.is_none() {
+                bail!(InvalidArgument, "checkpoint_storage (azure): one of \"connection_string\" or \"account_url\" is required");
+            }
+            Ok(StorageConfig::Azure(AzureConfig {
+                container: req_str(m, "container", t)?,
+                connection_string,
+                account_url,
+                credential: opt_str(m, "credential", t)?,
+                temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
+            }))
+        }
+        other => Err(err!(
+            InvalidArgument,
+            "checkpoint_storage: unknown type {other:?} (expected shared_fs, directory, s3, gcs or azure)"
+        ))
+        .map_err(|e: crate::error::Error| crate::error::Error::new(Kind::InvalidArgument, e.message().to_owned())),
+    }
+}
+
+/// `_full_storage_path(host_path, storage_path, container_path)` of Determined's shared_fs:
+/// `host_path` must be absolute; a relative `storage_path` must stay inside `host_path`; the
+/// result is `container_path[/<rel>]`, or the host path itself when no container path is given.
+pub fn full_storage_path(
+    host_path: &str,
+    storage_path: Option<&str>,
+    container_path: Option<&Path>,
+) -> Result<PathBuf> {
+    if !host_path.starts_with('/') {
+        bail!(
+            InvalidArgument,
+            "checkpoint_storage (shared_fs): host_path must be an absolute path, got {host_path:?}"
+        );
+    }
+    let base = match container_path {
+        Some(c) => c.to_path_buf(),
+        None => PathBuf::from(host_path),
+    };
+    let sp = match storage_path {
+        None => return Ok(base),
+        Some(sp) => sp,
+    };
+    let joined = if sp.starts_with('/') {
+        normpath(sp)
+    } else {
+        normpath(&format!("{host_path}/{sp}"))
+    };
+    let host = normpath(host_path);
+    let rel = if joined == host {
+        String::new()
+    } else if let Some(r) = joined.strip_prefix(&format!("{}/", host.trim_end_matches('/'))) {
+        r.to_owned()
+    } else {
+        bail!(
+            InvalidArgument,
+            "checkpoint_storage (shared_fs): storage_path {sp:?} must be a subdirectory of host_path {host_path:?}"
+        );
+    };
+    Ok(if rel.is_empty() { base } else { base.join(rel) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::to_wire;
+
+    #[test]
+    fn strings() {
+        let s = parse_user("/tmp/ckpts").unwrap();
+        assert_eq!(
+            s.config,
+            StorageConfig::SharedFs {
+                base: "/tmp/ckpts".into()
+            }
+        );
+        assert_eq!(
+            to_wire(&s.wire),
+            r#"{"type": "shared_fs", "host_path": "/tmp/ckpts"}"#
+        );
+        let s = parse_user("file:///tmp/x").unwrap();
+        assert_eq!(
+            s.config,
+            StorageConfig::SharedFs {
+                base: "/tmp/x".into()
+            }
+        );
+        let s = parse_user("relative/dir").unwrap();
+        assert_eq!(
+            s.config,
+            StorageConfig::SharedFs {
+                base: "relative/dir".into()
+            }
+        );
+        let s = parse_user("s3://bkt/a/b/").unwrap();
+        match &s.config {
+            StorageConfig::S3(c) => {
+                assert_eq!(c.bucket, "bkt");
+                assert_eq!(c.prefix, "a/b");
+            }
+            _ => panic!(),
+        }
+        assert_eq!(
+            to_wire(&s.wire),
+            r#"{"type": "s3", "bucket": "bkt", "prefix": "a/b/"}"#
+        );
+        let s = parse_user("gs://g").unwrap();
+        assert_eq!(
+            s.config,
+            StorageConfig::Gcs(GcsConfig {
+                bucket: "g".into(),
+                prefix: "".into(),
+                temp_dir: None
+            })
+        );
+    }
+
+    #[test]
+    fn bad_strings() {
+        let e = parse_user("ftp://x").unwrap_err();
+        assert!(
+            e.message()
+                .contains("unknown scheme \"ftp\" in \"ftp://x\""),
+            "{e}"
+        );
+        assert!(parse_user("file://host/x")
+            .unwrap_err()
+            .message()
+            .contains("host"));
+        assert!(parse_user("/a?b")
+            .unwrap_err()
+            .message()
+            .contains("malformed"));
+        assert!(parse_user("").is_err());
+        assert!(parse_user("s3://b/../x")
+            .unwrap_err()
+            .message()
+            .contains(".."));
+        assert!(parse_user("azure://c")
+            .unwrap_err()
+            .message()
+            .contains("azure"));
+    }
+
+    #[test]
+    fn dicts() {
+        let s = parse_user(r#"{"type": "directory", "container_path": "/data"}"#).unwrap();
+        assert_eq!(
+            s.config,
+            StorageConfig::Directory {
+                container_path: "/data".into()
+            }
+        );
+        assert!(parse_user(r#"{"type": "shared_fs", "host_path": "/x"}"#)
+            .unwrap_err()
+            .message()
+            .contains("shared_fs"));
+        assert!(parse_user(r#"{"container_path": "/x"}"#)
+            .unwrap_err()
+            .message()
+            .contains("\"type\""));
+        assert!(parse_user(r#"{"type": "directory"}"#)
+            .unwrap_err()
+            .message()
+            .contains("container_path"));
+        assert!(
+            parse_user(r#"{"type": "directory", "container_path": "/x", "bogus": 1}"#)
+                .unwrap_err()
+                .message()
+                .contains("bogus")
+        );
+        assert!(parse_user(r#"{"type": "nfs"}"#)
+            .unwrap_err()
+            .message()
+            .contains("unknown type \"nfs\""));
+        assert!(parse_user(r#"{"type": "azure", "container": "c"}"#)
+            .unwrap_err()
+            .message()
+            .contains("account_url"));
+        assert!(parse_user(r#"{"type": 3}"#).is_err());
+        assert!(parse_user(r#"{"type": "#).is_err());
+        let s = parse_user(r#"{"type": "s3", "bucket": "b", "prefix": "/p/./q", "endpoint_url": "http://127.0.0.1:9000"}"#)
+            .unwrap();
+        match s.config {
+            StorageConfig::S3(c) => {
+                assert_eq!(c.prefix, "p/q");
+                assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+            }
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn experiment_shared_fs() {
+        let cfg = crate::json::parse(
+            r#"{"type": "shared_fs", "host_path": "/mnt/data", "storage_path": "ckpts/x", "propagation": "rprivate",
+                "container_path": null, "save_experiment_best": 0, "save_trial_best": 1, "save_trial_latest": 1}"#,
+        )
+        .unwrap();
+        let s = parse_experiment(&cfg, Some(Path::new(SHARED_FS_CONTAINER_PATH))).unwrap();
+        assert_eq!(
+            s.config,
+            StorageConfig::SharedFs {
+                base: "/determined_shared_fs/ckpts/x".into()
+            }
+        );
+        let cfg = crate::json::parse(
+            r#"{"type": "shared_fs", "host_path": "/mnt/data", "storage_path": "../etc"}"#,
+        )
+        .unwrap();
+        assert!(parse_experiment(&cfg, Some(Path::new("/d")))
+            .unwrap_err()
+            .message()
+            .contains("subdirectory"));
+        let cfg = crate::json::parse(r#"{"type": "shared_fs", "host_path": "/mnt/data", "checkpoint_path": "/mnt/data/old"}"#)
+            .unwrap();
+        assert_eq!(
+            parse_experiment(&cfg, Some(Path::new("/d")))
+                .unwrap()
+                .config,
+            StorageConfig::SharedFs {
+                base: "/d/old".into()
+            }
+        );
+        let cfg = crate::json::parse(r#"{"type": "shared_fs", "host_path": "rel"}"#).unwrap();
+        assert!(parse_experiment(&cfg, None)
+            .unwrap_err()
+            .message()
+            .contains("absolute"));
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(normalize_prefix(None).unwrap(), "");
+        assert_eq!(normalize_prefix(Some("/a//b/./c/")).unwrap(), "a/b/c");
+        assert!(normalize_prefix(Some("a/../b")).is_err());
+        assert!(normalize_prefix(Some("..")).is_err());
+        assert_eq!(normalize_prefix(Some("a..b")).unwrap(), "a..b");
+    }
+}

@@ -1,0 +1,242 @@
+//! `shared_fs` and `directory` storage: checkpoints are folders `<base>/<id>/`.
+//!
+//! `store_path` writes into `<base>/.detcore-staging/<id>/` (same file system as the base). Publishing
+//! fsyncs every file and folder, renames the staging folder to `<base>/<id>` and fsyncs the base,
+//! so a crash at any point leaves either no checkpoint or a complete one. Deletion renames the
+//! checkpoint back into the staging area before removing it, for the same reason.
+
+use super::fsutil::{self, create_dir_all_0777, safe_join};
+use super::{Restored, Selector, Storage, StorageConfig};
+use crate::error::{Error, Kind, Result};
+use crate::{bail, log_info, log_warn};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Name of the staging folder inside the base.
+pub const STAGING_DIR: &str = ".detcore-staging";
+
+/// A checkpoint store in a local or shared folder.
+pub struct DirectoryStorage {
+    config: StorageConfig,
+    base: PathBuf,
+}
+
+fn storage_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::new(
+        Kind::Storage,
+        format!("checkpoint storage: {what} {}: {e}", path.display()),
+    )
+}
+
+impl DirectoryStorage {
+    /// A store rooted at `base` (made absolute against the current folder).
+    pub fn new(config: StorageConfig, base: PathBuf) -> DirectoryStorage {
+        let base = std::path::absolute(&base).unwrap_or(base);
+        DirectoryStorage { config, base }
+    }
+
+    /// The base folder.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    fn ckpt_dir(&self, id: &str) -> PathBuf {
+        self.base.join(id)
+    }
+
+    fn staging_root(&self) -> Result<PathBuf> {
+        create_dir_all_0777(&self.base)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+        let s = self.base.join(STAGING_DIR);
+        create_dir_all_0777(&s)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+        Ok(s)
+    }
+
+    fn existing_ckpt_dir(&self, id: &str) -> Result<PathBuf> {
+        if !self.base.is_dir() {
+            bail!(
+                NotFound,
+                "checkpoint storage folder does not exist: {}",
+                self.base.display()
+            );
+        }
+        let d = self.ckpt_dir(id);
+        if !d.is_dir() {
+            bail!(NotFound, "checkpoint {id} not found in {}", self.describe());
+        }
+        Ok(d)
+    }
+}
+
+impl Storage for DirectoryStorage {
+    fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.config.type_name(), self.base.display())
+    }
+
+    fn stage(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.staging_root()?.join(id);
+        fsutil::remove_tree(&dir)?;
+        fs::create_dir(&dir).map_err(|e| storage_err("cannot create staging folder", &dir, e))?;
+        Ok(dir)
+    }
+
+    fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<()> {
+        fsutil::fsync_tree(staged)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+        let dest = self.ckpt_dir(id);
+        if dest.exists() {
+            bail!(
+                Conflict,
+                "checkpoint {id} already exists in {}",
+                self.describe()
+            );
+        }
+        fs::rename(staged, &dest)
+            .map_err(|e| storage_err("cannot publish checkpoint as", &dest, e))?;
+        fsutil::fsync_path(&self.base)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+        Ok(())
+    }
+
+    fn discard(&self, staged: &Path) {
+        if let Err(e) = fsutil::remove_tree(staged) {
+            log_warn!("could not remove abandoned checkpoint folder: {e}");
+        }
+    }
+
+    fn upload(
+        &self,
+        src: &Path,
+        files: &[String],
+        extra: &[(String, Vec<u8>)],
+        id: &str,
+    ) -> Result<()> {
+        let staged = self.stage(id)?;
+        let res = (|| {
+            for name in files {
+                let to = safe_join(&staged, name)?;
+                if name.ends_with('/') {
+                    fs::create_dir_all(&to)
+                        .map_err(|e| storage_err("cannot create folder", &to, e))?;
+                } else {
+                    let from = safe_join(src, name)
+                        .map_err(|e| Error::new(Kind::InvalidArgument, e.message().to_owned()))?;
+                    if let Some(p) = to.parent() {
+                        fs::create_dir_all(p)
+                            .map_err(|e| storage_err("cannot create folder", p, e))?;
+                    }
+                    fsutil::copy_file(&from, &to)?;
+                }
+            }
+            for (name, data) in extra {
+                let to = safe_join(&staged, name)?;
+                fs::write(&to, data).map_err(|e| storage_err("cannot write", &to, e))?;
+            }
+            self.publish(&staged, id, None)
+        })();
+        if res.is_err() {
+            self.discard(&staged);
+        }
+        res
+    }
+
+    fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
+        let src = self.existing_ckpt_dir(id)?;
+        fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
+        let mut all = |_: &str| true;
+        let sel: Selector<'_> = match selector {
+            Some(s) => s,
+            None => &mut all,
+        };
+        fsutil::copy_selected(&src, dst, sel)?;
+        Ok(())
+    }
+
+    fn restore(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored> {
+        let path = self.existing_ckpt_dir(id)?;
+        if selector.is_some() {
+            log_warn!(
+                "restore_path: the selector is ignored for {} storage, which restores in place",
+                self.config.type_name()
+            );
+        }
+        Ok(Restored {
+            path,
+            temporary: false,
+        })
+    }
+
+    fn read_file(&self, id: &str, rel: &str) -> Result<Vec<u8>> {
+        let dir = self.existing_ckpt_dir(id)?;
+        let p = safe_join(&dir, rel)?;
+        fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::new(
+                    Kind::NotFound,
+                    format!("checkpoint {id} has no file {rel:?}"),
+                )
+            } else {
+                storage_err("cannot read", &p, e)
+            }
+        })
+    }
+
+    fn is_complete(&self, id: &str) -> Result<bool> {
+        Ok(self.ckpt_dir(id).join("metadata.json").is_file())
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        let dir = self.ckpt_dir(id);
+        if !dir.exists() {
+            log_info!(
+                "checkpoint {id} is not in {}; nothing to delete",
+                self.describe()
+            );
+            return Ok(());
+        }
+        // Move it out of sight first, so that a half-deleted checkpoint never looks complete.
+        let trash = self
+            .staging_root()?
+            .join(format!("{id}.deleting-{}", uuid::Uuid::new_v4().simple()));
+        fs::rename(&dir, &trash).map_err(|e| storage_err("cannot delete checkpoint", &dir, e))?;
+        let _ = fsutil::fsync_path(&self.base);
+        fsutil::remove_tree(&trash)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))
+    }
+
+    fn get_aux(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let p = safe_join(&self.base, key)?;
+        match fs::read(&p) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(storage_err("cannot read", &p, e)),
+        }
+    }
+
+    fn put_aux(&self, key: &str, data: &[u8]) -> Result<()> {
+        let p = safe_join(&self.base, key)?;
+        if let Some(parent) = p.parent() {
+            create_dir_all_0777(parent)
+                .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+        }
+        fsutil::write_atomic(&p, data)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))
+    }
+
+    fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()> {
+        for (from, key) in files {
+            let to = safe_join(&self.base, key)?;
+            if let Some(parent) = to.parent() {
+                create_dir_all_0777(parent)
+                    .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+            }
+            fsutil::copy_file(from, &to)?;
+        }
+        Ok(())
+    }
+}

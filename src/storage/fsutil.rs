@@ -1,0 +1,353 @@
+//! File-system helpers shared by the storage backends: listing a checkpoint folder the way
+//! Determined lists it, durable publication (fsync of files and folders), selective copies.
+
+use crate::error::{Error, Kind, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A checkpoint's resources: relative name → size in bytes. Folders are listed as `"<rel>/"`
+/// with size 0, files as `"<rel>"` (PROTOCOL.md §5.3).
+pub type Resources = BTreeMap<String, u64>;
+
+/// List `root` as Determined's `_list_directory` does: every sub-folder as `"rel/"` (0 bytes),
+/// every file as `"rel"` with its size (symlinks followed for sizes; symlinked folders listed but
+/// not descended).
+pub fn list_resources(root: &Path) -> Result<Resources> {
+    let meta =
+        fs::metadata(root).map_err(|e| Error::io("cannot list checkpoint folder", root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::new(
+            Kind::Io,
+            format!("checkpoint folder {} is not a folder", root.display()),
+        ));
+    }
+    let mut out = Resources::new();
+    walk(root, "", &mut out)?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Resources) -> Result<()> {
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("cannot read folder", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_str().ok_or_else(|| {
+            Error::new(
+                Kind::Io,
+                format!("file name {:?} in {} is not UTF-8", name, dir.display()),
+            )
+        })?;
+        let path = entry.path();
+        let rel = format!("{prefix}{name}");
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io("cannot stat", &path, e))?;
+        if ft.is_dir() {
+            out.insert(format!("{rel}/"), 0);
+            walk(&path, &format!("{rel}/"), out)?;
+        } else if ft.is_symlink() {
+            let m =
+                fs::metadata(&path).map_err(|e| Error::io("cannot follow symlink", &path, e))?;
+            if m.is_dir() {
+                out.insert(format!("{rel}/"), 0);
+            } else {
+                out.insert(rel, m.len());
+            }
+        } else {
+            let m = entry
+                .metadata()
+                .map_err(|e| Error::io("cannot stat", &path, e))?;
+            out.insert(rel, m.len());
+        }
+    }
+    Ok(())
+}
+
+/// fsync every file and folder under `root` (and `root` itself), so that a rename published
+/// afterwards never exposes data that a crash could lose.
+pub fn fsync_tree(root: &Path) -> Result<()> {
+    let rd = fs::read_dir(root).map_err(|e| Error::io("cannot read folder", root, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("cannot read folder", root, e))?;
+        let path = entry.path();
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io("cannot stat", &path, e))?;
+        if ft.is_dir() {
+            fsync_tree(&path)?;
+        } else if ft.is_file() {
+            fsync_path(&path)?;
+        }
+    }
+    fsync_path(root)
+}
+
+/// fsync one file or folder.
+pub fn fsync_path(path: &Path) -> Result<()> {
+    let f = fs::File::open(path).map_err(|e| Error::io("cannot open for fsync", path, e))?;
+    f.sync_all()
+        .map_err(|e| Error::io("fsync failed on", path, e))
+}
+
+/// Write `data` to `path` durably and atomically: a temporary file beside it, fsync, rename,
+/// fsync of the folder.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let res = (|| {
+        fs::write(&tmp, data).map_err(|e| Error::io("cannot write", &tmp, e))?;
+        fsync_path(&tmp)?;
+        fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into place", path, e))?;
+        fsync_path(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Create `dir` and its parents; new folders get mode 0777 regardless of the umask, as
+/// Determined's `os.makedirs(base, 0o777)` under `umask(0)` — but without touching the
+/// process-wide umask (PROTOCOL.md §14 item 27).
+pub fn create_dir_all_0777(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        if !parent.as_os_str().is_empty() {
+            create_dir_all_0777(parent)?;
+        }
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o777));
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(Error::io("cannot create folder", dir, e)),
+    }
+}
+
+/// Copy the tree `src` into `dst` (created as needed), keeping what `selector` accepts. A file is
+/// copied when `selector("rel")` is true; a folder is created when `selector("rel/")` is true or
+/// anything inside it is copied (Determined's selective `copytree`). Returns the names copied.
+pub fn copy_selected(
+    src: &Path,
+    dst: &Path,
+    selector: &mut dyn FnMut(&str) -> bool,
+) -> Result<Vec<String>> {
+    let mut copied = Vec::new();
+    copy_rec(src, dst, "", selector, &mut copied)?;
+    Ok(copied)
+}
+
+fn copy_rec(
+    src: &Path,
+    dst: &Path,
+    prefix: &str,
+    selector: &mut dyn FnMut(&str) -> bool,
+    copied: &mut Vec<String>,
+) -> Result<bool> {
+    let mut entries: Vec<_> = fs::read_dir(src)
+        .map_err(|e| Error::io("cannot read folder", src, e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::io("cannot read folder", src, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    let mut any = false;
+    for entry in entries {
+        let name = entry.file_name();
+        let name = name.to_str().ok_or_else(|| {
+            Error::new(
+                Kind::Io,
+                format!("file name {:?} in {} is not UTF-8", name, src.display()),
+            )
+        })?;
+        let from = entry.path();
+        let to = dst.join(name);
+        let rel = format!("{prefix}{name}");
+        let is_dir = fs::metadata(&from)
+            .map_err(|e| Error::io("cannot stat", &from, e))?
+            .is_dir();
+        if is_dir {
+            let dir_rel = format!("{rel}/");
+            let wanted = selector(&dir_rel);
+            if wanted {
+                fs::create_dir_all(&to).map_err(|e| Error::io("cannot create folder", &to, e))?;
+            }
+            let inner = copy_rec(&from, &to, &dir_rel, selector, copied)?;
+            if wanted || inner {
+                copied.push(dir_rel);
+                any = true;
+            }
+        } else if selector(&rel) {
+            fs::create_dir_all(dst).map_err(|e| Error::io("cannot create folder", dst, e))?;
+            copy_file(&from, &to)?;
+            copied.push(rel);
+            any = true;
+        }
+    }
+    Ok(any)
+}
+
+/// Copy one file (the kernel's `copy_file_range` where the file system supports it).
+pub fn copy_file(from: &Path, to: &Path) -> Result<u64> {
+    fs::copy(from, to).map_err(|e| {
+        Error::new(
+            Kind::Io,
+            format!("cannot copy {} to {}: {e}", from.display(), to.display()),
+        )
+    })
+}
+
+/// Remove a folder tree, ignoring "not found".
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("cannot remove", path, e)),
+    }
+}
+
+/// A path under `root` for the relative name `rel` (which uses `/`), refusing anything that
+/// could land outside `root`: absolute names, `..` components, NUL bytes, empty names.
+pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
+    let trimmed = rel.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Err(Error::new(
+            Kind::Storage,
+            format!("refusing empty object name {rel:?}"),
+        ));
+    }
+    if rel.starts_with('/') || rel.contains('\0') || rel.contains('\\') {
+        return Err(Error::new(
+            Kind::Storage,
+            format!(
+                "refusing unsafe object name {rel:?}: it could escape {}",
+                root.display()
+            ),
+        ));
+    }
+    let mut out = root.to_path_buf();
+    for comp in trimmed.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::new(
+                    Kind::Storage,
+                    format!(
+                        "refusing unsafe object name {rel:?}: \"..\" would escape {}",
+                        root.display()
+                    ),
+                ))
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("detcore-fsutil-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn lists_like_determined() {
+        let d = tmp();
+        fs::create_dir_all(d.join("a/b")).unwrap();
+        fs::write(d.join("a/b/x.bin"), b"12345").unwrap();
+        fs::write(d.join("top"), b"").unwrap();
+        fs::create_dir(d.join("empty")).unwrap();
+        let r = list_resources(&d).unwrap();
+        let want: Resources = [
+            ("a/", 0),
+            ("a/b/", 0),
+            ("a/b/x.bin", 5),
+            ("empty/", 0),
+            ("top", 0),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+        assert_eq!(r, want);
+        assert!(list_resources(&d.join("nope")).is_err());
+        assert!(list_resources(&d.join("top")).is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn selective_copy() {
+        let src = tmp();
+        let dst = tmp().join("out");
+        fs::create_dir_all(src.join("keep/deep")).unwrap();
+        fs::create_dir_all(src.join("skip")).unwrap();
+        fs::create_dir_all(src.join("emptykeep")).unwrap();
+        fs::write(src.join("keep/deep/w"), b"w").unwrap();
+        fs::write(src.join("skip/s"), b"s").unwrap();
+        fs::write(src.join("root.txt"), b"r").unwrap();
+        let mut sel =
+            |p: &str| p.starts_with("keep/deep/w") || p == "emptykeep/" || p == "root.txt";
+        let mut copied = copy_selected(&src, &dst, &mut sel).unwrap();
+        copied.sort();
+        assert_eq!(
+            copied,
+            [
+                "emptykeep/",
+                "keep/",
+                "keep/deep/",
+                "keep/deep/w",
+                "root.txt"
+            ]
+        );
+        assert!(dst.join("keep/deep/w").is_file());
+        assert!(dst.join("emptykeep").is_dir());
+        assert!(!dst.join("skip").exists());
+    }
+
+    #[test]
+    fn safe_join_refuses_escapes() {
+        let root = Path::new("/dst");
+        assert_eq!(
+            safe_join(root, "a/b/c").unwrap(),
+            PathBuf::from("/dst/a/b/c")
+        );
+        assert_eq!(
+            safe_join(root, "a/./b/").unwrap(),
+            PathBuf::from("/dst/a/b")
+        );
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "",
+            "/",
+            "a\0b",
+            "..",
+            "a\\..\\b",
+        ] {
+            assert!(safe_join(root, bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tmp();
+        let p = d.join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,367 @@
+//! The background reporter: one thread per context that takes records from a bounded queue and
+//! hands them, in order, to the context's sinks (the `metrics.jsonl` writer off-cluster, the
+//! master on-cluster, TensorBoard).
+//!
+//! The caller only validates and enqueues. When the queue is full (a master that is down for a
+//! long time) the caller waits — reports are never dropped — and a warning says so once. A sink
+//! failure is kept and returned by the next call that enqueues, and by `close`.
+
+use super::record::Record;
+use crate::error::{Error, Kind, Result};
+use crate::{err, log_warn};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Default number of reports the queue holds before callers wait.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
+
+/// A consumer of records, run on the reporter thread.
+pub trait Sink: Send {
+    /// Handle one record. An error is reported to the caller; the next record is still handed over.
+    fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()>;
+    /// Called when the queue is momentarily empty (flush buffers).
+    fn idle(&mut self, _ctl: &Control) -> Result<()> {
+        Ok(())
+    }
+    /// Called once at shutdown, after the last record.
+    fn close(&mut self, _ctl: &Control) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Shared between the reporter and its sinks: lets long retries give up when `close` runs out
+/// of time.
+#[derive(Default)]
+pub struct Control {
+    /// Set when `close` wants the thread to finish as soon as possible.
+    pub closing: AtomicBool,
+    /// Milliseconds since `origin` at which the sinks must give up, 0 = no deadline.
+    deadline_ms: AtomicU64,
+    origin: Option<Instant>,
+}
+
+impl Control {
+    fn new() -> Control {
+        Control {
+            closing: AtomicBool::new(false),
+            deadline_ms: AtomicU64::new(0),
+            origin: Some(Instant::now()),
+        }
+    }
+
+    /// Time left before the close deadline, if one is set.
+    pub fn time_left(&self) -> Option<Duration> {
+        let d = self.deadline_ms.load(Ordering::SeqCst);
+        if d == 0 {
+            return None;
+        }
+        let now = self
+            .origin
+            .map(|o| o.elapsed().as_millis() as u64)
+            .unwrap_or(0);
+        Some(Duration::from_millis(d.saturating_sub(now)))
+    }
+
+    /// True once the close deadline has passed.
+    pub fn expired(&self) -> bool {
+        self.time_left().is_some_and(|t| t.is_zero())
+    }
+
+    fn set_deadline(&self, after: Duration) {
+        let now = self
+            .origin
+            .map(|o| o.elapsed().as_millis() as u64)
+            .unwrap_or(0);
+        self.deadline_ms
+            .store(now + after.as_millis().max(1) as u64, Ordering::SeqCst);
+    }
+}
+
+enum Msg {
+    Rec(Record),
+    Barrier(Sender<()>),
+    Close,
+}
+
+struct Shared {
+    error: Mutex<Option<Error>>,
+    /// Records accepted but not yet handed to every sink.
+    pending: AtomicU64,
+    /// Records a sink gave up on (close deadline passed).
+    dropped: AtomicU64,
+    ctl: Control,
+}
+
+/// The reporter: a queue and the thread that drains it.
+pub struct Reporter {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<(JoinHandle<()>, Receiver<()>)>>,
+    warned_full: AtomicBool,
+    capacity: usize,
+}
+
+impl Reporter {
+    /// Start the thread with `sinks`, holding at most `capacity` records.
+    pub fn start(sinks: Vec<Box<dyn Sink>>, capacity: usize) -> Result<Reporter> {
+        let capacity = capacity.max(1);
+        let (tx, rx) = bounded::<Msg>(capacity);
+        let shared = Arc::new(Shared {
+            error: Mutex::new(None),
+            pending: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            ctl: Control::new(),
+        });
+        let (done_tx, done_rx) = bounded::<()>(1);
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("detcore-reporter".into())
+            .spawn(move || {
+                run(rx, sinks, &sh);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| err!(Internal, "cannot start the reporter thread: {e}"))?;
+        Ok(Reporter {
+            tx,
+            shared,
+            thread: Mutex::new(Some((thread, done_rx))),
+            warned_full: AtomicBool::new(false),
+            capacity,
+        })
+    }
+
+    /// Take the error a sink reported, if any (each error is returned once).
+    pub fn take_error(&self) -> Result<()> {
+        match self.shared.error.lock().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Enqueue `rec`; waits while the queue is full. Returns an earlier sink error first.
+    #[inline]
+    pub fn send(&self, rec: Record) -> Result<()> {
+        if self.shared.error.lock().is_some() {
+            return self.take_error();
+        }
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Rec(rec)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg)) => self.send_slow(msg),
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                Err(err!(
+                    State,
+                    "the context is closed; the report was not accepted"
+                ))
+            }
+        }
+    }
+
+    #[cold]
+    fn send_slow(&self, msg: Msg) -> Result<()> {
+        if !self.warned_full.swap(true, Ordering::Relaxed) {
+            log_warn!(
+                "the report queue is full ({} reports waiting to be delivered); report calls now wait \
+                 for the background reporter instead of dropping data",
+                self.capacity
+            );
+        }
+        self.tx.send(msg).map_err(|_| {
+            self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+            err!(State, "the context is closed; the report was not accepted")
+        })
+    }
+
+    /// Records accepted and not yet handed to every sink.
+    pub fn pending(&self) -> u64 {
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// Wait until every record enqueued so far has been handled, at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        let (btx, brx) = bounded(1);
+        self.tx
+            .send_timeout(Msg::Barrier(btx), timeout)
+            .map_err(|_| {
+                err!(
+                    Timeout,
+                    "reports were not delivered within {:.1} s",
+                    timeout.as_secs_f64()
+                )
+            })?;
+        brx.recv_timeout(timeout).map_err(|_| {
+            err!(
+                Timeout,
+                "{} reports were not delivered within {:.1} s",
+                self.pending(),
+                timeout.as_secs_f64()
+            )
+        })?;
+        self.take_error()
+    }
+
+    /// Deliver what is queued, within `deadline`, then stop the thread. Returns the first sink
+    /// error, or a timeout naming how many reports were not delivered.
+    pub fn close(&self, deadline: Duration) -> Result<()> {
+        let Some((handle, done)) = self.thread.lock().take() else {
+            return Ok(());
+        };
+        self.shared.ctl.set_deadline(deadline);
+        let start = Instant::now();
+        let _ = self.tx.send_timeout(Msg::Close, deadline);
+        match done.recv_timeout(deadline.saturating_sub(start.elapsed())) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = handle.join();
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.shared.ctl.closing.store(true, Ordering::SeqCst);
+                // Give the sinks a moment to notice; never wait without bound.
+                if done.recv_timeout(Duration::from_secs(2)).is_ok() {
+                    let _ = handle.join();
+                } else {
+                    let n = self.pending();
+                    return Err(Error::new(
+                        Kind::Timeout,
+                        format!(
+                            "{n} report(s) were not delivered before the close deadline of {:.1} s",
+                            deadline.as_secs_f64()
+                        ),
+                    ));
+                }
+            }
+        }
+        let undelivered = self.pending() + self.shared.dropped.load(Ordering::Relaxed);
+        let first = self.take_error();
+        if undelivered > 0 {
+            let msg =
+                format!("{undelivered} report(s) were not delivered before the context closed");
+            return Err(match first {
+                Err(e) => Error::new(e.kind(), format!("{msg}: {}", e.message())),
+                Ok(()) => Error::new(Kind::Timeout, msg),
+            });
+        }
+        first
+    }
+}
+
+fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
+    let record_error = |e: Error| {
+        let mut slot = sh.error.lock();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    };
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(_) => {
+                for s in sinks.iter_mut() {
+                    if let Err(e) = s.idle(&sh.ctl) {
+                        record_error(e);
+                    }
+                }
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            }
+        };
+        match msg {
+            Msg::Rec(rec) => {
+                let mut dropped = false;
+                for s in sinks.iter_mut() {
+                    if let Err(e) = s.write(&rec, &sh.ctl) {
+                        dropped |= e.kind() == Kind::Timeout;
+                        record_error(e);
+                    }
+                }
+                if dropped {
+                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                sh.pending.fetch_sub(1, Ordering::Relaxed);
+            }
+            Msg::Barrier(b) => {
+                for s in sinks.iter_mut() {
+                    if let Err(e) = s.idle(&sh.ctl) {
+                        record_error(e);
+                    }
+                }
+                let _ = b.send(());
+            }
+            Msg::Close => break,
+        }
+    }
+    for s in sinks.iter_mut() {
+        if let Err(e) = s.close(&sh.ctl) {
+            record_error(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{Event, Record};
+    use super::*;
+    use std::time::SystemTime;
+
+    struct Collect(Arc<Mutex<Vec<String>>>, Duration);
+    impl Sink for Collect {
+        fn write(&mut self, rec: &Record, _: &Control) -> Result<()> {
+            std::thread::sleep(self.1);
+            if let Record::Event(Event::Status { status }, _) = rec {
+                if status == "fail" {
+                    return Err(err!(Io, "sink failed on {status}"));
+                }
+                self.0.lock().push(status.clone());
+            }
+            Ok(())
+        }
+    }
+
+    fn status(s: &str) -> Record {
+        Record::Event(Event::Status { status: s.into() }, SystemTime::now())
+    }
+
+    #[test]
+    fn in_order_and_errors_surface_once() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(vec![Box::new(Collect(out.clone(), Duration::ZERO))], 4).unwrap();
+        for i in 0..100 {
+            r.send(status(&i.to_string())).unwrap();
+        }
+        r.flush(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            *out.lock(),
+            (0..100).map(|i| i.to_string()).collect::<Vec<_>>()
+        );
+        r.send(status("fail")).unwrap();
+        r.flush(Duration::from_secs(5)).unwrap_err();
+        r.send(status("after")).unwrap();
+        r.close(Duration::from_secs(5)).unwrap();
+        assert_eq!(out.lock().last().unwrap(), "after");
+        assert!(r.send(status("closed")).is_err());
+    }
+
+    #[test]
+    fn close_deadline_names_undelivered() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(
+            vec![Box::new(Collect(out, Duration::from_millis(300)))],
+            100,
+        )
+        .unwrap();
+        for i in 0..20 {
+            r.send(status(&i.to_string())).unwrap();
+        }
+        let t = Instant::now();
+        let e = r.close(Duration::from_millis(500)).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(4));
+        assert_eq!(e.kind(), Kind::Timeout);
+        assert!(e.message().contains("not delivered"), "{e}");
+    }
+}
