@@ -450,6 +450,42 @@ det_status det_info_run_name(const det_context *ctx, char **out);
 // `out` must be writable.
 det_status det_info_run_dir(const det_context *ctx, char **out);
 
+// This process's global rank (0 … size-1).
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_rank(const det_context *ctx, int32_t *out);
+
+// The number of processes in the job.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_size(const det_context *ctx, int32_t *out);
+
+// This process's rank on its node.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_local_rank(const det_context *ctx, int32_t *out);
+
+// The number of processes on this node.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_local_size(const det_context *ctx, int32_t *out);
+
+// The index of this process's node.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_cross_rank(const det_context *ctx, int32_t *out);
+
+// The number of nodes.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_cross_size(const det_context *ctx, int32_t *out);
+
 // Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
 // newer library fill an older program's struct safely).
 //

@@ -54,7 +54,14 @@ pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
     if ctx.is_null() {
         return super::status::DET_OK;
     }
-    call("det_core_close", || det_context::from_ptr(ctx)?.close())
+    call("det_core_close", || match det_context::from_ptr(ctx) {
+        Ok(shell) => shell.close(),
+        Err(e) if e.kind() == Kind::State => Err(Error::new(
+            Kind::State,
+            "ctx was already closed by an earlier det_core_close",
+        )),
+        Err(e) => Err(e),
+    })
 }
 
 /// The library version, `"MAJOR.MINOR.PATCH"`. Static; never free it.

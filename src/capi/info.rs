@@ -188,39 +188,70 @@ pub unsafe extern "C" fn det_info_run_dir(
     })
 }
 
-macro_rules! dist_getter {
-    ($(#[$doc:meta])* $name:ident, $field:ident) => {
-        $(#[$doc])*
-        ///
-        /// # Safety
-        /// `out` must be writable.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(ctx: *const det_context, out: *mut i32) -> det_status {
-            with_ctx(stringify!($name), ctx, |c| {
-                out_arg(out, "out")?;
-                // SAFETY: checked.
-                unsafe { write_out(out, c.distributed().$field as i32) };
-                Ok(())
-            })
-        }
-    };
+/// This process's global rank (0 … size-1).
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    dist_get("det_dist_rank", ctx, out, |d| d.rank)
 }
 
-dist_getter!(
-    /// This process's global rank.
-    det_dist_rank, rank);
-dist_getter!(
-    /// The number of processes in the job.
-    det_dist_size, size);
-dist_getter!(
-    /// This process's rank on its node.
-    det_dist_local_rank, local_rank);
-dist_getter!(
-    /// The number of processes on this node.
-    det_dist_local_size, local_size);
-dist_getter!(
-    /// The index of this node.
-    det_dist_cross_rank, cross_rank);
-dist_getter!(
-    /// The number of nodes.
-    det_dist_cross_size, cross_size);
+/// The number of processes in the job.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    dist_get("det_dist_size", ctx, out, |d| d.size)
+}
+
+/// This process's rank on its node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_local_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    dist_get("det_dist_local_rank", ctx, out, |d| d.local_rank)
+}
+
+/// The number of processes on this node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_local_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    dist_get("det_dist_local_size", ctx, out, |d| d.local_size)
+}
+
+/// The index of this process's node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_cross_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    dist_get("det_dist_cross_rank", ctx, out, |d| d.cross_rank)
+}
+
+/// The number of nodes.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_cross_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    dist_get("det_dist_cross_size", ctx, out, |d| d.cross_size)
+}
+
+fn dist_get(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut i32,
+    f: impl FnOnce(&crate::distributed::DistributedConfig) -> u32,
+) -> det_status {
+    with_ctx(name, ctx, |c| {
+        out_arg(out, "out")?;
+        // SAFETY: checked.
+        unsafe { write_out(out, f(c.distributed()) as i32) };
+        Ok(())
+    })
+}

@@ -337,18 +337,19 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         // SAFETY: each string field is NULL or a C string, per the struct's contract.
         Ok(unsafe { opt_str_arg(ptr, what) }?.map(str::to_owned))
     };
-    let preempt_mode =
-        match o.preempt_mode {
-            DET_PREEMPT_MODE_WORKERS_ASK_CHIEF => PreemptMode::WorkersAskChief,
-            DET_PREEMPT_MODE_CHIEF_ONLY => PreemptMode::ChiefOnly,
-            DET_PREEMPT_MODE_WORKERS_ASK_MASTER => PreemptMode::WorkersAskMaster,
-            v => return Err(Error::new(
+    let preempt_mode = match o.preempt_mode {
+        DET_PREEMPT_MODE_WORKERS_ASK_CHIEF => PreemptMode::WorkersAskChief,
+        DET_PREEMPT_MODE_CHIEF_ONLY => PreemptMode::ChiefOnly,
+        DET_PREEMPT_MODE_WORKERS_ASK_MASTER => PreemptMode::WorkersAskMaster,
+        v => {
+            return Err(Error::new(
                 Kind::InvalidArgument,
                 format!(
                     "opts.preempt_mode: unknown value {v} (expected a DET_PREEMPT_MODE_* constant)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let tensorboard_mode = match o.tensorboard_mode {
         DET_TENSORBOARD_MODE_AUTO => TensorboardMode::Auto,
         DET_TENSORBOARD_MODE_MANUAL => TensorboardMode::Manual,

@@ -42,12 +42,14 @@ pub unsafe extern "C" fn det_searcher_next_op(
         let mode = match searcher_mode {
             DET_SEARCHER_MODE_WORKERS_ASK_CHIEF => SearcherMode::WorkersAskChief,
             DET_SEARCHER_MODE_CHIEF_ONLY => SearcherMode::ChiefOnly,
-            v => return Err(Error::new(
-                Kind::InvalidArgument,
-                format!(
+            v => {
+                return Err(Error::new(
+                    Kind::InvalidArgument,
+                    format!(
                     "searcher_mode: unknown value {v} (expected a DET_SEARCHER_MODE_* constant)"
                 ),
-            )),
+                ))
+            }
         };
         out_arg(out, "out")?;
         let v = match c.searcher().next_op(mode)? {

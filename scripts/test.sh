@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run every test of detcore:
+#   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings)
+#   2. Rust unit and integration tests (cargo test)
+#   3. C/C++/Fortran tests and examples (CMake + ctest), including a build against the
+#      installed package
+#   4. Python tests (pytest), with the reference client determined==0.38.1 in a venv
+# Services the tests need (fake master, S3/GCS/Azure emulators) are started by the tests
+# themselves on 127.0.0.1 and free ports, and stopped when they end.
+#
+# Environment: DETCORE_BUILD_DIR (default build/), DETCORE_VENV (default .venv/),
+# DETCORE_SKIP_LINT=1 to skip step 1.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+build="${DETCORE_BUILD_DIR:-$root/build}"
+jobs="${DETCORE_JOBS:-$(nproc)}"
+step() { printf '\n==== %s ====\n' "$*"; }
+
+if [ "${DETCORE_SKIP_LINT:-0}" != 1 ]; then
+  step "cargo fmt --check / clippy"
+  cargo fmt --check
+  cargo clippy --all-targets --quiet -- -D warnings
+fi
+
+step "cargo test"
+cargo test --quiet
+
+step "CMake build + ctest ($build)"
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j "$jobs"
+ctest --test-dir "$build" --output-on-failure -j "$jobs"
+
+step "pytest"
+venv="$(scripts/venv.sh)"
+export DETCORE_LIB="$build/cargo/release/libdetcore.so"
+export DETCORE_BUILD_DIR="$build"
+"$venv/bin/python" -m pytest -q tests/python
+
+step "all tests passed"

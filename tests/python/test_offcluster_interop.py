@@ -1,0 +1,122 @@
+"""Off-cluster interop with the reference client determined==0.38.1: checkpoints written by
+detcore into a directory are read by Python's `determined.core`, and the other way round.
+
+detcore is driven through its C ABI with ctypes (no binding needed), so this also checks the
+exported symbols and the metadata.json byte format."""
+import ctypes
+import json
+import os
+import pathlib
+
+import pytest
+
+determined_core = pytest.importorskip("determined.core")
+
+
+class Opts(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("checkpoint_storage", ctypes.c_char_p),
+        ("preempt_mode", ctypes.c_int32),
+        ("tensorboard_mode", ctypes.c_int32),
+        ("run_name", ctypes.c_char_p),
+        ("run_dir", ctypes.c_char_p),
+        ("hparams_json", ctypes.c_char_p),
+        ("searcher_max_length", ctypes.c_int64),
+        ("preempt_signals", ctypes.c_void_p),
+        ("preempt_signals_len", ctypes.c_size_t),
+        ("disable_signal_handlers", ctypes.c_bool),
+        ("async_checkpoints", ctypes.c_bool),
+        ("halt_file", ctypes.c_char_p),
+        ("end_time", ctypes.c_double),
+        ("halt_margin_seconds", ctypes.c_double),
+        ("distributed", ctypes.c_void_p),
+        ("cluster_info_dir", ctypes.c_char_p),
+        ("report_queue_capacity", ctypes.c_size_t),
+        ("close_timeout_seconds", ctypes.c_double),
+    ]
+
+
+@pytest.fixture()
+def lib(detcore_lib):
+    lib = ctypes.CDLL(str(detcore_lib))
+    lib.det_last_error_message.restype = ctypes.c_char_p
+    lib.det_string_free.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def check(lib, status):
+    if status != 0:
+        raise RuntimeError(lib.det_last_error_message().decode())
+
+
+def open_ctx(lib, storage: pathlib.Path, run_dir: pathlib.Path):
+    o = Opts()
+    check(lib, lib.det_init_options_default(ctypes.byref(o), ctypes.sizeof(o)))
+    o.checkpoint_storage = str(storage).encode()
+    o.run_dir = str(run_dir).encode()
+    o.run_name = b"interop"
+    o.disable_signal_handlers = True
+    o.cluster_info_dir = b"/nonexistent"
+    ctx = ctypes.c_void_p()
+    check(lib, lib.det_core_init(ctypes.byref(o), ctypes.byref(ctx)))
+    return ctx
+
+
+def test_python_restores_detcore_checkpoint(lib, tmp_path):
+    storage = tmp_path / "ckpts"
+    ctx = open_ctx(lib, storage, tmp_path / "run")
+    store = ctypes.c_void_p()
+    meta = {"steps_completed": 7, "loss": float("nan"), "name": "é", "nested": {"a": [1, 2.5]}}
+    # NaN is not JSON; detcore accepts Python's extension literal, as json.dumps writes it.
+    check(lib, lib.det_ckpt_store_path_begin(ctx, json.dumps(meta).encode(), False, ctypes.byref(store)))
+    path = ctypes.c_char_p()
+    check(lib, lib.det_ckpt_store_path(store, ctypes.byref(path)))
+    d = pathlib.Path(path.value.decode())
+    (d / "weights.bin").write_bytes(b"\x00\x01" * 1000)
+    (d / "sub").mkdir()
+    (d / "sub" / "opt.txt").write_text("momentum")
+    sid = ctypes.create_string_buffer(37)
+    check(lib, lib.det_ckpt_store_path_end(store, sid))
+    check(lib, lib.det_core_close(ctx))
+    storage_id = sid.value.decode()
+
+    # Byte-identical to what Python's json.dump(metadata, f, indent=2) writes.
+    written = (storage / storage_id / "metadata.json").read_text()
+    assert written == json.dumps(meta, indent=2)
+
+    with determined_core._dummy_init(checkpoint_storage=str(storage)) as core:
+        with core.checkpoint.restore_path(storage_id) as p:
+            assert (p / "weights.bin").read_bytes() == b"\x00\x01" * 1000
+            assert (p / "sub" / "opt.txt").read_text() == "momentum"
+            assert json.loads((p / "metadata.json").read_text())["steps_completed"] == 7
+        out = tmp_path / "dl"
+        core.checkpoint.download(storage_id, str(out), selector=lambda x: x.startswith("sub"))
+        assert sorted(str(x.relative_to(out)) for x in out.rglob("*")) == ["sub", "sub/opt.txt"]
+
+
+def test_detcore_restores_python_checkpoint(lib, tmp_path):
+    storage = tmp_path / "ckpts"
+    with determined_core._dummy_init(checkpoint_storage=str(storage)) as core:
+        with core.checkpoint.store_path({"steps_completed": 3, "acc": 0.5}) as (p, storage_id):
+            (p / "model.pt").write_bytes(b"abc")
+            (p / "d").mkdir()
+            (p / "d" / "x").write_text("y")
+
+    ctx = open_ctx(lib, storage, tmp_path / "run")
+    out = ctypes.c_char_p()
+    check(lib, lib.det_ckpt_get_metadata(ctx, str(storage_id).encode(), ctypes.byref(out)))
+    assert json.loads(out.value) == {"steps_completed": 3, "acc": 0.5}
+    restore = ctypes.c_void_p()
+    check(lib, lib.det_ckpt_restore_path_begin(ctx, str(storage_id).encode(), 0, None, None, ctypes.byref(restore)))
+    rp = ctypes.c_char_p()
+    check(lib, lib.det_ckpt_restore_path(restore, ctypes.byref(rp)))
+    assert (pathlib.Path(rp.value.decode()) / "model.pt").read_bytes() == b"abc"
+    check(lib, lib.det_ckpt_restore_path_end(restore))
+
+    dl = tmp_path / "dl"
+    check(lib, lib.det_ckpt_download(ctx, str(storage_id).encode(), str(dl).encode(), 1, None, None))
+    assert (dl / "d" / "x").read_text() == "y"
+    check(lib, lib.det_ckpt_delete(ctx, str(storage_id).encode()))
+    assert not (storage / str(storage_id)).exists()
+    check(lib, lib.det_core_close(ctx))
