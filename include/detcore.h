@@ -26,6 +26,31 @@
 #define DET_ABI_VERSION 1
 
 
+// `DET_LAUNCHER_AUTO`: the first launcher whose variables are present (torchrun, DeepSpeed,
+// Horovod, Open MPI, MPICH/PMI, Slurm, in that order), else rank 0 of 1.
+#define DET_LAUNCHER_AUTO 0
+
+// torchrun / `torch.distributed.run`: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+// GROUP_RANK, GROUP_WORLD_SIZE; chief address from DET_CHIEF_IP or MASTER_ADDR.
+#define DET_LAUNCHER_TORCH 1
+
+// The DeepSpeed launcher: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE.
+#define DET_LAUNCHER_DEEPSPEED 2
+
+// horovodrun: HOROVOD_RANK, HOROVOD_SIZE, HOROVOD_LOCAL_RANK, HOROVOD_LOCAL_SIZE,
+// HOROVOD_CROSS_RANK, HOROVOD_CROSS_SIZE.
+#define DET_LAUNCHER_HOROVOD 3
+
+// Open MPI's mpirun: OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK.
+#define DET_LAUNCHER_OPENMPI 4
+
+// MPICH / Intel MPI (PMI): PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS (block placement).
+#define DET_LAUNCHER_MPICH 5
+
+// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES; chief
+// address from DET_CHIEF_IP or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST.
+#define DET_LAUNCHER_SLURM 6
+
 // `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
 // chief's answer (the default).
 #define DET_PREEMPT_MODE_WORKERS_ASK_CHIEF 0
@@ -86,6 +111,11 @@
 
 // Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
 #define DET_STORAGE_ID_LEN 37
+
+// A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,
+// library-owned: read it with `det_bytes_list_len`/`det_bytes_list_get`, free it with
+// `det_bytes_list_free`.
+typedef struct det_bytes_list det_bytes_list;
 
 // An open `restore_path` scope from `det_ckpt_restore_path_begin`. Opaque. End it with
 // `det_ckpt_restore_path_end`, exactly once.
@@ -391,6 +421,79 @@ void det_string_free(char *s);
 // Set the log threshold for the whole process: one of `DET_LOG_LEVEL_*` (overrides
 // `DETCORE_LOG_LEVEL`). Log lines go to stderr as `LEVEL: [pid] detcore: message`.
 det_status det_log_set_level(int32_t level);
+
+// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
+// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
+// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
+// address comes from `DET_CHIEF_IP` first. The strings `cfg` points to (chief_ip) are owned by
+// the library and stay valid until the process ends.
+//
+// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
+// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`.
+//
+// # Safety
+// `cfg` must point to an initialised `det_distributed_config`.
+det_status det_distributed_from_env(int32_t launcher_kind, det_distributed_config *cfg);
+
+// `gather(x)`: the chief's `*out` receives every rank's bytes in rank order; on other ranks
+// `*out` is NULL. Every rank must call it (a collective). Fails with `DET_ERR_DISTRIBUTED`
+// naming the rank when a peer is lost, `DET_ERR_TIMEOUT` when peers do not arrive in time.
+//
+// # Safety
+// `data` must hold `len` bytes (NULL allowed with `len == 0`); `out` writable.
+det_status det_dist_gather(det_context *ctx, const void *data, size_t len, det_bytes_list **out);
+
+// `allgather(x)`: every rank's `*out` receives every rank's bytes in rank order. A collective.
+//
+// # Safety
+// As `det_dist_gather`.
+det_status det_dist_allgather(det_context *ctx, const void *data, size_t len, det_bytes_list **out);
+
+// `broadcast(x)`: every rank's `*out` receives one item, the chief's bytes (other ranks' data
+// is ignored; they may pass NULL, 0). A collective.
+//
+// # Safety
+// As `det_dist_gather`.
+det_status det_dist_broadcast(det_context *ctx, const void *data, size_t len, det_bytes_list **out);
+
+// `gather_local(x)`: as `det_dist_gather` among the ranks of this node, to the local chief
+// (in local-rank order). Every rank of the job must call it.
+//
+// # Safety
+// As `det_dist_gather`.
+det_status det_dist_gather_local(det_context *ctx, const void *data, size_t len, det_bytes_list **out);
+
+// `allgather_local(x)`: as `det_dist_allgather` among the ranks of this node.
+//
+// # Safety
+// As `det_dist_gather`.
+det_status det_dist_allgather_local(det_context *ctx, const void *data, size_t len, det_bytes_list **out);
+
+// `broadcast_local(x)`: every rank receives its local chief's bytes.
+//
+// # Safety
+// As `det_dist_gather`.
+det_status det_dist_broadcast_local(det_context *ctx, const void *data, size_t len, det_bytes_list **out);
+
+// Wait until every rank of the job has called `det_dist_barrier`. A collective.
+det_status det_dist_barrier(det_context *ctx);
+
+// The number of buffers in `list`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_bytes_list_len(const det_bytes_list *list, size_t *out);
+
+// Buffer `index` of `list`: `*data` points to `*len` bytes owned by the list (valid until
+// `det_bytes_list_free`; NULL when `*len` is 0). `DET_ERR_INVALID_ARGUMENT` if `index` is out
+// of range.
+//
+// # Safety
+// `data` and `len` must be writable.
+det_status det_bytes_list_get(const det_bytes_list *list, size_t index, const void **data, size_t *len);
+
+// Free a list from a collective. NULL does nothing; freeing twice gives `DET_ERR_STATE`.
+det_status det_bytes_list_free(det_bytes_list *list);
 
 // `*out` = true when running under a Determined master.
 //

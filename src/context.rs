@@ -4,7 +4,7 @@
 
 use crate::checkpoint::{index::RunIndex, CheckpointContext, LocalReporter};
 use crate::cluster_info;
-use crate::distributed::DistributedConfig;
+use crate::distributed::{DistributedConfig, DistributedContext};
 use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::json::{parse, Map, Value};
@@ -23,7 +23,7 @@ use std::time::Duration;
 /// A Core API context.
 pub struct Context {
     info: Info,
-    dist: DistributedConfig,
+    dist: Arc<DistributedContext>,
     reporter: Arc<Reporter>,
     train: Arc<TrainContext>,
     checkpoint: CheckpointContext,
@@ -99,14 +99,12 @@ impl Context {
     }
 
     fn init_off_cluster(opts: InitOptions) -> Result<Context> {
-        let dist = opts
+        let dist_cfg = opts
             .distributed
             .clone()
             .unwrap_or_else(DistributedConfig::single);
-        dist.validate()?;
-        if dist.size > 1 {
-            bail!(Unsupported, "distributed: jobs of more than one process (size {}) are not supported by this build", dist.size);
-        }
+        let dist = Arc::new(DistributedContext::new(dist_cfg)?);
+        let rank = dist.config().rank;
 
         // Hyperparameters and searcher.
         let hparams = match (&opts.hparams_json, env_nonempty("DET_HPARAMS")) {
@@ -201,20 +199,20 @@ impl Context {
                 index: index.clone(),
                 train: train.clone(),
             }),
-            dist.rank,
+            rank,
         );
         let searcher = SearcherContext::new(
             Some(max_length),
             Some(Unit::Epochs),
             train.clone(),
-            dist.is_chief(),
+            rank == 0,
         );
 
         // Preemption last: nothing above can fail after handlers are installed.
         let preempt = Arc::new(PreemptState::with_mode(
             !sources.signals.is_empty(),
             opts.preempt_mode,
-            dist.rank,
+            rank,
         ));
         let registration = if sources.signals.is_empty() {
             None
@@ -272,6 +270,11 @@ impl Context {
 
     /// This process's place in the job.
     pub fn distributed(&self) -> &DistributedConfig {
+        self.dist.config()
+    }
+
+    /// Collectives over the job's processes.
+    pub fn collectives(&self) -> &Arc<DistributedContext> {
         &self.dist
     }
 

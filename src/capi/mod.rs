@@ -11,6 +11,7 @@
 mod boundary;
 pub mod ckpt;
 pub mod core;
+pub mod dist;
 pub mod handle;
 pub mod info;
 pub mod options;

@@ -1,5 +1,7 @@
 //! Rank information and collectives (Determined's `DistributedContext`, PROTOCOL.md §9).
 
+pub mod env;
+
 use crate::bail;
 use crate::error::Result;
 use std::time::Duration;
@@ -116,6 +118,67 @@ impl DistributedConfig {
             bail!(InvalidArgument, "distributed: timeouts must be positive");
         }
         Ok(())
+    }
+}
+
+/// Collectives over the processes of a job. Every rank must call the same collectives in the
+/// same order, as in Determined.
+pub struct DistributedContext {
+    cfg: DistributedConfig,
+}
+
+impl DistributedContext {
+    /// Collectives for `cfg` (validated).
+    pub fn new(cfg: DistributedConfig) -> Result<DistributedContext> {
+        cfg.validate()?;
+        if cfg.size > 1 {
+            bail!(
+                Unsupported,
+                "distributed: jobs of more than one process (size {}) are not supported by this build",
+                cfg.size
+            );
+        }
+        Ok(DistributedContext { cfg })
+    }
+
+    /// This process's place in the job.
+    pub fn config(&self) -> &DistributedConfig {
+        &self.cfg
+    }
+
+    /// `gather(x)`: the chief receives every rank's bytes in rank order; other ranks get `None`.
+    pub fn gather(&self, data: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
+        Ok(Some(vec![data]))
+    }
+
+    /// `allgather(x)`: every rank receives every rank's bytes in rank order.
+    pub fn allgather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        Ok(vec![data])
+    }
+
+    /// `broadcast(x)`: every rank receives the chief's bytes (the others' `data` is ignored).
+    pub fn broadcast(&self, data: Vec<u8>) -> Result<Vec<u8>> {
+        Ok(data)
+    }
+
+    /// `gather_local(x)`: the local chief receives the bytes of every rank of its node.
+    pub fn gather_local(&self, data: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
+        Ok(Some(vec![data]))
+    }
+
+    /// `allgather_local(x)`: every rank receives the bytes of every rank of its node.
+    pub fn allgather_local(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
+        Ok(vec![data])
+    }
+
+    /// `broadcast_local(x)`: every rank receives its local chief's bytes.
+    pub fn broadcast_local(&self, data: Vec<u8>) -> Result<Vec<u8>> {
+        Ok(data)
+    }
+
+    /// Wait until every rank reaches the barrier.
+    pub fn barrier(&self) -> Result<()> {
+        self.allgather(Vec::new()).map(|_| ())
     }
 }
 

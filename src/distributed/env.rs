@@ -1,0 +1,479 @@
+//! Rank information from the environment a launcher sets (torchrun, DeepSpeed, Horovod, Open MPI,
+//! MPICH/Intel MPI, Slurm). Errors name the variable that is missing or wrong.
+
+use super::DistributedConfig;
+use crate::error::{Error, Kind, Result};
+use crate::{bail, err};
+
+/// Which launcher's variables to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launcher {
+    /// The first launcher whose variables are present, else rank 0 of 1.
+    Auto,
+    /// `torchrun` / `torch.distributed.run`: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
+    /// GROUP_RANK, GROUP_WORLD_SIZE (as Determined's `from_torch_distributed`).
+    Torch,
+    /// The DeepSpeed launcher: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE.
+    DeepSpeed,
+    /// horovodrun: HOROVOD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _CROSS_RANK, _CROSS_SIZE.
+    Horovod,
+    /// Open MPI's mpirun: OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK.
+    OpenMpi,
+    /// MPICH / Intel MPI (PMI): PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS.
+    Mpich,
+    /// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES.
+    Slurm,
+}
+
+impl Launcher {
+    /// A name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Launcher::Auto => "auto",
+            Launcher::Torch => "torchrun",
+            Launcher::DeepSpeed => "deepspeed",
+            Launcher::Horovod => "horovod",
+            Launcher::OpenMpi => "Open MPI",
+            Launcher::Mpich => "MPICH/PMI",
+            Launcher::Slurm => "Slurm",
+        }
+    }
+}
+
+/// Read variables through a lookup function (the process environment in production).
+pub struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Env<'a> {
+    /// An environment backed by `get`.
+    pub fn new(get: &'a dyn Fn(&str) -> Option<String>) -> Env<'a> {
+        Env { get }
+    }
+
+    fn raw(&self, k: &str) -> Option<String> {
+        (self.get)(k).filter(|v| !v.trim().is_empty())
+    }
+
+    fn has(&self, k: &str) -> bool {
+        self.raw(k).is_some()
+    }
+
+    fn int(&self, launcher: Launcher, k: &str) -> Result<u32> {
+        let v = self.raw(k).ok_or_else(|| {
+            err!(
+                InvalidArgument,
+                "{k} is not set (reading the {} environment)",
+                launcher.name()
+            )
+        })?;
+        v.trim().parse::<u32>().map_err(|_| {
+            err!(
+                InvalidArgument,
+                "{k}={v:?} is not a non-negative integer ({} environment)",
+                launcher.name()
+            )
+        })
+    }
+
+    fn opt_int(&self, launcher: Launcher, k: &str) -> Result<Option<u32>> {
+        if self.has(k) {
+            self.int(launcher, k).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Fill `cfg` (ports, timeouts) with the ranks of `launcher`'s environment.
+pub fn from_env(
+    launcher: Launcher,
+    env: &Env<'_>,
+    base: &DistributedConfig,
+) -> Result<DistributedConfig> {
+    let l = match launcher {
+        Launcher::Auto => match detect(env) {
+            Some(l) => l,
+            None => {
+                let mut c = base.clone();
+                c.rank = 0;
+                c.size = 1;
+                c.local_rank = 0;
+                c.local_size = 1;
+                c.cross_rank = 0;
+                c.cross_size = 1;
+                c.chief_ip = chief_ip(env, None);
+                c.port = port(env)?.unwrap_or(base.port);
+                return Ok(c);
+            }
+        },
+        l => l,
+    };
+    let (rank, size, local_rank, local_size, cross_rank, cross_size, vars, fallback_chief) = match l {
+        Launcher::Torch => (
+            env.int(l, "RANK")?,
+            env.int(l, "WORLD_SIZE")?,
+            env.int(l, "LOCAL_RANK")?,
+            env.int(l, "LOCAL_WORLD_SIZE")?,
+            env.int(l, "GROUP_RANK")?,
+            match env.opt_int(l, "GROUP_WORLD_SIZE")? {
+                Some(v) => v,
+                None => cross_size_from(l, env.int(l, "WORLD_SIZE")?, env.int(l, "LOCAL_WORLD_SIZE")?, "LOCAL_WORLD_SIZE")?,
+            },
+            "RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, GROUP_WORLD_SIZE",
+            env.raw("MASTER_ADDR"),
+        ),
+        Launcher::DeepSpeed => (
+            env.int(l, "RANK")?,
+            env.int(l, "WORLD_SIZE")?,
+            env.int(l, "LOCAL_RANK")?,
+            env.int(l, "LOCAL_SIZE")?,
+            env.int(l, "CROSS_RANK")?,
+            env.int(l, "CROSS_SIZE")?,
+            "RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE",
+            env.raw("MASTER_ADDR"),
+        ),
+        Launcher::Horovod => (
+            env.int(l, "HOROVOD_RANK")?,
+            env.int(l, "HOROVOD_SIZE")?,
+            env.int(l, "HOROVOD_LOCAL_RANK")?,
+            env.int(l, "HOROVOD_LOCAL_SIZE")?,
+            env.int(l, "HOROVOD_CROSS_RANK")?,
+            env.int(l, "HOROVOD_CROSS_SIZE")?,
+            "HOROVOD_RANK, HOROVOD_SIZE, HOROVOD_LOCAL_RANK, HOROVOD_LOCAL_SIZE, HOROVOD_CROSS_RANK, HOROVOD_CROSS_SIZE",
+            None,
+        ),
+        Launcher::OpenMpi => {
+            let size = env.int(l, "OMPI_COMM_WORLD_SIZE")?;
+            let local_size = env.int(l, "OMPI_COMM_WORLD_LOCAL_SIZE")?;
+            (
+                env.int(l, "OMPI_COMM_WORLD_RANK")?,
+                size,
+                env.int(l, "OMPI_COMM_WORLD_LOCAL_RANK")?,
+                local_size,
+                env.int(l, "OMPI_COMM_WORLD_NODE_RANK")?,
+                cross_size_from(l, size, local_size, "OMPI_COMM_WORLD_LOCAL_SIZE")?,
+                "OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK",
+                None,
+            )
+        }
+        Launcher::Mpich => {
+            let rank = env.int(l, "PMI_RANK")?;
+            let size = env.int(l, "PMI_SIZE")?;
+            let local_size = env.opt_int(l, "MPI_LOCALNRANKS")?.unwrap_or(size);
+            let local_rank = match env.opt_int(l, "MPI_LOCALRANKID")? {
+                Some(v) => v,
+                None if local_size == size => rank,
+                None => bail!(InvalidArgument, "MPI_LOCALRANKID is not set (reading the MPICH/PMI environment)"),
+            };
+            let cross_size = cross_size_from(l, size, local_size, "MPI_LOCALNRANKS")?;
+            // PMI does not export the node index; with block placement (MPICH's default) it is
+            // rank / local_size, and the local rank must agree with that.
+            let cross_rank = if local_size == 0 { 0 } else { rank / local_size };
+            if local_size > 0 && rank % local_size != local_rank {
+                bail!(
+                    InvalidArgument,
+                    "PMI_RANK={rank} and MPI_LOCALRANKID={local_rank} do not match block placement of {local_size} ranks per node; \
+                     launch with block placement or give the ranks explicitly"
+                );
+            }
+            (rank, size, local_rank, local_size, cross_rank, cross_size, "PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS", None)
+        }
+        Launcher::Slurm => {
+            let size = env.int(l, "SLURM_NTASKS")?;
+            let nodes = match env.opt_int(l, "SLURM_NNODES")? {
+                Some(n) => n,
+                None => env.int(l, "SLURM_JOB_NUM_NODES")?,
+            };
+            if nodes == 0 || size % nodes != 0 {
+                bail!(
+                    InvalidArgument,
+                    "SLURM_NTASKS={size} is not a multiple of SLURM_NNODES={nodes}: detcore needs the same number of tasks on every node"
+                );
+            }
+            (
+                env.int(l, "SLURM_PROCID")?,
+                size,
+                env.int(l, "SLURM_LOCALID")?,
+                size / nodes,
+                env.int(l, "SLURM_NODEID")?,
+                nodes,
+                "SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES",
+                env.raw("SLURM_STEP_NODELIST").or_else(|| env.raw("SLURM_JOB_NODELIST")).and_then(|n| first_host(&n)),
+            )
+        }
+        Launcher::Auto => unreachable!("resolved above"),
+    };
+    let mut c = base.clone();
+    c.rank = rank;
+    c.size = size;
+    c.local_rank = local_rank;
+    c.local_size = local_size;
+    c.cross_rank = cross_rank;
+    c.cross_size = cross_size;
+    c.chief_ip = chief_ip(env, fallback_chief).or_else(|| base.chief_ip.clone());
+    if c.cross_size <= 1 && c.chief_ip.is_none() {
+        c.chief_ip = Some("127.0.0.1".into());
+    }
+    c.port = port(env)?.unwrap_or(base.port);
+    c.validate().map_err(|e| {
+        Error::new(
+            Kind::InvalidArgument,
+            format!(
+                "{} environment ({vars}): {}",
+                l.name(),
+                e.message().trim_start_matches("distributed: ")
+            ),
+        )
+    })?;
+    if c.cross_size > 1 && c.chief_ip.is_none() {
+        bail!(
+            InvalidArgument,
+            "{} environment: DET_CHIEF_IP is not set, and the job spans {} nodes",
+            l.name(),
+            c.cross_size
+        );
+    }
+    Ok(c)
+}
+
+fn cross_size_from(l: Launcher, size: u32, local_size: u32, local_var: &str) -> Result<u32> {
+    if local_size == 0 || size % local_size != 0 {
+        bail!(
+            InvalidArgument,
+            "{local_var}={local_size} does not divide the world size {size} ({} environment)",
+            l.name()
+        );
+    }
+    Ok(size / local_size)
+}
+
+fn chief_ip(env: &Env<'_>, fallback: Option<String>) -> Option<String> {
+    env.raw("DET_CHIEF_IP").or(fallback)
+}
+
+fn port(env: &Env<'_>) -> Result<Option<u16>> {
+    for k in ["DETCORE_CHIEF_PORT", "INTER_TRAIN_PROCESS_COMM_PORT_1"] {
+        if let Some(v) = env.raw(k) {
+            return match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => Ok(Some(p)),
+                _ => Err(err!(InvalidArgument, "{k}={v:?} is not a TCP port")),
+            };
+        }
+    }
+    Ok(None)
+}
+
+/// The launcher whose variables are present, in a fixed order of precedence.
+pub fn detect(env: &Env<'_>) -> Option<Launcher> {
+    if env.has("GROUP_RANK") && env.has("LOCAL_WORLD_SIZE") {
+        Some(Launcher::Torch)
+    } else if env.has("CROSS_RANK") && env.has("LOCAL_SIZE") && env.has("RANK") {
+        Some(Launcher::DeepSpeed)
+    } else if env.has("HOROVOD_RANK") {
+        Some(Launcher::Horovod)
+    } else if env.has("OMPI_COMM_WORLD_RANK") {
+        Some(Launcher::OpenMpi)
+    } else if env.has("PMI_RANK") {
+        Some(Launcher::Mpich)
+    } else if env.has("SLURM_PROCID") && env.has("SLURM_NTASKS") && env.has("SLURM_LOCALID") {
+        Some(Launcher::Slurm)
+    } else {
+        None
+    }
+}
+
+/// The first host of a Slurm node list: `node[01-04,07],gpu2` → `node01`.
+pub fn first_host(list: &str) -> Option<String> {
+    let first = {
+        let mut depth = 0;
+        let mut end = list.len();
+        for (i, c) in list.char_indices() {
+            match c {
+                '[' => depth += 1,
+                ']' => depth -= 1,
+                ',' if depth == 0 => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        &list[..end]
+    };
+    match first.find('[') {
+        None => (!first.is_empty()).then(|| first.to_owned()),
+        Some(i) => {
+            let prefix = &first[..i];
+            let inner = first[i + 1..].trim_end_matches(']');
+            let range = inner.split(',').next()?;
+            let start = range.split('-').next()?;
+            Some(format!("{prefix}{start}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn read(l: Launcher, pairs: &[(&str, &str)]) -> Result<DistributedConfig> {
+        let m = env_of(pairs);
+        let get = |k: &str| m.get(k).cloned();
+        from_env(l, &Env::new(&get), &DistributedConfig::single())
+    }
+
+    #[test]
+    fn torchrun() {
+        let c = read(
+            Launcher::Auto,
+            &[
+                ("RANK", "3"),
+                ("WORLD_SIZE", "4"),
+                ("LOCAL_RANK", "1"),
+                ("LOCAL_WORLD_SIZE", "2"),
+                ("GROUP_RANK", "1"),
+                ("GROUP_WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "10.0.0.1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.rank,
+                c.size,
+                c.local_rank,
+                c.local_size,
+                c.cross_rank,
+                c.cross_size
+            ),
+            (3, 4, 1, 2, 1, 2)
+        );
+        assert_eq!(c.chief_ip.as_deref(), Some("10.0.0.1"));
+    }
+
+    #[test]
+    fn openmpi_and_slurm() {
+        let c = read(
+            Launcher::Auto,
+            &[
+                ("OMPI_COMM_WORLD_RANK", "5"),
+                ("OMPI_COMM_WORLD_SIZE", "8"),
+                ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+                ("OMPI_COMM_WORLD_LOCAL_SIZE", "4"),
+                ("OMPI_COMM_WORLD_NODE_RANK", "1"),
+                ("DET_CHIEF_IP", "n0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.rank, c.local_rank, c.cross_rank, c.cross_size),
+            (5, 1, 1, 2)
+        );
+        let c = read(
+            Launcher::Slurm,
+            &[
+                ("SLURM_PROCID", "2"),
+                ("SLURM_NTASKS", "4"),
+                ("SLURM_LOCALID", "0"),
+                ("SLURM_NODEID", "1"),
+                ("SLURM_NNODES", "2"),
+                ("SLURM_JOB_NODELIST", "gpu[07-08]"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.rank, c.local_size, c.cross_rank), (2, 2, 1));
+        assert_eq!(c.chief_ip.as_deref(), Some("gpu07"));
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let e = read(Launcher::Torch, &[("RANK", "0")]).unwrap_err();
+        assert!(e.message().contains("WORLD_SIZE is not set"), "{e}");
+        let e = read(Launcher::DeepSpeed, &[("RANK", "x")]).unwrap_err();
+        assert!(
+            e.message()
+                .contains("RANK=\"x\" is not a non-negative integer"),
+            "{e}"
+        );
+        let e = read(
+            Launcher::Horovod,
+            &[
+                ("HOROVOD_RANK", "4"),
+                ("HOROVOD_SIZE", "4"),
+                ("HOROVOD_LOCAL_RANK", "0"),
+                ("HOROVOD_LOCAL_SIZE", "4"),
+                ("HOROVOD_CROSS_RANK", "0"),
+                ("HOROVOD_CROSS_SIZE", "1"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("rank 4 must be less than size 4"),
+            "{e}"
+        );
+        let e = read(
+            Launcher::OpenMpi,
+            &[
+                ("OMPI_COMM_WORLD_RANK", "0"),
+                ("OMPI_COMM_WORLD_SIZE", "6"),
+                ("OMPI_COMM_WORLD_LOCAL_RANK", "0"),
+                ("OMPI_COMM_WORLD_LOCAL_SIZE", "4"),
+                ("OMPI_COMM_WORLD_NODE_RANK", "0"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            e.message()
+                .contains("OMPI_COMM_WORLD_LOCAL_SIZE=4 does not divide"),
+            "{e}"
+        );
+        let e = read(
+            Launcher::DeepSpeed,
+            &[
+                ("RANK", "0"),
+                ("WORLD_SIZE", "4"),
+                ("LOCAL_RANK", "0"),
+                ("LOCAL_SIZE", "2"),
+                ("CROSS_RANK", "0"),
+                ("CROSS_SIZE", "2"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.message().contains("chief_ip"), "{e}");
+        let e = read(
+            Launcher::Slurm,
+            &[
+                ("SLURM_PROCID", "0"),
+                ("SLURM_NTASKS", "3"),
+                ("SLURM_LOCALID", "0"),
+                ("SLURM_NODEID", "0"),
+                ("SLURM_NNODES", "2"),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.message().contains("SLURM_NTASKS=3"), "{e}");
+    }
+
+    #[test]
+    fn auto_without_launcher_is_single() {
+        let c = read(Launcher::Auto, &[]).unwrap();
+        assert_eq!((c.rank, c.size), (0, 1));
+    }
+
+    #[test]
+    fn nodelists() {
+        assert_eq!(first_host("node[01-04,07],gpu2").as_deref(), Some("node01"));
+        assert_eq!(first_host("a1,a2").as_deref(), Some("a1"));
+        assert_eq!(first_host("single").as_deref(), Some("single"));
+        assert_eq!(first_host("").as_deref(), None);
+    }
+}
