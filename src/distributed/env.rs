@@ -169,7 +169,7 @@ pub fn from_env(
             let cross_size = cross_size_from(l, size, local_size, "MPI_LOCALNRANKS")?;
             // PMI does not export the node index; with block placement (MPICH's default) it is
             // rank / local_size, and the local rank must agree with that.
-            let cross_rank = if local_size == 0 { 0 } else { rank / local_size };
+            let cross_rank = rank.checked_div(local_size).unwrap_or(0);
             if local_size > 0 && rank % local_size != local_rank {
                 bail!(
                     InvalidArgument,
