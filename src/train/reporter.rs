@@ -5,6 +5,10 @@
 //! The caller only validates and enqueues. When the queue is full (a master that is down for a
 //! long time) the caller waits — reports are never dropped — and a warning says so once. A sink
 //! failure is kept and returned by the next call that enqueues, and by `close`.
+//!
+//! The thread is woken lazily: it drains the queue every [`IDLE_WAKE`] or as soon as the queue
+//! is an eighth full (or on flush/close), so that an enqueue never pays for a futex wake-up — the
+//! difference between ~100 ns and ~1 µs per report.
 
 use super::record::Record;
 use crate::error::{Error, Kind, Result};
@@ -18,6 +22,9 @@ use std::time::{Duration, Instant};
 
 /// Default number of reports the queue holds before callers wait.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
+
+/// How often the reporter thread looks at the queue when nobody wakes it.
+pub const IDLE_WAKE: Duration = Duration::from_millis(20);
 
 /// A consumer of records, run on the reporter thread.
 pub trait Sink: Send {
@@ -89,6 +96,7 @@ enum Msg {
 
 struct Shared {
     error: Mutex<Option<Error>>,
+    has_error: AtomicBool,
     /// Records accepted but not yet handed to every sink.
     pending: AtomicU64,
     /// Records a sink gave up on (close deadline passed).
@@ -101,6 +109,10 @@ pub struct Reporter {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
     thread: Mutex<Option<(JoinHandle<()>, Receiver<()>)>>,
+    /// The reporter thread, to unpark it.
+    waker: std::thread::Thread,
+    /// Queue length at which an enqueue wakes the thread.
+    wake_at: usize,
     warned_full: AtomicBool,
     capacity: usize,
 }
@@ -112,6 +124,7 @@ impl Reporter {
         let (tx, rx) = bounded::<Msg>(capacity);
         let shared = Arc::new(Shared {
             error: Mutex::new(None),
+            has_error: AtomicBool::new(false),
             pending: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             ctl: Control::new(),
@@ -128,7 +141,9 @@ impl Reporter {
         Ok(Reporter {
             tx,
             shared,
+            waker: thread.thread().clone(),
             thread: Mutex::new(Some((thread, done_rx))),
+            wake_at: (capacity / 8).max(1),
             warned_full: AtomicBool::new(false),
             capacity,
         })
@@ -136,7 +151,9 @@ impl Reporter {
 
     /// Take the error a sink reported, if any (each error is returned once).
     pub fn take_error(&self) -> Result<()> {
-        match self.shared.error.lock().take() {
+        let mut slot = self.shared.error.lock();
+        self.shared.has_error.store(false, Ordering::Relaxed);
+        match slot.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -145,12 +162,17 @@ impl Reporter {
     /// Enqueue `rec`; waits while the queue is full. Returns an earlier sink error first.
     #[inline]
     pub fn send(&self, rec: Record) -> Result<()> {
-        if self.shared.error.lock().is_some() {
+        if self.shared.has_error.load(Ordering::Relaxed) {
             return self.take_error();
         }
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Rec(rec)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if self.tx.len() >= self.wake_at {
+                    self.waker.unpark();
+                }
+                Ok(())
+            }
             Err(TrySendError::Full(msg)) => self.send_slow(msg),
             Err(TrySendError::Disconnected(_)) => {
                 self.shared.pending.fetch_sub(1, Ordering::Relaxed);
@@ -171,6 +193,7 @@ impl Reporter {
                 self.capacity
             );
         }
+        self.waker.unpark();
         self.tx.send(msg).map_err(|_| {
             self.shared.pending.fetch_sub(1, Ordering::Relaxed);
             err!(State, "the context is closed; the report was not accepted")
@@ -185,6 +208,7 @@ impl Reporter {
     /// Wait until every record enqueued so far has been handled, at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         let (btx, brx) = bounded(1);
+        self.waker.unpark();
         self.tx
             .send_timeout(Msg::Barrier(btx), timeout)
             .map_err(|_| {
@@ -213,7 +237,9 @@ impl Reporter {
         };
         self.shared.ctl.set_deadline(deadline);
         let start = Instant::now();
+        self.waker.unpark();
         let _ = self.tx.send_timeout(Msg::Close, deadline);
+        self.waker.unpark();
         match done.recv_timeout(deadline.saturating_sub(start.elapsed())) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => {
                 let _ = handle.join();
@@ -255,20 +281,21 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
         if slot.is_none() {
             *slot = Some(e);
         }
+        sh.has_error.store(true, Ordering::Relaxed);
     };
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
-            Err(_) => {
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
                 for s in sinks.iter_mut() {
                     if let Err(e) = s.idle(&sh.ctl) {
                         record_error(e);
                     }
                 }
-                match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                }
+                // Not blocked in the channel: senders never pay for waking us (see module docs).
+                std::thread::park_timeout(IDLE_WAKE);
+                continue;
             }
         };
         match msg {
