@@ -3,13 +3,13 @@
 #   1. formatting and lints (cargo fmt --check, cargo clippy -D warnings)
 #   2. Rust unit and integration tests (cargo test)
 #   3. C/C++/Fortran tests and examples (CMake + ctest), including a build against the
-#      installed package
+#      installed package; then the C tests again under ASan/UBSan and valgrind
 #   4. Python tests (pytest), with the reference client determined==0.38.1 in a venv
 # Services the tests need (fake master, S3/GCS/Azure emulators) are started by the tests
 # themselves on 127.0.0.1 and free ports, and stopped when they end.
 #
 # Environment: DETCORE_BUILD_DIR (default build/), DETCORE_VENV (default .venv/),
-# DETCORE_SKIP_LINT=1 to skip step 1.
+# DETCORE_SKIP_LINT=1 to skip step 1, DETCORE_SKIP_SANITIZE=1 to skip the ASan/valgrind pass.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -32,6 +32,11 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs"
+
+if [ "${DETCORE_SKIP_SANITIZE:-0}" != 1 ]; then
+  step "AddressSanitizer/UBSan and valgrind over the C tests"
+  scripts/sanitize.sh
+fi
 
 step "pytest"
 venv="$(scripts/venv.sh)"

@@ -10,6 +10,7 @@ train="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 work="${2:-$(mktemp -d "${TMPDIR:-/tmp}/detcore-demo.XXXXXX")}"
 mkdir -p "$work"
 cd "$work"
+rm -rf data detcore-runs ./*.log   # start both runs fresh
 export XDG_DATA_HOME="$work/data"            # default checkpoint storage: $XDG_DATA_HOME/determined
 export DET_HPARAMS='{"steps": 2000, "hidden": 256, "batch_size": 256, "checkpoint_every": 100, "report_every": 50, "validate_every": 200}'
 export DETCORE_LOG_LEVEL="${DETCORE_LOG_LEVEL:-warning}"
@@ -27,9 +28,10 @@ DET_RUN_NAME=demo "$train" > demo.log 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
   grep -q "^checkpoint .* (periodic)" demo.log 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || break
   sleep 0.05
 done
-kill -TERM "$pid"
+kill -TERM "$pid" 2>/dev/null || true
 status=0
 wait "$pid" || status=$?
 grep -E "^(starting|checkpoint|preempted)" demo.log | tail -n 3

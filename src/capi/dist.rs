@@ -79,10 +79,7 @@ pub unsafe extern "C" fn det_distributed_from_env(
         let get = |k: &str| std::env::var(k).ok();
         let c = from_env(l, &Env::new(&get), &base)?;
         let chief: *const c_char = match &c.chief_ip {
-            // Leaked on purpose: a handful of bytes once per call, so the pointer stays valid.
-            Some(ip) => CString::new(ip.as_str())
-                .map_err(|_| Error::new(Kind::InvalidArgument, "DET_CHIEF_IP contains a NUL byte"))?
-                .into_raw(),
+            Some(ip) => intern(ip)?,
             None => std::ptr::null(),
         };
         // SAFETY: cfg checked; we only write fields of the struct it points to.
@@ -98,6 +95,20 @@ pub unsafe extern "C" fn det_distributed_from_env(
         }
         Ok(())
     })
+}
+
+/// A C string for `s` that lives until the process ends (one copy per distinct value).
+fn intern(s: &str) -> Result<*const c_char> {
+    static STRINGS: parking_lot::Mutex<Vec<CString>> = parking_lot::Mutex::new(Vec::new());
+    let mut all = STRINGS.lock();
+    if let Some(c) = all.iter().find(|c| c.as_bytes() == s.as_bytes()) {
+        return Ok(c.as_ptr());
+    }
+    let c = CString::new(s)
+        .map_err(|_| Error::new(Kind::InvalidArgument, "DET_CHIEF_IP contains a NUL byte"))?;
+    let p = c.as_ptr();
+    all.push(c);
+    Ok(p)
 }
 
 /// Copy the caller's bytes (`data` may be NULL when `len` is 0).
