@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::json::{parse, Map, Value};
 use crate::options::InitOptions;
+use crate::preempt::agreement::Agreement;
 use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher};
 use crate::searcher::{SearcherContext, Unit};
 use crate::storage::{self, StorageSpec};
@@ -79,6 +80,38 @@ fn parse_hparams(text: &str, source: &str) -> Result<Map> {
             "{source}: expected a JSON object, got {}",
             other.type_name()
         ),
+    }
+}
+
+/// The WorkersAskChief agreement of a multi-rank job, wired to the global group. Weak references
+/// only: the C handle keeps the preemption state forever, and must not keep the sockets alive.
+fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
+    let g = dist
+        .global()
+        .ok_or_else(|| err!(Internal, "a multi-rank job without a global group"))?;
+    let weak = Arc::downgrade(g);
+    if dist.config().rank == 0 {
+        Ok(Arc::new(Agreement::chief(Box::new(move |op, v| {
+            if let Some(g) = weak.upgrade() {
+                g.send_control(op, v);
+            }
+        }))))
+    } else {
+        let a = Arc::new(Agreement::worker(
+            Box::new(move || match weak.upgrade() {
+                Some(g) => g.check(),
+                None => Err(err!(State, "the context's connections are closed")),
+            }),
+            dist.config().collective_timeout,
+            0,
+        ));
+        let a2 = Arc::downgrade(&a);
+        g.set_control_handler(Arc::new(move |m| {
+            if let Some(a) = a2.upgrade() {
+                a.on_control(m);
+            }
+        }));
+        Ok(a)
     }
 }
 
@@ -201,11 +234,12 @@ impl Context {
             }),
             rank,
         );
-        let searcher = SearcherContext::new(
+        let searcher = SearcherContext::with_dist(
             Some(max_length),
             Some(Unit::Epochs),
             train.clone(),
             rank == 0,
+            Some(dist.clone()),
         );
 
         // Preemption last: nothing above can fail after handlers are installed.
@@ -214,6 +248,9 @@ impl Context {
             opts.preempt_mode,
             rank,
         ));
+        if dist.config().size > 1 && opts.preempt_mode == PreemptMode::WorkersAskChief {
+            preempt.set_agreement(agreement_for(&dist)?);
+        }
         let registration = if sources.signals.is_empty() {
             None
         } else {
@@ -255,6 +292,7 @@ impl Context {
         self.watcher.lock().stop();
         let res = self.reporter.close(self.close_timeout);
         drop(self.signals.lock().take());
+        self.dist.close();
         res
     }
 

@@ -5,7 +5,7 @@ use super::handle::{det_context, Registry};
 use super::options::{det_distributed_config, distributed_from_c};
 use super::status::det_status;
 use crate::distributed::env::{from_env, Env, Launcher};
-use crate::distributed::DistributedConfig;
+use crate::distributed::{ByteList, DistributedConfig};
 use crate::error::{Error, Kind, Result};
 use std::ffi::{c_char, c_void, CString};
 
@@ -35,7 +35,7 @@ pub struct det_bytes_list {
     _private: [u8; 0],
 }
 
-static LISTS: Registry<Vec<Vec<u8>>> = Registry::new("list");
+static LISTS: Registry<ByteList> = Registry::new("list");
 
 fn launcher(v: i32) -> Result<Launcher> {
     Ok(match v {
@@ -126,7 +126,7 @@ unsafe fn bytes_arg(data: *const c_void, len: usize) -> Result<Vec<u8>> {
     Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec())
 }
 
-fn list_out(out: *mut *mut det_bytes_list, items: Option<Vec<Vec<u8>>>) {
+fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
     let p = match items {
         Some(v) => LISTS.insert(v) as *mut det_bytes_list,
         None => std::ptr::null_mut(),
@@ -135,8 +135,7 @@ fn list_out(out: *mut *mut det_bytes_list, items: Option<Vec<Vec<u8>>>) {
     unsafe { write_out(out, p) };
 }
 
-type Collective =
-    fn(&crate::distributed::DistributedContext, Vec<u8>) -> Result<Option<Vec<Vec<u8>>>>;
+type Collective = fn(&crate::distributed::DistributedContext, Vec<u8>) -> Result<Option<ByteList>>;
 
 unsafe fn collective(
     name: &'static str,
@@ -207,7 +206,7 @@ pub unsafe extern "C" fn det_dist_broadcast(
     // SAFETY: forwarded contract.
     unsafe {
         collective("det_dist_broadcast", ctx, data, len, out, |d, b| {
-            d.broadcast(b).map(|x| Some(vec![x]))
+            d.broadcast(b).map(|x| Some(ByteList::Vecs(vec![x])))
         })
     }
 }
@@ -265,7 +264,7 @@ pub unsafe extern "C" fn det_dist_broadcast_local(
     // SAFETY: forwarded contract.
     unsafe {
         collective("det_dist_broadcast_local", ctx, data, len, out, |d, b| {
-            d.broadcast_local(b).map(|x| Some(vec![x]))
+            d.broadcast_local(b).map(|x| Some(ByteList::Vecs(vec![x])))
         })
     }
 }

@@ -1,10 +1,15 @@
 //! Rank information and collectives (Determined's `DistributedContext`, PROTOCOL.md §9).
 
 pub mod env;
+pub mod star;
+pub mod wire;
 
 use crate::bail;
 use crate::error::Result;
+use star::{Group, Member, Star};
+use std::sync::Arc;
 use std::time::Duration;
+pub use wire::ByteList;
 
 /// Default port of the chief's collective server (Determined's `INTER_TRAIN_PROCESS_COMM_PORT_1`).
 pub const DEFAULT_PORT: u16 = 12360;
@@ -122,23 +127,111 @@ impl DistributedConfig {
 }
 
 /// Collectives over the processes of a job. Every rank must call the same collectives in the
-/// same order, as in Determined.
+/// same order, as in Determined. With more than one process, ranks talk over TCP: every rank
+/// connects to the chief (`chief_ip:port`), and the ranks of a node to their local chief (an
+/// ephemeral loopback port exchanged at start-up); see [`star`].
 pub struct DistributedContext {
     cfg: DistributedConfig,
+    global: Option<Arc<Star>>,
+    local: Option<Arc<Star>>,
 }
 
 impl DistributedContext {
-    /// Collectives for `cfg` (validated).
+    /// Connect to the other ranks (a collective: every rank must call it; it returns when all
+    /// have joined, or fails after `connect_timeout` naming the ranks that did not).
     pub fn new(cfg: DistributedConfig) -> Result<DistributedContext> {
         cfg.validate()?;
-        if cfg.size > 1 {
-            bail!(
-                Unsupported,
-                "distributed: jobs of more than one process (size {}) are not supported by this build",
-                cfg.size
-            );
+        if cfg.size == 1 {
+            return Ok(DistributedContext {
+                cfg,
+                global: None,
+                local: None,
+            });
         }
-        Ok(DistributedContext { cfg })
+        let me = Member {
+            group: Group::Global,
+            group_rank: cfg.rank,
+            group_size: cfg.size,
+            global_rank: cfg.rank,
+        };
+        // As in Determined: on one node the chief is always reached on loopback.
+        let chief = if cfg.local_size == cfg.size {
+            "127.0.0.1".to_owned()
+        } else {
+            cfg.chief_ip.clone().unwrap_or_else(|| "127.0.0.1".into())
+        };
+        let global = if cfg.rank == 0 {
+            Star::serve(
+                star::listen(cfg.port)?,
+                me,
+                cfg.connect_timeout,
+                cfg.collective_timeout,
+            )?
+        } else {
+            Star::join(
+                &format!("{chief}:{}", cfg.port),
+                me,
+                cfg.connect_timeout,
+                cfg.collective_timeout,
+            )?
+        };
+        let global = Arc::new(global);
+        let local = if cfg.local_size > 1 {
+            // The local chief listens on loopback; everyone learns its port from a global allgather.
+            let listener = if cfg.local_rank == 0 {
+                Some(star::listen_local()?)
+            } else {
+                None
+            };
+            let mut mine = cfg.cross_rank.to_le_bytes().to_vec();
+            mine.extend_from_slice(&listener.as_ref().map_or(0u16, |l| l.1).to_le_bytes());
+            let all = global.allgather(mine)?.into_vecs();
+            let lm = Member {
+                group: Group::Local,
+                group_rank: cfg.local_rank,
+                group_size: cfg.local_size,
+                global_rank: cfg.rank,
+            };
+            let star = match listener {
+                Some((l, _)) => Star::serve(l, lm, cfg.connect_timeout, cfg.collective_timeout)?,
+                None => {
+                    let ports: Vec<u16> = all
+                        .iter()
+                        .filter(|b| {
+                            b.len() == 6
+                                && u32::from_le_bytes(b[..4].try_into().expect("4"))
+                                    == cfg.cross_rank
+                        })
+                        .map(|b| u16::from_le_bytes(b[4..6].try_into().expect("2")))
+                        .filter(|&p| p != 0)
+                        .collect();
+                    if ports.len() != 1 {
+                        bail!(
+                            Distributed,
+                            "found {} local chiefs for cross_rank {} (expected exactly one rank with local_rank 0 per node): check local_rank/cross_rank",
+                            ports.len(),
+                            cfg.cross_rank
+                        );
+                    }
+                    Star::join(
+                        &format!("127.0.0.1:{}", ports[0]),
+                        lm,
+                        cfg.connect_timeout,
+                        cfg.collective_timeout,
+                    )?
+                }
+            };
+            Some(Arc::new(star))
+        } else {
+            // Keep the same sequence of global collectives on every rank (as Determined does).
+            global.allgather(Vec::new())?;
+            None
+        };
+        Ok(DistributedContext {
+            cfg,
+            global: Some(global),
+            local,
+        })
     }
 
     /// This process's place in the job.
@@ -146,39 +239,80 @@ impl DistributedContext {
         &self.cfg
     }
 
+    /// The job-wide group (None with one process).
+    pub fn global(&self) -> Option<&Arc<Star>> {
+        self.global.as_ref()
+    }
+
     /// `gather(x)`: the chief receives every rank's bytes in rank order; other ranks get `None`.
-    pub fn gather(&self, data: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
-        Ok(Some(vec![data]))
+    pub fn gather(&self, data: Vec<u8>) -> Result<Option<ByteList>> {
+        match &self.global {
+            Some(g) => g.gather(data).map_err(|e| e.context("gather")),
+            None => Ok(Some(ByteList::Vecs(vec![data]))),
+        }
     }
 
     /// `allgather(x)`: every rank receives every rank's bytes in rank order.
-    pub fn allgather(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
-        Ok(vec![data])
+    pub fn allgather(&self, data: Vec<u8>) -> Result<ByteList> {
+        match &self.global {
+            Some(g) => g.allgather(data).map_err(|e| e.context("allgather")),
+            None => Ok(ByteList::Vecs(vec![data])),
+        }
     }
 
     /// `broadcast(x)`: every rank receives the chief's bytes (the others' `data` is ignored).
     pub fn broadcast(&self, data: Vec<u8>) -> Result<Vec<u8>> {
-        Ok(data)
+        match &self.global {
+            Some(g) => g.broadcast(data).map_err(|e| e.context("broadcast")),
+            None => Ok(data),
+        }
     }
 
     /// `gather_local(x)`: the local chief receives the bytes of every rank of its node.
-    pub fn gather_local(&self, data: Vec<u8>) -> Result<Option<Vec<Vec<u8>>>> {
-        Ok(Some(vec![data]))
+    pub fn gather_local(&self, data: Vec<u8>) -> Result<Option<ByteList>> {
+        match &self.local {
+            Some(l) => l.gather(data).map_err(|e| e.context("gather_local")),
+            None => Ok(Some(ByteList::Vecs(vec![data]))),
+        }
     }
 
     /// `allgather_local(x)`: every rank receives the bytes of every rank of its node.
-    pub fn allgather_local(&self, data: Vec<u8>) -> Result<Vec<Vec<u8>>> {
-        Ok(vec![data])
+    pub fn allgather_local(&self, data: Vec<u8>) -> Result<ByteList> {
+        match &self.local {
+            Some(l) => l.allgather(data).map_err(|e| e.context("allgather_local")),
+            None => Ok(ByteList::Vecs(vec![data])),
+        }
     }
 
     /// `broadcast_local(x)`: every rank receives its local chief's bytes.
     pub fn broadcast_local(&self, data: Vec<u8>) -> Result<Vec<u8>> {
-        Ok(data)
+        match &self.local {
+            Some(l) => l.broadcast(data).map_err(|e| e.context("broadcast_local")),
+            None => Ok(data),
+        }
     }
 
     /// Wait until every rank reaches the barrier.
     pub fn barrier(&self) -> Result<()> {
-        self.allgather(Vec::new()).map(|_| ())
+        self.allgather(Vec::new())
+            .map(|_| ())
+            .map_err(|e| e.context("barrier"))
+    }
+
+    /// Close the connections (bounded; see [`Star::close`]).
+    pub fn close(&self) {
+        if let Some(l) = &self.local {
+            l.close();
+        }
+        if let Some(g) = &self.global {
+            g.close();
+        }
+    }
+}
+
+impl Drop for DistributedContext {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -10,6 +10,7 @@
 //! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
 
+pub mod agreement;
 pub mod signals;
 
 use crate::error::Result;
@@ -122,6 +123,10 @@ pub struct PreemptState {
     use_signals: bool,
     /// Set for workers of a `ChiefOnly` context: `should_preempt` is refused with this message.
     refuse: Option<String>,
+    /// `WorkersAskChief` with several ranks: the answer comes from the chief's horizons.
+    agreement: OnceLock<Arc<agreement::Agreement>>,
+    /// Whether this rank acknowledges preemptions (the chief, or every rank in WorkersAskMaster).
+    acks: bool,
     announced: AtomicBool,
     acked: AtomicBool,
     reason: Mutex<Option<String>>,
@@ -145,6 +150,8 @@ impl PreemptState {
             flag: AtomicBool::new(false),
             use_signals,
             refuse,
+            agreement: OnceLock::new(),
+            acks: rank == 0 || mode == PreemptMode::WorkersAskMaster,
             announced: AtomicBool::new(false),
             acked: AtomicBool::new(false),
             reason: Mutex::new(None),
@@ -160,6 +167,9 @@ impl PreemptState {
         if let Some(msg) = &self.refuse {
             return Err(crate::err!(State, "{msg}"));
         }
+        if let Some(a) = self.agreement.get() {
+            return self.agreed(a, auto_ack);
+        }
         if !self.flag.load(Ordering::Relaxed) {
             if !(self.use_signals && signals::is_pending()) {
                 return Ok(false);
@@ -174,6 +184,36 @@ impl PreemptState {
     #[inline]
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::Relaxed) || (self.use_signals && signals::is_pending())
+    }
+
+    #[inline]
+    fn agreed(&self, a: &agreement::Agreement, auto_ack: bool) -> Result<bool> {
+        let v = a.call(|| self.local_wants())?;
+        if v {
+            if !self.flag.load(Ordering::Relaxed) {
+                self.trigger("the chief decided to preempt");
+            }
+            self.on_true(auto_ack);
+        }
+        Ok(v)
+    }
+
+    /// This rank's own sources (signals, halt file, end time, master).
+    #[inline]
+    fn local_wants(&self) -> bool {
+        if self.flag.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.use_signals && signals::is_pending() {
+            self.trigger_signal();
+            return true;
+        }
+        false
+    }
+
+    /// Make the answers come from the chief (WorkersAskChief with several ranks).
+    pub fn set_agreement(&self, a: Arc<agreement::Agreement>) {
+        let _ = self.agreement.set(a);
     }
 
     #[cold]
@@ -193,7 +233,7 @@ impl PreemptState {
                 .unwrap_or_else(|| "requested".into());
             log_info!("preemption signal received ({why}); save a checkpoint and exit");
         }
-        if auto_ack && !self.acked.load(Ordering::Relaxed) {
+        if auto_ack && self.acks && !self.acked.load(Ordering::Relaxed) {
             self.acknowledge();
         }
     }

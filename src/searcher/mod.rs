@@ -5,6 +5,7 @@
 //! Progress goes to the master (`POST /api/v1/trials/<id>/progress`) or to `metrics.jsonl`;
 //! completion is local bookkeeping, as in Python.
 
+use crate::distributed::DistributedContext;
 use crate::error::Result;
 use crate::json::Value;
 use crate::train::{Event, TrainContext};
@@ -59,6 +60,7 @@ struct Shared {
     op_completed: Arc<AtomicBool>,
     train: Arc<TrainContext>,
     is_chief: bool,
+    dist: Option<Arc<DistributedContext>>,
 }
 
 /// The searcher of a context.
@@ -84,6 +86,17 @@ impl SearcherContext {
         train: Arc<TrainContext>,
         is_chief: bool,
     ) -> SearcherContext {
+        SearcherContext::with_dist(max_length, units, train, is_chief, None)
+    }
+
+    /// As [`new`](Self::new), coordinating ranks through `dist` in `WorkersAskChief` mode.
+    pub fn with_dist(
+        max_length: Option<u64>,
+        units: Option<Unit>,
+        train: Arc<TrainContext>,
+        is_chief: bool,
+        dist: Option<Arc<DistributedContext>>,
+    ) -> SearcherContext {
         SearcherContext {
             shared: Arc::new(Shared {
                 max_length,
@@ -92,6 +105,7 @@ impl SearcherContext {
                 op_completed: Arc::new(AtomicBool::new(false)),
                 train,
                 is_chief,
+                dist: dist.filter(|d| d.config().size > 1),
             }),
         }
     }
@@ -103,29 +117,71 @@ impl SearcherContext {
     }
 
     /// The next operation, or `None` when the searcher has no more. The previous operation must
-    /// have been completed (`RuntimeError` in Python).
+    /// have been completed (`RuntimeError` in Python). In `WorkersAskChief` mode with several
+    /// ranks this is a collective: the chief broadcasts each operation (and a refusal, so that a
+    /// chief's error fails the workers too instead of hanging them, unlike Python).
     pub fn next_op(&self, mode: SearcherMode) -> Result<Option<SearcherOp>> {
         let length = self.max_length()?;
-        if mode == SearcherMode::ChiefOnly && !self.shared.is_chief {
+        let sh = &self.shared;
+        if mode == SearcherMode::ChiefOnly && !sh.is_chief {
             bail!(State, "you cannot call searcher.operations(searcher_mode=ChiefOnly) from a non-chief worker.");
         }
-        let mut st = self.shared.state.lock();
+        let dist = if mode == SearcherMode::WorkersAskChief {
+            sh.dist.as_ref()
+        } else {
+            None
+        };
+        let mut st = sh.state.lock();
+        let op = |is_chief: bool| SearcherOp {
+            shared: sh.clone(),
+            length,
+            completed: sh.op_completed.clone(),
+            is_chief,
+        };
+        if !sh.is_chief {
+            let Some(d) = dist else {
+                bail!(State, "you cannot call searcher.operations() from a non-chief worker without a distributed context");
+            };
+            if *st == State::Done {
+                return Ok(None);
+            }
+            let msg = d.broadcast(Vec::new())?;
+            return match msg.first() {
+                Some(1) if msg.len() == 9 => {
+                    *st = State::OpOut;
+                    let mut o = op(false);
+                    o.length = u64::from_le_bytes(msg[1..9].try_into().expect("8 bytes"));
+                    Ok(Some(o))
+                }
+                Some(0) => {
+                    *st = State::Done;
+                    Ok(None)
+                }
+                _ => bail!(State, "the chief failed in searcher.operations(): you must call op.report_completed() on each operation"),
+            };
+        }
         match *st {
             State::NotStarted => {
+                if let Some(d) = dist {
+                    let mut m = vec![1u8];
+                    m.extend_from_slice(&length.to_le_bytes());
+                    d.broadcast(m)?;
+                }
                 *st = State::OpOut;
-                Ok(Some(SearcherOp {
-                    shared: self.shared.clone(),
-                    length,
-                    completed: self.shared.op_completed.clone(),
-                    is_chief: self.shared.is_chief,
-                }))
+                Ok(Some(op(true)))
             }
             State::OpOut => {
-                if self.shared.is_chief && !self.shared.op_completed.load(Ordering::SeqCst) {
+                if !sh.op_completed.load(Ordering::SeqCst) {
+                    if let Some(d) = dist {
+                        d.broadcast(vec![2u8])?;
+                    }
                     bail!(
                         State,
                         "you must call op.report_completed() on each operation"
                     );
+                }
+                if let Some(d) = dist {
+                    d.broadcast(vec![0u8])?;
                 }
                 *st = State::Done;
                 Ok(None)

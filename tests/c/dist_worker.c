@@ -1,0 +1,304 @@
+/* One rank of a multi-process test, driven by tests/python/test_distributed.py, which launches
+ * N copies with the environment of a launcher (torchrun, Open MPI, Slurm). Ranks come from
+ * det_distributed_from_env(DET_LAUNCHER_AUTO).
+ *
+ *   dist_worker <scenario> [args...]
+ *
+ * Prints "RESULT <rank> <text>" lines the driver checks; exits 0 on success, 3 on a detected
+ * failure of the scenario, or with the det_status of an expected error (see each scenario). */
+#define _DEFAULT_SOURCE
+#include <detcore.h>
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_rank = -1;
+
+#define DIE(...)                                                                                  \
+    do {                                                                                          \
+        fprintf(stderr, "rank %d: ", g_rank);                                                     \
+        fprintf(stderr, __VA_ARGS__);                                                             \
+        fprintf(stderr, "\n");                                                                    \
+        exit(3);                                                                                  \
+    } while (0)
+
+#define CHECK(call)                                                                               \
+    do {                                                                                          \
+        det_status st_ = (call);                                                                  \
+        if (st_ != DET_OK) DIE("%s: %s: %s", #call, det_status_name(st_), det_last_error_message()); \
+    } while (0)
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static det_context *open_ctx(int32_t preempt_mode, bool signals) {
+    det_distributed_config d;
+    CHECK(det_distributed_config_default(&d, sizeof d));
+    CHECK(det_distributed_from_env(DET_LAUNCHER_AUTO, &d));
+    const char *t = getenv("DIST_TIMEOUT");
+    if (t) d.collective_timeout_seconds = atof(t);
+    d.connect_timeout_seconds = 60;
+    det_init_options o;
+    CHECK(det_init_options_default(&o, sizeof o));
+    o.distributed = &d;
+    o.preempt_mode = preempt_mode;
+    o.disable_signal_handlers = !signals;
+    o.cluster_info_dir = "/nonexistent";
+    o.checkpoint_storage = getenv("DIST_STORAGE");
+    char run_dir[512];
+    snprintf(run_dir, sizeof run_dir, "%s/rank%d", getenv("DIST_WORK") ? getenv("DIST_WORK") : "/tmp", d.rank);
+    o.run_dir = run_dir;
+    o.run_name = "dist";
+    det_context *ctx;
+    CHECK(det_core_init(&o, &ctx));
+    g_rank = d.rank;
+    return ctx;
+}
+
+static void fill(uint8_t *p, size_t n, int rank, size_t size) {
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(rank * 31 + i * 7 + size);
+}
+
+static int check_fill(const uint8_t *p, size_t n, int rank, size_t size) {
+    static uint8_t *expect = NULL;
+    static size_t cap = 0;
+    if (n > cap) {
+        free(expect);
+        expect = malloc(n);
+        cap = n;
+    }
+    fill(expect, n, rank, size);
+    return n == 0 || memcmp(p, expect, n) == 0;
+}
+
+static void verify_list(det_bytes_list *l, int n, size_t size, const char *what) {
+    size_t len;
+    CHECK(det_bytes_list_len(l, &len));
+    if ((int)len != n) DIE("%s: %zu items, expected %d", what, len, n);
+    for (int r = 0; r < n; r++) {
+        const void *data;
+        size_t got;
+        CHECK(det_bytes_list_get(l, r, &data, &got));
+        if (got != size || !check_fill(data, size, r, size)) DIE("%s: item %d wrong (%zu bytes)", what, r, got);
+    }
+}
+
+static int scenario_collectives(int argc, char **argv) {
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank, size, lrank, lsize;
+    CHECK(det_dist_rank(ctx, &rank));
+    CHECK(det_dist_size(ctx, &size));
+    CHECK(det_dist_local_rank(ctx, &lrank));
+    CHECK(det_dist_local_size(ctx, &lsize));
+    size_t max = argc > 0 ? (size_t)atoll(argv[0]) : (1 << 20);
+    size_t sizes[] = {0, 1, 64, 4096, 1 << 20, 16 << 20, 64 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t n = sizes[s];
+        if (n > max) break;
+        uint8_t *buf = malloc(n ? n : 1);
+        fill(buf, n, rank, n);
+        det_bytes_list *l;
+        CHECK(det_dist_allgather(ctx, buf, n, &l));
+        verify_list(l, size, n, "allgather");
+        CHECK(det_bytes_list_free(l));
+        CHECK(det_dist_gather(ctx, buf, n, &l));
+        if (rank == 0) {
+            verify_list(l, size, n, "gather");
+            CHECK(det_bytes_list_free(l));
+        } else if (l != NULL) {
+            DIE("gather gave a list to a non-chief");
+        }
+        CHECK(det_dist_broadcast(ctx, rank == 0 ? buf : NULL, rank == 0 ? n : 0, &l));
+        verify_list(l, 1, n, "broadcast");
+        CHECK(det_bytes_list_free(l));
+        /* Local collectives: items are indexed by local rank; payload pattern uses the global rank. */
+        fill(buf, n, lrank, n);
+        CHECK(det_dist_allgather_local(ctx, buf, n, &l));
+        verify_list(l, lsize, n, "allgather_local");
+        CHECK(det_bytes_list_free(l));
+        CHECK(det_dist_gather_local(ctx, buf, n, &l));
+        if (lrank == 0) {
+            verify_list(l, lsize, n, "gather_local");
+            CHECK(det_bytes_list_free(l));
+        }
+        CHECK(det_dist_broadcast_local(ctx, lrank == 0 ? buf : NULL, lrank == 0 ? n : 0, &l));
+        verify_list(l, 1, n, "broadcast_local");
+        CHECK(det_bytes_list_free(l));
+        free(buf);
+    }
+    CHECK(det_dist_barrier(ctx));
+    printf("RESULT %d ok\n", rank);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+/* The chief broadcasts `n` values back to back while the workers are still asleep, then
+ * everyone does `n` small allgathers. Nothing is dropped, whatever the distance. */
+static int scenario_race(int argc, char **argv) {
+    int n = argc > 0 ? atoi(argv[0]) : 10000;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank, size;
+    CHECK(det_dist_rank(ctx, &rank));
+    CHECK(det_dist_size(ctx, &size));
+    if (rank != 0) usleep(500000);
+    double t0 = now();
+    for (int i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)i * 2654435761u;
+        det_bytes_list *l;
+        CHECK(det_dist_broadcast(ctx, &v, sizeof v, &l));
+        const void *d;
+        size_t len;
+        CHECK(det_bytes_list_get(l, 0, &d, &len));
+        if (len != 4 || *(const uint32_t *)d != (uint32_t)i * 2654435761u) DIE("broadcast %d arrived wrong", i);
+        CHECK(det_bytes_list_free(l));
+    }
+    double t1 = now();
+    for (int i = 0; i < n; i++) {
+        uint32_t v = (uint32_t)(i * 1000 + rank);
+        det_bytes_list *l;
+        CHECK(det_dist_allgather(ctx, &v, sizeof v, &l));
+        for (int r = 0; r < size; r++) {
+            const void *d;
+            size_t len;
+            CHECK(det_bytes_list_get(l, r, &d, &len));
+            if (*(const uint32_t *)d != (uint32_t)(i * 1000 + r)) DIE("allgather %d item %d wrong", i, r);
+        }
+        CHECK(det_bytes_list_free(l));
+    }
+    double t2 = now();
+    printf("RESULT %d ok broadcasts=%.3fs allgathers=%.3fs\n", rank, t1 - t0, t2 - t1);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+/* WorkersAskChief: loop on det_should_preempt with random per-rank delays until it says true;
+ * print the call index. The driver signals the processes (all of them, or only the chief). */
+static int scenario_preempt(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, true);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    printf("READY %d\n", rank);
+    fflush(stdout);
+    unsigned seed = (unsigned)(rank * 7919 + (int)getpid());
+    long k = 0;
+    bool stop = false;
+    double deadline = now() + 120;
+    while (!stop) {
+        k++;
+        int r = rand_r(&seed) % 100;
+        if (r < 20) usleep((useconds_t)(rand_r(&seed) % 300));
+        CHECK(det_should_preempt(ctx, &stop));
+        if (now() > deadline) DIE("no preemption after 120 s (%ld calls)", k);
+    }
+    printf("RESULT %d stopped_at=%ld\n", rank, k);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+/* Everyone loops on allgather; the driver SIGKILLs one rank. The others must fail with
+ * DET_ERR_DISTRIBUTED naming the lost rank: exit with that status after printing the message. */
+static int scenario_kill(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    printf("READY %d\n", rank);
+    fflush(stdout);
+    for (long i = 0;; i++) {
+        det_bytes_list *l;
+        det_status st = det_dist_allgather(ctx, &i, sizeof i, &l);
+        if (st != DET_OK) {
+            printf("RESULT %d failed status=%s after=%ld msg=%s\n", rank, det_status_name(st), i, det_last_error_message());
+            fflush(stdout);
+            det_core_close(ctx);
+            return st;
+        }
+        det_bytes_list_free(l);
+        usleep(1000);
+    }
+}
+
+/* Rank 1 never joins the second allgather: everyone else must time out (DIST_TIMEOUT) and
+ * report it, instead of hanging. */
+static int scenario_straggler(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    det_bytes_list *l;
+    CHECK(det_dist_allgather(ctx, "x", 1, &l));
+    det_bytes_list_free(l);
+    if (rank == 1) {
+        sleep(6); /* alive but absent, longer than DIST_TIMEOUT */
+        _exit(0);
+    }
+    double t0 = now();
+    det_status st = det_dist_allgather(ctx, "y", 1, &l);
+    printf("RESULT %d status=%s seconds=%.1f msg=%s\n", rank, det_status_name(st), now() - t0, det_last_error_message());
+    fflush(stdout);
+    det_core_close(ctx);
+    _exit(st == DET_OK ? 0 : 4);
+}
+
+/* The searcher in WorkersAskChief mode: every rank gets the chief's operation. */
+static int scenario_searcher(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    det_searcher_op *op;
+    CHECK(det_searcher_next_op(ctx, DET_SEARCHER_MODE_WORKERS_ASK_CHIEF, &op));
+    if (!op) DIE("no operation");
+    int64_t len;
+    CHECK(det_searcher_op_length(op, &len));
+    if (rank == 0) {
+        CHECK(det_searcher_op_report_progress(op, (double)len));
+        CHECK(det_searcher_op_report_completed(op, 0.5));
+    } else if (det_searcher_op_report_progress(op, 1) != DET_ERR_STATE) {
+        DIE("a worker could report progress");
+    }
+    det_searcher_op *next;
+    CHECK(det_searcher_next_op(ctx, DET_SEARCHER_MODE_WORKERS_ASK_CHIEF, &next));
+    if (next) DIE("a second operation");
+    CHECK(det_searcher_op_free(op));
+    if (rank != 0) {
+        det_status st = det_searcher_next_op(ctx, DET_SEARCHER_MODE_CHIEF_ONLY, &next);
+        if (st != DET_ERR_STATE || !strstr(det_last_error_message(), "non-chief")) DIE("ChiefOnly on a worker was not refused");
+        bool b;
+        if (det_should_preempt(ctx, &b) != DET_OK) DIE("should_preempt failed");
+    } else {
+        bool b;
+        if (det_should_preempt(ctx, &b) != DET_OK) DIE("should_preempt failed");
+    }
+    printf("RESULT %d ok length=%lld\n", rank, (long long)len);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    det_log_set_level(DET_LOG_LEVEL_WARNING);
+    if (argc < 2) return 2;
+    const char *s = argv[1];
+    if (!strcmp(s, "collectives")) return scenario_collectives(argc - 2, argv + 2);
+    if (!strcmp(s, "race")) return scenario_race(argc - 2, argv + 2);
+    if (!strcmp(s, "preempt")) return scenario_preempt(argc - 2, argv + 2);
+    if (!strcmp(s, "kill")) return scenario_kill(argc - 2, argv + 2);
+    if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);
+    if (!strcmp(s, "searcher")) return scenario_searcher(argc - 2, argv + 2);
+    fprintf(stderr, "unknown scenario %s\n", s);
+    return 2;
+}

@@ -1,0 +1,128 @@
+"""Multi-process tests of the distributed layer through the C ABI: tests/c/dist_worker.c run as
+2, 4 and 8 processes with the environment of torchrun, Open MPI and Slurm, as one or two
+"nodes" on this machine."""
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import build_dir
+from distributed_launch import launch, results
+
+WORKER = str(build_dir() / "tests" / "c" / "dist_worker")
+MiB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def _need_worker():
+    if not os.path.exists(WORKER):
+        pytest.fail(f"{WORKER} is not built; run the CMake build first")
+
+
+def check_all_ok(rs, pattern=r"RESULT \d+ ok"):
+    for rank, (code, out, err) in enumerate(rs):
+        assert code == 0, f"rank {rank} exited {code}: {err[-2000:]}"
+        assert re.search(pattern, out), f"rank {rank}: {out!r}"
+
+
+@pytest.mark.parametrize(
+    "size,nodes,launcher,max_payload",
+    [
+        (2, 1, "torch", 64 * MiB),
+        (2, 2, "slurm", 64 * MiB),
+        (4, 1, "openmpi", 64 * MiB),
+        (4, 2, "torch", 16 * MiB),
+        (8, 2, "slurm", 16 * MiB),
+        (8, 4, "openmpi", MiB),
+    ],
+)
+def test_every_collective_every_size(size, nodes, launcher, max_payload, tmp_path):
+    """gather/allgather/broadcast and their _local forms, payloads 0 B … max_payload."""
+    rs = results(launch(WORKER, ["collectives", str(max_payload)], size, launcher, nodes, work=str(tmp_path)), 600)
+    check_all_ok(rs)
+
+
+def test_eight_processes_64_mib(tmp_path):
+    """The largest payload with the largest job: 8 ranks on 2 nodes allgather 64 MiB each."""
+    rs = results(launch(WORKER, ["collectives", str(64 * MiB)], 8, "torch", 2, work=str(tmp_path)), 900)
+    check_all_ok(rs)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_chief_races_ahead_10000_collectives(size, tmp_path):
+    """The chief broadcasts 10 000 values while the workers sleep; nothing is lost or reordered
+    (Python's ZMQ PUB/SUB drops messages past ~1000); then 10 000 allgathers."""
+    rs = results(launch(WORKER, ["race", "10000"], size, "torch", work=str(tmp_path)), 600)
+    check_all_ok(rs)
+
+
+def _wait_ready(procs, timeout=60):
+    deadline = time.time() + timeout
+    for p in procs:
+        line = p.stdout.readline()
+        assert line.startswith("READY"), f"unexpected first line {line!r}; stderr: {p.stderr.read()[-2000:]}"
+        assert time.time() < deadline
+
+
+@pytest.mark.parametrize("who", ["all", "chief"])
+@pytest.mark.parametrize("trial", range(3))
+def test_preemption_agreement(who, trial, tmp_path):
+    """WorkersAskChief: with random per-rank delays, every rank stops at the same call index,
+    whether every process gets SIGTERM (as from Slurm) or only the chief gets SIGUSR1."""
+    procs = launch(WORKER, ["preempt"], 4, "slurm", 2, work=str(tmp_path))
+    _wait_ready(procs)
+    time.sleep(0.2 + 0.3 * trial)
+    if who == "all":
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+    else:
+        procs[0].send_signal(signal.SIGUSR1)
+    rs = results(procs, 180)
+    stops = []
+    for rank, (code, out, err) in enumerate(rs):
+        assert code == 0, f"rank {rank} exited {code}: {err[-2000:]}"
+        m = re.search(r"stopped_at=(\d+)", out)
+        assert m, out
+        stops.append(int(m.group(1)))
+    assert len(set(stops)) == 1, f"ranks stopped at different calls: {stops}"
+
+
+@pytest.mark.parametrize("victim", [2, 0])
+def test_killed_rank_fails_the_others_quickly(victim, tmp_path):
+    """A rank killed with SIGKILL in the middle of allgathers: every other rank gets
+    DET_ERR_DISTRIBUTED naming it, within seconds (the collective timeout is 600 s)."""
+    procs = launch(WORKER, ["kill"], 4, "openmpi", 2, env={"DIST_TIMEOUT": "600"}, work=str(tmp_path))
+    _wait_ready(procs)
+    time.sleep(0.5)
+    t0 = time.time()
+    procs[victim].kill()
+    rs = results(procs, 120)
+    elapsed = time.time() - t0
+    assert elapsed < 20, f"the other ranks took {elapsed:.1f} s to notice"
+    name = "chief (rank 0)" if victim == 0 else f"rank {victim}"
+    for rank, (code, out, err) in enumerate(rs):
+        if rank == victim:
+            continue
+        assert "status=DET_ERR_DISTRIBUTED" in out, f"rank {rank}: {out!r} {err[-1000:]}"
+        assert name in out, f"rank {rank} does not name the lost rank: {out!r}"
+
+
+def test_absent_rank_times_out_instead_of_hanging(tmp_path):
+    procs = launch(WORKER, ["straggler"], 3, "torch", env={"DIST_TIMEOUT": "2"}, work=str(tmp_path))
+    t0 = time.time()
+    rs = results(procs, 120)
+    for rank in (0, 2):
+        code, out, err = rs[rank]
+        assert code == 4, f"rank {rank}: {code} {out!r} {err[-1000:]}"
+        assert "status=DET_ERR_TIMEOUT" in out or "status=DET_ERR_DISTRIBUTED" in out, out
+        secs = float(re.search(r"seconds=([\d.]+)", out).group(1))
+        assert secs < 10, out
+    assert "rank(s) [1]" in rs[0][1], rs[0][1]
+    assert time.time() - t0 < 60
+
+
+def test_searcher_workers_ask_chief(tmp_path):
+    rs = results(launch(WORKER, ["searcher"], 3, "slurm", env={"DET_MAX_LENGTH": "17"}, work=str(tmp_path)), 120)
+    check_all_ok(rs, r"RESULT \d+ ok length=17")
