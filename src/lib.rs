@@ -21,6 +21,7 @@ pub mod host;
 pub mod info;
 pub mod options;
 pub mod preempt;
+pub mod profiler;
 pub mod searcher;
 pub mod storage;
 pub mod tensorboard;

@@ -15,8 +15,10 @@ pub mod handle;
 pub mod info;
 pub mod options;
 pub mod preempt;
+pub mod profiler;
 pub mod searcher;
 pub mod status;
+pub mod tensorboard;
 pub mod train;
 
 pub use status::det_status;

@@ -148,6 +148,27 @@ impl TensorboardConfig {
     }
 }
 
+/// The manager of `ctx`, or Python's error when it has none.
+pub fn of(ctx: &crate::Context) -> crate::Result<&Arc<TensorboardManager>> {
+    ctx.tensorboard().ok_or_else(|| {
+        crate::err!(
+            Unsupported,
+            "tensorboard manager is required for this method"
+        )
+    })
+}
+
+/// Deliver the reports queued so far (in AUTO mode their events are then written), then wait for
+/// a sync pass that starts afterwards; at most `timeout` in all.
+pub fn flush(ctx: &crate::Context, timeout: Duration) -> crate::Result<()> {
+    let m = of(ctx)?;
+    let start = std::time::Instant::now();
+    if m.mode() == TensorboardMode::Auto {
+        ctx.reporter().flush(timeout)?;
+    }
+    m.flush(timeout.saturating_sub(start.elapsed()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

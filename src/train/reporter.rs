@@ -162,6 +162,23 @@ impl Reporter {
         }
     }
 
+    /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
+    /// earlier sink error is left for the caller's next report instead of being taken here.
+    pub fn send_background(&self, rec: Record) -> Result<()> {
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Rec(rec)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg)) => self.send_slow(msg),
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                Err(err!(
+                    State,
+                    "the context is closed; the report was not accepted"
+                ))
+            }
+        }
+    }
+
     #[cold]
     fn send_slow(&self, msg: Msg) -> Result<()> {
         if !self.warned_full.swap(true, Ordering::Relaxed) {
