@@ -105,6 +105,10 @@ typedef struct det_context det_context;
 // A searcher operation from `det_searcher_next_op`. Opaque. Free with `det_searcher_op_free`.
 typedef struct det_searcher_op det_searcher_op;
 
+// An event-file writer from `det_tb_writer_open`. Opaque. Thread-safe. Close it with
+// `det_tb_writer_close`, exactly once.
+typedef struct det_tb_writer det_tb_writer;
+
 // The result of every detcore call: `DET_OK` (0) or one of the `DET_ERR_*` codes. Values are
 // stable across releases. Caller errors are 1–9, environment errors 10–19, bugs 99.
 typedef int32_t det_status;
@@ -633,6 +637,45 @@ const char *det_last_error_message(void);
 // `buf` must point to `cap` writable bytes (or be NULL with `cap == 0`); `len` must be NULL or
 // point to a writable `size_t`.
 det_status det_last_error_copy(char *buf, size_t cap, size_t *len);
+
+// Open a writer of TensorBoard event files in `dir` (created at the first write), typically the
+// folder of `det_train_get_tensorboard_path`, where AUTO mode syncs them to the checkpoint
+// storage with the metrics' events. Files are named
+// `events.out.tfevents.<seconds>.<host>.<pid>.<n>`; several writers never share a file.
+// Events are written at the latest a second after they were added, on `det_tb_writer_flush`,
+// and on `det_tb_writer_close`; each write is whole records, so a TensorBoard reading the files
+// meanwhile never sees a torn record.
+//
+// # Safety
+// `dir` must be a C string; `out` writable.
+det_status det_tb_writer_open(const char *dir, det_tb_writer **out);
+
+// Add the scalar `tag` = `value` at `step` (stored as a 32-bit float, as TensorFlow does; NaN
+// and ±Inf are kept).
+//
+// # Safety
+// `tag` must be a C string.
+det_status det_tb_writer_add_scalar(det_tb_writer *w, const char *tag, int64_t step, double value);
+
+// Add the histogram of `values[0..n]` as `tag` at `step`, with TensorFlow's default buckets
+// (shown in TensorBoard's Histograms and Distributions tabs). Non-finite values are not
+// counted. `values` may be NULL when `n` is 0. The array is read during the call only.
+//
+// # Safety
+// `tag` must be a C string; `values` must hold `n` doubles.
+det_status det_tb_writer_add_histogram(det_tb_writer *w,
+                                       const char *tag,
+                                       int64_t step,
+                                       const double *values,
+                                       size_t n);
+
+// Write the events added so far.
+det_status det_tb_writer_flush(det_tb_writer *w);
+
+// Write what is buffered, close the file and free the writer (even when writing fails: the
+// error is returned, the handle is gone). `det_tb_writer_close(NULL)` does nothing; closing
+// twice gives `DET_ERR_STATE`.
+det_status det_tb_writer_close(det_tb_writer *w);
 
 // The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
 // `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster. It exists once the context is

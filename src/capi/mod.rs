@@ -18,6 +18,7 @@ pub mod preempt;
 pub mod profiler;
 pub mod searcher;
 pub mod status;
+pub mod tbwriter;
 pub mod tensorboard;
 pub mod train;
 

@@ -118,6 +118,11 @@ impl EventWriter {
         !self.buf.is_empty()
     }
 
+    /// Bytes of events waiting to be flushed.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     fn open_new(&mut self, now: SystemTime) -> Result<()> {
         crate::storage::fsutil::create_dir_all_0777(&self.dir)?;
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();

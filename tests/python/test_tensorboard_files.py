@@ -232,3 +232,36 @@ def test_sync_to_s3_storage_layout(det, tmp_path, s3_server):
         client.download_file("tb-bucket", prefix + n, str(dl / n))
         assert (dl / n).read_bytes() == (tb / n).read_bytes()
     assert_scalars(load_scalars(dl), want)
+
+
+def test_own_writer_histograms_and_scalars(det, tmp_path):
+    import ctypes
+
+    lib = det.lib
+    w = ctypes.c_void_p()
+    det.check(lib.det_tb_writer_open(str(tmp_path / "w").encode(), ctypes.byref(w)))
+    values = [0.0, 1.0, 1.0, 2.5, -3.0, 1e6, float("nan")]
+    arr = (ctypes.c_double * len(values))(*values)
+    lib.det_tb_writer_add_histogram.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64,
+                                                 ctypes.POINTER(ctypes.c_double), ctypes.c_size_t]
+    lib.det_tb_writer_add_scalar.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_double]
+    det.check(lib.det_tb_writer_add_histogram(w, b"weights", 7, arr, len(values)))
+    det.check(lib.det_tb_writer_add_scalar(w, b"lr", 7, 0.01))
+    det.check(lib.det_tb_writer_close(w))
+    acc = event_accumulator.EventAccumulator(
+        str(tmp_path / "w"), size_guidance={event_accumulator.HISTOGRAMS: 0, event_accumulator.SCALARS: 0})
+    acc.Reload()
+    assert acc.Tags()["histograms"] == ["weights"]
+    (h,) = acc.Histograms("weights")
+    hv = h.histogram_value
+    finite = [v for v in values if not math.isnan(v)]
+    assert h.step == 7
+    assert (hv.min, hv.max, hv.num) == (min(finite), max(finite), len(finite))
+    assert hv.sum == sum(finite) and hv.sum_squares == sum(v * v for v in finite)
+    assert sum(hv.bucket) == len(finite)
+    assert list(hv.bucket_limit) == sorted(hv.bucket_limit)
+    # Every value lies in its bucket: (previous limit, limit].
+    for v in finite:
+        i = next(i for i, lim in enumerate(hv.bucket_limit) if v < lim)
+        assert hv.bucket[i] >= 1, (v, i)
+    assert [(e.step, e.value) for e in acc.Scalars("lr")] == [(7, f32(0.01))]
