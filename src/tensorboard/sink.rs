@@ -150,23 +150,38 @@ fn flatten_profiler(group: &str, agg: &Map, out: &mut Vec<(String, f64)>) {
     }
 }
 
+/// Events are written when the reporter's queue is empty, or when this much is buffered.
+const FLUSH_BYTES: usize = 256 * 1024;
+
 impl Sink for TensorboardSink {
     fn write(&mut self, rec: &Record, _ctl: &Control) -> Result<()> {
-        let res = match rec {
-            Record::Metrics(r) => {
-                match (&*r.group, r.steps_completed) {
-                    ("training", Some(s)) => self.training(r, s),
-                    ("validation", Some(s)) => self.validation(r, s),
-                    _ if self.write_profiler && is_profiler_report(r) => self.profiler(r),
-                    _ => {}
-                }
-                self.writer.flush()
-            }
-            Record::Event(Event::Checkpoint { .. }, _) => Ok(()),
+        match rec {
+            Record::Metrics(r) => match (&*r.group, r.steps_completed) {
+                ("training", Some(s)) => self.training(r, s),
+                ("validation", Some(s)) => self.validation(r, s),
+                _ if self.write_profiler && is_profiler_report(r) => self.profiler(r),
+                _ => {}
+            },
+            Record::Event(Event::Checkpoint { .. }, _) => {}
             Record::Event(..) => return Ok(()),
+        }
+        let res = if self.writer.pending_bytes() >= FLUSH_BYTES {
+            self.writer.flush()
+        } else {
+            Ok(())
         };
         self.manager.notify();
         res
+    }
+
+    /// The queue is empty: write what the last records added (one `write` of whole records).
+    fn idle(&mut self, _ctl: &Control) -> Result<()> {
+        if !self.writer.has_pending() {
+            return Ok(());
+        }
+        let r = self.writer.flush();
+        self.manager.notify();
+        r
     }
 
     fn close(&mut self, _ctl: &Control) -> Result<()> {
