@@ -640,6 +640,50 @@ mod tests {
         assert!(c.0.lock().is_empty());
     }
 
+    /// Through the real train context and reporter: what the master's metrics POST is built from.
+    #[test]
+    fn reports_are_profiler_records_of_the_metrics_path() {
+        use crate::train::{Control, LocalTrainBackend, Record, Reporter, Sink};
+        struct Keep(Arc<Mutex<Vec<crate::train::MetricsReport>>>);
+        impl Sink for Keep {
+            fn write(&mut self, rec: &Record, _: &Control) -> Result<()> {
+                if let Record::Metrics(r) = rec {
+                    self.0.lock().push((**r).clone());
+                }
+                Ok(())
+            }
+        }
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let rep = Arc::new(Reporter::start(vec![Box::new(Keep(got.clone()))], 64).unwrap());
+        let dir = std::env::temp_dir();
+        let train = Arc::new(TrainContext::new(
+            rep.clone(),
+            Box::new(LocalTrainBackend::new(dir)),
+        ));
+        let p = Profiler::new("agent-1".into(), train, true);
+        p.on(0.1, 2).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        p.off();
+        rep.close(Duration::from_secs(5)).unwrap();
+        let got = got.lock();
+        assert!(got.len() >= 4);
+        for r in got.iter() {
+            assert!(["cpu", "memory", "disk", "network", "gpu"].contains(&&*r.group));
+            assert_eq!(r.steps_completed, None);
+            assert!(
+                r.send_report_time,
+                "reportTime is sent for profiler reports"
+            );
+            assert!(r.batch_metrics.is_none());
+            match &r.metrics {
+                crate::train::Metrics::Json(m) => {
+                    assert_eq!(m.keys().collect::<Vec<_>>(), ["agent-1"]);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn reports_groups_and_a_final_report_at_off() {
         let c = Arc::new(Capture(Mutex::new(Vec::new())));

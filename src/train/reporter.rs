@@ -365,6 +365,26 @@ mod tests {
     }
 
     #[test]
+    fn background_sends_leave_errors_for_the_caller() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(vec![Box::new(Collect(out.clone(), Duration::ZERO))], 4).unwrap();
+        r.send(status("fail")).unwrap();
+        r.send(status("x")).unwrap();
+        let t = Instant::now();
+        while r.pending() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The profiler's send neither fails nor takes the pending error...
+        r.send_background(status("bg")).unwrap();
+        // ... which the caller's next report still gets.
+        let e = r.send(status("next")).unwrap_err();
+        assert!(e.message().contains("sink failed"), "{e}");
+        r.close(Duration::from_secs(5)).unwrap();
+        assert!(out.lock().contains(&"bg".to_owned()));
+    }
+
+    #[test]
     fn close_deadline_names_undelivered() {
         let out = Arc::new(Mutex::new(Vec::new()));
         let r = Reporter::start(
