@@ -112,6 +112,9 @@
 // Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
 #define DET_STORAGE_ID_LEN 37
 
+// Size of the buffer a `det_tb_mangler_fn` writes the new name into, NUL included.
+#define DET_TB_NAME_MAX 4096
+
 // A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,
 // library-owned: read it with `det_bytes_list_len`/`det_bytes_list_get`, free it with
 // `det_bytes_list_free`.
@@ -131,6 +134,10 @@ typedef struct det_context det_context;
 
 // A searcher operation from `det_searcher_next_op`. Opaque. Free with `det_searcher_op_free`.
 typedef struct det_searcher_op det_searcher_op;
+
+// An event-file writer from `det_tb_writer_open`. Opaque. Thread-safe. Close it with
+// `det_tb_writer_close`, exactly once.
+typedef struct det_tb_writer det_tb_writer;
 
 // The result of every detcore call: `DET_OK` (0) or one of the `DET_ERR_*` codes. Values are
 // stable across releases. Caller errors are 1–9, environment errors 10–19, bugs 99.
@@ -218,6 +225,15 @@ typedef struct {
     // How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     double close_timeout_seconds;
 } det_init_options;
+
+// A name mangler for `det_train_upload_tensorboard_files` (Python's `mangler(path, rank)`):
+// `path` is the file's name relative to the TensorBoard folder (`/`-separated), `rank` this
+// process's rank. `name` (`name_size` = `DET_TB_NAME_MAX` bytes) already holds a copy of `path`;
+// leave it to keep the name, or write a new NUL-terminated relative name (no leading `/`, no
+// `..` parts) under which the file is stored. Return false to abandon the whole upload call
+// (it then fails with `DET_ERR_INVALID_ARGUMENT`). Called on the calling thread, during the
+// call; `path` and `name` are valid only during the callback. It must not throw or longjmp.
+typedef bool (*det_tb_mangler_fn)(const char *path, int32_t rank, char *name, size_t name_size, void *userdata);
 
 // Success.
 #define DET_OK 0
@@ -640,6 +656,24 @@ det_status det_preempt_acknowledge(det_context *ctx);
 // `known` and `seconds` must be writable.
 det_status det_preempt_seconds_remaining(det_context *ctx, bool *known, double *seconds);
 
+// `profiler.on(sampling_interval, samples_per_report)`: start sampling the machine every
+// `sampling_interval` seconds (Python's default 1; at least 0.1) and report the mean of every
+// `samples_per_report` samples (default 10; at least 1) as Determined's profiler groups `gpu`,
+// `cpu`, `memory`, `disk`, `network` (on-cluster to the master, shown in the WebUI; off-cluster
+// to `metrics.jsonl` and TensorBoard). Sampling runs on a background thread and costs well
+// under 1 % of a core at 0.1 s. GPUs are read through NVML when the NVIDIA driver's
+// `libnvidia-ml.so.1` can be loaded, else the `gpu` group is left out.
+//
+// Idempotent: while on, another call does nothing (its arguments are not checked, as in
+// Python). Only the local chief (local rank 0) samples; on other ranks this returns `DET_OK` and
+// does nothing. Bad arguments: `DET_ERR_INVALID_ARGUMENT` with Python's message.
+det_status det_profiler_on(det_context *ctx, double sampling_interval, int32_t samples_per_report);
+
+// `profiler.off()`: stop sampling. The samples of the unfinished period are reported (a last
+// sample is taken first), and the call returns when the sampling thread has ended. Idempotent.
+// `det_core_close` does the same, before delivering the last reports.
+det_status det_profiler_off(det_context *ctx);
+
 // The next searcher operation (`searcher.operations()` one step at a time): `*out` is the
 // operation, or NULL when the searcher has no more. Call `det_searcher_op_report_completed`
 // before asking for the next one (`DET_ERR_STATE` otherwise). `searcher_mode` is a
@@ -706,6 +740,84 @@ const char *det_last_error_message(void);
 // `buf` must point to `cap` writable bytes (or be NULL with `cap == 0`); `len` must be NULL or
 // point to a writable `size_t`.
 det_status det_last_error_copy(char *buf, size_t cap, size_t *len);
+
+// Open a writer of TensorBoard event files in `dir` (created at the first write), typically the
+// folder of `det_train_get_tensorboard_path`, where AUTO mode syncs them to the checkpoint
+// storage with the metrics' events. Files are named
+// `events.out.tfevents.<seconds>.<host>.<pid>.<n>`; several writers never share a file.
+// Events are written at the latest a second after they were added, on `det_tb_writer_flush`,
+// and on `det_tb_writer_close`; each write is whole records, so a TensorBoard reading the files
+// meanwhile never sees a torn record.
+//
+// # Safety
+// `dir` must be a C string; `out` writable.
+det_status det_tb_writer_open(const char *dir, det_tb_writer **out);
+
+// Add the scalar `tag` = `value` at `step` (stored as a 32-bit float, as TensorFlow does; NaN
+// and ±Inf are kept).
+//
+// # Safety
+// `tag` must be a C string.
+det_status det_tb_writer_add_scalar(det_tb_writer *w, const char *tag, int64_t step, double value);
+
+// Add the histogram of `values[0..n]` as `tag` at `step`, with TensorFlow's default buckets
+// (shown in TensorBoard's Histograms and Distributions tabs). Non-finite values are not
+// counted. `values` may be NULL when `n` is 0. The array is read during the call only.
+//
+// # Safety
+// `tag` must be a C string; `values` must hold `n` doubles.
+det_status det_tb_writer_add_histogram(det_tb_writer *w,
+                                       const char *tag,
+                                       int64_t step,
+                                       const double *values,
+                                       size_t n);
+
+// Write the events added so far.
+det_status det_tb_writer_flush(det_tb_writer *w);
+
+// Write what is buffered, close the file and free the writer (even when writing fails: the
+// error is returned, the handle is gone). `det_tb_writer_close(NULL)` does nothing; closing
+// twice gives `DET_ERR_STATE`.
+det_status det_tb_writer_close(det_tb_writer *w);
+
+// The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
+// `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster. It exists once the context is
+// initialised. Files your code writes there (event files of your own, profiler traces) are
+// uploaded with the metrics' event files in `DET_TENSORBOARD_MODE_AUTO`, or by
+// `det_train_upload_tensorboard_files` in `DET_TENSORBOARD_MODE_MANUAL`.
+// `*out` is freed with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_train_get_tensorboard_path(det_context *ctx, char **out);
+
+// `upload_tensorboard_files(selector, mangler)`, `DET_TENSORBOARD_MODE_MANUAL` only (else
+// `DET_ERR_STATE`): queue the files of the TensorBoard folder that `selector` accepts (NULL:
+// all; it gets each file's name relative to the folder), stored in the checkpoint storage under
+// `<cluster_id>/tensorboard/experiment/<experiment_id>/trial/<trial_id>/<name>`, where `name` is
+// what `mangler` makes of it (NULL: unchanged). Callbacks run on this thread, during this call.
+//
+// Returns once the files are listed; the upload runs in the background. Unlike Python, a
+// second call within a second is not ignored, and failed uploads are retried until they
+// succeed; `det_train_flush_tensorboard` waits for them, and `det_core_close` reports files
+// that could not be uploaded. A file that has not changed since it was uploaded under the same
+// name is not uploaded again.
+//
+// # Safety
+// `selector`/`mangler`, when not NULL, must be callable with their userdata.
+det_status det_train_upload_tensorboard_files(det_context *ctx,
+                                              det_selector_fn selector,
+                                              void *selector_userdata,
+                                              det_tb_mangler_fn mangler,
+                                              void *mangler_userdata);
+
+// Wait until the TensorBoard files are in the checkpoint storage: in AUTO mode the reports
+// queued so far are delivered (their events written) and a sync pass that starts after this
+// call has finished; in MANUAL mode the uploads queued so far are done. At most
+// `timeout_seconds`. Returns the failure of that pass (the uploads are still retried in the
+// background), or `DET_ERR_TIMEOUT`. Training loops never need this; it is for tests and for
+// handing off between phases.
+det_status det_train_flush_tensorboard(det_context *ctx, double timeout_seconds);
 
 // `report_training_metrics(steps_completed, metrics, batch_metrics)`: `metrics_json` is a JSON
 // object (numbers, strings, nested objects; `NaN`/`Infinity`/`-Infinity` accepted),

@@ -11,8 +11,10 @@ use crate::json::{parse, Map, Value};
 use crate::options::InitOptions;
 use crate::preempt::agreement::Agreement;
 use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher};
+use crate::profiler::Profiler;
 use crate::searcher::{SearcherContext, Unit};
 use crate::storage::{self, StorageSpec};
+use crate::tensorboard::{TensorboardConfig, TensorboardManager};
 use crate::train::{jsonl::JsonlSink, LocalTrainBackend, Reporter, TrainContext};
 use crate::{bail, err, log_info};
 use parking_lot::Mutex;
@@ -34,6 +36,8 @@ pub struct Context {
     sources: Sources,
     watcher: Mutex<Watcher>,
     signals: Mutex<Option<signals::Registration>>,
+    tensorboard: Option<Arc<TensorboardManager>>,
+    profiler: Profiler,
     closed: AtomicBool,
     close_timeout: Duration,
 }
@@ -216,12 +220,18 @@ impl Context {
             );
         }
 
-        // Background reporter.
+        // TensorBoard (AUTO: a sink writes reported metrics as events) and the reporter.
+        let tb = TensorboardManager::start(TensorboardConfig::off_cluster(
+            opts.tensorboard_mode,
+            &run_dir,
+            &run_name,
+            Some(storage.clone()),
+            rank,
+        ))?;
         let sink = JsonlSink::open(&run_dir)?;
-        let reporter = Arc::new(Reporter::start(
-            vec![Box::new(sink)],
-            opts.report_queue_capacity,
-        )?);
+        let mut sinks: Vec<Box<dyn crate::train::Sink>> = vec![Box::new(sink)];
+        sinks.extend(tb.sink());
+        let reporter = Arc::new(Reporter::start(sinks, opts.report_queue_capacity)?);
         let train = Arc::new(TrainContext::new(
             reporter.clone(),
             Box::new(LocalTrainBackend::new(run_dir.clone())),
@@ -233,6 +243,11 @@ impl Context {
                 train: train.clone(),
             }),
             rank,
+        );
+        let profiler = Profiler::new(
+            crate::profiler::local_agent_id(),
+            train.clone(),
+            dist.config().is_local_chief(),
         );
         let searcher = SearcherContext::with_dist(
             Some(max_length),
@@ -278,6 +293,8 @@ impl Context {
             sources,
             watcher: Mutex::new(watcher),
             signals: Mutex::new(registration),
+            tensorboard: Some(tb),
+            profiler,
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,
         })
@@ -289,11 +306,23 @@ impl Context {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
+        // The profiler first: its last report must still reach the reporter (Python loses it).
+        self.profiler.off();
         self.watcher.lock().stop();
+        let start = std::time::Instant::now();
         let res = self.reporter.close(self.close_timeout);
+        // Then the final TensorBoard sync, which sees the events the reporter just wrote.
+        let tb = match &self.tensorboard {
+            Some(tb) => tb.close(
+                self.close_timeout
+                    .saturating_sub(start.elapsed())
+                    .max(Duration::from_secs(1)),
+            ),
+            None => Ok(()),
+        };
         drop(self.signals.lock().take());
         self.dist.close();
-        res
+        res.and(tb)
     }
 
     /// True once `close` ran.
@@ -355,6 +384,16 @@ impl Context {
     /// Seconds until the job's end time, if known.
     pub fn seconds_remaining(&self) -> Option<f64> {
         preempt::seconds_remaining(&self.sources)
+    }
+
+    /// The TensorBoard manager (folder, sync, manual uploads).
+    pub fn tensorboard(&self) -> Option<&Arc<TensorboardManager>> {
+        self.tensorboard.as_ref()
+    }
+
+    /// The system profiler.
+    pub fn profiler(&self) -> &Profiler {
+        &self.profiler
     }
 
     /// The reporter (for flushing in tests and close).

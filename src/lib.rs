@@ -17,11 +17,14 @@ pub mod checkpoint;
 pub mod cluster_info;
 pub mod context;
 pub mod distributed;
+pub mod host;
 pub mod info;
 pub mod options;
 pub mod preempt;
+pub mod profiler;
 pub mod searcher;
 pub mod storage;
+pub mod tensorboard;
 pub mod train;
 
 pub mod capi;

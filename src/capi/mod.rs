@@ -16,8 +16,11 @@ pub mod handle;
 pub mod info;
 pub mod options;
 pub mod preempt;
+pub mod profiler;
 pub mod searcher;
 pub mod status;
+pub mod tbwriter;
+pub mod tensorboard;
 pub mod train;
 
 pub use status::det_status;

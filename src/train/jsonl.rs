@@ -86,7 +86,13 @@ pub fn log_line(rec: &Record) -> String {
 
 impl Sink for JsonlSink {
     fn write(&mut self, rec: &Record, _ctl: &Control) -> Result<()> {
-        log_info!("{}", log_line(rec));
+        match rec {
+            // Profiler reports are not logged by Python's profiler; keep them out of the log.
+            Record::Metrics(r) if r.steps_completed.is_none() && r.send_report_time => {
+                crate::log_debug!("{}", log_line(rec))
+            }
+            _ => log_info!("{}", log_line(rec)),
+        }
         let m = match rec {
             Record::Metrics(r) => {
                 let mut m = obj! {

@@ -154,18 +154,20 @@ impl TrainContext {
         }
     }
 
-    /// A profiler report (no step, with `reportTime`).
+    /// A profiler report (no step, with `reportTime`). Sent from the profiler's thread, so an
+    /// earlier delivery error is left for the user's next report call.
     pub fn report_profiler(&self, group: &str, metrics: Map) -> Result<()> {
         validate_group(group)?;
-        self.reporter.send(Record::Metrics(Box::new(MetricsReport {
-            group: Arc::from(group),
-            steps_completed: None,
-            metrics: Metrics::Json(metrics),
-            batch_metrics: None,
-            time: SystemTime::now(),
-            send_report_time: true,
-            method: "report_metrics",
-        })))
+        self.reporter
+            .send_background(Record::Metrics(Box::new(MetricsReport {
+                group: Arc::from(group),
+                steps_completed: None,
+                metrics: Metrics::Json(metrics),
+                batch_metrics: None,
+                time: SystemTime::now(),
+                send_report_time: true,
+                method: "report_metrics",
+            })))
     }
 
     fn event(&self, e: Event) -> Result<()> {

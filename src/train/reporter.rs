@@ -184,6 +184,23 @@ impl Reporter {
         }
     }
 
+    /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
+    /// earlier sink error is left for the caller's next report instead of being taken here.
+    pub fn send_background(&self, rec: Record) -> Result<()> {
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Rec(rec)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(msg)) => self.send_slow(msg),
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                Err(err!(
+                    State,
+                    "the context is closed; the report was not accepted"
+                ))
+            }
+        }
+    }
+
     #[cold]
     fn send_slow(&self, msg: Msg) -> Result<()> {
         if !self.warned_full.swap(true, Ordering::Relaxed) {
@@ -372,6 +389,26 @@ mod tests {
         r.close(Duration::from_secs(5)).unwrap();
         assert_eq!(out.lock().last().unwrap(), "after");
         assert!(r.send(status("closed")).is_err());
+    }
+
+    #[test]
+    fn background_sends_leave_errors_for_the_caller() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(vec![Box::new(Collect(out.clone(), Duration::ZERO))], 4).unwrap();
+        r.send(status("fail")).unwrap();
+        r.send(status("x")).unwrap();
+        let t = Instant::now();
+        while r.pending() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The profiler's send neither fails nor takes the pending error...
+        r.send_background(status("bg")).unwrap();
+        // ... which the caller's next report still gets.
+        let e = r.send(status("next")).unwrap_err();
+        assert!(e.message().contains("sink failed"), "{e}");
+        r.close(Duration::from_secs(5)).unwrap();
+        assert!(out.lock().contains(&"bg".to_owned()));
     }
 
     #[test]

@@ -1,0 +1,154 @@
+//! `det_tb_writer_*`: a TensorBoard event-file writer for the caller's own scalars and
+//! histograms (what `torch.utils.tensorboard.SummaryWriter` is to a Python user).
+
+use super::boundary::{call, out_arg, str_arg, write_out};
+use super::handle::Registry;
+use super::status::det_status;
+use crate::error::{Error, Kind, Result};
+use crate::tensorboard::EventWriter;
+use parking_lot::Mutex;
+use std::ffi::c_char;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+/// An event-file writer from `det_tb_writer_open`. Opaque. Thread-safe. Close it with
+/// `det_tb_writer_close`, exactly once.
+pub struct det_tb_writer {
+    _private: [u8; 0],
+}
+
+struct WriterEntry {
+    w: Mutex<(EventWriter, Instant)>,
+}
+
+static WRITERS: Registry<WriterEntry> = Registry::new("writer");
+
+/// Events are written when this much is buffered ...
+const FLUSH_BYTES: usize = 64 * 1024;
+/// ... or this long after the previous write.
+const FLUSH_AFTER: Duration = Duration::from_secs(1);
+
+fn entry(w: *mut det_tb_writer) -> Result<std::sync::Arc<WriterEntry>> {
+    WRITERS.get(w as usize)
+}
+
+fn maybe_flush(g: &mut (EventWriter, Instant)) -> Result<()> {
+    if g.0.pending_bytes() >= FLUSH_BYTES || g.1.elapsed() >= FLUSH_AFTER {
+        g.0.flush()?;
+        g.1 = Instant::now();
+    }
+    Ok(())
+}
+
+/// Open a writer of TensorBoard event files in `dir` (created at the first write), typically the
+/// folder of `det_train_get_tensorboard_path`, where AUTO mode syncs them to the checkpoint
+/// storage with the metrics' events. Files are named
+/// `events.out.tfevents.<seconds>.<host>.<pid>.<n>`; several writers never share a file.
+/// Events are written at the latest a second after they were added, on `det_tb_writer_flush`,
+/// and on `det_tb_writer_close`; each write is whole records, so a TensorBoard reading the files
+/// meanwhile never sees a torn record.
+///
+/// # Safety
+/// `dir` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_tb_writer_open(
+    dir: *const c_char,
+    out: *mut *mut det_tb_writer,
+) -> det_status {
+    call("det_tb_writer_open", || {
+        out_arg(out, "out")?;
+        // SAFETY: contract.
+        let dir = unsafe { str_arg(dir, "dir") }?;
+        if dir.is_empty() {
+            return Err(Error::new(Kind::InvalidArgument, "dir is empty"));
+        }
+        let key = WRITERS.insert(WriterEntry {
+            w: Mutex::new((EventWriter::new(Path::new(dir)), Instant::now())),
+        });
+        // SAFETY: checked.
+        unsafe { write_out(out, key as *mut det_tb_writer) };
+        Ok(())
+    })
+}
+
+/// Add the scalar `tag` = `value` at `step` (stored as a 32-bit float, as TensorFlow does; NaN
+/// and ±Inf are kept).
+///
+/// # Safety
+/// `tag` must be a C string.
+#[no_mangle]
+pub unsafe extern "C" fn det_tb_writer_add_scalar(
+    w: *mut det_tb_writer,
+    tag: *const c_char,
+    step: i64,
+    value: f64,
+) -> det_status {
+    call("det_tb_writer_add_scalar", || {
+        let e = entry(w)?;
+        // SAFETY: contract.
+        let tag = unsafe { str_arg(tag, "tag") }?;
+        let mut g = e.w.lock();
+        g.0.add_scalar(tag, value, step, SystemTime::now());
+        maybe_flush(&mut g)
+    })
+}
+
+/// Add the histogram of `values[0..n]` as `tag` at `step`, with TensorFlow's default buckets
+/// (shown in TensorBoard's Histograms and Distributions tabs). Non-finite values are not
+/// counted. `values` may be NULL when `n` is 0. The array is read during the call only.
+///
+/// # Safety
+/// `tag` must be a C string; `values` must hold `n` doubles.
+#[no_mangle]
+pub unsafe extern "C" fn det_tb_writer_add_histogram(
+    w: *mut det_tb_writer,
+    tag: *const c_char,
+    step: i64,
+    values: *const f64,
+    n: usize,
+) -> det_status {
+    call("det_tb_writer_add_histogram", || {
+        let e = entry(w)?;
+        // SAFETY: contract.
+        let tag = unsafe { str_arg(tag, "tag") }?;
+        if n > 0 && values.is_null() {
+            return Err(Error::new(Kind::InvalidArgument, "values is NULL"));
+        }
+        let vals: &[f64] = if n == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL and holding n doubles per the contract.
+            unsafe { std::slice::from_raw_parts(values, n) }
+        };
+        let mut g = e.w.lock();
+        g.0.add_histogram(tag, vals, step, SystemTime::now());
+        maybe_flush(&mut g)
+    })
+}
+
+/// Write the events added so far.
+#[no_mangle]
+pub extern "C" fn det_tb_writer_flush(w: *mut det_tb_writer) -> det_status {
+    call("det_tb_writer_flush", || {
+        let e = entry(w)?;
+        let mut g = e.w.lock();
+        g.0.flush()?;
+        g.1 = Instant::now();
+        Ok(())
+    })
+}
+
+/// Write what is buffered, close the file and free the writer (even when writing fails: the
+/// error is returned, the handle is gone). `det_tb_writer_close(NULL)` does nothing; closing
+/// twice gives `DET_ERR_STATE`.
+#[no_mangle]
+pub extern "C" fn det_tb_writer_close(w: *mut det_tb_writer) -> det_status {
+    if w.is_null() {
+        return super::status::DET_OK;
+    }
+    call("det_tb_writer_close", || {
+        let e = WRITERS.remove(w as usize)?;
+        let r = e.w.lock().0.close();
+        r
+    })
+}
