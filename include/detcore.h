@@ -329,6 +329,10 @@ det_status det_ckpt_store_path_abort(det_ckpt_store *store);
 // checkpoint, never into `dir`. The new storage id is copied into `storage_id_out`
 // (`DET_STORAGE_ID_LEN` bytes).
 //
+// With `shard == true` every rank must call (a collective); ranks with nothing to store pass
+// `dir = NULL`; files listed by several ranks must be identical; metadata is merged; every rank
+// gets the same id or the same error. With `shard == false` only the chief may call.
+//
 // # Safety
 // `dir` and `metadata_json` must be C strings; `storage_id_out` must point to
 // `DET_STORAGE_ID_LEN` writable bytes; `selector` (if set) must be callable with `userdata`.

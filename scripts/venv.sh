@@ -14,8 +14,12 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" >&2
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps determined==0.38.1 >&2
+  log="$venv/.pip.log"
+  if ! { "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tests/requirements.txt" &&
+         "$venv/bin/pip" install -q --disable-pip-version-check --no-deps determined==0.38.1; } >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
   printf '%s' "$want" > "$stamp"
 fi
 echo "$venv"

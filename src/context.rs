@@ -242,7 +242,7 @@ impl Context {
                 index: index.clone(),
                 train: train.clone(),
             }),
-            rank,
+            dist.clone(),
         );
         let profiler = Profiler::new(
             crate::profiler::local_agent_id(),

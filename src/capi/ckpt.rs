@@ -209,10 +209,7 @@ pub extern "C" fn det_ckpt_store_path_abort(store: *mut det_ckpt_store) -> det_s
             .lock()
             .take()
             .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
-        e.ctx.with_live(|c| {
-            c.checkpoint().store_path_abort(scope);
-            Ok(())
-        })
+        e.ctx.with_live(|c| c.checkpoint().store_path_abort(scope))
     })
 }
 
@@ -220,6 +217,10 @@ pub extern "C" fn det_ckpt_store_path_abort(store: *mut det_ckpt_store) -> det_s
 /// accepts (NULL: all) as a new checkpoint, and report it. `metadata.json` is written into the
 /// checkpoint, never into `dir`. The new storage id is copied into `storage_id_out`
 /// (`DET_STORAGE_ID_LEN` bytes).
+///
+/// With `shard == true` every rank must call (a collective); ranks with nothing to store pass
+/// `dir = NULL`; files listed by several ranks must be identical; metadata is merged; every rank
+/// gets the same id or the same error. With `shard == false` only the chief may call.
 ///
 /// # Safety
 /// `dir` and `metadata_json` must be C strings; `storage_id_out` must point to
@@ -236,12 +237,13 @@ pub unsafe extern "C" fn det_ckpt_upload(
 ) -> det_status {
     with_ctx("det_ckpt_upload", ctx, |c| {
         // SAFETY: contract.
-        let dir = unsafe { str_arg(dir, "dir") }?;
+        let dir = unsafe { super::boundary::opt_str_arg(dir, "dir") }?;
         // SAFETY: contract.
         let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         out_arg(storage_id_out, "storage_id_out")?;
         let id = with_selector(selector, userdata, |sel| {
-            c.checkpoint().upload(Path::new(dir), metadata, shard, sel)
+            c.checkpoint()
+                .upload(dir.map(Path::new), metadata, shard, sel)
         })?;
         // SAFETY: checked; DET_STORAGE_ID_LEN bytes per the contract.
         unsafe { write_storage_id(storage_id_out, &id) }

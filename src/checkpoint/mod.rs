@@ -10,7 +10,10 @@
 //! - `get_metadata` works off-cluster (it reads `metadata.json`).
 
 pub mod index;
+pub mod merge;
+mod shard;
 
+use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, Map, Value};
 use crate::storage::{self, fsutil, Resources, Restored, Selector, Storage};
@@ -120,6 +123,8 @@ pub struct StoreScope {
     path: PathBuf,
     metadata: Map,
     steps: i64,
+    /// Written by every rank (a collective ends it).
+    shard: bool,
 }
 
 impl StoreScope {
@@ -138,6 +143,8 @@ impl StoreScope {
 pub struct RestoreScope {
     id: String,
     restored: Restored,
+    /// Shared by the ranks of a node (a local collective ends it).
+    shared: bool,
 }
 
 impl RestoreScope {
@@ -155,21 +162,30 @@ impl RestoreScope {
 pub struct CheckpointContext {
     storage: Arc<dyn Storage>,
     reporter: Arc<dyn CheckpointReporter>,
-    rank: u32,
+    dist: Arc<DistributedContext>,
 }
 
 impl CheckpointContext {
-    /// Checkpoints in `storage`, reported through `reporter`, for a process of `rank`.
+    /// Checkpoints in `storage`, reported through `reporter`, for a process placed by `dist`.
     pub fn new(
         storage: Arc<dyn Storage>,
         reporter: Arc<dyn CheckpointReporter>,
-        rank: u32,
+        dist: Arc<DistributedContext>,
     ) -> CheckpointContext {
         CheckpointContext {
             storage,
             reporter,
-            rank,
+            dist,
         }
+    }
+
+    fn rank(&self) -> u32 {
+        self.dist.config().rank
+    }
+
+    /// True when `shard` asks for a collective (more than one rank).
+    fn sharded(&self, shard: bool) -> bool {
+        shard && self.dist.config().size > 1
     }
 
     /// The storage backend.
@@ -178,28 +194,26 @@ impl CheckpointContext {
     }
 
     fn chief_only(&self, what: &str) -> Result<()> {
-        if self.rank != 0 {
+        if self.rank() != 0 {
             bail!(
                 State,
                 "cannot call CheckpointContext.{what}(shard=False) from non-chief worker (rank={})",
-                self.rank
+                self.rank()
             );
-        }
-        Ok(())
-    }
-
-    fn check_shard(&self, shard: bool) -> Result<()> {
-        if shard {
-            // A sharded call with one rank is the same as an unsharded one.
-            return Ok(());
         }
         Ok(())
     }
 
     /// Begin `store_path(metadata, shard)`: checks the metadata, picks a new storage id and
     /// returns the (empty) folder to write into.
+    ///
+    /// With `shard` and several ranks this is a collective: every rank calls it, the metadata of
+    /// all ranks is merged and checked here (before anything is written), and every rank gets the
+    /// same id and writes its own files.
     pub fn store_path_begin(&self, metadata: Map, shard: bool) -> Result<StoreScope> {
-        self.check_shard(shard)?;
+        if self.sharded(shard) {
+            return self.shard_store_begin(metadata);
+        }
         if !shard {
             self.chief_only("store_path")?;
         }
@@ -211,12 +225,16 @@ impl CheckpointContext {
             path,
             metadata,
             steps,
+            shard: false,
         })
     }
 
     /// End a `store_path` scope: write `metadata.json`, publish the checkpoint, report it.
     /// Returns the storage id. On error nothing is published.
     pub fn store_path_end(&self, scope: StoreScope) -> Result<String> {
+        if scope.shard {
+            return self.shard_store_end(scope, false);
+        }
         let res = (|| -> Result<Resources> {
             let meta_path = scope.path.join("metadata.json");
             std::fs::write(
@@ -243,24 +261,44 @@ impl CheckpointContext {
         Ok(scope.id)
     }
 
-    /// Abandon a `store_path` scope: nothing is published or reported.
-    pub fn store_path_abort(&self, scope: StoreScope) {
+    /// Abandon a `store_path` scope: nothing is published or reported. A sharded scope is
+    /// abandoned by every rank (the others' `end` fails, naming this rank).
+    pub fn store_path_abort(&self, scope: StoreScope) -> Result<()> {
+        if scope.shard {
+            return match self.shard_store_end(scope, true) {
+                Err(e) if e.kind() == Kind::State => Ok(()),
+                Err(e) => Err(e),
+                Ok(_) => Ok(()),
+            };
+        }
         self.storage.discard(&scope.path);
+        Ok(())
     }
 
     /// `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
     /// accepts as a new checkpoint. Returns the storage id.
+    ///
+    /// With `shard` and several ranks this is a collective; ranks with nothing to store pass
+    /// `None` as `dir`.
     pub fn upload(
         &self,
-        dir: &Path,
+        dir: Option<&Path>,
         metadata: Map,
         shard: bool,
         selector: Option<Selector<'_>>,
     ) -> Result<String> {
-        self.check_shard(shard)?;
+        if self.sharded(shard) {
+            return self.shard_upload(dir, metadata, selector);
+        }
         if !shard {
             self.chief_only("upload")?;
         }
+        let dir = dir.ok_or_else(|| {
+            err!(
+                InvalidArgument,
+                "dir is NULL (only sharded uploads may pass no folder)"
+            )
+        })?;
         let steps = check_metadata(&metadata)?;
         let mut resources =
             fsutil::list_resources(dir).map_err(|e| e.context("upload: ckpt_dir"))?;
@@ -280,34 +318,55 @@ impl CheckpointContext {
     }
 
     /// `download(storage_id, ckpt_dir, mode, selector)`.
+    ///
+    /// `LocalWorkersShareDownload` with several ranks is a collective: the local chief of each
+    /// node downloads once (what any local rank's selector wants) into `dir`, which every rank
+    /// of the node must name alike.
     pub fn download(
         &self,
         id: &str,
         dir: &Path,
-        _mode: DownloadMode,
+        mode: DownloadMode,
         selector: Option<Selector<'_>>,
     ) -> Result<()> {
         storage::validate_id(id)?;
+        if mode == DownloadMode::LocalWorkersShareDownload && self.dist.config().size > 1 {
+            return self.shared_download(id, dir, selector);
+        }
         self.storage.download(id, dir, selector)
     }
 
     /// Begin `restore_path(storage_id, mode, selector)`.
+    ///
+    /// Folder storage restores in place on every rank without coordination. On object stores
+    /// `LocalWorkersShareDownload` with several ranks is a collective (begin and end): the local
+    /// chief downloads once, and removes the folder only after every local rank has ended.
     pub fn restore_path_begin(
         &self,
         id: &str,
-        _mode: DownloadMode,
+        mode: DownloadMode,
         selector: Option<Selector<'_>>,
     ) -> Result<RestoreScope> {
         storage::validate_id(id)?;
+        if mode == DownloadMode::LocalWorkersShareDownload
+            && self.dist.config().local_size > 1
+            && !self.storage.direct_access()
+        {
+            return self.shared_restore_begin(id, selector);
+        }
         let restored = self.storage.restore(id, selector)?;
         Ok(RestoreScope {
             id: id.to_owned(),
             restored,
+            shared: false,
         })
     }
 
     /// End a `restore_path` scope: a temporary download is removed.
     pub fn restore_path_end(&self, scope: RestoreScope) -> Result<()> {
+        if scope.shared {
+            return self.shared_restore_end(scope);
+        }
         if scope.restored.temporary {
             fsutil::remove_tree(&scope.restored.path)?;
         }

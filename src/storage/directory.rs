@@ -79,10 +79,16 @@ impl Storage for DirectoryStorage {
     }
 
     fn stage(&self, id: &str) -> Result<PathBuf> {
+        // Idempotent: the ranks of a sharded checkpoint on a shared file system all stage the
+        // same (fresh, UUID-named) folder.
         let dir = self.staging_root()?.join(id);
-        fsutil::remove_tree(&dir)?;
-        fs::create_dir(&dir).map_err(|e| storage_err("cannot create staging folder", &dir, e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| storage_err("cannot create staging folder", &dir, e))?;
         Ok(dir)
+    }
+
+    fn direct_access(&self) -> bool {
+        true
     }
 
     fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<()> {

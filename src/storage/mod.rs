@@ -41,8 +41,30 @@ pub trait Storage: Send + Sync {
     /// A one-line description for messages: `directory /data/ckpts`, `s3://bucket/prefix`.
     fn describe(&self) -> String;
 
-    /// A fresh, empty local folder for `store_path` to write checkpoint `id` into.
+    /// A local folder for `store_path` to write checkpoint `id` into. Idempotent: the ranks of
+    /// a sharded checkpoint that share a file system get the same folder.
     fn stage(&self, id: &str) -> Result<PathBuf>;
+
+    /// True for folder backends (shared_fs, directory) where `stage` is inside the storage and a
+    /// checkpoint is published by one rename of the whole folder.
+    fn direct_access(&self) -> bool {
+        false
+    }
+
+    /// The relative names (folders end in `/`) of checkpoint `id`'s objects. The default asks
+    /// `download` with a selector that records every name and refuses all of them.
+    fn list(&self, id: &str) -> Result<Vec<String>> {
+        let tmp =
+            std::env::temp_dir().join(format!(".detcore-list-{}", uuid::Uuid::new_v4().simple()));
+        let mut names = Vec::new();
+        let mut rec = |n: &str| {
+            names.push(n.to_owned());
+            false
+        };
+        let r = self.download(id, &tmp, Some(&mut rec));
+        let _ = fsutil::remove_tree(&tmp);
+        r.map(|_| names)
+    }
 
     /// Make the staged folder the complete checkpoint `id` (all of it, or only `files`, the
     /// relative names of a sharded rank's part). Consumes the staged folder.

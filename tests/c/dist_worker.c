@@ -10,6 +10,7 @@
 #include <detcore.h>
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +289,107 @@ static int scenario_searcher(int argc, char **argv) {
     return 0;
 }
 
+static void write_file(const char *dir, const char *name, const char *content) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    if (!f) DIE("cannot write %s", p);
+    fputs(content, f);
+    fclose(f);
+}
+
+static bool select_own(const char *path, void *ud) {
+    char want[64];
+    snprintf(want, sizeof want, "rank%d.bin", *(int *)ud);
+    return strcmp(path, want) == 0;
+}
+
+static bool select_all(const char *path, void *ud) {
+    (void)path;
+    (void)ud;
+    return true;
+}
+
+/* Sharded checkpoints. Modes:
+ *   store     every rank writes rank<r>.bin and an identical common.txt through store_path(shard)
+ *   upload    every rank uploads its own folder (rank<r>.bin, common.txt); odd ranks pass no folder
+ *   conflict  like upload, plus a conflict.txt that differs per rank: everyone must fail alike
+ *   metaconflict  ranks disagree on a metadata key: everyone fails at begin
+ *   abort     rank 1 abandons its scope: everyone's end fails, nothing is stored
+ *   download  store as above, then LocalWorkersShareDownload with per-rank selectors */
+static int scenario_shard(int argc, char **argv) {
+    const char *mode = argc > 0 ? argv[0] : "store";
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank, size, lrank, cross;
+    CHECK(det_dist_rank(ctx, &rank));
+    CHECK(det_dist_size(ctx, &size));
+    CHECK(det_dist_local_rank(ctx, &lrank));
+    CHECK(det_dist_cross_rank(ctx, &cross));
+    char meta[256], name[64], content[64];
+    snprintf(name, sizeof name, "rank%d.bin", rank);
+    snprintf(content, sizeof content, "data of rank %d", rank);
+    char id[DET_STORAGE_ID_LEN] = {0};
+    det_status st = DET_OK;
+    if (!strcmp(mode, "store") || !strcmp(mode, "abort") || !strcmp(mode, "metaconflict") || !strcmp(mode, "download")) {
+        if (!strcmp(mode, "metaconflict"))
+            snprintf(meta, sizeof meta, "{\"steps_completed\": 5, \"lr\": %d}", rank);
+        else
+            snprintf(meta, sizeof meta, "{\"steps_completed\": 5, \"from_rank%d\": true, \"shared\": {\"k%d\": %d}}", rank, rank, rank);
+        det_ckpt_store *s;
+        st = det_ckpt_store_path_begin(ctx, meta, true, &s);
+        if (st == DET_OK) {
+            const char *dir;
+            CHECK(det_ckpt_store_path(s, &dir));
+            write_file(dir, name, content);
+            write_file(dir, "common.txt", "same on every rank");
+            if (!strcmp(mode, "abort") && rank == 1) {
+                st = det_ckpt_store_path_abort(s);
+                printf("RESULT %d aborted status=%s\n", rank, det_status_name(st));
+                CHECK(det_core_close(ctx));
+                return 0;
+            }
+            st = det_ckpt_store_path_end(s, id);
+        }
+    } else {
+        char src[512];
+        snprintf(src, sizeof src, "%s/src-rank%d", getenv("DIST_WORK"), rank);
+        mkdir(src, 0755);
+        write_file(src, name, content);
+        write_file(src, "common.txt", "same on every rank");
+        if (!strcmp(mode, "conflict")) write_file(src, "conflict.txt", content);
+        snprintf(meta, sizeof meta, "{\"steps_completed\": 7, \"by\": {\"r%d\": 1}}", rank);
+        bool none = !strcmp(mode, "upload") && rank % 2 == 1;
+        st = det_ckpt_upload(ctx, none ? NULL : src, meta, true, none ? NULL : select_all, NULL, id);
+    }
+    if (st != DET_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", det_last_error_message());
+        for (char *c = msg; *c; c++)
+            if (*c == '\n') *c = '|';
+        printf("RESULT %d failed status=%s msg=%s\n", rank, det_status_name(st), msg);
+        det_core_close(ctx);
+        return 0;
+    }
+    if (!strcmp(mode, "download")) {
+        char dl[512];
+        snprintf(dl, sizeof dl, "%s/dl-node%d", getenv("DIST_WORK"), cross);
+        int me = rank;
+        CHECK(det_ckpt_download(ctx, id, dl, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, select_own, &me));
+        /* Every local rank's file is there once the collective returns. */
+        char p[700];
+        snprintf(p, sizeof p, "%s/%s", dl, name);
+        FILE *f = fopen(p, "rb");
+        if (!f) DIE("%s missing after the shared download", p);
+        fclose(f);
+        snprintf(p, sizeof p, "%s/common.txt", dl);
+        f = fopen(p, "rb");
+        if (f) DIE("common.txt was downloaded although no rank selected it");
+    }
+    printf("RESULT %d stored id=%s\n", rank, id);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     det_log_set_level(DET_LOG_LEVEL_WARNING);
@@ -299,6 +401,7 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "kill")) return scenario_kill(argc - 2, argv + 2);
     if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);
     if (!strcmp(s, "searcher")) return scenario_searcher(argc - 2, argv + 2);
+    if (!strcmp(s, "shard")) return scenario_shard(argc - 2, argv + 2);
     fprintf(stderr, "unknown scenario %s\n", s);
     return 2;
 }

@@ -1,6 +1,7 @@
 """Multi-process tests of the distributed layer through the C ABI: tests/c/dist_worker.c run as
 2, 4 and 8 processes with the environment of torchrun, Open MPI and Slurm, as one or two
 "nodes" on this machine."""
+import json
 import os
 import re
 import signal
@@ -126,3 +127,65 @@ def test_absent_rank_times_out_instead_of_hanging(tmp_path):
 def test_searcher_workers_ask_chief(tmp_path):
     rs = results(launch(WORKER, ["searcher"], 3, "slurm", env={"DET_MAX_LENGTH": "17"}, work=str(tmp_path)), 120)
     check_all_ok(rs, r"RESULT \d+ ok length=17")
+
+
+def _shard(mode, tmp_path, size=4, nodes=2):
+    storage = tmp_path / "ckpts"
+    rs = results(launch(WORKER, ["shard", mode], size, "torch", nodes,
+                        env={"DIST_STORAGE": str(storage), "DIST_TIMEOUT": "60"}, work=str(tmp_path)), 180)
+    for rank, (code, out, err) in enumerate(rs):
+        assert code == 0, f"rank {rank} exited {code}: {err[-2000:]}"
+    return storage, [r[1] for r in rs]
+
+
+def _one_id(outs):
+    ids = {re.search(r"id=(\S+)", o).group(1) for o in outs if "stored id=" in o}
+    assert len(ids) == 1, outs
+    return ids.pop()
+
+
+def test_sharded_store_path_merges_files_and_metadata(tmp_path):
+    storage, outs = _shard("store", tmp_path)
+    sid = _one_id(outs)
+    d = storage / sid
+    assert sorted(p.name for p in d.iterdir()) == sorted(
+        ["common.txt", "metadata.json"] + [f"rank{r}.bin" for r in range(4)])
+    meta = json.loads((d / "metadata.json").read_text())
+    assert meta["steps_completed"] == 5
+    assert all(meta[f"from_rank{r}"] is True for r in range(4))
+    assert meta["shared"] == {f"k{r}": r for r in range(4)}
+
+
+def test_sharded_upload_some_ranks_without_files(tmp_path):
+    storage, outs = _shard("upload", tmp_path)
+    sid = _one_id(outs)
+    names = sorted(p.name for p in (storage / sid).iterdir())
+    assert names == ["common.txt", "metadata.json", "rank0.bin", "rank2.bin"], names
+    meta = json.loads((storage / sid / "metadata.json").read_text())
+    assert meta == {"steps_completed": 7, "by": {"r0": 1, "r1": 1, "r2": 1, "r3": 1}}
+
+
+@pytest.mark.parametrize("mode,status,text", [
+    ("conflict", "DET_ERR_CONFLICT", "refusing to upload with files conflicts:|    conflict.txt uploaded by ranks [0, 1, 2, 3]"),
+    ("metaconflict", "DET_ERR_CONFLICT", "refusing to upload with metadata conflicts:|    /lr uploaded by ranks [0, 1, 2, 3]"),
+    ("abort", "DET_ERR_STATE", "abandoned by rank(s) [1]"),
+])
+def test_sharded_failures_reach_every_rank(mode, status, text, tmp_path):
+    storage, outs = _shard(mode, tmp_path)
+    for rank, out in enumerate(outs):
+        if mode == "abort" and rank == 1:
+            assert "aborted status=DET_OK" in out, out
+            continue
+        assert f"failed status={status}" in out, f"rank {rank}: {out!r}"
+        assert text in out, f"rank {rank}: {out!r}"
+    # Nothing that looks like a checkpoint was left behind.
+    left = [p for p in storage.iterdir() if not p.name.startswith(".")] if storage.exists() else []
+    assert left == [], left
+
+
+def test_local_workers_share_download(tmp_path):
+    _, outs = _shard("download", tmp_path)
+    _one_id(outs)
+    for node in range(2):
+        names = sorted(p.name for p in (tmp_path / f"dl-node{node}").iterdir())
+        assert names == [f"rank{2 * node}.bin", f"rank{2 * node + 1}.bin"], names

@@ -1,0 +1,718 @@
+//! Checkpoints written by several ranks (`shard = true`) and downloads shared by the ranks of a
+//! node (`DownloadMode::LocalWorkersShareDownload`), per PROTOCOL.md §5.6–§5.9.
+//!
+//! Every step that can fail is followed by a collective that tells every rank about every
+//! failure, so all ranks return the same error instead of some hanging (Python's §14 item 12).
+//! The merged `metadata.json` is always stored and listed (Python's §14 item 11), and on object
+//! stores it is uploaded last, after every rank's files, so nothing partial looks complete.
+
+use super::merge::{
+    file_conflict_message, merge_metadata, merge_resources, metadata_conflict_message,
+};
+use super::{check_metadata, CheckpointContext, RestoreScope, StoreScope};
+use crate::error::{Error, Kind, Result};
+use crate::json::{parse, to_metadata_file, to_wire, Map, Value};
+use crate::storage::{fsutil, Resources, Restored, Selector};
+use crate::{bail, err};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// The identity of a local folder across the job: the host plus the file system's device and
+/// inode, so that ranks sharing a folder upload it once (Python compares only (dev, ino), which
+/// can collide across machines).
+fn folder_uid(p: &Path) -> Result<String> {
+    let m = std::fs::metadata(p).map_err(|e| Error::io("cannot stat", p, e))?;
+    Ok(format!(
+        "{}:{}:{}",
+        crate::host::hostname(),
+        m.dev(),
+        m.ino()
+    ))
+}
+
+fn json_text(v: Value) -> Vec<u8> {
+    to_wire(&v).into_bytes()
+}
+
+fn json_of(b: &[u8]) -> Result<Value> {
+    parse(
+        std::str::from_utf8(b)
+            .map_err(|_| err!(Distributed, "a rank sent non-UTF-8 checkpoint data"))?,
+    )
+    .map_err(|e| Error::new(Kind::Distributed, e.message().to_owned()))
+}
+
+/// Outcome of a local step, as exchanged between ranks.
+fn status_value(r: &Result<()>) -> Value {
+    match r {
+        Ok(()) => Value::Null,
+        Err(e) => Value::from(e.message()),
+    }
+}
+
+/// Every rank's statuses → the same error everywhere (naming the ranks), or Ok.
+fn combine(what: &str, statuses: &[Value]) -> Result<()> {
+    let failed: Vec<String> = statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(r, v)| v.as_str().map(|m| format!("rank {r}: {m}")))
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(err!(
+            Storage,
+            "{what} failed on {} rank(s): {}",
+            failed.len(),
+            failed.join("; ")
+        ))
+    }
+}
+
+fn resources_value(r: &Resources) -> Value {
+    Value::Object(
+        r.iter()
+            .map(|(k, v)| (k.clone(), Value::from(*v)))
+            .collect(),
+    )
+}
+
+fn resources_of(v: &Value) -> Resources {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0).max(0) as u64))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn md5_of(p: &Path) -> Result<String> {
+    use md5::{Digest, Md5};
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).map_err(|e| Error::io("cannot read", p, e))?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io("cannot read", p, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl CheckpointContext {
+    /// Sharded `store_path` begin: one allgather checks the merged metadata on every rank before
+    /// anything is written and spreads the chief's new id; a second tells every rank whether all
+    /// could stage.
+    pub(super) fn shard_store_begin(&self, metadata: Map) -> Result<StoreScope> {
+        let d = &self.dist;
+        let id = if d.config().rank == 0 {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            String::new()
+        };
+        let mine = json_text(Value::Object(
+            obj! { "metadata" => Value::Object(metadata), "id" => id.as_str() },
+        ));
+        let all: Vec<Value> = d
+            .allgather(mine)?
+            .into_vecs()
+            .iter()
+            .map(|b| json_of(b))
+            .collect::<Result<_>>()?;
+        let id = all[0]
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let metas: Vec<Map> = all
+            .iter()
+            .map(|v| {
+                v.get("metadata")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let (merged, conflicts) = merge_metadata(&metas);
+        if !conflicts.is_empty() {
+            bail!(Conflict, "{}", metadata_conflict_message(&conflicts));
+        }
+        let steps = check_metadata(&merged)?;
+        let staged = self.storage.stage(&id);
+        let st = status_value(&staged.as_ref().map(|_| ()).map_err(Clone::clone));
+        let statuses: Vec<Value> = d
+            .allgather(json_text(st))?
+            .into_vecs()
+            .iter()
+            .map(|b| json_of(b))
+            .collect::<Result<_>>()?;
+        if let Err(e) = combine("store_path (staging)", &statuses) {
+            if let Ok(p) = &staged {
+                self.storage.discard(p);
+            }
+            return Err(e);
+        }
+        Ok(StoreScope {
+            id,
+            path: staged?,
+            metadata: merged,
+            steps,
+            shard: true,
+        })
+    }
+
+    /// Sharded `store_path` end (or abort when `abort`): see the module docs.
+    pub(super) fn shard_store_end(&self, scope: StoreScope, abort: bool) -> Result<String> {
+        let d = &self.dist;
+        let rank = d.config().rank as usize;
+        // 1. Who is done, who aborted, and who shares which folder.
+        let uid = folder_uid(&scope.path);
+        let mine = obj! {
+            "abort" => abort,
+            "uid" => uid.as_ref().ok().cloned(),
+            "error" => uid.as_ref().err().map(|e| e.message().to_owned()),
+        };
+        let all: Vec<Value> = d
+            .allgather(json_text(Value::Object(mine)))?
+            .into_vecs()
+            .iter()
+            .map(|b| json_of(b))
+            .collect::<Result<_>>()?;
+        let aborted: Vec<usize> = (0..all.len())
+            .filter(|&r| all[r].get("abort").and_then(Value::as_bool) == Some(true))
+            .collect();
+        if !aborted.is_empty() {
+            self.storage.discard(&scope.path);
+            bail!(State, "checkpoint {} was abandoned by rank(s) {aborted:?} (det_ckpt_store_path_abort); nothing was stored", scope.id);
+        }
+        combine(
+            "store_path",
+            &all.iter()
+                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
+                .collect::<Vec<_>>(),
+        )?;
+        let uids: Vec<String> = all
+            .iter()
+            .map(|v| {
+                v.get("uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        let uploader = uids.iter().position(|u| *u == uids[rank]) == Some(rank);
+
+        // 2. Listings of every uploaded folder.
+        let listing = if uploader {
+            fsutil::list_resources(&scope.path).map(|mut r| {
+                r.remove("metadata.json");
+                r
+            })
+        } else {
+            Ok(Resources::new())
+        };
+        let files = self.exchange_listings(listing, &scope.path)?;
+
+        // 3. Publish: the merged metadata.json is written by the chief, last on object stores.
+        let meta_text = to_metadata_file(&Value::Object(scope.metadata.clone())).into_bytes();
+        let mut merged = files.merged;
+        merged.insert("metadata.json".into(), meta_text.len() as u64);
+        let published: Result<()> = if self.storage.direct_access() {
+            if uploader {
+                let r = if rank == 0 {
+                    std::fs::write(scope.path.join("metadata.json"), &meta_text).map_err(|e| {
+                        Error::io("cannot write", &scope.path.join("metadata.json"), e)
+                    })
+                } else {
+                    Ok(())
+                };
+                r.and_then(|_| self.storage.publish(&scope.path, &scope.id, None))
+            } else {
+                Ok(())
+            }
+        } else if uploader {
+            self.storage
+                .publish(&scope.path, &scope.id, Some(&files.mine))
+        } else {
+            Ok(())
+        };
+        self.finish(
+            &scope.id,
+            published,
+            !self.storage.direct_access(),
+            &meta_text,
+            &scope.path,
+            merged,
+            &scope.metadata,
+            scope.steps,
+        )?;
+        Ok(scope.id)
+    }
+
+    /// Exchange the uploaders' listings, resolve conflicts by content, and return the merged
+    /// listing and this rank's share of the files.
+    fn exchange_listings(&self, listing: Result<Resources>, root: &Path) -> Result<SharedFiles> {
+        let d = &self.dist;
+        let rank = d.config().rank as usize;
+        let mine = match &listing {
+            Ok(r) => obj! { "files" => resources_value(r) },
+            Err(e) => obj! { "error" => e.message() },
+        };
+        let all: Vec<Value> = d
+            .allgather(json_text(Value::Object(mine)))?
+            .into_vecs()
+            .iter()
+            .map(|b| json_of(b))
+            .collect::<Result<_>>()?;
+        combine(
+            "listing the checkpoint files",
+            &all.iter()
+                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
+                .collect::<Vec<_>>(),
+        )?;
+        let per_rank: Vec<Resources> = all
+            .iter()
+            .map(|v| resources_of(v.get("files").unwrap_or(&Value::Null)))
+            .collect();
+        let (merged, conflicts) = merge_resources(&per_rank);
+        let mut drop_mine: BTreeSet<String> = BTreeSet::new();
+        if !conflicts.is_empty() {
+            // Ranks that list a conflicting file send its digest; identical contents are fine.
+            let mut digests = Map::new();
+            for (name, ranks) in &conflicts {
+                if ranks.contains(&rank) {
+                    let v = if per_rank[rank].contains_key(&format!("{name}/")) {
+                        Value::from("this is a directory")
+                    } else {
+                        match md5_of(&root.join(name)) {
+                            Ok(h) => Value::from(h),
+                            Err(e) => Value::from(format!("unreadable: {}", e.message())),
+                        }
+                    };
+                    digests.insert(name.clone(), v);
+                }
+            }
+            let all: Vec<Value> = d
+                .allgather(json_text(Value::Object(digests)))?
+                .into_vecs()
+                .iter()
+                .map(|b| json_of(b))
+                .collect::<Result<_>>()?;
+            let mut unresolved = BTreeMap::new();
+            for (name, ranks) in &conflicts {
+                let distinct: BTreeSet<String> = ranks
+                    .iter()
+                    .filter_map(|&r| all[r].get(name).map(to_wire))
+                    .collect();
+                if distinct.len() > 1 {
+                    unresolved.insert(name.clone(), ranks.clone());
+                } else if ranks[0] != rank && ranks.contains(&rank) {
+                    drop_mine.insert(name.clone());
+                }
+            }
+            if !unresolved.is_empty() {
+                bail!(Conflict, "{}", file_conflict_message(&unresolved));
+            }
+        }
+        let mine: Vec<String> = per_rank[rank]
+            .keys()
+            .filter(|k| !drop_mine.contains(k.trim_end_matches('/')))
+            .cloned()
+            .collect();
+        Ok(SharedFiles { merged, mine })
+    }
+
+    /// The common end of sharded stores and uploads: tell everyone how publishing went, upload
+    /// `metadata.json` last (object stores), report, and give every rank the same result.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        id: &str,
+        published: Result<()>,
+        metadata_last: bool,
+        meta_text: &[u8],
+        src: &Path,
+        merged: Resources,
+        metadata: &Map,
+        steps: i64,
+    ) -> Result<()> {
+        let d = &self.dist;
+        let statuses: Vec<Value> = d
+            .allgather(json_text(status_value(&published)))?
+            .into_vecs()
+            .iter()
+            .map(|b| json_of(b))
+            .collect::<Result<_>>()?;
+        let mut outcome = combine(&format!("storing checkpoint {id}"), &statuses);
+        if d.config().rank == 0 && outcome.is_ok() {
+            if metadata_last {
+                outcome = self
+                    .storage
+                    .upload(
+                        src,
+                        &[],
+                        &[("metadata.json".to_owned(), meta_text.to_vec())],
+                        id,
+                    )
+                    .map_err(|e| e.context(format!("checkpoint {id} was not stored")));
+            }
+            if outcome.is_ok() {
+                outcome = self.reporter.report(id, &merged, metadata, steps);
+            }
+        }
+        let verdict = d.broadcast(json_text(status_value(&outcome)))?;
+        match json_of(&verdict)?.as_str() {
+            None => Ok(()),
+            Some(m) if d.config().rank == 0 => Err(Error::new(
+                outcome.err().map_or(Kind::Storage, |e| e.kind()),
+                m.to_owned(),
+            )),
+            Some(m) => Err(err!(
+                Storage,
+                "the chief could not complete checkpoint {id}: {m}"
+            )),
+        }
+    }
+
+    /// Sharded `upload(dir, metadata, shard=true, selector)`: ranks without files pass `None`.
+    pub(super) fn shard_upload(
+        &self,
+        dir: Option<&Path>,
+        metadata: Map,
+        mut selector: Option<Selector<'_>>,
+    ) -> Result<String> {
+        let d = &self.dist;
+        let rank = d.config().rank as usize;
+        let id = if rank == 0 {
+            uuid::Uuid::new_v4().to_string()
+        } else {
+            String::new()
+        };
+        let uid = dir.map(folder_uid).transpose();
+        let mine = obj! {
+            "id" => id.as_str(),
+            "has_dir" => dir.is_some(),
+            "has_selector" => selector.is_some(),
+            "uid" => uid.as_ref().ok().cloned().flatten(),
+            "error" => uid.as_ref().err().map(|e| e.message().to_owned()),
+            "metadata" => Value::Object(metadata),
+        };
+        let all: Vec<Value> = d
+            .allgather(json_text(Value::Object(mine)))?
+            .into_vecs()
+            .iter()
+            .map(|b| json_of(b))
+            .collect::<Result<_>>()?;
+        let id = all[0]
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        // Argument checks, on every rank alike (Python raises on one rank and hangs the others).
+        if !all
+            .iter()
+            .any(|v| v.get("has_dir").and_then(Value::as_bool) == Some(true))
+        {
+            bail!(
+                InvalidArgument,
+                "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must provide a ckpt_dir"
+            );
+        }
+        let bad: Vec<usize> = (0..all.len())
+            .filter(|&r| {
+                all[r].get("has_selector").and_then(Value::as_bool) == Some(true)
+                    && all[r].get("has_dir").and_then(Value::as_bool) != Some(true)
+            })
+            .collect();
+        if !bad.is_empty() {
+            bail!(
+                InvalidArgument,
+                "rank(s) {bad:?} passed a selector to upload(shard=True) without a ckpt_dir"
+            );
+        }
+        combine(
+            "upload",
+            &all.iter()
+                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
+                .collect::<Vec<_>>(),
+        )?;
+        let metas: Vec<Map> = all
+            .iter()
+            .map(|v| {
+                v.get("metadata")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let (merged_meta, conflicts) = merge_metadata(&metas);
+        if !conflicts.is_empty() {
+            bail!(Conflict, "{}", metadata_conflict_message(&conflicts));
+        }
+        let steps = check_metadata(&merged_meta)?;
+        let uids: Vec<Option<String>> = all
+            .iter()
+            .map(|v| v.get("uid").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let want_upload = dir.is_some()
+            && (selector.is_some() || uids.iter().position(|u| *u == uids[rank]) == Some(rank));
+
+        let listing = match (want_upload, dir) {
+            (true, Some(p)) => fsutil::list_resources(p).map(|mut r| {
+                r.remove("metadata.json");
+                if let Some(sel) = selector.as_mut() {
+                    r.retain(|name, _| sel(name));
+                }
+                r
+            }),
+            _ => Ok(Resources::new()),
+        };
+        let root = dir.unwrap_or(Path::new("."));
+        let files = self.exchange_listings(listing, root)?;
+
+        let meta_text = to_metadata_file(&Value::Object(merged_meta.clone())).into_bytes();
+        let mut merged = files.merged;
+        merged.insert("metadata.json".into(), meta_text.len() as u64);
+        if self.storage.direct_access() {
+            // Everyone copies into the shared staging folder; the chief publishes it.
+            let copied: Result<std::path::PathBuf> = self.storage.stage(&id).and_then(|staged| {
+                if want_upload {
+                    copy_into(root, &files.mine, &staged)?;
+                }
+                Ok(staged)
+            });
+            let statuses: Vec<Value> = d
+                .allgather(json_text(status_value(
+                    &copied.as_ref().map(|_| ()).map_err(Clone::clone),
+                )))?
+                .into_vecs()
+                .iter()
+                .map(|b| json_of(b))
+                .collect::<Result<_>>()?;
+            if let Err(e) = combine(&format!("copying checkpoint {id}"), &statuses) {
+                if let Ok(p) = &copied {
+                    self.storage.discard(p);
+                }
+                return Err(e);
+            }
+            let staged = copied?;
+            let published = if rank == 0 {
+                std::fs::write(staged.join("metadata.json"), &meta_text)
+                    .map_err(|e| Error::io("cannot write", &staged.join("metadata.json"), e))
+                    .and_then(|_| self.storage.publish(&staged, &id, None))
+            } else {
+                Ok(())
+            };
+            self.finish(
+                &id,
+                published,
+                false,
+                &meta_text,
+                root,
+                merged,
+                &merged_meta,
+                steps,
+            )?;
+        } else {
+            let published = if want_upload {
+                self.storage.upload(root, &files.mine, &[], &id)
+            } else {
+                Ok(())
+            };
+            self.finish(
+                &id,
+                published,
+                true,
+                &meta_text,
+                root,
+                merged,
+                &merged_meta,
+                steps,
+            )?;
+        }
+        Ok(id)
+    }
+
+    /// The names of checkpoint `id` the ranks of this node want: the local chief lists them once,
+    /// every local rank marks what its selector accepts, the union is downloaded.
+    fn local_union(
+        &self,
+        id: &str,
+        selector: Option<Selector<'_>>,
+    ) -> Result<Option<BTreeSet<String>>> {
+        let d = &self.dist;
+        let has: Vec<Vec<u8>> = d
+            .allgather_local(vec![selector.is_some() as u8])?
+            .into_vecs();
+        if !has.iter().any(|b| b.first() == Some(&1)) {
+            return Ok(None);
+        }
+        let local_chief = d.config().local_rank == 0;
+        let names = if local_chief {
+            self.storage
+                .list(id)
+                .map_err(|e| e.context(format!("listing checkpoint {id}")))
+        } else {
+            Ok(Vec::new())
+        };
+        let msg = match &names {
+            Ok(n) => Value::Array(n.iter().map(|s| Value::from(s.as_str())).collect()),
+            Err(e) => Value::Object(obj! { "error" => e.message() }),
+        };
+        let shared = json_of(&d.broadcast_local(json_text(msg))?)?;
+        if let Some(m) = shared.get("error").and_then(Value::as_str) {
+            return Err(Error::new(
+                names.err().map_or(Kind::Storage, |e| e.kind()),
+                m.to_owned(),
+            ));
+        }
+        let list: Vec<String> = shared
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut mask = vec![0u8; list.len()];
+        if let Some(sel) = selector {
+            for (i, n) in list.iter().enumerate() {
+                mask[i] = sel(n) as u8;
+            }
+        } else {
+            mask.iter_mut().for_each(|b| *b = 1);
+        }
+        let masks = d.gather_local(mask)?;
+        Ok(masks
+            .map(|m| {
+                let vs = m.into_vecs();
+                list.iter()
+                    .enumerate()
+                    .filter(|(i, _)| vs.iter().any(|v| v.get(*i) == Some(&1)))
+                    .map(|(_, n)| n.clone())
+                    .collect()
+            })
+            .or(Some(BTreeSet::new())))
+    }
+
+    /// `download` with LocalWorkersShareDownload: the local chief downloads once (the union of
+    /// the local selectors); every local rank gets the chief's result.
+    pub(super) fn shared_download(
+        &self,
+        id: &str,
+        dir: &Path,
+        selector: Option<Selector<'_>>,
+    ) -> Result<()> {
+        let d = &self.dist;
+        let union = self.local_union(id, selector)?;
+        let r = if d.config().local_rank == 0 {
+            match &union {
+                Some(u) => {
+                    let mut sel = |n: &str| u.contains(n);
+                    self.storage.download(id, dir, Some(&mut sel))
+                }
+                None => self.storage.download(id, dir, None),
+            }
+        } else {
+            Ok(())
+        };
+        let verdict = json_of(&d.broadcast_local(json_text(status_value(&r)))?)?;
+        match verdict.as_str() {
+            None => Ok(()),
+            Some(_) if d.config().local_rank == 0 => r,
+            Some(m) => Err(err!(
+                Storage,
+                "the local chief could not download checkpoint {id}: {m}"
+            )),
+        }
+    }
+
+    /// `restore_path` with LocalWorkersShareDownload on object stores: the local chief downloads
+    /// once into a temporary folder that it removes only after every local rank has ended.
+    pub(super) fn shared_restore_begin(
+        &self,
+        id: &str,
+        selector: Option<Selector<'_>>,
+    ) -> Result<RestoreScope> {
+        let d = &self.dist;
+        let union = self.local_union(id, selector)?;
+        let local_chief = d.config().local_rank == 0;
+        let r = if local_chief {
+            match &union {
+                Some(u) => {
+                    let mut sel = |n: &str| u.contains(n);
+                    self.storage.restore(id, Some(&mut sel))
+                }
+                None => self.storage.restore(id, None),
+            }
+        } else {
+            Err(err!(Internal, "not the local chief"))
+        };
+        let msg = match &r {
+            Ok(x) => obj! { "path" => x.path.to_string_lossy().into_owned() },
+            Err(e) => obj! { "error" => e.message() },
+        };
+        let v = json_of(&d.broadcast_local(json_text(Value::Object(msg)))?)?;
+        if let Some(m) = v.get("error").and_then(Value::as_str) {
+            return if local_chief {
+                r.map(|_| unreachable!())
+            } else {
+                Err(err!(
+                    Storage,
+                    "the local chief could not restore checkpoint {id}: {m}"
+                ))
+            };
+        }
+        let restored = if local_chief {
+            r?
+        } else {
+            let p = v.get("path").and_then(Value::as_str).unwrap_or_default();
+            Restored {
+                path: p.into(),
+                temporary: false,
+            }
+        };
+        Ok(RestoreScope {
+            id: id.to_owned(),
+            restored,
+            shared: true,
+        })
+    }
+
+    /// End of a shared restore: wait for every local rank, then the local chief cleans up.
+    pub(super) fn shared_restore_end(&self, scope: RestoreScope) -> Result<()> {
+        self.dist.gather_local(Vec::new())?;
+        if scope.restored.temporary {
+            fsutil::remove_tree(&scope.restored.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// This rank's share of the files and the merged listing.
+struct SharedFiles {
+    merged: Resources,
+    mine: Vec<String>,
+}
+
+fn copy_into(src: &Path, names: &[String], dst: &Path) -> Result<()> {
+    for name in names {
+        let to = fsutil::safe_join(dst, name)?;
+        if name.ends_with('/') {
+            std::fs::create_dir_all(&to).map_err(|e| Error::io("cannot create folder", &to, e))?;
+        } else {
+            if let Some(p) = to.parent() {
+                std::fs::create_dir_all(p).map_err(|e| Error::io("cannot create folder", p, e))?;
+            }
+            fsutil::copy_file(&fsutil::safe_join(src, name)?, &to)?;
+        }
+    }
+    Ok(())
+}
