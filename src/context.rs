@@ -202,7 +202,8 @@ impl Context {
                 train: train.clone(),
             }),
             dist.rank,
-        );
+        )
+        .with_async(opts.async_checkpoints, None);
         let searcher = SearcherContext::new(
             Some(max_length),
             Some(Unit::Epochs),
@@ -255,7 +256,9 @@ impl Context {
             return Ok(());
         }
         self.watcher.lock().stop();
-        let res = self.reporter.close(self.close_timeout);
+        // Pending asynchronous checkpoints are stored and reported before reports are flushed.
+        let ckpt = self.checkpoint.close();
+        let res = ckpt.and(self.reporter.close(self.close_timeout));
         drop(self.signals.lock().take());
         res
     }
