@@ -222,18 +222,19 @@ pub unsafe extern "C" fn det_ckpt_store_path_end_mode(
     storage_id_out: *mut c_char,
 ) -> det_status {
     call("det_ckpt_store_path_end_mode", || {
-        let mode =
-            match upload_mode {
-                DET_UPLOAD_MODE_DEFAULT => UploadMode::Default,
-                DET_UPLOAD_MODE_SYNC => UploadMode::Sync,
-                DET_UPLOAD_MODE_ASYNC => UploadMode::Async,
-                v => return Err(Error::new(
+        let mode = match upload_mode {
+            DET_UPLOAD_MODE_DEFAULT => UploadMode::Default,
+            DET_UPLOAD_MODE_SYNC => UploadMode::Sync,
+            DET_UPLOAD_MODE_ASYNC => UploadMode::Async,
+            v => {
+                return Err(Error::new(
                     Kind::InvalidArgument,
                     format!(
                         "upload_mode: unknown value {v} (expected a DET_UPLOAD_MODE_* constant)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         // SAFETY: forwarded contract.
         unsafe { end_store(store, mode, storage_id_out) }
     })
