@@ -91,7 +91,8 @@ fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
             return;
         }
         let (from, to) = &copies[i];
-        if let Err(e) = fsutil::copy_file(from, to) {
+        // Flushed here, in parallel, so that publishing's fsync finds clean files.
+        if let Err(e) = fsutil::copy_file(from, to).and_then(|_| fsutil::fsync_path(to)) {
             failed.lock().get_or_insert(e);
         }
     });

@@ -135,6 +135,24 @@ pub fn part_layout(size: u64, part_size: u64, max_parts: u64) -> (u64, u64) {
     (size.div_ceil(ps).max(1), ps)
 }
 
+/// Largest part size chosen automatically (to bound what a retry re-sends).
+const MAX_AUTO_PART: u64 = 512 << 20;
+
+/// The part size for a transfer of files of `sizes` with `concurrency` requests in flight: at
+/// least `part_size`, and large enough that the transfer is about `concurrency` requests, so
+/// that many files are sent whole (fewer requests, no server-side reassembly) while a few large
+/// files are still split to keep every connection busy.
+pub fn effective_part_size(
+    part_size: u64,
+    sizes: impl Iterator<Item = u64>,
+    concurrency: usize,
+) -> u64 {
+    let total: u64 = sizes.sum();
+    let share = total.div_ceil(concurrency.max(1) as u64);
+    let mib = 1 << 20;
+    part_size.max(share.min(MAX_AUTO_PART).div_ceil(mib) * mib)
+}
+
 /// Upload `items` in parallel. Returns the keys stored; on failure, the first error and the
 /// keys that were stored before it.
 pub fn upload(
@@ -144,7 +162,14 @@ pub fn upload(
     let tuning = store.http().tuning().clone();
     let parallel_parts = store.supports_parts();
     let (min_part, max_parts) = store.part_limits();
-    let part_size = tuning.part_size.max(min_part);
+    let part_size = effective_part_size(
+        tuning.part_size.max(min_part),
+        items.iter().map(|it| match &it.source {
+            Source::File(_, n) => *n,
+            _ => 0,
+        }),
+        tuning.concurrency,
+    );
     let multiparts: Vec<Mutex<Multipart>> = items
         .iter()
         .map(|_| {
@@ -339,7 +364,11 @@ fn fetch_range(
 /// Download `fetches` in parallel (each file pre-sized, then filled by ranges).
 pub fn download(store: &dyn ObjectStore, fetches: &[Fetch]) -> Result<()> {
     let tuning = store.http().tuning().clone();
-    let part = tuning.part_size.max(1 << 20);
+    let part = effective_part_size(
+        tuning.part_size.max(1 << 20),
+        fetches.iter().map(|f| f.size),
+        tuning.concurrency,
+    );
     let mut files = Vec::with_capacity(fetches.len());
     let mut tasks = Vec::new();
     for (i, f) in fetches.iter().enumerate() {
@@ -392,6 +421,30 @@ mod tests {
         assert_eq!(part_layout(16, 8, 10), (2, 8));
         assert_eq!(part_layout(17, 8, 10), (3, 8));
         assert_eq!(part_layout(100, 8, 10), (7, 16));
+    }
+
+    #[test]
+    fn part_size_grows_with_the_transfer() {
+        let mib = 1u64 << 20;
+        // 16 files of 64 MiB over 16 connections: each file whole.
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::repeat_n(64 * mib, 16), 16),
+            64 * mib
+        );
+        // One 1 GiB file: 16 parts of 64 MiB.
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::once(1024 * mib), 16),
+            64 * mib
+        );
+        // Small transfers keep the configured size; huge ones are capped.
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::once(mib), 16),
+            16 * mib
+        );
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::once(1 << 40), 16),
+            512 * mib
+        );
     }
 
     #[test]
