@@ -584,3 +584,160 @@ impl ObjectStore for GcsStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    const KEY_FILE: &str = include_str!("../../tests/data/gcs-test-service-account.json");
+
+    fn b64d(s: &str) -> Vec<u8> {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap()
+    }
+
+    #[test]
+    fn jwt_is_signed_with_rs256() {
+        let sa = ServiceAccount::from_json(&crate::json::parse(KEY_FILE).unwrap()).unwrap();
+        let jwt = sa.jwt(1_700_000_000).unwrap();
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let header = crate::json::parse(&String::from_utf8(b64d(parts[0])).unwrap()).unwrap();
+        assert_eq!(header.get("alg").and_then(Value::as_str), Some("RS256"));
+        assert_eq!(header.get("kid").and_then(Value::as_str), Some("testkey1"));
+        let claims = crate::json::parse(&String::from_utf8(b64d(parts[1])).unwrap()).unwrap();
+        assert_eq!(
+            claims.get("iss").and_then(Value::as_str),
+            Some(sa.email.as_str())
+        );
+        assert_eq!(claims.get("scope").and_then(Value::as_str), Some(SCOPE));
+        assert_eq!(
+            claims.get("aud").and_then(Value::as_str),
+            Some("http://127.0.0.1:1/token")
+        );
+        assert_eq!(
+            claims.get("exp").and_then(Value::as_i64),
+            Some(1_700_003_600)
+        );
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            sa.public_key(),
+        );
+        let msg = format!("{}.{}", parts[0], parts[1]);
+        key.verify(msg.as_bytes(), &b64d(parts[2]))
+            .expect("signature verifies");
+        let mut forged = b64d(parts[2]);
+        forged[0] ^= 1;
+        assert!(key.verify(msg.as_bytes(), &forged).is_err());
+        assert!(ServiceAccount::from_json(&crate::json::parse(r#"{"client_email": "x", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"}"#).unwrap()).is_err());
+    }
+
+    /// Serve `n` requests on `l`, answering each with `answer(request_text)`.
+    fn serve(
+        l: TcpListener,
+        n: usize,
+        answer: impl Fn(&str) -> String + Send + 'static,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..n {
+                let (s, _) = l.accept().unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut head = String::new();
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                    head.push_str(&line);
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; len];
+                std::io::Read::read_exact(&mut r, &mut body).unwrap();
+                let req = format!("{head}{}", String::from_utf8_lossy(&body));
+                let b = answer(&req);
+                let mut s = s;
+                write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                    b.len()
+                )
+                .unwrap();
+                seen.push(req);
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn service_account_token_is_exchanged_and_used() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = serve(l, 2, |req| {
+            if req.starts_with("POST /token") {
+                r#"{"access_token": "tok-123456", "expires_in": 3600, "token_type": "Bearer"}"#
+                    .into()
+            } else {
+                r#"{"items": [{"name": "p/x", "size": "5"}]}"#.into()
+            }
+        });
+        let dir = std::env::temp_dir().join(format!("detcore-gcs-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("key.json");
+        std::fs::write(
+            &key,
+            KEY_FILE.replace(
+                "http://127.0.0.1:1/token",
+                &format!("http://127.0.0.1:{port}/token"),
+            ),
+        )
+        .unwrap();
+        let store = GcsStore {
+            http: Http::new(
+                Flavor::Gcs,
+                Tuning {
+                    max_attempts: 1,
+                    ..Tuning::default()
+                },
+            ),
+            base: format!("http://127.0.0.1:{port}"),
+            bucket: "bkt".into(),
+            auth: auth_from_file(&key).unwrap(),
+        };
+        let listed = store.list("p/").unwrap();
+        assert_eq!(
+            listed,
+            vec![ObjectInfo {
+                key: "p/x".into(),
+                size: 5
+            }]
+        );
+        let seen = server.join().unwrap();
+        assert!(
+            seen[0].contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
+            "{}",
+            seen[0]
+        );
+        assert!(seen[0].contains("&assertion=ey"), "{}", seen[0]);
+        assert!(
+            seen[1].starts_with("GET /storage/v1/b/bkt/o?prefix=p%2F"),
+            "{}",
+            seen[1]
+        );
+        assert!(
+            seen[1]
+                .to_ascii_lowercase()
+                .contains("authorization: bearer tok-123456"),
+            "{}",
+            seen[1]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
