@@ -26,6 +26,16 @@
 #define DET_ABI_VERSION 1
 
 
+// `det_ckpt_store_path_end_mode`: as configured by `det_init_options.async_checkpoints`.
+#define DET_UPLOAD_MODE_DEFAULT 0
+
+// `det_ckpt_store_path_end_mode`: return once the checkpoint is stored and reported.
+#define DET_UPLOAD_MODE_SYNC 1
+
+// `det_ckpt_store_path_end_mode`: return once the files are handed off to the background
+// uploader.
+#define DET_UPLOAD_MODE_ASYNC 2
+
 // `DET_LAUNCHER_AUTO`: the first launcher whose variables are present (torchrun, DeepSpeed,
 // Horovod, Open MPI, MPICH/PMI, Slurm, in that order), else rank 0 of 1.
 #define DET_LAUNCHER_AUTO 0
@@ -207,8 +217,10 @@ typedef struct {
     size_t preempt_signals_len;
     // Install no signal handlers at all.
     bool disable_signal_handlers;
-    // Upload cloud checkpoints in the background (`det_ckpt_store_path_end` returns once the
-    // files are handed off; `det_ckpt_wait` and `det_core_close` wait for them).
+    // Upload checkpoints in the background: `det_ckpt_store_path_end` returns once the files
+    // are handed off; `det_ckpt_wait` and `det_core_close` wait for them. At most 8 GiB
+    // (`DETCORE_ASYNC_STAGING_BYTES`) of handed-off files wait at once. Per call:
+    // `det_ckpt_store_path_end_mode`.
     bool async_checkpoints;
     // Preempt once this file exists. NULL: `DET_HALT_FILE`.
     const char *halt_file;
@@ -311,7 +323,9 @@ det_status det_ckpt_store_storage_id(const det_ckpt_store *store, const char **o
 
 // End a `store_path` scope: write `metadata.json`, publish the checkpoint atomically and
 // report it (on-cluster to the master, off-cluster to the run's index). The storage id is
-// copied into `storage_id_out` (`DET_STORAGE_ID_LEN` bytes) unless it is NULL.
+// copied into `storage_id_out` (`DET_STORAGE_ID_LEN` bytes) unless it is NULL. With
+// `async_checkpoints` set at init this returns once the files are handed off (see
+// `det_ckpt_store_path_end_mode`).
 //
 // The scope is ended whatever the result; on failure nothing is published. Ending a scope
 // twice, or after `_abort`, gives `DET_ERR_STATE`.
@@ -319,6 +333,28 @@ det_status det_ckpt_store_storage_id(const det_ckpt_store *store, const char **o
 // # Safety
 // `storage_id_out` must be NULL or point to `DET_STORAGE_ID_LEN` writable bytes.
 det_status det_ckpt_store_path_end(det_ckpt_store *store, char *storage_id_out);
+
+// `det_ckpt_store_path_end` with an explicit upload mode (`DET_UPLOAD_MODE_*`).
+//
+// With `DET_UPLOAD_MODE_ASYNC` (or `_DEFAULT` when `async_checkpoints` was set at init) it
+// writes `metadata.json`, hands the folder to a background thread and returns: do not touch the
+// folder afterwards. The checkpoint is stored (every file, `metadata.json` last) and only then
+// reported to the master (on-cluster) or the run index (off-cluster), in the order the scopes
+// were ended. The storage id is valid at once, but the checkpoint exists only once stored: call
+// `det_ckpt_wait` before relying on it (e.g. before restoring it elsewhere).
+//
+// Staging is bounded: when the checkpoints handed off and not yet stored would exceed the
+// staging budget (8 GiB, or `DETCORE_ASYNC_STAGING_BYTES` bytes), this call waits for earlier
+// uploads first. A failed asynchronous upload is never reported; its error is returned by the
+// next `det_ckpt_store_path_begin`, `det_ckpt_upload`, `det_ckpt_wait` or `det_core_close`,
+// and its files are kept in their local folder (named in the message).
+//
+// A synchronous end waits for pending asynchronous ones first (reports stay in order).
+// An unknown `upload_mode` gives `DET_ERR_INVALID_ARGUMENT` and leaves the scope open.
+//
+// # Safety
+// `storage_id_out` must be NULL or point to `DET_STORAGE_ID_LEN` writable bytes.
+det_status det_ckpt_store_path_end_mode(det_ckpt_store *store, int32_t upload_mode, char *storage_id_out);
 
 // Abandon a `store_path` scope (e.g. the code that writes the files failed): its folder is
 // removed; nothing is published or reported. `NULL` does nothing.
@@ -397,7 +433,9 @@ det_status det_ckpt_get_metadata(det_context *ctx, const char *storage_id, char 
 det_status det_ckpt_delete(det_context *ctx, const char *storage_id);
 
 // Wait until every asynchronous checkpoint upload has been stored and reported; returns the
-// first failure among them. Returns at once when nothing is pending.
+// first failure among them (not returned before by another call; a status of
+// `DET_ERR_STORAGE` and the message name the checkpoint and the cause). Returns at once when
+// nothing is pending. `det_core_close` waits the same way.
 det_status det_ckpt_wait(det_context *ctx);
 
 // Create a context: on-cluster when `/run/determined/info/cluster.json` exists (or

@@ -243,7 +243,8 @@ impl Context {
                 train: train.clone(),
             }),
             dist.clone(),
-        );
+        )
+        .with_async(opts.async_checkpoints, None);
         let profiler = Profiler::new(
             crate::profiler::local_agent_id(),
             train.clone(),
@@ -310,7 +311,9 @@ impl Context {
         self.profiler.off();
         self.watcher.lock().stop();
         let start = std::time::Instant::now();
-        let res = self.reporter.close(self.close_timeout);
+        // Pending asynchronous checkpoints are stored and reported before reports are flushed.
+        let ckpt = self.checkpoint.close();
+        let res = ckpt.and(self.reporter.close(self.close_timeout));
         // Then the final TensorBoard sync, which sees the events the reporter just wrote.
         let tb = match &self.tensorboard {
             Some(tb) => tb.close(

@@ -8,7 +8,7 @@ use super::options::{
     DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD,
 };
 use super::status::det_status;
-use crate::checkpoint::{DownloadMode, RestoreScope, StoreScope};
+use crate::checkpoint::{DownloadMode, RestoreScope, StoreScope, UploadMode};
 use crate::error::{Error, Kind, Result};
 use crate::json::{to_wire, Value};
 use parking_lot::Mutex;
@@ -167,7 +167,9 @@ pub unsafe extern "C" fn det_ckpt_store_storage_id(
 
 /// End a `store_path` scope: write `metadata.json`, publish the checkpoint atomically and
 /// report it (on-cluster to the master, off-cluster to the run's index). The storage id is
-/// copied into `storage_id_out` (`DET_STORAGE_ID_LEN` bytes) unless it is NULL.
+/// copied into `storage_id_out` (`DET_STORAGE_ID_LEN` bytes) unless it is NULL. With
+/// `async_checkpoints` set at init this returns once the files are handed off (see
+/// `det_ckpt_store_path_end_mode`).
 ///
 /// The scope is ended whatever the result; on failure nothing is published. Ending a scope
 /// twice, or after `_abort`, gives `DET_ERR_STATE`.
@@ -180,19 +182,85 @@ pub unsafe extern "C" fn det_ckpt_store_path_end(
     storage_id_out: *mut c_char,
 ) -> det_status {
     call("det_ckpt_store_path_end", || {
-        let e = STORES.remove(store as usize)?;
-        let scope = e
-            .scope
-            .lock()
-            .take()
-            .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
-        let id = e.ctx.with_live(|c| c.checkpoint().store_path_end(scope))?;
-        if !storage_id_out.is_null() {
-            // SAFETY: non-NULL and DET_STORAGE_ID_LEN bytes per the contract.
-            unsafe { write_storage_id(storage_id_out, &id) }?;
-        }
-        Ok(())
+        // SAFETY: forwarded contract.
+        unsafe { end_store(store, UploadMode::Default, storage_id_out) }
     })
+}
+
+/// `det_ckpt_store_path_end_mode`: as configured by `det_init_options.async_checkpoints`.
+pub const DET_UPLOAD_MODE_DEFAULT: i32 = 0;
+/// `det_ckpt_store_path_end_mode`: return once the checkpoint is stored and reported.
+pub const DET_UPLOAD_MODE_SYNC: i32 = 1;
+/// `det_ckpt_store_path_end_mode`: return once the files are handed off to the background
+/// uploader.
+pub const DET_UPLOAD_MODE_ASYNC: i32 = 2;
+
+/// `det_ckpt_store_path_end` with an explicit upload mode (`DET_UPLOAD_MODE_*`).
+///
+/// With `DET_UPLOAD_MODE_ASYNC` (or `_DEFAULT` when `async_checkpoints` was set at init) it
+/// writes `metadata.json`, hands the folder to a background thread and returns: do not touch the
+/// folder afterwards. The checkpoint is stored (every file, `metadata.json` last) and only then
+/// reported to the master (on-cluster) or the run index (off-cluster), in the order the scopes
+/// were ended. The storage id is valid at once, but the checkpoint exists only once stored: call
+/// `det_ckpt_wait` before relying on it (e.g. before restoring it elsewhere).
+///
+/// Staging is bounded: when the checkpoints handed off and not yet stored would exceed the
+/// staging budget (8 GiB, or `DETCORE_ASYNC_STAGING_BYTES` bytes), this call waits for earlier
+/// uploads first. A failed asynchronous upload is never reported; its error is returned by the
+/// next `det_ckpt_store_path_begin`, `det_ckpt_upload`, `det_ckpt_wait` or `det_core_close`,
+/// and its files are kept in their local folder (named in the message).
+///
+/// A synchronous end waits for pending asynchronous ones first (reports stay in order).
+/// An unknown `upload_mode` gives `DET_ERR_INVALID_ARGUMENT` and leaves the scope open.
+///
+/// # Safety
+/// `storage_id_out` must be NULL or point to `DET_STORAGE_ID_LEN` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_store_path_end_mode(
+    store: *mut det_ckpt_store,
+    upload_mode: i32,
+    storage_id_out: *mut c_char,
+) -> det_status {
+    call("det_ckpt_store_path_end_mode", || {
+        let mode = match upload_mode {
+            DET_UPLOAD_MODE_DEFAULT => UploadMode::Default,
+            DET_UPLOAD_MODE_SYNC => UploadMode::Sync,
+            DET_UPLOAD_MODE_ASYNC => UploadMode::Async,
+            v => {
+                return Err(Error::new(
+                    Kind::InvalidArgument,
+                    format!(
+                        "upload_mode: unknown value {v} (expected a DET_UPLOAD_MODE_* constant)"
+                    ),
+                ))
+            }
+        };
+        // SAFETY: forwarded contract.
+        unsafe { end_store(store, mode, storage_id_out) }
+    })
+}
+
+/// # Safety
+/// `storage_id_out` must be NULL or point to `DET_STORAGE_ID_LEN` writable bytes.
+unsafe fn end_store(
+    store: *mut det_ckpt_store,
+    mode: UploadMode,
+    storage_id_out: *mut c_char,
+) -> Result<()> {
+    let e = STORES.remove(store as usize)?;
+    let scope = e
+        .scope
+        .lock()
+        .take()
+        .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
+    let id = e
+        .ctx
+        .with_live(|c| c.checkpoint().store_path_end_mode(scope, mode))?;
+    if !storage_id_out.is_null() {
+        // SAFETY: non-NULL and DET_STORAGE_ID_LEN bytes per the contract.
+        unsafe { write_storage_id(storage_id_out, &id) }?;
+    }
+    Ok(())
 }
 
 /// Abandon a `store_path` scope (e.g. the code that writes the files failed): its folder is
@@ -388,7 +456,9 @@ pub unsafe extern "C" fn det_ckpt_delete(
 }
 
 /// Wait until every asynchronous checkpoint upload has been stored and reported; returns the
-/// first failure among them. Returns at once when nothing is pending.
+/// first failure among them (not returned before by another call; a status of
+/// `DET_ERR_STORAGE` and the message name the checkpoint and the cause). Returns at once when
+/// nothing is pending. `det_core_close` waits the same way.
 #[no_mangle]
 pub extern "C" fn det_ckpt_wait(ctx: *mut det_context) -> det_status {
     with_ctx("det_ckpt_wait", ctx, |c| c.checkpoint().wait())

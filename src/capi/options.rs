@@ -119,8 +119,10 @@ pub struct det_init_options {
     pub preempt_signals_len: usize,
     /// Install no signal handlers at all.
     pub disable_signal_handlers: bool,
-    /// Upload cloud checkpoints in the background (`det_ckpt_store_path_end` returns once the
-    /// files are handed off; `det_ckpt_wait` and `det_core_close` wait for them).
+    /// Upload checkpoints in the background: `det_ckpt_store_path_end` returns once the files
+    /// are handed off; `det_ckpt_wait` and `det_core_close` wait for them. At most 8 GiB
+    /// (`DETCORE_ASYNC_STAGING_BYTES`) of handed-off files wait at once. Per call:
+    /// `det_ckpt_store_path_end_mode`.
     pub async_checkpoints: bool,
     /// Preempt once this file exists. NULL: `DET_HALT_FILE`.
     pub halt_file: *const c_char,

@@ -8,10 +8,13 @@
 //!   `metadata.json` is always part of the checkpoint whatever the selector says;
 //! - a checkpoint becomes visible only when complete (atomic publish; see the storage backends);
 //! - `get_metadata` works off-cluster (it reads `metadata.json`).
+//!
+//! Asynchronous checkpoints (opt-in at init or per `store_path_end` call): see [`uploads`].
 
 pub mod index;
 pub mod merge;
 mod shard;
+pub mod uploads;
 
 use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
@@ -24,6 +27,17 @@ use std::sync::Arc;
 
 /// Length of a storage id string (a UUID4), without the NUL.
 pub const STORAGE_ID_LEN: usize = 36;
+
+/// How `store_path_end` stores the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMode {
+    /// As configured at init (`async_checkpoints`).
+    Default,
+    /// Return once the checkpoint is stored and reported.
+    Sync,
+    /// Return once the files are handed off; upload and report in the background.
+    Async,
+}
 
 /// Determined's `DownloadMode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +177,8 @@ pub struct CheckpointContext {
     storage: Arc<dyn Storage>,
     reporter: Arc<dyn CheckpointReporter>,
     dist: Arc<DistributedContext>,
+    async_default: bool,
+    uploads: uploads::AsyncUploads,
 }
 
 impl CheckpointContext {
@@ -172,10 +188,17 @@ impl CheckpointContext {
         reporter: Arc<dyn CheckpointReporter>,
         dist: Arc<DistributedContext>,
     ) -> CheckpointContext {
+        let budget = std::env::var("DETCORE_ASYNC_STAGING_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(uploads::DEFAULT_STAGING_BUDGET);
         CheckpointContext {
+            uploads: uploads::AsyncUploads::new(storage.clone(), reporter.clone(), budget),
             storage,
             reporter,
             dist,
+            async_default: false,
         }
     }
 
@@ -186,6 +209,27 @@ impl CheckpointContext {
     /// True when `shard` asks for a collective (more than one rank).
     fn sharded(&self, shard: bool) -> bool {
         shard && self.dist.config().size > 1
+    }
+
+    /// Make `store_path_end` asynchronous by default (`async_checkpoints` of the init options),
+    /// with at most `staging_budget` bytes (None: `DETCORE_ASYNC_STAGING_BYTES`, else 8 GiB)
+    /// staged and waiting for upload.
+    pub fn with_async(
+        mut self,
+        by_default: bool,
+        staging_budget: Option<u64>,
+    ) -> CheckpointContext {
+        self.async_default = by_default;
+        if let Some(b) = staging_budget {
+            self.uploads =
+                uploads::AsyncUploads::new(self.storage.clone(), self.reporter.clone(), b);
+        }
+        self
+    }
+
+    /// Checkpoints handed off and not yet stored and reported.
+    pub fn pending_uploads(&self) -> usize {
+        self.uploads.pending()
     }
 
     /// The storage backend.
@@ -212,12 +256,15 @@ impl CheckpointContext {
     /// same id and writes its own files.
     pub fn store_path_begin(&self, metadata: Map, shard: bool) -> Result<StoreScope> {
         if self.sharded(shard) {
+            self.uploads.take_failure()?;
+            self.uploads.wait_idle();
             return self.shard_store_begin(metadata);
         }
         if !shard {
             self.chief_only("store_path")?;
         }
         let steps = check_metadata(&metadata)?;
+        self.uploads.take_failure()?;
         let id = uuid::Uuid::new_v4().to_string();
         let path = self.storage.stage(&id)?;
         Ok(StoreScope {
@@ -232,20 +279,52 @@ impl CheckpointContext {
     /// End a `store_path` scope: write `metadata.json`, publish the checkpoint, report it.
     /// Returns the storage id. On error nothing is published.
     pub fn store_path_end(&self, scope: StoreScope) -> Result<String> {
+        self.store_path_end_mode(scope, UploadMode::Default)
+    }
+
+    /// `store_path_end` with an explicit [`UploadMode`]. Asynchronously, it returns once
+    /// `metadata.json` is written and the folder handed off; the checkpoint is reported after
+    /// every byte is stored, and a failure comes back from a later call (see [`uploads`]).
+    /// A sharded scope is always stored synchronously (its end is a collective).
+    pub fn store_path_end_mode(&self, scope: StoreScope, mode: UploadMode) -> Result<String> {
         if scope.shard {
             return self.shard_store_end(scope, false);
         }
-        let res = (|| -> Result<Resources> {
+        let is_async = match mode {
+            UploadMode::Default => self.async_default,
+            UploadMode::Sync => false,
+            UploadMode::Async => true,
+        };
+        let prepared = (|| -> Result<Resources> {
             let meta_path = scope.path.join("metadata.json");
             std::fs::write(
                 &meta_path,
                 to_metadata_file(&Value::Object(scope.metadata.clone())),
             )
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
-            let resources = fsutil::list_resources(&scope.path)?;
+            fsutil::list_resources(&scope.path)
+        })();
+        if is_async {
+            let resources = match prepared {
+                Ok(r) => r,
+                Err(e) => {
+                    self.storage.discard(&scope.path);
+                    return Err(e.context(format!(
+                        "store_path: checkpoint {} was not stored",
+                        scope.id
+                    )));
+                }
+            };
+            let id = scope.id.clone();
+            self.uploads.submit(uploads::Job { scope, resources })?;
+            return Ok(id);
+        }
+        // Keep reports in order: earlier asynchronous checkpoints first.
+        self.uploads.wait_idle();
+        let res = prepared.and_then(|resources| {
             self.storage.publish(&scope.path, &scope.id, None)?;
             Ok(resources)
-        })();
+        });
         let resources = match res {
             Ok(r) => r,
             Err(e) => {
@@ -288,6 +367,8 @@ impl CheckpointContext {
         selector: Option<Selector<'_>>,
     ) -> Result<String> {
         if self.sharded(shard) {
+            self.uploads.take_failure()?;
+            self.uploads.wait_idle();
             return self.shard_upload(dir, metadata, selector);
         }
         if !shard {
@@ -300,6 +381,8 @@ impl CheckpointContext {
             )
         })?;
         let steps = check_metadata(&metadata)?;
+        self.uploads.take_failure()?;
+        self.uploads.wait_idle();
         let mut resources =
             fsutil::list_resources(dir).map_err(|e| e.context("upload: ckpt_dir"))?;
         resources.remove("metadata.json");
@@ -399,13 +482,21 @@ impl CheckpointContext {
     /// `delete(storage_id)`: remove the data, then tell the master / the index.
     pub fn delete(&self, id: &str) -> Result<()> {
         storage::validate_id(id)?;
+        // A checkpoint still uploading is finished (or failed) before it is deleted.
+        self.uploads.wait_idle();
         self.storage.delete(id)?;
         self.reporter.deleted(id)
     }
 
-    /// Wait for asynchronous uploads (none are pending with folder storage).
+    /// Wait until every asynchronous checkpoint is stored and reported; returns the first
+    /// failure among those not yet returned.
     pub fn wait(&self) -> Result<()> {
-        Ok(())
+        self.uploads.wait()
+    }
+
+    /// Wait for pending uploads and stop the upload thread (at context close).
+    pub fn close(&self) -> Result<()> {
+        self.uploads.close()
     }
 }
 

@@ -238,7 +238,7 @@ pub fn from_env(
 }
 
 fn cross_size_from(l: Launcher, size: u32, local_size: u32, local_var: &str) -> Result<u32> {
-    if local_size == 0 || size % local_size != 0 {
+    if local_size == 0 || !size.is_multiple_of(local_size) {
         bail!(
             InvalidArgument,
             "{local_var}={local_size} does not divide the world size {size} ({} environment)",

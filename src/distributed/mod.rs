@@ -95,7 +95,7 @@ impl DistributedConfig {
                 self.cross_size
             );
         }
-        if self.size % self.local_size != 0 {
+        if !self.size.is_multiple_of(self.local_size) {
             bail!(
                 InvalidArgument,
                 "distributed: local_size {} does not divide size {}",
@@ -112,7 +112,7 @@ impl DistributedConfig {
                 self.size
             );
         }
-        if self.cross_size > 1 && self.chief_ip.as_deref().map_or(true, str::is_empty) {
+        if self.cross_size > 1 && self.chief_ip.as_deref().is_none_or(str::is_empty) {
             bail!(
                 InvalidArgument,
                 "distributed: chief_ip is required when cross_size ({}) > 1",

@@ -11,6 +11,63 @@ use std::path::{Path, PathBuf};
 /// Where `/determined_shared_fs` is mounted in a trial container.
 pub const SHARED_FS_CONTAINER_PATH: &str = "/determined_shared_fs";
 
+/// Transfer tuning of the cloud backends: detcore's own dict keys `part_size` (bytes),
+/// `concurrency`, `max_attempts` and `timeout_seconds`. Unset values come from the environment
+/// (`DETCORE_STORAGE_PART_SIZE`, `DETCORE_STORAGE_CONCURRENCY`, `DETCORE_STORAGE_MAX_ATTEMPTS`,
+/// `DETCORE_STORAGE_TIMEOUT`), else the defaults of [`crate::storage::http::Tuning`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TransferOptions {
+    pub part_size: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub max_attempts: Option<u32>,
+    pub timeout_seconds: Option<f64>,
+}
+
+/// The dict keys of [`TransferOptions`].
+const TRANSFER_KEYS: [&str; 4] = [
+    "part_size",
+    "concurrency",
+    "max_attempts",
+    "timeout_seconds",
+];
+
+fn opt_uint(m: &Map, key: &str, ty: &str, min: u64, max: u64) -> Result<Option<u64>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.is_integer() => match n.as_i64() {
+            Some(v) if v >= 0 && (v as u64) >= min && (v as u64) <= max => Ok(Some(v as u64)),
+            _ => bail!(
+                InvalidArgument,
+                "checkpoint_storage ({ty}): {key:?} must be an integer from {min} to {max}, got {}",
+                crate::json::to_wire(&Value::Number(*n))
+            ),
+        },
+        Some(other) => bail!(
+            InvalidArgument,
+            "checkpoint_storage ({ty}): {key:?} must be an integer, got {}",
+            other.type_name()
+        ),
+    }
+}
+
+fn transfer_options(m: &Map, ty: &str) -> Result<TransferOptions> {
+    let timeout_seconds = match m.get("timeout_seconds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_f64() > 0.0 && n.as_f64() <= 86400.0 => Some(n.as_f64()),
+        Some(other) => bail!(
+            InvalidArgument,
+            "checkpoint_storage ({ty}): \"timeout_seconds\" must be a number of seconds in (0, 86400], got {}",
+            crate::json::to_wire(other)
+        ),
+    };
+    Ok(TransferOptions {
+        part_size: opt_uint(m, "part_size", ty, 5 << 20, 5 << 30)?,
+        concurrency: opt_uint(m, "concurrency", ty, 1, 256)?.map(|v| v as usize),
+        max_attempts: opt_uint(m, "max_attempts", ty, 1, 100)?.map(|v| v as u32),
+        timeout_seconds,
+    })
+}
+
 /// S3 settings (dict keys of Determined's `s3` storage, plus detcore's transfer tuning).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct S3Config {
@@ -22,6 +79,7 @@ pub struct S3Config {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
     pub temp_dir: Option<PathBuf>,
+    pub transfer: TransferOptions,
 }
 
 /// GCS settings.
@@ -30,6 +88,7 @@ pub struct GcsConfig {
     pub bucket: String,
     pub prefix: String,
     pub temp_dir: Option<PathBuf>,
+    pub transfer: TransferOptions,
 }
 
 /// Azure Blob settings.
@@ -41,6 +100,7 @@ pub struct AzureConfig {
     pub account_url: Option<String>,
     pub credential: Option<String>,
     pub temp_dir: Option<PathBuf>,
+    pub transfer: TransferOptions,
 }
 
 /// A resolved storage configuration.
@@ -199,7 +259,7 @@ pub fn parse_user_string(s: &str) -> Result<StorageSpec> {
                     config: StorageConfig::Gcs(GcsConfig {
                         bucket: netloc.to_owned(),
                         prefix: normalized,
-                        temp_dir: None,
+                        ..GcsConfig::default()
                     }),
                     wire: Value::Object(obj! { "type" => "gcs", "bucket" => netloc, "prefix" => prefix }),
                 })
@@ -309,6 +369,9 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
         let mut v = vec!["type"];
         v.extend_from_slice(&SAVE_KEYS);
         v.extend_from_slice(extra);
+        if matches!(t, "s3" | "gcs" | "azure") {
+            v.extend_from_slice(&TRANSFER_KEYS);
+        }
         v
     };
     match t {
@@ -363,6 +426,7 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
                 endpoint_url: opt_str(m, "endpoint_url", t)?,
                 region: opt_str(m, "region", t)?,
                 temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
+                transfer: transfer_options(m, t)?,
             }))
         }
         "gcs" => {
@@ -371,6 +435,7 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
                 bucket: req_str(m, "bucket", t)?,
                 prefix: normalize_prefix(opt_str(m, "prefix", t)?.as_deref())?,
                 temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
+                transfer: transfer_options(m, t)?,
             }))
         }
         "azure" => {
@@ -390,6 +455,7 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
                 account_url,
                 credential: opt_str(m, "credential", t)?,
                 temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
+                transfer: transfer_options(m, t)?,
             }))
         }
         other => Err(err!(
@@ -491,7 +557,7 @@ mod tests {
             StorageConfig::Gcs(GcsConfig {
                 bucket: "g".into(),
                 prefix: "".into(),
-                temp_dir: None
+                ..GcsConfig::default()
             })
         );
     }

@@ -1,0 +1,229 @@
+"""Checkpoint transfer benchmark (not a test): detcore against its baselines, measured in the
+same run, on the same machine, as ratios of medians.
+
+    scripts/venv.sh && cargo build --release --lib
+    .venv/bin/python bench/cloud_bench.py [--repeat 3] [--gib 1] [--rss-gib 4]
+
+Server: s3s-fs (a Rust S3 server that checks SigV4 signatures and stores objects as files) on
+127.0.0.1, built by tests/python/servers.py into .cache/. Data: a checkpoint of 16 files
+(1 GiB by default) of random bytes. Everything lives in a temporary folder under
+$DETCORE_BENCH_DIR (default $TMPDIR): on a disk, the disk's write rate bounds every client
+alike; on a tmpfs (`DETCORE_BENCH_DIR=/dev/shm`, ~4 GiB free needed) the clients differ.
+
+Measured:
+  1. S3 upload and download: detcore (det_ckpt_upload / det_ckpt_download through the C ABI)
+     beside determined==0.38.1's S3StorageManager (boto3) and beside the server's raw rate
+     with a parallel client (16 curl processes, one per file, SigV4-signed PUT/GET).
+  2. upload() to a directory storage beside `cp -r` of the same folder.
+  3. The training-visible stall of det_ckpt_store_path_end: asynchronous beside synchronous.
+  4. Peak RSS growth of a process uploading a 4 GiB checkpoint (VmHWM, beside the same
+     process initialising detcore and closing it without uploading).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import pathlib
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+import capi  # noqa: E402
+import servers  # noqa: E402
+
+LIB = pathlib.Path(os.environ.get("DETCORE_LIB", ROOT / "target" / "release" / "libdetcore.so"))
+FILES = 16
+
+
+def make_data(d: pathlib.Path, total: int) -> None:
+    d.mkdir(parents=True)
+    per = total // FILES
+    chunk = os.urandom(per)
+    for i in range(FILES):
+        (d / f"shard-{i:02d}.bin").write_bytes(chunk[i:] + chunk[:i])  # distinct contents
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def median_of(n: int, fn, before=None) -> float:
+    out = []
+    for _ in range(n):
+        if before:
+            before()
+        out.append(timed(fn))
+    return statistics.median(out)
+
+
+def curl(args: list) -> list:
+    return ["curl", "-sS", "-f", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user",
+            f"{servers.S3_KEY}:{servers.S3_SECRET}", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"] + args
+
+
+def parallel(cmds: list) -> None:
+    procs = [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in cmds]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError(f"{p.args} failed")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--gib", type=float, default=1.0)
+    ap.add_argument("--rss-gib", type=float, default=4.0)
+    a = ap.parse_args()
+    total = int(a.gib * (1 << 30))
+    work = pathlib.Path(tempfile.mkdtemp(prefix="detcore-bench-", dir=os.environ.get("DETCORE_BENCH_DIR")))
+    src = work / "src"
+    make_data(src, total)
+    lib = capi.load(LIB)
+    results = {}
+    srv = servers.start_s3s_fs(work / "s3data")
+    try:
+        bucket = "detcore-bench"
+        servers.make_bucket_s3(srv.url, bucket)
+        cfg = {"type": "s3", "bucket": bucket, "endpoint_url": srv.url, "access_key": servers.S3_KEY,
+               "secret_key": servers.S3_SECRET}
+        core = capi.Core(lib, cfg, work / "run", run_name="bench")
+
+        # 1. Upload.
+        # Each upload is deleted (untimed) before the next, so the server holds one copy at most.
+        ids = []
+        t_det_up = median_of(a.repeat, lambda: ids.append(core.upload(src, {"steps_completed": 1})),
+                             before=lambda: ids and core.delete(ids.pop()))
+        from determined.common.storage import S3StorageManager
+
+        py = S3StorageManager(bucket, servers.S3_KEY, servers.S3_SECRET, srv.url)
+        pyids = []
+
+        def py_up():
+            pyids.append(f"py-{time.time_ns()}")
+            py.upload(src, pyids[-1])
+
+        t_py_up = median_of(a.repeat, py_up, before=lambda: pyids and py.delete(pyids.pop(), ["**/*"]))
+        for i in pyids:
+            py.delete(i, ["**/*"])
+        files = sorted(src.iterdir())
+        t_raw_up = median_of(a.repeat, lambda: parallel(
+            [curl(["-T", str(f), f"{srv.url}/{bucket}/raw/{f.name}"]) for f in files]))
+
+        # Download.
+        sid = ids[0]
+        dl = work / "dl"
+        clear = lambda: shutil.rmtree(dl, ignore_errors=True)  # noqa: E731
+        t_det_dn = median_of(a.repeat, lambda: core.download(sid, dl), before=clear)
+        t_py_dn = median_of(a.repeat, lambda: py.download(sid, str(dl)), before=clear)
+
+        def raw_dn():
+            dl.mkdir(parents=True, exist_ok=True)
+            parallel([curl(["-o", str(dl / f.name), f"{srv.url}/{bucket}/raw/{f.name}"]) for f in files])
+
+        t_raw_dn = median_of(a.repeat, raw_dn, before=clear)
+        for i in ids:
+            core.delete(i)
+        results["s3"] = {
+            "detcore_upload_s": t_det_up, "python_upload_s": t_py_up, "raw_parallel_upload_s": t_raw_up,
+            "detcore_download_s": t_det_dn, "python_download_s": t_py_dn, "raw_parallel_download_s": t_raw_dn,
+            "upload_speedup_vs_python": t_py_up / t_det_up,
+            "upload_fraction_of_raw": t_raw_up / t_det_up,
+            "download_speedup_vs_python": t_py_dn / t_det_dn,
+            "download_fraction_of_raw": t_raw_dn / t_det_dn,
+        }
+
+        # 3. Async stall vs sync, same checkpoint size.
+        def end_time(mode) -> float:
+            h = ctypes.c_void_p()
+            core.check(lib.det_ckpt_store_path_begin(core.ctx, b'{"steps_completed": 1}', False, ctypes.byref(h)))
+            p = ctypes.c_char_p()
+            core.check(lib.det_ckpt_store_path(h, ctypes.byref(p)))
+            dst = pathlib.Path(p.value.decode())
+            for f in files:
+                shutil.copyfile(f, dst / f.name)
+            sidbuf = ctypes.create_string_buffer(37)
+            t = time.perf_counter()
+            core.check(lib.det_ckpt_store_path_end_mode(h, mode, sidbuf))
+            el = time.perf_counter() - t
+            core.wait()
+            core.delete(sidbuf.value.decode())
+            return el
+
+        sync = statistics.median(end_time(capi.UPLOAD_SYNC) for _ in range(a.repeat))
+        asyn = statistics.median(end_time(capi.UPLOAD_ASYNC) for _ in range(a.repeat))
+        results["async"] = {"sync_end_s": sync, "async_end_s": asyn, "async_over_sync": asyn / sync}
+        core.close()
+
+        # 4. Peak RSS while uploading rss-gib.
+        big = work / "big"
+        big.mkdir()
+        per = int(a.rss_gib * (1 << 30)) // FILES
+        with open(files[0], "rb") as f:
+            block = f.read()
+        for i in range(FILES):
+            with open(big / f"part-{i:02d}.bin", "wb") as out:
+                left = per
+                while left > 0:
+                    out.write(block[: min(left, len(block))])
+                    left -= min(left, len(block))
+        child = (
+            "import sys, json; sys.path.insert(0, %r); import capi, pathlib, resource;"
+            "lib = capi.load(%r); c = capi.Core(lib, json.loads(sys.argv[1]), pathlib.Path(sys.argv[2]), run_name='rss');"
+            "sys.argv[3] == 'up' and c.upload(pathlib.Path(sys.argv[4]), {'steps_completed': 1}); c.close();"
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+        ) % (str(ROOT / "tests" / "python"), str(LIB))
+
+        def rss(mode):
+            r = subprocess.run([sys.executable, "-c", child, json.dumps(cfg), str(work / "rssrun"), mode, str(big)],
+                               capture_output=True, text=True, check=True)
+            return int(r.stdout.strip().splitlines()[-1]) / 1024.0
+
+        base, up = rss("none"), rss("up")
+        results["rss"] = {"upload_gib": a.rss_gib, "baseline_mib": base, "uploading_mib": up, "growth_mib": up - base}
+        shutil.rmtree(big)
+    finally:
+        srv.stop()
+
+    # 2. Directory storage upload vs cp -r (same file system, files in the page cache).
+    dstore = work / "dirstore"
+    core = capi.Core(lib, str(dstore), work / "run2", run_name="benchdir")
+    cp_dst = work / "cpdst"
+    t_cp = median_of(a.repeat, lambda: subprocess.run(["cp", "-r", str(src), str(cp_dst)], check=True),
+                     before=lambda: shutil.rmtree(cp_dst, ignore_errors=True))
+    # detcore's publish is durable (every file and folder fsynced before the checkpoint appears);
+    # `cp -r` is not, so the durable equivalent is measured too.
+    t_cp_sync = median_of(a.repeat, lambda: subprocess.run(
+        ["sh", "-c", f"cp -r '{src}' '{cp_dst}' && sync -f '{cp_dst}'"], check=True),
+        before=lambda: shutil.rmtree(cp_dst, ignore_errors=True))
+    dids = []
+    t_dir = median_of(a.repeat, lambda: dids.append(core.upload(src, {"steps_completed": 1})))
+    core.close()
+    results["directory"] = {"detcore_upload_s": t_dir, "cp_r_s": t_cp, "cp_r_sync_s": t_cp_sync,
+                            "speed_vs_cp_r": t_cp / t_dir, "speed_vs_cp_r_sync": t_cp_sync / t_dir}
+
+    results["setup"] = {"checkpoint_bytes": total, "files": FILES, "repeat": a.repeat, "cpus": os.cpu_count()}
+    print(json.dumps(results, indent=2))
+    s, d, y, r = results["s3"], results["directory"], results["async"], results["rss"]
+    print(f"\nS3 upload   : {s['upload_speedup_vs_python']:.2f}x Python (target >= 3), "
+          f"{s['upload_fraction_of_raw']:.2f} of raw parallel ingest (target >= 0.8)")
+    print(f"S3 download : {s['download_speedup_vs_python']:.2f}x Python (target >= 3), "
+          f"{s['download_fraction_of_raw']:.2f} of raw parallel (target >= 0.8)")
+    print(f"directory   : {d['speed_vs_cp_r']:.2f}x cp -r (target >= 0.9), "
+          f"{d['speed_vs_cp_r_sync']:.2f}x cp -r + sync (durable like detcore)")
+    print(f"async stall : {y['async_over_sync']:.4f} of sync (target <= 0.05)")
+    print(f"RSS growth  : {r['growth_mib']:.1f} MiB uploading {r['upload_gib']} GiB (target <= 128)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

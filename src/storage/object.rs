@@ -1,0 +1,450 @@
+//! Checkpoints in an object store (S3, GCS, Azure): the [`Storage`] semantics on top of a few
+//! primitives that each backend implements ([`ObjectStore`]).
+//!
+//! Layout (PROTOCOL.md §5.1): checkpoint `<id>`'s file `<rel>` is the object `<base><id>/<rel>`,
+//! where `<base>` is the normalized prefix plus `/` (empty without prefix); every folder is a
+//! zero-byte marker object `<base><id>/<dir>/` (except on MinIO). `store_path` stages into
+//! `<temp_dir or $TMPDIR>/<id>`; publishing uploads everything, `metadata.json` last, then removes
+//! the local folder. A checkpoint is complete once its `metadata.json` exists, so nothing
+//! partial ever looks complete; a failed upload removes what it had stored (best effort).
+//!
+//! Differences from Determined's client, on purpose: listings for download and delete use the
+//! prefix `<base><id>/` (with the slash: Python's `<base><id>` would also match an id that
+//! extends this one); delete removes `metadata.json` first; `restore_path` downloads into a fresh
+//! folder per call (`<tmp>/detcore-restore-<id>-<random>`), so two restores of the same id on
+//! one node never delete each other's files (§14).
+
+use super::fsutil::{self, safe_join};
+use super::http::{Body, Failure, Http};
+use super::transfer::{self, Fetch, Item, Source};
+use super::{Restored, Selector, Storage, StorageConfig};
+use crate::error::{Error, Kind, Result};
+use crate::{bail, log_info, log_warn};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// An object listed under a prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// The primitives of one object-store service. Methods retry transient failures themselves
+/// (through [`Http::retry`]) except [`ObjectStore::get`], which is one attempt (the caller
+/// resumes ranged reads).
+pub trait ObjectStore: Send + Sync {
+    /// `s3`, `gcs`, `azure`.
+    fn name(&self) -> &'static str;
+    /// A URL naming `key` in messages: `s3://bucket/key`.
+    fn url(&self, key: &str) -> String;
+    /// The HTTP client (its tuning drives the transfers).
+    fn http(&self) -> &Http;
+    /// Store `body` as `key` in one request.
+    fn put(&self, key: &str, body: Body<'_>) -> Result<()>;
+    /// True if large files are uploaded as parts in parallel ([`ObjectStore::begin_parts`] …).
+    fn supports_parts(&self) -> bool {
+        false
+    }
+    /// The smallest part size and the largest number of parts.
+    fn part_limits(&self) -> (u64, u64) {
+        (5 << 20, 10_000)
+    }
+    /// Store a large file when parts are not supported (default: one streamed request).
+    fn put_large(&self, key: &str, path: &Path, size: u64) -> Result<()> {
+        self.put(
+            key,
+            Body::File {
+                path,
+                offset: 0,
+                len: size,
+            },
+        )
+    }
+    /// Begin a multipart upload of `key`; returns its id.
+    fn begin_parts(&self, _key: &str) -> Result<String> {
+        bail!(
+            Internal,
+            "{}: multipart uploads are not supported",
+            self.name()
+        )
+    }
+    /// Upload part `number` (1-based); returns what completing needs (ETag, block id).
+    fn put_part(&self, _key: &str, _upload: &str, _number: u32, _body: Body<'_>) -> Result<String> {
+        bail!(
+            Internal,
+            "{}: multipart uploads are not supported",
+            self.name()
+        )
+    }
+    /// Complete a multipart upload of `size` bytes from its parts, in order.
+    fn complete_parts(
+        &self,
+        _key: &str,
+        _upload: &str,
+        _parts: &[String],
+        _size: u64,
+    ) -> Result<()> {
+        bail!(
+            Internal,
+            "{}: multipart uploads are not supported",
+            self.name()
+        )
+    }
+    /// Abandon a multipart upload (best effort, errors logged).
+    fn abort_parts(&self, _key: &str, _upload: &str) {}
+    /// One attempt at reading `key`, or bytes `first..=last` of it.
+    fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+    ) -> std::result::Result<ureq::Response, Failure>;
+    /// The size of `key`, `None` if it does not exist.
+    fn head(&self, key: &str) -> Result<Option<u64>>;
+    /// Every object whose key starts with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// Delete `keys` (missing ones are not an error).
+    fn delete(&self, keys: &[String]) -> Result<()>;
+    /// Whether folders get zero-byte marker objects (false on MinIO).
+    fn markers_enabled(&self) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// A [`Storage`] over an [`ObjectStore`].
+pub struct ObjectStorage<S: ObjectStore> {
+    config: StorageConfig,
+    store: S,
+    /// `""` or `"<prefix>/"`.
+    base: String,
+    temp_dir: PathBuf,
+}
+
+fn default_temp_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+impl<S: ObjectStore> ObjectStorage<S> {
+    /// Checkpoints in `store` under `prefix` (already normalized), staged in `temp_dir`.
+    pub fn new(config: StorageConfig, store: S, prefix: &str, temp_dir: Option<PathBuf>) -> Self {
+        let base = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", prefix.trim_end_matches('/'))
+        };
+        ObjectStorage {
+            config,
+            store,
+            base,
+            temp_dir: temp_dir.unwrap_or_else(default_temp_dir),
+        }
+    }
+
+    /// The backend's primitives.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn ckpt_prefix(&self, id: &str) -> String {
+        format!("{}{id}/", self.base)
+    }
+
+    fn key(&self, id: &str, rel: &str) -> String {
+        format!("{}{id}/{rel}", self.base)
+    }
+
+    fn aux_key(&self, key: &str) -> Result<String> {
+        if key.is_empty() || key.starts_with('/') || key.split('/').any(|c| c == ".." || c == ".") {
+            bail!(
+                InvalidArgument,
+                "storage key {key:?} is not a safe relative key"
+            );
+        }
+        Ok(format!("{}{key}", self.base))
+    }
+
+    /// Store `names` of `src` (folders end in `/`) and `extra`, all under checkpoint `id`;
+    /// `metadata.json` (from `names` or `extra`) goes last.
+    fn store_checkpoint(
+        &self,
+        src: &Path,
+        names: &[String],
+        extra: &[(String, Vec<u8>)],
+        id: &str,
+    ) -> Result<()> {
+        let markers = if names.iter().any(|n| n.ends_with('/')) {
+            self.store.markers_enabled()?
+        } else {
+            true
+        };
+        let mut first = Vec::new();
+        let mut last = Vec::new();
+        for name in names {
+            // Refuse names that could not be a relative path inside the checkpoint.
+            safe_join(src, name)?;
+            if name.ends_with('/') {
+                if markers {
+                    first.push(Item {
+                        key: self.key(id, name),
+                        source: Source::Marker,
+                    });
+                }
+                continue;
+            }
+            let path = safe_join(src, name)?;
+            let size = fs::metadata(&path)
+                .map_err(|e| Error::io("cannot upload", &path, e))?
+                .len();
+            let item = Item {
+                key: self.key(id, name),
+                source: Source::File(path, size),
+            };
+            if name == "metadata.json" {
+                last.push(item);
+            } else {
+                first.push(item);
+            }
+        }
+        for (name, data) in extra {
+            safe_join(src, name)?;
+            last.push(Item {
+                key: self.key(id, name),
+                source: Source::Bytes(data.clone()),
+            });
+        }
+        let mut stored = match transfer::upload(&self.store, &first) {
+            Ok(s) => s,
+            Err((e, stored)) => {
+                self.remove_partial(id, &stored);
+                return Err(e);
+            }
+        };
+        // The completing objects, one by one: once metadata.json exists the checkpoint counts.
+        for item in &last {
+            if let Err((e, s)) = transfer::upload(&self.store, std::slice::from_ref(item)) {
+                stored.extend(s);
+                self.remove_partial(id, &stored);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_partial(&self, id: &str, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        match self.store.delete(keys) {
+            Ok(()) => log_info!(
+                "removed the {} objects already stored for the failed checkpoint {id}",
+                keys.len()
+            ),
+            Err(e) => log_warn!(
+                "could not remove the partial upload of checkpoint {id} ({} objects): {e}",
+                keys.len()
+            ),
+        }
+    }
+
+    fn list_checkpoint(&self, id: &str) -> Result<Vec<ObjectInfo>> {
+        let prefix = self.ckpt_prefix(id);
+        self.store.list(&prefix)
+    }
+
+    fn get_bytes(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
+        let url = self.store.url(key);
+        self.store.http().retry(|_| {
+            let resp = self.store.get(key, None)?;
+            super::http::read_body(resp, limit, &url)
+        })
+    }
+}
+
+/// Checkpoint files larger than this cannot be read whole through `read_file`.
+const READ_LIMIT: u64 = 1 << 30;
+
+impl<S: ObjectStore> Storage for ObjectStorage<S> {
+    fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    fn describe(&self) -> String {
+        self.store.url(self.base.trim_end_matches('/'))
+    }
+
+    fn stage(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.temp_dir.join(id);
+        fsutil::remove_tree(&dir)?;
+        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create staging folder", &dir, e))?;
+        Ok(dir)
+    }
+
+    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<()> {
+        let names: Vec<String> = match files {
+            Some(f) => f.to_vec(),
+            None => fsutil::list_resources(staged)?.into_keys().collect(),
+        };
+        self.store_checkpoint(staged, &names, &[], id)?;
+        if let Err(e) = fsutil::remove_tree(staged) {
+            log_warn!("checkpoint {id} is stored, but its local copy could not be removed: {e}");
+        }
+        Ok(())
+    }
+
+    fn discard(&self, staged: &Path) {
+        if let Err(e) = fsutil::remove_tree(staged) {
+            log_warn!("could not remove abandoned checkpoint folder: {e}");
+        }
+    }
+
+    fn upload(
+        &self,
+        src: &Path,
+        files: &[String],
+        extra: &[(String, Vec<u8>)],
+        id: &str,
+    ) -> Result<()> {
+        self.store_checkpoint(src, files, extra, id)
+    }
+
+    fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
+        let prefix = self.ckpt_prefix(id);
+        let objects = self.list_checkpoint(id)?;
+        if objects.is_empty() {
+            bail!(NotFound, "checkpoint {id} not found in {}", self.describe());
+        }
+        // Check every key before any of it becomes a local path.
+        let mut entries = Vec::with_capacity(objects.len());
+        for o in objects {
+            let rel = o.key[prefix.len()..].to_owned();
+            if rel.is_empty() {
+                continue; // a marker of the checkpoint folder itself
+            }
+            let path = safe_join(dst, &rel).map_err(|e| {
+                Error::new(
+                    Kind::Storage,
+                    format!(
+                        "checkpoint {id}: {} lists {:?}: {}",
+                        self.describe(),
+                        o.key,
+                        e.message()
+                    ),
+                )
+            })?;
+            entries.push((rel, path, o));
+        }
+        let mut sel = selector;
+        fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
+        let mut fetches = Vec::new();
+        for (rel, path, o) in entries {
+            if let Some(s) = sel.as_mut() {
+                if !s(&rel) {
+                    continue;
+                }
+            }
+            if rel.ends_with('/') {
+                fs::create_dir_all(&path)
+                    .map_err(|e| Error::io("cannot create folder", &path, e))?;
+                continue;
+            }
+            fetches.push(Fetch {
+                key: o.key,
+                size: o.size,
+                dest: path,
+            });
+        }
+        transfer::download(&self.store, &fetches)
+    }
+
+    fn restore(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored> {
+        let dir = self.temp_dir.join(format!(
+            "detcore-restore-{id}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        match self.download(id, &dir, selector) {
+            Ok(()) => Ok(Restored {
+                path: dir,
+                temporary: true,
+            }),
+            Err(e) => {
+                let _ = fsutil::remove_tree(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn read_file(&self, id: &str, rel: &str) -> Result<Vec<u8>> {
+        safe_join(Path::new("/"), rel)?;
+        let key = self.key(id, rel);
+        self.get_bytes(&key, READ_LIMIT).map_err(|e| {
+            if e.kind() == Kind::NotFound {
+                Error::new(
+                    Kind::NotFound,
+                    format!(
+                        "checkpoint {id} has no file {rel:?} in {} ({})",
+                        self.describe(),
+                        e.message()
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    fn is_complete(&self, id: &str) -> Result<bool> {
+        Ok(self.store.head(&self.key(id, "metadata.json"))?.is_some())
+    }
+
+    fn delete(&self, id: &str) -> Result<()> {
+        let objects = self.list_checkpoint(id)?;
+        if objects.is_empty() {
+            log_info!(
+                "checkpoint {id} is not in {}; nothing to delete",
+                self.describe()
+            );
+            return Ok(());
+        }
+        // metadata.json first: a half-deleted checkpoint never looks complete.
+        let meta = self.key(id, "metadata.json");
+        let (first, rest): (Vec<String>, Vec<String>) =
+            objects.into_iter().map(|o| o.key).partition(|k| *k == meta);
+        if !first.is_empty() {
+            self.store.delete(&first)?;
+        }
+        self.store.delete(&rest)
+    }
+
+    fn get_aux(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let k = self.aux_key(key)?;
+        match self.get_bytes(&k, READ_LIMIT) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if e.kind() == Kind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_aux(&self, key: &str, data: &[u8]) -> Result<()> {
+        let k = self.aux_key(key)?;
+        self.store.put(&k, Body::Bytes(data))
+    }
+
+    fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()> {
+        let mut items = Vec::with_capacity(files.len());
+        for (path, key) in files {
+            let size = fs::metadata(path)
+                .map_err(|e| Error::io("cannot upload", path, e))?
+                .len();
+            items.push(Item {
+                key: self.aux_key(key)?,
+                source: Source::File(path.clone(), size),
+            });
+        }
+        transfer::upload(&self.store, &items)
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+    }
+}

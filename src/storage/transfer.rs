@@ -1,0 +1,463 @@
+//! The parallel transfer engine of the object-store backends.
+//!
+//! Uploads: every file of a checkpoint becomes one or more tasks in one queue served by
+//! `concurrency` threads — a single PUT for a small file or a directory marker, and for a large
+//! file a "begin" task (S3's CreateMultipartUpload) that queues one task per part, the last
+//! of which completes the upload. Parts of all files are therefore in flight together. Backends
+//! that cannot upload parts in parallel (GCS resumable uploads) get one task per file.
+//! On the first failure the remaining tasks are skipped, multipart uploads begun are aborted, and
+//! the keys already stored are returned with the error so that the caller can remove them.
+//!
+//! Downloads: every file is pre-sized, then fetched as ranges of `part_size` bytes by the same
+//! kind of pool, each range written at its offset; a connection lost mid-range resumes at the
+//! first byte not yet written.
+//!
+//! Memory stays bounded: bodies are streamed from and to files through fixed buffers, so a
+//! transfer holds about `concurrency × 256 KiB` whatever the checkpoint's size.
+
+use super::http::{Body, Failure};
+use super::object::ObjectStore;
+use crate::error::{Error, Kind, Result};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+/// A small work queue whose tasks may queue more tasks; `run` returns when all are done.
+pub struct Pool<T> {
+    state: Mutex<(VecDeque<T>, usize)>,
+    cv: Condvar,
+}
+
+impl<T: Send> Pool<T> {
+    /// A pool holding `tasks`.
+    pub fn new(tasks: impl IntoIterator<Item = T>) -> Pool<T> {
+        let q: VecDeque<T> = tasks.into_iter().collect();
+        let n = q.len();
+        Pool {
+            state: Mutex::new((q, n)),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Queue another task (from inside a running task).
+    pub fn push(&self, t: T) {
+        let mut s = self.state.lock();
+        s.0.push_back(t);
+        s.1 += 1;
+        drop(s);
+        self.cv.notify_one();
+    }
+
+    fn next(&self) -> Option<T> {
+        let mut s = self.state.lock();
+        loop {
+            if let Some(t) = s.0.pop_front() {
+                return Some(t);
+            }
+            if s.1 == 0 {
+                return None;
+            }
+            self.cv.wait(&mut s);
+        }
+    }
+
+    fn done(&self) {
+        let mut s = self.state.lock();
+        s.1 -= 1;
+        let finished = s.1 == 0;
+        drop(s);
+        if finished {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Serve the tasks with `threads` threads calling `work(task, pool)`.
+    pub fn run(&self, threads: usize, work: impl Fn(T, &Pool<T>) + Sync) {
+        let threads = threads.max(1);
+        std::thread::scope(|s| {
+            for i in 0..threads {
+                let work = &work;
+                std::thread::Builder::new()
+                    .name(format!("detcore-xfer-{i}"))
+                    .spawn_scoped(s, move || {
+                        while let Some(t) = self.next() {
+                            work(t, self);
+                            self.done();
+                        }
+                    })
+                    .expect("spawn transfer thread");
+            }
+        });
+    }
+}
+
+/// What to store under a key.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A local file of the given size.
+    File(PathBuf, u64),
+    /// A zero-byte directory marker.
+    Marker,
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+}
+
+/// One object to upload.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub key: String,
+    pub source: Source,
+}
+
+enum Task {
+    Put(usize),
+    Begin(usize),
+    Part(usize, u32),
+}
+
+struct Multipart {
+    upload_id: Option<String>,
+    etags: Vec<Option<String>>,
+    remaining: usize,
+    finished: bool,
+}
+
+/// The parts of a file of `size` bytes: (count, part size), growing the part size when the
+/// backend's part limit would be exceeded.
+pub fn part_layout(size: u64, part_size: u64, max_parts: u64) -> (u64, u64) {
+    let mut ps = part_size.max(1);
+    while size.div_ceil(ps) > max_parts {
+        ps *= 2;
+    }
+    (size.div_ceil(ps).max(1), ps)
+}
+
+/// Largest part size chosen automatically (to bound what a retry re-sends).
+const MAX_AUTO_PART: u64 = 512 << 20;
+
+/// The part size for a transfer of files of `sizes` with `concurrency` requests in flight: at
+/// least `part_size`, and large enough that the transfer is about `concurrency` requests, so
+/// that many files are sent whole (fewer requests, no server-side reassembly) while a few large
+/// files are still split to keep every connection busy.
+pub fn effective_part_size(
+    part_size: u64,
+    sizes: impl Iterator<Item = u64>,
+    concurrency: usize,
+) -> u64 {
+    let total: u64 = sizes.sum();
+    let share = total.div_ceil(concurrency.max(1) as u64);
+    let mib = 1 << 20;
+    part_size.max(share.min(MAX_AUTO_PART).div_ceil(mib) * mib)
+}
+
+/// Upload `items` in parallel. Returns the keys stored; on failure, the first error and the
+/// keys that were stored before it.
+pub fn upload(
+    store: &dyn ObjectStore,
+    items: &[Item],
+) -> std::result::Result<Vec<String>, (Error, Vec<String>)> {
+    let tuning = store.http().tuning().clone();
+    let parallel_parts = store.supports_parts();
+    let (min_part, max_parts) = store.part_limits();
+    let part_size = effective_part_size(
+        tuning.part_size.max(min_part),
+        items.iter().map(|it| match &it.source {
+            Source::File(_, n) => *n,
+            _ => 0,
+        }),
+        tuning.concurrency,
+    );
+    let multiparts: Vec<Mutex<Multipart>> = items
+        .iter()
+        .map(|_| {
+            Mutex::new(Multipart {
+                upload_id: None,
+                etags: Vec::new(),
+                remaining: 0,
+                finished: false,
+            })
+        })
+        .collect();
+    // Large files first, so that their parts spread over the whole transfer.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| match &items[i].source {
+        Source::File(_, n) => std::cmp::Reverse(*n),
+        _ => std::cmp::Reverse(0),
+    });
+    let tasks = order.into_iter().map(|i| match &items[i].source {
+        Source::File(_, n) if parallel_parts && *n > part_size => Task::Begin(i),
+        _ => Task::Put(i),
+    });
+    let pool = Pool::new(tasks);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let stored: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let fail = |e: Error| {
+        let mut f = failed.lock();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    };
+    pool.run(tuning.concurrency, |task, pool| {
+        if failed.lock().is_some() {
+            return;
+        }
+        match task {
+            Task::Put(i) => {
+                let it = &items[i];
+                let res = match &it.source {
+                    Source::Marker => store.put(&it.key, Body::Empty),
+                    Source::Bytes(b) => store.put(&it.key, Body::Bytes(b)),
+                    Source::File(p, n) if !parallel_parts && *n > part_size => {
+                        store.put_large(&it.key, p, *n)
+                    }
+                    Source::File(p, n) => store.put(
+                        &it.key,
+                        Body::File {
+                            path: p,
+                            offset: 0,
+                            len: *n,
+                        },
+                    ),
+                };
+                match res {
+                    Ok(()) => stored.lock().push(it.key.clone()),
+                    Err(e) => fail(e),
+                }
+            }
+            Task::Begin(i) => {
+                let it = &items[i];
+                let Source::File(_, size) = &it.source else {
+                    return;
+                };
+                let (count, _) = part_layout(*size, part_size, max_parts);
+                match store.begin_parts(&it.key) {
+                    Ok(id) => {
+                        {
+                            let mut m = multiparts[i].lock();
+                            m.upload_id = Some(id);
+                            m.etags = vec![None; count as usize];
+                            m.remaining = count as usize;
+                        }
+                        for p in 0..count {
+                            pool.push(Task::Part(i, p as u32));
+                        }
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            Task::Part(i, p) => {
+                let it = &items[i];
+                let Source::File(path, size) = &it.source else {
+                    return;
+                };
+                let (_, ps) = part_layout(*size, part_size, max_parts);
+                let offset = p as u64 * ps;
+                let len = ps.min(size - offset);
+                let upload_id = multiparts[i].lock().upload_id.clone().unwrap_or_default();
+                let body = Body::File { path, offset, len };
+                match store.put_part(&it.key, &upload_id, p + 1, body) {
+                    Ok(tag) => {
+                        let complete = {
+                            let mut m = multiparts[i].lock();
+                            m.etags[p as usize] = Some(tag);
+                            m.remaining -= 1;
+                            if m.remaining == 0 {
+                                Some(
+                                    m.etags
+                                        .iter()
+                                        .map(|t| t.clone().unwrap_or_default())
+                                        .collect::<Vec<_>>(),
+                                )
+                            } else {
+                                None
+                            }
+                        };
+                        if let Some(tags) = complete {
+                            match store.complete_parts(&it.key, &upload_id, &tags, *size) {
+                                Ok(()) => {
+                                    multiparts[i].lock().finished = true;
+                                    stored.lock().push(it.key.clone());
+                                }
+                                Err(e) => fail(e),
+                            }
+                        }
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+        }
+    });
+    let stored = stored.into_inner();
+    match failed.into_inner() {
+        None => Ok(stored),
+        Some(e) => {
+            for (i, m) in multiparts.iter().enumerate() {
+                let m = m.lock();
+                if let (Some(id), false) = (&m.upload_id, m.finished) {
+                    store.abort_parts(&items[i].key, id);
+                }
+            }
+            Err((e, stored))
+        }
+    }
+}
+
+/// One object to download into a local file.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    pub key: String,
+    pub size: u64,
+    pub dest: PathBuf,
+}
+
+const BUF: usize = 256 << 10;
+
+/// Fetch bytes `[start, end)` of `key` into `file` at the same offsets, resuming after a lost
+/// connection at the first byte not yet written.
+fn fetch_range(
+    store: &dyn ObjectStore,
+    f: &Fetch,
+    file: &File,
+    start: u64,
+    end: u64,
+) -> Result<()> {
+    let url = store.url(&f.key);
+    let mut pos = start;
+    let mut buf = vec![0u8; BUF.min((end - start) as usize).max(1)];
+    store.http().retry(|_| {
+        let resp = store.get(&f.key, Some((pos, end - 1)))?;
+        let mut r = resp.into_reader();
+        while pos < end {
+            let want = buf.len().min((end - pos) as usize);
+            let n = match r.read(&mut buf[..want]) {
+                Ok(0) => {
+                    return Err(Failure::transient(Error::new(
+                        Kind::Storage,
+                        format!(
+                            "{}: GET {url}: the answer ended at byte {pos} of {end}",
+                            store.name()
+                        ),
+                    )))
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Failure::from_io(
+                        &format!("{}: GET {url} (at byte {pos})", store.name()),
+                        &e,
+                        false,
+                    ))
+                }
+            };
+            file.write_all_at(&buf[..n], pos).map_err(|e| {
+                Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true)
+            })?;
+            pos += n as u64;
+        }
+        Ok(())
+    })
+}
+
+/// Download `fetches` in parallel (each file pre-sized, then filled by ranges).
+pub fn download(store: &dyn ObjectStore, fetches: &[Fetch]) -> Result<()> {
+    let tuning = store.http().tuning().clone();
+    let part = effective_part_size(
+        tuning.part_size.max(1 << 20),
+        fetches.iter().map(|f| f.size),
+        tuning.concurrency,
+    );
+    let mut files = Vec::with_capacity(fetches.len());
+    let mut tasks = Vec::new();
+    for (i, f) in fetches.iter().enumerate() {
+        if let Some(p) = f.dest.parent() {
+            fs::create_dir_all(p).map_err(|e| Error::io("cannot create folder", p, e))?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&f.dest)
+            .map_err(|e| Error::io("cannot create", &f.dest, e))?;
+        file.set_len(f.size)
+            .map_err(|e| Error::io("cannot size", &f.dest, e))?;
+        files.push(file);
+        let mut off = 0;
+        while off < f.size {
+            let end = (off + part).min(f.size);
+            tasks.push((i, off, end));
+            off = end;
+        }
+    }
+    let pool = Pool::new(tasks);
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    pool.run(tuning.concurrency, |(i, start, end), _| {
+        if failed.lock().is_some() {
+            return;
+        }
+        if let Err(e) = fetch_range(store, &fetches[i], &files[i], start, end) {
+            let mut f = failed.lock();
+            if f.is_none() {
+                *f = Some(e);
+            }
+        }
+    });
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn layout_respects_part_limits() {
+        assert_eq!(part_layout(0, 8, 10), (1, 8));
+        assert_eq!(part_layout(16, 8, 10), (2, 8));
+        assert_eq!(part_layout(17, 8, 10), (3, 8));
+        assert_eq!(part_layout(100, 8, 10), (7, 16));
+    }
+
+    #[test]
+    fn part_size_grows_with_the_transfer() {
+        let mib = 1u64 << 20;
+        // 16 files of 64 MiB over 16 connections: each file whole.
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::repeat_n(64 * mib, 16), 16),
+            64 * mib
+        );
+        // One 1 GiB file: 16 parts of 64 MiB.
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::once(1024 * mib), 16),
+            64 * mib
+        );
+        // Small transfers keep the configured size; huge ones are capped.
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::once(mib), 16),
+            16 * mib
+        );
+        assert_eq!(
+            effective_part_size(16 * mib, std::iter::once(1 << 40), 16),
+            512 * mib
+        );
+    }
+
+    #[test]
+    fn pool_runs_spawned_tasks() {
+        let pool = Pool::new(0..10u32);
+        let sum = AtomicUsize::new(0);
+        pool.run(4, |t, p| {
+            sum.fetch_add(t as usize, Ordering::SeqCst);
+            if t < 10 {
+                p.push(t + 100);
+            }
+        });
+        // 0..10 plus 100..110.
+        assert_eq!(sum.load(Ordering::SeqCst), 45 + 1045);
+    }
+}
