@@ -63,6 +63,7 @@ pub const DET_STORAGE_ID_LEN: usize = 37;
 /// arguments). Fill it with `det_distributed_config_default(&cfg, sizeof cfg)` (rank 0 of 1),
 /// then set the fields.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct det_distributed_config {
     /// `sizeof(det_distributed_config)` as the caller compiled it; set by the `_default` call.
     pub struct_size: usize,
@@ -91,6 +92,7 @@ pub struct det_distributed_config {
 /// Options of `det_core_init`. Fill with `det_init_options_default(&opts, sizeof opts)`, then
 /// set what you need. Strings are copied by `det_core_init`; NULL means "the default".
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct det_init_options {
     /// `sizeof(det_init_options)` as the caller compiled it; set by `det_init_options_default`.
     pub struct_size: usize,
@@ -140,6 +142,16 @@ pub struct det_init_options {
     pub close_timeout_seconds: f64,
 }
 
+/// `sizeof(det_init_options)` as first published (ABI 1). Fields are only ever appended after
+/// `close_timeout_seconds`; a program compiled with this size keeps working with later
+/// libraries, which give the newer fields their defaults. Never change this value.
+const INIT_OPTIONS_V1_SIZE: usize =
+    std::mem::offset_of!(det_init_options, close_timeout_seconds) + std::mem::size_of::<f64>();
+
+/// `sizeof(det_distributed_config)` as first published (ABI 1); see [`INIT_OPTIONS_V1_SIZE`].
+const DISTRIBUTED_CONFIG_V1_SIZE: usize =
+    std::mem::offset_of!(det_distributed_config, collective_timeout_seconds) + std::mem::size_of::<f64>();
+
 fn defaults() -> det_init_options {
     det_init_options {
         struct_size: std::mem::size_of::<det_init_options>(),
@@ -184,21 +196,26 @@ fn dist_defaults() -> det_distributed_config {
 ///
 /// # Safety
 /// `out` must point to `struct_size` writable bytes.
-unsafe fn fill<T>(out: *mut T, struct_size: usize, value: T, what: &str) -> Result<()> {
+unsafe fn fill<T>(out: *mut T, struct_size: usize, value: T, min: usize, what: &str) -> Result<()> {
     let ours = std::mem::size_of::<T>();
-    if struct_size < ours {
+    if struct_size < min {
         return Err(Error::new(
             Kind::InvalidArgument,
-            format!("struct_size {struct_size} is smaller than sizeof({what}) = {ours}; pass sizeof({what})"),
+            format!("struct_size {struct_size} is smaller than the first published sizeof({what}) = {min}; pass sizeof({what})"),
         ));
     }
-    // SAFETY: out has struct_size >= ours writable bytes.
+    // SAFETY: out has struct_size writable bytes; we copy at most that many from `value`, which
+    // is plain data, and zero whatever lies beyond our own size.
     unsafe {
-        std::ptr::write_bytes(out as *mut u8, 0, struct_size);
-        std::ptr::write(out, value);
+        let n = struct_size.min(ours);
+        std::ptr::copy_nonoverlapping(&value as *const T as *const u8, out as *mut u8, n);
+        if struct_size > ours {
+            std::ptr::write_bytes((out as *mut u8).add(ours), 0, struct_size - ours);
+        }
         // Record the caller's size, not ours.
         *(out as *mut usize) = struct_size;
     }
+    std::mem::forget(value);
     Ok(())
 }
 
@@ -217,7 +234,7 @@ pub unsafe extern "C" fn det_init_options_default(
     call("det_init_options_default", || {
         out_arg(opts, "opts")?;
         // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
-        unsafe { fill(opts, struct_size, defaults(), "det_init_options") }
+        unsafe { fill(opts, struct_size, defaults(), INIT_OPTIONS_V1_SIZE, "det_init_options") }
     })
 }
 
@@ -234,7 +251,7 @@ pub unsafe extern "C" fn det_distributed_config_default(
     call("det_distributed_config_default", || {
         out_arg(cfg, "cfg")?;
         // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
-        unsafe { fill(cfg, struct_size, dist_defaults(), "det_distributed_config") }
+        unsafe { fill(cfg, struct_size, dist_defaults(), DISTRIBUTED_CONFIG_V1_SIZE, "det_distributed_config") }
     })
 }
 
@@ -243,20 +260,28 @@ pub unsafe extern "C" fn det_distributed_config_default(
 ///
 /// # Safety
 /// `p` must point to a struct whose first field is a valid `struct_size`.
-unsafe fn read_sized<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
+unsafe fn read_sized<T: Copy>(p: *const T, defaults: T, min: usize, what: &str) -> Result<T> {
     // SAFETY: the first field of every sized struct is a size_t.
     let size = unsafe { *(p as *const usize) };
     let ours = std::mem::size_of::<T>();
-    if size < ours {
+    if size < min {
         return Err(Error::new(
             Kind::InvalidArgument,
             format!(
-                "{what}.struct_size is {size}, expected at least {ours}; initialise it with {what}_default(&x, sizeof x)"
+                "{what}.struct_size is {size}, expected at least {min}; initialise it with {what}_default(&x, sizeof x)"
             ),
         ));
     }
-    // SAFETY: the caller's struct is at least as large as ours.
-    Ok(unsafe { &*p })
+    // An older caller's struct (smaller, but at least the first published size) is read as far
+    // as it goes, the fields appended since keep their defaults; a newer caller's larger struct
+    // is read up to our size.
+    let mut v = defaults;
+    // SAFETY: the caller's struct has `size` readable bytes; we copy min(size, ours) of them over
+    // a valid value of T made of plain data (pointers, integers, bools, doubles).
+    unsafe {
+        std::ptr::copy_nonoverlapping(p as *const u8, &mut v as *mut T as *mut u8, size.min(ours));
+    }
+    Ok(v)
 }
 
 fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
@@ -291,7 +316,8 @@ pub(crate) unsafe fn distributed_from_c(
     p: *const det_distributed_config,
 ) -> Result<DistributedConfig> {
     // SAFETY: forwarded contract.
-    let c = unsafe { read_sized(p, "det_distributed_config") }?;
+    let c = unsafe { read_sized(p, dist_defaults(), DISTRIBUTED_CONFIG_V1_SIZE, "det_distributed_config") }?;
+    let c = &c;
     let d = DistributedConfig::single();
     let port = match c.port {
         0 => d.port,
@@ -334,7 +360,8 @@ pub(crate) unsafe fn distributed_from_c(
 /// `p` must be a valid pointer to initialised options.
 pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOptions> {
     // SAFETY: forwarded contract.
-    let o = unsafe { read_sized(p, "det_init_options") }?;
+    let o = unsafe { read_sized(p, defaults(), INIT_OPTIONS_V1_SIZE, "det_init_options") }?;
+    let o = &o;
     let s = |ptr: *const c_char, what: &str| -> Result<Option<String>> {
         // SAFETY: each string field is NULL or a C string, per the struct's contract.
         Ok(unsafe { opt_str_arg(ptr, what) }?.map(str::to_owned))
