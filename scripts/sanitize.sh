@@ -14,7 +14,9 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 
 if [ "$what" = all ] || [ "$what" = asan ]; then
   b="$root/build-asan"
-  cmake -S "$root" -B "$b" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDETCORE_SANITIZE=ON >/dev/null
+  # The Rust library is the same as the main build's: share its cargo folder.
+  cmake -S "$root" -B "$b" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDETCORE_SANITIZE=ON \
+        -DDETCORE_CARGO_TARGET_DIR="${DETCORE_BUILD_DIR:-$root/build}/cargo" >/dev/null
   cmake --build "$b" >/dev/null
   # The Rust library is not instrumented; ASan still checks every access the C side makes to
   # memory detcore hands out, and LSan every string/list the tests must free.

@@ -150,7 +150,8 @@ const INIT_OPTIONS_V1_SIZE: usize =
 
 /// `sizeof(det_distributed_config)` as first published (ABI 1); see [`INIT_OPTIONS_V1_SIZE`].
 const DISTRIBUTED_CONFIG_V1_SIZE: usize =
-    std::mem::offset_of!(det_distributed_config, collective_timeout_seconds) + std::mem::size_of::<f64>();
+    std::mem::offset_of!(det_distributed_config, collective_timeout_seconds)
+        + std::mem::size_of::<f64>();
 
 fn defaults() -> det_init_options {
     det_init_options {
@@ -234,7 +235,15 @@ pub unsafe extern "C" fn det_init_options_default(
     call("det_init_options_default", || {
         out_arg(opts, "opts")?;
         // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
-        unsafe { fill(opts, struct_size, defaults(), INIT_OPTIONS_V1_SIZE, "det_init_options") }
+        unsafe {
+            fill(
+                opts,
+                struct_size,
+                defaults(),
+                INIT_OPTIONS_V1_SIZE,
+                "det_init_options",
+            )
+        }
     })
 }
 
@@ -251,7 +260,15 @@ pub unsafe extern "C" fn det_distributed_config_default(
     call("det_distributed_config_default", || {
         out_arg(cfg, "cfg")?;
         // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
-        unsafe { fill(cfg, struct_size, dist_defaults(), DISTRIBUTED_CONFIG_V1_SIZE, "det_distributed_config") }
+        unsafe {
+            fill(
+                cfg,
+                struct_size,
+                dist_defaults(),
+                DISTRIBUTED_CONFIG_V1_SIZE,
+                "det_distributed_config",
+            )
+        }
     })
 }
 
@@ -316,7 +333,14 @@ pub(crate) unsafe fn distributed_from_c(
     p: *const det_distributed_config,
 ) -> Result<DistributedConfig> {
     // SAFETY: forwarded contract.
-    let c = unsafe { read_sized(p, dist_defaults(), DISTRIBUTED_CONFIG_V1_SIZE, "det_distributed_config") }?;
+    let c = unsafe {
+        read_sized(
+            p,
+            dist_defaults(),
+            DISTRIBUTED_CONFIG_V1_SIZE,
+            "det_distributed_config",
+        )
+    }?;
     let c = &c;
     let d = DistributedConfig::single();
     let port = match c.port {

@@ -14,9 +14,9 @@
 use super::wire::{self, ByteList, Header, Kind, Op};
 use crate::error::{Error, Kind as ErrKind, Result};
 use crate::{bail, err, log_debug};
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
+use std::io::{BufReader, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -97,11 +97,32 @@ enum InMsg {
     Lost(Error),
 }
 
+/// How often blocked reads wake up to look at deadlines, failures and closing.
+const TICK: Duration = Duration::from_millis(50);
+
+/// One connection to another member.
+///
+/// Its read half is used by the thread that needs the next message: during a collective that is
+/// the calling thread itself (so the kernel wakes it directly when the answer arrives — no hop
+/// through another thread, which on this kind of machine costs more than the network round
+/// trip); between collectives the background reader takes it, to apply control values, answer
+/// broadcasts, and notice a lost member at once.
 struct Conn {
     global_rank: u32,
     write: Mutex<TcpStream>,
     acked: AtomicU64,
     said_bye: AtomicBool,
+    read: Mutex<BufReader<TcpStream>>,
+    /// Messages the background reader read for a later collective.
+    queue: Mutex<VecDeque<InMsg>>,
+    /// A calling thread holds or wants the read half.
+    busy: AtomicBool,
+    idle_lock: Mutex<()>,
+    idle: Condvar,
+    /// A clone of the socket, to wait for data without holding `read`.
+    peek: TcpStream,
+    /// The connection ended (end of stream, error, abort).
+    ended: AtomicBool,
 }
 
 impl Conn {
@@ -125,6 +146,8 @@ struct Shared {
     /// Control values seen so far (kept for a handler installed after they arrived).
     seen_horizon: AtomicU64,
     seen_decision: AtomicU64,
+    /// How long a frame may stall half-way before the connection counts as lost.
+    stall_limit: Duration,
 }
 
 impl Shared {
@@ -148,13 +171,10 @@ impl Shared {
 /// A group's connections and collectives.
 pub struct Star {
     shared: Arc<Shared>,
-    inbound: Receiver<(usize, InMsg)>,
     /// Serializes collectives and numbers them.
     serial: Mutex<u64>,
     /// Chief: serial of the last broadcast (what `close` waits to see acknowledged).
     last_broadcast: AtomicU64,
-    /// Server: per-member messages that arrived early.
-    pending: Mutex<Vec<VecDeque<InMsg>>>,
     readers: Mutex<Vec<JoinHandle<()>>>,
     timeout: Duration,
 }
@@ -356,22 +376,24 @@ impl Star {
         ranks: Vec<u32>,
         timeout: Duration,
     ) -> Result<Star> {
-        let (tx, rx) = unbounded::<(usize, InMsg)>();
         let mut conns = Vec::new();
-        let mut reads = Vec::new();
         for (s, r) in streams.into_iter().zip(ranks) {
-            let read = s
-                .try_clone()
-                .map_err(|e| err!(Distributed, "socket: {e}"))?;
+            let clone = || s.try_clone().map_err(|e| err!(Distributed, "socket: {e}"));
+            s.set_read_timeout(Some(TICK)).ok();
             conns.push(Arc::new(Conn {
                 global_rank: r,
+                read: Mutex::new(BufReader::with_capacity(1 << 16, clone()?)),
+                peek: clone()?,
                 write: Mutex::new(s),
                 acked: AtomicU64::new(0),
                 said_bye: AtomicBool::new(false),
+                queue: Mutex::new(VecDeque::new()),
+                busy: AtomicBool::new(false),
+                idle_lock: Mutex::new(()),
+                idle: Condvar::new(),
+                ended: AtomicBool::new(false),
             }));
-            reads.push(read);
         }
-        let n_peers = conns.len();
         let shared = Arc::new(Shared {
             me,
             conns,
@@ -380,23 +402,21 @@ impl Star {
             control: OnceLock::new(),
             seen_horizon: AtomicU64::new(0),
             seen_decision: AtomicU64::new(u64::MAX),
+            stall_limit: timeout,
         });
         let mut readers = Vec::new();
-        for (i, read) in reads.into_iter().enumerate() {
+        for i in 0..shared.conns.len() {
             let sh = shared.clone();
-            let tx = tx.clone();
             let t = std::thread::Builder::new()
                 .name(format!("detcore-{}-rx{i}", sh.me.group.name()))
-                .spawn(move || reader(sh, i, read, tx))
+                .spawn(move || background_reader(sh, i))
                 .map_err(|e| err!(Internal, "cannot start a reader thread: {e}"))?;
             readers.push(t);
         }
         Ok(Star {
             shared,
-            inbound: rx,
             serial: Mutex::new(0),
             last_broadcast: AtomicU64::new(0),
-            pending: Mutex::new((0..n_peers).map(|_| VecDeque::new()).collect()),
             readers: Mutex::new(readers),
             timeout,
         })
@@ -455,62 +475,92 @@ impl Star {
         Ok(g)
     }
 
-    /// The chief's wait for one message from every member for collective `serial` of `op`.
-    fn collect(&self, serial: u64, op: Op) -> Result<Vec<Vec<u8>>> {
-        let n = self.shared.conns.len();
-        let mut got: Vec<Option<Vec<u8>>> = vec![None; n];
-        let mut have = 0;
-        let deadline = Instant::now() + self.timeout;
-        let mut pending = self.pending.lock();
-        for (i, q) in pending.iter_mut().enumerate() {
-            if let Some(m) = q.pop_front() {
-                self.accept(i, m, serial, op, &mut got, &mut have)?;
+    /// The next message from member `i` for the calling thread, read from the socket by this
+    /// thread itself (see [`Conn`]). Fails at `deadline`, or as soon as the group fails.
+    fn next_from(&self, i: usize, deadline: Instant) -> Result<InMsg> {
+        let sh = &*self.shared;
+        let c = &sh.conns[i];
+        c.busy.store(true, Ordering::SeqCst);
+        let mut r = c.read.lock();
+        let result = loop {
+            if let Some(m) = c.queue.lock().pop_front() {
+                break Ok(m);
             }
-        }
-        while have < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.inbound.recv_timeout(left) {
-                Ok((i, m)) => {
-                    if got[i].is_some() {
-                        pending[i].push_back(m);
-                    } else {
-                        self.accept(i, m, serial, op, &mut got, &mut have)?;
+            if c.ended.load(Ordering::SeqCst) {
+                break Err(sh.failure.check().err().unwrap_or_else(|| {
+                    err!(
+                        Distributed,
+                        "the connection to rank {} is closed",
+                        c.global_rank
+                    )
+                }));
+            }
+            let give_up =
+                || Instant::now() >= deadline || sh.failure.failed.load(Ordering::Relaxed);
+            match read_one(&mut r, give_up, sh.stall_limit) {
+                Got::Frame(h, p) => {
+                    if let Some(m) = handle(sh, i, h, p) {
+                        break Ok(m);
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    let absent: Vec<String> = (0..n)
-                        .filter(|&i| got[i].is_none())
-                        .map(|i| self.shared.conns[i].global_rank.to_string())
-                        .collect();
-                    let e = err!(
+                Got::Idle => {
+                    break Err(sh
+                        .failure
+                        .check()
+                        .err()
+                        .unwrap_or_else(|| err!(Timeout, "deadline")));
+                }
+                Got::End(why) => {
+                    if let Some(m) = ended(sh, i, &why) {
+                        break Ok(m);
+                    }
+                }
+            }
+        };
+        // Leave no complete frame in the buffer: the background reader only sees the socket.
+        while has_complete_frame(&r) {
+            match read_one(&mut r, || true, sh.stall_limit) {
+                Got::Frame(h, p) => {
+                    if let Some(m) = handle(sh, i, h, p) {
+                        c.queue.lock().push_back(m);
+                    }
+                }
+                _ => break,
+            }
+        }
+        drop(r);
+        c.busy.store(false, Ordering::SeqCst);
+        let _g = c.idle_lock.lock();
+        c.idle.notify_all();
+        result
+    }
+
+    /// The chief's wait for one message from every member for collective `serial` of `op`.
+    fn collect(&self, serial: u64, op: Op) -> Result<Vec<Vec<u8>>> {
+        let deadline = Instant::now() + self.timeout;
+        let mut out = Vec::with_capacity(self.shared.conns.len());
+        for (i, c) in self.shared.conns.iter().enumerate() {
+            let m = self.next_from(i, deadline).map_err(|e| {
+                let e = if e.kind() == ErrKind::Timeout && e.message() == "deadline" {
+                    err!(
                         Timeout,
                         "{} #{serial}: rank(s) [{}] did not join within {:.0} s",
                         op.collective(),
-                        absent.join(", "),
+                        c.global_rank,
                         self.timeout.as_secs_f64()
-                    );
-                    self.shared.fail(e.clone());
-                    return Err(e);
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return self
-                        .check()
-                        .and(Err(err!(Distributed, "the group is closed")))
-                }
-            }
+                    )
+                } else {
+                    e
+                };
+                self.shared.fail(e.clone());
+                e
+            })?;
+            out.push(self.accept(i, m, serial, op)?);
         }
-        Ok(got.into_iter().map(|g| g.expect("all received")).collect())
+        Ok(out)
     }
 
-    fn accept(
-        &self,
-        i: usize,
-        m: InMsg,
-        serial: u64,
-        op: Op,
-        got: &mut [Option<Vec<u8>>],
-        have: &mut usize,
-    ) -> Result<()> {
+    fn accept(&self, i: usize, m: InMsg, serial: u64, op: Op) -> Result<Vec<u8>> {
         match m {
             InMsg::Lost(e) => {
                 self.shared.fail(e.clone());
@@ -533,9 +583,7 @@ impl Star {
                     self.shared.fail(e.clone());
                     return Err(e);
                 }
-                got[i] = Some(payload);
-                *have += 1;
-                Ok(())
+                Ok(payload)
             }
         }
     }
@@ -543,15 +591,27 @@ impl Star {
     /// A member's wait for the chief's message of collective `serial`.
     fn receive(&self, serial: u64, op: Op) -> Result<Vec<u8>> {
         let deadline = Instant::now() + self.timeout;
-        match self.inbound.recv_deadline(deadline) {
-            Ok((
-                _,
-                InMsg::Data {
-                    op: o,
-                    serial: s,
-                    payload,
-                },
-            )) => {
+        let m = self.next_from(0, deadline).map_err(|e| {
+            let e = if e.kind() == ErrKind::Timeout && e.message() == "deadline" {
+                err!(
+                    Timeout,
+                    "{} #{serial}: the chief (rank {}) did not answer within {:.0} s",
+                    op.collective(),
+                    self.shared.conns[0].global_rank,
+                    self.timeout.as_secs_f64()
+                )
+            } else {
+                e
+            };
+            self.shared.failure.set(e.clone());
+            e
+        })?;
+        match m {
+            InMsg::Data {
+                op: o,
+                serial: s,
+                payload,
+            } => {
                 if o != op || s != serial {
                     let e = err!(
                         Distributed,
@@ -565,24 +625,10 @@ impl Star {
                 }
                 Ok(payload)
             }
-            Ok((_, InMsg::Lost(e))) => {
+            InMsg::Lost(e) => {
                 self.shared.failure.set(e.clone());
                 Err(e)
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let e = err!(
-                    Timeout,
-                    "{} #{serial}: the chief (rank {}) did not answer within {:.0} s",
-                    op.collective(),
-                    self.shared.conns[0].global_rank,
-                    self.timeout.as_secs_f64()
-                );
-                self.shared.failure.set(e.clone());
-                Err(e)
-            }
-            Err(RecvTimeoutError::Disconnected) => self
-                .check()
-                .and(Err(err!(Distributed, "the group is closed"))),
         }
     }
 
@@ -756,100 +802,259 @@ impl Drop for Star {
     }
 }
 
-fn reader(sh: Arc<Shared>, i: usize, s: TcpStream, tx: Sender<(usize, InMsg)>) {
-    let mut s = std::io::BufReader::with_capacity(1 << 16, s);
-    let conn = sh.conns[i].clone();
+/// What reading one frame gave.
+enum Got {
+    Frame(Header, Vec<u8>),
+    /// Nothing started arriving and `give_up` said stop waiting.
+    Idle,
+    /// The connection ended (end of stream or error), with why.
+    End(String),
+}
+
+/// Read one frame from a socket with a [`TICK`] read timeout. Before the first byte, each tick
+/// asks `give_up`; once a frame has started it is read to the end, unless nothing arrives for
+/// `stall_limit`.
+fn read_one(
+    r: &mut BufReader<TcpStream>,
+    give_up: impl Fn() -> bool,
+    stall_limit: Duration,
+) -> Got {
+    let mut hb = [0u8; wire::HEADER_LEN];
+    if let Err(g) = fill(r, &mut hb, Some(&give_up), stall_limit) {
+        return g;
+    }
+    let h = match Header::decode(&hb) {
+        Ok(h) => h,
+        Err(e) => return Got::End(e.message().to_owned()),
+    };
+    let mut payload = vec![0u8; h.len as usize];
+    if let Err(g) = fill(r, &mut payload, None::<&dyn Fn() -> bool>, stall_limit) {
+        return match g {
+            Got::End(w) => Got::End(w),
+            _ => Got::End("the connection closed in the middle of a frame".into()),
+        };
+    }
+    Got::Frame(h, payload)
+}
+
+fn fill(
+    r: &mut BufReader<TcpStream>,
+    buf: &mut [u8],
+    give_up: Option<&dyn Fn() -> bool>,
+    stall_limit: Duration,
+) -> std::result::Result<(), Got> {
+    let mut got = 0;
+    let mut last_progress = Instant::now();
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => {
+                return Err(Got::End(if got == 0 {
+                    "its connection closed".into()
+                } else {
+                    "the connection closed in the middle of a frame".into()
+                }))
+            }
+            Ok(n) => {
+                got += n;
+                last_progress = Instant::now();
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                if got == 0 {
+                    if let Some(g) = give_up {
+                        if g() {
+                            return Err(Got::Idle);
+                        }
+                    }
+                } else if last_progress.elapsed() > stall_limit {
+                    return Err(Got::End(format!(
+                        "no data for {:.0} s in the middle of a frame",
+                        stall_limit.as_secs_f64()
+                    )));
+                }
+            }
+            Err(e) => return Err(Got::End(format!("its connection failed: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// True if the reader's buffer holds at least one whole frame.
+fn has_complete_frame(r: &BufReader<TcpStream>) -> bool {
+    let b = r.buffer();
+    if b.len() < wire::HEADER_LEN {
+        return false;
+    }
+    let hb: &[u8; wire::HEADER_LEN] = b[..wire::HEADER_LEN].try_into().expect("header length");
+    match Header::decode(hb) {
+        Ok(h) => b.len() as u64 >= wire::HEADER_LEN as u64 + h.len,
+        Err(_) => true, // let the reader report it
+    }
+}
+
+/// Apply a frame from member `i`; returns the message a collective must see, if any.
+fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
+    let conn = &sh.conns[i];
+    match h.kind {
+        Kind::Data => match Op::from_u8(h.op) {
+            Some(op) => {
+                if op == Op::Broadcast && !sh.is_server() {
+                    let _ = conn.send(
+                        Header::new(Kind::Ack, 0, sh.me.global_rank, h.serial, 0),
+                        &[],
+                    );
+                }
+                Some(InMsg::Data {
+                    op,
+                    serial: h.serial,
+                    payload,
+                })
+            }
+            None => {
+                let who = if sh.is_server() {
+                    format!("rank {}", conn.global_rank)
+                } else {
+                    "the chief".to_owned()
+                };
+                let e = err!(Distributed, "{who} sent an unknown collective op {}", h.op);
+                sh.fail(e.clone());
+                conn.ended.store(true, Ordering::SeqCst);
+                Some(InMsg::Lost(e))
+            }
+        },
+        Kind::Ack => {
+            conn.acked.fetch_max(h.serial, Ordering::SeqCst);
+            None
+        }
+        Kind::Control => {
+            let op = Op::from_u8(h.op);
+            match op {
+                Some(Op::Horizon) => {
+                    sh.seen_horizon.fetch_max(h.serial, Ordering::SeqCst);
+                }
+                Some(Op::Decision) => {
+                    sh.seen_decision.fetch_min(h.serial, Ordering::SeqCst);
+                }
+                _ => {}
+            }
+            if let (Some(op), Some(hd)) = (op, sh.control.get()) {
+                hd(Some((op, h.serial)));
+            }
+            None
+        }
+        Kind::Abort => {
+            let e = Error::new(
+                ErrKind::Distributed,
+                String::from_utf8_lossy(&payload).into_owned(),
+            );
+            sh.failure.set(e.clone());
+            conn.ended.store(true, Ordering::SeqCst);
+            wake(sh);
+            Some(InMsg::Lost(e))
+        }
+        Kind::Bye => {
+            conn.said_bye.store(true, Ordering::SeqCst);
+            if sh.closing.load(Ordering::SeqCst) {
+                return None;
+            }
+            // Not a failure by itself: only a collective that still needs this member fails.
+            let e = if sh.is_server() {
+                err!(Distributed, "rank {} closed its context (det_core_close) while this collective still needs it", conn.global_rank)
+            } else {
+                err!(Distributed, "the chief (rank {}) closed its context (det_core_close) while this rank still needs it", conn.global_rank)
+            };
+            if !sh.is_server() {
+                sh.failure.set(e.clone());
+                wake(sh);
+            }
+            Some(InMsg::Lost(e))
+        }
+        Kind::Hello | Kind::Welcome | Kind::Reject => None,
+    }
+}
+
+/// Member `i`'s connection ended; returns the loss a collective must see, if it is one.
+fn ended(sh: &Shared, i: usize, why: &str) -> Option<InMsg> {
+    let conn = &sh.conns[i];
+    conn.ended.store(true, Ordering::SeqCst);
+    if sh.closing.load(Ordering::SeqCst) || conn.said_bye.load(Ordering::SeqCst) {
+        return None;
+    }
     let who = if sh.is_server() {
         format!("rank {}", conn.global_rank)
     } else {
-        "the chief".to_owned()
+        format!("the chief (rank {})", conn.global_rank)
     };
+    let e = err!(
+        Distributed,
+        "{who} was lost: {why} (the process died, or exited without det_core_close)"
+    );
+    sh.fail(e.clone());
+    wake(sh);
+    Some(InMsg::Lost(e))
+}
+
+/// Between collectives: wait for data without holding the read half, then read what arrived —
+/// unless a calling thread wants the connection, which always has priority.
+fn background_reader(sh: Arc<Shared>, i: usize) {
+    let c = sh.conns[i].clone();
+    let mut one = [0u8; 1];
     loop {
-        match wire::read_frame(&mut s) {
-            Ok(Some((h, payload))) => match h.kind {
-                Kind::Data => match Op::from_u8(h.op) {
-                    Some(op) => {
-                        if op == Op::Broadcast && !sh.is_server() {
-                            let _ = conn.send(
-                                Header::new(Kind::Ack, 0, sh.me.global_rank, h.serial, 0),
-                                &[],
-                            );
-                        }
-                        let _ = tx.send((
-                            i,
-                            InMsg::Data {
-                                op,
-                                serial: h.serial,
-                                payload,
-                            },
-                        ));
-                    }
-                    None => {
-                        let e = err!(Distributed, "{who} sent an unknown collective op {}", h.op);
-                        sh.fail(e.clone());
-                        let _ = tx.send((i, InMsg::Lost(e)));
-                        return;
-                    }
-                },
-                Kind::Ack => {
-                    conn.acked.fetch_max(h.serial, Ordering::SeqCst);
-                }
-                Kind::Control => {
-                    let op = Op::from_u8(h.op);
-                    match op {
-                        Some(Op::Horizon) => {
-                            sh.seen_horizon.fetch_max(h.serial, Ordering::SeqCst);
-                        }
-                        Some(Op::Decision) => {
-                            sh.seen_decision.fetch_min(h.serial, Ordering::SeqCst);
-                        }
-                        _ => {}
-                    }
-                    if let (Some(op), Some(hd)) = (op, sh.control.get()) {
-                        hd(Some((op, h.serial)));
+        if sh.closing.load(Ordering::SeqCst) || c.ended.load(Ordering::SeqCst) {
+            return;
+        }
+        {
+            let mut g = c.idle_lock.lock();
+            while c.busy.load(Ordering::SeqCst) && !sh.closing.load(Ordering::SeqCst) {
+                c.idle.wait_for(&mut g, TICK);
+            }
+        }
+        match c.peek.peek(&mut one) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(_) => {} // let the read below report it
+        }
+        if c.busy.load(Ordering::SeqCst) {
+            continue;
+        }
+        let Some(mut r) = c.read.try_lock() else {
+            continue;
+        };
+        if c.busy.load(Ordering::SeqCst) {
+            continue;
+        }
+        loop {
+            match read_one(&mut r, || true, sh.stall_limit) {
+                Got::Frame(h, p) => {
+                    if let Some(m) = handle(&sh, i, h, p) {
+                        c.queue.lock().push_back(m);
                     }
                 }
-                Kind::Abort => {
-                    let e = Error::new(
-                        ErrKind::Distributed,
-                        String::from_utf8_lossy(&payload).into_owned(),
-                    );
-                    sh.failure.set(e.clone());
-                    let _ = tx.send((i, InMsg::Lost(e)));
-                    wake(&sh);
+                Got::Idle => {}
+                Got::End(why) => {
+                    if let Some(m) = ended(&sh, i, &why) {
+                        c.queue.lock().push_back(m);
+                    }
                     return;
                 }
-                Kind::Bye => {
-                    conn.said_bye.store(true, Ordering::SeqCst);
-                    if !sh.closing.load(Ordering::SeqCst) {
-                        // Not a failure by itself: only a collective that still needs this member
-                        // fails (it finds this message in its queue).
-                        let e = if sh.is_server() {
-                            err!(Distributed, "rank {} closed its context (det_core_close) while this collective still needs it", conn.global_rank)
-                        } else {
-                            err!(Distributed, "the chief (rank {}) closed its context (det_core_close) while this rank still needs it", conn.global_rank)
-                        };
-                        if !sh.is_server() {
-                            sh.failure.set(e.clone());
-                            wake(&sh);
-                        }
-                        let _ = tx.send((i, InMsg::Lost(e)));
-                    }
-                }
-                Kind::Hello | Kind::Welcome | Kind::Reject => {}
-            },
-            Ok(None) | Err(_) => {
-                if !sh.closing.load(Ordering::SeqCst) && !conn.said_bye.load(Ordering::SeqCst) {
-                    let e = err!(
-                        Distributed,
-                        "{} was lost: its connection closed (the process died, or exited without det_core_close)",
-                        if sh.is_server() { format!("rank {}", conn.global_rank) } else { format!("the chief (rank {})", conn.global_rank) }
-                    );
-                    sh.fail(e.clone());
-                    let _ = tx.send((i, InMsg::Lost(e)));
-                    wake(&sh);
-                }
-                return;
+            }
+            if !has_complete_frame(&r) || c.busy.load(Ordering::SeqCst) {
+                break;
             }
         }
     }

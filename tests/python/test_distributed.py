@@ -189,3 +189,61 @@ def test_local_workers_share_download(tmp_path):
     for node in range(2):
         names = sorted(p.name for p in (tmp_path / f"dl-node{node}").iterdir())
         assert names == [f"rank{2 * node}.bin", f"rank{2 * node + 1}.bin"], names
+
+
+@pytest.fixture()
+def two_hosts():
+    """Two network namespaces joined by a veth pair: two "hosts" with their own addresses."""
+    import shutil
+    import subprocess as sp
+    if not shutil.which("ip"):
+        pytest.skip("iproute2 (ip) is not installed")
+    tag = f"dc{os.getpid() % 100000}"
+    a, b = f"{tag}a", f"{tag}b"
+    net = f"10.201.{os.getpid() % 250}"
+    cmds = [
+        ["ip", "netns", "add", a], ["ip", "netns", "add", b],
+        ["ip", "link", "add", f"{tag}x", "type", "veth", "peer", "name", f"{tag}y"],
+        ["ip", "link", "set", f"{tag}x", "netns", a], ["ip", "link", "set", f"{tag}y", "netns", b],
+        ["ip", "-n", a, "addr", "add", f"{net}.1/24", "dev", f"{tag}x"],
+        ["ip", "-n", b, "addr", "add", f"{net}.2/24", "dev", f"{tag}y"],
+        ["ip", "-n", a, "link", "set", f"{tag}x", "up"], ["ip", "-n", b, "link", "set", f"{tag}y", "up"],
+        ["ip", "-n", a, "link", "set", "lo", "up"], ["ip", "-n", b, "link", "set", "lo", "up"],
+    ]
+    try:
+        for c in cmds:
+            r = sp.run(c, capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"cannot make network namespaces here ({' '.join(c)}: {r.stderr.strip()})")
+        yield (a, f"{net}.1"), (b, f"{net}.2")
+    finally:
+        sp.run(["ip", "netns", "del", a], capture_output=True)
+        sp.run(["ip", "netns", "del", b], capture_output=True)
+
+
+def test_two_hosts_with_network_namespaces(two_hosts, tmp_path):
+    """4 ranks on two "hosts" (network namespaces with their own addresses): the workers reach the
+    chief at its address on the veth link; each host's ranks form their own local group."""
+    import subprocess as sp
+    from distributed_launch import LAUNCHER_VARS, free_port, launcher_env
+    (ns_a, ip_a), (ns_b, _) = two_hosts
+    port = free_port()
+    storage = tmp_path / "ckpts"
+    for scenario in (["collectives", str(4 * MiB)], ["shard", "store"]):
+        procs = []
+        for rank in range(4):
+            env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARS}
+            env.update(launcher_env("torch", rank, 4, 2))
+            env.update({"MASTER_ADDR": ip_a, "DETCORE_CHIEF_PORT": str(port), "DIST_WORK": str(tmp_path),
+                        "DIST_STORAGE": str(storage), "DETCORE_LOG_LEVEL": "warning"})
+            ns = ns_a if rank < 2 else ns_b
+            procs.append(sp.Popen(["ip", "netns", "exec", ns, WORKER] + scenario, env=env, stdout=sp.PIPE,
+                                  stderr=sp.PIPE, text=True))
+        rs = results(procs, 300)
+        for rank, (code, out, err) in enumerate(rs):
+            assert code == 0, f"{scenario} rank {rank}: {code} {err[-2000:]}"
+            assert "RESULT" in out and "failed" not in out, out
+        port = free_port()
+    sid = _one_id([o for _, o, _ in rs])
+    assert sorted(p.name for p in (storage / sid).iterdir()) == sorted(
+        ["common.txt", "metadata.json"] + [f"rank{r}.bin" for r in range(4)])
