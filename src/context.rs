@@ -20,6 +20,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+// ---- on-cluster (PROTOCOL.md §3.2–§3.5): the master client, its threads, alert() -------------
+mod oncluster;
+pub use oncluster::shared_fs_container_path;
+// ---------------------------------------------------------------------------------------------
+
 /// A Core API context.
 pub struct Context {
     info: Info,
@@ -35,6 +40,8 @@ pub struct Context {
     signals: Mutex<Option<signals::Registration>>,
     closed: AtomicBool,
     close_timeout: Duration,
+    /// On-cluster parts (master client, long poll, acknowledgement); `None` off-cluster.
+    oncluster: Option<oncluster::Runtime>,
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -88,12 +95,7 @@ impl Context {
     pub fn init(opts: InitOptions) -> Result<Context> {
         let dir = cluster_info::info_dir(opts.cluster_info_dir.as_deref());
         if cluster_info::is_on_cluster(&dir) {
-            bail!(
-                Unsupported,
-                "found {} (on-cluster mode), which this build of detcore does not support yet; \
-                 unset DET_CLUSTER_INFO_DIR or run off-cluster",
-                dir.join("cluster.json").display()
-            );
+            return Context::init_on_cluster(opts, &dir);
         }
         Context::init_off_cluster(opts)
     }
@@ -230,6 +232,7 @@ impl Context {
             hparams,
             latest_checkpoint: latest.as_ref().map(|l| l.storage_id.clone()),
             steps_completed: latest.and_then(|l| l.steps_completed).unwrap_or(0).max(0) as u64,
+            cluster: None,
         };
         Ok(Context {
             info,
@@ -245,6 +248,7 @@ impl Context {
             signals: Mutex::new(registration),
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,
+            oncluster: None,
         })
     }
 
@@ -255,9 +259,16 @@ impl Context {
             return Ok(());
         }
         self.watcher.lock().stop();
-        let res = self.reporter.close(self.close_timeout);
+        let deadline = std::time::Instant::now() + self.close_timeout;
+        let ack = self.close_on_cluster(deadline);
+        let res = self
+            .reporter
+            .close(deadline.saturating_duration_since(std::time::Instant::now()));
         drop(self.signals.lock().take());
-        res
+        match (res, ack) {
+            (Err(a), Err(b)) => Err(Error::new(a.kind(), format!("{}; {}", a.message(), b.message()))),
+            (r, a) => r.and(a),
+        }
     }
 
     /// True once `close` ran.

@@ -18,6 +18,7 @@ pub mod cluster_info;
 pub mod context;
 pub mod distributed;
 pub mod info;
+pub mod master;
 pub mod options;
 pub mod preempt;
 pub mod searcher;

@@ -13,6 +13,7 @@ pub mod ckpt;
 pub mod core;
 pub mod handle;
 pub mod info;
+pub mod oncluster;
 pub mod options;
 pub mod preempt;
 pub mod searcher;

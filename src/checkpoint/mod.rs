@@ -10,6 +10,7 @@
 //! - `get_metadata` works off-cluster (it reads `metadata.json`).
 
 pub mod index;
+pub mod master;
 
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, Map, Value};

@@ -10,6 +10,7 @@
 //! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
 
+pub mod longpoll;
 pub mod signals;
 
 use crate::error::Result;

@@ -3,9 +3,12 @@
 //! master on-cluster, TensorBoard).
 //!
 //! The caller only validates and enqueues. When the queue is full (a master that is down for a
-//! long time) the caller waits — reports are never dropped — and a warning says so once. A sink
-//! failure is kept and returned by the next call that enqueues, and by `close`.
-
+//! long time) the caller waits — reports are never dropped — and a warning says so once.
+//!
+//! Failures: a sink error (a report refused, or a sink that keeps retrying and says so through
+//! [`Control::surface`]) is returned, once, by the next call that enqueues — the record given to
+//! that call is queued nevertheless — and by `flush`. `close` returns an error naming how many
+//! reports were never delivered (refused, or still undelivered at the close deadline).
 use super::record::Record;
 use crate::error::{Error, Kind, Result};
 use crate::{err, log_warn};
@@ -34,7 +37,7 @@ pub trait Sink: Send {
 }
 
 /// Shared between the reporter and its sinks: lets long retries give up when `close` runs out
-/// of time.
+/// of time, and lets a sink that keeps retrying tell the caller about it.
 #[derive(Default)]
 pub struct Control {
     /// Set when `close` wants the thread to finish as soon as possible.
@@ -42,6 +45,9 @@ pub struct Control {
     /// Milliseconds since `origin` at which the sinks must give up, 0 = no deadline.
     deadline_ms: AtomicU64,
     origin: Option<Instant>,
+    /// The error the next enqueuing call returns.
+    error: Mutex<Option<Error>>,
+    has_error: AtomicBool,
 }
 
 impl Control {
@@ -50,7 +56,33 @@ impl Control {
             closing: AtomicBool::new(false),
             deadline_ms: AtomicU64::new(0),
             origin: Some(Instant::now()),
+            error: Mutex::new(None),
+            has_error: AtomicBool::new(false),
         }
+    }
+
+    /// Make `e` the error the next report call returns (the first one is kept until taken).
+    /// For sinks that keep a record and retry, so the caller learns of the trouble at once.
+    pub fn surface(&self, e: Error) {
+        let mut slot = self.error.lock();
+        if slot.is_none() {
+            *slot = Some(e);
+            self.has_error.store(true, Ordering::Release);
+        }
+    }
+
+    fn take(&self) -> Option<Error> {
+        if !self.has_error.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut slot = self.error.lock();
+        self.has_error.store(false, Ordering::Release);
+        slot.take()
+    }
+
+    /// True once `close` was asked to finish within a deadline.
+    pub fn closing_started(&self) -> bool {
+        self.deadline_ms.load(Ordering::SeqCst) != 0
     }
 
     /// Time left before the close deadline, if one is set.
@@ -88,11 +120,12 @@ enum Msg {
 }
 
 struct Shared {
-    error: Mutex<Option<Error>>,
     /// Records accepted but not yet handed to every sink.
     pending: AtomicU64,
     /// Records a sink gave up on (close deadline passed).
     dropped: AtomicU64,
+    /// Records a sink refused (an error other than the deadline).
+    failed: AtomicU64,
     ctl: Control,
 }
 
@@ -111,9 +144,9 @@ impl Reporter {
         let capacity = capacity.max(1);
         let (tx, rx) = bounded::<Msg>(capacity);
         let shared = Arc::new(Shared {
-            error: Mutex::new(None),
             pending: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             ctl: Control::new(),
         });
         let (done_tx, done_rx) = bounded::<()>(1);
@@ -136,29 +169,45 @@ impl Reporter {
 
     /// Take the error a sink reported, if any (each error is returned once).
     pub fn take_error(&self) -> Result<()> {
-        match self.shared.error.lock().take() {
+        match self.shared.ctl.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Enqueue `rec`; waits while the queue is full. Returns an earlier sink error first.
+    /// Enqueue `rec`; waits while the queue is full. Then returns an earlier delivery failure,
+    /// if one is pending (the record is queued either way).
     #[inline]
     pub fn send(&self, rec: Record) -> Result<()> {
-        if self.shared.error.lock().is_some() {
-            return self.take_error();
-        }
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Rec(rec)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg)) => self.send_slow(msg),
+            Ok(()) => {}
+            Err(TrySendError::Full(msg)) => self.send_slow(msg)?,
             Err(TrySendError::Disconnected(_)) => {
                 self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                Err(err!(
+                return Err(err!(
                     State,
                     "the context is closed; the report was not accepted"
-                ))
+                ));
             }
+        }
+        if self.shared.ctl.has_error.load(Ordering::Relaxed) {
+            return self.earlier_failure();
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn earlier_failure(&self) -> Result<()> {
+        match self.shared.ctl.take() {
+            Some(e) => Err(Error::new(
+                e.kind(),
+                format!(
+                    "an earlier report was not delivered: {} (this report was queued)",
+                    e.message()
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -235,14 +284,28 @@ impl Reporter {
                 }
             }
         }
-        let undelivered = self.pending() + self.shared.dropped.load(Ordering::Relaxed);
+        let late = self.pending() + self.shared.dropped.load(Ordering::Relaxed);
+        let refused = self.shared.failed.load(Ordering::Relaxed);
         let first = self.take_error();
-        if undelivered > 0 {
-            let msg =
-                format!("{undelivered} report(s) were not delivered before the context closed");
+        if late + refused > 0 {
+            let mut msg = format!(
+                "{} report(s) were not delivered before the context closed",
+                late + refused
+            );
+            if late > 0 && refused > 0 {
+                msg.push_str(&format!(
+                    " ({late} still undelivered at the close deadline, {refused} refused)"
+                ));
+            } else if refused > 0 {
+                msg.push_str(" (refused)");
+            }
             return Err(match first {
                 Err(e) => Error::new(e.kind(), format!("{msg}: {}", e.message())),
-                Ok(()) => Error::new(Kind::Timeout, msg),
+                Ok(()) if late > 0 => Error::new(
+                    Kind::Timeout,
+                    format!("{msg}: the close deadline of {:.1} s passed", deadline.as_secs_f64()),
+                ),
+                Ok(()) => Error::new(Kind::Master, msg),
             });
         }
         first
@@ -250,12 +313,7 @@ impl Reporter {
 }
 
 fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
-    let record_error = |e: Error| {
-        let mut slot = sh.error.lock();
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-    };
+    let record_error = |e: Error| sh.ctl.surface(e);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
@@ -274,14 +332,21 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
         match msg {
             Msg::Rec(rec) => {
                 let mut dropped = false;
+                let mut failed = false;
                 for s in sinks.iter_mut() {
                     if let Err(e) = s.write(&rec, &sh.ctl) {
-                        dropped |= e.kind() == Kind::Timeout;
+                        if e.kind() == Kind::Timeout && sh.ctl.closing_started() {
+                            dropped = true;
+                        } else {
+                            failed = true;
+                        }
                         record_error(e);
                     }
                 }
                 if dropped {
                     sh.dropped.fetch_add(1, Ordering::Relaxed);
+                } else if failed {
+                    sh.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 sh.pending.fetch_sub(1, Ordering::Relaxed);
             }
@@ -342,9 +407,53 @@ mod tests {
         r.send(status("fail")).unwrap();
         r.flush(Duration::from_secs(5)).unwrap_err();
         r.send(status("after")).unwrap();
-        r.close(Duration::from_secs(5)).unwrap();
-        assert_eq!(out.lock().last().unwrap(), "after");
+        r.send(status("fail")).unwrap();
+        r.flush(Duration::from_secs(5)).unwrap_err();
+        r.send(status("fail")).unwrap();
+        r.flush(Duration::from_secs(5)).unwrap_err();
+        // The next report call returns the pending failure, and its record is queued anyway.
+        r.send(status("fail")).unwrap();
+        let t = Instant::now();
+        while r.pending() > 0 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = r.send(status("queued")).unwrap_err();
+        assert!(e.message().contains("earlier report was not delivered"), "{e}");
+        assert!(e.message().contains("sink failed"), "{e}");
+        r.send(status("last")).unwrap();
+        let e = r.close(Duration::from_secs(5)).unwrap_err();
+        assert!(e.message().contains("4 report(s) were not delivered"), "{e}");
+        assert!(e.message().contains("refused"), "{e}");
+        assert_eq!(
+            &out.lock()[100..],
+            &["after".to_string(), "queued".into(), "last".into()]
+        );
         assert!(r.send(status("closed")).is_err());
+    }
+
+    #[test]
+    fn a_retrying_sink_surfaces_without_dropping() {
+        struct Retrying(Arc<Mutex<Vec<String>>>);
+        impl Sink for Retrying {
+            fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()> {
+                if let Record::Event(Event::Status { status }, _) = rec {
+                    if status == "slow" {
+                        ctl.surface(err!(Master, "master down, still retrying"));
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    self.0.lock().push(status.clone());
+                }
+                Ok(())
+            }
+        }
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(vec![Box::new(Retrying(out.clone()))], 8).unwrap();
+        r.send(status("slow")).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let e = r.send(status("next")).unwrap_err();
+        assert!(e.message().contains("still retrying"), "{e}");
+        r.close(Duration::from_secs(5)).unwrap();
+        assert_eq!(*out.lock(), vec!["slow".to_string(), "next".into()]);
     }
 
     #[test]
