@@ -26,6 +26,18 @@
 #define DET_ABI_VERSION 1
 
 
+// `det_core_alert` level: `"info"` (`LOG_LEVEL_INFO`), the default.
+#define DET_ALERT_LEVEL_INFO 0
+
+// `det_core_alert` level: `"warn"` (`LOG_LEVEL_WARNING`).
+#define DET_ALERT_LEVEL_WARN 1
+
+// `det_core_alert` level: `"debug"` (`LOG_LEVEL_DEBUG`).
+#define DET_ALERT_LEVEL_DEBUG 2
+
+// `det_core_alert` level: `"error"` (`LOG_LEVEL_ERROR`).
+#define DET_ALERT_LEVEL_ERROR 3
+
 // `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
 // chief's answer (the default).
 #define DET_PREEMPT_MODE_WORKERS_ASK_CHIEF 0
@@ -485,6 +497,143 @@ det_status det_dist_cross_rank(const det_context *ctx, int32_t *out);
 // # Safety
 // `out` must be writable.
 det_status det_dist_cross_size(const det_context *ctx, int32_t *out);
+
+// The trial's id (`info.trial.trial_id`). The run id used by run metadata is the same number.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_id(const det_context *ctx, int64_t *out);
+
+// The experiment's id (`info.trial.experiment_id`).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_experiment_id(const det_context *ctx, int64_t *out);
+
+// The trial's random seed (`info.trial.trial_seed`), a 32-bit unsigned integer.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_seed(const det_context *ctx, uint32_t *out);
+
+// The trial's run id: 1 for the first allocation of the trial, incremented by the master for
+// every new allocation (restart after a failure or a preemption).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_run_id(const det_context *ctx, int64_t *out);
+
+// The experiment config, as the master sent it (fully defaulted), as a JSON object. Its shape
+// may change between Determined versions; prefer hparams and `det_info_user_data_json`.
+// Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_experiment_config_json(const det_context *ctx, char **out);
+
+// The `data` field of the experiment config (Python's `info.user_data`), as JSON; `{}` when
+// absent or for non-trial tasks. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_user_data_json(const det_context *ctx, char **out);
+
+// The task type: `"TRIAL"`, `"NOTEBOOK"`, `"SHELL"`, `"COMMAND"`, `"TENSORBOARD"`,
+// `"CHECKPOINT_GC"`, ... Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_task_type(const det_context *ctx, char **out);
+
+// The task's id. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_task_id(const det_context *ctx, char **out);
+
+// The allocation's id (changes with every restart of the trial). Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_allocation_id(const det_context *ctx, char **out);
+
+// The cluster's id. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_cluster_id(const det_context *ctx, char **out);
+
+// The id of the agent (node) this container runs on. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_agent_id(const det_context *ctx, char **out);
+
+// The master's URL, canonical (`scheme://host:port[/prefix]`). Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_master_url(const det_context *ctx, char **out);
+
+// The number of containers of the allocation (1 for non-trial tasks).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_count(const det_context *ctx, size_t *out);
+
+// The address of container `index` (0 … count-1, in container-rank order; `"127.0.0.1"` for
+// non-trial tasks). Container 0's address is the chief's (`chief_ip` of a distributed job).
+// Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_addr(const det_context *ctx, size_t index, char **out);
+
+// The number of slots (GPUs) of container `index`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_slot_count(const det_context *ctx, size_t index, int32_t *out);
+
+// This container's rank among the allocation's containers (0 for non-trial tasks).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_rank(const det_context *ctx, int32_t *out);
+
+// The number of slots assigned to this container.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_slot_id_count(const det_context *ctx, size_t *out);
+
+// Slot id `index` of this container (0 … count-1).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_slot_id(const det_context *ctx, size_t index, int32_t *out);
+
+// The number of GPU UUIDs of this container (0 without `resources.json`).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_gpu_uuid_count(const det_context *ctx, size_t *out);
+
+// GPU UUID `index` of this container. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_gpu_uuid(const det_context *ctx, size_t index, char **out);
+
+// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
+// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
+// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
+// (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT` otherwise). Off-cluster the alert is logged at its level
+// and `DET_OK` returned; on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
+//
+// # Safety
+// `title` and `description` must be NULL or C strings.
+det_status det_core_alert(det_context *ctx, const char *title, const char *description, int32_t level);
 
 // Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
 // newer library fill an older program's struct safely).

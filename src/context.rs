@@ -266,7 +266,10 @@ impl Context {
             .close(deadline.saturating_duration_since(std::time::Instant::now()));
         drop(self.signals.lock().take());
         match (res, ack) {
-            (Err(a), Err(b)) => Err(Error::new(a.kind(), format!("{}; {}", a.message(), b.message()))),
+            (Err(a), Err(b)) => Err(Error::new(
+                a.kind(),
+                format!("{}; {}", a.message(), b.message()),
+            )),
             (r, a) => r.and(a),
         }
     }

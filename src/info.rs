@@ -32,7 +32,10 @@ impl Info {
     pub fn cluster(&self, what: &str) -> Result<&ClusterInfo> {
         match &self.cluster {
             Some(c) => Ok(c),
-            None => bail!(Unsupported, "{what} is only known on-cluster (no cluster.json was found at init)"),
+            None => bail!(
+                Unsupported,
+                "{what} is only known on-cluster (no cluster.json was found at init)"
+            ),
         }
     }
 

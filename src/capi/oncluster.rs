@@ -95,10 +95,7 @@ pub unsafe extern "C" fn det_info_experiment_id(
 /// # Safety
 /// `out` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn det_info_trial_seed(
-    ctx: *const det_context,
-    out: *mut u32,
-) -> det_status {
+pub unsafe extern "C" fn det_info_trial_seed(ctx: *const det_context, out: *mut u32) -> det_status {
     value_out("det_info_trial_seed", ctx, out, |c| {
         Ok(c.info().trial("the trial seed")?.trial_seed)
     })

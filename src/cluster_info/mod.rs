@@ -112,7 +112,10 @@ struct File<'a> {
 fn bad(name: &str, key: &str, want: &str, got: &Value) -> Error {
     let shown = to_wire(got);
     let shown = if shown.len() > 80 {
-        format!("{}...", &shown[..shown.char_indices().nth(77).map_or(shown.len(), |c| c.0)])
+        format!(
+            "{}...",
+            &shown[..shown.char_indices().nth(77).map_or(shown.len(), |c| c.0)]
+        )
     } else {
         shown
     };
@@ -182,7 +185,12 @@ impl File<'_> {
                     Value::Number(n) if n.is_integer() && n.as_i64().is_some() => {
                         Ok(n.as_i64().unwrap_or(0))
                     }
-                    _ => Err(bad(self.name, key, "a list of integers", &Value::Array(a.clone()))),
+                    _ => Err(bad(
+                        self.name,
+                        key,
+                        "a list of integers",
+                        &Value::Array(a.clone()),
+                    )),
                 })
                 .collect(),
             other => Err(bad(self.name, key, "a list of integers", other)),
@@ -195,7 +203,12 @@ impl File<'_> {
                 .iter()
                 .map(|x| match x {
                     Value::String(s) => Ok(s.clone()),
-                    _ => Err(bad(self.name, key, "a list of strings", &Value::Array(a.clone()))),
+                    _ => Err(bad(
+                        self.name,
+                        key,
+                        "a list of strings",
+                        &Value::Array(a.clone()),
+                    )),
                 })
                 .collect(),
             other => Err(bad(self.name, key, "a list of strings", other)),
@@ -457,7 +470,10 @@ pub(crate) mod tests {
         assert_eq!(i.allocation_id, "t1.a1");
         assert_eq!(i.latest_checkpoint(), Some("ck"));
         let t = i.trial.as_ref().unwrap();
-        assert_eq!((t.trial_id, t.experiment_id, t.trial_seed, t.trial_run_id), (7, 3, 42, 2));
+        assert_eq!(
+            (t.trial_id, t.experiment_id, t.trial_seed, t.trial_run_id),
+            (7, 3, 42, 2)
+        );
         assert_eq!(i.container_addrs(), vec!["10.0.0.1"]);
         assert_eq!(i.gpu_uuids(), vec!["GPU-1"]);
         assert_eq!(to_wire(&i.user_data()), r#"{"x": 1}"#);
@@ -468,17 +484,35 @@ pub(crate) mod tests {
     fn errors_name_file_and_key() {
         let d = tmp();
         let cases: &[(&str, &str, &str)] = &[
-            ("trial.json", r#""trial_run_id": 2"#, r#"trial.json: key "trial_run_id" must be an integer, got string "3""#),
-            ("trial.json", r#""trial_id": 7, "#, r#"trial.json: required key "trial_id" is missing"#),
-            ("cluster.json", r#""slot_ids": [0]"#, r#"cluster.json: key "slot_ids" must be a list of integers, got string"#),
-            ("rendezvous.json", r#""container_rank": 0"#, r#"rendezvous.json: key "container_rank" must be an integer, got number 0.5"#),
+            (
+                "trial.json",
+                r#""trial_run_id": 2"#,
+                r#"trial.json: key "trial_run_id" must be an integer, got string "3""#,
+            ),
+            (
+                "trial.json",
+                r#""trial_id": 7, "#,
+                r#"trial.json: required key "trial_id" is missing"#,
+            ),
+            (
+                "cluster.json",
+                r#""slot_ids": [0]"#,
+                r#"cluster.json: key "slot_ids" must be a list of integers, got string"#,
+            ),
+            (
+                "rendezvous.json",
+                r#""container_rank": 0"#,
+                r#"rendezvous.json: key "container_rank" must be an integer, got number 0.5"#,
+            ),
         ];
         for (file, from, want) in cases {
             write_trial(&d);
             let p = d.join(file);
             let text = std::fs::read_to_string(&p).unwrap();
             let replaced = match *file {
-                "trial.json" if from.contains("trial_run_id") => text.replace(from, r#""trial_run_id": "3""#),
+                "trial.json" if from.contains("trial_run_id") => {
+                    text.replace(from, r#""trial_run_id": "3""#)
+                }
                 "trial.json" => text.replace(from, ""),
                 "cluster.json" => text.replace(from, r#""slot_ids": "0""#),
                 _ => text.replace(from, r#""container_rank": 0.5"#),
@@ -487,7 +521,11 @@ pub(crate) mod tests {
             std::fs::write(&p, replaced).unwrap();
             let e = ClusterInfo::load(&d).unwrap_err();
             assert!(e.message().contains(want), "{e}");
-            assert!(e.message().starts_with(&format!("{}/{file}: ", d.display())), "{e}");
+            assert!(
+                e.message()
+                    .starts_with(&format!("{}/{file}: ", d.display())),
+                "{e}"
+            );
         }
         write_trial(&d);
         std::fs::write(d.join("trial.json"), "{\"trial_id\": ").unwrap();

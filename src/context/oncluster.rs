@@ -67,8 +67,12 @@ pub fn shared_fs_container_path() -> PathBuf {
 
 /// The master client of the task, from the info files and the environment.
 fn connect(ci: &ClusterInfo, opts: &InitOptions) -> Result<Arc<MasterClient>> {
-    let token = env_nonempty("DET_SESSION_TOKEN")
-        .ok_or_else(|| err!(InvalidArgument, "DET_SESSION_TOKEN environment variable not set."))?;
+    let token = env_nonempty("DET_SESSION_TOKEN").ok_or_else(|| {
+        err!(
+            InvalidArgument,
+            "DET_SESSION_TOKEN environment variable not set."
+        )
+    })?;
     crate::log::register_secret(&token);
     if env_nonempty("DET_USER").is_none() {
         bail!(InvalidArgument, "DET_USER environment variable not set.");
@@ -76,7 +80,11 @@ fn connect(ci: &ClusterInfo, opts: &InitOptions) -> Result<Arc<MasterClient>> {
     let url = MasterUrl::parse(&ci.master_url).map_err(|e| {
         Error::new(
             e.kind(),
-            format!("{}/cluster.json: master_url: {}", ci.dir.display(), e.message()),
+            format!(
+                "{}/cluster.json: master_url: {}",
+                ci.dir.display(),
+                e.message()
+            ),
         )
     })?;
     let tls = if url.is_tls() {
@@ -91,7 +99,9 @@ fn connect(ci: &ClusterInfo, opts: &InitOptions) -> Result<Arc<MasterClient>> {
         timeouts.connect.as_secs_f64(),
         timeouts.request.as_secs_f64()
     );
-    Ok(Arc::new(MasterClient::new(url, &token, tls, retry, timeouts)))
+    Ok(Arc::new(MasterClient::new(
+        url, &token, tls, retry, timeouts,
+    )))
 }
 
 impl Context {
@@ -309,7 +319,10 @@ impl Context {
             return Ok(());
         };
         let trial = self.info.trial("alert()").map_err(|_| {
-            Error::new(Kind::Unsupported, "alert() only works for trial type of task.")
+            Error::new(
+                Kind::Unsupported,
+                "alert() only works for trial type of task.",
+            )
         })?;
         rt.client.alert(
             title,

@@ -2,11 +2,11 @@
 //! client builds them (key order included).
 
 use super::client::{percent_encode, CallOpts, MasterClient};
+use crate::err;
 use crate::error::{Kind, Result};
 use crate::json::{Map, Number, Value};
 use crate::storage::Resources;
 use crate::train::record::MetricsReport;
-use crate::err;
 
 /// `POST /api/v1/trials/<id>/metrics` body (§7.1).
 pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Value {
@@ -188,9 +188,10 @@ impl MasterClient {
                     "NaN" => Ok(Some(f64::NAN)),
                     "Infinity" => Ok(Some(f64::INFINITY)),
                     "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
-                    other => other.parse::<f64>().map(Some).map_err(|_| {
-                        err!(Master, "GET {path}: metric {other:?} is not a number")
-                    }),
+                    other => other
+                        .parse::<f64>()
+                        .map(Some)
+                        .map_err(|_| err!(Master, "GET {path}: metric {other:?} is not a number")),
                 },
                 other => Err(err!(
                     Master,

@@ -323,6 +323,11 @@ impl MasterClient {
         };
         let what = match e.status {
             Some(_) => e.message.clone(),
+            None if e.timed_out => format!(
+                "the master at {} did not answer in time (DETCORE_MASTER_TIMEOUT = {:.0} s per attempt)",
+                self.url,
+                self.timeouts.request.as_secs_f64()
+            ),
             None => format!("cannot reach the master at {}: {}", self.url, e.message),
         };
         Error::new(kind, format!("{method} {path}: {what}{after}"))
@@ -419,13 +424,15 @@ fn classify(t: &ureq::Transport) -> AttemptError {
     use std::error::Error as _;
     let mut timed_out = false;
     let mut tls: Option<String> = None;
+    let mut io_text: Option<String> = None;
     let mut src: Option<&(dyn std::error::Error + 'static)> = t.source();
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             timed_out |= is_timeout(io);
-            if let Some(inner) = io.get_ref() {
-                if let Some(r) = inner.downcast_ref::<rustls::Error>() {
-                    tls = Some(tls_message(r));
+            match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(r) => tls = Some(tls_message(r)),
+                None => {
+                    io_text.get_or_insert_with(|| io.to_string());
                 }
             }
         }
@@ -434,11 +441,6 @@ fn classify(t: &ureq::Transport) -> AttemptError {
         }
         src = s.source();
     }
-    let text = match (t.message(), t.source()) {
-        (Some(m), _) => m.to_owned(),
-        (None, Some(s)) => format!("{}: {s}", t.kind()),
-        (None, None) => t.kind().to_string(),
-    };
     if let Some(m) = tls {
         return AttemptError {
             failure: None,
@@ -454,15 +456,23 @@ fn classify(t: &ureq::Transport) -> AttemptError {
         }
         _ => Failure::Other,
     };
-    let timed_out = timed_out || text.contains("timed out");
+    let detail = io_text
+        .or_else(|| t.message().map(str::to_owned))
+        .unwrap_or_else(|| t.kind().to_string());
+    let timed_out = timed_out || detail.contains("timed out");
+    let message = match failure {
+        Failure::Connect if t.kind() == ureq::ErrorKind::Dns => {
+            format!("DNS lookup failed: {detail}")
+        }
+        Failure::Connect => format!("connection failed: {detail}"),
+        _ if timed_out => "no answer in time".to_owned(),
+        Failure::Read => format!("the connection broke before an answer: {detail}"),
+        _ => detail,
+    };
     AttemptError {
         failure: Some(failure),
         status: None,
-        message: if timed_out {
-            format!("timed out ({text})")
-        } else {
-            text
-        },
+        message,
         timed_out,
     }
 }
@@ -496,8 +506,10 @@ mod tests {
     #[test]
     fn error_texts() {
         assert_eq!(
-            error_text(r#"{"error": {"code": 3, "reason": "InvalidArgument", "error": "bad group"}}"#)
-                .as_deref(),
+            error_text(
+                r#"{"error": {"code": 3, "reason": "InvalidArgument", "error": "bad group"}}"#
+            )
+            .as_deref(),
             Some("bad group")
         );
         assert_eq!(error_text(r#"{"message": "m"}"#).as_deref(), Some("m"));

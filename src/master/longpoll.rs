@@ -126,7 +126,11 @@ fn exchange(
     let left = |what: &str| -> Result<Duration> {
         let l = timeout.saturating_sub(start.elapsed());
         if l.is_zero() {
-            bail!(Timeout, "GET {target_path}: no answer within {:.0} s ({what})", timeout.as_secs_f64());
+            bail!(
+                Timeout,
+                "GET {target_path}: no answer within {:.0} s ({what})",
+                timeout.as_secs_f64()
+            );
         }
         Ok(l)
     };
@@ -139,7 +143,9 @@ fn exchange(
         env!("CARGO_PKG_VERSION"),
         client.auth_value(),
     );
-    stream.write_all(req.as_bytes()).map_err(|e| net(e, target_path, timeout))?;
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| net(e, target_path, timeout))?;
     stream.flush().map_err(|e| net(e, target_path, timeout))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
@@ -175,7 +181,11 @@ fn net(e: std::io::Error, path: &str, timeout: Duration) -> crate::error::Error 
         e.kind(),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
     ) {
-        err!(Timeout, "GET {path}: no answer within {:.0} s", timeout.as_secs_f64())
+        err!(
+            Timeout,
+            "GET {path}: no answer within {:.0} s",
+            timeout.as_secs_f64()
+        )
     } else {
         err!(Master, "GET {path}: {e}")
     }
@@ -292,9 +302,11 @@ mod tests {
             .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, b"{\"preempt\":true}");
-        assert!(complete(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"pre")
-            .unwrap()
-            .is_none());
+        assert!(
+            complete(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n{\"pre")
+                .unwrap()
+                .is_none()
+        );
         let c = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"pre\r\nb\r\nempt\":true}\r\n0\r\n\r\n";
         assert_eq!(complete(c).unwrap().unwrap().body, b"{\"preempt\":true}");
         let eof = b"HTTP/1.0 503 Unavailable\r\n\r\nbusy";

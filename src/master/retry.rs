@@ -167,30 +167,28 @@ impl RetryPolicy {
                         ),
                     }
                 }
-                "status_forcelist" => {
-                    p.status_forcelist = match v {
-                        Value::Null => Vec::new(),
-                        Value::Array(a) => a
-                            .iter()
-                            .map(|x| {
-                                x.as_i64()
-                                    .and_then(|i| u16::try_from(i).ok())
-                                    .ok_or_else(|| {
-                                        err!(
-                                            InvalidArgument,
-                                            "\"status_forcelist\" must hold HTTP status codes, got {}",
-                                            crate::json::to_wire(x)
-                                        )
-                                    })
-                            })
-                            .collect::<Result<Vec<_>>>()?,
-                        other => bail!(
-                            InvalidArgument,
-                            "\"status_forcelist\" must be a list, got {}",
-                            other.type_name()
-                        ),
-                    }
-                }
+                "status_forcelist" => p.status_forcelist = match v {
+                    Value::Null => Vec::new(),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| {
+                            x.as_i64()
+                                .and_then(|i| u16::try_from(i).ok())
+                                .ok_or_else(|| {
+                                    err!(
+                                        InvalidArgument,
+                                        "\"status_forcelist\" must hold HTTP status codes, got {}",
+                                        crate::json::to_wire(x)
+                                    )
+                                })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    other => bail!(
+                        InvalidArgument,
+                        "\"status_forcelist\" must be a list, got {}",
+                        other.type_name()
+                    ),
+                },
                 "backoff_factor" => p.backoff_factor = seconds(k, v)?,
                 "backoff_max" => p.backoff_max = seconds(k, v)?,
                 "backoff_jitter" => p.backoff_jitter = seconds(k, v)?,
@@ -203,7 +201,10 @@ impl RetryPolicy {
                     })?
                 }
                 // Accepted and irrelevant here (redirects are followed by the HTTP client).
-                "redirect" | "raise_on_redirect" | "raise_on_status" | "history"
+                "redirect"
+                | "raise_on_redirect"
+                | "raise_on_status"
+                | "history"
                 | "remove_headers_on_redirect" => {}
                 other => bail!(
                     InvalidArgument,

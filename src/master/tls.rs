@@ -86,7 +86,10 @@ impl TlsSettings {
                 let path = Path::new(&p);
                 if path.exists() {
                     let data = std::fs::read(path).map_err(|e| {
-                        err!(InvalidArgument, "DET_MASTER_CERT_FILE={p}: cannot read: {e}")
+                        err!(
+                            InvalidArgument,
+                            "DET_MASTER_CERT_FILE={p}: cannot read: {e}"
+                        )
                     })?;
                     Trust::Pem {
                         certs: parse_pem(&data, &format!("DET_MASTER_CERT_FILE={p}"))?,
@@ -208,7 +211,11 @@ impl ServerCertVerifier for MasterVerifier {
             return Ok(ServerCertVerified::assertion());
         };
         let name = self.name.as_ref().unwrap_or(server_name);
-        if self.pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
             let cert = webpki::EndEntityCert::try_from(end_entity)
                 .map_err(|e| rustls::Error::InvalidCertificate(pki_error(e)))?;
             cert.verify_is_valid_for_subject_name(name)

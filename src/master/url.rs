@@ -131,7 +131,10 @@ mod tests {
         assert_eq!(c("localhost:9000"), "http://localhost:9000");
         assert_eq!(c("http://Master.example"), "http://master.example:80");
         assert_eq!(c("https://m.example/"), "https://m.example:443");
-        assert_eq!(c("https://m.example:8443/det/"), "https://m.example:8443/det");
+        assert_eq!(
+            c("https://m.example:8443/det/"),
+            "https://m.example:8443/det"
+        );
         assert_eq!(c("http://10.0.0.1:8080"), "http://10.0.0.1:8080");
         assert_eq!(c("http://[::1]:8080"), "http://[::1]:8080");
         let u = MasterUrl::parse("https://m:1/det").unwrap();

@@ -73,7 +73,9 @@ pub fn parse_units(config: &Map) -> Option<Unit> {
         return u.as_str().and_then(Unit::from_config);
     }
     match searcher.get("max_length") {
-        Some(Value::Object(m)) if m.len() == 1 => m.keys().next().and_then(|k| Unit::from_config(k)),
+        Some(Value::Object(m)) if m.len() == 1 => {
+            m.keys().next().and_then(|k| Unit::from_config(k))
+        }
         _ => None,
     }
 }
@@ -256,10 +258,26 @@ mod tests {
             (r#"{"searcher": {"max_length": 50}}"#, Some(50), None),
             (r#"{"searcher": {"max_length": 0}}"#, None, None),
             (r#"{"searcher": {"max_length": {}}}"#, None, None),
-            (r#"{"searcher": {"max_length": {"batches": 100}}}"#, Some(100), Some(Unit::Batches)),
-            (r#"{"searcher": {"max_length": {"epochs": 3}, "unit": "records"}}"#, Some(3), Some(Unit::Records)),
-            (r#"{"searcher": {"max_length": {"lightyears": 3}}}"#, Some(3), None),
-            (r#"{"searcher": {"max_length": 5, "unit": null}}"#, Some(5), None),
+            (
+                r#"{"searcher": {"max_length": {"batches": 100}}}"#,
+                Some(100),
+                Some(Unit::Batches),
+            ),
+            (
+                r#"{"searcher": {"max_length": {"epochs": 3}, "unit": "records"}}"#,
+                Some(3),
+                Some(Unit::Records),
+            ),
+            (
+                r#"{"searcher": {"max_length": {"lightyears": 3}}}"#,
+                Some(3),
+                None,
+            ),
+            (
+                r#"{"searcher": {"max_length": 5, "unit": null}}"#,
+                Some(5),
+                None,
+            ),
         ] {
             let m = cfg(c);
             assert_eq!(parse_max_length(&m).unwrap(), len, "{c}");

@@ -126,6 +126,8 @@ struct Shared {
     dropped: AtomicU64,
     /// Records a sink refused (an error other than the deadline).
     failed: AtomicU64,
+    /// The last error a sink returned (kept after the caller took it, for `close`).
+    last: Mutex<Option<Error>>,
     ctl: Control,
 }
 
@@ -147,6 +149,7 @@ impl Reporter {
             pending: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            last: Mutex::new(None),
             ctl: Control::new(),
         });
         let (done_tx, done_rx) = bounded::<()>(1);
@@ -286,27 +289,35 @@ impl Reporter {
         }
         let late = self.pending() + self.shared.dropped.load(Ordering::Relaxed);
         let refused = self.shared.failed.load(Ordering::Relaxed);
-        let first = self.take_error();
+        let first = match self.take_error() {
+            Err(e) => Err(e),
+            Ok(()) => match self.shared.last.lock().clone() {
+                Some(e) if late + refused > 0 => Err(e),
+                _ => Ok(()),
+            },
+        };
         if late + refused > 0 {
-            let mut msg = format!(
-                "{} report(s) were not delivered before the context closed",
-                late + refused
-            );
-            if late > 0 && refused > 0 {
-                msg.push_str(&format!(
-                    " ({late} still undelivered at the close deadline, {refused} refused)"
+            let mut msg = format!("{} report(s) were not delivered", late + refused);
+            let mut why = Vec::new();
+            if late > 0 {
+                why.push(format!(
+                    "{late} still undelivered when the close deadline of {:.1} s passed",
+                    deadline.as_secs_f64()
                 ));
-            } else if refused > 0 {
-                msg.push_str(" (refused)");
             }
-            return Err(match first {
-                Err(e) => Error::new(e.kind(), format!("{msg}: {}", e.message())),
-                Ok(()) if late > 0 => Error::new(
-                    Kind::Timeout,
-                    format!("{msg}: the close deadline of {:.1} s passed", deadline.as_secs_f64()),
-                ),
-                Ok(()) => Error::new(Kind::Master, msg),
-            });
+            if refused > 0 {
+                why.push(format!("{refused} refused"));
+            }
+            msg.push_str(&format!(" ({})", why.join(", ")));
+            if let Err(e) = &first {
+                msg.push_str(&format!("; last error: {}", e.message()));
+            }
+            let kind = match (&first, late > 0) {
+                (_, true) => Kind::Timeout,
+                (Err(e), false) => e.kind(),
+                (Ok(()), false) => Kind::Io,
+            };
+            return Err(Error::new(kind, msg));
         }
         first
     }
@@ -335,6 +346,7 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
                 let mut failed = false;
                 for s in sinks.iter_mut() {
                     if let Err(e) = s.write(&rec, &sh.ctl) {
+                        *sh.last.lock() = Some(e.clone());
                         if e.kind() == Kind::Timeout && sh.ctl.closing_started() {
                             dropped = true;
                         } else {
@@ -418,11 +430,17 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let e = r.send(status("queued")).unwrap_err();
-        assert!(e.message().contains("earlier report was not delivered"), "{e}");
+        assert!(
+            e.message().contains("earlier report was not delivered"),
+            "{e}"
+        );
         assert!(e.message().contains("sink failed"), "{e}");
         r.send(status("last")).unwrap();
         let e = r.close(Duration::from_secs(5)).unwrap_err();
-        assert!(e.message().contains("4 report(s) were not delivered"), "{e}");
+        assert!(
+            e.message().contains("4 report(s) were not delivered"),
+            "{e}"
+        );
         assert!(e.message().contains("refused"), "{e}");
         assert_eq!(
             &out.lock()[100..],
