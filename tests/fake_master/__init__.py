@@ -257,6 +257,7 @@ class FakeMaster:
 
     # ---- records --------------------------------------------------------------------------
     def requests(self) -> List[Dict[str, Any]]:
+        """Every request so far, in arrival order (outcome None: not answered yet)."""
         with self.lock:
             return [dict(r) for r in self._records]
 
@@ -567,9 +568,9 @@ class _Handler(BaseHTTPRequestHandler):
         rec = {"method": self.command, "path": path, "query": split.query,
                "headers": {k: v for k, v in self.headers.items()}, "raw": raw.decode("utf-8", "replace"),
                "json": body, "time": t0, "outcome": None, "status": None}
+        m._record(rec)  # in arrival order; outcome and status are filled in below
         if m.hanging:
             rec["outcome"] = "hung"
-            m._record(rec)
             m.hang_release.wait()
             return self._abort("drop")
         rule = None
@@ -586,32 +587,26 @@ class _Handler(BaseHTTPRequestHandler):
             st = rule["status"]
             if st in ("drop", "reset"):
                 rec["outcome"] = st
-                m._record(rec)
                 return self._abort(st)
             rec["outcome"], rec["status"] = "failed", int(st)
-            m._record(rec)
             code, reason = _CODES.get(int(st), (2, "Unknown"))
             return self._send(int(st), {"error": {"code": code, "reason": reason, "error": f"scripted {st}"}})
         auth = self.headers.get(AUTH_HEADER)
         if auth != f"Bearer {m.token}" or self.headers.get("Authorization") or self.headers.get("x-user-token"):
             rec["outcome"], rec["status"] = "refused", 401
-            m._record(rec)
             return self._send(401, {"error": {"code": 16, "reason": "Unauthenticated", "error": "invalid credentials"}})
         if raw and body is None:
             rec["outcome"], rec["status"] = "refused", 400
-            m._record(rec)
             return self._send(400, {"error": {"code": 3, "reason": "InvalidArgument", "error": "bad JSON body"}})
         try:
             with m.lock if not path.endswith("/signals/preemption") else _nolock():
                 out = m.handle(self.command, path, query, body)
         except ApiError as e:
             rec["outcome"], rec["status"] = "refused", e.status
-            m._record(rec)
             code, reason = _CODES.get(e.status, (2, "Unknown"))
             return self._send(e.status, {"error": {"code": code, "reason": reason, "error": e.message}})
         rec["outcome"], rec["status"] = "ok", 200
         rec["answer"] = out
-        m._record(rec)
         self._send(200, out)
         m._after_answer(self.command, path)
 

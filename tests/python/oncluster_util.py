@@ -74,3 +74,78 @@ def normalize(v, uuids):
 def run(cmd, env, timeout=180, **kw):
     return subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+# ---- detcore through ctypes (for API and error-path tests; timing-insensitive) --------------
+import ctypes  # noqa: E402
+
+
+class Opts(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("checkpoint_storage", ctypes.c_char_p),
+        ("preempt_mode", ctypes.c_int32),
+        ("tensorboard_mode", ctypes.c_int32),
+        ("run_name", ctypes.c_char_p),
+        ("run_dir", ctypes.c_char_p),
+        ("hparams_json", ctypes.c_char_p),
+        ("searcher_max_length", ctypes.c_int64),
+        ("preempt_signals", ctypes.c_void_p),
+        ("preempt_signals_len", ctypes.c_size_t),
+        ("disable_signal_handlers", ctypes.c_bool),
+        ("async_checkpoints", ctypes.c_bool),
+        ("halt_file", ctypes.c_char_p),
+        ("end_time", ctypes.c_double),
+        ("halt_margin_seconds", ctypes.c_double),
+        ("distributed", ctypes.c_void_p),
+        ("cluster_info_dir", ctypes.c_char_p),
+        ("report_queue_capacity", ctypes.c_size_t),
+        ("close_timeout_seconds", ctypes.c_double),
+    ]
+
+
+class DetError(Exception):
+    def __init__(self, status, name, message):
+        super().__init__(f"{name}: {message}")
+        self.status, self.name, self.message = status, name, message
+
+
+class Lib:
+    """Calls into libdetcore; `call(name, *args)` raises DetError on a non-OK status."""
+
+    def __init__(self, path):
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.det_last_error_message.restype = ctypes.c_char_p
+        self.lib.det_status_name.restype = ctypes.c_char_p
+        self.lib.det_string_free.argtypes = [ctypes.c_void_p]
+
+    def call(self, fn, *args):
+        s = getattr(self.lib, fn)(*args)
+        if s != 0:
+            raise DetError(s, self.lib.det_status_name(s).decode(), self.lib.det_last_error_message().decode())
+
+    def init(self, info_dir, **fields):
+        o = Opts()
+        self.call("det_init_options_default", ctypes.byref(o), ctypes.sizeof(o))
+        o.disable_signal_handlers = True
+        o.tensorboard_mode = 1
+        o.cluster_info_dir = str(info_dir).encode()
+        for k, v in fields.items():
+            setattr(o, k, v.encode() if isinstance(v, str) else v)
+        ctx = ctypes.c_void_p()
+        self.call("det_core_init", ctypes.byref(o), ctypes.byref(ctx))
+        return ctx
+
+    def string(self, fn, *args):
+        out = ctypes.c_void_p()
+        self.call(fn, *args, ctypes.byref(out))
+        if not out.value:
+            return None
+        s = ctypes.cast(out, ctypes.c_char_p).value.decode()
+        self.lib.det_string_free(out)
+        return s
+
+    def value(self, fn, ctype, *args):
+        out = ctype()
+        self.call(fn, *args, ctypes.byref(out))
+        return out.value
