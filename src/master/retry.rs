@@ -167,28 +167,30 @@ impl RetryPolicy {
                         ),
                     }
                 }
-                "status_forcelist" => p.status_forcelist = match v {
-                    Value::Null => Vec::new(),
-                    Value::Array(a) => a
-                        .iter()
-                        .map(|x| {
-                            x.as_i64()
-                                .and_then(|i| u16::try_from(i).ok())
-                                .ok_or_else(|| {
-                                    err!(
+                "status_forcelist" => {
+                    p.status_forcelist = match v {
+                        Value::Null => Vec::new(),
+                        Value::Array(a) => a
+                            .iter()
+                            .map(|x| {
+                                x.as_i64()
+                                    .and_then(|i| u16::try_from(i).ok())
+                                    .ok_or_else(|| {
+                                        err!(
                                         InvalidArgument,
                                         "\"status_forcelist\" must hold HTTP status codes, got {}",
                                         crate::json::to_wire(x)
                                     )
-                                })
-                        })
-                        .collect::<Result<Vec<_>>>()?,
-                    other => bail!(
-                        InvalidArgument,
-                        "\"status_forcelist\" must be a list, got {}",
-                        other.type_name()
-                    ),
-                },
+                                    })
+                            })
+                            .collect::<Result<Vec<_>>>()?,
+                        other => bail!(
+                            InvalidArgument,
+                            "\"status_forcelist\" must be a list, got {}",
+                            other.type_name()
+                        ),
+                    }
+                }
                 "backoff_factor" => p.backoff_factor = seconds(k, v)?,
                 "backoff_max" => p.backoff_max = seconds(k, v)?,
                 "backoff_jitter" => p.backoff_jitter = seconds(k, v)?,

@@ -190,7 +190,7 @@ impl Sink for MasterSink {
             }
             Record::Event(e @ Event::SearcherCompleted { .. }, t) => {
                 // No master call in 0.38 (the master decides from validation metrics).
-                log_info!("{}", super::jsonl::log_line(&Record::Event(e.clone(), *t)));
+                log_debug!("{}", super::jsonl::log_line(&Record::Event(e.clone(), *t)));
                 Ok(())
             }
             Record::Event(Event::EarlyExit { reason }, _) => {
