@@ -87,9 +87,11 @@ impl AckShared {
 
 /// Sends the preemption acknowledgement from its own thread (the caller of `should_preempt`
 /// never waits on the network), retrying until it is delivered or close's deadline passes.
+///
+/// The thread owns the master client; the sender itself (kept by the preemption state, which
+/// may outlive the context) holds only the channel, so dropping or finishing it ends the thread
+/// and releases the client's connections.
 pub struct AckSender {
-    client: Arc<MasterClient>,
-    allocation_id: String,
     tx: Mutex<Option<Sender<()>>>,
     shared: Arc<AckShared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -103,62 +105,17 @@ impl AckSender {
             origin: Some(Instant::now()),
             ..Default::default()
         });
-        let s = Arc::new(AckSender {
-            client,
-            allocation_id: allocation_id.to_owned(),
-            tx: Mutex::new(Some(tx)),
-            shared,
-            thread: Mutex::new(None),
-        });
-        let me = s.clone();
+        let sh = shared.clone();
+        let aid = allocation_id.to_owned();
         let t = std::thread::Builder::new()
             .name("detcore-preempt-ack".into())
-            .spawn(move || me.run(rx))
+            .spawn(move || run_ack(&client, &aid, &sh, rx))
             .map_err(|e| err!(Internal, "cannot start the acknowledgement thread: {e}"))?;
-        *s.thread.lock() = Some(t);
-        Ok(s)
-    }
-
-    fn run(&self, rx: Receiver<()>) {
-        if rx.recv().is_err() {
-            return; // closed without a preemption
-        }
-        let mut attempts = 0u32;
-        let result = loop {
-            let sh = &self.shared;
-            let deadline = sh.deadline();
-            let stop = || sh.deadline().is_some_and(|d| Instant::now() >= d);
-            let opts = CallOpts {
-                deadline,
-                stop: Some(&stop),
-                attempt_timeout: None,
-                quiet: false,
-            };
-            attempts += 1;
-            match self.client.ack_preemption(&self.allocation_id, opts) {
-                Ok(()) => {
-                    log_info!("preemption acknowledged to the master");
-                    break Ok(());
-                }
-                Err(e) if e.kind() == Kind::Timeout || stop() => break Err(e),
-                Err(e) if e.kind() == Kind::Master && !e.message().contains(" answered 4") => {
-                    // Connection trouble beyond the policy's budget: keep trying until close.
-                    log_warn!(
-                        "preemption acknowledgement not delivered yet (attempt {attempts}): {e}; retrying"
-                    );
-                    let wait = self.client.retry_policy().max_backoff();
-                    if !super::client::sleep_interruptible(wait, opts) {
-                        break Err(e);
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        if let Err(e) = &result {
-            log_warn!("the preemption acknowledgement was not delivered: {e}");
-        }
-        *self.shared.done.lock() = Some(result);
-        self.shared.cv.notify_all();
+        Ok(Arc::new(AckSender {
+            tx: Mutex::new(Some(tx)),
+            shared,
+            thread: Mutex::new(Some(t)),
+        }))
     }
 
     /// Wait, until `deadline`, for the acknowledgement (if one was requested) to be delivered,
@@ -213,4 +170,48 @@ impl Acknowledger for AckSender {
             }
         }
     }
+}
+
+fn run_ack(client: &MasterClient, allocation_id: &str, sh: &AckShared, rx: Receiver<()>) {
+    if rx.recv().is_err() {
+        return; // closed without a preemption
+    }
+    let mut attempts = 0u32;
+    let result = loop {
+        let deadline = sh.deadline();
+        let stop = || sh.deadline().is_some_and(|d| Instant::now() >= d);
+        let opts = CallOpts {
+            deadline,
+            stop: Some(&stop),
+            attempt_timeout: None,
+            quiet: false,
+        };
+        attempts += 1;
+        match client.ack_preemption(allocation_id, opts) {
+            Ok(()) => {
+                log_info!("preemption acknowledged to the master");
+                break Ok(());
+            }
+            Err(e) if stop() => break Err(e),
+            Err(e)
+                if e.kind() == Kind::Timeout
+                    || (e.kind() == Kind::Master && !e.message().contains(" answered 4")) =>
+            {
+                // Connection trouble beyond the policy's budget: keep trying until close.
+                log_warn!(
+                    "preemption acknowledgement not delivered yet (attempt {attempts}): {e}; retrying"
+                );
+                let wait = client.retry_policy().max_backoff();
+                if !super::client::sleep_interruptible(wait, opts) {
+                    break Err(e);
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Err(e) = &result {
+        log_warn!("the preemption acknowledgement was not delivered: {e}");
+    }
+    *sh.done.lock() = Some(result);
+    sh.cv.notify_all();
 }

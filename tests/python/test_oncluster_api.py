@@ -352,6 +352,8 @@ def test_tls_with_the_masters_self_signed_certificate(lib, tls_master, env):
     lib.call("det_train_report_metrics", ctx, b"training", ctypes.c_int64(1), b'{"loss": 1}')
     close(lib, ctx)
     assert len(m.metrics) == 1 and m.url.startswith("https://")
+    polls = [r for r in m.requests() if r["path"].endswith("/signals/preemption")]
+    assert polls[0]["query"] == "timeout_seconds=0" and polls[0]["outcome"] == "ok"  # the long poll's own TLS connection
 
 
 def test_tls_refuses_an_unknown_certificate_at_once(lib, tls_master, env):
@@ -381,3 +383,17 @@ def test_tls_missing_cert_file_warns_like_python(lib, tls_master, env, capfd):
     with pytest.raises(DetError):
         lib.init(m.info_dir)
     assert "DET_MASTER_CERT_FILE=/nonexistent/master.crt path not found; continuing without cert" in capfd.readouterr().err
+
+
+def test_full_queue_blocks_instead_of_dropping(lib, master, capfd):
+    master.script(latency=0.05)
+    ctx = lib.init(master.info_dir, report_queue_capacity=4)
+    t0 = time.time()
+    for i in range(20):
+        lib.call("det_train_report_metrics", ctx, b"training", ctypes.c_int64(i), b'{"loss": 1}')
+    waited = time.time() - t0
+    close(lib, ctx)
+    assert waited > 0.5  # the caller waited for room rather than dropping
+    assert [m["metrics"]["stepsCompleted"] for m in master.metrics] == list(range(20))
+    err = capfd.readouterr().err
+    assert err.count("the report queue is full (4 reports waiting to be delivered)") == 1
