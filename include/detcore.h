@@ -61,6 +61,18 @@
 // address from DET_CHIEF_IP or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST.
 #define DET_LAUNCHER_SLURM 6
 
+// `det_core_alert` level: `"info"` (`LOG_LEVEL_INFO`), the default.
+#define DET_ALERT_LEVEL_INFO 0
+
+// `det_core_alert` level: `"warn"` (`LOG_LEVEL_WARNING`).
+#define DET_ALERT_LEVEL_WARN 1
+
+// `det_core_alert` level: `"debug"` (`LOG_LEVEL_DEBUG`).
+#define DET_ALERT_LEVEL_DEBUG 2
+
+// `det_core_alert` level: `"error"` (`LOG_LEVEL_ERROR`).
+#define DET_ALERT_LEVEL_ERROR 3
+
 // `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
 // chief's answer (the default).
 #define DET_PREEMPT_MODE_WORKERS_ASK_CHIEF 0
@@ -444,9 +456,18 @@ det_status det_ckpt_wait(det_context *ctx);
 // On success `*out` receives the context; close it with `det_core_close`. On failure nothing is
 // created and `*out` is untouched.
 //
-// Errors: `DET_ERR_INVALID_ARGUMENT` (a bad option, with its name in the message),
+// On-cluster (a trial) it reads the info files (`cluster.json`, `trial.json`,
+// `rendezvous.json`, `resources.json`), needs `DET_SESSION_TOKEN` and `DET_USER`, sends
+// `POST /api/v1/runs/start` and waits for the first answer of the preemption long poll, as
+// Python's `core.init()` + `__enter__` do. Settings from the environment: `DET_RETRY_CONFIG`
+// (urllib3 `Retry` arguments as JSON), `DET_MASTER_CERT_FILE` (a PEM path or `noverify`),
+// `DET_MASTER_CERT_NAME`, `DETCORE_MASTER_CONNECT_TIMEOUT` and `DETCORE_MASTER_TIMEOUT`
+// (seconds; defaults 20 and 60). See docs/on-cluster.md.
+//
+// Errors: `DET_ERR_INVALID_ARGUMENT` (a bad option, info file or setting, named in the message,
+// e.g. `.../trial.json: key "trial_run_id" must be an integer, got string "3"`),
 // `DET_ERR_UNSUPPORTED`, `DET_ERR_STORAGE`/`DET_ERR_IO` (storage or run folder unusable),
-// `DET_ERR_MASTER` (on-cluster).
+// `DET_ERR_MASTER`/`DET_ERR_TIMEOUT` (on-cluster: the master refused or could not be reached).
 //
 // # Safety
 // `opts` must be NULL or point to options initialised with `det_init_options_default`;
@@ -457,9 +478,15 @@ det_status det_core_init(const det_init_options *opts, det_context **out);
 // every background thread, restore signal handlers. The context cannot be used afterwards
 // whatever the result; using it gives `DET_ERR_STATE`. `det_core_close(NULL)` does nothing.
 //
+// On-cluster it also interrupts the preemption long poll and, if a preemption was
+// acknowledged, waits (within the same deadline) until the master has the acknowledgement.
+// Then exit the process: exit code 0 after an acknowledged preemption means "reschedule me"
+// (the master restarts the trial from its latest checkpoint); exit 0 without it means the trial
+// is complete; a non-zero exit is a failure (retried up to `max_restarts`).
+//
 // Waits for calls running on other threads to return first. Returns the first failure of the
-// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered. Closing twice
-// gives `DET_ERR_STATE`.
+// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
+// deadline. Closing twice gives `DET_ERR_STATE`.
 det_status det_core_close(det_context *ctx);
 
 // The library version, `"MAJOR.MINOR.PATCH"`. Static; never free it.
@@ -647,6 +674,143 @@ det_status det_dist_cross_rank(const det_context *ctx, int32_t *out);
 // `out` must be writable.
 det_status det_dist_cross_size(const det_context *ctx, int32_t *out);
 
+// The trial's id (`info.trial.trial_id`). The run id used by run metadata is the same number.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_id(const det_context *ctx, int64_t *out);
+
+// The experiment's id (`info.trial.experiment_id`).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_experiment_id(const det_context *ctx, int64_t *out);
+
+// The trial's random seed (`info.trial.trial_seed`), a 32-bit unsigned integer.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_seed(const det_context *ctx, uint32_t *out);
+
+// The trial's run id: 1 for the first allocation of the trial, incremented by the master for
+// every new allocation (restart after a failure or a preemption).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_run_id(const det_context *ctx, int64_t *out);
+
+// The experiment config, as the master sent it (fully defaulted), as a JSON object. Its shape
+// may change between Determined versions; prefer hparams and `det_info_user_data_json`.
+// Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_experiment_config_json(const det_context *ctx, char **out);
+
+// The `data` field of the experiment config (Python's `info.user_data`), as JSON; `{}` when
+// absent or for non-trial tasks. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_user_data_json(const det_context *ctx, char **out);
+
+// The task type: `"TRIAL"`, `"NOTEBOOK"`, `"SHELL"`, `"COMMAND"`, `"TENSORBOARD"`,
+// `"CHECKPOINT_GC"`, ... Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_task_type(const det_context *ctx, char **out);
+
+// The task's id. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_task_id(const det_context *ctx, char **out);
+
+// The allocation's id (changes with every restart of the trial). Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_allocation_id(const det_context *ctx, char **out);
+
+// The cluster's id. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_cluster_id(const det_context *ctx, char **out);
+
+// The id of the agent (node) this container runs on. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_agent_id(const det_context *ctx, char **out);
+
+// The master's URL, canonical (`scheme://host:port[/prefix]`). Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_master_url(const det_context *ctx, char **out);
+
+// The number of containers of the allocation (1 for non-trial tasks).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_count(const det_context *ctx, size_t *out);
+
+// The address of container `index` (0 … count-1, in container-rank order; `"127.0.0.1"` for
+// non-trial tasks). Container 0's address is the chief's (`chief_ip` of a distributed job).
+// Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_addr(const det_context *ctx, size_t index, char **out);
+
+// The number of slots (GPUs) of container `index`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_slot_count(const det_context *ctx, size_t index, int32_t *out);
+
+// This container's rank among the allocation's containers (0 for non-trial tasks).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_container_rank(const det_context *ctx, int32_t *out);
+
+// The number of slots assigned to this container.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_slot_id_count(const det_context *ctx, size_t *out);
+
+// Slot id `index` of this container (0 … count-1).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_slot_id(const det_context *ctx, size_t index, int32_t *out);
+
+// The number of GPU UUIDs of this container (0 without `resources.json`).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_gpu_uuid_count(const det_context *ctx, size_t *out);
+
+// GPU UUID `index` of this container. Free with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_gpu_uuid(const det_context *ctx, size_t index, char **out);
+
+// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
+// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
+// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
+// (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT` otherwise). Off-cluster the alert is logged at its level
+// and `DET_OK` returned; on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
+//
+// # Safety
+// `title` and `description` must be NULL or C strings.
+det_status det_core_alert(det_context *ctx, const char *title, const char *description, int32_t level);
+
 // Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
 // newer library fill an older program's struct safely).
 //
@@ -665,12 +829,15 @@ det_status det_distributed_config_default(det_distributed_config *cfg, size_t st
 
 // `*out` = true when the job should save a checkpoint and exit: a preemption signal
 // (SIGTERM/SIGUSR1 by default), the halt file, the job's end time, or — on-cluster — the
-// master asked for it. Sticky: once true, always true.
+// master asked for it (a background thread long-polls the master). Sticky: once true, always
+// true.
 //
-// The first time it returns true the preemption is acknowledged (on-cluster: one request sent
-// from a background thread; an acknowledged preemption followed by exit code 0 means
-// "reschedule me", while exit 0 without it means "completed"). Use `det_should_preempt_ex` with
-// `auto_ack = false` to acknowledge yourself.
+// The first time it returns true the preemption is acknowledged: on-cluster one `POST
+// .../signals/ack_preemption` is sent from a background thread (never from the caller's), and
+// `det_core_close` waits until it is delivered. An acknowledged preemption followed by exit
+// code 0 means "reschedule me"; exit 0 without it means "completed, never restart". Use
+// `det_should_preempt_ex` with `auto_ack = false` to acknowledge yourself with
+// `det_preempt_acknowledge`.
 //
 // Cost: a few nanoseconds (atomic loads; no system call, no lock, no network). Thread-safe.
 // With `DET_PREEMPT_MODE_CHIEF_ONLY`, workers get `DET_ERR_STATE`.
@@ -686,8 +853,9 @@ det_status det_should_preempt(det_context *ctx, bool *out);
 det_status det_should_preempt_ex(det_context *ctx, bool auto_ack, bool *out);
 
 // `acknowledge_preemption_signal()`: tell the master this process will exit because of the
-// preemption (sent once per context, from a background thread, delivered before
-// `det_core_close` returns). Off-cluster it only records the acknowledgement.
+// preemption, so that exit code 0 means "reschedule me". Sent once per context (later calls do
+// nothing), from a background thread, and delivered before `det_core_close` returns (close's
+// result says if it could not be). Off-cluster it only records the acknowledgement.
 det_status det_preempt_acknowledge(det_context *ctx);
 
 // Seconds left until the job's end time (`DET_END_TIME`, `SLURM_JOB_END_TIME` or the
@@ -865,7 +1033,12 @@ det_status det_train_flush_tensorboard(det_context *ctx, double timeout_seconds)
 // object (numbers, strings, nested objects; `NaN`/`Infinity`/`-Infinity` accepted),
 // `batch_metrics_json` NULL or a JSON array of objects. Queued for the background reporter;
 // returns without waiting on disk or network (it waits only when the report queue is full).
-// A delivery failure of an earlier report is returned by the next report call.
+// A delivery failure of an earlier report (refused by the master, or not delivered after the
+// retry policy's attempts) is returned, once, by the next report call — the report given to that
+// call is queued nevertheless. On-cluster each report becomes one `POST
+// /api/v1/trials/<id>/metrics`, sent in order by a background thread that keeps retrying while
+// the master is unreachable; at most `report_queue_capacity` reports (default 16384) wait in
+// memory, beyond that the call blocks (a warning says so once) rather than drop data.
 //
 // # Safety
 // `metrics_json` must be a C string; `batch_metrics_json` NULL or a C string.
@@ -906,18 +1079,25 @@ det_status det_train_report_scalars(det_context *ctx,
                                     const double *values,
                                     size_t n);
 
-// `set_status(status)`: the trial's runner state shown in the WebUI (off-cluster: logged and
+// `set_status(status)`: the trial's runner state shown in the WebUI. On-cluster it is queued in
+// order with the metrics (`POST /api/v1/trials/<id>/runner/metadata` from the background
+// thread), so the call never waits on the network (off-cluster: logged and
 // written to `metrics.jsonl`).
 //
 // # Safety
 // `status` must be a C string.
 det_status det_train_set_status(det_context *ctx, const char *status);
 
-// `report_progress(progress)`: the trial's progress, `0 <= progress <= 1`.
+// `report_progress(progress)`: the trial's progress, `0 <= progress <= 1`. On-cluster it is
+// queued in order with the metrics (`POST /api/v1/trials/<id>/progress`); the call never waits
+// on the network.
 det_status det_train_report_progress(det_context *ctx, double progress);
 
 // `report_early_exit(reason)`: `DET_EARLY_EXIT_INVALID_HP` says the hyperparameters cannot
-// work; exit with code 0 afterwards and the trial ends as completed.
+// work; exit with code 0 afterwards and the trial ends as completed (the master kills the
+// allocation 10 s after the report if it is still running). On-cluster the call first delivers
+// the reports queued before it (at most the close timeout), then sends the reason and waits for
+// the master's answer: `DET_ERR_MASTER` if refused (e.g. reported twice).
 det_status det_train_report_early_exit(det_context *ctx, int32_t reason);
 
 // `get_experiment_best_validation()`: the experiment's best searcher metric so far.

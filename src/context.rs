@@ -23,6 +23,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+// ---- on-cluster (PROTOCOL.md §3.2–§3.5): the master client, its threads, alert() -------------
+mod oncluster;
+pub use oncluster::shared_fs_container_path;
+// ---------------------------------------------------------------------------------------------
+
 /// A Core API context.
 pub struct Context {
     info: Info,
@@ -40,6 +45,8 @@ pub struct Context {
     profiler: Profiler,
     closed: AtomicBool,
     close_timeout: Duration,
+    /// On-cluster parts (master client, long poll, acknowledgement); `None` off-cluster.
+    oncluster: Option<oncluster::Runtime>,
 }
 
 fn env_nonempty(k: &str) -> Option<String> {
@@ -125,12 +132,7 @@ impl Context {
     pub fn init(opts: InitOptions) -> Result<Context> {
         let dir = cluster_info::info_dir(opts.cluster_info_dir.as_deref());
         if cluster_info::is_on_cluster(&dir) {
-            bail!(
-                Unsupported,
-                "found {} (on-cluster mode), which this build of detcore does not support yet; \
-                 unset DET_CLUSTER_INFO_DIR or run off-cluster",
-                dir.join("cluster.json").display()
-            );
+            return Context::init_on_cluster(opts, &dir);
         }
         Context::init_off_cluster(opts)
     }
@@ -281,6 +283,7 @@ impl Context {
             hparams,
             latest_checkpoint: latest.as_ref().map(|l| l.storage_id.clone()),
             steps_completed: latest.and_then(|l| l.steps_completed).unwrap_or(0).max(0) as u64,
+            cluster: None,
         };
         Ok(Context {
             info,
@@ -298,6 +301,7 @@ impl Context {
             profiler,
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,
+            oncluster: None,
         })
     }
 
@@ -310,22 +314,38 @@ impl Context {
         // The profiler first: its last report must still reach the reporter (Python loses it).
         self.profiler.off();
         self.watcher.lock().stop();
-        let start = std::time::Instant::now();
+        let deadline = std::time::Instant::now() + self.close_timeout;
+        let left = || {
+            deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(Duration::from_secs(1))
+        };
+        // The master's long poll stops, and a pending acknowledgement is delivered first.
+        let ack = self.close_on_cluster(deadline);
         // Pending asynchronous checkpoints are stored and reported before reports are flushed.
         let ckpt = self.checkpoint.close();
-        let res = ckpt.and(self.reporter.close(self.close_timeout));
+        let res = ckpt.and(self.reporter.close(left()));
         // Then the final TensorBoard sync, which sees the events the reporter just wrote.
         let tb = match &self.tensorboard {
-            Some(tb) => tb.close(
-                self.close_timeout
-                    .saturating_sub(start.elapsed())
-                    .max(Duration::from_secs(1)),
-            ),
+            Some(tb) => tb.close(left()),
             None => Ok(()),
         };
         drop(self.signals.lock().take());
         self.dist.close();
-        res.and(tb)
+        // Every failure is named, the first one's kind is returned.
+        let errors: Vec<Error> = [res, ack, tb].into_iter().filter_map(|r| r.err()).collect();
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.into_iter().next().expect("one")),
+            _ => Err(Error::new(
+                errors[0].kind(),
+                errors
+                    .iter()
+                    .map(|e| e.message())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )),
+        }
     }
 
     /// True once `close` ran.

@@ -1,10 +1,12 @@
 //! What a process knows about its task: hyperparameters, the checkpoint to resume from, and —
 //! on-cluster — the trial and cluster (Determined's `ClusterInfo`).
 
+use crate::cluster_info::ClusterInfo;
 use crate::error::Result;
 use crate::json::{Map, Value};
 use crate::{bail, err};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The task's information.
 #[derive(Debug, Clone, Default)]
@@ -21,9 +23,35 @@ pub struct Info {
     pub latest_checkpoint: Option<String>,
     /// `steps_completed` of that checkpoint (0 without one).
     pub steps_completed: u64,
+    /// On-cluster: the task's `/run/determined/info` files (Determined's `ClusterInfo`).
+    pub cluster: Option<Arc<ClusterInfo>>,
 }
 
 impl Info {
+    /// The cluster info, or `Kind::Unsupported` off-cluster (`what` names the caller's item).
+    pub fn cluster(&self, what: &str) -> Result<&ClusterInfo> {
+        match &self.cluster {
+            Some(c) => Ok(c),
+            None => bail!(
+                Unsupported,
+                "{what} is only known on-cluster (no cluster.json was found at init)"
+            ),
+        }
+    }
+
+    /// The trial info, or `Kind::Unsupported` off-cluster and for non-trial tasks.
+    pub fn trial(&self, what: &str) -> Result<&crate::cluster_info::TrialInfo> {
+        let c = self.cluster(what)?;
+        match &c.trial {
+            Some(t) if c.is_trial() => Ok(t),
+            _ => bail!(
+                Unsupported,
+                "{what} is only known for trials (this task's type is {:?})",
+                c.task_type
+            ),
+        }
+    }
+
     /// Look up an hparam: the exact top-level name first, else a dotted path into nested
     /// objects (`"optimizer.lr"`).
     pub fn hparam(&self, name: &str) -> Result<&Value> {

@@ -19,6 +19,7 @@ pub mod context;
 pub mod distributed;
 pub mod host;
 pub mod info;
+pub mod master;
 pub mod options;
 pub mod preempt;
 pub mod profiler;

@@ -50,6 +50,12 @@ pub struct InitOptions {
     pub report_queue_capacity: usize,
     /// How long `close` waits for reports and acknowledgements to be delivered.
     pub close_timeout: Duration,
+    /// On-cluster: TCP/TLS connect limit per master request. `None`:
+    /// `DETCORE_MASTER_CONNECT_TIMEOUT` (seconds), else 20 s.
+    pub master_connect_timeout: Option<Duration>,
+    /// On-cluster: limit of one master request attempt, connect to last byte. `None`:
+    /// `DETCORE_MASTER_TIMEOUT` (seconds), else 60 s.
+    pub master_timeout: Option<Duration>,
 }
 
 impl Default for InitOptions {
@@ -71,6 +77,8 @@ impl Default for InitOptions {
             cluster_info_dir: None,
             report_queue_capacity: crate::train::reporter::DEFAULT_QUEUE_CAPACITY,
             close_timeout: Duration::from_secs(300),
+            master_connect_timeout: None,
+            master_timeout: None,
         }
     }
 }

@@ -14,9 +14,18 @@ use std::ffi::{c_char, CString};
 /// On success `*out` receives the context; close it with `det_core_close`. On failure nothing is
 /// created and `*out` is untouched.
 ///
-/// Errors: `DET_ERR_INVALID_ARGUMENT` (a bad option, with its name in the message),
+/// On-cluster (a trial) it reads the info files (`cluster.json`, `trial.json`,
+/// `rendezvous.json`, `resources.json`), needs `DET_SESSION_TOKEN` and `DET_USER`, sends
+/// `POST /api/v1/runs/start` and waits for the first answer of the preemption long poll, as
+/// Python's `core.init()` + `__enter__` do. Settings from the environment: `DET_RETRY_CONFIG`
+/// (urllib3 `Retry` arguments as JSON), `DET_MASTER_CERT_FILE` (a PEM path or `noverify`),
+/// `DET_MASTER_CERT_NAME`, `DETCORE_MASTER_CONNECT_TIMEOUT` and `DETCORE_MASTER_TIMEOUT`
+/// (seconds; defaults 20 and 60). See docs/on-cluster.md.
+///
+/// Errors: `DET_ERR_INVALID_ARGUMENT` (a bad option, info file or setting, named in the message,
+/// e.g. `.../trial.json: key "trial_run_id" must be an integer, got string "3"`),
 /// `DET_ERR_UNSUPPORTED`, `DET_ERR_STORAGE`/`DET_ERR_IO` (storage or run folder unusable),
-/// `DET_ERR_MASTER` (on-cluster).
+/// `DET_ERR_MASTER`/`DET_ERR_TIMEOUT` (on-cluster: the master refused or could not be reached).
 ///
 /// # Safety
 /// `opts` must be NULL or point to options initialised with `det_init_options_default`;
@@ -46,9 +55,15 @@ pub unsafe extern "C" fn det_core_init(
 /// every background thread, restore signal handlers. The context cannot be used afterwards
 /// whatever the result; using it gives `DET_ERR_STATE`. `det_core_close(NULL)` does nothing.
 ///
+/// On-cluster it also interrupts the preemption long poll and, if a preemption was
+/// acknowledged, waits (within the same deadline) until the master has the acknowledgement.
+/// Then exit the process: exit code 0 after an acknowledged preemption means "reschedule me"
+/// (the master restarts the trial from its latest checkpoint); exit 0 without it means the trial
+/// is complete; a non-zero exit is a failure (retried up to `max_restarts`).
+///
 /// Waits for calls running on other threads to return first. Returns the first failure of the
-/// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered. Closing twice
-/// gives `DET_ERR_STATE`.
+/// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
+/// deadline. Closing twice gives `DET_ERR_STATE`.
 #[no_mangle]
 pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
     if ctx.is_null() {

@@ -14,6 +14,7 @@ pub mod core;
 pub mod dist;
 pub mod handle;
 pub mod info;
+pub mod oncluster;
 pub mod options;
 pub mod preempt;
 pub mod profiler;

@@ -487,5 +487,6 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
             defaults.close_timeout,
             "opts.close_timeout_seconds",
         )?,
+        ..defaults
     })
 }

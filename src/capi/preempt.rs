@@ -6,12 +6,15 @@ use super::status::det_status;
 
 /// `*out` = true when the job should save a checkpoint and exit: a preemption signal
 /// (SIGTERM/SIGUSR1 by default), the halt file, the job's end time, or — on-cluster — the
-/// master asked for it. Sticky: once true, always true.
+/// master asked for it (a background thread long-polls the master). Sticky: once true, always
+/// true.
 ///
-/// The first time it returns true the preemption is acknowledged (on-cluster: one request sent
-/// from a background thread; an acknowledged preemption followed by exit code 0 means
-/// "reschedule me", while exit 0 without it means "completed"). Use `det_should_preempt_ex` with
-/// `auto_ack = false` to acknowledge yourself.
+/// The first time it returns true the preemption is acknowledged: on-cluster one `POST
+/// .../signals/ack_preemption` is sent from a background thread (never from the caller's), and
+/// `det_core_close` waits until it is delivered. An acknowledged preemption followed by exit
+/// code 0 means "reschedule me"; exit 0 without it means "completed, never restart". Use
+/// `det_should_preempt_ex` with `auto_ack = false` to acknowledge yourself with
+/// `det_preempt_acknowledge`.
 ///
 /// Cost: a few nanoseconds (atomic loads; no system call, no lock, no network). Thread-safe.
 /// With `DET_PREEMPT_MODE_CHIEF_ONLY`, workers get `DET_ERR_STATE`.
@@ -44,8 +47,9 @@ pub unsafe extern "C" fn det_should_preempt_ex(
 }
 
 /// `acknowledge_preemption_signal()`: tell the master this process will exit because of the
-/// preemption (sent once per context, from a background thread, delivered before
-/// `det_core_close` returns). Off-cluster it only records the acknowledgement.
+/// preemption, so that exit code 0 means "reschedule me". Sent once per context (later calls do
+/// nothing), from a background thread, and delivered before `det_core_close` returns (close's
+/// result says if it could not be). Off-cluster it only records the acknowledgement.
 #[no_mangle]
 pub extern "C" fn det_preempt_acknowledge(ctx: *mut det_context) -> det_status {
     with_ctx("det_preempt_acknowledge", ctx, |c| {

@@ -57,7 +57,12 @@ unsafe fn batch_arg(p: *const c_char) -> Result<Option<Vec<Map>>> {
 /// object (numbers, strings, nested objects; `NaN`/`Infinity`/`-Infinity` accepted),
 /// `batch_metrics_json` NULL or a JSON array of objects. Queued for the background reporter;
 /// returns without waiting on disk or network (it waits only when the report queue is full).
-/// A delivery failure of an earlier report is returned by the next report call.
+/// A delivery failure of an earlier report (refused by the master, or not delivered after the
+/// retry policy's attempts) is returned, once, by the next report call — the report given to that
+/// call is queued nevertheless. On-cluster each report becomes one `POST
+/// /api/v1/trials/<id>/metrics`, sent in order by a background thread that keeps retrying while
+/// the master is unreachable; at most `report_queue_capacity` reports (default 16384) wait in
+/// memory, beyond that the call blocks (a warning says so once) rather than drop data.
 ///
 /// # Safety
 /// `metrics_json` must be a C string; `batch_metrics_json` NULL or a C string.
@@ -185,7 +190,9 @@ pub unsafe extern "C" fn det_train_report_scalars(
     })
 }
 
-/// `set_status(status)`: the trial's runner state shown in the WebUI (off-cluster: logged and
+/// `set_status(status)`: the trial's runner state shown in the WebUI. On-cluster it is queued in
+/// order with the metrics (`POST /api/v1/trials/<id>/runner/metadata` from the background
+/// thread), so the call never waits on the network (off-cluster: logged and
 /// written to `metrics.jsonl`).
 ///
 /// # Safety
@@ -202,7 +209,9 @@ pub unsafe extern "C" fn det_train_set_status(
     })
 }
 
-/// `report_progress(progress)`: the trial's progress, `0 <= progress <= 1`.
+/// `report_progress(progress)`: the trial's progress, `0 <= progress <= 1`. On-cluster it is
+/// queued in order with the metrics (`POST /api/v1/trials/<id>/progress`); the call never waits
+/// on the network.
 #[no_mangle]
 pub extern "C" fn det_train_report_progress(ctx: *mut det_context, progress: f64) -> det_status {
     with_ctx("det_train_report_progress", ctx, |c| {
@@ -211,7 +220,10 @@ pub extern "C" fn det_train_report_progress(ctx: *mut det_context, progress: f64
 }
 
 /// `report_early_exit(reason)`: `DET_EARLY_EXIT_INVALID_HP` says the hyperparameters cannot
-/// work; exit with code 0 afterwards and the trial ends as completed.
+/// work; exit with code 0 afterwards and the trial ends as completed (the master kills the
+/// allocation 10 s after the report if it is still running). On-cluster the call first delivers
+/// the reports queued before it (at most the close timeout), then sends the reason and waits for
+/// the master's answer: `DET_ERR_MASTER` if refused (e.g. reported twice).
 #[no_mangle]
 pub extern "C" fn det_train_report_early_exit(ctx: *mut det_context, reason: i32) -> det_status {
     with_ctx("det_train_report_early_exit", ctx, |c| {

@@ -12,6 +12,7 @@
 //! Asynchronous checkpoints (opt-in at init or per `store_path_end` call): see [`uploads`].
 
 pub mod index;
+pub mod master;
 pub mod merge;
 mod shard;
 pub mod uploads;

@@ -14,6 +14,16 @@ pub use wire::ByteList;
 /// Default port of the chief's collective server (Determined's `INTER_TRAIN_PROCESS_COMM_PORT_1`).
 pub const DEFAULT_PORT: u16 = 12360;
 
+/// The chief's port when none is given: `INTER_TRAIN_PROCESS_COMM_PORT_1` (which the master
+/// sets per allocation on-cluster, and Determined's Python reads too), else [`DEFAULT_PORT`].
+pub fn default_port() -> u16 {
+    std::env::var("INTER_TRAIN_PROCESS_COMM_PORT_1")
+        .ok()
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(DEFAULT_PORT)
+}
+
 /// Where a process stands in the job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DistributedConfig {
@@ -50,7 +60,7 @@ impl DistributedConfig {
             cross_rank: 0,
             cross_size: 1,
             chief_ip: None,
-            port: DEFAULT_PORT,
+            port: default_port(),
             connect_timeout: Duration::from_secs(300),
             collective_timeout: Duration::from_secs(1800),
         }

@@ -11,6 +11,7 @@
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
 
 pub mod agreement;
+pub mod longpoll;
 pub mod signals;
 
 use crate::error::Result;

@@ -7,7 +7,7 @@
 
 use crate::distributed::DistributedContext;
 use crate::error::Result;
-use crate::json::Value;
+use crate::json::{Map, Value};
 use crate::train::{Event, TrainContext};
 use crate::{bail, err};
 use parking_lot::Mutex;
@@ -31,6 +31,53 @@ impl Unit {
             "batches" => Some(Unit::Batches),
             _ => None,
         }
+    }
+}
+
+/// `_parse_searcher_max_length(config)` (§8): `searcher.max_length` as an integer, or the first
+/// value of a dict like `{"batches": 100}`; `None` when absent, null, an empty dict or 0 (then the
+/// searcher is missing). Anything else is an error naming the value (Python asserts).
+pub fn parse_max_length(config: &Map) -> Result<Option<u64>> {
+    let Some(searcher) = config.get("searcher") else {
+        return Ok(None);
+    };
+    let v = match searcher.get("max_length") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let n = match v {
+        Value::Number(n) if n.is_integer() => n.as_i64(),
+        Value::Bool(b) => Some(*b as i64),
+        Value::Object(m) => match m.iter().next() {
+            None => return Ok(None),
+            Some((_, Value::Number(n))) if n.is_integer() => n.as_i64(),
+            Some(_) => None,
+        },
+        _ => None,
+    };
+    match n {
+        Some(0) => Ok(None),
+        Some(n) if n > 0 => Ok(Some(n as u64)),
+        _ => bail!(
+            InvalidArgument,
+            "experiment config: searcher.max_length must be a positive integer or a dict like {{\"batches\": 100}}, got {}",
+            crate::json::to_wire(v)
+        ),
+    }
+}
+
+/// `_parse_searcher_units(config)` (§8): `searcher.unit`, else the single key of a one-key
+/// `max_length` dict; unknown spellings give `None`.
+pub fn parse_units(config: &Map) -> Option<Unit> {
+    let searcher = config.get("searcher")?;
+    if let Some(u) = searcher.as_object().and_then(|m| m.get("unit")) {
+        return u.as_str().and_then(Unit::from_config);
+    }
+    match searcher.get("max_length") {
+        Some(Value::Object(m)) if m.len() == 1 => {
+            m.keys().next().and_then(|k| Unit::from_config(k))
+        }
+        _ => None,
     }
 }
 
@@ -247,5 +294,58 @@ impl SearcherOp {
             length: self.length,
             searcher_metric,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(s: &str) -> Map {
+        crate::json::parse(s).unwrap().as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn max_length_and_units_like_python() {
+        for (c, len, unit) in [
+            (r#"{}"#, None, None),
+            (r#"{"searcher": {}}"#, None, None),
+            (r#"{"searcher": {"max_length": null}}"#, None, None),
+            (r#"{"searcher": {"max_length": 50}}"#, Some(50), None),
+            (r#"{"searcher": {"max_length": 0}}"#, None, None),
+            (r#"{"searcher": {"max_length": {}}}"#, None, None),
+            (
+                r#"{"searcher": {"max_length": {"batches": 100}}}"#,
+                Some(100),
+                Some(Unit::Batches),
+            ),
+            (
+                r#"{"searcher": {"max_length": {"epochs": 3}, "unit": "records"}}"#,
+                Some(3),
+                Some(Unit::Records),
+            ),
+            (
+                r#"{"searcher": {"max_length": {"lightyears": 3}}}"#,
+                Some(3),
+                None,
+            ),
+            (
+                r#"{"searcher": {"max_length": 5, "unit": null}}"#,
+                Some(5),
+                None,
+            ),
+        ] {
+            let m = cfg(c);
+            assert_eq!(parse_max_length(&m).unwrap(), len, "{c}");
+            assert_eq!(parse_units(&m), unit, "{c}");
+        }
+        for bad in [
+            r#"{"searcher": {"max_length": "10"}}"#,
+            r#"{"searcher": {"max_length": -1}}"#,
+            r#"{"searcher": {"max_length": {"batches": 1.5}}}"#,
+        ] {
+            let e = parse_max_length(&cfg(bad)).unwrap_err();
+            assert!(e.message().contains("searcher.max_length"), "{bad}: {e}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! [`reporter::Reporter`]; the caller never waits on disk or network.
 
 pub mod jsonl;
+pub mod master_backend;
+pub mod master_sink;
 pub mod record;
 pub mod reporter;
 

@@ -3,13 +3,16 @@
 //! master on-cluster, TensorBoard).
 //!
 //! The caller only validates and enqueues. When the queue is full (a master that is down for a
-//! long time) the caller waits — reports are never dropped — and a warning says so once. A sink
-//! failure is kept and returned by the next call that enqueues, and by `close`.
+//! long time) the caller waits — reports are never dropped — and a warning says so once.
+//!
+//! Failures: a sink error (a report refused, or a sink that keeps retrying and says so through
+//! [`Control::surface`]) is returned, once, by the next call that enqueues — the record given to
+//! that call is queued nevertheless — and by `flush`. `close` returns an error naming how many
+//! reports were never delivered (refused, or still undelivered at the close deadline).
 //!
 //! The thread is woken lazily: it drains the queue every [`IDLE_WAKE`] or as soon as the queue
 //! is an eighth full (or on flush/close), so that an enqueue never pays for a futex wake-up — the
 //! difference between ~100 ns and ~1 µs per report.
-
 use super::record::Record;
 use crate::error::{Error, Kind, Result};
 use crate::{err, log_warn};
@@ -41,7 +44,7 @@ pub trait Sink: Send {
 }
 
 /// Shared between the reporter and its sinks: lets long retries give up when `close` runs out
-/// of time.
+/// of time, and lets a sink that keeps retrying tell the caller about it.
 #[derive(Default)]
 pub struct Control {
     /// Set when `close` wants the thread to finish as soon as possible.
@@ -49,6 +52,9 @@ pub struct Control {
     /// Milliseconds since `origin` at which the sinks must give up, 0 = no deadline.
     deadline_ms: AtomicU64,
     origin: Option<Instant>,
+    /// The error the next enqueuing call returns.
+    error: Mutex<Option<Error>>,
+    has_error: AtomicBool,
 }
 
 impl Control {
@@ -57,7 +63,33 @@ impl Control {
             closing: AtomicBool::new(false),
             deadline_ms: AtomicU64::new(0),
             origin: Some(Instant::now()),
+            error: Mutex::new(None),
+            has_error: AtomicBool::new(false),
         }
+    }
+
+    /// Make `e` the error the next report call returns (the first one is kept until taken).
+    /// For sinks that keep a record and retry, so the caller learns of the trouble at once.
+    pub fn surface(&self, e: Error) {
+        let mut slot = self.error.lock();
+        if slot.is_none() {
+            *slot = Some(e);
+            self.has_error.store(true, Ordering::Release);
+        }
+    }
+
+    fn take(&self) -> Option<Error> {
+        if !self.has_error.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut slot = self.error.lock();
+        self.has_error.store(false, Ordering::Release);
+        slot.take()
+    }
+
+    /// True once `close` was asked to finish within a deadline.
+    pub fn closing_started(&self) -> bool {
+        self.deadline_ms.load(Ordering::SeqCst) != 0
     }
 
     /// Time left before the close deadline, if one is set.
@@ -95,12 +127,14 @@ enum Msg {
 }
 
 struct Shared {
-    error: Mutex<Option<Error>>,
-    has_error: AtomicBool,
     /// Records accepted but not yet handed to every sink.
     pending: AtomicU64,
     /// Records a sink gave up on (close deadline passed).
     dropped: AtomicU64,
+    /// Records a sink refused (an error other than the deadline).
+    failed: AtomicU64,
+    /// The last error a sink returned (kept after the caller took it, for `close`).
+    last: Mutex<Option<Error>>,
     ctl: Control,
 }
 
@@ -123,10 +157,10 @@ impl Reporter {
         let capacity = capacity.max(1);
         let (tx, rx) = bounded::<Msg>(capacity);
         let shared = Arc::new(Shared {
-            error: Mutex::new(None),
-            has_error: AtomicBool::new(false),
             pending: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last: Mutex::new(None),
             ctl: Control::new(),
         });
         let (done_tx, done_rx) = bounded::<()>(1);
@@ -151,20 +185,41 @@ impl Reporter {
 
     /// Take the error a sink reported, if any (each error is returned once).
     pub fn take_error(&self) -> Result<()> {
-        let mut slot = self.shared.error.lock();
-        self.shared.has_error.store(false, Ordering::Relaxed);
-        match slot.take() {
+        match self.shared.ctl.take() {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Enqueue `rec`; waits while the queue is full. Returns an earlier sink error first.
+    /// Enqueue `rec`; waits while the queue is full. Then returns an earlier delivery failure,
+    /// if one is pending (the record is queued either way).
     #[inline]
     pub fn send(&self, rec: Record) -> Result<()> {
-        if self.shared.has_error.load(Ordering::Relaxed) {
-            return self.take_error();
+        self.shared.pending.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(Msg::Rec(rec)) {
+            Ok(()) => {
+                if self.tx.len() >= self.wake_at {
+                    self.waker.unpark();
+                }
+            }
+            Err(TrySendError::Full(msg)) => self.send_slow(msg)?,
+            Err(TrySendError::Disconnected(_)) => {
+                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
+                return Err(err!(
+                    State,
+                    "the context is closed; the report was not accepted"
+                ));
+            }
         }
+        if self.shared.ctl.has_error.load(Ordering::Relaxed) {
+            return self.earlier_failure();
+        }
+        Ok(())
+    }
+
+    /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
+    /// earlier sink error is left for the caller's next report instead of being taken here.
+    pub fn send_background(&self, rec: Record) -> Result<()> {
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Rec(rec)) {
             Ok(()) => {
@@ -184,20 +239,17 @@ impl Reporter {
         }
     }
 
-    /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
-    /// earlier sink error is left for the caller's next report instead of being taken here.
-    pub fn send_background(&self, rec: Record) -> Result<()> {
-        self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Rec(rec)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(msg)) => self.send_slow(msg),
-            Err(TrySendError::Disconnected(_)) => {
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                Err(err!(
-                    State,
-                    "the context is closed; the report was not accepted"
-                ))
-            }
+    #[cold]
+    fn earlier_failure(&self) -> Result<()> {
+        match self.shared.ctl.take() {
+            Some(e) => Err(Error::new(
+                e.kind(),
+                format!(
+                    "an earlier report was not delivered: {} (this report was queued)",
+                    e.message()
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -278,28 +330,44 @@ impl Reporter {
                 }
             }
         }
-        let undelivered = self.pending() + self.shared.dropped.load(Ordering::Relaxed);
-        let first = self.take_error();
-        if undelivered > 0 {
-            let msg =
-                format!("{undelivered} report(s) were not delivered before the context closed");
-            return Err(match first {
-                Err(e) => Error::new(e.kind(), format!("{msg}: {}", e.message())),
-                Ok(()) => Error::new(Kind::Timeout, msg),
-            });
+        let late = self.pending() + self.shared.dropped.load(Ordering::Relaxed);
+        let refused = self.shared.failed.load(Ordering::Relaxed);
+        let first = match self.take_error() {
+            Err(e) => Err(e),
+            Ok(()) => match self.shared.last.lock().clone() {
+                Some(e) if late + refused > 0 => Err(e),
+                _ => Ok(()),
+            },
+        };
+        if late + refused > 0 {
+            let mut msg = format!("{} report(s) were not delivered", late + refused);
+            let mut why = Vec::new();
+            if late > 0 {
+                why.push(format!(
+                    "{late} still undelivered when the close deadline of {:.1} s passed",
+                    deadline.as_secs_f64()
+                ));
+            }
+            if refused > 0 {
+                why.push(format!("{refused} refused"));
+            }
+            msg.push_str(&format!(" ({})", why.join(", ")));
+            if let Err(e) = &first {
+                msg.push_str(&format!("; last error: {}", e.message()));
+            }
+            let kind = match (&first, late > 0) {
+                (_, true) => Kind::Timeout,
+                (Err(e), false) => e.kind(),
+                (Ok(()), false) => Kind::Io,
+            };
+            return Err(Error::new(kind, msg));
         }
         first
     }
 }
 
 fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
-    let record_error = |e: Error| {
-        let mut slot = sh.error.lock();
-        if slot.is_none() {
-            *slot = Some(e);
-        }
-        sh.has_error.store(true, Ordering::Relaxed);
-    };
+    let record_error = |e: Error| sh.ctl.surface(e);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
@@ -318,14 +386,22 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
         match msg {
             Msg::Rec(rec) => {
                 let mut dropped = false;
+                let mut failed = false;
                 for s in sinks.iter_mut() {
                     if let Err(e) = s.write(&rec, &sh.ctl) {
-                        dropped |= e.kind() == Kind::Timeout;
+                        *sh.last.lock() = Some(e.clone());
+                        if e.kind() == Kind::Timeout && sh.ctl.closing_started() {
+                            dropped = true;
+                        } else {
+                            failed = true;
+                        }
                         record_error(e);
                     }
                 }
                 if dropped {
                     sh.dropped.fetch_add(1, Ordering::Relaxed);
+                } else if failed {
+                    sh.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 sh.pending.fetch_sub(1, Ordering::Relaxed);
             }
@@ -386,29 +462,59 @@ mod tests {
         r.send(status("fail")).unwrap();
         r.flush(Duration::from_secs(5)).unwrap_err();
         r.send(status("after")).unwrap();
-        r.close(Duration::from_secs(5)).unwrap();
-        assert_eq!(out.lock().last().unwrap(), "after");
+        r.send(status("fail")).unwrap();
+        r.flush(Duration::from_secs(5)).unwrap_err();
+        r.send(status("fail")).unwrap();
+        r.flush(Duration::from_secs(5)).unwrap_err();
+        // The next report call returns the pending failure, and its record is queued anyway.
+        r.send(status("fail")).unwrap();
+        let t = Instant::now();
+        while r.pending() > 0 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let e = r.send(status("queued")).unwrap_err();
+        assert!(
+            e.message().contains("earlier report was not delivered"),
+            "{e}"
+        );
+        assert!(e.message().contains("sink failed"), "{e}");
+        r.send(status("last")).unwrap();
+        let e = r.close(Duration::from_secs(5)).unwrap_err();
+        assert!(
+            e.message().contains("4 report(s) were not delivered"),
+            "{e}"
+        );
+        assert!(e.message().contains("refused"), "{e}");
+        assert_eq!(
+            &out.lock()[100..],
+            &["after".to_string(), "queued".into(), "last".into()]
+        );
         assert!(r.send(status("closed")).is_err());
     }
 
     #[test]
-    fn background_sends_leave_errors_for_the_caller() {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let r = Reporter::start(vec![Box::new(Collect(out.clone(), Duration::ZERO))], 4).unwrap();
-        r.send(status("fail")).unwrap();
-        r.send(status("x")).unwrap();
-        let t = Instant::now();
-        while r.pending() > 0 {
-            assert!(t.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(5));
+    fn a_retrying_sink_surfaces_without_dropping() {
+        struct Retrying(Arc<Mutex<Vec<String>>>);
+        impl Sink for Retrying {
+            fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()> {
+                if let Record::Event(Event::Status { status }, _) = rec {
+                    if status == "slow" {
+                        ctl.surface(err!(Master, "master down, still retrying"));
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    self.0.lock().push(status.clone());
+                }
+                Ok(())
+            }
         }
-        // The profiler's send neither fails nor takes the pending error...
-        r.send_background(status("bg")).unwrap();
-        // ... which the caller's next report still gets.
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(vec![Box::new(Retrying(out.clone()))], 8).unwrap();
+        r.send(status("slow")).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
         let e = r.send(status("next")).unwrap_err();
-        assert!(e.message().contains("sink failed"), "{e}");
+        assert!(e.message().contains("still retrying"), "{e}");
         r.close(Duration::from_secs(5)).unwrap();
-        assert!(out.lock().contains(&"bg".to_owned()));
+        assert_eq!(*out.lock(), vec!["slow".to_string(), "next".into()]);
     }
 
     #[test]
@@ -427,5 +533,30 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(4));
         assert_eq!(e.kind(), Kind::Timeout);
         assert!(e.message().contains("not delivered"), "{e}");
+    }
+
+    #[test]
+    fn background_sends_leave_errors_for_the_caller() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let r = Reporter::start(vec![Box::new(Collect(out.clone(), Duration::ZERO))], 4).unwrap();
+        r.send(status("fail")).unwrap();
+        r.send(status("x")).unwrap();
+        let t = Instant::now();
+        while r.pending() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The profiler's send neither fails nor takes the pending error...
+        r.send_background(status("bg")).unwrap();
+        // ... which the caller's next report still gets.
+        let e = r.send(status("next")).unwrap_err();
+        assert!(e.message().contains("sink failed"), "{e}");
+        // The refused report is counted at close.
+        let e = r.close(Duration::from_secs(5)).unwrap_err();
+        assert!(
+            e.message().contains("1 report(s) were not delivered"),
+            "{e}"
+        );
+        assert!(out.lock().contains(&"bg".to_owned()));
     }
 }

@@ -1,0 +1,311 @@
+//! The endpoints the Core API uses (PROTOCOL.md §15), with their bodies exactly as Python's
+//! client builds them (key order included).
+
+use super::client::{percent_encode, CallOpts, MasterClient};
+use crate::err;
+use crate::error::{Kind, Result};
+use crate::json::{Map, Number, Value};
+use crate::storage::Resources;
+use crate::train::record::MetricsReport;
+
+/// `POST /api/v1/trials/<id>/metrics` body (§7.1).
+pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Value {
+    let batch = match &r.batch_metrics {
+        Some(b) => Value::Array(b.iter().cloned().map(Value::Object).collect()),
+        None => Value::Null,
+    };
+    let report_time = if r.send_report_time {
+        Value::from(crate::time::iso8601(r.time))
+    } else {
+        Value::Null
+    };
+    Value::Object(obj! {
+        "group" => &*r.group,
+        "metrics" => obj! {
+            "metrics" => obj! {
+                "avgMetrics" => r.metrics.to_map(),
+                "batchMetrics" => batch,
+            },
+            "trialId" => trial_id,
+            "trialRunId" => trial_run_id,
+            "reportTime" => report_time,
+            "stepsCompleted" => r.steps_completed,
+        },
+    })
+}
+
+/// `POST /api/v1/checkpoints` body (§5.5): sizes as decimal strings.
+#[allow(clippy::too_many_arguments)]
+pub fn checkpoint_body(
+    storage_id: &str,
+    resources: &Resources,
+    metadata: &Map,
+    allocation_id: &str,
+    task_id: &str,
+    storage_backend_id: Option<i64>,
+    report_time: &str,
+) -> Value {
+    let mut res = Map::new();
+    for (k, v) in resources.iter() {
+        res.insert(k.clone(), Value::String(v.to_string()));
+    }
+    Value::Object(obj! {
+        "metadata" => metadata.clone(),
+        "resources" => res,
+        "state" => "STATE_COMPLETED",
+        "training" => Map::new(),
+        "uuid" => storage_id,
+        "allocationId" => allocation_id,
+        "reportTime" => report_time,
+        "storageId" => storage_backend_id,
+        "taskId" => task_id,
+    })
+}
+
+/// `POST /api/v1/trials/<id>/progress` body, with Python's snake_case `is_raw`.
+pub fn progress_body(progress: f64) -> Value {
+    Value::Object(obj! { "progress" => Value::Number(Number::Float(progress)), "is_raw" => true })
+}
+
+/// `POST /api/v1/trials/<id>/runner/metadata` body.
+pub fn status_body(status: &str) -> Value {
+    Value::Object(obj! { "state" => status })
+}
+
+/// Python's alert levels: `warn`, `debug`, `error`, anything else is info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertLevel {
+    Info,
+    Warning,
+    Debug,
+    Error,
+}
+
+impl AlertLevel {
+    /// The wire value (`v1LogLevel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertLevel::Info => "LOG_LEVEL_INFO",
+            AlertLevel::Warning => "LOG_LEVEL_WARNING",
+            AlertLevel::Debug => "LOG_LEVEL_DEBUG",
+            AlertLevel::Error => "LOG_LEVEL_ERROR",
+        }
+    }
+}
+
+/// `POST /api/v1/webhooks/custom` body (§12.2).
+pub fn alert_body(
+    title: &str,
+    description: &str,
+    level: AlertLevel,
+    experiment_id: i64,
+    trial_id: i64,
+) -> Value {
+    Value::Object(obj! {
+        "data" => obj! {
+            "description" => description,
+            "level" => level.as_str(),
+            "title" => title,
+        },
+        "experimentId" => experiment_id,
+        "trialId" => trial_id,
+    })
+}
+
+impl MasterClient {
+    /// `POST /api/v1/runs/start`: register the run's checkpoint storage; returns `storageId`.
+    pub fn runs_start(&self, run_id: i64, checkpoint_storage: &Value) -> Result<Option<i64>> {
+        let body = Value::Object(obj! {
+            "runId" => run_id,
+            "checkpointStorage" => checkpoint_storage.clone(),
+        });
+        let r = self.call(
+            "POST",
+            "/api/v1/runs/start",
+            &[],
+            Some(&body),
+            CallOpts::default(),
+        )?;
+        match r.get("storageId") {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                err!(
+                    Master,
+                    "POST /api/v1/runs/start: storageId is {}, not an integer",
+                    crate::json::to_wire(v)
+                )
+            }),
+        }
+    }
+
+    /// `GET /api/v1/checkpoints/<uuid>` → `checkpoint.metadata` (`{}` when absent).
+    pub fn checkpoint_metadata(&self, storage_id: &str) -> Result<Map> {
+        let path = format!("/api/v1/checkpoints/{}", percent_encode(storage_id));
+        let r = self
+            .call("GET", &path, &[], None, CallOpts::default())
+            .map_err(|e| {
+                if e.kind() == Kind::NotFound {
+                    crate::error::Error::new(
+                        Kind::NotFound,
+                        format!("checkpoint {storage_id} is not known to the master ({e})"),
+                    )
+                } else {
+                    e
+                }
+            })?;
+        match r.get("checkpoint").and_then(|c| c.get("metadata")) {
+            Some(Value::Object(m)) => Ok(m.clone()),
+            _ => Ok(Map::new()),
+        }
+    }
+
+    /// `PATCH /api/v1/checkpoints`: mark the checkpoint deleted (no resources left).
+    pub fn checkpoint_deleted(&self, storage_id: &str) -> Result<()> {
+        let body = Value::Object(obj! {
+            "checkpoints" => vec![Value::Object(obj! {
+                "uuid" => storage_id,
+                "resources" => obj! { "resources" => Map::new() },
+            })],
+        });
+        self.call(
+            "PATCH",
+            "/api/v1/checkpoints",
+            &[],
+            Some(&body),
+            CallOpts::default(),
+        )
+        .map(|_| ())
+    }
+
+    /// `GET /api/v1/experiments/<id>/searcher/best_searcher_validation_metric`; 404 → `None`.
+    pub fn best_validation(&self, experiment_id: i64) -> Result<Option<f64>> {
+        let path =
+            format!("/api/v1/experiments/{experiment_id}/searcher/best_searcher_validation_metric");
+        match self.call("GET", &path, &[], None, CallOpts::default()) {
+            Ok(v) => match v.get("metric") {
+                Some(Value::Number(n)) => Ok(Some(n.as_f64())),
+                Some(Value::String(s)) => match s.as_str() {
+                    "NaN" => Ok(Some(f64::NAN)),
+                    "Infinity" => Ok(Some(f64::INFINITY)),
+                    "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+                    other => other
+                        .parse::<f64>()
+                        .map(Some)
+                        .map_err(|_| err!(Master, "GET {path}: metric {other:?} is not a number")),
+                },
+                other => Err(err!(
+                    Master,
+                    "GET {path}: no numeric \"metric\" in the answer ({})",
+                    other.map_or("missing".into(), crate::json::to_wire)
+                )),
+            },
+            Err(e) if e.kind() == Kind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /api/v1/runs/<id>/metadata` → the run's resulting metadata.
+    pub fn set_run_metadata(&self, run_id: i64, metadata: &Map) -> Result<Map> {
+        let body = Value::Object(obj! { "metadata" => metadata.clone(), "runId" => run_id });
+        let path = format!("/api/v1/runs/{run_id}/metadata");
+        let r = self.call("POST", &path, &[], Some(&body), CallOpts::default())?;
+        Ok(match r.get("metadata") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        })
+    }
+
+    /// `GET /api/v1/runs/<id>/metadata`.
+    pub fn get_run_metadata(&self, run_id: i64) -> Result<Map> {
+        let path = format!("/api/v1/runs/{run_id}/metadata");
+        let r = self.call("GET", &path, &[], None, CallOpts::default())?;
+        Ok(match r.get("metadata") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        })
+    }
+
+    /// `POST /api/v1/trials/<id>/early_exit`.
+    pub fn report_early_exit(&self, trial_id: i64, reason: &str) -> Result<()> {
+        let body = Value::Object(obj! { "reason" => reason });
+        let path = format!("/api/v1/trials/{trial_id}/early_exit");
+        self.call("POST", &path, &[], Some(&body), CallOpts::default())
+            .map(|_| ())
+    }
+
+    /// `POST /api/v1/webhooks/custom`.
+    pub fn alert(
+        &self,
+        title: &str,
+        description: &str,
+        level: AlertLevel,
+        experiment_id: i64,
+        trial_id: i64,
+    ) -> Result<()> {
+        let body = alert_body(title, description, level, experiment_id, trial_id);
+        self.call(
+            "POST",
+            "/api/v1/webhooks/custom",
+            &[],
+            Some(&body),
+            CallOpts::default(),
+        )
+        .map(|_| ())
+    }
+
+    /// `POST /api/v1/allocations/<aid>/signals/ack_preemption` (no body).
+    pub fn ack_preemption(&self, allocation_id: &str, opts: CallOpts<'_>) -> Result<()> {
+        let path = format!(
+            "/api/v1/allocations/{}/signals/ack_preemption",
+            percent_encode(allocation_id)
+        );
+        self.call("POST", &path, &[], None, opts).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::to_wire;
+    use crate::train::record::Metrics;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    #[test]
+    fn metrics_body_is_pythons() {
+        let r = MetricsReport {
+            group: Arc::from("training"),
+            steps_completed: Some(10),
+            metrics: Metrics::scalars(&["loss", "x"], &[0.5, f64::NAN]),
+            batch_metrics: None,
+            time: SystemTime::now(),
+            send_report_time: false,
+            method: "report_training_metrics",
+        };
+        assert_eq!(
+            to_wire(&metrics_body(3, 2, &r)),
+            r#"{"group": "training", "metrics": {"metrics": {"avgMetrics": {"loss": 0.5, "x": "NaN"}, "batchMetrics": null}, "trialId": 3, "trialRunId": 2, "reportTime": null, "stepsCompleted": 10}}"#
+        );
+    }
+
+    #[test]
+    fn other_bodies() {
+        let mut res = Resources::new();
+        res.insert("a/".into(), 0);
+        res.insert("a/b".into(), 1234);
+        let m = crate::checkpoint::parse_metadata(r#"{"steps_completed": 5}"#).unwrap();
+        let b = checkpoint_body("id", &res, &m, "aid", "tid", Some(3), "T");
+        assert_eq!(
+            to_wire(&b),
+            r#"{"metadata": {"steps_completed": 5}, "resources": {"a/": "0", "a/b": "1234"}, "state": "STATE_COMPLETED", "training": {}, "uuid": "id", "allocationId": "aid", "reportTime": "T", "storageId": 3, "taskId": "tid"}"#
+        );
+        assert_eq!(
+            to_wire(&progress_body(0.5)),
+            r#"{"progress": 0.5, "is_raw": true}"#
+        );
+        assert_eq!(
+            to_wire(&alert_body("t", "", AlertLevel::Warning, 1, 2)),
+            r#"{"data": {"description": "", "level": "LOG_LEVEL_WARNING", "title": "t"}, "experimentId": 1, "trialId": 2}"#
+        );
+    }
+}

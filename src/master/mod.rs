@@ -1,0 +1,18 @@
+//! The Determined master client (on-cluster): URL, TLS, retry policy, timeouts, typed calls.
+//!
+//! One [`MasterClient`] per context, shared by the caller's thread (synchronous calls), the
+//! metrics shipper, the preemption watcher and the acknowledgement thread.
+
+pub mod api;
+pub mod client;
+pub mod longpoll;
+pub mod preempt;
+pub mod retry;
+pub mod tls;
+pub mod url;
+
+pub use api::AlertLevel;
+pub use client::{CallOpts, MasterClient, Timeouts};
+pub use retry::RetryPolicy;
+pub use tls::TlsSettings;
+pub use url::MasterUrl;

@@ -1,0 +1,204 @@
+//! On-cluster sink: every report becomes one request to the master, in order (PROTOCOL.md §7):
+//! metrics → `POST /api/v1/trials/<id>/metrics`, progress → `POST .../progress`, status →
+//! `POST .../runner/metadata`.
+//!
+//! Unlike Python's shipper thread, which dies on the first error and then queues forever (§14
+//! item 14), this sink never drops a report it could still deliver:
+//! - a connection failure, a lost answer, a timeout or a 5xx/429 answer is retried with the
+//!   policy's backoff (`DET_RETRY_CONFIG`); when the policy's budget is spent, the failure is
+//!   surfaced to the next report call and the report is still retried, every `backoff_max`
+//!   seconds, until it is delivered or `close`'s deadline passes (then it is counted as not
+//!   delivered);
+//! - any other answer (400, 401, 403, 404) is a refusal: the report cannot ever be delivered; the
+//!   error is returned by the next report call and counted by `close`.
+//!
+//! A POST whose answer was lost may be replayed (as in Python); if the replay is refused with 400
+//! (the master refuses a second report of batch metrics for the same step), the first copy was
+//! stored and the report counts as delivered, with a warning.
+
+use super::record::{Event, Record};
+use super::reporter::{Control, Sink};
+use crate::error::{Error, Kind, Result};
+use crate::json::{to_wire, Value};
+use crate::master::api::{metrics_body, progress_body, status_body};
+use crate::master::retry::Failure;
+use crate::master::MasterClient;
+use crate::{log_debug, log_info, log_warn};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Delivers reports to the master.
+pub struct MasterSink {
+    client: Arc<MasterClient>,
+    trial_id: i64,
+    trial_run_id: i64,
+    metrics_path: String,
+    progress_path: String,
+    status_path: String,
+    refusals: u64,
+}
+
+impl MasterSink {
+    /// A sink for trial `trial_id`, run `trial_run_id`.
+    pub fn new(client: Arc<MasterClient>, trial_id: i64, trial_run_id: i64) -> MasterSink {
+        MasterSink {
+            client,
+            trial_id,
+            trial_run_id,
+            metrics_path: format!("/api/v1/trials/{trial_id}/metrics"),
+            progress_path: format!("/api/v1/trials/{trial_id}/progress"),
+            status_path: format!("/api/v1/trials/{trial_id}/runner/metadata"),
+            refusals: 0,
+        }
+    }
+
+    fn deliver(&mut self, path: &str, body: &Value, ctl: &Control) -> Result<()> {
+        let text = to_wire(body);
+        let policy = self.client.retry_policy().clone();
+        let mut budget = policy.start();
+        let mut failures: u32 = 0;
+        let mut surfaced = false;
+        let mut answer_lost = false;
+        let started = Instant::now();
+        loop {
+            let mut timeout = self.client.timeouts().request;
+            if let Some(left) = ctl.time_left() {
+                if left.is_zero() {
+                    return Err(Error::new(
+                        Kind::Timeout,
+                        format!("POST {path}: not delivered before the close deadline"),
+                    ));
+                }
+                timeout = timeout.min(left);
+            }
+            let e = match self.client.attempt("POST", path, &[], Some(&text), timeout) {
+                Ok(_) => {
+                    if failures > 0 {
+                        log_info!(
+                            "POST {path}: delivered after {failures} failed attempt(s) over {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let transient = match (&e.failure, e.status) {
+                (None, _) => false,
+                (Some(Failure::Status { .. }), Some(code)) => {
+                    code >= 500 || code == 429 || code == 408
+                }
+                _ => true,
+            };
+            if !transient {
+                if e.status == Some(400) && answer_lost {
+                    log_warn!(
+                        "POST {path}: the master refused a replay of a report whose first answer was lost ({}); the first copy was stored",
+                        e.message
+                    );
+                    return Ok(());
+                }
+                self.refusals += 1;
+                let msg = format!("POST {path}: {}", e.message);
+                if self.refusals <= 3 || self.refusals.is_multiple_of(100) {
+                    log_warn!("report refused ({} so far): {msg}", self.refusals);
+                }
+                return Err(Error::new(Kind::Master, msg));
+            }
+            answer_lost |= e.failure == Some(Failure::Read);
+            failures += 1;
+            let failure = e.failure.clone().unwrap_or(Failure::Other);
+            let within = budget.next("POST", &failure);
+            if failures == 1 {
+                log_warn!(
+                    "POST {path}: {}; reports are kept in memory and retried until the master answers",
+                    e.message
+                );
+            } else {
+                log_debug!("POST {path}: {} (attempt {})", e.message, failures + 1);
+            }
+            if within.is_none() && !surfaced {
+                surfaced = true;
+                let msg = format!(
+                    "POST {path}: the master did not take the report after {failures} attempt(s) over {:.0} s ({}); reports are kept and still retried",
+                    started.elapsed().as_secs_f64(),
+                    e.message
+                );
+                log_warn!("{msg}");
+                ctl.surface(Error::new(
+                    if e.timed_out {
+                        Kind::Timeout
+                    } else {
+                        Kind::Master
+                    },
+                    msg,
+                ));
+            }
+            let wait = within.unwrap_or_else(|| policy.max_backoff());
+            if !sleep(ctl, wait) {
+                return Err(Error::new(
+                    Kind::Timeout,
+                    format!(
+                        "POST {path}: not delivered before the close deadline (last error: {})",
+                        e.message
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Sleep `d` unless the close deadline comes first (then false).
+fn sleep(ctl: &Control, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        let mut step = (end - now).min(Duration::from_millis(50));
+        if let Some(left) = ctl.time_left() {
+            if left.is_zero() {
+                return false;
+            }
+            step = step.min(left);
+        }
+        std::thread::sleep(step);
+    }
+}
+
+impl Sink for MasterSink {
+    fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()> {
+        match rec {
+            Record::Metrics(r) => {
+                if r.method != "report_metrics" || !r.send_report_time {
+                    log_info!("{}", super::jsonl::log_line(rec));
+                }
+                let body = metrics_body(self.trial_id, self.trial_run_id, r);
+                let path = self.metrics_path.clone();
+                self.deliver(&path, &body, ctl)
+            }
+            Record::Event(Event::Progress { progress }, _) => {
+                log_debug!("report_progress with progress={progress}");
+                let path = self.progress_path.clone();
+                self.deliver(&path, &progress_body(*progress), ctl)
+            }
+            Record::Event(Event::Status { status }, _) => {
+                log_debug!("set_status({status})");
+                let path = self.status_path.clone();
+                self.deliver(&path, &status_body(status), ctl)
+            }
+            Record::Event(e @ Event::SearcherCompleted { .. }, t) => {
+                // No master call in 0.38 (the master decides from validation metrics).
+                log_debug!("{}", super::jsonl::log_line(&Record::Event(e.clone(), *t)));
+                Ok(())
+            }
+            Record::Event(Event::EarlyExit { reason }, _) => {
+                let path = format!("/api/v1/trials/{}/early_exit", self.trial_id);
+                let body = Value::Object(crate::obj! { "reason" => reason.as_str() });
+                self.deliver(&path, &body, ctl)
+            }
+            Record::Event(Event::Checkpoint { .. } | Event::CheckpointDeleted { .. }, _) => Ok(()),
+        }
+    }
+}
