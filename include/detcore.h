@@ -61,6 +61,13 @@
 // address from DET_CHIEF_IP or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST.
 #define DET_LAUNCHER_SLURM 6
 
+// Determined's own files, on-cluster: containers and this container's rank from
+// `rendezvous.json` (chief at the first container's address), the port from
+// `INTER_TRAIN_PROCESS_COMM_PORT_1`, processes per container from LOCAL_WORLD_SIZE/LOCAL_SIZE
+// (else 1) and this process's index from LOCAL_RANK (else 0). `DET_LAUNCHER_AUTO` picks it
+// on-cluster when no launcher's variables are set.
+#define DET_LAUNCHER_DETERMINED 7
+
 // `det_core_alert` level: `"info"` (`LOG_LEVEL_INFO`), the default.
 #define DET_ALERT_LEVEL_INFO 0
 

@@ -4,7 +4,7 @@ use super::boundary::{call, out_arg, with_ctx, write_out};
 use super::handle::{det_context, Registry};
 use super::options::{det_distributed_config, distributed_from_c};
 use super::status::det_status;
-use crate::distributed::env::{from_env, Env, Launcher};
+use crate::distributed::env::{from_env_or_info, Env, Launcher};
 use crate::distributed::{ByteList, DistributedConfig};
 use crate::error::{Error, Kind, Result};
 use std::ffi::{c_char, c_void, CString};
@@ -27,6 +27,12 @@ pub const DET_LAUNCHER_MPICH: i32 = 5;
 /// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES; chief
 /// address from DET_CHIEF_IP or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST.
 pub const DET_LAUNCHER_SLURM: i32 = 6;
+/// Determined's own files, on-cluster: containers and this container's rank from
+/// `rendezvous.json` (chief at the first container's address), the port from
+/// `INTER_TRAIN_PROCESS_COMM_PORT_1`, processes per container from LOCAL_WORLD_SIZE/LOCAL_SIZE
+/// (else 1) and this process's index from LOCAL_RANK (else 0). `DET_LAUNCHER_AUTO` picks it
+/// on-cluster when no launcher's variables are set.
+pub const DET_LAUNCHER_DETERMINED: i32 = 7;
 
 /// A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,
 /// library-owned: read it with `det_bytes_list_len`/`det_bytes_list_get`, free it with
@@ -46,6 +52,7 @@ fn launcher(v: i32) -> Result<Launcher> {
         DET_LAUNCHER_OPENMPI => Launcher::OpenMpi,
         DET_LAUNCHER_MPICH => Launcher::Mpich,
         DET_LAUNCHER_SLURM => Launcher::Slurm,
+        DET_LAUNCHER_DETERMINED => Launcher::Determined,
         v => {
             return Err(Error::new(
                 Kind::InvalidArgument,
@@ -77,7 +84,8 @@ pub unsafe extern "C" fn det_distributed_from_env(
         // SAFETY: initialised per the contract.
         let base: DistributedConfig = unsafe { distributed_from_c(cfg) }?;
         let get = |k: &str| std::env::var(k).ok();
-        let c = from_env(l, &Env::new(&get), &base)?;
+        let info = crate::cluster_info::info_dir(None);
+        let c = from_env_or_info(l, &Env::new(&get), &base, Some(&info))?;
         let chief: *const c_char = match &c.chief_ip {
             Some(ip) => intern(ip)?,
             None => std::ptr::null(),

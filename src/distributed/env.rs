@@ -23,6 +23,11 @@ pub enum Launcher {
     Mpich,
     /// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES.
     Slurm,
+    /// Determined's own files (on-cluster): the containers and this container's rank from
+    /// `rendezvous.json`, the chief at the first container's address, the port from
+    /// `INTER_TRAIN_PROCESS_COMM_PORT_1`; processes per container from LOCAL_WORLD_SIZE /
+    /// LOCAL_SIZE (else 1) and this process's index from LOCAL_RANK (else 0).
+    Determined,
 }
 
 impl Launcher {
@@ -36,6 +41,7 @@ impl Launcher {
             Launcher::OpenMpi => "Open MPI",
             Launcher::Mpich => "MPICH/PMI",
             Launcher::Slurm => "Slurm",
+            Launcher::Determined => "Determined (rendezvous.json)",
         }
     }
 }
@@ -91,6 +97,31 @@ pub fn from_env(
     env: &Env<'_>,
     base: &DistributedConfig,
 ) -> Result<DistributedConfig> {
+    from_env_or_info(launcher, env, base, None)
+}
+
+/// As [`from_env`], with the Determined info folder to read for [`Launcher::Determined`] (and
+/// for `Auto` when no launcher's variables are set and the info folder exists).
+pub fn from_env_or_info(
+    launcher: Launcher,
+    env: &Env<'_>,
+    base: &DistributedConfig,
+    info_dir: Option<&std::path::Path>,
+) -> Result<DistributedConfig> {
+    let launcher = match (launcher, info_dir) {
+        (Launcher::Auto, Some(d))
+            if detect(env).is_none() && crate::cluster_info::is_on_cluster(d) =>
+        {
+            Launcher::Determined
+        }
+        (l, _) => l,
+    };
+    if launcher == Launcher::Determined {
+        let dir = info_dir
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| crate::cluster_info::info_dir(None));
+        return from_rendezvous(env, base, &dir);
+    }
     let l = match launcher {
         Launcher::Auto => match detect(env) {
             Some(l) => l,
@@ -202,7 +233,7 @@ pub fn from_env(
                 env.raw("SLURM_STEP_NODELIST").or_else(|| env.raw("SLURM_JOB_NODELIST")).and_then(|n| first_host(&n)),
             )
         }
-        Launcher::Auto => unreachable!("resolved above"),
+        Launcher::Auto | Launcher::Determined => unreachable!("resolved above"),
     };
     let mut c = base.clone();
     c.rank = rank;
@@ -234,6 +265,53 @@ pub fn from_env(
             c.cross_size
         );
     }
+    Ok(c)
+}
+
+fn from_rendezvous(
+    env: &Env<'_>,
+    base: &DistributedConfig,
+    dir: &std::path::Path,
+) -> Result<DistributedConfig> {
+    let l = Launcher::Determined;
+    let ci = crate::cluster_info::ClusterInfo::load(dir)?;
+    let addrs = ci.container_addrs();
+    let crank = ci.container_rank();
+    let cross_size = addrs.len().max(1) as u32;
+    let local_size = match (
+        env.opt_int(l, "LOCAL_WORLD_SIZE")?,
+        env.opt_int(l, "LOCAL_SIZE")?,
+    ) {
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => 1,
+    };
+    let local_rank = env.opt_int(l, "LOCAL_RANK")?.unwrap_or(0);
+    let cross_rank = u32::try_from(crank).map_err(|_| {
+        err!(
+            InvalidArgument,
+            "rendezvous.json: container_rank {crank} is negative"
+        )
+    })?;
+    let mut c = base.clone();
+    c.rank = cross_rank * local_size + local_rank;
+    c.size = cross_size * local_size;
+    c.local_rank = local_rank;
+    c.local_size = local_size;
+    c.cross_rank = cross_rank;
+    c.cross_size = cross_size;
+    c.chief_ip = env.raw("DET_CHIEF_IP").or_else(|| addrs.first().cloned());
+    c.port = port(env)?.unwrap_or(base.port);
+    c.validate().map_err(|e| {
+        Error::new(
+            Kind::InvalidArgument,
+            format!(
+                "{} in {}: {}",
+                l.name(),
+                dir.display(),
+                e.message().trim_start_matches("distributed: ")
+            ),
+        )
+    })?;
     Ok(c)
 }
 
@@ -467,6 +545,68 @@ mod tests {
     fn auto_without_launcher_is_single() {
         let c = read(Launcher::Auto, &[]).unwrap();
         assert_eq!((c.rank, c.size), (0, 1));
+    }
+
+    #[test]
+    fn determined_rendezvous_files() {
+        let dir = std::env::temp_dir().join(format!("detcore-rdv-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let w = |n: &str, t: &str| std::fs::write(dir.join(n), t).unwrap();
+        w(
+            "cluster.json",
+            r#"{"master_url": "http://m:8080", "cluster_id": "c", "agent_id": "a", "slot_ids": [0, 1],
+            "task_id": "t", "allocation_id": "al", "session_token": "s", "task_type": "TRIAL",
+            "master_cert_name": null, "master_cert_file": null, "latest_checkpoint": null}"#,
+        );
+        w(
+            "trial.json",
+            r#"{"trial_id": 1, "experiment_id": 2, "trial_seed": 3, "hparams": {}, "config": {},
+            "steps_completed": 0, "trial_run_id": 1, "debug": false, "inter_node_network_interface": null}"#,
+        );
+        w(
+            "rendezvous.json",
+            r#"{"container_addrs": ["10.0.0.5", "10.0.0.6"], "container_rank": 1, "container_slot_counts": [2, 2]}"#,
+        );
+        let m = env_of(&[
+            ("LOCAL_RANK", "1"),
+            ("LOCAL_WORLD_SIZE", "2"),
+            ("INTER_TRAIN_PROCESS_COMM_PORT_1", "23000"),
+        ]);
+        let get = |k: &str| m.get(k).cloned();
+        let c = from_env_or_info(
+            Launcher::Auto,
+            &Env::new(&get),
+            &DistributedConfig::single(),
+            Some(&dir),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.rank,
+                c.size,
+                c.local_rank,
+                c.local_size,
+                c.cross_rank,
+                c.cross_size
+            ),
+            (3, 4, 1, 2, 1, 2)
+        );
+        assert_eq!(c.chief_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(c.port, 23000);
+        let m = env_of(&[("LOCAL_RANK", "2"), ("LOCAL_WORLD_SIZE", "2")]);
+        let get = |k: &str| m.get(k).cloned();
+        let e = from_env_or_info(
+            Launcher::Determined,
+            &Env::new(&get),
+            &DistributedConfig::single(),
+            Some(&dir),
+        )
+        .unwrap_err();
+        assert!(
+            e.message().contains("rank 4 must be less than size 4"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

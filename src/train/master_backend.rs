@@ -25,6 +25,11 @@ pub struct MasterTrainBackend {
 
 impl TrainBackend for MasterTrainBackend {
     fn best_validation(&self) -> Result<Option<f64>> {
+        // The answer must reflect the validation metrics this process already reported: deliver
+        // the queued reports first (bounded; a delivery problem is logged, not fatal here).
+        if let Err(e) = self.reporter.flush(self.flush_timeout) {
+            crate::log_warn!("get_experiment_best_validation: earlier reports: {e}");
+        }
         self.client.best_validation(self.experiment_id)
     }
 
