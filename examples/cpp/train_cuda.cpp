@@ -1,0 +1,12 @@
+// The CUDA variant of train.cpp: the same loop (trainer.hpp) with the model kept on the GPU
+// (cuda_model.cu). At each checkpoint the weights are copied to the host and written by the
+// host; at a restore they are read on the host and copied back to the GPU. Its checkpoints have
+// the CPU example's format, so either program resumes the other's run.
+//
+// Built only when CMake finds a CUDA compiler (examples/CMakeLists.txt).
+#include "cuda_model.hpp"
+#include "trainer.hpp"
+
+int main() {
+    return example::main_with("train_cuda", [](const rff::ModelConfig &hp) { return CudaModel(hp); });
+}
