@@ -92,6 +92,11 @@ struct CudaModel::Impl {
     }
 };
 
+bool cuda_device_available() {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
 CudaModel::CudaModel(const rff::ModelConfig &hp) : impl_(new Impl(hp)) {}
 CudaModel::CudaModel(CudaModel &&) noexcept = default;
 CudaModel::~CudaModel() = default;

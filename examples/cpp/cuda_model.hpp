@@ -11,6 +11,9 @@
 #include <memory>
 #include <vector>
 
+/// True when the CUDA runtime sees at least one device.
+bool cuda_device_available();
+
 class CudaModel {
 public:
     explicit CudaModel(const rff::ModelConfig &hp);

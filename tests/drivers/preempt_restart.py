@@ -47,11 +47,17 @@ def env_for(run: pathlib.Path, name: str, hparams: str) -> dict:
     return env
 
 
+SKIP = 77  # a program that cannot run here (e.g. no GPU) exits 77; so does this driver
+
+
 def run_to_end(cmd, cwd, env, timeout):
     p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
     sys.stdout.write(f"--- {' '.join(cmd)} (exit {p.returncode})\n{p.stdout}")
     if p.stderr.strip():
         sys.stdout.write(f"--- stderr\n{p.stderr}")
+    if p.returncode == SKIP:
+        print("SKIPPED: the program cannot run on this machine")
+        sys.exit(SKIP)
     if p.returncode != 0:
         fail(f"{cmd[0]} exited with {p.returncode}")
     return p.stdout
