@@ -5,7 +5,8 @@
 !>     (`det_core_init`, `det_ckpt_store_path_begin`, ...), the `det_init_options` and
 !>     `det_distributed_config` structs as `bind(c)` types, and every `DET_*` constant.
 !>     Required strings are passed as `character(kind=c_char)` arrays ending in c_null_char;
-!>     strings that may be NULL, handles and out-strings are `type(c_ptr)`.
+!>     strings that may be NULL, handles and out-strings are `type(c_ptr)`. Out-parameters are
+!>     `intent(inout)`: detcore writes them only on success, so they keep their value on failure.
 !>  2. Fortran wrappers: the derived type `det_context` (with a `final` procedure that closes it)
 !>     and its type-bound procedures, `det_store`/`det_restore`/`det_searcher_op` scopes, Fortran
 !>     character arguments (trailing blanks removed) and `character(:), allocatable` results,
@@ -141,19 +142,19 @@ module detcore
       type(c_ptr), value :: ctx
       character(kind=c_char), dimension(*), intent(in) :: metadata_json
       logical(c_bool), value :: shard
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_store_path_begin
     end function
     function det_ckpt_store_path(store, out) bind(c, name="det_ckpt_store_path")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: store
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_store_path
     end function
     function det_ckpt_store_storage_id(store, out) bind(c, name="det_ckpt_store_storage_id")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: store
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_store_storage_id
     end function
     function det_ckpt_store_path_end(store, storage_id_out) bind(c, name="det_ckpt_store_path_end")
@@ -175,7 +176,7 @@ module detcore
       logical(c_bool), value :: shard
       type(c_funptr), value :: selector
       type(c_ptr), value :: userdata
-      character(kind=c_char), dimension(*), intent(out) :: storage_id_out
+      character(kind=c_char), dimension(*), intent(inout) :: storage_id_out
       integer(c_int32_t) :: det_ckpt_upload
     end function
     function det_ckpt_download(ctx, storage_id, dir, download_mode, selector, userdata) &
@@ -196,13 +197,13 @@ module detcore
       integer(c_int32_t), value :: download_mode
       type(c_funptr), value :: selector
       type(c_ptr), value :: userdata
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_restore_path_begin
     end function
     function det_ckpt_restore_path(restore, out) bind(c, name="det_ckpt_restore_path")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: restore
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_restore_path
     end function
     function det_ckpt_restore_path_end(restore) bind(c, name="det_ckpt_restore_path_end")
@@ -214,7 +215,7 @@ module detcore
       import :: c_ptr, c_char, c_int32_t
       type(c_ptr), value :: ctx
       character(kind=c_char), dimension(*), intent(in) :: storage_id
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_get_metadata
     end function
     function det_ckpt_delete(ctx, storage_id) bind(c, name="det_ckpt_delete")
@@ -233,7 +234,7 @@ module detcore
     function det_core_init(opts, out) bind(c, name="det_core_init")
       import :: det_init_options, c_ptr, c_int32_t
       type(det_init_options), intent(in) :: opts
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_core_init
     end function
     function det_core_close(ctx) bind(c, name="det_core_close")
@@ -270,42 +271,42 @@ module detcore
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: ctx, data
       integer(c_size_t), value :: len
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_dist_gather
     end function
     function det_dist_allgather(ctx, data, len, out) bind(c, name="det_dist_allgather")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: ctx, data
       integer(c_size_t), value :: len
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_dist_allgather
     end function
     function det_dist_broadcast(ctx, data, len, out) bind(c, name="det_dist_broadcast")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: ctx, data
       integer(c_size_t), value :: len
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_dist_broadcast
     end function
     function det_dist_gather_local(ctx, data, len, out) bind(c, name="det_dist_gather_local")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: ctx, data
       integer(c_size_t), value :: len
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_dist_gather_local
     end function
     function det_dist_allgather_local(ctx, data, len, out) bind(c, name="det_dist_allgather_local")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: ctx, data
       integer(c_size_t), value :: len
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_dist_allgather_local
     end function
     function det_dist_broadcast_local(ctx, data, len, out) bind(c, name="det_dist_broadcast_local")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: ctx, data
       integer(c_size_t), value :: len
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_dist_broadcast_local
     end function
     function det_dist_barrier(ctx) bind(c, name="det_dist_barrier")
@@ -316,15 +317,15 @@ module detcore
     function det_bytes_list_len(list, out) bind(c, name="det_bytes_list_len")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: list
-      integer(c_size_t), intent(out) :: out
+      integer(c_size_t), intent(inout) :: out
       integer(c_int32_t) :: det_bytes_list_len
     end function
     function det_bytes_list_get(list, index, data, len) bind(c, name="det_bytes_list_get")
       import :: c_ptr, c_size_t, c_int32_t
       type(c_ptr), value :: list
       integer(c_size_t), value :: index
-      type(c_ptr), intent(out) :: data
-      integer(c_size_t), intent(out) :: len
+      type(c_ptr), intent(inout) :: data
+      integer(c_size_t), intent(inout) :: len
       integer(c_int32_t) :: det_bytes_list_get
     end function
     function det_bytes_list_free(list) bind(c, name="det_bytes_list_free")
@@ -337,94 +338,94 @@ module detcore
     function det_info_is_on_cluster(ctx, out) bind(c, name="det_info_is_on_cluster")
       import :: c_ptr, c_bool, c_int32_t
       type(c_ptr), value :: ctx
-      logical(c_bool), intent(out) :: out
+      logical(c_bool), intent(inout) :: out
       integer(c_int32_t) :: det_info_is_on_cluster
     end function
     function det_info_latest_checkpoint(ctx, out) bind(c, name="det_info_latest_checkpoint")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_info_latest_checkpoint
     end function
     function det_info_steps_completed(ctx, out) bind(c, name="det_info_steps_completed")
       import :: c_ptr, c_int64_t, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int64_t), intent(out) :: out
+      integer(c_int64_t), intent(inout) :: out
       integer(c_int32_t) :: det_info_steps_completed
     end function
     function det_info_hparams_json(ctx, out) bind(c, name="det_info_hparams_json")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_info_hparams_json
     end function
     function det_info_get_hparam_f64(ctx, name, out) bind(c, name="det_info_get_hparam_f64")
       import :: c_ptr, c_char, c_double, c_int32_t
       type(c_ptr), value :: ctx
       character(kind=c_char), dimension(*), intent(in) :: name
-      real(c_double), intent(out) :: out
+      real(c_double), intent(inout) :: out
       integer(c_int32_t) :: det_info_get_hparam_f64
     end function
     function det_info_get_hparam_i64(ctx, name, out) bind(c, name="det_info_get_hparam_i64")
       import :: c_ptr, c_char, c_int64_t, c_int32_t
       type(c_ptr), value :: ctx
       character(kind=c_char), dimension(*), intent(in) :: name
-      integer(c_int64_t), intent(out) :: out
+      integer(c_int64_t), intent(inout) :: out
       integer(c_int32_t) :: det_info_get_hparam_i64
     end function
     function det_info_get_hparam_str(ctx, name, out) bind(c, name="det_info_get_hparam_str")
       import :: c_ptr, c_char, c_int32_t
       type(c_ptr), value :: ctx
       character(kind=c_char), dimension(*), intent(in) :: name
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_info_get_hparam_str
     end function
     function det_info_run_name(ctx, out) bind(c, name="det_info_run_name")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_info_run_name
     end function
     function det_info_run_dir(ctx, out) bind(c, name="det_info_run_dir")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_info_run_dir
     end function
     function det_dist_rank(ctx, out) bind(c, name="det_dist_rank")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_dist_rank
     end function
     function det_dist_size(ctx, out) bind(c, name="det_dist_size")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_dist_size
     end function
     function det_dist_local_rank(ctx, out) bind(c, name="det_dist_local_rank")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_dist_local_rank
     end function
     function det_dist_local_size(ctx, out) bind(c, name="det_dist_local_size")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_dist_local_size
     end function
     function det_dist_cross_rank(ctx, out) bind(c, name="det_dist_cross_rank")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_dist_cross_rank
     end function
     function det_dist_cross_size(ctx, out) bind(c, name="det_dist_cross_size")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_dist_cross_size
     end function
 
@@ -446,14 +447,14 @@ module detcore
     function det_should_preempt(ctx, out) bind(c, name="det_should_preempt")
       import :: c_ptr, c_bool, c_int32_t
       type(c_ptr), value :: ctx
-      logical(c_bool), intent(out) :: out
+      logical(c_bool), intent(inout) :: out
       integer(c_int32_t) :: det_should_preempt
     end function
     function det_should_preempt_ex(ctx, auto_ack, out) bind(c, name="det_should_preempt_ex")
       import :: c_ptr, c_bool, c_int32_t
       type(c_ptr), value :: ctx
       logical(c_bool), value :: auto_ack
-      logical(c_bool), intent(out) :: out
+      logical(c_bool), intent(inout) :: out
       integer(c_int32_t) :: det_should_preempt_ex
     end function
     function det_preempt_acknowledge(ctx) bind(c, name="det_preempt_acknowledge")
@@ -464,8 +465,8 @@ module detcore
     function det_preempt_seconds_remaining(ctx, known, seconds) bind(c, name="det_preempt_seconds_remaining")
       import :: c_ptr, c_bool, c_double, c_int32_t
       type(c_ptr), value :: ctx
-      logical(c_bool), intent(out) :: known
-      real(c_double), intent(out) :: seconds
+      logical(c_bool), intent(inout) :: known
+      real(c_double), intent(inout) :: seconds
       integer(c_int32_t) :: det_preempt_seconds_remaining
     end function
 
@@ -474,13 +475,13 @@ module detcore
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
       integer(c_int32_t), value :: searcher_mode
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_searcher_next_op
     end function
     function det_searcher_op_length(op, out) bind(c, name="det_searcher_op_length")
       import :: c_ptr, c_int64_t, c_int32_t
       type(c_ptr), value :: op
-      integer(c_int64_t), intent(out) :: out
+      integer(c_int64_t), intent(inout) :: out
       integer(c_int32_t) :: det_searcher_op_length
     end function
     function det_searcher_op_report_progress(op, length) bind(c, name="det_searcher_op_report_progress")
@@ -510,7 +511,7 @@ module detcore
     function det_searcher_get_configured_units(ctx, out) bind(c, name="det_searcher_get_configured_units")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      integer(c_int32_t), intent(out) :: out
+      integer(c_int32_t), intent(inout) :: out
       integer(c_int32_t) :: det_searcher_get_configured_units
     end function
     function det_searcher_acknowledge_out_of_ops(ctx) bind(c, name="det_searcher_acknowledge_out_of_ops")
@@ -531,9 +532,9 @@ module detcore
     end function
     function det_last_error_copy(buf, cap, len) bind(c, name="det_last_error_copy")
       import :: c_char, c_size_t, c_int32_t
-      character(kind=c_char), dimension(*), intent(out) :: buf
+      character(kind=c_char), dimension(*), intent(inout) :: buf
       integer(c_size_t), value :: cap
-      integer(c_size_t), intent(out) :: len
+      integer(c_size_t), intent(inout) :: len
       integer(c_int32_t) :: det_last_error_copy
     end function
 
@@ -597,21 +598,21 @@ module detcore
          bind(c, name="det_train_get_experiment_best_validation")
       import :: c_ptr, c_bool, c_double, c_int32_t
       type(c_ptr), value :: ctx
-      logical(c_bool), intent(out) :: found
-      real(c_double), intent(out) :: out
+      logical(c_bool), intent(inout) :: found
+      real(c_double), intent(inout) :: out
       integer(c_int32_t) :: det_train_get_experiment_best_validation
     end function
     function det_train_set_run_metadata(ctx, metadata_json, out) bind(c, name="det_train_set_run_metadata")
       import :: c_ptr, c_char, c_int32_t
       type(c_ptr), value :: ctx
       character(kind=c_char), dimension(*), intent(in) :: metadata_json
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_train_set_run_metadata
     end function
     function det_train_get_run_metadata(ctx, out) bind(c, name="det_train_get_run_metadata")
       import :: c_ptr, c_int32_t
       type(c_ptr), value :: ctx
-      type(c_ptr), intent(out) :: out
+      type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_train_get_run_metadata
     end function
     function det_train_flush(ctx, timeout_seconds) bind(c, name="det_train_flush")
