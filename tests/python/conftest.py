@@ -1,6 +1,7 @@
 """Shared pytest fixtures: where the built library and programs are, fresh temp folders."""
 import os
 import pathlib
+import sys
 
 import pytest
 
@@ -23,6 +24,11 @@ def detcore_lib() -> pathlib.Path:
         pytest.fail(f"libdetcore not built at {p}; run scripts/test.sh (or set DETCORE_LIB)")
     return p
 
+
+# The Python package is tested from the working tree (tests/python/test_python_package.py also
+# pip-installs it); it finds the built library through DETCORE_LIB.
+sys.path.insert(0, str(ROOT / "bindings" / "python"))
+os.environ.setdefault("DETCORE_LIB", str(lib_path()))
 
 # ---- object-store servers (see servers.py) -------------------------------------------------
 import uuid  # noqa: E402

@@ -1,0 +1,135 @@
+"""`core_context.checkpoint` (det_ckpt_*)."""
+import contextlib
+import ctypes
+import os
+import pathlib
+import tempfile
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple, Union
+
+from detcore import _enums, _json
+from detcore._lib import STORAGE_ID_LEN, Selector, from_c, lib, to_c
+
+if TYPE_CHECKING:
+    from detcore._context import Context
+
+
+class CheckpointContext:
+    """Checkpoints in the context's storage, with determined.core's API. Differences: metadata
+    must hold an integer "steps_completed" (checked before anything is written; Python checks only
+    on-cluster, after uploading); a `store_path` left by an exception is removed, never published;
+    `get_metadata` works off-cluster too."""
+
+    def __init__(self, ctx: "Context") -> None:
+        self._ctx = ctx
+
+    def upload(
+        self,
+        ckpt_dir: Optional[Union[str, os.PathLike]],
+        metadata: Optional[Dict[str, Any]] = None,
+        *,
+        shard: bool = False,
+        selector: Optional[Callable[[str], bool]] = None,
+    ) -> str:
+        """Store the files of `ckpt_dir` as a new checkpoint; returns its storage id.
+        `metadata.json` is written into the checkpoint, never into `ckpt_dir`."""
+        with contextlib.ExitStack() as stack:
+            if ckpt_dir is None:  # a rank with nothing to upload (shard=True)
+                ckpt_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="detcore-empty-"))
+            sel = Selector(selector)
+            out = ctypes.create_string_buffer(STORAGE_ID_LEN)
+            status = lib().fn("det_ckpt_upload")(
+                self._ctx._handle(),
+                to_c(ckpt_dir, "ckpt_dir"),
+                to_c(_json.dumps(metadata or {}), "metadata"),
+                bool(shard),
+                sel.cfunc,
+                None,
+                out,
+            )
+            sel.raise_if_failed()
+            lib().check(status)
+            return out.value.decode()
+
+    def download(
+        self,
+        storage_id: str,
+        ckpt_dir: Union[str, os.PathLike],
+        download_mode: _enums.DownloadMode = _enums.DownloadMode.LocalWorkersShareDownload,
+        *,
+        selector: Optional[Callable[[str], bool]] = None,
+    ) -> None:
+        """Copy the checkpoint's files into `ckpt_dir` (created if needed)."""
+        mode = _enums.code(_enums.DownloadMode, download_mode, "download_mode")
+        sel = Selector(selector)
+        status = lib().fn("det_ckpt_download")(
+            self._ctx._handle(), to_c(storage_id, "storage_id"), to_c(ckpt_dir, "ckpt_dir"), mode, sel.cfunc, None
+        )
+        sel.raise_if_failed()
+        lib().check(status)
+
+    def get_metadata(self, storage_id: str) -> Dict[str, Any]:
+        """The checkpoint's metadata (non-finite numbers as "NaN"/"Infinity" strings)."""
+        text = lib().string_out("det_ckpt_get_metadata", self._ctx._handle(), to_c(storage_id, "storage_id"))
+        return _json.loads(text or "{}")
+
+    @contextlib.contextmanager
+    def store_path(
+        self, metadata: Optional[Dict[str, Any]] = None, *, shard: bool = False
+    ) -> Iterator[Tuple[pathlib.Path, str]]:
+        """`with store_path(metadata) as (path, storage_id):` write the checkpoint's files into
+        `path`; leaving the block publishes the checkpoint. An exception discards it."""
+        L = lib()
+        h = ctypes.c_void_p()
+        L.call(
+            "det_ckpt_store_path_begin",
+            self._ctx._handle(),
+            to_c(_json.dumps(metadata or {}), "metadata"),
+            bool(shard),
+            ctypes.byref(h),
+        )
+        try:
+            path = ctypes.c_void_p()
+            sid = ctypes.c_void_p()
+            L.call("det_ckpt_store_path", h, ctypes.byref(path))
+            L.call("det_ckpt_store_storage_id", h, ctypes.byref(sid))
+            storage_id = from_c(sid.value)
+            yield pathlib.Path(from_c(path.value) or ""), storage_id or ""
+        except BaseException:
+            L.fn("det_ckpt_store_path_abort")(h)
+            raise
+        L.call("det_ckpt_store_path_end", h, None)
+
+    @contextlib.contextmanager
+    def restore_path(
+        self,
+        storage_id: str,
+        download_mode: _enums.DownloadMode = _enums.DownloadMode.LocalWorkersShareDownload,
+        *,
+        selector: Optional[Callable[[str], bool]] = None,
+    ) -> Iterator[pathlib.Path]:
+        """`with restore_path(storage_id) as path:` the checkpoint's files under `path`."""
+        L = lib()
+        mode = _enums.code(_enums.DownloadMode, download_mode, "download_mode")
+        sel = Selector(selector)
+        h = ctypes.c_void_p()
+        status = L.fn("det_ckpt_restore_path_begin")(
+            self._ctx._handle(), to_c(storage_id, "storage_id"), mode, sel.cfunc, None, ctypes.byref(h)
+        )
+        if status == 0 and sel.error is not None:
+            L.fn("det_ckpt_restore_path_end")(h)
+        sel.raise_if_failed()
+        L.check(status)
+        try:
+            path = ctypes.c_void_p()
+            L.call("det_ckpt_restore_path", h, ctypes.byref(path))
+            yield pathlib.Path(from_c(path.value) or "")
+        finally:
+            L.call("det_ckpt_restore_path_end", h)
+
+    def delete(self, storage_id: str) -> None:
+        """Delete the checkpoint's files, then its record."""
+        lib().call("det_ckpt_delete", self._ctx._handle(), to_c(storage_id, "storage_id"))
+
+    def wait(self) -> None:
+        """(detcore) Wait for asynchronous uploads (init(async_checkpoints=True))."""
+        lib().call("det_ckpt_wait", self._ctx._handle())

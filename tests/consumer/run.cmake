@@ -1,0 +1,45 @@
+# ctest package_consumer: install the build into a temporary prefix, then configure, build and
+# run tests/consumer against it with find_package(detcore), and check the pkg-config files.
+#   cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=... -DWITH_FORTRAN=ON|OFF [-DPKG_CONFIG=...] -P run.cmake
+file(REMOVE_RECURSE "${WORK_DIR}")
+set(prefix "${WORK_DIR}/prefix")
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  message("$ ${ARGN}\n${out}${err}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
+run("${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${WORK_DIR}/build" "-DCMAKE_PREFIX_PATH=${prefix}"
+    "-DWITH_FORTRAN=${WITH_FORTRAN}" -DCMAKE_BUILD_TYPE=Release)
+run("${CMAKE_COMMAND}" --build "${WORK_DIR}/build")
+set(programs consumer_c consumer_cpp consumer_static)
+if(WITH_FORTRAN)
+  list(APPEND programs consumer_fortran)
+endif()
+foreach(p ${programs})
+  file(MAKE_DIRECTORY "${WORK_DIR}/run-${p}")
+  run("${CMAKE_COMMAND}" -E env "LD_LIBRARY_PATH=${prefix}/lib" "${WORK_DIR}/build/${p}" "${WORK_DIR}/run-${p}")
+  if(NOT last_output MATCHES "consumer_[a-z]+ ok")
+    message(FATAL_ERROR "${p} did not report success")
+  endif()
+endforeach()
+
+if(PKG_CONFIG)
+  # The .pc files carry the configure-time prefix; point pkg-config at the temporary one.
+  set(pcs detcore)
+  if(WITH_FORTRAN)
+    list(APPEND pcs detcore-fortran)
+  endif()
+  foreach(pc ${pcs})
+    run("${CMAKE_COMMAND}" -E env "PKG_CONFIG_PATH=${prefix}/lib/pkgconfig"
+        "${PKG_CONFIG}" --define-variable=prefix=${prefix} --cflags --libs ${pc})
+    if(NOT last_output MATCHES "-ldetcore")
+      message(FATAL_ERROR "pkg-config ${pc}: no -ldetcore")
+    endif()
+  endforeach()
+endif()
+message("package_consumer: OK")

@@ -1,0 +1,448 @@
+// Tests of the C++ interface (include/detcore.hpp): RAII ownership, det::Error, the checkpoint
+// scopes (an exception never publishes a half-written checkpoint), the typed metrics path, the
+// searcher range, collectives, info and options. Run by ctest as cpp_test_cpp.
+#include <detcore.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+static int failures = 0;
+static const char *current = "";
+
+#define EXPECT(cond)                                                                               \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            std::fprintf(stderr, "FAIL %s (%s:%d): %s\n", current, __FILE__, __LINE__, #cond);     \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+// Expect `stmt` to throw det::Error with `status` and a message containing `needle`.
+#define EXPECT_DET_ERROR(stmt, want_, needle)                                                     \
+    do {                                                                                           \
+        bool thrown_ = false;                                                                      \
+        try {                                                                                      \
+            stmt;                                                                                  \
+        } catch (const det::Error &e_) {                                                           \
+            thrown_ = true;                                                                        \
+            if (e_.status() != (want_) || std::string(e_.what()).find(needle) == std::string::npos) { \
+                std::fprintf(stderr, "FAIL %s (%s:%d): %s threw %s \"%s\", expected %s with \"%s\"\n", \
+                             current, __FILE__, __LINE__, #stmt, e_.status_name(), e_.what(),      \
+                             det_status_name(want_), needle);                                     \
+                failures++;                                                                        \
+            }                                                                                      \
+        }                                                                                          \
+        if (!thrown_) {                                                                            \
+            std::fprintf(stderr, "FAIL %s (%s:%d): %s did not throw\n", current, __FILE__, __LINE__, #stmt); \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static fs::path tmpdir(const char *tag) {
+    const char *base = std::getenv("TMPDIR");
+    std::string t = std::string(base && *base ? base : "/tmp") + "/detcore-cpptest-" + tag + "-XXXXXX";
+    if (!mkdtemp(t.data())) {
+        std::perror("mkdtemp");
+        std::exit(2);
+    }
+    return t;
+}
+
+static det::Options options(const fs::path &dir, const char *run = "cpp") {
+    return det::Options()
+        .checkpoint_dir(dir / "ckpts")
+        .run_dir(dir / "run")
+        .run_name(run)
+        .cluster_info_dir("/nonexistent/detcore-test-info");
+}
+
+static std::string slurp(const fs::path &p) {
+    std::ifstream f(p, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+static void write_text(const fs::path &p, const std::string &s) {
+    std::ofstream f(p, std::ios::binary);
+    f << s;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+static void context_lifecycle() {
+    fs::path dir = tmpdir("life");
+    det_context *raw = nullptr;
+    {
+        det::Context ctx(options(dir, "life"));
+        EXPECT(static_cast<bool>(ctx));
+        raw = ctx.get();
+        EXPECT(ctx.info().run_name() == std::optional<std::string>("life"));
+        EXPECT(!ctx.info().on_cluster());
+        EXPECT(ctx.info().run_dir().value() == dir / "run");
+    }
+    // The destructor closed it: the C handle now reports use after close.
+    bool b;
+    EXPECT(det_should_preempt(raw, &b) == DET_ERR_STATE);
+
+    det::Context a(options(dir, "life"));
+    det::Context moved(std::move(a));
+    EXPECT(!a && moved);
+    EXPECT_DET_ERROR((void)a.info(), DET_ERR_STATE, "used after close(), release() or a move");
+    moved.close();
+    EXPECT(!moved);
+    EXPECT_DET_ERROR((void)moved.train(), DET_ERR_STATE, "used after close()");
+
+    // release() hands the handle over; adopt() takes one back.
+    det::Context c(options(dir, "life"));
+    det_context *r = c.release();
+    EXPECT(!c && r);
+    det::Context back = det::Context::adopt(r);
+    EXPECT(back.get() == r);
+    back.close();
+    EXPECT(det_core_close(r) == DET_ERR_STATE);
+    EXPECT(det::version() == DET_VERSION_STRING);
+}
+
+static void errors_carry_status_and_message() {
+    fs::path dir = tmpdir("err");
+    try {
+        det::Context ctx(options(dir).checkpoint_storage("ftp://x"));
+        EXPECT(false);
+    } catch (const std::runtime_error &e) {  // det::Error is a std::runtime_error
+        const auto *de = dynamic_cast<const det::Error *>(&e);
+        EXPECT(de != nullptr);
+        EXPECT(de && de->status() == DET_ERR_INVALID_ARGUMENT);
+        EXPECT(de && std::string(de->status_name()) == "DET_ERR_INVALID_ARGUMENT");
+        EXPECT(std::string(e.what()).find("det_core_init: checkpoint_storage: unknown scheme \"ftp\"") != std::string::npos);
+    }
+    EXPECT_DET_ERROR(det::Context(options(dir).hparams_json("[1]")), DET_ERR_INVALID_ARGUMENT,
+                     "hparams_json: expected a JSON object, got array");
+    EXPECT_DET_ERROR(det::Context(options(dir).preempt_signals({SIGKILL})), DET_ERR_INVALID_ARGUMENT,
+                     "9 is not a signal that can be caught");
+    EXPECT_DET_ERROR(det::Context(options(dir).distributed(det::DistributedConfig().rank(3).size(2))),
+                     DET_ERR_INVALID_ARGUMENT, "rank 3 must be less than size 2");
+    EXPECT_DET_ERROR(det::Options().run_name(std::string_view("a\0b", 3)), DET_ERR_INVALID_ARGUMENT,
+                     "run_name contains a NUL byte");
+
+    det::Context ctx(options(dir));
+    EXPECT_DET_ERROR((void)ctx.checkpoint().store_path("{\"steps_completed\": 1"), DET_ERR_INVALID_ARGUMENT,
+                     "metadata_json: malformed JSON");
+    EXPECT_DET_ERROR((void)ctx.checkpoint().store_path("{}"), DET_ERR_INVALID_ARGUMENT, "steps_completed");
+    EXPECT_DET_ERROR(ctx.train().report_metrics("a.b", 1, {{"x", 1}}), DET_ERR_INVALID_ARGUMENT, "group");
+    EXPECT_DET_ERROR(ctx.train().report_training_metrics_json(1, "{\"a\": 1,}"), DET_ERR_INVALID_ARGUMENT,
+                     "metrics_json: malformed JSON");
+    EXPECT_DET_ERROR((void)ctx.info().hparam<double>("missing"), DET_ERR_NOT_FOUND, "hparam \"missing\" not found");
+    EXPECT_DET_ERROR((void)ctx.checkpoint().restore_path("00000000-0000-0000-0000-000000000000"), DET_ERR_NOT_FOUND,
+                     "det_ckpt_restore_path_begin");
+    EXPECT_DET_ERROR(ctx.train().report_progress(2.0), DET_ERR_INVALID_ARGUMENT, "progress");
+}
+
+static void checkpoint_scopes() {
+    fs::path dir = tmpdir("ckpt");
+    std::string first;
+    {
+        det::Context ctx(options(dir, "scopes"));
+        EXPECT(!ctx.info().latest_checkpoint());
+
+        // The callback form publishes on return.
+        first = ctx.checkpoint().store_path(det::JsonObject().add("steps_completed", 5).add("note", "first"),
+                                            [&](const fs::path &p, const std::string &id) {
+                                                EXPECT(p.filename() == id || p.string().find(id) != std::string::npos);
+                                                write_text(p / "model.bin", "weights-5");
+                                                fs::create_directories(p / "sub");
+                                                write_text(p / "sub" / "opt.txt", "momentum");
+                                            });
+        EXPECT(first.size() == 36);
+        EXPECT(fs::exists(dir / "ckpts" / first / "model.bin"));
+        EXPECT(slurp(dir / "ckpts" / first / "metadata.json").find("\"note\": \"first\"") != std::string::npos);
+
+        // An exception inside the callback: nothing is published, the folder is gone.
+        fs::path half;
+        struct Boom {};
+        bool caught = false;
+        try {
+            (void)ctx.checkpoint().store_path("{\"steps_completed\": 6}", [&](const fs::path &p, const std::string &) {
+                half = p;
+                write_text(p / "model.bin", "half-written");
+                throw Boom{};
+            });
+        } catch (const Boom &) {
+            caught = true;
+        }
+        EXPECT(caught);
+        EXPECT(!half.empty() && !fs::exists(half));
+
+        // The same with the scope object, unwound by an exception.
+        std::string scope_id;
+        try {
+            det::StorePath s = ctx.checkpoint().store_path(det::JsonObject().add("steps_completed", 7));
+            scope_id = s.storage_id();
+            write_text(s.path() / "model.bin", "half");
+            throw std::runtime_error("disk full");
+        } catch (const std::runtime_error &e) {
+            EXPECT(std::string(e.what()) == "disk full");
+        }
+        EXPECT(!scope_id.empty() && !fs::exists(dir / "ckpts" / scope_id));
+
+        // Explicit commit and abort; ending twice is refused.
+        det::StorePath s = ctx.checkpoint().store_path("{\"steps_completed\": 8}");
+        write_text(s.path() / "model.bin", "weights-8");
+        std::string id8 = s.commit();
+        EXPECT(!s);
+        EXPECT(slurp(dir / "ckpts" / id8 / "model.bin") == "weights-8");
+        EXPECT_DET_ERROR(s.commit(), DET_ERR_STATE, "already committed");
+        EXPECT_DET_ERROR((void)s.path(), DET_ERR_STATE, "already committed");
+        det::StorePath a = ctx.checkpoint().store_path("{\"steps_completed\": 9}");
+        fs::path apath = a.path();
+        a.abort();
+        EXPECT(!fs::exists(apath));
+        // Moving a scope moves ownership; destroying the empty one does nothing.
+        det::StorePath m1 = ctx.checkpoint().store_path("{\"steps_completed\": 10}");
+        det::StorePath m2(std::move(m1));
+        EXPECT(!m1 && m2);
+        m2.abort();
+
+        // get_metadata, restore (both forms), delete.
+        std::string meta = ctx.checkpoint().get_metadata(first);
+        EXPECT(meta.find("\"steps_completed\": 5") != std::string::npos);
+        std::string content = ctx.checkpoint().restore_path(first, [](const fs::path &p) { return slurp(p / "model.bin"); });
+        EXPECT(content == "weights-5");
+        {
+            det::RestorePath r = ctx.checkpoint().restore_path(id8);
+            EXPECT(slurp(r.path() / "model.bin") == "weights-8");
+            r.end();
+            EXPECT(!r);
+            EXPECT_DET_ERROR(r.end(), DET_ERR_STATE, "already ended");
+        }
+        ctx.checkpoint().delete_checkpoint(id8);
+        EXPECT(!fs::exists(dir / "ckpts" / id8));
+    }
+    // A new context of the same run resumes from the only published checkpoint left.
+    det::Context again(options(dir, "scopes"));
+    EXPECT(again.info().latest_checkpoint() == std::optional<std::string>(first));
+    EXPECT(again.info().steps_completed() == 5);
+}
+
+static void selectors() {
+    fs::path dir = tmpdir("sel");
+    det::Context ctx(options(dir, "sel"));
+    fs::path src = dir / "src";
+    fs::create_directories(src / "keep");
+    write_text(src / "keep" / "a.txt", "a");
+    write_text(src / "drop.txt", "d");
+    std::vector<std::string> seen;
+    std::string id = ctx.checkpoint().upload(src, "{\"steps_completed\": 1}", false, [&](std::string_view p) {
+        seen.emplace_back(p);
+        return p.rfind("keep", 0) == 0;
+    });
+    EXPECT(!seen.empty());
+    EXPECT(fs::exists(dir / "ckpts" / id / "keep" / "a.txt"));
+    EXPECT(!fs::exists(dir / "ckpts" / id / "drop.txt"));
+
+    ctx.checkpoint().download(id, dir / "dl", det::DownloadMode::NoSharedDownload);
+    EXPECT(slurp(dir / "dl" / "keep" / "a.txt") == "a");
+
+    // A selector that throws: the exception comes out of the call, unchanged.
+    struct SelectorFailed {
+        int n;
+    };
+    int calls = 0;
+    bool caught = false;
+    try {
+        ctx.checkpoint().download(id, dir / "dl2", det::DownloadMode::NoSharedDownload, [&](std::string_view) -> bool {
+            calls++;
+            throw SelectorFailed{42};
+        });
+    } catch (const SelectorFailed &e) {
+        caught = e.n == 42;
+    }
+    EXPECT(caught);
+    EXPECT(calls == 1);  // no further callbacks after the first exception
+}
+
+static void metrics() {
+    fs::path dir = tmpdir("metrics");
+    det::Context ctx(options(dir, "metrics"));
+    auto train = ctx.train();
+    train.report_training_metrics(10, {{"loss", 0.5}, {"accuracy", 0.75}});
+    det::Metrics m{{"loss", 0.25}};
+    m.set("accuracy", 0.875).set("loss", 0.125);
+    EXPECT(m.size() == 2 && m.get("loss") == 0.125);
+    det::Metrics copy = m;  // copies keep their own name pointers
+    m.set("extra", 1);
+    train.report_training_metrics(20, copy);
+    train.report_validation_metrics(20, std::map<std::string, double>{{"validation_loss", 0.3}});
+    train.report_metrics("custom", 20, {{"lr", 1e-3}});
+    train.report_training_metrics_json(30, "{\"loss\": 0.1, \"name\": \"x\"}", "[{\"loss\": 0.1}]");
+    train.set_status("testing");
+    train.report_progress(0.5);
+    EXPECT(!train.get_experiment_best_validation());
+    std::string md = train.set_metadata("{\"a\": 1}");
+    EXPECT(md.find("\"a\": 1") != std::string::npos);
+    EXPECT(train.get_metadata() == md);
+    train.flush(30);
+    std::string lines = slurp(dir / "run" / "metrics.jsonl");
+    EXPECT(lines.find("\"steps_completed\": 10") != std::string::npos);
+    EXPECT(lines.find("\"metrics\": {\"loss\": 0.5, \"accuracy\": 0.75}") != std::string::npos);
+    EXPECT(lines.find("\"metrics\": {\"loss\": 0.125, \"accuracy\": 0.875}") != std::string::npos);
+    EXPECT(lines.find("\"group\": \"validation\"") != std::string::npos);
+    EXPECT(lines.find("\"group\": \"custom\"") != std::string::npos);
+    EXPECT(lines.find("\"name\": \"x\"") != std::string::npos);
+    EXPECT(lines.find("extra") == std::string::npos);
+}
+
+static void json_object() {
+    std::string s = det::JsonObject()
+                        .add("i", 3)
+                        .add("big", int64_t(1) << 40)
+                        .add("f", 0.1)
+                        .add("one", 1.0)
+                        .add("s", "q\"b\\\n")
+                        .add("b", true)
+                        .add("nan", std::nan(""))
+                        .add("inf", -HUGE_VAL)
+                        .add("o", det::JsonObject().add("x", 1))
+                        .add_raw("arr", "[1, 2]")
+                        .str();
+    EXPECT(s == "{\"i\": 3, \"big\": 1099511627776, \"f\": 0.1, \"one\": 1.0, \"s\": \"q\\\"b\\\\\\n\", \"b\": true, "
+                "\"nan\": NaN, \"inf\": -Infinity, \"o\": {\"x\": 1}, \"arr\": [1, 2]}");
+    EXPECT(det::JsonObject().str() == "{}");
+    EXPECT(det::JsonObject().add("third", 1.0 / 3).str() == "{\"third\": 0.3333333333333333}");
+}
+
+static void searcher() {
+    fs::path dir = tmpdir("searcher");
+    {
+        det::Context ctx(options(dir, "searcher").searcher_max_length(25));
+        EXPECT(ctx.searcher().get_configured_units() == det::Unit::Epochs);
+        int n = 0;
+        for (det::SearcherOp &op : ctx.searcher().operations()) {
+            EXPECT(op.length() == 25);
+            op.report_progress(10);
+            op.report_completed(0.5);
+            n++;
+        }
+        EXPECT(n == 1);
+        ctx.searcher().acknowledge_out_of_ops();
+    }
+    {
+        // Not completing an operation is refused when asking for the next one.
+        det::Context ctx(options(dir, "searcher2"));
+        auto op = ctx.searcher().next_op();
+        EXPECT(op.has_value() && op->length() == 1);
+        EXPECT_DET_ERROR((void)ctx.searcher().next_op(), DET_ERR_STATE, "report_completed");
+        op->report_completed_json("{\"loss\": 1}");
+        EXPECT_DET_ERROR(op->report_completed(1.0), DET_ERR_STATE, "once");
+        EXPECT(!ctx.searcher().next_op().has_value());
+    }
+}
+
+static void distributed() {
+    fs::path dir = tmpdir("dist");
+    det::Context ctx(options(dir, "dist"));
+    auto d = ctx.distributed();
+    EXPECT(d.rank() == 0 && d.size() == 1 && d.local_rank() == 0 && d.local_size() == 1 && d.cross_rank() == 0 &&
+           d.cross_size() == 1);
+    EXPECT(d.allgather("abc") == std::vector<std::string>{"abc"});
+    EXPECT(d.allgather(std::string_view("a\0b", 3)) == std::vector<std::string>{std::string("a\0b", 3)});
+    EXPECT(d.gather("x").value() == std::vector<std::string>{"x"});
+    EXPECT(d.broadcast("hello") == "hello");
+    EXPECT(d.broadcast_local("") == "");
+    EXPECT(d.allgather_local("q").size() == 1 && d.gather_local("q").has_value());
+    struct Pt {
+        int x;
+        double y;
+    };
+    auto pts = d.allgather_value(Pt{3, 2.5});
+    EXPECT(pts.size() == 1 && pts[0].x == 3 && pts[0].y == 2.5);
+    EXPECT(d.broadcast_value(int64_t(77)) == 77);
+    d.barrier();
+
+    // Launcher environments.
+    setenv("SLURM_PROCID", "1", 1);
+    setenv("SLURM_NTASKS", "2", 1);
+    setenv("SLURM_LOCALID", "1", 1);
+    setenv("SLURM_NODEID", "0", 1);
+    setenv("SLURM_NNODES", "1", 1);
+    det::DistributedConfig c = det::DistributedConfig::from_env(det::Launcher::Slurm);
+    EXPECT(c.rank() == 1 && c.size() == 2 && c.local_size() == 2 && c.cross_size() == 1);
+    unsetenv("SLURM_NTASKS");
+    EXPECT_DET_ERROR(det::DistributedConfig::from_env(det::Launcher::Slurm), DET_ERR_INVALID_ARGUMENT, "SLURM_NTASKS");
+    for (const char *v : {"SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NNODES"}) unsetenv(v);
+}
+
+static void info_and_hparams() {
+    fs::path dir = tmpdir("info");
+    det::Context ctx(options(dir, "info").hparams_json(
+        det::JsonObject().add("lr", 0.5).add("n", 4).add("name", "mlp").add("big", 300).add_raw("opt", "{\"m\": 0.9}").str()));
+    auto info = ctx.info();
+    EXPECT(info.hparam<double>("lr") == 0.5);
+    EXPECT(info.hparam<float>("lr") == 0.5f);
+    EXPECT(info.hparam<int>("n") == 4);
+    EXPECT(info.hparam<int64_t>("n") == 4);
+    EXPECT(info.hparam<std::string>("name") == "mlp");
+    EXPECT(info.hparam<double>("opt.m") == 0.9);
+    EXPECT(info.hparam("missing", 7) == 7);
+    EXPECT(info.hparam("missing", 1.5) == 1.5);
+    EXPECT(info.hparam("missing", "dflt") == "dflt");
+    EXPECT(info.hparam("name", "dflt") == "mlp");
+    EXPECT_DET_ERROR((void)info.hparam<int8_t>("big"), DET_ERR_INVALID_ARGUMENT, "out of range");
+    EXPECT_DET_ERROR((void)info.hparam<int>("lr"), DET_ERR_INVALID_ARGUMENT, "not an integer");
+    EXPECT_DET_ERROR((void)info.hparam("lr", 3), DET_ERR_INVALID_ARGUMENT, "not an integer");
+    EXPECT(info.hparams_json().find("\"name\": \"mlp\"") != std::string::npos);
+    EXPECT(info.steps_completed() == 0);
+}
+
+static void preemption() {
+    fs::path dir = tmpdir("preempt");
+    fs::path halt = dir / "halt";
+    det::Context ctx(options(dir, "preempt").halt_file(halt).preempt_signals({SIGUSR2}));
+    EXPECT(!ctx.preempt().should_preempt());
+    EXPECT(!ctx.preempt().seconds_remaining().has_value() || *ctx.preempt().seconds_remaining() > 0);
+    std::raise(SIGUSR2);  // handled by detcore: a preemption request, not a crash
+    EXPECT(ctx.preempt().should_preempt(false));
+    EXPECT(ctx.preempt().should_preempt());
+    ctx.preempt().acknowledge_preemption_signal();
+}
+
+int main() {
+    det::set_log_level(det::LogLevel::Warning);
+    struct {
+        const char *name;
+        void (*fn)();
+    } tests[] = {
+        {"context_lifecycle", context_lifecycle},
+        {"errors_carry_status_and_message", errors_carry_status_and_message},
+        {"checkpoint_scopes", checkpoint_scopes},
+        {"selectors", selectors},
+        {"metrics", metrics},
+        {"json_object", json_object},
+        {"searcher", searcher},
+        {"distributed", distributed},
+        {"info_and_hparams", info_and_hparams},
+        {"preemption", preemption},
+    };
+    for (const auto &t : tests) {
+        current = t.name;
+        int before = failures;
+        try {
+            t.fn();
+        } catch (const std::exception &e) {
+            std::fprintf(stderr, "FAIL %s: unexpected exception: %s\n", t.name, e.what());
+            failures++;
+        }
+        std::fprintf(stderr, "%s %s\n", failures == before ? "ok  " : "FAIL", t.name);
+    }
+    if (failures) std::fprintf(stderr, "%d check(s) failed\n", failures);
+    return failures ? 1 : 0;
+}
