@@ -494,12 +494,13 @@ mod tests {
 
     #[test]
     fn a_retrying_sink_surfaces_without_dropping() {
-        struct Retrying(Arc<Mutex<Vec<String>>>);
+        struct Retrying(Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
         impl Sink for Retrying {
             fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()> {
                 if let Record::Event(Event::Status { status }, _) = rec {
                     if status == "slow" {
                         ctl.surface(err!(Master, "master down, still retrying"));
+                        self.1.store(true, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(100));
                     }
                     self.0.lock().push(status.clone());
@@ -508,9 +509,15 @@ mod tests {
             }
         }
         let out = Arc::new(Mutex::new(Vec::new()));
-        let r = Reporter::start(vec![Box::new(Retrying(out.clone()))], 8).unwrap();
+        let retrying = Arc::new(AtomicBool::new(false));
+        let r = Reporter::start(vec![Box::new(Retrying(out.clone(), retrying.clone()))], 8).unwrap();
         r.send(status("slow")).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        // The reporter thread wakes within IDLE_WAKE (lazily); wait until the sink is retrying.
+        let t = Instant::now();
+        while !retrying.load(Ordering::SeqCst) {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let e = r.send(status("next")).unwrap_err();
         assert!(e.message().contains("still retrying"), "{e}");
         r.close(Duration::from_secs(5)).unwrap();
