@@ -195,6 +195,13 @@ impl Reporter {
     /// if one is pending (the record is queued either way).
     #[inline]
     pub fn send(&self, rec: Record) -> Result<()> {
+        // Taken before enqueueing: the error returned is always an earlier report's, never this
+        // one's (the reporter thread may handle this record before the call returns).
+        let earlier = if self.shared.ctl.has_error.load(Ordering::Relaxed) {
+            self.earlier_failure()
+        } else {
+            Ok(())
+        };
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Rec(rec)) {
             Ok(()) => {
@@ -211,10 +218,7 @@ impl Reporter {
                 ));
             }
         }
-        if self.shared.ctl.has_error.load(Ordering::Relaxed) {
-            return self.earlier_failure();
-        }
-        Ok(())
+        earlier
     }
 
     /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
