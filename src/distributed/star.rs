@@ -123,7 +123,17 @@ struct Conn {
     peek: TcpStream,
     /// The connection ended (end of stream, error, abort).
     ended: AtomicBool,
+    /// When a calling thread last released the read half (ms since `origin`).
+    last_use_ms: AtomicU64,
+    origin: Instant,
+    /// The background reader waits for a calling thread to release the read half (only then is
+    /// a wake-up worth a system call).
+    bg_waiting: AtomicBool,
 }
+
+/// While collectives follow each other closer than this, the calling threads read everything
+/// and the background reader stays out of their way (it would only wake on their messages).
+const QUIET: Duration = Duration::from_millis(20);
 
 impl Conn {
     fn send(&self, h: Header, payload: &[u8]) -> Result<()> {
@@ -392,6 +402,9 @@ impl Star {
                 idle_lock: Mutex::new(()),
                 idle: Condvar::new(),
                 ended: AtomicBool::new(false),
+                last_use_ms: AtomicU64::new(0),
+                origin: Instant::now(),
+                bg_waiting: AtomicBool::new(false),
             }));
         }
         let shared = Arc::new(Shared {
@@ -529,9 +542,13 @@ impl Star {
             }
         }
         drop(r);
+        c.last_use_ms
+            .store(c.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
         c.busy.store(false, Ordering::SeqCst);
-        let _g = c.idle_lock.lock();
-        c.idle.notify_all();
+        if c.bg_waiting.load(Ordering::SeqCst) {
+            let _g = c.idle_lock.lock();
+            c.idle.notify_all();
+        }
         result
     }
 
@@ -1011,8 +1028,27 @@ fn background_reader(sh: Arc<Shared>, i: usize) {
         }
         {
             let mut g = c.idle_lock.lock();
-            while c.busy.load(Ordering::SeqCst) && !sh.closing.load(Ordering::SeqCst) {
-                c.idle.wait_for(&mut g, TICK);
+            loop {
+                if sh.closing.load(Ordering::SeqCst) {
+                    break;
+                }
+                if c.busy.load(Ordering::SeqCst) {
+                    c.bg_waiting.store(true, Ordering::SeqCst);
+                    if c.busy.load(Ordering::SeqCst) {
+                        c.idle.wait_for(&mut g, TICK);
+                    }
+                    c.bg_waiting.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                // Collectives in quick succession read everything themselves.
+                let since = (c.origin.elapsed().as_millis() as u64)
+                    .saturating_sub(c.last_use_ms.load(Ordering::Relaxed));
+                if c.last_use_ms.load(Ordering::Relaxed) > 0 && since < QUIET.as_millis() as u64 {
+                    c.idle
+                        .wait_for(&mut g, QUIET - Duration::from_millis(since));
+                    continue;
+                }
+                break;
             }
         }
         match c.peek.peek(&mut one) {

@@ -514,7 +514,8 @@ mod tests {
         }
         let out = Arc::new(Mutex::new(Vec::new()));
         let retrying = Arc::new(AtomicBool::new(false));
-        let r = Reporter::start(vec![Box::new(Retrying(out.clone(), retrying.clone()))], 8).unwrap();
+        let r =
+            Reporter::start(vec![Box::new(Retrying(out.clone(), retrying.clone()))], 8).unwrap();
         r.send(status("slow")).unwrap();
         // The reporter thread wakes within IDLE_WAKE (lazily); wait until the sink is retrying.
         let t = Instant::now();
