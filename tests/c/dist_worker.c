@@ -390,6 +390,42 @@ static int scenario_shard(int argc, char **argv) {
     return 0;
 }
 
+/* Chief-only rules on workers, with Python's messages: store_path/upload with shard=false and
+ * should_preempt in ChiefOnly mode. */
+static int scenario_chiefonly(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_CHIEF_ONLY, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    bool b;
+    det_ckpt_store *s;
+    char id[DET_STORAGE_ID_LEN];
+    if (rank == 0) {
+        CHECK(det_should_preempt(ctx, &b));
+        CHECK(det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 1}", false, &s));
+        CHECK(det_ckpt_store_path_end(s, id));
+    } else {
+        char want[256];
+        snprintf(want, sizeof want,
+                 "PreemptContext was configured with preempt_mode=ChiefOnly but .should_preempt() was called from non-chief worker of rank=%d",
+                 rank);
+        if (det_should_preempt(ctx, &b) != DET_ERR_STATE || !strstr(det_last_error_message(), want))
+            DIE("ChiefOnly should_preempt on a worker: %s", det_last_error_message());
+        snprintf(want, sizeof want, "cannot call CheckpointContext.store_path(shard=False) from non-chief worker (rank=%d)", rank);
+        if (det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 1}", false, &s) != DET_ERR_STATE ||
+            !strstr(det_last_error_message(), want))
+            DIE("store_path(shard=False) on a worker: %s", det_last_error_message());
+        snprintf(want, sizeof want, "cannot call CheckpointContext.upload(shard=False) from non-chief worker (rank=%d)", rank);
+        if (det_ckpt_upload(ctx, "/tmp", "{\"steps_completed\": 1}", false, NULL, NULL, id) != DET_ERR_STATE ||
+            !strstr(det_last_error_message(), want))
+            DIE("upload(shard=False) on a worker: %s", det_last_error_message());
+    }
+    printf("RESULT %d ok\n", rank);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     det_log_set_level(DET_LOG_LEVEL_WARNING);
@@ -402,6 +438,7 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);
     if (!strcmp(s, "searcher")) return scenario_searcher(argc - 2, argv + 2);
     if (!strcmp(s, "shard")) return scenario_shard(argc - 2, argv + 2);
+    if (!strcmp(s, "chiefonly")) return scenario_chiefonly(argc - 2, argv + 2);
     fprintf(stderr, "unknown scenario %s\n", s);
     return 2;
 }
