@@ -330,7 +330,8 @@ static int scenario_shard(int argc, char **argv) {
     snprintf(content, sizeof content, "data of rank %d", rank);
     char id[DET_STORAGE_ID_LEN] = {0};
     det_status st = DET_OK;
-    if (!strcmp(mode, "store") || !strcmp(mode, "abort") || !strcmp(mode, "metaconflict") || !strcmp(mode, "download")) {
+    if (!strcmp(mode, "store") || !strcmp(mode, "abort") || !strcmp(mode, "metaconflict") || !strcmp(mode, "download") ||
+        !strcmp(mode, "restore")) {
         if (!strcmp(mode, "metaconflict"))
             snprintf(meta, sizeof meta, "{\"steps_completed\": 5, \"lr\": %d}", rank);
         else
@@ -384,6 +385,26 @@ static int scenario_shard(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/common.txt", dl);
         f = fopen(p, "rb");
         if (f) DIE("common.txt was downloaded although no rank selected it");
+    }
+    if (!strcmp(mode, "restore")) {
+        /* Shared restore: the local chief downloads once; every local rank reads its own file;
+         * the temporary folder stays until every local rank has ended. */
+        int me = rank;
+        det_ckpt_restore *r;
+        CHECK(det_ckpt_restore_path_begin(ctx, id, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, select_own, &me, &r));
+        const char *dir;
+        CHECK(det_ckpt_restore_path(r, &dir));
+        char p[1024], keep[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        snprintf(keep, sizeof keep, "%s", dir);
+        FILE *f = fopen(p, "rb");
+        if (!f) DIE("%s missing in the shared restore", p);
+        char got[64] = {0};
+        if (!fgets(got, sizeof got, f) || strcmp(got, content) != 0) DIE("%s holds %s", p, got);
+        fclose(f);
+        usleep((useconds_t)(rank * 100000)); /* the local chief must not remove it under others */
+        CHECK(det_ckpt_restore_path_end(r));
+        printf("RESULT %d restored dir=%s\n", rank, keep);
     }
     printf("RESULT %d stored id=%s\n", rank, id);
     CHECK(det_core_close(ctx));
