@@ -158,6 +158,8 @@ struct Shared {
     seen_decision: AtomicU64,
     /// How long a frame may stall half-way before the connection counts as lost.
     stall_limit: Duration,
+    /// Client: the chief said goodbye (nothing more will come from it).
+    departed: Mutex<Option<Error>>,
 }
 
 impl Shared {
@@ -416,6 +418,7 @@ impl Star {
             seen_horizon: AtomicU64::new(0),
             seen_decision: AtomicU64::new(u64::MAX),
             stall_limit: timeout,
+            departed: Mutex::new(None),
         });
         let mut readers = Vec::new();
         for i in 0..shared.conns.len() {
@@ -459,6 +462,16 @@ impl Star {
     /// The group's failure, if it failed.
     pub fn check(&self) -> Result<()> {
         self.shared.failure.check()
+    }
+
+    /// For waits on control values (should_preempt horizons): the group's failure, or the
+    /// chief's goodbye (no more horizons will come).
+    pub fn check_control(&self) -> Result<()> {
+        self.check()?;
+        match self.shared.departed.lock().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Chief: send a control value to every member (never blocks for long, never fails the caller;
@@ -987,7 +1000,9 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 err!(Distributed, "the chief (rank {}) closed its context (det_core_close) while this rank still needs it", conn.global_rank)
             };
             if !sh.is_server() {
-                sh.failure.set(e.clone());
+                // Messages the chief sent before its goodbye stay readable (queued before this
+                // loss); only waits for more — should_preempt horizons — fail from now on.
+                *sh.departed.lock() = Some(e.clone());
                 wake(sh);
             }
             Some(InMsg::Lost(e))

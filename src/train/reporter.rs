@@ -54,6 +54,8 @@ pub struct Control {
     origin: Option<Instant>,
     /// The error the next enqueuing call returns.
     error: Mutex<Option<Error>>,
+    /// The pending error says "still retrying" (a final outcome replaces it).
+    soft: AtomicBool,
     has_error: AtomicBool,
 }
 
@@ -64,6 +66,7 @@ impl Control {
             deadline_ms: AtomicU64::new(0),
             origin: Some(Instant::now()),
             error: Mutex::new(None),
+            soft: AtomicBool::new(false),
             has_error: AtomicBool::new(false),
         }
     }
@@ -74,6 +77,18 @@ impl Control {
         let mut slot = self.error.lock();
         if slot.is_none() {
             *slot = Some(e);
+            self.soft.store(true, Ordering::Relaxed);
+            self.has_error.store(true, Ordering::Release);
+        }
+    }
+
+    /// A record's final failure: kept like [`surface`](Self::surface), but it replaces a pending
+    /// "still retrying" error (the caller should learn the outcome, not the progress).
+    fn record(&self, e: Error) {
+        let mut slot = self.error.lock();
+        if slot.is_none() || self.soft.load(Ordering::Relaxed) {
+            *slot = Some(e);
+            self.soft.store(false, Ordering::Relaxed);
             self.has_error.store(true, Ordering::Release);
         }
     }
@@ -371,7 +386,7 @@ impl Reporter {
 }
 
 fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
-    let record_error = |e: Error| sh.ctl.surface(e);
+    let record_error = |e: Error| sh.ctl.record(e);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
