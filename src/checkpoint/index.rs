@@ -150,9 +150,15 @@ impl RunIndex {
         self.load()
     }
 
-    /// The newest indexed checkpoint that is still complete in the storage.
+    /// The newest indexed checkpoint that is still complete in the storage: the one with the
+    /// most `steps_completed` (as the master picks `DET_LATEST_CHECKPOINT`), the last recorded
+    /// among equals — so an asynchronous upload that finishes after a later checkpoint does not
+    /// become the resume point.
     pub fn latest(&self) -> Result<Option<Entry>> {
-        for e in self.entries()?.into_iter().rev() {
+        let mut all = self.entries()?;
+        // Stable sort: among equal steps, later entries stay later.
+        all.sort_by_key(|e| e.steps_completed.unwrap_or(-1));
+        for e in all.into_iter().rev() {
             if self.storage.is_complete(&e.storage_id)? {
                 return Ok(Some(e));
             }
@@ -162,5 +168,49 @@ impl RunIndex {
             );
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{open, StorageConfig};
+
+    fn complete(base: &std::path::Path, id: &str) {
+        let d = base.join(id);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("metadata.json"), "{}").unwrap();
+    }
+
+    fn entry(id: &str, steps: Option<i64>) -> Entry {
+        Entry {
+            storage_id: id.into(),
+            steps_completed: steps,
+            report_time: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn latest_is_most_steps_then_last_recorded_and_skips_incomplete() {
+        let base = std::env::temp_dir().join(format!("detcore-idx-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&base).unwrap();
+        let storage = open(&StorageConfig::SharedFs { base: base.clone() }).unwrap();
+        let idx = RunIndex::new(storage, "run").unwrap();
+        assert_eq!(idx.latest().unwrap(), None);
+        for id in ["a", "b", "c", "d"] {
+            complete(&base, id);
+        }
+        // An asynchronous upload of step 20 finished after the step-30 checkpoint was indexed.
+        idx.add(entry("a", Some(10))).unwrap();
+        idx.add(entry("c", Some(30))).unwrap();
+        idx.add(entry("b", Some(20))).unwrap();
+        assert_eq!(idx.latest().unwrap().unwrap().storage_id, "c");
+        // Equal steps: the one recorded last wins.
+        idx.add(entry("d", Some(30))).unwrap();
+        assert_eq!(idx.latest().unwrap().unwrap().storage_id, "d");
+        // A checkpoint that vanished from the storage is skipped.
+        std::fs::remove_dir_all(base.join("d")).unwrap();
+        assert_eq!(idx.latest().unwrap().unwrap().storage_id, "c");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

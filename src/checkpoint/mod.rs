@@ -257,8 +257,7 @@ impl CheckpointContext {
     /// same id and writes its own files.
     pub fn store_path_begin(&self, metadata: Map, shard: bool) -> Result<StoreScope> {
         if self.sharded(shard) {
-            self.uploads.take_failure()?;
-            self.uploads.wait_idle();
+            // An earlier asynchronous failure is shared with every rank in the first collective.
             return self.shard_store_begin(metadata);
         }
         if !shard {
@@ -368,8 +367,6 @@ impl CheckpointContext {
         selector: Option<Selector<'_>>,
     ) -> Result<String> {
         if self.sharded(shard) {
-            self.uploads.take_failure()?;
-            self.uploads.wait_idle();
             return self.shard_upload(dir, metadata, selector);
         }
         if !shard {

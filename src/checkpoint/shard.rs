@@ -126,15 +126,20 @@ impl CheckpointContext {
         } else {
             String::new()
         };
-        let mine = json_text(Value::Object(
-            obj! { "metadata" => Value::Object(metadata), "id" => id.as_str() },
-        ));
-        let all: Vec<Value> = d
-            .allgather(mine)?
-            .into_vecs()
-            .iter()
-            .map(|b| json_of(b))
-            .collect::<Result<_>>()?;
+        // A failed asynchronous upload (only the chief has them) fails every rank alike.
+        let pending = self.uploads.take_failure().err();
+        let mine = obj! {
+            "metadata" => Value::Object(metadata),
+            "id" => id.as_str(),
+            "error" => pending.as_ref().map(|e| e.message().to_owned()),
+        };
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
+        combine(
+            "an earlier checkpoint",
+            &all.iter()
+                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
+                .collect::<Vec<_>>(),
+        )?;
         let id = all[0]
             .get("id")
             .and_then(Value::as_str)
@@ -206,7 +211,14 @@ impl CheckpointContext {
                     .to_owned()
             })
             .collect();
-        let uploader = uids.iter().position(|u| *u == uids[rank]) == Some(rank);
+        // Folder storage: every rank wrote into the one shared staging folder, which only the chief
+        // lists and publishes (its host name differs from the other nodes', not its folder).
+        // Object stores: the lowest rank of each node-local staging folder uploads it.
+        let uploader = if self.storage.direct_access() {
+            rank == 0
+        } else {
+            uids.iter().position(|u| *u == uids[rank]) == Some(rank)
+        };
 
         // 2. Listings of every uploaded folder.
         let listing = if uploader {
@@ -380,12 +392,18 @@ impl CheckpointContext {
             String::new()
         };
         let uid = dir.map(folder_uid).transpose();
+        // A failed asynchronous upload (only the chief has them) fails every rank alike.
+        let pending = self.uploads.take_failure().err();
+        let error = match (&uid, &pending) {
+            (Err(e), _) | (Ok(_), Some(e)) => Some(e.message().to_owned()),
+            (Ok(_), None) => None,
+        };
         let mine = obj! {
             "id" => id.as_str(),
             "has_dir" => dir.is_some(),
             "has_selector" => selector.is_some(),
             "uid" => uid.as_ref().ok().cloned().flatten(),
-            "error" => uid.as_ref().err().map(|e| e.message().to_owned()),
+            "error" => error,
             "metadata" => Value::Object(metadata),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
