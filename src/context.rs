@@ -314,7 +314,7 @@ impl Context {
         // The profiler first: its last report must still reach the reporter (Python loses it).
         self.profiler.off();
         self.watcher.lock().stop();
-        let deadline = std::time::Instant::now() + self.close_timeout;
+        let deadline = crate::time::deadline(self.close_timeout);
         let left = || {
             deadline
                 .saturating_duration_since(std::time::Instant::now())
@@ -324,7 +324,7 @@ impl Context {
         let ack = self.close_on_cluster(deadline);
         // Pending asynchronous checkpoints are stored and reported before reports are flushed.
         let ckpt = self.checkpoint.close();
-        let res = ckpt.and(self.reporter.close(left()));
+        let reports = self.reporter.close(left());
         // Then the final TensorBoard sync, which sees the events the reporter just wrote.
         let tb = match &self.tensorboard {
             Some(tb) => tb.close(left()),
@@ -333,7 +333,10 @@ impl Context {
         drop(self.signals.lock().take());
         self.dist.close();
         // Every failure is named, the first one's kind is returned.
-        let errors: Vec<Error> = [res, ack, tb].into_iter().filter_map(|r| r.err()).collect();
+        let errors: Vec<Error> = [ckpt, reports, ack, tb]
+            .into_iter()
+            .filter_map(|r| r.err())
+            .collect();
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.into_iter().next().expect("one")),

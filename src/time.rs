@@ -45,6 +45,27 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The longest wait detcore schedules (about 34 years): longer requested waits (a timeout of
+/// `1e300` or `INFINITY` seconds) mean "wait as long as it takes" and are cut to this, so that
+/// converting them to a `Duration` or adding them to an `Instant` cannot overflow.
+pub const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1 << 30);
+
+/// `f` seconds as a `Duration`: NaN and negative values give zero, huge ones [`MAX_WAIT`].
+pub fn secs(f: f64) -> std::time::Duration {
+    if f.is_nan() || f <= 0.0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::try_from_secs_f64(f)
+        .unwrap_or(MAX_WAIT)
+        .min(MAX_WAIT)
+}
+
+/// The instant `d` from now; `d` is cut to [`MAX_WAIT`] so the addition cannot overflow.
+pub fn deadline(d: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(d.min(MAX_WAIT)).unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +78,15 @@ mod tests {
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000000+00:00");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(&iso8601(leap)[..10], "2000-02-29");
+    }
+    #[test]
+    fn secs_and_deadline_never_panic() {
+        use std::time::Duration;
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        assert_eq!(secs(-1.0), Duration::ZERO);
+        assert_eq!(secs(1.5), Duration::from_millis(1500));
+        assert_eq!(secs(1e300), MAX_WAIT);
+        assert_eq!(secs(f64::INFINITY), MAX_WAIT);
+        assert!(deadline(Duration::MAX) > std::time::Instant::now());
     }
 }

@@ -148,6 +148,12 @@ pub struct det_init_options {
 const INIT_OPTIONS_V1_SIZE: usize =
     std::mem::offset_of!(det_init_options, close_timeout_seconds) + std::mem::size_of::<f64>();
 
+/// Offsets of the `bool` fields of `det_init_options` (normalised when read, see `read_sized`).
+const INIT_OPTIONS_BOOLS: &[usize] = &[
+    std::mem::offset_of!(det_init_options, disable_signal_handlers),
+    std::mem::offset_of!(det_init_options, async_checkpoints),
+];
+
 /// `sizeof(det_distributed_config)` as first published (ABI 1); see [`INIT_OPTIONS_V1_SIZE`].
 const DISTRIBUTED_CONFIG_V1_SIZE: usize =
     std::mem::offset_of!(det_distributed_config, collective_timeout_seconds)
@@ -277,7 +283,13 @@ pub unsafe extern "C" fn det_distributed_config_default(
 ///
 /// # Safety
 /// `p` must point to a struct whose first field is a valid `struct_size`.
-unsafe fn read_sized<T: Copy>(p: *const T, defaults: T, min: usize, what: &str) -> Result<T> {
+unsafe fn read_sized<T: Copy>(
+    p: *const T,
+    defaults: T,
+    min: usize,
+    bools: &[usize],
+    what: &str,
+) -> Result<T> {
     // SAFETY: the first field of every sized struct is a size_t.
     let size = unsafe { *(p as *const usize) };
     let ours = std::mem::size_of::<T>();
@@ -292,13 +304,23 @@ unsafe fn read_sized<T: Copy>(p: *const T, defaults: T, min: usize, what: &str) 
     // An older caller's struct (smaller, but at least the first published size) is read as far
     // as it goes, the fields appended since keep their defaults; a newer caller's larger struct
     // is read up to our size.
-    let mut v = defaults;
+    let n = size.min(ours);
+    let mut v = std::mem::MaybeUninit::new(defaults);
+    let bytes = v.as_mut_ptr() as *mut u8;
     // SAFETY: the caller's struct has `size` readable bytes; we copy min(size, ours) of them over
-    // a valid value of T made of plain data (pointers, integers, bools, doubles).
+    // a value of T made of plain data (pointers, integers, doubles, bools). A C `bool` (or a
+    // Fortran `logical(c_bool)`, or an uninitialised byte) may hold any value, which a Rust
+    // `bool` must not: each bool byte at `bools` is made 0 or 1 before the value is used.
     unsafe {
-        std::ptr::copy_nonoverlapping(p as *const u8, &mut v as *mut T as *mut u8, size.min(ours));
+        std::ptr::copy_nonoverlapping(p as *const u8, bytes, n);
+        for &off in bools {
+            if off < n {
+                let b = bytes.add(off);
+                *b = u8::from(*b != 0);
+            }
+        }
+        Ok(v.assume_init())
     }
-    Ok(v)
 }
 
 fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
@@ -308,12 +330,8 @@ fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
     if v <= 0.0 {
         return Ok(default);
     }
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!("{what}: {v} is out of range"),
-        )
-    })
+    // Huge values (INFINITY included) mean "as long as it takes".
+    Ok(crate::time::secs(v))
 }
 
 fn nonneg(v: i32, what: &str) -> Result<u32> {
@@ -338,6 +356,7 @@ pub(crate) unsafe fn distributed_from_c(
             p,
             dist_defaults(),
             DISTRIBUTED_CONFIG_V1_SIZE,
+            &[],
             "det_distributed_config",
         )
     }?;
@@ -384,7 +403,15 @@ pub(crate) unsafe fn distributed_from_c(
 /// `p` must be a valid pointer to initialised options.
 pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOptions> {
     // SAFETY: forwarded contract.
-    let o = unsafe { read_sized(p, defaults(), INIT_OPTIONS_V1_SIZE, "det_init_options") }?;
+    let o = unsafe {
+        read_sized(
+            p,
+            defaults(),
+            INIT_OPTIONS_V1_SIZE,
+            INIT_OPTIONS_BOOLS,
+            "det_init_options",
+        )
+    }?;
     let o = &o;
     let s = |ptr: *const c_char, what: &str| -> Result<Option<String>> {
         // SAFETY: each string field is NULL or a C string, per the struct's contract.

@@ -6,7 +6,6 @@ use super::handle::det_context;
 use super::status::det_status;
 use crate::error::{Error, Kind, Result};
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::time::Duration;
 
 /// Size of the buffer a `det_tb_mangler_fn` writes the new name into, NUL included.
 pub const DET_TB_NAME_MAX: usize = 4096;
@@ -176,6 +175,6 @@ pub extern "C" fn det_train_flush_tensorboard(
                 format!("timeout_seconds: {timeout_seconds} must be a positive number"),
             ));
         }
-        crate::tensorboard::flush(c, Duration::from_secs_f64(timeout_seconds))
+        crate::tensorboard::flush(c, crate::time::secs(timeout_seconds))
     })
 }

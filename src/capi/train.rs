@@ -10,7 +10,6 @@ use crate::error::{Error, Kind, Result};
 use crate::json::{Map, Value};
 use crate::train::{EarlyExitReason, Metrics};
 use std::ffi::{c_char, CStr};
-use std::time::Duration;
 
 fn steps_arg(steps: i64) -> Result<u64> {
     u64::try_from(steps).map_err(|_| {
@@ -321,6 +320,6 @@ pub extern "C" fn det_train_flush(ctx: *mut det_context, timeout_seconds: f64) -
                 format!("timeout_seconds: {timeout_seconds} must be a positive number"),
             ));
         }
-        c.reporter().flush(Duration::from_secs_f64(timeout_seconds))
+        c.reporter().flush(crate::time::secs(timeout_seconds))
     })
 }

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 const PROTOCOL_VERSION: u32 = 1;
 /// How long the chief's `close` waits for broadcast acknowledgements.
 const CLOSE_ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long `close` may block sending its goodbye to a member that stopped reading.
+const BYE_SEND_LIMIT: Duration = Duration::from_secs(1);
 
 /// Which group a star serves (a local worker must not join the global group by mistake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,9 @@ struct Conn {
     write: Mutex<TcpStream>,
     acked: AtomicU64,
     said_bye: AtomicBool,
+    /// A write failed or timed out: nothing more is sent on this connection (so that failing
+    /// the group or closing does not wait on a member that stopped reading, once per message).
+    broken: AtomicBool,
     read: Mutex<BufReader<TcpStream>>,
     /// Messages the background reader read for a later collective.
     queue: Mutex<VecDeque<InMsg>>,
@@ -137,9 +142,31 @@ const QUIET: Duration = Duration::from_millis(20);
 
 impl Conn {
     fn send(&self, h: Header, payload: &[u8]) -> Result<()> {
+        if self.broken.load(Ordering::SeqCst) {
+            bail!(
+                Distributed,
+                "cannot send to rank {}: an earlier send failed",
+                self.global_rank
+            );
+        }
         let mut w = self.write.lock();
-        wire::write_frame(&mut *w, &h, payload)
-            .map_err(|e| err!(Distributed, "cannot send to rank {}: {e}", self.global_rank))
+        wire::write_frame(&mut *w, &h, payload).map_err(|e| {
+            self.broken.store(true, Ordering::SeqCst);
+            let e = if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                "it stopped reading (the send stalled past the collective timeout)".to_owned()
+            } else {
+                e.to_string()
+            };
+            err!(Distributed, "cannot send to rank {}: {e}", self.global_rank)
+        })
+    }
+
+    /// Bound every later send to `limit` (the final goodbye).
+    fn limit_sends(&self, limit: Duration) {
+        let _ = self.write.lock().set_write_timeout(Some(limit));
     }
 
     fn shutdown(&self) {
@@ -213,7 +240,7 @@ impl Star {
         timeout: Duration,
     ) -> Result<Star> {
         let n = me.group_size as usize;
-        let deadline = Instant::now() + connect_timeout;
+        let deadline = crate::time::deadline(connect_timeout);
         let mut slots: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
         let mut ranks = vec![0u32; n];
         ranks[0] = me.global_rank;
@@ -314,7 +341,7 @@ impl Star {
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Star> {
-        let deadline = Instant::now() + connect_timeout;
+        let deadline = crate::time::deadline(connect_timeout);
         let mut delay = Duration::from_millis(20);
         let mut last_err = String::from("no attempt");
         let mut stream = loop {
@@ -392,6 +419,10 @@ impl Star {
         for (s, r) in streams.into_iter().zip(ranks) {
             let clone = || s.try_clone().map_err(|e| err!(Distributed, "socket: {e}"));
             s.set_read_timeout(Some(TICK)).ok();
+            // A member that stops reading (stopped process, dead host whose socket lingers)
+            // fails the send after the collective timeout instead of blocking it forever.
+            s.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
+                .ok();
             conns.push(Arc::new(Conn {
                 global_rank: r,
                 read: Mutex::new(BufReader::with_capacity(1 << 16, clone()?)),
@@ -399,6 +430,7 @@ impl Star {
                 write: Mutex::new(s),
                 acked: AtomicU64::new(0),
                 said_bye: AtomicBool::new(false),
+                broken: AtomicBool::new(false),
                 queue: Mutex::new(VecDeque::new()),
                 busy: AtomicBool::new(false),
                 idle_lock: Mutex::new(()),
@@ -468,6 +500,9 @@ impl Star {
     /// chief's goodbye (no more horizons will come).
     pub fn check_control(&self) -> Result<()> {
         self.check()?;
+        if self.shared.closing.load(Ordering::SeqCst) {
+            bail!(State, "the context was closed while waiting for the chief");
+        }
         match self.shared.departed.lock().clone() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -567,7 +602,7 @@ impl Star {
 
     /// The chief's wait for one message from every member for collective `serial` of `op`.
     fn collect(&self, serial: u64, op: Op) -> Result<Vec<Vec<u8>>> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::time::deadline(self.timeout);
         let mut out = Vec::with_capacity(self.shared.conns.len());
         for (i, c) in self.shared.conns.iter().enumerate() {
             let m = self.next_from(i, deadline).map_err(|e| {
@@ -620,7 +655,7 @@ impl Star {
 
     /// A member's wait for the chief's message of collective `serial`.
     fn receive(&self, serial: u64, op: Op) -> Result<Vec<u8>> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::time::deadline(self.timeout);
         let m = self.next_from(0, deadline).map_err(|e| {
             let e = if e.kind() == ErrKind::Timeout && e.message() == "deadline" {
                 err!(
@@ -789,9 +824,11 @@ impl Star {
         if self.shared.closing.swap(true, Ordering::SeqCst) {
             return;
         }
+        // A thread waiting for the chief's control values (should_preempt) stops waiting.
+        wake(&self.shared);
         let last = self.last_broadcast.load(Ordering::SeqCst);
         if self.shared.is_server() && !self.shared.failure.failed.load(Ordering::SeqCst) {
-            let deadline = Instant::now() + CLOSE_ACK_WAIT;
+            let deadline = crate::time::deadline(CLOSE_ACK_WAIT);
             while Instant::now() < deadline
                 && self.shared.conns.iter().any(|c| {
                     c.acked.load(Ordering::SeqCst) < last && !c.said_bye.load(Ordering::SeqCst)
@@ -802,6 +839,7 @@ impl Star {
             }
         }
         for c in &self.shared.conns {
+            c.limit_sends(BYE_SEND_LIMIT);
             let _ = c.send(
                 Header::new(Kind::Bye, 0, self.shared.me.global_rank, last, 0),
                 &[],

@@ -44,7 +44,7 @@ impl Default for Timeouts {
 fn env_seconds(name: &str) -> Result<Option<Duration>> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => match v.trim().parse::<f64>() {
-            Ok(f) if f > 0.0 && f.is_finite() => Ok(Some(Duration::from_secs_f64(f))),
+            Ok(f) if f > 0.0 && f.is_finite() => Ok(Some(crate::time::secs(f))),
             _ => Err(err!(
                 InvalidArgument,
                 "{name}: {v:?} is not a positive number of seconds"
@@ -336,7 +336,7 @@ impl MasterClient {
 
 /// Sleep `d`, waking early when `opts.stop` says so or the deadline passes. False if stopped.
 pub fn sleep_interruptible(d: Duration, opts: CallOpts<'_>) -> bool {
-    let end = Instant::now() + d;
+    let end = crate::time::deadline(d);
     loop {
         if opts.stop.is_some_and(|s| s()) {
             return false;

@@ -126,8 +126,13 @@ impl AckSender {
             .as_millis()
             .max(1) as u64;
         self.shared.deadline_ms.store(ms, Ordering::SeqCst);
-        drop(self.tx.lock().take());
-        let requested = self.shared.requested.load(Ordering::SeqCst);
+        // Under the sender's lock, so that an acknowledgement is either queued before the
+        // channel closes (and then waited for) or not requested at all.
+        let requested = {
+            let mut tx = self.tx.lock();
+            drop(tx.take());
+            self.shared.requested.load(Ordering::SeqCst)
+        };
         let mut res = Ok(());
         if requested {
             let mut g = self.shared.done.lock();
@@ -164,8 +169,9 @@ impl AckSender {
 
 impl Acknowledger for AckSender {
     fn acknowledge(&self) {
-        if !self.shared.requested.swap(true, Ordering::SeqCst) {
-            if let Some(tx) = self.tx.lock().as_ref() {
+        let tx = self.tx.lock();
+        if let Some(tx) = tx.as_ref() {
+            if !self.shared.requested.swap(true, Ordering::SeqCst) {
                 let _ = tx.try_send(());
             }
         }

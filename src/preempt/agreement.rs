@@ -126,11 +126,14 @@ impl Agreement {
 
     #[cold]
     fn decide(&self, k: u64, send: &Send, state: &Mutex<ChiefState>) -> bool {
-        let _g = state.lock();
+        let g = state.lock();
         let mut d = self.decision.load(Ordering::Acquire);
         if d == NONE {
             d = k.max(self.horizon.load(Ordering::Relaxed) + 1);
             self.decision.store(d, Ordering::Release);
+            // Sent outside the lock: a slow socket must not hold up the chief's other threads
+            // (workers keep the smallest decision and the largest horizon, in any order).
+            drop(g);
             send(Op::Decision, d);
         }
         k >= d
@@ -163,6 +166,7 @@ impl Agreement {
         st.last_extend = Instant::now();
         let nh = (k + st.window).max(h);
         self.horizon.store(nh, Ordering::Release);
+        drop(st);
         send(Op::Horizon, nh);
     }
 
@@ -178,7 +182,7 @@ impl Agreement {
         else {
             unreachable!("workers only")
         };
-        let deadline = Instant::now() + *timeout;
+        let deadline = crate::time::deadline(*timeout);
         let mut g = lock.lock();
         loop {
             if k >= self.decision.load(Ordering::Acquire) {

@@ -360,7 +360,7 @@ fn watch(
                 state.trigger("the job's end time is near");
                 return;
             }
-            wait = wait.min(Duration::from_secs_f64(left));
+            wait = wait.min(crate::time::secs(left));
         }
         match stop.recv_timeout(wait) {
             Err(RecvTimeoutError::Timeout) => {}

@@ -417,7 +417,7 @@ impl Profiler {
         }
         log_info!("Starting system metrics profiling.");
         let (tx, rx) = bounded::<()>(0);
-        let interval = Duration::from_secs_f64(sampling_interval);
+        let interval = crate::time::secs(sampling_interval);
         let per = samples_per_report as usize;
         let target = self.target.clone();
         let agent = self.agent_id.clone();

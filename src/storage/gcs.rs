@@ -21,7 +21,7 @@ use crate::{bail, err};
 use base64::Engine as _;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -315,7 +315,7 @@ impl GcsStore {
                     .get("expires_in")
                     .and_then(Value::as_f64)
                     .unwrap_or(3600.0);
-                let until = Instant::now() + Duration::from_secs_f64((ttl - 60.0).max(1.0));
+                let until = crate::time::deadline(crate::time::secs((ttl - 60.0).max(1.0)));
                 *c = Some((token.clone(), until));
                 Ok(Some(token))
             }

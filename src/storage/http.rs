@@ -305,7 +305,7 @@ fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
     s.parse::<f64>()
         .ok()
         .filter(|x| x.is_finite() && *x >= 0.0)
-        .map(Duration::from_secs_f64)
+        .map(crate::time::secs)
 }
 
 /// Extract `(code, message)` from an error response.

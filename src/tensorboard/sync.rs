@@ -301,7 +301,7 @@ impl TensorboardManager {
         let Some(sh) = &self.shared else {
             return Ok(());
         };
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::time::deadline(timeout);
         let mut st = sh.st.lock();
         if st.stop {
             bail!(
@@ -345,7 +345,7 @@ impl TensorboardManager {
         {
             let mut st = sh.st.lock();
             st.stop = true;
-            st.final_deadline = Some(Instant::now() + deadline);
+            st.final_deadline = Some(crate::time::deadline(deadline));
             sh.cv.notify_all();
         }
         match done.recv_timeout(deadline + Duration::from_secs(2)) {

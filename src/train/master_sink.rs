@@ -198,7 +198,7 @@ impl MasterSink {
 
 /// Sleep `d` unless the close deadline comes first (then false).
 fn sleep(ctl: &Control, d: Duration) -> bool {
-    let end = Instant::now() + d;
+    let end = crate::time::deadline(d);
     loop {
         let now = Instant::now();
         if now >= end {

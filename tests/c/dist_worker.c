@@ -230,6 +230,42 @@ static int scenario_kill(int argc, char **argv) {
     }
 }
 
+/* Rank 1 is stopped (SIGSTOP by the test) while the chief broadcasts 16 MiB values: the send to
+ * it stalls once the socket buffers are full, and must fail after DIST_TIMEOUT instead of
+ * blocking the chief forever; the other ranks are told. */
+static int scenario_stalled(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    det_bytes_list *l;
+    CHECK(det_dist_allgather(ctx, "x", 1, &l));
+    det_bytes_list_free(l);
+    printf("READY %d\n", rank);
+    fflush(stdout);
+    if (rank == 0) usleep(500000); /* the test stops rank 1 meanwhile */
+    size_t n = (size_t)16 << 20;
+    char *buf = calloc(n, 1);
+    double t0 = now();
+    for (int i = 0; i < 100; i++) {
+        det_status st = det_dist_broadcast(ctx, rank == 0 ? buf : NULL, rank == 0 ? n : 0, &l);
+        if (st != DET_OK) {
+            printf("RESULT %d failed status=%s after=%d seconds=%.1f msg=%s\n", rank, det_status_name(st), i,
+                   now() - t0, det_last_error_message());
+            fflush(stdout);
+            free(buf);
+            det_core_close(ctx);
+            return 4;
+        }
+        det_bytes_list_free(l);
+    }
+    printf("RESULT %d ok\n", rank);
+    free(buf);
+    det_core_close(ctx);
+    return 0;
+}
+
 /* Rank 1 never joins the second allgather: everyone else must time out (DIST_TIMEOUT) and
  * report it, instead of hanging. */
 static int scenario_straggler(int argc, char **argv) {
@@ -456,6 +492,7 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "race")) return scenario_race(argc - 2, argv + 2);
     if (!strcmp(s, "preempt")) return scenario_preempt(argc - 2, argv + 2);
     if (!strcmp(s, "kill")) return scenario_kill(argc - 2, argv + 2);
+    if (!strcmp(s, "stalled")) return scenario_stalled(argc - 2, argv + 2);
     if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);
     if (!strcmp(s, "searcher")) return scenario_searcher(argc - 2, argv + 2);
     if (!strcmp(s, "shard")) return scenario_shard(argc - 2, argv + 2);

@@ -103,6 +103,7 @@ static void bad_reports(void) {
     CHECK_ERR(det_train_report_progress(ctx, 0.0 / 0.0), DET_ERR_INVALID_ARGUMENT, "must be between 0 and 1");
     CHECK_ERR(det_train_flush(ctx, 0), DET_ERR_INVALID_ARGUMENT, "timeout_seconds");
     CHECK_OK(det_train_flush(ctx, 5));
+    CHECK_OK(det_train_flush(ctx, 1e300)); /* "as long as it takes" must not overflow */
     char *text = metrics_file(dir);
     CHECK(text == NULL || text[0] == 0); /* nothing invalid was written */
     free(text);

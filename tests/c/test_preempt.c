@@ -3,6 +3,7 @@
 #include "check.h"
 
 #include <signal.h>
+#include <string.h>
 #include <time.h>
 
 static volatile sig_atomic_t user_handler_calls = 0;
@@ -115,6 +116,15 @@ static void configured_signals_only(void) {
     o.disable_signal_handlers = true;
     ctx = open_with(&o);
     struct sigaction cur;
+    sigaction(SIGTERM, NULL, &cur);
+    CHECK(cur.sa_handler == SIG_DFL);
+    CHECK_OK(det_core_close(ctx));
+
+    /* A bool byte that is neither 0 nor 1 (a Fortran logical, a struct filled by memset) counts
+     * as true, like C's `if (x)`. */
+    test_options(&o, test_tmpdir("nosig2"), "nosig2");
+    memset(&o.disable_signal_handlers, 0xff, sizeof o.disable_signal_handlers);
+    ctx = open_with(&o);
     sigaction(SIGTERM, NULL, &cur);
     CHECK(cur.sa_handler == SIG_DFL);
     CHECK_OK(det_core_close(ctx));

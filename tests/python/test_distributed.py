@@ -124,6 +124,34 @@ def test_absent_rank_times_out_instead_of_hanging(tmp_path):
     assert time.time() - t0 < 60
 
 
+def test_stopped_rank_does_not_block_the_chief(tmp_path):
+    """A rank stopped with SIGSTOP while the chief broadcasts 16 MiB values: the chief's send to
+    it stalls, and fails after the collective timeout (3 s) naming it; the running ranks are
+    told or time out. Nothing blocks forever on a member that stopped reading."""
+    procs = launch(WORKER, ["stalled"], 3, "torch", env={"DIST_TIMEOUT": "3"}, work=str(tmp_path))
+    _wait_ready(procs)
+    procs[1].send_signal(signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        rs = {}
+        for rank in (0, 2):
+            out, err = procs[rank].communicate(timeout=60)
+            rs[rank] = (procs[rank].returncode, out, err)
+        elapsed = time.time() - t0
+    finally:
+        procs[1].kill()
+        procs[1].wait()
+    assert elapsed < 30, f"the chief took {elapsed:.1f} s"
+    code, out, err = rs[0]
+    assert code == 4 and "status=DET_ERR_DISTRIBUTED" in out, f"{out!r} {err[-1000:]}"
+    assert "cannot send to rank 1" in out and "stopped reading" in out, out
+    # Rank 2 waits on the chief, which is held up by rank 1 for the same 3 s: it is either told
+    # about rank 1 or times out itself, whichever comes first.
+    code, out, err = rs[2]
+    assert code == 4, f"{out!r} {err[-1000:]}"
+    assert ("status=DET_ERR_DISTRIBUTED" in out and "rank 1" in out) or "status=DET_ERR_TIMEOUT" in out, out
+
+
 def test_searcher_workers_ask_chief(tmp_path):
     rs = results(launch(WORKER, ["searcher"], 3, "slurm", env={"DET_MAX_LENGTH": "17"}, work=str(tmp_path)), 120)
     check_all_ok(rs, r"RESULT \d+ ok length=17")
