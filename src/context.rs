@@ -110,7 +110,7 @@ fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
     } else {
         let a = Arc::new(Agreement::worker(
             Box::new(move || match weak.upgrade() {
-                Some(g) => g.check(),
+                Some(g) => g.check_control(),
                 None => Err(err!(State, "the context's connections are closed")),
             }),
             dist.config().collective_timeout,

@@ -78,6 +78,17 @@ fn versions_agree() {
         .parent()
         .unwrap()
         .join("libdetcore.so");
+    if !lib.exists() {
+        // `cargo test` builds the library as an rlib only; build the shared library too.
+        let target = exe.parent().unwrap().parent().unwrap().parent().unwrap();
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--lib", "--quiet", "--manifest-path"])
+            .arg(root().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target)
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "cargo build --lib failed");
+    }
     assert!(lib.exists(), "{} not built", lib.display());
     let out = std::process::Command::new("readelf")
         .arg("-d")

@@ -31,6 +31,15 @@ fn folder_uid(p: &Path) -> Result<String> {
     ))
 }
 
+/// Allgather one JSON value per rank.
+fn allgather_json(d: &crate::distributed::DistributedContext, v: Value) -> Result<Vec<Value>> {
+    d.allgather(json_text(v))?
+        .into_vecs()
+        .iter()
+        .map(|b| json_of(b))
+        .collect()
+}
+
 fn json_text(v: Value) -> Vec<u8> {
     to_wire(&v).into_bytes()
 }
@@ -147,12 +156,7 @@ impl CheckpointContext {
         let steps = check_metadata(&merged)?;
         let staged = self.storage.stage(&id);
         let st = status_value(&staged.as_ref().map(|_| ()).map_err(Clone::clone));
-        let statuses: Vec<Value> = d
-            .allgather(json_text(st))?
-            .into_vecs()
-            .iter()
-            .map(|b| json_of(b))
-            .collect::<Result<_>>()?;
+        let statuses: Vec<Value> = allgather_json(d, st)?;
         if let Err(e) = combine("store_path (staging)", &statuses) {
             if let Ok(p) = &staged {
                 self.storage.discard(p);
@@ -179,12 +183,7 @@ impl CheckpointContext {
             "uid" => uid.as_ref().ok().cloned(),
             "error" => uid.as_ref().err().map(|e| e.message().to_owned()),
         };
-        let all: Vec<Value> = d
-            .allgather(json_text(Value::Object(mine)))?
-            .into_vecs()
-            .iter()
-            .map(|b| json_of(b))
-            .collect::<Result<_>>()?;
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         let aborted: Vec<usize> = (0..all.len())
             .filter(|&r| all[r].get("abort").and_then(Value::as_bool) == Some(true))
             .collect();
@@ -265,12 +264,7 @@ impl CheckpointContext {
             Ok(r) => obj! { "files" => resources_value(r) },
             Err(e) => obj! { "error" => e.message() },
         };
-        let all: Vec<Value> = d
-            .allgather(json_text(Value::Object(mine)))?
-            .into_vecs()
-            .iter()
-            .map(|b| json_of(b))
-            .collect::<Result<_>>()?;
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         combine(
             "listing the checkpoint files",
             &all.iter()
@@ -299,12 +293,7 @@ impl CheckpointContext {
                     digests.insert(name.clone(), v);
                 }
             }
-            let all: Vec<Value> = d
-                .allgather(json_text(Value::Object(digests)))?
-                .into_vecs()
-                .iter()
-                .map(|b| json_of(b))
-                .collect::<Result<_>>()?;
+            let all: Vec<Value> = allgather_json(d, Value::Object(digests))?;
             let mut unresolved = BTreeMap::new();
             for (name, ranks) in &conflicts {
                 let distinct: BTreeSet<String> = ranks
@@ -344,12 +333,7 @@ impl CheckpointContext {
         steps: i64,
     ) -> Result<()> {
         let d = &self.dist;
-        let statuses: Vec<Value> = d
-            .allgather(json_text(status_value(&published)))?
-            .into_vecs()
-            .iter()
-            .map(|b| json_of(b))
-            .collect::<Result<_>>()?;
+        let statuses: Vec<Value> = allgather_json(d, status_value(&published))?;
         let mut outcome = combine(&format!("storing checkpoint {id}"), &statuses);
         if d.config().rank == 0 && outcome.is_ok() {
             if metadata_last {
@@ -404,12 +388,7 @@ impl CheckpointContext {
             "error" => uid.as_ref().err().map(|e| e.message().to_owned()),
             "metadata" => Value::Object(metadata),
         };
-        let all: Vec<Value> = d
-            .allgather(json_text(Value::Object(mine)))?
-            .into_vecs()
-            .iter()
-            .map(|b| json_of(b))
-            .collect::<Result<_>>()?;
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         let id = all[0]
             .get("id")
             .and_then(Value::as_str)
@@ -488,14 +467,10 @@ impl CheckpointContext {
                 }
                 Ok(staged)
             });
-            let statuses: Vec<Value> = d
-                .allgather(json_text(status_value(
-                    &copied.as_ref().map(|_| ()).map_err(Clone::clone),
-                )))?
-                .into_vecs()
-                .iter()
-                .map(|b| json_of(b))
-                .collect::<Result<_>>()?;
+            let statuses: Vec<Value> = allgather_json(
+                d,
+                status_value(&copied.as_ref().map(|_| ()).map_err(Clone::clone)),
+            )?;
             if let Err(e) = combine(&format!("copying checkpoint {id}"), &statuses) {
                 if let Ok(p) = &copied {
                     self.storage.discard(p);

@@ -123,7 +123,17 @@ struct Conn {
     peek: TcpStream,
     /// The connection ended (end of stream, error, abort).
     ended: AtomicBool,
+    /// When a calling thread last released the read half (ms since `origin`).
+    last_use_ms: AtomicU64,
+    origin: Instant,
+    /// The background reader waits for a calling thread to release the read half (only then is
+    /// a wake-up worth a system call).
+    bg_waiting: AtomicBool,
 }
+
+/// While collectives follow each other closer than this, the calling threads read everything
+/// and the background reader stays out of their way (it would only wake on their messages).
+const QUIET: Duration = Duration::from_millis(20);
 
 impl Conn {
     fn send(&self, h: Header, payload: &[u8]) -> Result<()> {
@@ -148,6 +158,8 @@ struct Shared {
     seen_decision: AtomicU64,
     /// How long a frame may stall half-way before the connection counts as lost.
     stall_limit: Duration,
+    /// Client: the chief said goodbye (nothing more will come from it).
+    departed: Mutex<Option<Error>>,
 }
 
 impl Shared {
@@ -392,6 +404,9 @@ impl Star {
                 idle_lock: Mutex::new(()),
                 idle: Condvar::new(),
                 ended: AtomicBool::new(false),
+                last_use_ms: AtomicU64::new(0),
+                origin: Instant::now(),
+                bg_waiting: AtomicBool::new(false),
             }));
         }
         let shared = Arc::new(Shared {
@@ -403,6 +418,7 @@ impl Star {
             seen_horizon: AtomicU64::new(0),
             seen_decision: AtomicU64::new(u64::MAX),
             stall_limit: timeout,
+            departed: Mutex::new(None),
         });
         let mut readers = Vec::new();
         for i in 0..shared.conns.len() {
@@ -446,6 +462,16 @@ impl Star {
     /// The group's failure, if it failed.
     pub fn check(&self) -> Result<()> {
         self.shared.failure.check()
+    }
+
+    /// For waits on control values (should_preempt horizons): the group's failure, or the
+    /// chief's goodbye (no more horizons will come).
+    pub fn check_control(&self) -> Result<()> {
+        self.check()?;
+        match self.shared.departed.lock().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Chief: send a control value to every member (never blocks for long, never fails the caller;
@@ -529,9 +555,13 @@ impl Star {
             }
         }
         drop(r);
+        c.last_use_ms
+            .store(c.origin.elapsed().as_millis() as u64, Ordering::Relaxed);
         c.busy.store(false, Ordering::SeqCst);
-        let _g = c.idle_lock.lock();
-        c.idle.notify_all();
+        if c.bg_waiting.load(Ordering::SeqCst) {
+            let _g = c.idle_lock.lock();
+            c.idle.notify_all();
+        }
         result
     }
 
@@ -970,7 +1000,9 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 err!(Distributed, "the chief (rank {}) closed its context (det_core_close) while this rank still needs it", conn.global_rank)
             };
             if !sh.is_server() {
-                sh.failure.set(e.clone());
+                // Messages the chief sent before its goodbye stay readable (queued before this
+                // loss); only waits for more — should_preempt horizons — fail from now on.
+                *sh.departed.lock() = Some(e.clone());
                 wake(sh);
             }
             Some(InMsg::Lost(e))
@@ -1011,8 +1043,27 @@ fn background_reader(sh: Arc<Shared>, i: usize) {
         }
         {
             let mut g = c.idle_lock.lock();
-            while c.busy.load(Ordering::SeqCst) && !sh.closing.load(Ordering::SeqCst) {
-                c.idle.wait_for(&mut g, TICK);
+            loop {
+                if sh.closing.load(Ordering::SeqCst) {
+                    break;
+                }
+                if c.busy.load(Ordering::SeqCst) {
+                    c.bg_waiting.store(true, Ordering::SeqCst);
+                    if c.busy.load(Ordering::SeqCst) {
+                        c.idle.wait_for(&mut g, TICK);
+                    }
+                    c.bg_waiting.store(false, Ordering::SeqCst);
+                    continue;
+                }
+                // Collectives in quick succession read everything themselves.
+                let since = (c.origin.elapsed().as_millis() as u64)
+                    .saturating_sub(c.last_use_ms.load(Ordering::Relaxed));
+                if c.last_use_ms.load(Ordering::Relaxed) > 0 && since < QUIET.as_millis() as u64 {
+                    c.idle
+                        .wait_for(&mut g, QUIET - Duration::from_millis(since));
+                    continue;
+                }
+                break;
             }
         }
         match c.peek.peek(&mut one) {

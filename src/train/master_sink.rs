@@ -12,6 +12,12 @@
 //! - any other answer (400, 401, 403, 404) is a refusal: the report cannot ever be delivered; the
 //!   error is returned by the next report call and counted by `close`.
 //!
+//! A report the master keeps answering with 5xx while it answers other requests (a "poison"
+//! report, e.g. one the database cannot store) would otherwise block every later report: after
+//! [`POISON_CHECK_AFTER`] of 5xx answers to the same report, the sink asks the master's `/info`;
+//! if the master answers that, the report is counted as refused and the next one is sent. During
+//! an outage `/info` fails too, and the report keeps being retried.
+//!
 //! A POST whose answer was lost may be replayed (as in Python); if the replay is refused with 400
 //! (the master refuses a second report of batch metrics for the same step), the first copy was
 //! stored and the report counts as delivered, with a warning.
@@ -26,6 +32,19 @@ use crate::master::MasterClient;
 use crate::{log_debug, log_info, log_warn};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long one report may be answered with 5xx before the sink checks whether the master is
+/// up (and then gives the report up as refused).
+pub const POISON_CHECK_AFTER: Duration = Duration::from_secs(60);
+
+/// [`POISON_CHECK_AFTER`], or `DETCORE_MASTER_POISON_SECONDS` (tests).
+fn poison_check_after() -> Duration {
+    std::env::var("DETCORE_MASTER_POISON_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        .unwrap_or(POISON_CHECK_AFTER)
+}
 
 /// Delivers reports to the master.
 pub struct MasterSink {
@@ -60,6 +79,7 @@ impl MasterSink {
         let mut surfaced = false;
         let mut answer_lost = false;
         let started = Instant::now();
+        let mut first_5xx: Option<Instant> = None;
         loop {
             let mut timeout = self.client.timeouts().request;
             if let Some(left) = ctl.time_left() {
@@ -105,6 +125,21 @@ impl MasterSink {
                 }
                 return Err(Error::new(Kind::Master, msg));
             }
+            if e.status.is_some_and(|c| c >= 500) {
+                let since = *first_5xx.get_or_insert_with(Instant::now);
+                if since.elapsed() >= poison_check_after() && self.master_is_up() {
+                    self.refusals += 1;
+                    let msg = format!(
+                        "POST {path}: the master answered this report with errors for {:.0} s while answering other requests ({}); giving it up",
+                        since.elapsed().as_secs_f64(),
+                        e.message
+                    );
+                    log_warn!("{msg}");
+                    return Err(Error::new(Kind::Master, msg));
+                }
+            } else {
+                first_5xx = None;
+            }
             answer_lost |= e.failure == Some(Failure::Read);
             failures += 1;
             let failure = e.failure.clone().unwrap_or(Failure::Other);
@@ -144,6 +179,19 @@ impl MasterSink {
                     ),
                 ));
             }
+        }
+    }
+}
+
+impl MasterSink {
+    /// True if the master answers a cheap request (any status below 500).
+    fn master_is_up(&self) -> bool {
+        match self
+            .client
+            .attempt("GET", "/info", &[], None, self.client.timeouts().request)
+        {
+            Ok(_) => true,
+            Err(e) => e.status.is_some_and(|c| c < 500),
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct Control {
     origin: Option<Instant>,
     /// The error the next enqueuing call returns.
     error: Mutex<Option<Error>>,
+    /// The pending error says "still retrying" (a final outcome replaces it).
+    soft: AtomicBool,
     has_error: AtomicBool,
 }
 
@@ -64,6 +66,7 @@ impl Control {
             deadline_ms: AtomicU64::new(0),
             origin: Some(Instant::now()),
             error: Mutex::new(None),
+            soft: AtomicBool::new(false),
             has_error: AtomicBool::new(false),
         }
     }
@@ -74,6 +77,18 @@ impl Control {
         let mut slot = self.error.lock();
         if slot.is_none() {
             *slot = Some(e);
+            self.soft.store(true, Ordering::Relaxed);
+            self.has_error.store(true, Ordering::Release);
+        }
+    }
+
+    /// A record's final failure: kept like [`surface`](Self::surface), but it replaces a pending
+    /// "still retrying" error (the caller should learn the outcome, not the progress).
+    fn record(&self, e: Error) {
+        let mut slot = self.error.lock();
+        if slot.is_none() || self.soft.load(Ordering::Relaxed) {
+            *slot = Some(e);
+            self.soft.store(false, Ordering::Relaxed);
             self.has_error.store(true, Ordering::Release);
         }
     }
@@ -195,6 +210,13 @@ impl Reporter {
     /// if one is pending (the record is queued either way).
     #[inline]
     pub fn send(&self, rec: Record) -> Result<()> {
+        // Taken before enqueueing: the error returned is always an earlier report's, never this
+        // one's (the reporter thread may handle this record before the call returns).
+        let earlier = if self.shared.ctl.has_error.load(Ordering::Relaxed) {
+            self.earlier_failure()
+        } else {
+            Ok(())
+        };
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Rec(rec)) {
             Ok(()) => {
@@ -211,10 +233,7 @@ impl Reporter {
                 ));
             }
         }
-        if self.shared.ctl.has_error.load(Ordering::Relaxed) {
-            return self.earlier_failure();
-        }
-        Ok(())
+        earlier
     }
 
     /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
@@ -367,7 +386,7 @@ impl Reporter {
 }
 
 fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
-    let record_error = |e: Error| sh.ctl.surface(e);
+    let record_error = |e: Error| sh.ctl.record(e);
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
@@ -494,12 +513,13 @@ mod tests {
 
     #[test]
     fn a_retrying_sink_surfaces_without_dropping() {
-        struct Retrying(Arc<Mutex<Vec<String>>>);
+        struct Retrying(Arc<Mutex<Vec<String>>>, Arc<AtomicBool>);
         impl Sink for Retrying {
             fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()> {
                 if let Record::Event(Event::Status { status }, _) = rec {
                     if status == "slow" {
                         ctl.surface(err!(Master, "master down, still retrying"));
+                        self.1.store(true, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(100));
                     }
                     self.0.lock().push(status.clone());
@@ -508,9 +528,16 @@ mod tests {
             }
         }
         let out = Arc::new(Mutex::new(Vec::new()));
-        let r = Reporter::start(vec![Box::new(Retrying(out.clone()))], 8).unwrap();
+        let retrying = Arc::new(AtomicBool::new(false));
+        let r =
+            Reporter::start(vec![Box::new(Retrying(out.clone(), retrying.clone()))], 8).unwrap();
         r.send(status("slow")).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
+        // The reporter thread wakes within IDLE_WAKE (lazily); wait until the sink is retrying.
+        let t = Instant::now();
+        while !retrying.load(Ordering::SeqCst) {
+            assert!(t.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let e = r.send(status("next")).unwrap_err();
         assert!(e.message().contains("still retrying"), "{e}");
         r.close(Duration::from_secs(5)).unwrap();

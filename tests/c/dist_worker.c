@@ -330,7 +330,8 @@ static int scenario_shard(int argc, char **argv) {
     snprintf(content, sizeof content, "data of rank %d", rank);
     char id[DET_STORAGE_ID_LEN] = {0};
     det_status st = DET_OK;
-    if (!strcmp(mode, "store") || !strcmp(mode, "abort") || !strcmp(mode, "metaconflict") || !strcmp(mode, "download")) {
+    if (!strcmp(mode, "store") || !strcmp(mode, "abort") || !strcmp(mode, "metaconflict") || !strcmp(mode, "download") ||
+        !strcmp(mode, "restore")) {
         if (!strcmp(mode, "metaconflict"))
             snprintf(meta, sizeof meta, "{\"steps_completed\": 5, \"lr\": %d}", rank);
         else
@@ -385,7 +386,63 @@ static int scenario_shard(int argc, char **argv) {
         f = fopen(p, "rb");
         if (f) DIE("common.txt was downloaded although no rank selected it");
     }
+    if (!strcmp(mode, "restore")) {
+        /* Shared restore: the local chief downloads once; every local rank reads its own file;
+         * the temporary folder stays until every local rank has ended. */
+        int me = rank;
+        det_ckpt_restore *r;
+        CHECK(det_ckpt_restore_path_begin(ctx, id, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, select_own, &me, &r));
+        const char *dir;
+        CHECK(det_ckpt_restore_path(r, &dir));
+        char p[1024], keep[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        snprintf(keep, sizeof keep, "%s", dir);
+        FILE *f = fopen(p, "rb");
+        if (!f) DIE("%s missing in the shared restore", p);
+        char got[64] = {0};
+        if (!fgets(got, sizeof got, f) || strcmp(got, content) != 0) DIE("%s holds %s", p, got);
+        fclose(f);
+        usleep((useconds_t)(rank * 100000)); /* the local chief must not remove it under others */
+        CHECK(det_ckpt_restore_path_end(r));
+        printf("RESULT %d restored dir=%s\n", rank, keep);
+    }
     printf("RESULT %d stored id=%s\n", rank, id);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+/* Chief-only rules on workers, with Python's messages: store_path/upload with shard=false and
+ * should_preempt in ChiefOnly mode. */
+static int scenario_chiefonly(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_CHIEF_ONLY, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    bool b;
+    det_ckpt_store *s;
+    char id[DET_STORAGE_ID_LEN];
+    if (rank == 0) {
+        CHECK(det_should_preempt(ctx, &b));
+        CHECK(det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 1}", false, &s));
+        CHECK(det_ckpt_store_path_end(s, id));
+    } else {
+        char want[256];
+        snprintf(want, sizeof want,
+                 "PreemptContext was configured with preempt_mode=ChiefOnly but .should_preempt() was called from non-chief worker of rank=%d",
+                 rank);
+        if (det_should_preempt(ctx, &b) != DET_ERR_STATE || !strstr(det_last_error_message(), want))
+            DIE("ChiefOnly should_preempt on a worker: %s", det_last_error_message());
+        snprintf(want, sizeof want, "cannot call CheckpointContext.store_path(shard=False) from non-chief worker (rank=%d)", rank);
+        if (det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 1}", false, &s) != DET_ERR_STATE ||
+            !strstr(det_last_error_message(), want))
+            DIE("store_path(shard=False) on a worker: %s", det_last_error_message());
+        snprintf(want, sizeof want, "cannot call CheckpointContext.upload(shard=False) from non-chief worker (rank=%d)", rank);
+        if (det_ckpt_upload(ctx, "/tmp", "{\"steps_completed\": 1}", false, NULL, NULL, id) != DET_ERR_STATE ||
+            !strstr(det_last_error_message(), want))
+            DIE("upload(shard=False) on a worker: %s", det_last_error_message());
+    }
+    printf("RESULT %d ok\n", rank);
     CHECK(det_core_close(ctx));
     return 0;
 }
@@ -402,6 +459,7 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);
     if (!strcmp(s, "searcher")) return scenario_searcher(argc - 2, argv + 2);
     if (!strcmp(s, "shard")) return scenario_shard(argc - 2, argv + 2);
+    if (!strcmp(s, "chiefonly")) return scenario_chiefonly(argc - 2, argv + 2);
     fprintf(stderr, "unknown scenario %s\n", s);
     return 2;
 }

@@ -199,8 +199,8 @@ class FakeMaster:
                down_for: Optional[float] = None, hang: Optional[bool] = None,
                preempt_on: Optional[Dict[str, Any]] = None, preempt: bool = False) -> None:
         """latency: seconds before every answer. fail: {"count": n, "status": 503 | "drop" |
-        "reset", "method": "POST", "path": regex} (the next n matching requests fail; count -1:
-        until changed). down_for: refuse connections for that many seconds (open connections are
+        "reset", "method": "POST", "path": regex, "body": regex} (the next n matching requests fail;
+        count -1: until changed; "body" also requires the raw body to match). down_for: refuse connections for that many seconds (open connections are
         reset). hang: read requests and never answer (False releases them). preempt_on:
         {"method": ..., "path": regex, "after": n} preempt once n matching requests were answered.
         preempt: preempt now."""
@@ -306,6 +306,8 @@ class FakeMaster:
                 raise ApiError(404, f"trial {m.group(1)} not found")
             return {"metrics": self._metrics, "progress": self._progress, "early_exit": self._early_exit,
                     "runner/metadata": self._runner_metadata}[m.group(2)](body)
+        if path == "/info" and method == "GET":
+            return {"version": "0.38.1", "master_id": "fake", "cluster_id": "fake-cluster", "cluster_name": "fake"}
         if path == "/api/v1/runs/start" and method == "POST":
             return self._runs_start(body)
         if path == "/api/v1/checkpoints" and method == "POST":
@@ -576,7 +578,8 @@ class _Handler(BaseHTTPRequestHandler):
         rule = None
         with m.lock:
             for r in m.fail_rules:
-                if r["count"] != 0 and r["method"] in (None, self.command) and r["re"].fullmatch(path):
+                if (r["count"] != 0 and r["method"] in (None, self.command) and r["re"].fullmatch(path)
+                        and (r.get("body") is None or re.search(r["body"], rec["raw"]))):
                     if r["count"] > 0:
                         r["count"] -= 1
                     rule = r

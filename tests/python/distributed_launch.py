@@ -45,7 +45,8 @@ LAUNCHER_VARS = [
 
 
 def launch(program: str, args: List[str], size: int, launcher: str = "torch", nodes: int = 1,
-           env: Dict[str, str] = None, work: str = "/tmp") -> List[subprocess.Popen]:
+           env: Dict[str, str] = None, work: str = "/tmp", rank_env=None) -> List[subprocess.Popen]:
+    """`rank_env(rank, node)` may add variables for one rank (e.g. a per-node TMPDIR)."""
     port = free_port()
     procs = []
     for rank in range(size):
@@ -55,6 +56,8 @@ def launch(program: str, args: List[str], size: int, launcher: str = "torch", no
         e["DIST_WORK"] = work
         e["DETCORE_LOG_LEVEL"] = "warning"
         e.update(env or {})
+        if rank_env:
+            e.update(rank_env(rank, rank // (size // nodes)))
         procs.append(subprocess.Popen([program] + args, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     return procs

@@ -247,3 +247,10 @@ def test_two_hosts_with_network_namespaces(two_hosts, tmp_path):
     sid = _one_id([o for _, o, _ in rs])
     assert sorted(p.name for p in (storage / sid).iterdir()) == sorted(
         ["common.txt", "metadata.json"] + [f"rank{r}.bin" for r in range(4)])
+
+
+def test_chief_only_rules_on_workers(tmp_path):
+    """shard=False checkpoints and ChiefOnly preemption refuse workers with Python's messages."""
+    rs = results(launch(WORKER, ["chiefonly"], 3, "openmpi", env={"DIST_STORAGE": str(tmp_path / "c")},
+                        work=str(tmp_path)), 120)
+    check_all_ok(rs)

@@ -13,28 +13,7 @@ import pytest
 determined_core = pytest.importorskip("determined.core")
 
 
-class Opts(ctypes.Structure):
-    _fields_ = [
-        ("struct_size", ctypes.c_size_t),
-        ("checkpoint_storage", ctypes.c_char_p),
-        ("preempt_mode", ctypes.c_int32),
-        ("tensorboard_mode", ctypes.c_int32),
-        ("run_name", ctypes.c_char_p),
-        ("run_dir", ctypes.c_char_p),
-        ("hparams_json", ctypes.c_char_p),
-        ("searcher_max_length", ctypes.c_int64),
-        ("preempt_signals", ctypes.c_void_p),
-        ("preempt_signals_len", ctypes.c_size_t),
-        ("disable_signal_handlers", ctypes.c_bool),
-        ("async_checkpoints", ctypes.c_bool),
-        ("halt_file", ctypes.c_char_p),
-        ("end_time", ctypes.c_double),
-        ("halt_margin_seconds", ctypes.c_double),
-        ("distributed", ctypes.c_void_p),
-        ("cluster_info_dir", ctypes.c_char_p),
-        ("report_queue_capacity", ctypes.c_size_t),
-        ("close_timeout_seconds", ctypes.c_double),
-    ]
+from abi_structs import Opts  # noqa: E402,F401
 
 
 @pytest.fixture()

@@ -397,3 +397,33 @@ def test_full_queue_blocks_instead_of_dropping(lib, master, capfd):
     assert [m["metrics"]["stepsCompleted"] for m in master.metrics] == list(range(20))
     err = capfd.readouterr().err
     assert err.count("the report queue is full (4 reports waiting to be delivered)") == 1
+
+
+def test_a_poison_report_does_not_block_the_others(lib, master, env):
+    """The master answers one report with 500 forever while answering everything else: after the
+    poison check the report is given up (and named by the next call), later reports are
+    delivered; during an outage (every request failing) nothing is given up."""
+    env.setenv("DETCORE_MASTER_POISON_SECONDS", "1")
+    env.setenv("DET_RETRY_CONFIG", '{"total": 3, "backoff_factor": 0.05, "backoff_max": 0.2}')
+    master.script(fail={"count": -1, "status": 500, "method": "POST", "path": r"/api/v1/trials/\d+/metrics",
+                        "body": "poison"})
+    ctx = lib.init(master.info_dir)
+    try:
+        lib.call("det_train_report_training_metrics", ctx, ctypes.c_int64(1), b'{"loss": 1}', None)
+        lib.call("det_train_report_training_metrics", ctx, ctypes.c_int64(2), b'{"poison": 1}', None)
+        lib.call("det_train_report_training_metrics", ctx, ctypes.c_int64(3), b'{"loss": 3}', None)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            steps = [m["metrics"]["stepsCompleted"] for m in master.metrics]
+            if 3 in steps:
+                break
+            time.sleep(0.1)
+        assert [m["metrics"]["stepsCompleted"] for m in master.metrics] == [1, 3]
+        assert any(r["path"] == "/info" for r in master.requests())
+        with pytest.raises(DetError) as e:
+            lib.call("det_train_report_training_metrics", ctx, ctypes.c_int64(4), b'{"loss": 4}', None)
+        assert e.value.name == "DET_ERR_MASTER" and "giving it up" in e.value.message, e.value.message
+    finally:
+        with pytest.raises(DetError) as e:
+            close(lib, ctx)
+        assert "1 report(s) were not delivered" in e.value.message
