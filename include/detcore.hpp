@@ -16,11 +16,15 @@
  *  - Handles are owned by move-only RAII types whose destructors end or free them: Context
  *    (det_core_close), StorePath (det_ckpt_store_path_abort unless commit() ran: an exception
  *    while a store scope is open never publishes a half-written checkpoint), RestorePath
- *    (det_ckpt_restore_path_end), SearcherOp (det_searcher_op_free). `.get()` lends the raw
- *    handle, `.release()` gives it up.
+ *    (det_ckpt_restore_path_end), SearcherOp (det_searcher_op_free), TensorboardWriter
+ *    (det_tb_writer_close). `.get()` lends the raw handle, `.release()` gives it up.
  *  - Area views (`ctx.checkpoint()`, `ctx.train()`, `ctx.preempt()`, `ctx.searcher()`,
- *    `ctx.distributed()`, `ctx.info()`) are cheap, non-owning, and must not outlive their Context.
- *    Each C function `det_<area>_<verb>` is one method of the view for <area>.
+ *    `ctx.distributed()`, `ctx.info()`, `ctx.profiler()`) are cheap, non-owning, and must not
+ *    outlive their Context. Each C function `det_<area>_<verb>` is one method of the view for
+ *    <area>; `det_core_alert` is `ctx.alert()`.
+ *  - Callbacks (selectors, the TensorBoard name mangler) are any callables; an exception they
+ *    throw is caught at the C boundary (C callbacks must not unwind through detcore), stops the
+ *    call, and is rethrown unchanged by the method that took the callback.
  *
  * Adding a C function: add one method to the view of its area that converts the arguments
  * (detail::CStr for strings, .string() for paths), calls the C function inside detail::check(),
@@ -196,6 +200,25 @@ enum class Launcher : int32_t {
     OpenMpi = DET_LAUNCHER_OPENMPI,
     Mpich = DET_LAUNCHER_MPICH,
     Slurm = DET_LAUNCHER_SLURM,
+    /// Determined's own rendezvous files, on-cluster (Auto picks it there when no launcher's
+    /// variables are set).
+    Determined = DET_LAUNCHER_DETERMINED,
+};
+/// How `StorePath::commit` hands a checkpoint over (`DET_UPLOAD_MODE_*`).
+enum class UploadMode : int32_t {
+    /// As `Options::async_checkpoints` says.
+    Default = DET_UPLOAD_MODE_DEFAULT,
+    /// Return once the checkpoint is stored and reported.
+    Sync = DET_UPLOAD_MODE_SYNC,
+    /// Return once the files are handed to the background uploader (`Checkpoint::wait()` waits).
+    Async = DET_UPLOAD_MODE_ASYNC,
+};
+/// The level of `Context::alert` (`DET_ALERT_LEVEL_*`; Python's "info", "warn", "debug", "error").
+enum class AlertLevel : int32_t {
+    Info = DET_ALERT_LEVEL_INFO,
+    Warn = DET_ALERT_LEVEL_WARN,
+    Debug = DET_ALERT_LEVEL_DEBUG,
+    Error = DET_ALERT_LEVEL_ERROR,
 };
 /// Log thresholds (`DET_LOG_LEVEL_*`).
 enum class LogLevel : int32_t {
@@ -335,6 +358,46 @@ inline bool selector_trampoline(const char *path, void *userdata) noexcept {
     if (call->error) return false;
     try {
         return (*call->fn)(path);
+    } catch (...) {
+        call->error = std::current_exception();
+        return false;
+    }
+}
+
+}  // namespace detail
+
+/// A TensorBoard name mangler for `Train::upload_tensorboard_files` (Python's `mangler(path,
+/// rank)`): given a file's name relative to the TensorBoard folder (`/`-separated) and this
+/// process's rank, return the relative name to store it under (return `path` to keep it). It
+/// may throw: the exception abandons the upload call and is rethrown by it.
+using TbMangler = std::function<std::string(std::string_view path, int32_t rank)>;
+
+namespace detail {
+
+struct TbUploadCall {
+    SelectorCall selector;
+    const TbMangler *mangler;
+    std::exception_ptr error;
+};
+
+inline bool tb_mangler_trampoline(const char *path, int32_t rank, char *name, size_t name_size,
+                                  void *userdata) noexcept {
+    auto *call = static_cast<TbUploadCall *>(userdata);
+    if (call->error || call->selector.error) return false;
+    try {
+        std::string n = (*call->mangler)(path, rank);
+        if (n.find('\0') != std::string::npos)
+            throw Error(DET_ERR_INVALID_ARGUMENT,
+                        std::string("det::Train::upload_tensorboard_files: the mangler's name for \"") + path +
+                            "\" contains a NUL byte");
+        if (n.size() >= name_size)
+            throw Error(DET_ERR_INVALID_ARGUMENT,
+                        std::string("det::Train::upload_tensorboard_files: the mangler's name for \"") + path +
+                            "\" is " + std::to_string(n.size()) + " bytes; at most " + std::to_string(name_size - 1) +
+                            " (DET_TB_NAME_MAX - 1) fit");
+        std::memcpy(name, n.data(), n.size());
+        name[n.size()] = '\0';
+        return true;
     } catch (...) {
         call->error = std::current_exception();
         return false;
@@ -524,6 +587,24 @@ public:
         detail::check(det_ckpt_store_path_end(h, id));
         return id;
     }
+    /// commit() with an explicit upload mode (`det_ckpt_store_path_end_mode`): `UploadMode::Async`
+    /// returns once the files are handed off (do not touch the folder afterwards; the checkpoint
+    /// exists once `Checkpoint::wait()` returns), `Sync` once it is stored and reported. The
+    /// scope is over afterwards, except when detcore refused the mode itself (an unknown value):
+    /// then it stays open, and is aborted by the destructor unless committed again.
+    std::string commit(UploadMode mode) {
+        char id[DET_STORAGE_ID_LEN] = {0};
+        det_ckpt_store *h = live();
+        det_status st = det_ckpt_store_path_end_mode(h, static_cast<int32_t>(mode), id);
+        if (st != DET_OK) {
+            const std::string msg = det_last_error_message();
+            const char *probe = nullptr;
+            if (det_ckpt_store_storage_id(h, &probe) != DET_OK) h_ = nullptr;  // the scope ended
+            throw Error(st, msg);
+        }
+        h_ = nullptr;
+        return id;
+    }
     /// Discard the checkpoint now (its folder is removed).
     void abort() {
         live();
@@ -639,6 +720,83 @@ private:
     det_searcher_op *h_;
 };
 
+/// A writer of TensorBoard event files for your own scalars and histograms (`det_tb_writer_*`;
+/// what `torch.utils.tensorboard.SummaryWriter` is in Python). Write into
+/// `ctx.train().get_tensorboard_path()` and the files are uploaded with the metrics' events
+/// (AUTO mode) or by `upload_tensorboard_files` (MANUAL mode). Events reach the file at the
+/// latest a second after they were added, on `flush()` and on `close()`. Move-only; the
+/// destructor closes it (printing, not throwing, a failure: call close() to get it as an
+/// exception). Thread-safe like the C handle.
+///
+///   det::TensorboardWriter tb(ctx.train().get_tensorboard_path());
+///   tb.add_scalar("lr", step, lr);
+///   tb.add_histogram("weights", step, w);   // std::vector<double>, or (pointer, count)
+class TensorboardWriter {
+public:
+    /// Open a writer in `dir` (created at the first write).
+    explicit TensorboardWriter(const std::filesystem::path &dir) {
+        detail::CStr d(dir.string(), "dir");
+        detail::check(det_tb_writer_open(d.c_str(), &h_));
+    }
+    /// Take ownership of a writer opened with the C API.
+    static TensorboardWriter adopt(det_tb_writer *h) noexcept { return TensorboardWriter(h); }
+    TensorboardWriter(TensorboardWriter &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
+    TensorboardWriter &operator=(TensorboardWriter &&o) noexcept {
+        if (this != &o) {
+            close_quietly();
+            h_ = std::exchange(o.h_, nullptr);
+        }
+        return *this;
+    }
+    TensorboardWriter(const TensorboardWriter &) = delete;
+    TensorboardWriter &operator=(const TensorboardWriter &) = delete;
+    ~TensorboardWriter() { close_quietly(); }
+
+    /// The scalar `tag` = `value` at `step` (stored as float32, as TensorFlow does).
+    void add_scalar(std::string_view tag, int64_t step, double value) {
+        detail::CStr t(tag, "tag");
+        detail::check(det_tb_writer_add_scalar(live(), t.c_str(), step, value));
+    }
+    /// The histogram of `values[0..n)` at `step` (TensorFlow's default buckets; non-finite values
+    /// are not counted). The values are read during the call only.
+    void add_histogram(std::string_view tag, int64_t step, const double *values, size_t n) {
+        detail::CStr t(tag, "tag");
+        detail::check(det_tb_writer_add_histogram(live(), t.c_str(), step, n ? values : nullptr, n));
+    }
+    void add_histogram(std::string_view tag, int64_t step, const std::vector<double> &values) {
+        add_histogram(tag, step, values.data(), values.size());
+    }
+    void add_histogram(std::string_view tag, int64_t step, std::initializer_list<double> values) {
+        add_histogram(tag, step, values.begin(), values.size());
+    }
+    /// Write the events added so far.
+    void flush() { detail::check(det_tb_writer_flush(live())); }
+    /// Write what is buffered and close the file; throws det::Error on failure. The writer is
+    /// closed afterwards either way; closing it again throws (`DET_ERR_STATE`).
+    void close() {
+        live();
+        detail::check(det_tb_writer_close(std::exchange(h_, nullptr)));
+    }
+
+    det_tb_writer *get() const noexcept { return h_; }
+    /// Give up ownership: the caller must det_tb_writer_close it.
+    det_tb_writer *release() noexcept { return std::exchange(h_, nullptr); }
+    explicit operator bool() const noexcept { return h_ != nullptr; }
+
+private:
+    explicit TensorboardWriter(det_tb_writer *h) noexcept : h_(h) {}
+    det_tb_writer *live() const {
+        if (!h_) throw Error(DET_ERR_STATE, "det::TensorboardWriter: used after close(), release() or a move");
+        return h_;
+    }
+    void close_quietly() noexcept {
+        if (!h_) return;
+        if (det_tb_writer_close(std::exchange(h_, nullptr)) != DET_OK)
+            std::fprintf(stderr, "detcore: ~det::TensorboardWriter: %s\n", det_last_error_message());
+    }
+    det_tb_writer *h_ = nullptr;
+};
+
 /* ---- area views -------------------------------------------------------------------------------- */
 
 /// `core_context.checkpoint` (`det_ckpt_*`).
@@ -659,21 +817,23 @@ public:
 
     /// `with store_path(metadata) as (path, storage_id): write(path, storage_id)` — calls
     /// `write(const std::filesystem::path&, const std::string&)`, then publishes the checkpoint
-    /// and returns its storage id. If `write` throws, nothing is published and the exception
-    /// propagates.
+    /// (with `mode`, see StorePath::commit) and returns its storage id. If `write` throws,
+    /// nothing is published and the exception propagates.
     template <class F, class = std::enable_if_t<
                            std::is_invocable_v<F &, const std::filesystem::path &, const std::string &>>>
-    std::string store_path(std::string_view metadata_json, F &&write, bool shard = false) {
+    std::string store_path(std::string_view metadata_json, F &&write, bool shard = false,
+                           UploadMode mode = UploadMode::Default) {
         StorePath scope = store_path(metadata_json, shard);
         const std::filesystem::path dir = scope.path();
         const std::string id = scope.storage_id();
         write(dir, id);  // on an exception ~StorePath aborts
-        return scope.commit();
+        return mode == UploadMode::Default ? scope.commit() : scope.commit(mode);
     }
     template <class F, class = std::enable_if_t<
                            std::is_invocable_v<F &, const std::filesystem::path &, const std::string &>>>
-    std::string store_path(const JsonObject &metadata, F &&write, bool shard = false) {
-        return store_path(metadata.str(), std::forward<F>(write), shard);
+    std::string store_path(const JsonObject &metadata, F &&write, bool shard = false,
+                           UploadMode mode = UploadMode::Default) {
+        return store_path(metadata.str(), std::forward<F>(write), shard, mode);
     }
 
     /// `upload(dir, metadata, shard, selector)`: store the files of `dir` as a new checkpoint.
@@ -810,6 +970,35 @@ public:
     }
     /// Wait until every report so far is delivered (tests, phase hand-offs).
     void flush(double timeout_seconds = 60) { detail::check(det_train_flush(ctx_, timeout_seconds)); }
+
+    /// `get_tensorboard_path()`: the local TensorBoard folder (`<run_dir>/tensorboard`
+    /// off-cluster, `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster). Files written there
+    /// (a TensorboardWriter's, profiler traces) are uploaded with the metrics' event files.
+    [[nodiscard]] std::filesystem::path get_tensorboard_path() {
+        char *s = nullptr;
+        detail::check(det_train_get_tensorboard_path(ctx_, &s));
+        return std::filesystem::path(detail::take_string(s));
+    }
+    /// `upload_tensorboard_files(selector, mangler)`, TensorboardMode::Manual only (else
+    /// `DET_ERR_STATE`): queue the files of the TensorBoard folder that `selector` accepts (empty:
+    /// all; it gets names relative to the folder), each stored under `mangler(name, rank)` (empty:
+    /// the name itself). Returns once the files are listed; `flush_tensorboard()` waits for the
+    /// uploads. An exception from `mangler` abandons the call (nothing is queued) and is rethrown;
+    /// one from `selector` stops the selection (files it accepted before are still queued) and is
+    /// rethrown.
+    void upload_tensorboard_files(const Selector &selector = {}, const TbMangler &mangler = {}) {
+        detail::TbUploadCall call{{&selector, nullptr}, &mangler, nullptr};
+        det_status st = det_train_upload_tensorboard_files(
+            ctx_, selector ? detail::selector_trampoline : nullptr, &call.selector,
+            mangler ? detail::tb_mangler_trampoline : nullptr, &call);
+        if (call.selector.error) std::rethrow_exception(call.selector.error);
+        if (call.error) std::rethrow_exception(call.error);
+        detail::check(st);
+    }
+    /// Wait until the TensorBoard files are in the checkpoint storage (tests, phase hand-offs).
+    void flush_tensorboard(double timeout_seconds = 60) {
+        detail::check(det_train_flush_tensorboard(ctx_, timeout_seconds));
+    }
 
 private:
     det_context *ctx_;
@@ -993,6 +1182,24 @@ private:
     det_context *ctx_;
 };
 
+/// `core_context.profiler` (`det_profiler_*`): system metrics (CPU, memory, disk, network, GPUs
+/// through NVML) sampled on a background thread of the local chief and reported as Determined's
+/// profiler groups (the WebUI on-cluster; metrics.jsonl and TensorBoard off-cluster).
+class Profiler {
+public:
+    explicit Profiler(det_context *ctx) noexcept : ctx_(ctx) {}
+    /// Start sampling every `sampling_interval` seconds (>= 0.1) and report the mean of every
+    /// `samples_per_report` samples (>= 1). Idempotent: while on, another call does nothing.
+    void on(double sampling_interval = 1, int32_t samples_per_report = 10) {
+        detail::check(det_profiler_on(ctx_, sampling_interval, samples_per_report));
+    }
+    /// Stop sampling; the unfinished period is reported. Idempotent; close() does it too.
+    void off() { detail::check(det_profiler_off(ctx_)); }
+
+private:
+    det_context *ctx_;
+};
+
 /// `core_context.info` (`det_info_*`). Unlike Python, where `core_context.info` is None
 /// off-cluster, detcore has info off-cluster too: hyperparameters and the latest checkpoint of
 /// the run.
@@ -1074,7 +1281,101 @@ public:
         return std::filesystem::path(*v);
     }
 
+    /* What only a Determined cluster knows (Python's ClusterInfo and ClusterInfo.trial). Off-cluster
+     * the single values are std::nullopt and the lists empty; the trial's values are std::nullopt
+     * too in on-cluster tasks that are not trials (task_type() != "TRIAL"). Other failures throw. */
+
+    /// `info.trial.trial_id` (the run id of run metadata is the same number).
+    [[nodiscard]] std::optional<int64_t> trial_id() const { return value<int64_t>(det_info_trial_id); }
+    /// `info.trial.experiment_id`.
+    [[nodiscard]] std::optional<int64_t> experiment_id() const { return value<int64_t>(det_info_experiment_id); }
+    /// `info.trial.trial_seed`.
+    [[nodiscard]] std::optional<uint32_t> trial_seed() const { return value<uint32_t>(det_info_trial_seed); }
+    /// The trial's run id: 1 for its first allocation, +1 for every restart.
+    [[nodiscard]] std::optional<int64_t> trial_run_id() const { return value<int64_t>(det_info_trial_run_id); }
+    /// The experiment config as JSON (its shape changes between Determined versions; prefer
+    /// hparams and user_data_json()).
+    [[nodiscard]] std::optional<std::string> experiment_config_json() const {
+        return text(det_info_experiment_config_json);
+    }
+    /// `info.user_data`: the experiment config's `data` field as JSON (`{}` when absent, and for
+    /// tasks that are not trials).
+    [[nodiscard]] std::optional<std::string> user_data_json() const { return text(det_info_user_data_json); }
+    /// `"TRIAL"`, `"NOTEBOOK"`, `"SHELL"`, `"COMMAND"`, `"TENSORBOARD"`, `"CHECKPOINT_GC"`, ...
+    [[nodiscard]] std::optional<std::string> task_type() const { return text(det_info_task_type); }
+    [[nodiscard]] std::optional<std::string> task_id() const { return text(det_info_task_id); }
+    /// Changes with every restart of the trial.
+    [[nodiscard]] std::optional<std::string> allocation_id() const { return text(det_info_allocation_id); }
+    [[nodiscard]] std::optional<std::string> cluster_id() const { return text(det_info_cluster_id); }
+    /// The agent (node) this container runs on.
+    [[nodiscard]] std::optional<std::string> agent_id() const { return text(det_info_agent_id); }
+    /// The master's URL, canonical (`scheme://host:port[/prefix]`).
+    [[nodiscard]] std::optional<std::string> master_url() const { return text(det_info_master_url); }
+    /// This container's rank among the allocation's containers (0 for tasks that are not trials).
+    [[nodiscard]] std::optional<int32_t> container_rank() const { return value<int32_t>(det_info_container_rank); }
+    /// The addresses of the allocation's containers in container-rank order; the first is the
+    /// chief's (`DistributedConfig::chief_ip`).
+    [[nodiscard]] std::vector<std::string> container_addrs() const {
+        std::vector<std::string> out;
+        size_t n = count(det_info_container_count);
+        for (size_t i = 0; i < n; i++) out.push_back(item_text(det_info_container_addr, i));
+        return out;
+    }
+    /// The slot (GPU) count of each container, in container-rank order.
+    [[nodiscard]] std::vector<int32_t> container_slot_counts() const {
+        std::vector<int32_t> out;
+        size_t n = count(det_info_container_count);
+        for (size_t i = 0; i < n; i++) out.push_back(item_value(det_info_container_slot_count, i));
+        return out;
+    }
+    /// The slot ids assigned to this container.
+    [[nodiscard]] std::vector<int32_t> slot_ids() const {
+        std::vector<int32_t> out;
+        size_t n = count(det_info_slot_id_count);
+        for (size_t i = 0; i < n; i++) out.push_back(item_value(det_info_slot_id, i));
+        return out;
+    }
+    /// The UUIDs of this container's GPUs (empty without `resources.json`).
+    [[nodiscard]] std::vector<std::string> gpu_uuids() const {
+        std::vector<std::string> out;
+        size_t n = count(det_info_gpu_uuid_count);
+        for (size_t i = 0; i < n; i++) out.push_back(item_text(det_info_gpu_uuid, i));
+        return out;
+    }
+
 private:
+    /// DET_ERR_UNSUPPORTED (known only on-cluster / for trials) as std::nullopt; others throw.
+    static bool unknown(det_status st) {
+        if (st == DET_ERR_UNSUPPORTED) return true;
+        detail::check(st);
+        return false;
+    }
+    template <class T>
+    std::optional<T> value(det_status (*fn)(const det_context *, T *)) const {
+        T v{};
+        if (unknown(fn(ctx_, &v))) return std::nullopt;
+        return v;
+    }
+    std::optional<std::string> text(det_status (*fn)(const det_context *, char **)) const {
+        char *s = nullptr;
+        if (unknown(fn(ctx_, &s))) return std::nullopt;
+        return detail::take_string(s);
+    }
+    size_t count(det_status (*fn)(const det_context *, size_t *)) const {
+        size_t n = 0;
+        if (unknown(fn(ctx_, &n))) return 0;
+        return n;
+    }
+    std::string item_text(det_status (*fn)(const det_context *, size_t, char **), size_t i) const {
+        char *s = nullptr;
+        detail::check(fn(ctx_, i, &s));
+        return detail::take_string(s);
+    }
+    int32_t item_value(det_status (*fn)(const det_context *, size_t, int32_t *), size_t i) const {
+        int32_t v = 0;
+        detail::check(fn(ctx_, i, &v));
+        return v;
+    }
     det_context *ctx_;
 };
 
@@ -1115,6 +1416,15 @@ public:
     [[nodiscard]] Searcher searcher() const { return Searcher(live()); }
     [[nodiscard]] Distributed distributed() const { return Distributed(live()); }
     [[nodiscard]] Info info() const { return Info(live()); }
+    [[nodiscard]] Profiler profiler() const { return Profiler(live()); }
+
+    /// `alert(title, description, level)`: fire the experiment's custom webhooks; returns once
+    /// the master accepted it. Off-cluster the alert is logged at its level (Python raises
+    /// there); on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
+    void alert(std::string_view title = {}, std::string_view description = {}, AlertLevel level = AlertLevel::Info) {
+        detail::CStr t(title, "title"), d(description, "description");
+        detail::check(det_core_alert(live(), t.c_str(), d.c_str(), static_cast<int32_t>(level)));
+    }
 
     det_context *get() const noexcept { return ctx_; }
     /// Give up ownership: the caller must det_core_close it.

@@ -57,7 +57,11 @@ module detcore
 
   integer(c_int32_t), parameter, public :: DET_LAUNCHER_AUTO = 0, DET_LAUNCHER_TORCH = 1, &
        DET_LAUNCHER_DEEPSPEED = 2, DET_LAUNCHER_HOROVOD = 3, DET_LAUNCHER_OPENMPI = 4, &
-       DET_LAUNCHER_MPICH = 5, DET_LAUNCHER_SLURM = 6
+       DET_LAUNCHER_MPICH = 5, DET_LAUNCHER_SLURM = 6, DET_LAUNCHER_DETERMINED = 7
+  integer(c_int32_t), parameter, public :: DET_UPLOAD_MODE_DEFAULT = 0, DET_UPLOAD_MODE_SYNC = 1, &
+       DET_UPLOAD_MODE_ASYNC = 2
+  integer(c_int32_t), parameter, public :: DET_ALERT_LEVEL_INFO = 0, DET_ALERT_LEVEL_WARN = 1, &
+       DET_ALERT_LEVEL_DEBUG = 2, DET_ALERT_LEVEL_ERROR = 3
   integer(c_int32_t), parameter, public :: DET_PREEMPT_MODE_WORKERS_ASK_CHIEF = 0, &
        DET_PREEMPT_MODE_CHIEF_ONLY = 1, DET_PREEMPT_MODE_WORKERS_ASK_MASTER = 2
   integer(c_int32_t), parameter, public :: DET_TENSORBOARD_MODE_AUTO = 0, DET_TENSORBOARD_MODE_MANUAL = 1
@@ -71,6 +75,7 @@ module detcore
   integer(c_int32_t), parameter, public :: DET_LOG_LEVEL_DEBUG = 10, DET_LOG_LEVEL_INFO = 20, &
        DET_LOG_LEVEL_WARNING = 30, DET_LOG_LEVEL_ERROR = 40, DET_LOG_LEVEL_OFF = 255
   integer, parameter, public :: DET_STORAGE_ID_LEN = 37
+  integer, parameter, public :: DET_TB_NAME_MAX = 4096
 
   ! ---- C structs -----------------------------------------------------------------------------------
   !> `det_distributed_config`: fill with `detcore_distributed_default()`.
@@ -113,7 +118,8 @@ module detcore
 
   ! ---- 2. the C API ------------------------------------------------------------------------------------
   public :: det_ckpt_store_path_begin, det_ckpt_store_path, det_ckpt_store_storage_id, &
-       det_ckpt_store_path_end, det_ckpt_store_path_abort, det_ckpt_upload, det_ckpt_download, &
+       det_ckpt_store_path_end, det_ckpt_store_path_end_mode, det_ckpt_store_path_abort, &
+       det_ckpt_upload, det_ckpt_download, &
        det_ckpt_restore_path_begin, det_ckpt_restore_path, det_ckpt_restore_path_end, &
        det_ckpt_get_metadata, det_ckpt_delete, det_ckpt_wait, det_core_init, det_core_close, &
        det_version, det_version_number, det_string_free, det_log_set_level, &
@@ -123,13 +129,23 @@ module detcore
        det_info_latest_checkpoint, det_info_steps_completed, det_info_hparams_json, &
        det_info_get_hparam_f64, det_info_get_hparam_i64, det_info_get_hparam_str, det_info_run_name, &
        det_info_run_dir, det_dist_rank, det_dist_size, det_dist_local_rank, det_dist_local_size, &
-       det_dist_cross_rank, det_dist_cross_size, det_init_options_default, &
+       det_dist_cross_rank, det_dist_cross_size, det_info_trial_id, det_info_experiment_id, &
+       det_info_trial_seed, det_info_trial_run_id, det_info_experiment_config_json, &
+       det_info_user_data_json, det_info_task_type, det_info_task_id, det_info_allocation_id, &
+       det_info_cluster_id, det_info_agent_id, det_info_master_url, det_info_container_count, &
+       det_info_container_addr, det_info_container_slot_count, det_info_container_rank, &
+       det_info_slot_id_count, det_info_slot_id, det_info_gpu_uuid_count, det_info_gpu_uuid, &
+       det_core_alert, det_init_options_default, &
        det_distributed_config_default, det_should_preempt, det_should_preempt_ex, &
-       det_preempt_acknowledge, det_preempt_seconds_remaining, det_searcher_next_op, &
+       det_preempt_acknowledge, det_preempt_seconds_remaining, det_profiler_on, det_profiler_off, &
+       det_searcher_next_op, &
        det_searcher_op_length, det_searcher_op_report_progress, det_searcher_op_report_completed, &
        det_searcher_op_report_completed_json, det_searcher_op_free, det_searcher_get_configured_units, &
        det_searcher_acknowledge_out_of_ops, det_status_name, det_last_error_message, &
-       det_last_error_copy, det_train_report_training_metrics, det_train_report_validation_metrics, &
+       det_last_error_copy, det_tb_writer_open, det_tb_writer_add_scalar, det_tb_writer_add_histogram, &
+       det_tb_writer_flush, det_tb_writer_close, det_train_get_tensorboard_path, &
+       det_train_upload_tensorboard_files, det_train_flush_tensorboard, &
+       det_train_report_training_metrics, det_train_report_validation_metrics, &
        det_train_report_metrics, det_train_report_scalars, det_train_set_status, &
        det_train_report_progress, det_train_report_early_exit, &
        det_train_get_experiment_best_validation, det_train_set_run_metadata, &
@@ -162,6 +178,14 @@ module detcore
       type(c_ptr), value :: store
       type(c_ptr), value :: storage_id_out
       integer(c_int32_t) :: det_ckpt_store_path_end
+    end function
+    function det_ckpt_store_path_end_mode(store, upload_mode, storage_id_out) &
+         bind(c, name="det_ckpt_store_path_end_mode")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: store
+      integer(c_int32_t), value :: upload_mode
+      type(c_ptr), value :: storage_id_out
+      integer(c_int32_t) :: det_ckpt_store_path_end_mode
     end function
     function det_ckpt_store_path_abort(store) bind(c, name="det_ckpt_store_path_abort")
       import :: c_ptr, c_int32_t
@@ -429,6 +453,140 @@ module detcore
       integer(c_int32_t) :: det_dist_cross_size
     end function
 
+    ! -- on-cluster info and alerts (det_info_* of ClusterInfo, det_core_alert)
+    function det_info_trial_id(ctx, out) bind(c, name="det_info_trial_id")
+      import :: c_ptr, c_int64_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int64_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_trial_id
+    end function
+    function det_info_experiment_id(ctx, out) bind(c, name="det_info_experiment_id")
+      import :: c_ptr, c_int64_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int64_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_experiment_id
+    end function
+    !> `out` is a C uint32_t: values above huge(0_c_int32_t) read as negative (add 2**32).
+    function det_info_trial_seed(ctx, out) bind(c, name="det_info_trial_seed")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int32_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_trial_seed
+    end function
+    function det_info_trial_run_id(ctx, out) bind(c, name="det_info_trial_run_id")
+      import :: c_ptr, c_int64_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int64_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_trial_run_id
+    end function
+    function det_info_experiment_config_json(ctx, out) bind(c, name="det_info_experiment_config_json")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_experiment_config_json
+    end function
+    function det_info_user_data_json(ctx, out) bind(c, name="det_info_user_data_json")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_user_data_json
+    end function
+    function det_info_task_type(ctx, out) bind(c, name="det_info_task_type")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_task_type
+    end function
+    function det_info_task_id(ctx, out) bind(c, name="det_info_task_id")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_task_id
+    end function
+    function det_info_allocation_id(ctx, out) bind(c, name="det_info_allocation_id")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_allocation_id
+    end function
+    function det_info_cluster_id(ctx, out) bind(c, name="det_info_cluster_id")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_cluster_id
+    end function
+    function det_info_agent_id(ctx, out) bind(c, name="det_info_agent_id")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_agent_id
+    end function
+    function det_info_master_url(ctx, out) bind(c, name="det_info_master_url")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_master_url
+    end function
+    function det_info_container_count(ctx, out) bind(c, name="det_info_container_count")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_container_count
+    end function
+    function det_info_container_addr(ctx, index, out) bind(c, name="det_info_container_addr")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), value :: index
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_container_addr
+    end function
+    function det_info_container_slot_count(ctx, index, out) bind(c, name="det_info_container_slot_count")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), value :: index
+      integer(c_int32_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_container_slot_count
+    end function
+    function det_info_container_rank(ctx, out) bind(c, name="det_info_container_rank")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int32_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_container_rank
+    end function
+    function det_info_slot_id_count(ctx, out) bind(c, name="det_info_slot_id_count")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_slot_id_count
+    end function
+    function det_info_slot_id(ctx, index, out) bind(c, name="det_info_slot_id")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), value :: index
+      integer(c_int32_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_slot_id
+    end function
+    function det_info_gpu_uuid_count(ctx, out) bind(c, name="det_info_gpu_uuid_count")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_gpu_uuid_count
+    end function
+    function det_info_gpu_uuid(ctx, index, out) bind(c, name="det_info_gpu_uuid")
+      import :: c_ptr, c_size_t, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_size_t), value :: index
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_gpu_uuid
+    end function
+    !> `title`/`description`: c_null_ptr or c_loc of a NUL-terminated character array.
+    function det_core_alert(ctx, title, description, level) bind(c, name="det_core_alert")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx, title, description
+      integer(c_int32_t), value :: level
+      integer(c_int32_t) :: det_core_alert
+    end function
+
     ! -- options
     function det_init_options_default(opts, struct_size) bind(c, name="det_init_options_default")
       import :: det_init_options, c_size_t, c_int32_t
@@ -468,6 +626,20 @@ module detcore
       logical(c_bool), intent(inout) :: known
       real(c_double), intent(inout) :: seconds
       integer(c_int32_t) :: det_preempt_seconds_remaining
+    end function
+
+    ! -- profiler (det_profiler_*)
+    function det_profiler_on(ctx, sampling_interval, samples_per_report) bind(c, name="det_profiler_on")
+      import :: c_ptr, c_double, c_int32_t
+      type(c_ptr), value :: ctx
+      real(c_double), value :: sampling_interval
+      integer(c_int32_t), value :: samples_per_report
+      integer(c_int32_t) :: det_profiler_on
+    end function
+    function det_profiler_off(ctx) bind(c, name="det_profiler_off")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int32_t) :: det_profiler_off
     end function
 
     ! -- searcher (det_searcher_*)
@@ -536,6 +708,65 @@ module detcore
       integer(c_size_t), value :: cap
       integer(c_size_t), intent(inout) :: len
       integer(c_int32_t) :: det_last_error_copy
+    end function
+
+    ! -- TensorBoard event-file writer (det_tb_writer_*)
+    function det_tb_writer_open(dir, out) bind(c, name="det_tb_writer_open")
+      import :: c_ptr, c_char, c_int32_t
+      character(kind=c_char), dimension(*), intent(in) :: dir
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_tb_writer_open
+    end function
+    function det_tb_writer_add_scalar(w, tag, step, value) bind(c, name="det_tb_writer_add_scalar")
+      import :: c_ptr, c_char, c_int64_t, c_double, c_int32_t
+      type(c_ptr), value :: w
+      character(kind=c_char), dimension(*), intent(in) :: tag
+      integer(c_int64_t), value :: step
+      real(c_double), value :: value
+      integer(c_int32_t) :: det_tb_writer_add_scalar
+    end function
+    function det_tb_writer_add_histogram(w, tag, step, values, n) bind(c, name="det_tb_writer_add_histogram")
+      import :: c_ptr, c_char, c_int64_t, c_double, c_size_t, c_int32_t
+      type(c_ptr), value :: w
+      character(kind=c_char), dimension(*), intent(in) :: tag
+      integer(c_int64_t), value :: step
+      real(c_double), dimension(*), intent(in) :: values
+      integer(c_size_t), value :: n
+      integer(c_int32_t) :: det_tb_writer_add_histogram
+    end function
+    function det_tb_writer_flush(w) bind(c, name="det_tb_writer_flush")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: w
+      integer(c_int32_t) :: det_tb_writer_flush
+    end function
+    function det_tb_writer_close(w) bind(c, name="det_tb_writer_close")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: w
+      integer(c_int32_t) :: det_tb_writer_close
+    end function
+
+    ! -- TensorBoard folder and uploads (det_train_*tensorboard*)
+    function det_train_get_tensorboard_path(ctx, out) bind(c, name="det_train_get_tensorboard_path")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_train_get_tensorboard_path
+    end function
+    function det_train_upload_tensorboard_files(ctx, selector, selector_userdata, mangler, mangler_userdata) &
+         bind(c, name="det_train_upload_tensorboard_files")
+      import :: c_ptr, c_funptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_funptr), value :: selector
+      type(c_ptr), value :: selector_userdata
+      type(c_funptr), value :: mangler
+      type(c_ptr), value :: mangler_userdata
+      integer(c_int32_t) :: det_train_upload_tensorboard_files
+    end function
+    function det_train_flush_tensorboard(ctx, timeout_seconds) bind(c, name="det_train_flush_tensorboard")
+      import :: c_ptr, c_double, c_int32_t
+      type(c_ptr), value :: ctx
+      real(c_double), value :: timeout_seconds
+      integer(c_int32_t) :: det_train_flush_tensorboard
     end function
 
     ! -- training (det_train_*)
@@ -648,6 +879,31 @@ module detcore
     procedure :: hparam_str => ctx_hparam_str
     procedure :: run_name => ctx_run_name
     procedure :: run_dir => ctx_run_dir
+    ! on-cluster info (Python's ClusterInfo / ClusterInfo.trial) and alerts
+    procedure :: trial_id => ctx_trial_id
+    procedure :: experiment_id => ctx_experiment_id
+    procedure :: trial_seed => ctx_trial_seed
+    procedure :: trial_run_id => ctx_trial_run_id
+    procedure :: experiment_config_json => ctx_experiment_config_json
+    procedure :: user_data_json => ctx_user_data_json
+    procedure :: task_type => ctx_task_type
+    procedure :: task_id => ctx_task_id
+    procedure :: allocation_id => ctx_allocation_id
+    procedure :: cluster_id => ctx_cluster_id
+    procedure :: agent_id => ctx_agent_id
+    procedure :: master_url => ctx_master_url
+    procedure :: container_rank => ctx_container_rank
+    procedure :: container_count => ctx_container_count
+    procedure :: container_addr => ctx_container_addr
+    procedure :: container_slot_count => ctx_container_slot_count
+    procedure :: slot_id_count => ctx_slot_id_count
+    procedure :: slot_id => ctx_slot_id
+    procedure :: gpu_uuid_count => ctx_gpu_uuid_count
+    procedure :: gpu_uuid => ctx_gpu_uuid
+    procedure :: alert => ctx_alert
+    ! profiler
+    procedure :: profiler_on => ctx_profiler_on
+    procedure :: profiler_off => ctx_profiler_off
     ! checkpoints
     procedure :: store_path => ctx_store_path
     procedure :: restore_path => ctx_restore_path
@@ -674,6 +930,9 @@ module detcore
     procedure :: set_run_metadata => ctx_set_run_metadata
     procedure :: get_run_metadata => ctx_get_run_metadata
     procedure :: flush => ctx_flush
+    procedure :: tensorboard_path => ctx_tensorboard_path
+    procedure :: upload_tensorboard_files => ctx_upload_tensorboard_files
+    procedure :: flush_tensorboard => ctx_flush_tensorboard
     ! searcher
     procedure :: next_op => ctx_next_op
     procedure :: configured_units => ctx_configured_units
@@ -726,8 +985,22 @@ module detcore
     final :: op_final
   end type
 
+  !> A TensorBoard event-file writer (`det_tb_writer_*`): `open(dir)`, `add_scalar`,
+  !> `add_histogram`, `flush`, `close`. Finalization closes a writer that is still open.
+  type, public :: det_tb_writer
+    type(c_ptr) :: ptr = c_null_ptr
+  contains
+    procedure :: open => tb_open
+    procedure :: add_scalar => tb_add_scalar
+    procedure :: add_histogram => tb_add_histogram
+    procedure :: flush => tb_flush
+    procedure :: close => tb_close
+    procedure :: is_open => tb_is_open
+    final :: tb_final
+  end type
+
   public :: detcore_last_error, detcore_status_name, detcore_version, detcore_set_log_level, &
-       detcore_distributed_default, detcore_distributed_from_env, detcore_c_string
+       detcore_distributed_default, detcore_distributed_from_env, detcore_c_string, detcore_set_c_string
 
   ! A failure found in this module (not in the C library), for detcore_last_error().
   character(len=:), allocatable :: local_error
@@ -1134,6 +1407,547 @@ contains
     call check(st, stat)
   end function
 
+  ! ---- det_context: on-cluster info (Python's ClusterInfo) ------------------------------------------
+  ! Off-cluster, and for the trial's values in on-cluster tasks that are not trials, these values
+  ! are unknown: detcore answers DET_ERR_UNSUPPORTED (to `stat`, or `error stop` without it), or,
+  ! when `default` is given, the getter returns `default` with DET_OK. Off-cluster the counts are
+  ! 0, without an error. Lists are read one item at a time (`container_addr(i)`, `gpu_uuid(i)`,
+  ! `slot_id(i)`, `container_slot_count(i)`), numbered from 0 as in C and as container ranks are
+  ! (array results would make gfortran 12 -Wall warn in the caller's code).
+
+  function info_i64(st0, x, default, stat) result(v)
+    integer(c_int32_t), intent(in) :: st0
+    integer(c_int64_t), intent(in) :: x
+    class(*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    integer(int64) :: v
+    integer(c_int32_t) :: st
+    st = st0
+    v = 0
+    if (st == DET_OK) v = x
+    if (st == DET_ERR_UNSUPPORTED .and. present(default)) then
+      v = to_i64(default)
+      st = DET_OK
+    end if
+    call check(st, stat)
+  end function
+
+  function info_str(st0, p, default, stat) result(s)
+    integer(c_int32_t), intent(in) :: st0
+    type(c_ptr), intent(in) :: p
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    integer(c_int32_t) :: st
+    st = st0
+    s = ''
+    if (st == DET_OK) then
+      s = take_c_string(p)
+    else if (st == DET_ERR_UNSUPPORTED .and. present(default)) then
+      s = default
+      st = DET_OK
+    end if
+    call check(st, stat)
+  end function
+
+  !> `info.trial.trial_id`.
+  function ctx_trial_id(self, default, stat) result(v)
+    class(det_context), intent(in) :: self
+    class(*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    integer(int64) :: v
+    integer(c_int64_t) :: x
+    integer(c_int32_t) :: st
+    x = 0
+    st = det_info_trial_id(self%ptr, x)
+    v = info_i64(st, x, default, stat)
+  end function
+
+  !> `info.trial.experiment_id`.
+  function ctx_experiment_id(self, default, stat) result(v)
+    class(det_context), intent(in) :: self
+    class(*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    integer(int64) :: v
+    integer(c_int64_t) :: x
+    integer(c_int32_t) :: st
+    x = 0
+    st = det_info_experiment_id(self%ptr, x)
+    v = info_i64(st, x, default, stat)
+  end function
+
+  !> `info.trial.trial_seed` (a C uint32_t, returned as integer(8), never negative).
+  function ctx_trial_seed(self, default, stat) result(v)
+    class(det_context), intent(in) :: self
+    class(*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    integer(int64) :: v
+    integer(c_int32_t) :: x, st
+    integer(c_int64_t) :: u
+    x = 0
+    st = det_info_trial_seed(self%ptr, x)
+    u = int(x, c_int64_t)
+    if (u < 0) u = u + 4294967296_c_int64_t
+    v = info_i64(st, u, default, stat)
+  end function
+
+  !> The trial's run id: 1 for its first allocation, +1 for every restart.
+  function ctx_trial_run_id(self, default, stat) result(v)
+    class(det_context), intent(in) :: self
+    class(*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    integer(int64) :: v
+    integer(c_int64_t) :: x
+    integer(c_int32_t) :: st
+    x = 0
+    st = det_info_trial_run_id(self%ptr, x)
+    v = info_i64(st, x, default, stat)
+  end function
+
+  !> The experiment config as JSON text.
+  function ctx_experiment_config_json(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_experiment_config_json(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  !> `info.user_data`: the config's `data` field as JSON text ('{}' for tasks that are not trials).
+  function ctx_user_data_json(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_user_data_json(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  !> "TRIAL", "NOTEBOOK", "SHELL", "COMMAND", "TENSORBOARD", "CHECKPOINT_GC", ...
+  function ctx_task_type(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_task_type(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  function ctx_task_id(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_task_id(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  function ctx_allocation_id(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_allocation_id(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  function ctx_cluster_id(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_cluster_id(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  function ctx_agent_id(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_agent_id(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  function ctx_master_url(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_info_master_url(self%ptr, p)
+    s = info_str(st, p, default, stat)
+  end function
+
+  !> This container's rank among the allocation's containers (0 for tasks that are not trials).
+  integer function ctx_container_rank(self, default, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    integer(c_int32_t) :: x, st
+    x = 0
+    st = det_info_container_rank(self%ptr, x)
+    ctx_container_rank = int(info_i64(st, int(x, c_int64_t), default, stat))
+  end function
+
+  !> The number of containers of the allocation (1 for tasks that are not trials); 0 off-cluster.
+  integer function ctx_container_count(self, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(out), optional :: stat
+    ctx_container_count = info_count(self, 1, stat)
+  end function
+
+  !> The address of the container of rank `index` (0 … container_count()-1, as container_rank();
+  !> container 0 is the chief's).
+  function ctx_container_addr(self, index, stat) result(s)
+    class(det_context), intent(in) :: self
+    integer, intent(in) :: index
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    if (index < 0) then
+      s = ''
+      call fail(DET_ERR_INVALID_ARGUMENT, "container_addr: index " // i64_text(int(index, c_int64_t)) // &
+           " is negative (containers are numbered from 0)", stat)
+      return
+    end if
+    st = det_info_container_addr(self%ptr, int(index, c_size_t), p)
+    s = info_str(st, p, stat=stat)
+  end function
+
+  !> The number of GPU UUIDs of this container; 0 off-cluster or without resources.json.
+  integer function ctx_gpu_uuid_count(self, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(out), optional :: stat
+    ctx_gpu_uuid_count = info_count(self, 2, stat)
+  end function
+
+  !> GPU UUID `index` of this container (0 … gpu_uuid_count()-1, as CUDA numbers devices).
+  function ctx_gpu_uuid(self, index, stat) result(s)
+    class(det_context), intent(in) :: self
+    integer, intent(in) :: index
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    if (index < 0) then
+      s = ''
+      call fail(DET_ERR_INVALID_ARGUMENT, "gpu_uuid: index " // i64_text(int(index, c_int64_t)) // &
+           " is negative (GPUs are numbered from 0)", stat)
+      return
+    end if
+    st = det_info_gpu_uuid(self%ptr, int(index, c_size_t), p)
+    s = info_str(st, p, stat=stat)
+  end function
+
+  !> which = 1: containers; 2: GPU UUIDs; 3: slot ids. 0 off-cluster.
+  integer function info_count(self, which, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(in) :: which
+    integer, intent(out), optional :: stat
+    integer(c_size_t) :: n
+    integer(c_int32_t) :: st
+    n = 0
+    select case (which)
+    case (1)
+      st = det_info_container_count(self%ptr, n)
+    case (2)
+      st = det_info_gpu_uuid_count(self%ptr, n)
+    case default
+      st = det_info_slot_id_count(self%ptr, n)
+    end select
+    if (st == DET_ERR_UNSUPPORTED) then
+      st = DET_OK
+      n = 0
+    end if
+    info_count = int(n)
+    call check(st, stat)
+  end function
+
+  !> The number of slots (GPUs) of the container of rank `index` (0 … container_count()-1).
+  integer function ctx_container_slot_count(self, index, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(in) :: index
+    integer, intent(out), optional :: stat
+    ctx_container_slot_count = info_item(self, 1, index, stat)
+  end function
+
+  !> The number of slots assigned to this container; 0 off-cluster.
+  integer function ctx_slot_id_count(self, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(out), optional :: stat
+    ctx_slot_id_count = info_count(self, 3, stat)
+  end function
+
+  !> Slot id `index` of this container (0 … slot_id_count()-1).
+  integer function ctx_slot_id(self, index, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(in) :: index
+    integer, intent(out), optional :: stat
+    ctx_slot_id = info_item(self, 2, index, stat)
+  end function
+
+  !> which = 1: a container's slot count; 2: a slot id.
+  integer function info_item(self, which, index, stat)
+    class(det_context), intent(in) :: self
+    integer, intent(in) :: which, index
+    integer, intent(out), optional :: stat
+    integer(c_int32_t) :: x, st
+    info_item = 0
+    if (index < 0) then
+      call fail(DET_ERR_INVALID_ARGUMENT, "index " // i64_text(int(index, c_int64_t)) // &
+           " is negative (items are numbered from 0)", stat)
+      return
+    end if
+    x = 0
+    if (which == 1) then
+      st = det_info_container_slot_count(self%ptr, int(index, c_size_t), x)
+    else
+      st = det_info_slot_id(self%ptr, int(index, c_size_t), x)
+    end if
+    if (st == DET_OK) info_item = int(x)
+    call check(st, stat)
+  end function
+
+  !> `alert(title, description, level)`: fire the experiment's custom webhooks (`level`: a
+  !> DET_ALERT_LEVEL_* value, default INFO). Off-cluster the alert is only logged.
+  subroutine ctx_alert(self, title, description, level, stat)
+    class(det_context), intent(inout) :: self
+    character(len=*), intent(in), optional :: title, description
+    integer, intent(in), optional :: level
+    integer, intent(out), optional :: stat
+    character(kind=c_char), allocatable, target :: bt(:), bd(:)
+    type(c_ptr) :: pt, pd
+    integer(c_int32_t) :: lv
+    pt = c_null_ptr
+    pd = c_null_ptr
+    if (present(title)) then
+      call cbuf(title, bt)
+      pt = c_loc(bt)
+    end if
+    if (present(description)) then
+      call cbuf(description, bd)
+      pd = c_loc(bd)
+    end if
+    lv = DET_ALERT_LEVEL_INFO
+    if (present(level)) lv = int(level, c_int32_t)
+    call check(det_core_alert(self%ptr, pt, pd, lv), stat)
+  end subroutine
+
+  ! ---- det_context: profiler ---------------------------------------------------------------------------
+
+  !> `profiler.on(sampling_interval, samples_per_report)` (defaults 1 s and 10): sample the
+  !> machine on a background thread and report the means as Determined's profiler groups.
+  subroutine ctx_profiler_on(self, sampling_interval, samples_per_report, stat)
+    class(det_context), intent(inout) :: self
+    real(real64), intent(in), optional :: sampling_interval
+    integer, intent(in), optional :: samples_per_report
+    integer, intent(out), optional :: stat
+    real(c_double) :: si
+    integer(c_int32_t) :: n
+    si = 1
+    if (present(sampling_interval)) si = sampling_interval
+    n = 10
+    if (present(samples_per_report)) n = int(samples_per_report, c_int32_t)
+    call check(det_profiler_on(self%ptr, si, n), stat)
+  end subroutine
+
+  !> `profiler.off()`: stop sampling (the unfinished period is reported). Idempotent.
+  subroutine ctx_profiler_off(self, stat)
+    class(det_context), intent(inout) :: self
+    integer, intent(out), optional :: stat
+    call check(det_profiler_off(self%ptr), stat)
+  end subroutine
+
+  ! ---- det_context: TensorBoard -----------------------------------------------------------------------
+
+  !> `get_tensorboard_path()`: the local TensorBoard folder; files written there (a
+  !> det_tb_writer's) are uploaded with the metrics' event files.
+  function ctx_tensorboard_path(self, stat) result(s)
+    class(det_context), intent(inout) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_train_get_tensorboard_path(self%ptr, p)
+    s = ''
+    if (st == DET_OK) s = take_c_string(p)
+    call check(st, stat)
+  end function
+
+  !> `upload_tensorboard_files(selector, mangler)`, tensorboard_mode=DET_TENSORBOARD_MODE_MANUAL
+  !> only. `selector` is a bind(c) function like upload's (it gets names relative to the folder);
+  !> `mangler` a bind(c) function
+  !>   logical(c_bool) function m(path, rank, name, name_size, userdata)
+  !>     type(c_ptr), value :: path, name, userdata; integer(c_int32_t), value :: rank
+  !>     integer(c_size_t), value :: name_size
+  !> that keeps `name` (a copy of `path`) or writes a new relative name into it with
+  !> detcore_set_c_string(name, name_size, new_name); returning .false. abandons the call. Pass
+  !> them with c_funloc. Returns once the files are listed; flush_tensorboard() waits for them.
+  subroutine ctx_upload_tensorboard_files(self, selector, mangler, selector_userdata, mangler_userdata, stat)
+    class(det_context), intent(inout) :: self
+    type(c_funptr), intent(in), optional :: selector, mangler
+    type(c_ptr), intent(in), optional :: selector_userdata, mangler_userdata
+    integer, intent(out), optional :: stat
+    type(c_funptr) :: sel, man
+    type(c_ptr) :: sud, mud
+    sel = c_null_funptr
+    if (present(selector)) sel = selector
+    man = c_null_funptr
+    if (present(mangler)) man = mangler
+    sud = c_null_ptr
+    if (present(selector_userdata)) sud = selector_userdata
+    mud = c_null_ptr
+    if (present(mangler_userdata)) mud = mangler_userdata
+    call check(det_train_upload_tensorboard_files(self%ptr, sel, sud, man, mud), stat)
+  end subroutine
+
+  !> Wait until the TensorBoard files are in the checkpoint storage (at most `timeout_seconds`,
+  !> default 60).
+  subroutine ctx_flush_tensorboard(self, timeout_seconds, stat)
+    class(det_context), intent(inout) :: self
+    real(real64), intent(in), optional :: timeout_seconds
+    integer, intent(out), optional :: stat
+    real(c_double) :: t
+    t = 60
+    if (present(timeout_seconds)) t = timeout_seconds
+    call check(det_train_flush_tensorboard(self%ptr, t), stat)
+  end subroutine
+
+  !> For TensorBoard name manglers: write `s` (trailing blanks removed), NUL-terminated, into the
+  !> C buffer `buf` of `buf_size` bytes. False (and nothing written) when it does not fit.
+  logical function detcore_set_c_string(buf, buf_size, s)
+    type(c_ptr), intent(in) :: buf
+    integer(c_size_t), intent(in) :: buf_size
+    character(len=*), intent(in) :: s
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i, n
+    n = len_trim(s)
+    detcore_set_c_string = .false.
+    if (.not. c_associated(buf) .or. int(n, c_size_t) >= buf_size) return
+    call c_f_pointer(buf, chars, [n + 1])
+    do i = 1, n
+      chars(i) = s(i:i)
+    end do
+    chars(n + 1) = c_null_char
+    detcore_set_c_string = .true.
+  end function
+
+  ! ---- det_tb_writer ---------------------------------------------------------------------------------
+
+  !> Open a writer of event files in `dir` (created at the first write), e.g.
+  !> `ctx%tensorboard_path() // "/solver"`.
+  subroutine tb_open(self, dir, stat)
+    class(det_tb_writer), intent(inout) :: self
+    character(len=*), intent(in) :: dir
+    integer, intent(out), optional :: stat
+    type(c_ptr) :: h
+    integer(c_int32_t) :: st
+    if (c_associated(self%ptr)) then
+      call fail(DET_ERR_STATE, "det_tb_writer%open: the writer is already open; close it first", stat)
+      return
+    end if
+    h = c_null_ptr
+    st = det_tb_writer_open(cstr(dir), h)
+    if (st == DET_OK) self%ptr = h
+    call check(st, stat)
+  end subroutine
+
+  !> The scalar `tag` = `value` at `step` (any integer kind).
+  subroutine tb_add_scalar(self, tag, step, value, stat)
+    class(det_tb_writer), intent(inout) :: self
+    character(len=*), intent(in) :: tag
+    class(*), intent(in) :: step
+    real(real64), intent(in) :: value
+    integer, intent(out), optional :: stat
+    if (.not. tb_live(self, "add_scalar", stat)) return
+    call check(det_tb_writer_add_scalar(self%ptr, cstr(tag), to_i64(step), real(value, c_double)), stat)
+  end subroutine
+
+  !> The histogram of `values` at `step` (non-finite values are not counted).
+  subroutine tb_add_histogram(self, tag, step, values, stat)
+    class(det_tb_writer), intent(inout) :: self
+    character(len=*), intent(in) :: tag
+    class(*), intent(in) :: step
+    real(real64), intent(in) :: values(:)
+    integer, intent(out), optional :: stat
+    if (.not. tb_live(self, "add_histogram", stat)) return
+    call check(det_tb_writer_add_histogram(self%ptr, cstr(tag), to_i64(step), values, &
+         int(size(values), c_size_t)), stat)
+  end subroutine
+
+  !> Write the events added so far.
+  subroutine tb_flush(self, stat)
+    class(det_tb_writer), intent(inout) :: self
+    integer, intent(out), optional :: stat
+    if (.not. tb_live(self, "flush", stat)) return
+    call check(det_tb_writer_flush(self%ptr), stat)
+  end subroutine
+
+  !> Write what is buffered and close the file (closed afterwards whatever the result).
+  subroutine tb_close(self, stat)
+    class(det_tb_writer), intent(inout) :: self
+    integer, intent(out), optional :: stat
+    type(c_ptr) :: h
+    if (.not. tb_live(self, "close", stat)) return
+    h = self%ptr
+    self%ptr = c_null_ptr
+    call check(det_tb_writer_close(h), stat)
+  end subroutine
+
+  logical function tb_is_open(self)
+    class(det_tb_writer), intent(in) :: self
+    tb_is_open = c_associated(self%ptr)
+  end function
+
+  logical function tb_live(self, what, stat)
+    class(det_tb_writer), intent(in) :: self
+    character(len=*), intent(in) :: what
+    integer, intent(out), optional :: stat
+    tb_live = c_associated(self%ptr)
+    if (.not. tb_live) call fail(DET_ERR_STATE, "det_tb_writer%" // what // &
+         ": the writer is not open (never opened, or already closed)", stat)
+  end function
+
+  subroutine tb_final(self)
+    type(det_tb_writer), intent(inout) :: self
+    integer(c_int32_t) :: st
+    if (c_associated(self%ptr)) then
+      st = det_tb_writer_close(self%ptr)
+      if (st /= DET_OK) write(error_unit, '(a)') "detcore: closing a det_tb_writer at finalization: " // &
+           detcore_c_string(det_last_error_message())
+      self%ptr = c_null_ptr
+    end if
+  end subroutine
+
   ! ---- det_context: checkpoints -------------------------------------------------------------------------
 
   !> Begin `store_path(metadata, shard)`: `metadata_json` (a JSON object with "steps_completed"),
@@ -1309,24 +2123,39 @@ contains
   end function
 
   !> Publish the checkpoint; its storage id goes to `storage_id` (len >= 36) if given. The scope
-  !> is over afterwards, whatever the result.
-  subroutine store_commit(self, storage_id, stat)
+  !> is over afterwards, whatever the result. `upload_mode` (DET_UPLOAD_MODE_*; absent: as
+  !> `async_checkpoints` at init) chooses `det_ckpt_store_path_end_mode`: with
+  !> DET_UPLOAD_MODE_ASYNC the call returns once the files are handed off (`wait_checkpoints()`
+  !> waits for them). An unknown mode is refused and leaves the scope open (commit it again or
+  !> abort it).
+  subroutine store_commit(self, storage_id, stat, upload_mode)
     class(det_store), intent(inout) :: self
     character(len=*), intent(out), optional :: storage_id
     integer, intent(out), optional :: stat
-    character(len=:), allocatable :: id
+    integer, intent(in), optional :: upload_mode
+    character(len=:), allocatable :: id, msg
     type(c_ptr) :: h, p
     integer(c_int32_t) :: st
     h = self%ptr
-    self%ptr = c_null_ptr
     id = ''
     p = c_null_ptr
     if (det_ckpt_store_storage_id(h, p) == DET_OK) id = detcore_c_string(p)  ! borrowed until _end
-    st = det_ckpt_store_path_end(h, c_null_ptr)
-    if (present(storage_id)) then
-      storage_id = ''
-      if (st == DET_OK) storage_id = id
+    if (present(storage_id)) storage_id = ''
+    if (present(upload_mode)) then
+      st = det_ckpt_store_path_end_mode(h, int(upload_mode, c_int32_t), c_null_ptr)
+      if (st /= DET_OK) then
+        msg = detcore_c_string(det_last_error_message())
+        p = c_null_ptr
+        if (det_ckpt_store_storage_id(h, p) /= DET_OK) self%ptr = c_null_ptr  ! else still open
+        call fail(st, msg, stat)
+        return
+      end if
+      self%ptr = c_null_ptr
+    else
+      self%ptr = c_null_ptr
+      st = det_ckpt_store_path_end(h, c_null_ptr)
     end if
+    if (present(storage_id) .and. st == DET_OK) storage_id = id
     call check(st, stat)
   end subroutine
 

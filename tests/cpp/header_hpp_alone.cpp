@@ -25,5 +25,18 @@ int header_user(det::Context &ctx) {
     std::string str = info.hparam<std::string>("s") + info.hparam("t", "x");
     for (det::SearcherOp &op : ctx.searcher().operations()) op.report_completed(1.0);
     det::Context other(det::Options().distributed(det::DistributedConfig::from_env()).preempt_signals({15}));
-    return static_cast<int>(n + v.size() + u + str.size()) + i + static_cast<int>(b + f);
+    id = ctx.checkpoint().store_path("{\"steps_completed\": 4}", [](const fs::path &, const std::string &) {}, false,
+                                     det::UploadMode::Async);
+    id = ctx.checkpoint().store_path("{\"steps_completed\": 5}").commit(det::UploadMode::Sync);
+    uint32_t seed = info.trial_seed().value_or(0U);
+    size_t lists = info.container_addrs().size() + info.container_slot_counts().size() + info.slot_ids().size() +
+                   info.gpu_uuids().size();
+    ctx.train().upload_tensorboard_files([](std::string_view p) { return !p.empty(); },
+                                         [](std::string_view p, int32_t r) { return std::to_string(r) + "/" + std::string(p); });
+    det::TensorboardWriter tb(ctx.train().get_tensorboard_path());
+    tb.add_scalar("x", 1, 0.5);
+    tb.add_histogram("h", 1, {1.0, 2.0});
+    ctx.profiler().on(0.5, 3);
+    ctx.alert("t", "d", det::AlertLevel::Warn);
+    return static_cast<int>(n + v.size() + u + str.size() + seed + lists) + i + static_cast<int>(b + f);
 }

@@ -3,7 +3,9 @@
 // searcher range, collectives, info and options. Run by ctest as cpp_test_cpp.
 #include <detcore.hpp>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -415,6 +417,249 @@ static void preemption() {
     ctx.preempt().acknowledge_preemption_signal();
 }
 
+static size_t count_event_files(const fs::path &dir) {
+    size_t n = 0;
+    if (!fs::exists(dir)) return 0;
+    for (const auto &e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file() && e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) n++;
+    return n;
+}
+
+static std::string all_event_bytes(const fs::path &dir) {
+    std::string all;
+    for (const auto &e : fs::recursive_directory_iterator(dir))
+        if (e.is_regular_file()) all += slurp(e.path());
+    return all;
+}
+
+static void tensorboard_writer() {
+    fs::path dir = tmpdir("tbw");
+    det::Context ctx(options(dir, "tbw"));
+    fs::path tbdir = ctx.train().get_tensorboard_path();
+    EXPECT(tbdir == dir / "run" / "tensorboard");
+    EXPECT(fs::is_directory(tbdir));
+    fs::path mine = tbdir / "mine";
+    {
+        det::TensorboardWriter tb(mine);
+        EXPECT(static_cast<bool>(tb));
+        tb.add_scalar("train/lr", 1, 0.25);
+        tb.add_scalar("train/lr", 2, std::nan(""));
+        tb.add_histogram("weights", 2, std::vector<double>{0.0, 1.0, 1.0, 2.5, -3.0});
+        tb.add_histogram("bias", 2, {0.5, 0.75});
+        const double raw[] = {4.0, 5.0};
+        tb.add_histogram("raw", 3, raw, 2);
+        tb.add_histogram("empty", 3, nullptr, 0);
+        tb.flush();
+        EXPECT(count_event_files(mine) == 1);
+        std::string bytes = all_event_bytes(mine);
+        for (const char *tag : {"train/lr", "weights", "bias", "raw", "empty"})
+            EXPECT(bytes.find(tag) != std::string::npos);
+        // Move-only ownership: the moved-to writer keeps writing, the moved-from one refuses.
+        det::TensorboardWriter moved(std::move(tb));
+        EXPECT(!tb && moved);
+        EXPECT_DET_ERROR(tb.add_scalar("x", 1, 1.0), DET_ERR_STATE, "used after close(), release() or a move");
+        moved.add_scalar("after_move", 4, 1.0);
+        moved.close();
+        EXPECT(!moved);
+        EXPECT(all_event_bytes(mine).find("after_move") != std::string::npos);
+        EXPECT_DET_ERROR(moved.close(), DET_ERR_STATE, "used after close()");
+        EXPECT_DET_ERROR(moved.flush(), DET_ERR_STATE, "used after close()");
+    }
+    // The destructor closes (and so writes) what was added.
+    {
+        det::TensorboardWriter tb(tbdir / "dtor");
+        tb.add_scalar("only_in_destructor", 1, 2.0);
+    }
+    EXPECT(all_event_bytes(tbdir / "dtor").find("only_in_destructor") != std::string::npos);
+    // release()/adopt(): the C handle changes owner; the C API sees it closed afterwards.
+    det_tb_writer *raw = nullptr;
+    {
+        det::TensorboardWriter tb(tbdir / "adopt");
+        raw = tb.release();
+        EXPECT(!tb && raw);
+        det::TensorboardWriter back = det::TensorboardWriter::adopt(raw);
+        back.add_scalar("adopted", 1, 1.0);
+    }
+    EXPECT(det_tb_writer_add_scalar(raw, "x", 1, 1.0) == DET_ERR_STATE);
+    EXPECT(det_tb_writer_close(raw) == DET_ERR_STATE);
+    // Bad arguments.
+    EXPECT_DET_ERROR(det::TensorboardWriter(""), DET_ERR_INVALID_ARGUMENT, "dir is empty");
+    EXPECT_DET_ERROR(det::TensorboardWriter(std::string("a\0b", 3)), DET_ERR_INVALID_ARGUMENT, "dir contains a NUL byte");
+    det::TensorboardWriter tb(tbdir / "bad");
+    EXPECT_DET_ERROR(tb.add_scalar(std::string_view("a\0b", 3), 1, 1.0), DET_ERR_INVALID_ARGUMENT,
+                     "tag contains a NUL byte");
+    EXPECT_DET_ERROR(tb.add_histogram("h", 1, nullptr, 3), DET_ERR_INVALID_ARGUMENT, "values is NULL");
+    tb.close();
+    // A writer whose folder cannot be created reports the failure when it writes.
+    write_text(dir / "file", "x");
+    det::TensorboardWriter blocked(dir / "file" / "sub");
+    blocked.add_scalar("x", 1, 1.0);
+    bool threw = false;
+    try {
+        blocked.close();
+    } catch (const det::Error &e) {
+        threw = e.status() == DET_ERR_IO;
+        if (!threw) std::fprintf(stderr, "close of a blocked writer: %s %s\n", e.status_name(), e.what());
+    }
+    EXPECT(threw);
+    EXPECT(!blocked);
+}
+
+static void tensorboard_upload() {
+    fs::path dir = tmpdir("tbup");
+    {
+        // AUTO mode (the default) uploads by itself: the manual call is refused.
+        det::Context ctx(options(dir, "tbauto"));
+        EXPECT_DET_ERROR(ctx.train().upload_tensorboard_files(), DET_ERR_STATE, "can only be used in MANUAL mode");
+        EXPECT_DET_ERROR(ctx.train().flush_tensorboard(-1), DET_ERR_INVALID_ARGUMENT, "timeout_seconds");
+    }
+    det::Context ctx(options(dir, "tbman").tensorboard_mode(det::TensorboardMode::Manual));
+    fs::path tbdir = ctx.train().get_tensorboard_path();
+    fs::create_directories(tbdir / "sub");
+    write_text(tbdir / "sub" / "a.txt", "a");
+    write_text(tbdir / "b.txt", "b");
+    write_text(tbdir / "skip.log", "s");
+    const fs::path synced = dir / "ckpts" / "local" / "tensorboard" / "experiment" / "runs" / "trial" / "tbman";
+
+    // A mangler that throws: nothing is queued, the exception comes out unchanged.
+    struct ManglerFailed {
+        int n;
+    };
+    bool caught = false;
+    try {
+        ctx.train().upload_tensorboard_files({}, [](std::string_view, int32_t) -> std::string { throw ManglerFailed{7}; });
+    } catch (const ManglerFailed &e) {
+        caught = e.n == 7;
+    }
+    EXPECT(caught);
+    // A name too long for DET_TB_NAME_MAX, one with a NUL, one that climbs out: refused.
+    EXPECT_DET_ERROR(ctx.train().upload_tensorboard_files(
+                         {}, [](std::string_view, int32_t) { return std::string(DET_TB_NAME_MAX, 'x'); }),
+                     DET_ERR_INVALID_ARGUMENT, "DET_TB_NAME_MAX");
+    EXPECT_DET_ERROR(ctx.train().upload_tensorboard_files(
+                         {}, [](std::string_view, int32_t) { return std::string("a\0b", 3); }),
+                     DET_ERR_INVALID_ARGUMENT, "contains a NUL byte");
+    EXPECT_DET_ERROR(ctx.train().upload_tensorboard_files({}, [](std::string_view, int32_t) { return std::string("../up"); }),
+                     DET_ERR_INVALID_ARGUMENT, "mangler");
+    ctx.train().flush_tensorboard(30);
+    EXPECT(!fs::exists(synced));
+
+    // Selector and mangler: names relative to the folder, renamed per rank.
+    std::vector<std::string> seen;
+    ctx.train().upload_tensorboard_files(
+        [&](std::string_view p) {
+            seen.emplace_back(p);
+            return p.size() < 4 || p.substr(p.size() - 4) != ".log";
+        },
+        [](std::string_view p, int32_t rank) { return "rank" + std::to_string(rank) + "/" + std::string(p); });
+    ctx.train().flush_tensorboard(30);
+    std::sort(seen.begin(), seen.end());
+    EXPECT((seen == std::vector<std::string>{"b.txt", "skip.log", "sub/a.txt"}));
+    EXPECT(slurp(synced / "rank0" / "sub" / "a.txt") == "a");
+    EXPECT(slurp(synced / "rank0" / "b.txt") == "b");
+    EXPECT(!fs::exists(synced / "rank0" / "skip.log"));
+    // No callbacks: every file under its own name.
+    ctx.train().upload_tensorboard_files();
+    ctx.train().flush_tensorboard(30);
+    EXPECT(slurp(synced / "skip.log") == "s");
+    // A selector that throws: the exception comes out; no later file is selected.
+    int calls = 0;
+    bool sel_caught = false;
+    try {
+        ctx.train().upload_tensorboard_files([&](std::string_view) -> bool {
+            calls++;
+            throw std::logic_error("selector failed");
+        });
+    } catch (const std::logic_error &e) {
+        sel_caught = std::string(e.what()) == "selector failed";
+    }
+    EXPECT(sel_caught && calls == 1);
+    ctx.close();
+}
+
+static void profiler() {
+    fs::path dir = tmpdir("prof");
+    det::Context ctx(options(dir, "prof"));
+    auto prof = ctx.profiler();
+    EXPECT_DET_ERROR(prof.on(0.05), DET_ERR_INVALID_ARGUMENT, "Sampling interval must be > 0.1, got 0.05.");
+    EXPECT_DET_ERROR(prof.on(1, 0), DET_ERR_INVALID_ARGUMENT, "It must be an int > 1");
+    prof.on(0.1, 2);
+    prof.on(0.05, 0);  // idempotent while on: arguments are not checked again (as Python)
+    usleep(500 * 1000);
+    prof.off();
+    prof.off();  // idempotent
+    ctx.train().flush(30);
+    std::string lines = slurp(dir / "run" / "metrics.jsonl");
+    EXPECT(lines.find("\"group\": \"cpu\"") != std::string::npos);
+    EXPECT(lines.find("\"group\": \"memory\"") != std::string::npos);
+    det_context *raw = ctx.get();
+    ctx.close();
+    EXPECT(det_profiler_on(raw, 1, 10) == DET_ERR_STATE);
+    EXPECT(det_profiler_off(raw) == DET_ERR_STATE);
+}
+
+static void upload_modes() {
+    fs::path dir = tmpdir("modes");
+    det::Context ctx(options(dir, "modes"));
+    std::string sync_id = ctx.checkpoint().store_path(
+        "{\"steps_completed\": 1}", [](const fs::path &p, const std::string &) { write_text(p / "m", "1"); }, false,
+        det::UploadMode::Sync);
+    EXPECT(slurp(dir / "ckpts" / sync_id / "m") == "1");
+    det::StorePath s = ctx.checkpoint().store_path("{\"steps_completed\": 2}");
+    write_text(s.path() / "m", "2");
+    std::string async_id = s.commit(det::UploadMode::Async);
+    EXPECT(!s && async_id.size() == 36);
+    ctx.checkpoint().wait();
+    EXPECT(slurp(dir / "ckpts" / async_id / "m") == "2");
+    EXPECT(ctx.checkpoint().get_metadata(async_id).find("\"steps_completed\": 2") != std::string::npos);
+    // An unknown mode is refused by detcore and leaves the scope open: commit again, or abort.
+    det::StorePath bad = ctx.checkpoint().store_path("{\"steps_completed\": 3}");
+    write_text(bad.path() / "m", "3");
+    EXPECT_DET_ERROR((void)bad.commit(static_cast<det::UploadMode>(9)), DET_ERR_INVALID_ARGUMENT,
+                     "upload_mode: unknown value 9");
+    EXPECT(static_cast<bool>(bad));
+    std::string id3 = bad.commit(det::UploadMode::Default);
+    EXPECT(!bad && slurp(dir / "ckpts" / id3 / "m") == "3");
+    EXPECT_DET_ERROR((void)bad.commit(det::UploadMode::Sync), DET_ERR_STATE, "already committed");
+}
+
+static void alert_and_cluster_info() {
+    fs::path dir = tmpdir("oninfo");
+    det::Context ctx(options(dir, "oninfo"));
+    // Off-cluster an alert is logged and succeeds (Python raises ValueError there).
+    ctx.alert("title", "description");
+    ctx.alert("", "", det::AlertLevel::Debug);
+    ctx.alert("t", "d", det::AlertLevel::Warn);
+    ctx.alert("t", "d", det::AlertLevel::Error);
+    EXPECT_DET_ERROR(ctx.alert("t", "d", static_cast<det::AlertLevel>(9)), DET_ERR_INVALID_ARGUMENT,
+                     "level: unknown value 9");
+    EXPECT_DET_ERROR(ctx.alert(std::string_view("a\0b", 3)), DET_ERR_INVALID_ARGUMENT, "title contains a NUL byte");
+    // What only a cluster knows: std::nullopt and empty lists off-cluster.
+    auto info = ctx.info();
+    EXPECT(!info.trial_id() && !info.experiment_id() && !info.trial_seed() && !info.trial_run_id());
+    EXPECT(!info.experiment_config_json() && !info.user_data_json());
+    EXPECT(!info.task_type() && !info.task_id() && !info.allocation_id() && !info.cluster_id());
+    EXPECT(!info.agent_id() && !info.master_url() && !info.container_rank());
+    EXPECT(info.container_addrs().empty() && info.container_slot_counts().empty());
+    EXPECT(info.slot_ids().empty() && info.gpu_uuids().empty());
+    // Only "unknown here" becomes std::nullopt: a closed context still throws.
+    ctx.close();
+    EXPECT_DET_ERROR((void)info.trial_id(), DET_ERR_STATE, "closed by det_core_close");
+    EXPECT_DET_ERROR((void)info.container_addrs(), DET_ERR_STATE, "closed by det_core_close");
+    EXPECT_DET_ERROR(ctx.alert("t"), DET_ERR_STATE, "used after close()");
+    // The Determined launcher reads the info folder, which off-cluster does not exist.
+    setenv("DET_CLUSTER_INFO_DIR", (dir / "no-info").c_str(), 1);
+    bool threw = false;
+    try {
+        (void)det::DistributedConfig::from_env(det::Launcher::Determined);
+    } catch (const det::Error &e) {
+        threw = std::string(e.what()).find("no-info") != std::string::npos;
+        if (!threw) std::fprintf(stderr, "from_env(Determined): %s %s\n", e.status_name(), e.what());
+    }
+    EXPECT(threw);
+    unsetenv("DET_CLUSTER_INFO_DIR");
+}
+
 int main() {
     det::set_log_level(det::LogLevel::Warning);
     struct {
@@ -431,6 +676,11 @@ int main() {
         {"distributed", distributed},
         {"info_and_hparams", info_and_hparams},
         {"preemption", preemption},
+        {"tensorboard_writer", tensorboard_writer},
+        {"tensorboard_upload", tensorboard_upload},
+        {"profiler", profiler},
+        {"upload_modes", upload_modes},
+        {"alert_and_cluster_info", alert_and_cluster_info},
     };
     for (const auto &t : tests) {
         current = t.name;

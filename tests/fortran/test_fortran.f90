@@ -79,6 +79,44 @@ contains
     if (c_associated(userdata)) continue
   end function
 
+  !> A selector for TensorBoard uploads: leave out *.log files.
+  function skip_logs(path, userdata) bind(c) result(keep)
+    type(c_ptr), value :: path, userdata
+    logical(c_bool) :: keep
+    keep = logical(index(detcore_c_string(path), ".log") == 0, c_bool)
+    if (c_associated(userdata)) continue
+  end function
+
+  !> A name mangler: store each file under rank<r>/<name>.
+  function rank_mangler(path, rank, name, name_size, userdata) bind(c) result(ok)
+    type(c_ptr), value :: path, name, userdata
+    integer(c_int32_t), value :: rank
+    integer(c_size_t), value :: name_size
+    logical(c_bool) :: ok
+    character(len=24) :: prefix
+    write(prefix, '(a,i0,a)') "rank", rank, "/"
+    ok = logical(detcore_set_c_string(name, name_size, trim(prefix) // detcore_c_string(path)), c_bool)
+    if (c_associated(userdata)) continue
+  end function
+
+  !> A mangler whose name does not fit: detcore_set_c_string refuses it, the upload is abandoned.
+  function long_mangler(path, rank, name, name_size, userdata) bind(c) result(ok)
+    type(c_ptr), value :: path, name, userdata
+    integer(c_int32_t), value :: rank
+    integer(c_size_t), value :: name_size
+    logical(c_bool) :: ok
+    ok = logical(detcore_set_c_string(name, name_size, repeat("x", DET_TB_NAME_MAX)), c_bool)
+    if (c_associated(path) .and. c_associated(userdata) .and. rank < 0) continue
+  end function
+
+  !> Does a file matching `pattern` (a shell glob) contain `text`?
+  logical function file_contains(pattern, text)
+    character(len=*), intent(in) :: pattern, text
+    integer :: es
+    call execute_command_line("grep -qaF '" // text // "' " // pattern, exitstat=es)
+    file_contains = es == 0
+  end function
+
   function read_text(path) result(s)
     character(len=*), intent(in) :: path
     character(len=:), allocatable :: s
@@ -123,6 +161,11 @@ program test_fortran
   call test_searcher()
   call test_distributed()
   call test_preemption()
+  call test_cluster_info_and_alert()
+  call test_tensorboard_writer()
+  call test_tensorboard_upload()
+  call test_profiler()
+  call test_upload_modes()
   if (failures > 0) then
     write(*, '(i0,a)') failures, " check(s) failed"
     error stop 1
@@ -427,6 +470,247 @@ contains
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "launcher: unknown value 99", "bad launcher")
     write(*, '(a)') "ok   " // current
   end subroutine
+
+  subroutine test_cluster_info_and_alert()
+    type(det_context) :: ctx, copy
+    character(len=:), allocatable :: dir
+    integer(int64) :: n
+    character(len=:), allocatable :: s
+    type(det_distributed_config) :: cfg
+    integer :: st, r
+    current = "cluster_info_and_alert"
+    dir = tmpdir("oninfo")
+    call open_ctx(ctx, dir, "oninfo")
+    ! Off-cluster: detcore answers DET_ERR_UNSUPPORTED; `default` turns that into a value.
+    n = ctx%trial_id(stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "the trial id is only known on-cluster", "trial_id off-cluster")
+    call expect(n == 0, "trial_id is 0 on failure")
+    call expect(ctx%trial_id(default=-1) == -1, "trial_id default")
+    call expect(ctx%experiment_id(default=-2_int64) == -2, "experiment_id default")
+    call expect(ctx%trial_seed(default=7) == 7, "trial_seed default")
+    call expect(ctx%trial_run_id(default=0) == 0, "trial_run_id default")
+    n = ctx%trial_seed(stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "trial_seed off-cluster")
+    s = ctx%cluster_id(stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "the cluster id is only known on-cluster", "cluster_id off-cluster")
+    call expect(s == "", "cluster_id empty on failure")
+    call expect(ctx%task_type(default="local") == "local", "task_type default")
+    call expect(ctx%task_id(default="") == "", "task_id default")
+    call expect(ctx%allocation_id(default="a") == "a", "allocation_id default")
+    call expect(ctx%agent_id(default="b") == "b", "agent_id default")
+    call expect(ctx%master_url(default="c") == "c", "master_url default")
+    call expect(ctx%experiment_config_json(default="{}") == "{}", "experiment_config_json default")
+    call expect(ctx%user_data_json(default="{}") == "{}", "user_data_json default")
+    s = ctx%master_url(stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "master URL is only known on-cluster", "master_url off-cluster")
+    r = ctx%container_rank(stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "container_rank off-cluster")
+    call expect(ctx%container_rank(default=0) == 0, "container_rank default")
+    ! The lists are empty off-cluster, without an error.
+    call expect(ctx%container_count(stat=st) == 0 .and. st == DET_OK, "no containers")
+    call expect(ctx%gpu_uuid_count() == 0, "no GPU UUIDs")
+    s = ctx%container_addr(0, stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "container_addr off-cluster")
+    s = ctx%container_addr(-1, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "index -1 is negative", "negative container index")
+    s = ctx%gpu_uuid(0, stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "gpu_uuid off-cluster")
+    call expect(ctx%slot_id_count(stat=st) == 0 .and. st == DET_OK, "no slot ids")
+    r = ctx%slot_id(0, stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "slot_id off-cluster")
+    r = ctx%container_slot_count(0, stat=st)
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "container_slot_count off-cluster")
+    r = ctx%slot_id(-2, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "index -2 is negative", "negative slot index")
+
+    ! Alerts are logged off-cluster; a bad level is refused.
+    call ctx%alert("title", "description")
+    call ctx%alert()
+    call ctx%alert(description="only a description", level=DET_ALERT_LEVEL_DEBUG)
+    call ctx%alert("t", level=DET_ALERT_LEVEL_WARN, stat=st)
+    call expect(st == DET_OK, "alert warn")
+    call ctx%alert("t", level=DET_ALERT_LEVEL_ERROR)
+    call ctx%alert("t", level=9, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "level: unknown value 9", "bad alert level")
+
+    ! After close, `default` does not hide the failure.
+    copy%ptr = ctx%ptr
+    call ctx%close()
+    n = copy%trial_id(default=-1, stat=st)
+    call expect_err(st, DET_ERR_STATE, "closed by det_core_close", "trial_id after close")
+    s = copy%task_type(default="x", stat=st)
+    call expect_err(st, DET_ERR_STATE, "closed by det_core_close", "task_type after close")
+    call expect(copy%container_count(stat=st) == 0, "no containers after close")
+    call expect_err(st, DET_ERR_STATE, "closed by det_core_close", "container_count after close")
+    call expect(copy%slot_id_count(stat=st) == 0, "no slot ids after close")
+    call expect_err(st, DET_ERR_STATE, "closed by det_core_close", "slot_id_count after close")
+    call copy%alert("t", stat=st)
+    call expect_err(st, DET_ERR_STATE, "closed by det_core_close", "alert after close")
+    copy%ptr = c_null_ptr
+
+    ! The Determined launcher reads the info folder, absent off-cluster.
+    call expect(setenv("DET_CLUSTER_INFO_DIR", dir // "/no-info") == 0, "setenv")
+    cfg = detcore_distributed_default()
+    call detcore_distributed_from_env(cfg, DET_LAUNCHER_DETERMINED, stat=st)
+    call expect(st /= DET_OK .and. index(detcore_last_error(), "no-info") > 0, &
+         "from_env(DET_LAUNCHER_DETERMINED) off-cluster: " // detcore_last_error())
+    call expect(unsetenv("DET_CLUSTER_INFO_DIR") == 0, "unsetenv")
+    write(*, '(a)') "ok   " // current
+  end subroutine
+
+  subroutine test_tensorboard_writer()
+    type(det_context) :: ctx
+    type(det_tb_writer) :: tb
+    character(len=:), allocatable :: dir, tbdir
+    real(real64) :: six(6)
+    integer :: st
+    current = "tensorboard_writer"
+    dir = tmpdir("tbw")
+    call open_ctx(ctx, dir, "tbw")
+    tbdir = ctx%tensorboard_path()
+    call expect(tbdir == dir // "/run/tensorboard", "tensorboard_path " // tbdir)
+    call tb%add_scalar("x", 1, 1d0, stat=st)
+    call expect_err(st, DET_ERR_STATE, "not open", "add_scalar before open")
+    call tb%open("", stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "dir is empty", "empty dir")
+    call expect(.not. tb%is_open(), "not open after a failure")
+    call tb%open(tbdir // "/mine")
+    call expect(tb%is_open(), "open")
+    call tb%open(tbdir // "/again", stat=st)
+    call expect_err(st, DET_ERR_STATE, "already open", "open twice")
+    call tb%add_scalar("residual", 1, 0.5d0)
+    call tb%add_scalar("residual", 2_int64, 0.25d0)
+    call tb%add_histogram("field", 2, [0d0, 1d0, 1d0, 2.5d0])
+    six = [1d0, 2d0, 3d0, 4d0, 5d0, 6d0]
+    call tb%add_histogram("strided", 2, six(1:6:2))  ! a non-contiguous section
+    call tb%add_histogram("empty", 3, [real(real64) ::])
+    call tb%flush()
+    call expect(file_contains(tbdir // "/mine/events.out.tfevents.*", "residual"), "scalar written")
+    call expect(file_contains(tbdir // "/mine/events.out.tfevents.*", "strided"), "histogram written")
+    call tb%close()
+    call expect(.not. tb%is_open(), "closed")
+    call tb%close(stat=st)
+    call expect_err(st, DET_ERR_STATE, "already closed", "close twice")
+    call tb%flush(stat=st)
+    call expect_err(st, DET_ERR_STATE, "not open", "flush after close")
+    call tb%add_histogram("h", 1, [1d0], stat=st)
+    call expect_err(st, DET_ERR_STATE, "not open", "add_histogram after close")
+    ! a writer local to a procedure is closed (its events written) when the procedure returns
+    call write_in_scope(tbdir // "/scoped")
+    call expect(file_contains(tbdir // "/scoped/events.out.tfevents.*", "finalized"), "finalizer wrote the events")
+    call ctx%close()
+    write(*, '(a)') "ok   " // current
+  end subroutine
+
+  subroutine write_in_scope(d)
+    character(len=*), intent(in) :: d
+    type(det_tb_writer) :: w
+    call w%open(d)
+    call w%add_scalar("finalized", 1, 1d0)
+  end subroutine
+
+  subroutine test_tensorboard_upload()
+    type(det_context) :: ctx
+    character(len=:), allocatable :: dir, tbdir, synced
+    type(c_funptr), save :: sel, man, long
+    integer :: st
+    current = "tensorboard_upload"
+    dir = tmpdir("tbup")
+    call open_ctx(ctx, dir, "tbauto")
+    call ctx%upload_tensorboard_files(stat=st)
+    call expect_err(st, DET_ERR_STATE, "can only be used in MANUAL mode", "upload in AUTO mode")
+    call ctx%flush_tensorboard(-1d0, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "timeout_seconds", "negative timeout")
+    call ctx%close()
+
+    call ctx%init(checkpoint_storage=dir // "/ckpts", run_dir=dir // "/run", run_name="tbman", &
+         cluster_info_dir="/nonexistent/detcore-test-info", tensorboard_mode=DET_TENSORBOARD_MODE_MANUAL)
+    tbdir = ctx%tensorboard_path()
+    synced = dir // "/ckpts/local/tensorboard/experiment/runs/trial/tbman"
+    call execute_command_line("mkdir -p " // tbdir // "/sub")
+    call write_text(tbdir // "/sub/a.txt", "a")
+    call write_text(tbdir // "/b.txt", "b")
+    call write_text(tbdir // "/skip.log", "s")
+    sel = c_funloc(skip_logs)
+    man = c_funloc(rank_mangler)
+    long = c_funloc(long_mangler)
+    call ctx%upload_tensorboard_files(mangler=long, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "the mangler returned false", "mangler name too long")
+    call ctx%upload_tensorboard_files(selector=sel, mangler=man)
+    call ctx%flush_tensorboard(30d0)
+    call expect(read_text(synced // "/rank0/sub/a.txt") == "a", "selected file uploaded, renamed")
+    call expect(read_text(synced // "/rank0/b.txt") == "b", "second file uploaded")
+    call expect(.not. exists(synced // "/rank0/skip.log"), "unselected file left out")
+    call ctx%upload_tensorboard_files()
+    call ctx%flush_tensorboard()
+    call expect(read_text(synced // "/skip.log") == "s", "no callbacks: every file, same name")
+    call ctx%close()
+    write(*, '(a)') "ok   " // current
+  end subroutine
+
+  subroutine test_profiler()
+    type(det_context) :: ctx
+    character(len=:), allocatable :: dir
+    integer :: st
+    current = "profiler"
+    dir = tmpdir("prof")
+    call open_ctx(ctx, dir, "prof")
+    call ctx%profiler_on(0.05d0, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "Sampling interval must be > 0.1, got 0.05.", "interval too short")
+    call ctx%profiler_on(1d0, 0, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "It must be an int > 1", "no samples per report")
+    call ctx%profiler_on(0.1d0, 2)
+    call ctx%profiler_on()  ! idempotent
+    call execute_command_line("sleep 0.5")
+    call ctx%profiler_off()
+    call ctx%profiler_off()  ! idempotent
+    call ctx%flush(30d0)
+    call expect(file_contains(dir // "/run/metrics.jsonl", '"group": "cpu"'), "cpu group reported")
+    call expect(file_contains(dir // "/run/metrics.jsonl", '"group": "memory"'), "memory group reported")
+    call ctx%close()
+    write(*, '(a)') "ok   " // current
+  end subroutine
+
+  subroutine test_upload_modes()
+    type(det_context) :: ctx
+    type(det_store) :: store
+    character(len=:), allocatable :: dir
+    character(len=36) :: id
+    integer :: st
+    current = "upload_modes"
+    dir = tmpdir("modes")
+    call open_ctx(ctx, dir, "modes")
+    call ctx%store_path(store, steps_completed=1)
+    call write_text(store%path() // "/m", "1")
+    call store%commit(id, upload_mode=DET_UPLOAD_MODE_ASYNC)
+    call expect(.not. store%is_open(), "async commit ends the scope")
+    call ctx%wait_checkpoints()
+    call expect(read_text(dir // "/ckpts/" // id // "/m") == "1", "async checkpoint stored")
+    call ctx%store_path(store, steps_completed=2)
+    call write_text(store%path() // "/m", "2")
+    call store%commit(id, stat=st, upload_mode=9)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "upload_mode: unknown value 9", "bad upload mode")
+    call expect(store%is_open(), "a refused mode leaves the scope open")
+    call expect(id == "", "no id after a failure")
+    call store%commit(id, upload_mode=DET_UPLOAD_MODE_SYNC)
+    call expect(read_text(dir // "/ckpts/" // id // "/m") == "2", "sync checkpoint stored")
+    call store%commit(stat=st, upload_mode=DET_UPLOAD_MODE_SYNC)
+    call expect(st /= DET_OK, "commit after commit fails")
+    call ctx%close()
+    write(*, '(a)') "ok   " // current
+  end subroutine
+
+  integer function unsetenv(name)
+    character(len=*), intent(in) :: name
+    interface
+      function c_unsetenv(n) bind(c, name="unsetenv")
+        import :: c_char, c_int
+        character(kind=c_char), dimension(*), intent(in) :: n
+        integer(c_int) :: c_unsetenv
+      end function
+    end interface
+    unsetenv = c_unsetenv(name // c_null_char)
+  end function
 
   integer function setenv(name, value)
     character(len=*), intent(in) :: name, value

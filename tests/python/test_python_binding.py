@@ -469,3 +469,257 @@ def test_library_search_order(monkeypatch, tmp_path):
     monkeypatch.delenv("DETCORE_LIB")
     c = list(_lib.candidates())
     assert c[-2:] == ["libdetcore.so.1", "libdetcore.so"]
+
+
+# ---- cluster info, alerts, profiler, TensorBoard, upload modes -------------------------------------
+
+
+def test_cluster_info_off_cluster(opts):
+    ctx = detcore.init(**opts)
+    info = ctx.info
+    # What only a cluster knows: None and [] (Python's whole `info` is None off-cluster).
+    for name in ("master_url", "cluster_id", "agent_id", "task_id", "allocation_id", "task_type", "user_data",
+                 "container_rank"):
+        assert getattr(info, name) is None, name
+    for name in ("slot_ids", "container_addrs", "container_slot_counts", "gpu_uuids"):
+        assert getattr(info, name) == [], name
+    for name in ("trial_id", "experiment_id", "trial_seed", "trial_run_id", "config", "_config", "_trial_run_id"):
+        assert getattr(info.trial, name) is None, name
+    assert info.trial._steps_completed == 0
+    ctx.close()
+    # Only "unknown here" becomes None: a closed context raises.
+    with pytest.raises(detcore.StateError, match="closed by det_core_close"):
+        info.cluster_id
+    with pytest.raises(detcore.StateError, match="closed"):
+        info.trial.trial_id
+    with pytest.raises(detcore.StateError, match="closed"):
+        info.container_addrs
+
+
+def test_alert_off_cluster_is_logged(opts, capfd):
+    with detcore.init(**opts) as ctx:
+        ctx.alert(title="end of main", level="debug")
+        ctx.alert("t", "d", "warn")
+        ctx.alert("t", "d", level="error")
+        ctx.alert(description="only a description", level=None)
+        err = capfd.readouterr().err
+        assert "WARNING: " in err and "detcore: alert: t: d" in err and "ERROR: " in err
+        with pytest.raises(ValueError, match="level: 'warning' is not one of 'info', 'warn', 'debug', 'error'"):
+            ctx.alert("t", level="warning")
+        with pytest.raises(detcore.InvalidArgumentError, match="title contains a NUL byte"):
+            ctx.alert("a\0b")
+    with pytest.raises(detcore.StateError, match="closed"):
+        ctx.alert("after close")
+
+
+def test_profiler_on_off(opts):
+    core = pytest.importorskip("determined.core")
+    ref = core.ProfilerContext(agent_id="a", metrics=None, distributed=core.DummyDistributedContext())
+    with detcore.init(**opts) as ctx:
+        # Bad arguments: ValueError with determined's own messages.
+        for args in [(0.05,), (1, 0), (1, 1.5), (1, "2")]:
+            with pytest.raises(ValueError) as ours:
+                ctx.profiler.on(*args)
+            with pytest.raises(ValueError) as theirs:
+                ref.on(*args)
+            assert str(ours.value).split(": ", 1)[-1] == str(theirs.value), args
+        ctx.profiler.on(sampling_interval=0.1, samples_per_report=2)
+        ctx.profiler.on(0.1, 2)  # idempotent
+        time.sleep(0.6)
+        ctx.profiler.off()
+        ctx.profiler.off()  # idempotent
+        ctx.train.flush()
+    groups = [x["group"] for x in metrics_lines(opts["run_dir"]) if x["type"] == "metrics" and x["steps_completed"] is None]
+    assert {"cpu", "memory", "disk", "network"} <= set(groups), groups
+    with pytest.raises(detcore.StateError, match="closed"):
+        ctx.profiler.on()
+
+
+def test_tensorboard_writer_reads_back(opts):
+    np = pytest.importorskip("numpy")
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    with detcore.init(**opts) as ctx:
+        tb_path = ctx.train.get_tensorboard_path()
+        assert isinstance(tb_path, pathlib.Path) and tb_path == pathlib.Path(opts["run_dir"]) / "tensorboard"
+        assert tb_path.is_dir()
+        with detcore.TensorboardWriter(tb_path / "mine") as tb:
+            tb.add_scalar("train/lr", 0.25, global_step=1)
+            tb.add_scalar("train/lr", float("nan"), 2)
+            tb.add_scalar("train/lr", 3, 3)  # an int value
+            tb.add_histogram("weights", [0.0, 1.0, 1.0, 2.5, -3.0, float("inf")], global_step=2)
+            tb.add_histogram("matrix", np.arange(6, dtype=np.float32).reshape(2, 3)[:, ::2], 2)  # strided, float32
+            tb.add_histogram("one", 4.0, 2)
+            tb.add_histogram("empty", [], 2)
+            tb.flush()
+            assert len(list((tb_path / "mine").glob("events.out.tfevents.*"))) == 1
+            assert "mine" in repr(tb)
+    acc = ea.EventAccumulator(str(tb_path / "mine"), size_guidance={ea.SCALARS: 0, ea.HISTOGRAMS: 0})
+    acc.Reload()
+    lr = [(e.step, e.value) for e in acc.Scalars("train/lr")]
+    assert lr[0] == (1, 0.25) and lr[1][0] == 2 and math.isnan(lr[1][1]) and lr[2] == (3, 3.0)
+    assert sorted(acc.Tags()["histograms"]) == ["empty", "matrix", "one", "weights"]
+    w = acc.Histograms("weights")[0].histogram_value
+    assert (w.min, w.max, w.num, w.sum) == (-3.0, 2.5, 5, 1.5)  # inf is not counted
+    m = acc.Histograms("matrix")[0].histogram_value
+    assert (m.min, m.max, m.num, m.sum) == (0.0, 5.0, 4, 0 + 2 + 3 + 5)
+    assert acc.Histograms("one")[0].histogram_value.num == 1
+    assert acc.Histograms("empty")[0].histogram_value.num == 0
+
+
+def test_tensorboard_writer_errors_and_lifecycle(opts, tmp_path):
+    tb = detcore.TensorboardWriter(tmp_path / "w")
+    with pytest.raises(detcore.InvalidArgumentError, match="tag contains a NUL byte"):
+        tb.add_scalar("a\0b", 1.0)
+    with pytest.raises(TypeError, match="not a string"):
+        tb.add_histogram("h", "123")
+    with pytest.raises(ValueError):
+        tb.add_histogram("h", [1.0, "x"])
+    tb.add_scalar("kept", 1.0, 1)
+    tb.close()
+    tb.close()  # closing twice does nothing
+    with pytest.raises(detcore.StateError, match="writer is not open") as e:
+        tb.add_scalar("x", 1.0)
+    assert isinstance(e.value, RuntimeError)
+    with pytest.raises(detcore.StateError, match="writer is not open"):
+        tb.flush()
+    assert "kept" in b"".join(p.read_bytes() for p in (tmp_path / "w").iterdir()).decode("latin-1")
+    with pytest.raises(detcore.InvalidArgumentError, match="dir is empty"):
+        detcore.TensorboardWriter("")
+    with pytest.raises(detcore.InvalidArgumentError, match="log_dir contains a NUL byte"):
+        detcore.TensorboardWriter("a\0b")
+    # A writer the program drops, or leaves open at exit, is closed: its events reach the file.
+    r = run_python(
+        f"""
+        import gc, detcore
+        w = detcore.TensorboardWriter({str(tmp_path / "dropped")!r})
+        w.add_scalar("dropped", 1.0, 1)
+        del w
+        gc.collect()
+        keep = detcore.TensorboardWriter({str(tmp_path / "at_exit")!r})
+        keep.add_scalar("at_exit", 1.0, 1)
+        """
+    )
+    assert r.returncode == 0, r.stderr
+    for name in ("dropped", "at_exit"):
+        data = b"".join(p.read_bytes() for p in (tmp_path / name).iterdir())
+        assert name.encode() in data, name
+
+
+def test_manual_tensorboard_upload(opts):
+    storage = pathlib.Path(opts["checkpoint_storage"])
+    synced = storage / "local" / "tensorboard" / "experiment" / "runs" / "trial" / "py"
+    with detcore.init(**opts) as ctx:  # AUTO mode: uploads happen by themselves
+        with pytest.raises(detcore.StateError, match="can only be used in MANUAL mode") as e:
+            ctx.train.upload_tensorboard_files()
+        assert isinstance(e.value, RuntimeError)  # Python raises RuntimeError too
+        with pytest.raises(detcore.InvalidArgumentError, match="timeout_seconds"):
+            ctx.train.flush_tensorboard(timeout=-1)
+    with detcore.init(**opts, tensorboard_mode=detcore.TensorboardMode.MANUAL) as ctx:
+        tb = ctx.train.get_tensorboard_path()
+        (tb / "sub").mkdir()
+        (tb / "sub" / "a.txt").write_text("a")
+        (tb / "b.txt").write_text("b")
+        (tb / "skip.log").write_text("s")
+
+        class ManglerFailed(Exception):
+            pass
+
+        def failing(p, rank):
+            raise ManglerFailed(str(p))
+
+        with pytest.raises(ManglerFailed):
+            ctx.train.upload_tensorboard_files(mangler=failing)
+        with pytest.raises(TypeError, match="returned None"):
+            ctx.train.upload_tensorboard_files(mangler=lambda p, rank: None)
+        with pytest.raises(detcore.InvalidArgumentError, match="DET_TB_NAME_MAX"):
+            ctx.train.upload_tensorboard_files(mangler=lambda p, rank: "x" * 5000)
+        with pytest.raises(detcore.InvalidArgumentError, match="mangler"):
+            ctx.train.upload_tensorboard_files(mangler=lambda p, rank: pathlib.Path("..") / p)
+        ctx.train.flush_tensorboard()
+        assert not synced.exists()  # nothing was queued by the failed calls
+
+        seen = []
+
+        def selector(p):
+            seen.append(p)
+            return p.suffix != ".log"
+
+        ctx.train.upload_tensorboard_files(selector=selector, mangler=lambda p, rank: pathlib.Path(f"rank{rank}") / p)
+        ctx.train.flush_tensorboard()
+        assert sorted(seen) == sorted([tb / "b.txt", tb / "skip.log", tb / "sub" / "a.txt"])  # absolute, as Python
+        assert (synced / "rank0" / "sub" / "a.txt").read_text() == "a"
+        assert (synced / "rank0" / "b.txt").read_text() == "b"
+        assert not (synced / "rank0" / "skip.log").exists()
+        # determined's default arguments, spelled out; a str from the mangler works too.
+        ctx.train.upload_tensorboard_files(selector=lambda p: True, mangler=lambda p, rank: p)
+        ctx.train.upload_tensorboard_files(selector=lambda p: p.name == "b.txt", mangler=lambda p, rank: f"str/{p}")
+        ctx.train.flush_tensorboard(timeout=30)
+        assert (synced / "skip.log").read_text() == "s" and (synced / "str" / "b.txt").read_text() == "b"
+
+        def boom(p):
+            raise KeyError("selector failed")
+
+        with pytest.raises(KeyError, match="selector failed"):
+            ctx.train.upload_tensorboard_files(selector=boom)
+
+
+def test_store_path_upload_modes(opts):
+    storage = pathlib.Path(opts["checkpoint_storage"])
+    with detcore.init(**opts) as ctx:
+        with ctx.checkpoint.store_path({"steps_completed": 1}, upload_mode=detcore.UploadMode.SYNC) as (path, sid1):
+            (path / "m").write_text("1")
+        assert (storage / sid1 / "m").read_text() == "1"
+        with ctx.checkpoint.store_path({"steps_completed": 2}, upload_mode="ASYNC") as (path, sid2):
+            (path / "m").write_text("2")
+        ctx.checkpoint.wait()
+        assert (storage / sid2 / "m").read_text() == "2"
+        assert ctx.checkpoint.get_metadata(sid2)["steps_completed"] == 2
+        with pytest.raises(ValueError, match="upload_mode: 'FAST' is not a UploadMode"):
+            with ctx.checkpoint.store_path({"steps_completed": 3}, upload_mode="FAST"):
+                pytest.fail("not reached: the mode is checked before the scope opens")
+    with detcore.init(**opts, async_checkpoints=True) as ctx:
+        with ctx.checkpoint.store_path({"steps_completed": 4}) as (path, sid4):  # DEFAULT: async
+            (path / "m").write_text("4")
+        with ctx.checkpoint.store_path({"steps_completed": 5}, upload_mode=detcore.UploadMode.SYNC) as (path, sid5):
+            (path / "m").write_text("5")
+        # A synchronous end waits for the pending asynchronous one (reports stay in order).
+        assert (storage / sid4 / "m").read_text() == "4" and (storage / sid5 / "m").read_text() == "5"
+    assert [x["storage_id"] for x in metrics_lines(opts["run_dir"]) if x["type"] == "checkpoint"][-2:] == [sid4, sid5]
+
+
+def test_launcher_determined_off_cluster(monkeypatch, tmp_path):
+    monkeypatch.setenv("DET_CLUSTER_INFO_DIR", str(tmp_path / "no-info"))
+    with pytest.raises(detcore.DetcoreError, match="no-info"):
+        detcore.DistributedContext.from_env(detcore.Launcher.DETERMINED)
+
+
+def test_new_functions_missing_from_an_older_library(opts, monkeypatch):
+    # A library built before these functions existed: everything else works; each missing one is
+    # an UnsupportedError naming it (not a None, not a crash), raised before anything is written.
+    older = _lib.Library(_lib.lib().path)
+    new = [n for n in _lib.SIGNATURES if n.startswith(("det_info_trial", "det_info_c", "det_tb_", "det_profiler_"))]
+    new += ["det_ckpt_store_path_end_mode", "det_core_alert", "det_train_get_tensorboard_path"]
+    for n in new:
+        older.functions.pop(n)
+    monkeypatch.setattr(_lib, "_lib", older)
+    with detcore.init(**opts) as ctx:
+        ctx.train.report_training_metrics(1, {"loss": 1.0})
+        for call, name in [
+            (lambda: ctx.info.cluster_id, "det_info_cluster_id"),
+            (lambda: ctx.info.trial.trial_id, "det_info_trial_id"),
+            (lambda: ctx.info.container_addrs, "det_info_container_count"),
+            (lambda: ctx.alert("t"), "det_core_alert"),
+            (lambda: ctx.profiler.on(), "det_profiler_on"),
+            (lambda: detcore.TensorboardWriter(opts["run_dir"]), "det_tb_writer_open"),
+            (lambda: ctx.train.get_tensorboard_path(), "det_train_get_tensorboard_path"),
+        ]:
+            with pytest.raises(detcore.UnsupportedError, match=f"does not export {name}"):
+                call()
+        with pytest.raises(detcore.UnsupportedError, match="det_ckpt_store_path_end_mode"):
+            with ctx.checkpoint.store_path({"steps_completed": 1}, upload_mode=detcore.UploadMode.ASYNC):
+                pytest.fail("not reached")
+        with ctx.checkpoint.store_path({"steps_completed": 2}) as (path, sid):
+            (path / "m").write_text("2")
+    assert (pathlib.Path(opts["checkpoint_storage"]) / sid / "m").is_file()
+    ckpts = [p.name for p in pathlib.Path(opts["checkpoint_storage"]).iterdir() if len(p.name) == 36]
+    assert ckpts == [sid]  # the refused ASYNC scope never began

@@ -28,6 +28,7 @@ from detcore._enums import (
     SearcherMode,
     TensorboardMode,
     Unit,
+    UploadMode,
 )
 from detcore._errors import (
     BufferTooSmallError,
@@ -48,7 +49,9 @@ from detcore._errors import (
 )
 from detcore._info import Info, TrialInfo
 from detcore._preempt import PreemptContext
+from detcore._profiler import ProfilerContext
 from detcore._searcher import SearcherContext, SearcherOperation
+from detcore._tensorboard import TensorboardWriter
 from detcore._train import TrainContext
 
 __version__ = "0.1.0"
@@ -102,16 +105,19 @@ __all__ = [
     "NotFoundError",
     "PreemptContext",
     "PreemptMode",
+    "ProfilerContext",
     "SearcherContext",
     "SearcherMode",
     "SearcherOperation",
     "StateError",
     "StorageError",
     "TensorboardMode",
+    "TensorboardWriter",
     "TrainContext",
     "TrialInfo",
     "UnsupportedError",
     "Unit",
+    "UploadMode",
     "core",
     "init",
     "library_path",

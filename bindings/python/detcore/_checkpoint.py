@@ -74,11 +74,22 @@ class CheckpointContext:
 
     @contextlib.contextmanager
     def store_path(
-        self, metadata: Optional[Dict[str, Any]] = None, *, shard: bool = False
+        self,
+        metadata: Optional[Dict[str, Any]] = None,
+        *,
+        shard: bool = False,
+        upload_mode: _enums.UploadMode = _enums.UploadMode.DEFAULT,
     ) -> Iterator[Tuple[pathlib.Path, str]]:
         """`with store_path(metadata) as (path, storage_id):` write the checkpoint's files into
-        `path`; leaving the block publishes the checkpoint. An exception discards it."""
+        `path`; leaving the block publishes the checkpoint. An exception discards it.
+
+        (detcore) `upload_mode`: UploadMode.ASYNC leaves the block once the files are handed to
+        the background uploader (do not touch `path` afterwards; `wait()` waits for the upload),
+        SYNC once the checkpoint is stored and reported, DEFAULT as `init(async_checkpoints=)`."""
+        mode = _enums.code(_enums.UploadMode, upload_mode, "upload_mode")
         L = lib()
+        if mode != 0:
+            L.fn("det_ckpt_store_path_end_mode")  # an older library: refuse before writing anything
         h = ctypes.c_void_p()
         L.call(
             "det_ckpt_store_path_begin",
@@ -97,7 +108,10 @@ class CheckpointContext:
         except BaseException:
             L.fn("det_ckpt_store_path_abort")(h)
             raise
-        L.call("det_ckpt_store_path_end", h, None)
+        if mode == 0:
+            L.call("det_ckpt_store_path_end", h, None)
+        else:
+            L.call("det_ckpt_store_path_end_mode", h, mode, None)
 
     @contextlib.contextmanager
     def restore_path(

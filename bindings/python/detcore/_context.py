@@ -13,6 +13,7 @@ from detcore._distributed import DistributedContext
 from detcore._info import Info
 from detcore._lib import InitOptions, Library, lib, signals_array, to_c
 from detcore._preempt import PreemptContext
+from detcore._profiler import ProfilerContext
 from detcore._searcher import SearcherContext
 from detcore._train import TrainContext
 
@@ -28,7 +29,8 @@ def _close_handle(L: Library, handle: int) -> None:
 
 
 class Context:
-    """A Core API context: `checkpoint`, `train`, `preempt`, `searcher`, `distributed`, `info`.
+    """A Core API context: `checkpoint`, `train`, `preempt`, `searcher`, `distributed`, `info`,
+    `profiler`, and `alert()`.
     Use it as `with detcore.init(...) as core_context:`; it is closed when the block ends (queued
     reports delivered, threads joined). Thread-safe."""
 
@@ -41,6 +43,7 @@ class Context:
         self.preempt = PreemptContext(self)
         self.searcher = SearcherContext(self)
         self.info = Info(self)
+        self.profiler = ProfilerContext(self)
         d = distributed if distributed is not None else DistributedContext(
             rank=0, size=1, local_rank=0, local_size=1, cross_rank=0, cross_size=1
         )
@@ -56,6 +59,29 @@ class Context:
     def handle(self) -> int:
         """The raw `det_context*` (for calling the C API directly)."""
         return self._h
+
+    def alert(
+        self,
+        title: Optional[str] = None,
+        description: Optional[str] = None,
+        level: Optional[str] = "info",
+    ) -> None:
+        """Fire the experiment's custom webhooks (`level`: "info", "warn", "debug" or "error";
+        None is "info"); returns once the master accepted it. Differences from Python: off-cluster
+        the alert is logged at its level (Python raises ValueError), tasks that are not trials get
+        UnsupportedError (Python: ValueError), and an unknown level raises ValueError (Python
+        sends it as "info", so a typo like "warning" would go unnoticed)."""
+        levels = {"info": 0, "warn": 1, "debug": 2, "error": 3}
+        key = "info" if level is None else level
+        if key not in levels:
+            raise ValueError(f"level: {level!r} is not one of {', '.join(repr(k) for k in levels)}")
+        lib().call(
+            "det_core_alert",
+            self._handle(),
+            to_c(title, "title"),
+            to_c(description, "description"),
+            levels[key],
+        )
 
     def close(self) -> None:
         """Deliver queued reports, join threads, release the context. Closing twice does nothing."""

@@ -56,7 +56,9 @@ class DistributedContext:
         cls, launcher: Any = _enums.Launcher.AUTO, chief_ip: Optional[str] = None
     ) -> "DistributedContext":
         """(detcore) The ranks as the launcher exported them: torchrun, DeepSpeed, Horovod, Open
-        MPI, MPICH/PMI or Slurm (AUTO: the first present, else rank 0 of 1)."""
+        MPI, MPICH/PMI, Slurm, or DETERMINED (Determined's rendezvous files on-cluster: one
+        container per node, LOCAL_RANK/LOCAL_WORLD_SIZE within it). AUTO: the first present;
+        on-cluster without a launcher's variables DETERMINED; else rank 0 of 1."""
         cfg = DistributedConfig()
         L = lib()
         L.call("det_distributed_config_default", ctypes.byref(cfg), ctypes.sizeof(cfg))

@@ -50,6 +50,17 @@ class Launcher(enum.Enum):
     OPENMPI = "openmpi"
     MPICH = "mpich"
     SLURM = "slurm"
+    DETERMINED = "determined"
+
+
+class UploadMode(enum.Enum):
+    """(detcore) How `store_path` hands a checkpoint over (DET_UPLOAD_MODE_*): DEFAULT as
+    `init(async_checkpoints=...)` says, SYNC stored and reported before the block ends, ASYNC
+    handed to the background uploader (`checkpoint.wait()` waits for it)."""
+
+    DEFAULT = "DEFAULT"
+    SYNC = "SYNC"
+    ASYNC = "ASYNC"
 
 
 C_CODES: Dict[Any, int] = {
@@ -70,6 +81,10 @@ C_CODES: Dict[Any, int] = {
     Launcher.OPENMPI: 4,
     Launcher.MPICH: 5,
     Launcher.SLURM: 6,
+    Launcher.DETERMINED: 7,
+    UploadMode.DEFAULT: 0,
+    UploadMode.SYNC: 1,
+    UploadMode.ASYNC: 2,
 }
 UNITS = {0: None, 1: Unit.EPOCHS, 2: Unit.RECORDS, 3: Unit.BATCHES}
 

@@ -26,12 +26,18 @@ out_i32 = ctypes.POINTER(ctypes.c_int32)
 out_i64 = ctypes.POINTER(ctypes.c_int64)
 out_f64 = ctypes.POINTER(ctypes.c_double)
 out_size = ctypes.POINTER(ctypes.c_size_t)
+out_u32 = ctypes.POINTER(ctypes.c_uint32)
+f64_array = ctypes.POINTER(ctypes.c_double)
 i32, i64, f64, size_t, c_bool = ctypes.c_int32, ctypes.c_int64, ctypes.c_double, ctypes.c_size_t, ctypes.c_bool
 
 #: det_selector_fn: bool (*)(const char *path, void *userdata)
 SELECTOR = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
 
+#: det_tb_mangler_fn: bool (*)(const char *path, int32_t rank, char *name, size_t name_size, void *userdata)
+MANGLER = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+
 STORAGE_ID_LEN = 37
+TB_NAME_MAX = 4096
 
 
 class DistributedConfig(ctypes.Structure):
@@ -88,6 +94,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_ckpt_store_path": (status_t, [ptr, out_ptr]),
     "det_ckpt_store_storage_id": (status_t, [ptr, out_ptr]),
     "det_ckpt_store_path_end": (status_t, [ptr, ctypes.c_char_p]),
+    "det_ckpt_store_path_end_mode": (status_t, [ptr, i32, ctypes.c_char_p]),
     "det_ckpt_store_path_abort": (status_t, [ptr]),
     "det_ckpt_upload": (status_t, [ptr, cstr, cstr, c_bool, SELECTOR, ptr, ctypes.c_char_p]),
     "det_ckpt_download": (status_t, [ptr, cstr, cstr, i32, SELECTOR, ptr]),
@@ -132,6 +139,28 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_dist_local_size": (status_t, [ptr, out_i32]),
     "det_dist_cross_rank": (status_t, [ptr, out_i32]),
     "det_dist_cross_size": (status_t, [ptr, out_i32]),
+    # on-cluster info, alerts
+    "det_info_trial_id": (status_t, [ptr, out_i64]),
+    "det_info_experiment_id": (status_t, [ptr, out_i64]),
+    "det_info_trial_seed": (status_t, [ptr, out_u32]),
+    "det_info_trial_run_id": (status_t, [ptr, out_i64]),
+    "det_info_experiment_config_json": (status_t, [ptr, out_ptr]),
+    "det_info_user_data_json": (status_t, [ptr, out_ptr]),
+    "det_info_task_type": (status_t, [ptr, out_ptr]),
+    "det_info_task_id": (status_t, [ptr, out_ptr]),
+    "det_info_allocation_id": (status_t, [ptr, out_ptr]),
+    "det_info_cluster_id": (status_t, [ptr, out_ptr]),
+    "det_info_agent_id": (status_t, [ptr, out_ptr]),
+    "det_info_master_url": (status_t, [ptr, out_ptr]),
+    "det_info_container_count": (status_t, [ptr, out_size]),
+    "det_info_container_addr": (status_t, [ptr, size_t, out_ptr]),
+    "det_info_container_slot_count": (status_t, [ptr, size_t, out_i32]),
+    "det_info_container_rank": (status_t, [ptr, out_i32]),
+    "det_info_slot_id_count": (status_t, [ptr, out_size]),
+    "det_info_slot_id": (status_t, [ptr, size_t, out_i32]),
+    "det_info_gpu_uuid_count": (status_t, [ptr, out_size]),
+    "det_info_gpu_uuid": (status_t, [ptr, size_t, out_ptr]),
+    "det_core_alert": (status_t, [ptr, cstr, cstr, i32]),
     # options
     "det_init_options_default": (status_t, [_O, size_t]),
     "det_distributed_config_default": (status_t, [_D, size_t]),
@@ -140,6 +169,9 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_should_preempt_ex": (status_t, [ptr, c_bool, out_bool]),
     "det_preempt_acknowledge": (status_t, [ptr]),
     "det_preempt_seconds_remaining": (status_t, [ptr, out_bool, out_f64]),
+    # profiler
+    "det_profiler_on": (status_t, [ptr, f64, i32]),
+    "det_profiler_off": (status_t, [ptr]),
     # searcher
     "det_searcher_next_op": (status_t, [ptr, i32, out_ptr]),
     "det_searcher_op_length": (status_t, [ptr, out_i64]),
@@ -153,6 +185,16 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_status_name": (ctypes.c_char_p, [status_t]),
     "det_last_error_message": (ctypes.c_char_p, []),
     "det_last_error_copy": (status_t, [ctypes.c_char_p, size_t, out_size]),
+    # TensorBoard event-file writer
+    "det_tb_writer_open": (status_t, [cstr, out_ptr]),
+    "det_tb_writer_add_scalar": (status_t, [ptr, cstr, i64, f64]),
+    "det_tb_writer_add_histogram": (status_t, [ptr, cstr, i64, f64_array, size_t]),
+    "det_tb_writer_flush": (status_t, [ptr]),
+    "det_tb_writer_close": (status_t, [ptr]),
+    # TensorBoard folder and uploads
+    "det_train_get_tensorboard_path": (status_t, [ptr, out_ptr]),
+    "det_train_upload_tensorboard_files": (status_t, [ptr, SELECTOR, ptr, MANGLER, ptr]),
+    "det_train_flush_tensorboard": (status_t, [ptr, f64]),
     # training
     "det_train_report_training_metrics": (status_t, [ptr, i64, cstr, cstr]),
     "det_train_report_validation_metrics": (status_t, [ptr, i64, cstr]),
@@ -216,6 +258,44 @@ class Selector:
             return False
         try:
             return bool(self.fn(path.decode("utf-8", "surrogateescape")))  # type: ignore[misc]
+        except BaseException as e:  # noqa: B902 - re-raised by raise_if_failed
+            self.error = e
+            return False
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+class Mangler:
+    """A Python name mangler `fn(relative_name, rank) -> new_name` as a det_tb_mangler_fn. An
+    exception it raises (or a name that does not fit) abandons the upload call; `raise_if_failed`
+    re-raises it after the C call returns."""
+
+    def __init__(self, fn: Optional[Callable[[str, int], Any]]) -> None:
+        self.fn = fn
+        self.error: Optional[BaseException] = None
+        self.cfunc = MANGLER(self._call) if fn is not None else MANGLER()
+
+    def _call(self, path: bytes, rank: int, name: int, name_size: int, _userdata: Any) -> bool:
+        if self.error is not None:
+            return False
+        rel = path.decode("utf-8", "surrogateescape")
+        try:
+            new = self.fn(rel, rank)  # type: ignore[misc]
+            if new is None:
+                raise TypeError(f"the mangler returned None for {rel!r}; return the name to store it under")
+            b = to_c(new, f"the mangler's name for {rel!r}")
+            assert b is not None
+            if len(b) >= name_size:
+                raise _errors.InvalidArgumentError(
+                    _errors.DET_ERR_INVALID_ARGUMENT,
+                    f"the mangler's name for {rel!r} is {len(b)} bytes; at most {name_size - 1} "
+                    "(DET_TB_NAME_MAX - 1) fit",
+                )
+            ctypes.memmove(name, b + b"\0", len(b) + 1)
+            return True
         except BaseException as e:  # noqa: B902 - re-raised by raise_if_failed
             self.error = e
             return False

@@ -1,9 +1,11 @@
 """`core_context.train` (det_train_*)."""
 import ctypes
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+import os
+import pathlib
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Union
 
 from detcore import _enums, _json
-from detcore._lib import lib, to_c
+from detcore._lib import Mangler, Selector, lib, to_c
 
 if TYPE_CHECKING:
     from detcore._context import Context
@@ -92,3 +94,51 @@ class TrainContext:
     def flush(self, timeout: float = 60.0) -> None:
         """(detcore) Wait until every report so far is delivered."""
         lib().call("det_train_flush", self._ctx._handle(), float(timeout))
+
+    # ---- TensorBoard ----
+    def get_tensorboard_path(self) -> pathlib.Path:
+        """The local TensorBoard folder: `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster,
+        `<run_dir>/tensorboard` off-cluster (Python's dummy context returns None there). Files
+        written into it (a `detcore.TensorboardWriter`'s, profiler traces) are uploaded with the
+        metrics' event files in TensorboardMode.AUTO, or by `upload_tensorboard_files()`."""
+        return pathlib.Path(lib().string_out("det_train_get_tensorboard_path", self._ctx._handle()) or "")
+
+    def upload_tensorboard_files(
+        self,
+        selector: Optional[Callable[[pathlib.Path], bool]] = None,
+        mangler: Optional[Callable[[pathlib.Path, int], Union[str, "os.PathLike[str]"]]] = None,
+    ) -> None:
+        """TensorboardMode.MANUAL only (else StateError, a RuntimeError as Python's): upload the
+        files of the TensorBoard folder that `selector(path)` accepts (it gets the absolute path,
+        as Python's; default: all), each under the name `mangler(relative_path, rank)` returns
+        (default: unchanged; a relative path, no `..`). Returns once the files are listed; the
+        upload runs in the background (`flush_tensorboard()` waits for it). Unlike Python, a
+        second call within a second is not ignored, and failed uploads are retried.
+
+        An exception from `mangler` abandons the call (nothing is queued) and is re-raised; one
+        from `selector` stops the selection (files it accepted before are still queued) and is
+        re-raised."""
+        base: Optional[pathlib.Path] = None
+        sel_fn = None
+        if selector is not None:
+            base = self.get_tensorboard_path()
+
+            def sel_fn(rel: str) -> bool:
+                return bool(selector(base / rel))  # type: ignore[misc,operator]
+
+        man_fn = None
+        if mangler is not None:
+
+            def man_fn(rel: str, rank: int) -> Any:
+                return mangler(pathlib.Path(rel), rank)  # type: ignore[misc]
+
+        sel, man = Selector(sel_fn), Mangler(man_fn)
+        status = lib().fn("det_train_upload_tensorboard_files")(self._ctx._handle(), sel.cfunc, None, man.cfunc, None)
+        sel.raise_if_failed()
+        man.raise_if_failed()
+        lib().check(status)
+
+    def flush_tensorboard(self, timeout: float = 60.0) -> None:
+        """(detcore) Wait until the TensorBoard files are in the checkpoint storage (AUTO: the
+        reports so far are written and synced; MANUAL: the uploads so far are done)."""
+        lib().call("det_train_flush_tensorboard", self._ctx._handle(), float(timeout))
