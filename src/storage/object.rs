@@ -319,7 +319,16 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         // Check every key before any of it becomes a local path.
         let mut entries = Vec::with_capacity(objects.len());
         for o in objects {
-            let rel = o.key[prefix.len()..].to_owned();
+            // A listing answer is not trusted: a key outside the asked prefix is refused
+            // (slicing it would panic or place a file outside `dst`).
+            let Some(rel) = o.key.strip_prefix(prefix.as_str()).map(str::to_owned) else {
+                bail!(
+                    Storage,
+                    "checkpoint {id}: {} lists {:?}, which is not under {prefix:?}",
+                    self.describe(),
+                    o.key
+                );
+            };
             if rel.is_empty() {
                 continue; // a marker of the checkpoint folder itself
             }
