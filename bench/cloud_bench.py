@@ -14,7 +14,8 @@ Measured:
   1. S3 upload and download: detcore (det_ckpt_upload / det_ckpt_download through the C ABI)
      beside determined==0.38.1's S3StorageManager (boto3) and beside the server's raw rate
      with a parallel client (16 curl processes, one per file, SigV4-signed PUT/GET).
-  2. upload() to a directory storage beside `cp -r` of the same folder.
+  2. upload() to a directory storage beside `cp -r` of the same folder (and beside `cp -r` +
+     `sync`, as durable as detcore's publish); then the same with 1000 files of 64 KiB.
   3. The training-visible stall of det_ckpt_store_path_end: asynchronous beside synchronous.
   4. Peak RSS growth of a process uploading a 4 GiB checkpoint (VmHWM, beside the same
      process initialising detcore and closing it without uploading).
@@ -48,6 +49,7 @@ import servers  # noqa: E402
 
 LIB = pathlib.Path(os.environ.get("DETCORE_LIB", ROOT / "target" / "release" / "libdetcore.so"))
 FILES = 16
+SMALL_FILES = 1000
 
 
 def make_data(d: pathlib.Path, total: int) -> None:
@@ -271,11 +273,30 @@ def main() -> None:
         "detcore": (lambda: dids.append(core.upload(src, {"steps_completed": 1})), drop_dir),
     })
     drop_dir()
-    core.close()
     t_cp, t_cp_sync, t_dir = d["cp_r"]["wall_s"], d["cp_r_sync"]["wall_s"], d["detcore"]["wall_s"]
     results["directory"] = {"detcore_upload_s": t_dir, "cp_r_s": t_cp, "cp_r_sync_s": t_cp_sync,
                             "speed_vs_cp_r": t_cp / t_dir, "speed_vs_cp_r_sync": t_cp_sync / t_dir,
                             "runs": d}
+
+    # 2b. The same with many small files (SMALL_FILES of 64 KiB), where per-file costs (fsync,
+    # file creation) dominate; no target, for comparison on disks.
+    small = work / "small"
+    small.mkdir()
+    blob = os.urandom(64 << 10)
+    for i in range(SMALL_FILES):
+        (small / f"f{i:04d}.bin").write_bytes(blob)
+    d = rounds(a.repeat, {
+        "cp_r": (lambda: subprocess.run(["cp", "-r", str(small), str(cp_dst)], check=True), drop_dir),
+        "cp_r_sync": (lambda: subprocess.run(["sh", "-c", f"cp -r '{small}' '{cp_dst}' && sync -f '{cp_dst}'"],
+                                             check=True), drop_dir),
+        "detcore": (lambda: dids.append(core.upload(small, {"steps_completed": 1})), drop_dir),
+    })
+    drop_dir()
+    core.close()
+    results["directory_small_files"] = {
+        "files": SMALL_FILES, "detcore_upload_s": d["detcore"]["wall_s"], "cp_r_s": d["cp_r"]["wall_s"],
+        "cp_r_sync_s": d["cp_r_sync"]["wall_s"], "speed_vs_cp_r_sync": d["cp_r_sync"]["wall_s"] / d["detcore"]["wall_s"],
+        "runs": d}
 
     results["setup"] = {"checkpoint_bytes": total, "files": FILES, "repeat": a.repeat, "cpus": os.cpu_count()}
     print(json.dumps(results, indent=2))
@@ -292,6 +313,9 @@ def main() -> None:
         print(f"  {what:9s}: {row}")
     print(f"directory   : {d['speed_vs_cp_r']:.2f}x cp -r (target >= 0.9), "
           f"{d['speed_vs_cp_r_sync']:.2f}x cp -r + sync (durable like detcore)")
+    m = results["directory_small_files"]
+    print(f"  {m['files']} files of 64 KiB: detcore {m['detcore_upload_s']:.3f} s, cp -r {m['cp_r_s']:.3f} s, "
+          f"cp -r + sync {m['cp_r_sync_s']:.3f} s")
     print(f"async stall : {y['async_over_sync']:.4f} of sync (target <= 0.05)")
     print(f"RSS growth  : {r['growth_mib']:.1f} MiB uploading {r['upload_gib']} GiB (target <= 128)")
     shutil.rmtree(work, ignore_errors=True)
