@@ -53,6 +53,24 @@ impl DirectoryStorage {
         Ok(s)
     }
 
+    /// The last step of publishing a staged folder whose files and folders are all fsynced:
+    /// rename it to `<base>/<id>` and fsync the base.
+    fn rename_into_place(&self, staged: &Path, id: &str) -> Result<()> {
+        let dest = self.ckpt_dir(id);
+        if dest.exists() {
+            bail!(
+                Conflict,
+                "checkpoint {id} already exists in {}",
+                self.describe()
+            );
+        }
+        fs::rename(staged, &dest)
+            .map_err(|e| storage_err("cannot publish checkpoint as", &dest, e))?;
+        fsutil::fsync_path(&self.base)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+        Ok(())
+    }
+
     fn existing_ckpt_dir(&self, id: &str) -> Result<PathBuf> {
         if !self.base.is_dir() {
             bail!(
@@ -72,7 +90,8 @@ impl DirectoryStorage {
 /// Threads copying files in parallel in `upload`.
 const COPY_THREADS: usize = 8;
 
-/// Copy files in parallel. Each copy is `std::fs::copy`, which asks the kernel
+/// Copy files in parallel and fsync each copy (a pair with an empty source names a file already
+/// written, to fsync only). Each copy is `std::fs::copy`, which asks the kernel
 /// (`copy_file_range`): file systems that can share extents (XFS, btrfs, bcachefs) clone them
 /// (a reflink, no data copied), NFS 4.2 copies on the server, others copy in the kernel without
 /// a round trip through user space; it falls back to a buffered copy where none of this works.
@@ -91,8 +110,13 @@ fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
             return;
         }
         let (from, to) = &copies[i];
-        // Flushed here, in parallel, so that publishing's fsync finds clean files.
-        if let Err(e) = fsutil::copy_file(from, to).and_then(|_| fsutil::fsync_path(to)) {
+        let copied = if from.as_os_str().is_empty() {
+            Ok(0)
+        } else {
+            fsutil::copy_file(from, to)
+        };
+        // Flushed here, in parallel, while other threads still copy.
+        if let Err(e) = copied.and_then(|_| fsutil::fsync_path(to)) {
             failed.lock().get_or_insert(e);
         }
     });
@@ -127,19 +151,7 @@ impl Storage for DirectoryStorage {
     fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<()> {
         fsutil::fsync_tree(staged)
             .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
-        let dest = self.ckpt_dir(id);
-        if dest.exists() {
-            bail!(
-                Conflict,
-                "checkpoint {id} already exists in {}",
-                self.describe()
-            );
-        }
-        fs::rename(staged, &dest)
-            .map_err(|e| storage_err("cannot publish checkpoint as", &dest, e))?;
-        fsutil::fsync_path(&self.base)
-            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
-        Ok(())
+        self.rename_into_place(staged, id)
     }
 
     fn discard(&self, staged: &Path) {
@@ -173,12 +185,16 @@ impl Storage for DirectoryStorage {
                     copies.push((from, to));
                 }
             }
-            copy_parallel(&copies)?;
             for (name, data) in extra {
                 let to = safe_join(&staged, name)?;
                 fs::write(&to, data).map_err(|e| storage_err("cannot write", &to, e))?;
+                copies.push((PathBuf::new(), to));
             }
-            self.publish(&staged, id, None)
+            // Every file is fsynced by the thread that wrote it; the folders remain.
+            copy_parallel(&copies)?;
+            fsutil::fsync_folders(&staged)
+                .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
+            self.rename_into_place(&staged, id)
         })();
         if res.is_err() {
             self.discard(&staged);

@@ -64,9 +64,29 @@ fn walk(dir: &Path, prefix: &str, out: &mut Resources) -> Result<()> {
     Ok(())
 }
 
+/// Threads issuing fsyncs in parallel (a file system flushes several files' data at once, and
+/// batches their journal commits).
+const FSYNC_THREADS: usize = 8;
+
 /// fsync every file and folder under `root` (and `root` itself), so that a rename published
-/// afterwards never exposes data that a crash could lose.
+/// afterwards never exposes data that a crash could lose. The fsyncs run in parallel; all have
+/// completed when this returns.
 pub fn fsync_tree(root: &Path) -> Result<()> {
+    let mut paths = Vec::new();
+    collect_tree(root, true, &mut paths)?;
+    fsync_all(&paths)
+}
+
+/// fsync every folder under `root` (and `root` itself), not the files: for a tree whose files
+/// were already fsynced when they were written.
+pub fn fsync_folders(root: &Path) -> Result<()> {
+    let mut paths = Vec::new();
+    collect_tree(root, false, &mut paths)?;
+    fsync_all(&paths)
+}
+
+/// The folders under `root` (and `root`), and with `files` its regular files too.
+fn collect_tree(root: &Path, files: bool, out: &mut Vec<PathBuf>) -> Result<()> {
     let rd = fs::read_dir(root).map_err(|e| Error::io("cannot read folder", root, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("cannot read folder", root, e))?;
@@ -75,12 +95,32 @@ pub fn fsync_tree(root: &Path) -> Result<()> {
             .file_type()
             .map_err(|e| Error::io("cannot stat", &path, e))?;
         if ft.is_dir() {
-            fsync_tree(&path)?;
-        } else if ft.is_file() {
-            fsync_path(&path)?;
+            collect_tree(&path, files, out)?;
+        } else if files && ft.is_file() {
+            out.push(path);
         }
     }
-    fsync_path(root)
+    out.push(root.to_path_buf());
+    Ok(())
+}
+
+/// fsync `paths` with up to [`FSYNC_THREADS`] threads; the first error is returned once all
+/// have been tried.
+pub fn fsync_all(paths: &[PathBuf]) -> Result<()> {
+    if paths.len() <= 1 {
+        return paths.iter().try_for_each(|p| fsync_path(p));
+    }
+    let failed: parking_lot::Mutex<Option<Error>> = parking_lot::Mutex::new(None);
+    let pool = super::transfer::Pool::new(paths.iter());
+    pool.run(FSYNC_THREADS.min(paths.len()), |p, _| {
+        if let Err(e) = fsync_path(p) {
+            failed.lock().get_or_insert(e);
+        }
+    });
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// fsync one file or folder.
@@ -339,6 +379,38 @@ mod tests {
         ] {
             assert!(safe_join(root, bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn fsyncs_cover_the_tree_and_report_failures() {
+        let d = tmp();
+        fs::create_dir_all(d.join("a/b")).unwrap();
+        for (i, name) in ["x", "a/y", "a/b/z"].iter().enumerate() {
+            fs::write(d.join(name), vec![i as u8; 1000]).unwrap();
+        }
+        let mut all = Vec::new();
+        collect_tree(&d, true, &mut all).unwrap();
+        let rel = |v: &[PathBuf]| {
+            let mut r: Vec<String> = v
+                .iter()
+                .map(|p| p.strip_prefix(&d).unwrap().to_string_lossy().into_owned())
+                .collect();
+            r.sort();
+            r
+        };
+        assert_eq!(rel(&all), ["", "a", "a/b", "a/b/z", "a/y", "x"]);
+        let mut dirs = Vec::new();
+        collect_tree(&d, false, &mut dirs).unwrap();
+        assert_eq!(rel(&dirs), ["", "a", "a/b"]);
+        fsync_tree(&d).unwrap();
+        fsync_folders(&d).unwrap();
+        // One missing path among many: the others are still fsynced, the error names it.
+        let mut paths = all.clone();
+        paths.insert(2, d.join("gone"));
+        let e = fsync_all(&paths).unwrap_err();
+        assert!(e.message().contains("gone"), "{e}");
+        assert!(fsync_tree(&d.join("gone")).is_err());
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

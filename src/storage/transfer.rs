@@ -313,6 +313,9 @@ pub struct Fetch {
     pub dest: PathBuf,
 }
 
+/// Bytes gathered from a response before they are written to the file: the HTTP client hands
+/// the body over in pieces of at most 8 KiB (ureq's socket buffer), and one `pwrite` per piece
+/// would double the system calls of a download.
 const BUF: usize = 256 << 10;
 
 /// Fetch bytes `[start, end)` of `key` into `file` at the same offsets, resuming after a lost
@@ -325,37 +328,52 @@ fn fetch_range(
     end: u64,
 ) -> Result<()> {
     let url = store.url(&f.key);
+    // `pos`: the first byte not yet written; `buf[..held]` holds the bytes that follow it.
     let mut pos = start;
     let mut buf = vec![0u8; BUF.min((end - start) as usize).max(1)];
+    let write = |buf: &[u8], at: u64| {
+        file.write_all_at(buf, at)
+            .map_err(|e| Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true))
+    };
     store.http().retry(|_| {
         let resp = store.get(&f.key, Some((pos, end - 1)))?;
         let mut r = resp.into_reader();
+        let mut held = 0usize;
         while pos < end {
             let want = buf.len().min((end - pos) as usize);
-            let n = match r.read(&mut buf[..want]) {
-                Ok(0) => {
-                    return Err(Failure::transient(Error::new(
-                        Kind::Storage,
-                        format!(
-                            "{}: GET {url}: the answer ended at byte {pos} of {end}",
-                            store.name()
-                        ),
-                    )))
+            let failure = match r.read(&mut buf[held..want]) {
+                Ok(0) => Failure::transient(Error::new(
+                    Kind::Storage,
+                    format!(
+                        "{}: GET {url}: the answer ended at byte {} of {end}",
+                        store.name(),
+                        pos + held as u64
+                    ),
+                )),
+                Ok(n) => {
+                    held += n;
+                    if held == want {
+                        write(&buf[..held], pos)?;
+                        pos += held as u64;
+                        held = 0;
+                    }
+                    continue;
                 }
-                Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Failure::from_io(
-                        &format!("{}: GET {url} (at byte {pos})", store.name()),
-                        &e,
-                        false,
-                    ))
-                }
+                Err(e) => Failure::from_io(
+                    &format!(
+                        "{}: GET {url} (at byte {})",
+                        store.name(),
+                        pos + held as u64
+                    ),
+                    &e,
+                    false,
+                ),
             };
-            file.write_all_at(&buf[..n], pos).map_err(|e| {
-                Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true)
-            })?;
-            pos += n as u64;
+            // Keep what arrived, so that the next attempt asks only for the rest.
+            write(&buf[..held], pos)?;
+            pos += held as u64;
+            return Err(failure);
         }
         Ok(())
     })

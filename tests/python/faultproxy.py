@@ -9,7 +9,8 @@ stay valid) unless a rule matches it first. Rules fire a given number of times, 
 - `stall`: wait `seconds` before doing anything (the client's read timeout should fire);
 - `server`: forward, but answer with `Server: <value>` (e.g. to look like MinIO).
 
-`log` records (method, path, action) for every request.
+`log` records (method, path, action) for every request, `ranges` (method, path, Range header or
+None) for every request.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.rules: list = []
         self.log: list = []
+        self.ranges: list = []
         self.lock = threading.Lock()
         proxy = self
 
@@ -57,6 +59,7 @@ class FaultProxy:
 
             def _rule(self):
                 with proxy.lock:
+                    proxy.ranges.append((self.command, self.path, self.headers.get("Range")))
                     for r in proxy.rules:
                         if r.matches(self.command, self.path):
                             if r.times > 0:
