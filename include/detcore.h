@@ -251,7 +251,7 @@ typedef struct {
     const det_distributed_config *distributed;
     // The Determined info folder. NULL: `DET_CLUSTER_INFO_DIR`, else `/run/determined/info`.
     const char *cluster_info_dir;
-    // Reports that may wait in memory before report calls block. 0: 16384.
+    // Reports that may wait in memory before report calls block. 0: 16384; at most 4194304.
     size_t report_queue_capacity;
     // How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     double close_timeout_seconds;

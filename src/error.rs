@@ -121,6 +121,17 @@ macro_rules! err {
     };
 }
 
+/// The message of a panic's payload (`panic!("...")` gives a `&str` or a `String`).
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,16 +25,6 @@ pub(crate) fn set_last_error_text(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic".into()
-    }
-}
-
 /// Run `f` as the body of the export `name`.
 #[inline]
 pub(crate) fn call(name: &'static str, f: impl FnOnce() -> Result<()>) -> det_status {
@@ -44,7 +34,7 @@ pub(crate) fn call(name: &'static str, f: impl FnOnce() -> Result<()>) -> det_st
         Err(p) => {
             set_last_error_text(&format!(
                 "{name}: internal error (a bug in detcore, please report it): {}",
-                panic_text(&*p)
+                crate::error::panic_message(&*p)
             ));
             DET_ERR_INTERNAL
         }
@@ -84,7 +74,7 @@ pub(crate) fn with_shell(
         match catch_unwind(AssertUnwindSafe(|| f(shell))) {
             Ok(r) => r,
             Err(p) => {
-                shell.poison(&panic_text(&*p));
+                shell.poison(&crate::error::panic_message(&*p));
                 resume_unwind(p)
             }
         }
@@ -96,7 +86,7 @@ pub(crate) fn guard_panic<T>(shell: &det_context, f: impl FnOnce() -> Result<T>)
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
-            shell.poison(&panic_text(&*p));
+            shell.poison(&crate::error::panic_message(&*p));
             resume_unwind(p)
         }
     }

@@ -136,7 +136,7 @@ pub struct det_init_options {
     pub distributed: *const det_distributed_config,
     /// The Determined info folder. NULL: `DET_CLUSTER_INFO_DIR`, else `/run/determined/info`.
     pub cluster_info_dir: *const c_char,
-    /// Reports that may wait in memory before report calls block. 0: 16384.
+    /// Reports that may wait in memory before report calls block. 0: 16384; at most 4194304.
     pub report_queue_capacity: usize,
     /// How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     pub close_timeout_seconds: f64,
@@ -504,10 +504,18 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         async_checkpoints: o.async_checkpoints,
         distributed,
         cluster_info_dir: s(o.cluster_info_dir, "opts.cluster_info_dir")?.map(PathBuf::from),
-        report_queue_capacity: if o.report_queue_capacity == 0 {
-            defaults.report_queue_capacity
-        } else {
-            o.report_queue_capacity
+        report_queue_capacity: match o.report_queue_capacity {
+            0 => defaults.report_queue_capacity,
+            n if n > crate::train::reporter::MAX_QUEUE_CAPACITY => {
+                return Err(Error::new(
+                    Kind::InvalidArgument,
+                    format!(
+                        "opts.report_queue_capacity: {n} is more than the maximum {} (the queue's slots are allocated up front)",
+                        crate::train::reporter::MAX_QUEUE_CAPACITY
+                    ),
+                ))
+            }
+            n => n,
         },
         close_timeout: seconds(
             o.close_timeout_seconds,

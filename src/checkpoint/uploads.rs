@@ -65,19 +65,30 @@ fn run(
     for job in rx {
         let bytes = job_bytes(&job.resources);
         let id = job.scope.id.clone();
-        let res = match storage.publish(&job.scope.path, &id, None) {
-            Err(e) => Err(e.context(format!(
-                "asynchronous checkpoint {id} was not stored (its files are kept in {})",
+        // A panic (a bug) must still count the job as finished, or `wait` would never return.
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match storage.publish(&job.scope.path, &id, None) {
+                Err(e) => Err(e.context(format!(
+                    "asynchronous checkpoint {id} was not stored (its files are kept in {})",
+                    job.scope.path.display()
+                ))),
+                Ok(()) => reporter
+                    .report(&id, &job.resources, &job.scope.metadata, job.scope.steps)
+                    .map_err(|e| {
+                        e.context(format!(
+                            "asynchronous checkpoint {id} was stored but not reported"
+                        ))
+                    }),
+            }
+        }))
+        .unwrap_or_else(|p| {
+            Err(crate::err!(
+                Internal,
+                "asynchronous checkpoint {id}: internal error (panic: {}); its files are kept in {}",
+                crate::error::panic_message(&*p),
                 job.scope.path.display()
-            ))),
-            Ok(()) => reporter
-                .report(&id, &job.resources, &job.scope.metadata, job.scope.steps)
-                .map_err(|e| {
-                    e.context(format!(
-                        "asynchronous checkpoint {id} was stored but not reported"
-                    ))
-                }),
-        };
+            ))
+        });
         let mut st = shared.state.lock();
         st.pending -= 1;
         st.pending_bytes -= bytes;

@@ -75,22 +75,43 @@ impl<T: Send> Pool<T> {
     }
 
     /// Serve the tasks with `threads` threads calling `work(task, pool)`.
+    ///
+    /// A task that panics still counts as done (so the other threads finish instead of waiting
+    /// for it forever); the first panic is re-raised here once every thread has stopped. When
+    /// no thread can be started the tasks run on the calling thread.
     pub fn run(&self, threads: usize, work: impl Fn(T, &Pool<T>) + Sync) {
-        let threads = threads.max(1);
+        let panicked: Mutex<Option<Box<dyn std::any::Any + Send>>> = Mutex::new(None);
+        let serve = || {
+            while let Some(t) = self.next() {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(t, self)));
+                self.done();
+                if let Err(p) = r {
+                    panicked.lock().get_or_insert(p);
+                }
+            }
+        };
         std::thread::scope(|s| {
-            for i in 0..threads {
-                let work = &work;
-                std::thread::Builder::new()
+            let mut started = 0;
+            for i in 0..threads.max(1) {
+                let serve = &serve;
+                match std::thread::Builder::new()
                     .name(format!("detcore-xfer-{i}"))
-                    .spawn_scoped(s, move || {
-                        while let Some(t) = self.next() {
-                            work(t, self);
-                            self.done();
-                        }
-                    })
-                    .expect("spawn transfer thread");
+                    .spawn_scoped(s, serve)
+                {
+                    Ok(_) => started += 1,
+                    Err(e) => {
+                        crate::log_warn!("cannot start transfer thread {i}: {e}");
+                        break;
+                    }
+                }
+            }
+            if started == 0 {
+                serve();
             }
         });
+        if let Some(p) = panicked.into_inner() {
+            std::panic::resume_unwind(p);
+        }
     }
 }
 
@@ -463,6 +484,23 @@ mod tests {
             effective_part_size(16 * mib, std::iter::once(1 << 40), 16),
             512 * mib
         );
+    }
+
+    #[test]
+    fn a_panicking_task_does_not_hang_the_pool() {
+        let pool = Pool::new(0..64u32);
+        let ran = std::sync::atomic::AtomicU32::new(0);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(4, |t, _| {
+                if t == 3 {
+                    panic!("task 3 failed");
+                }
+                ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        }));
+        let msg = r.expect_err("the panic is re-raised");
+        assert_eq!(msg.downcast_ref::<&str>(), Some(&"task 3 failed"));
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 63);
     }
 
     #[test]

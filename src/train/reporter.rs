@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 /// Default number of reports the queue holds before callers wait.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
+/// The largest queue (its slots are allocated when the reporter starts).
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 22;
 
 /// How often the reporter thread looks at the queue when nobody wakes it.
 pub const IDLE_WAKE: Duration = Duration::from_millis(20);
@@ -169,7 +171,7 @@ pub struct Reporter {
 impl Reporter {
     /// Start the thread with `sinks`, holding at most `capacity` records.
     pub fn start(sinks: Vec<Box<dyn Sink>>, capacity: usize) -> Result<Reporter> {
-        let capacity = capacity.max(1);
+        let capacity = capacity.clamp(1, MAX_QUEUE_CAPACITY);
         let (tx, rx) = bounded::<Msg>(capacity);
         let shared = Arc::new(Shared {
             pending: AtomicU64::new(0),

@@ -3,6 +3,7 @@
 #include "check.h"
 
 #include <signal.h>
+#include <stdint.h>
 
 static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
 
@@ -124,6 +125,14 @@ static void bad_options(void) {
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "hparams_json: malformed JSON");
     test_options(&o, dir, "a/b");
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "run_name");
+    test_options(&o, dir, "x");
+    o.report_queue_capacity = SIZE_MAX;
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "opts.report_queue_capacity");
+    test_options(&o, dir, "x");
+    o.close_timeout_seconds = 1e300; /* "as long as it takes": accepted, never overflows */
+    CHECK_OK(det_core_init(&o, &ctx));
+    CHECK_OK(det_core_close(ctx));
+    ctx = NULL;
     test_options(&o, dir, "x");
     o.searcher_max_length = -3;
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "searcher_max_length");
