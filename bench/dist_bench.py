@@ -4,6 +4,9 @@
 - det_should_preempt per call in WorkersAskChief mode with 4 processes (steady state), against
   Python's should_preempt, which is a ZMQ broadcast per call.
 
+Also measures the floor of any 2-process collective here, the round trip of 64 bytes over loopback
+TCP between two processes (bench/tcp_pingpong.c), and prints allgather times as multiples of it.
+
 Prints medians of --repeat runs and the ratios. Targets: allgather <= 20 us (>= 10x Python);
 should_preempt <= 100 ns.
 
@@ -64,8 +67,12 @@ def main():
     prog.parent.mkdir(exist_ok=True)
     subprocess.check_call(["cc", "-O2", "-std=c11", f"-I{ROOT / 'include'}", "-o", str(prog),
                            str(ROOT / "bench" / "bench_dist.c"), f"-L{lib}", "-ldetcore", f"-Wl,-rpath,{lib}"])
+    pingpong = ROOT / "bench" / "out" / "tcp_pingpong"
+    subprocess.check_call(["cc", "-O2", "-std=c11", "-o", str(pingpong), str(ROOT / "bench" / "tcp_pingpong.c")])
     work = tempfile.mkdtemp()
     rows = []
+    rtt = statistics.median(float(subprocess.check_output([str(pingpong), "20000"], text=True))
+                            for _ in range(a.repeat))
     for size in (2, 4):
         d = statistics.median(run_detcore(prog, "allgather", 5000, size, work) for _ in range(a.repeat))
         p = statistics.median(run_python("allgather", 2000, size) for _ in range(a.repeat))
@@ -78,6 +85,10 @@ def main():
     print(f"detcore distributed bench, median of {a.repeat} runs, {os.cpu_count()} CPUs (slowest rank of each run)")
     for name, d, p, unit, target in rows:
         print(f"{name:<46} detcore {d:10.2f} {unit:<3} python {p:12.2f} {unit:<3} python/detcore = {p / d:8.1f}x  (target {target})")
+    # The floor: no 2-process collective can beat one round trip of the transport.
+    d2 = rows[0][1]
+    print(f"{'raw TCP round trip, 64 B, 2 processes':<46} raw     {rtt:10.2f} us  "
+          f"detcore allgather (2) / raw = {d2 / rtt:5.2f}  python allgather (2) / raw = {rows[0][2] / rtt:5.2f}")
 
 
 if __name__ == "__main__":
