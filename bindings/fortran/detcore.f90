@@ -151,6 +151,16 @@ module detcore
        det_train_get_experiment_best_validation, det_train_set_run_metadata, &
        det_train_get_run_metadata, det_train_flush
 
+  abstract interface
+    !> The shape of the `det_info_*` functions that answer a string.
+    function det_info_str_getter(ctx, out) bind(c)
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_str_getter
+    end function
+  end interface
+
   interface
     ! -- checkpoints (det_ckpt_*)
     function det_ckpt_store_path_begin(ctx, metadata_json, shard, out) bind(c, name="det_ckpt_store_path_begin")
@@ -1432,6 +1442,18 @@ contains
     call check(st, stat)
   end function
 
+  !> Call a `det_info_*` string getter and convert its answer as `info_str` does.
+  function get_info_str(self, getter, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    procedure(det_info_str_getter) :: getter
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    p = c_null_ptr
+    s = info_str(getter(self%ptr, p), p, default, stat)
+  end function
+
   function info_str(st0, p, default, stat) result(s)
     integer(c_int32_t), intent(in) :: st0
     type(c_ptr), intent(in) :: p
@@ -1510,11 +1532,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_experiment_config_json(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_experiment_config_json, default, stat)
   end function
 
   !> `info.user_data`: the config's `data` field as JSON text ('{}' for tasks that are not trials).
@@ -1523,11 +1541,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_user_data_json(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_user_data_json, default, stat)
   end function
 
   !> "TRIAL", "NOTEBOOK", "SHELL", "COMMAND", "TENSORBOARD", "CHECKPOINT_GC", ...
@@ -1536,11 +1550,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_task_type(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_task_type, default, stat)
   end function
 
   function ctx_task_id(self, default, stat) result(s)
@@ -1548,11 +1558,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_task_id(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_task_id, default, stat)
   end function
 
   function ctx_allocation_id(self, default, stat) result(s)
@@ -1560,11 +1566,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_allocation_id(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_allocation_id, default, stat)
   end function
 
   function ctx_cluster_id(self, default, stat) result(s)
@@ -1572,11 +1574,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_cluster_id(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_cluster_id, default, stat)
   end function
 
   function ctx_agent_id(self, default, stat) result(s)
@@ -1584,11 +1582,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_agent_id(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_agent_id, default, stat)
   end function
 
   function ctx_master_url(self, default, stat) result(s)
@@ -1596,11 +1590,7 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
-    type(c_ptr) :: p
-    integer(c_int32_t) :: st
-    p = c_null_ptr
-    st = det_info_master_url(self%ptr, p)
-    s = info_str(st, p, default, stat)
+    s = get_info_str(self, det_info_master_url, default, stat)
   end function
 
   !> This container's rank among the allocation's containers (0 for tasks that are not trials).

@@ -206,6 +206,16 @@ static int scenario_preempt(int argc, char **argv) {
     return 0;
 }
 
+/* A WorkersAskChief context whose ranks have all met once (one allgather). */
+static det_context *open_joined(int32_t *rank) {
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    CHECK(det_dist_rank(ctx, rank));
+    det_bytes_list *l;
+    CHECK(det_dist_allgather(ctx, "x", 1, &l));
+    det_bytes_list_free(l);
+    return ctx;
+}
+
 /* Everyone loops on allgather; the driver SIGKILLs one rank. The others must fail with
  * DET_ERR_DISTRIBUTED naming the lost rank: exit with that status after printing the message. */
 static int scenario_kill(int argc, char **argv) {
@@ -236,12 +246,9 @@ static int scenario_kill(int argc, char **argv) {
 static int scenario_stalled(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
     int32_t rank;
-    CHECK(det_dist_rank(ctx, &rank));
+    det_context *ctx = open_joined(&rank);
     det_bytes_list *l;
-    CHECK(det_dist_allgather(ctx, "x", 1, &l));
-    det_bytes_list_free(l);
     printf("READY %d\n", rank);
     fflush(stdout);
     if (rank == 0) usleep(500000); /* the test stops rank 1 meanwhile */
@@ -271,12 +278,9 @@ static int scenario_stalled(int argc, char **argv) {
 static int scenario_straggler(int argc, char **argv) {
     (void)argc;
     (void)argv;
-    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
     int32_t rank;
-    CHECK(det_dist_rank(ctx, &rank));
+    det_context *ctx = open_joined(&rank);
     det_bytes_list *l;
-    CHECK(det_dist_allgather(ctx, "x", 1, &l));
-    det_bytes_list_free(l);
     if (rank == 1) {
         sleep(6); /* alive but absent, longer than DIST_TIMEOUT */
         _exit(0);

@@ -39,6 +39,17 @@ def setup_trial(m: FakeMaster, tmp: pathlib.Path, **kw):
     return info, host, container
 
 
+def in_process_task_env(monkeypatch) -> None:
+    """This process's environment as a task's, for tests that load the library in-process: no
+    DET_* variable of the outer environment, the fake master's token, few quick retries."""
+    for k in list(os.environ):
+        if k.startswith(("DET_", "DETCORE_MASTER")):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("DET_SESSION_TOKEN", TOKEN)
+    monkeypatch.setenv("DET_USER", "determined")
+    monkeypatch.setenv("DET_RETRY_CONFIG", '{"total": 1, "backoff_factor": 0.05}')
+
+
 def base_env(info: pathlib.Path, container: pathlib.Path, **extra) -> dict:
     env = dict(os.environ)
     for k in list(env):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from oncluster_util import TOKEN, DetError, FakeMaster, Lib, default_experiment_config, setup_trial
+from oncluster_util import DetError, FakeMaster, Lib, default_experiment_config, setup_trial, in_process_task_env
 
 
 @pytest.fixture()
@@ -21,12 +21,7 @@ def lib(detcore_lib):
 
 @pytest.fixture()
 def env(monkeypatch):
-    for k in list(os.environ):
-        if k.startswith(("DET_", "DETCORE_MASTER")):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("DET_SESSION_TOKEN", TOKEN)
-    monkeypatch.setenv("DET_USER", "determined")
-    monkeypatch.setenv("DET_RETRY_CONFIG", '{"total": 1, "backoff_factor": 0.05}')
+    in_process_task_env(monkeypatch)
     return monkeypatch
 
 

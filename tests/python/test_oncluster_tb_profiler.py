@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from oncluster_util import TOKEN, FakeMaster, Lib, setup_trial
+from oncluster_util import FakeMaster, Lib, setup_trial, in_process_task_env
 
 AGENT = "agent-1"
 GROUP_KEYS = {
@@ -22,12 +22,7 @@ GROUP_KEYS = {
 
 @pytest.fixture()
 def master(tmp_path, monkeypatch):
-    for k in list(os.environ):
-        if k.startswith(("DET_", "DETCORE_MASTER")):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("DET_SESSION_TOKEN", TOKEN)
-    monkeypatch.setenv("DET_USER", "determined")
-    monkeypatch.setenv("DET_RETRY_CONFIG", '{"total": 1, "backoff_factor": 0.05}')
+    in_process_task_env(monkeypatch)
     m = FakeMaster().start()
     info, host, container = setup_trial(m, tmp_path)
     monkeypatch.setenv("DETCORE_SHARED_FS_CONTAINER_PATH", str(container))

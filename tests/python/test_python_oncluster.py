@@ -15,17 +15,12 @@ import pytest
 
 import detcore
 
-from oncluster_util import TOKEN, FakeMaster, setup_trial
+from oncluster_util import FakeMaster, setup_trial, in_process_task_env
 
 
 @pytest.fixture()
 def env(monkeypatch):
-    for k in list(os.environ):
-        if k.startswith(("DET_", "DETCORE_MASTER")):
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("DET_SESSION_TOKEN", TOKEN)
-    monkeypatch.setenv("DET_USER", "determined")
-    monkeypatch.setenv("DET_RETRY_CONFIG", '{"total": 1, "backoff_factor": 0.05}')
+    in_process_task_env(monkeypatch)
     return monkeypatch
 
 

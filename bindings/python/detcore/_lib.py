@@ -244,13 +244,26 @@ def from_c(p: Optional[int]) -> Optional[str]:
     return ctypes.string_at(p).decode("utf-8", "surrogateescape")
 
 
-class Selector:
+class _Callback:
+    """A Python callable called from C: an exception cannot cross the C frames, so it is kept
+    and re-raised by `raise_if_failed` once the C call has returned."""
+
+    def __init__(self, fn: Optional[Callable[..., Any]]) -> None:
+        self.fn = fn
+        self.error: Optional[BaseException] = None
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            err, self.error = self.error, None
+            raise err
+
+
+class Selector(_Callback):
     """A Python selector as a det_selector_fn. Exceptions it raises stop the selection and are
     re-raised by `raise_if_failed` after the C call returns."""
 
     def __init__(self, fn: Optional[Callable[[str], bool]]) -> None:
-        self.fn = fn
-        self.error: Optional[BaseException] = None
+        super().__init__(fn)
         self.cfunc = SELECTOR(self._call) if fn is not None else SELECTOR()
 
     def _call(self, path: bytes, _userdata: Any) -> bool:
@@ -262,20 +275,14 @@ class Selector:
             self.error = e
             return False
 
-    def raise_if_failed(self) -> None:
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
 
-
-class Mangler:
+class Mangler(_Callback):
     """A Python name mangler `fn(relative_name, rank) -> new_name` as a det_tb_mangler_fn. An
     exception it raises (or a name that does not fit) abandons the upload call; `raise_if_failed`
     re-raises it after the C call returns."""
 
     def __init__(self, fn: Optional[Callable[[str, int], Any]]) -> None:
-        self.fn = fn
-        self.error: Optional[BaseException] = None
+        super().__init__(fn)
         self.cfunc = MANGLER(self._call) if fn is not None else MANGLER()
 
     def _call(self, path: bytes, rank: int, name: int, name_size: int, _userdata: Any) -> bool:
@@ -299,11 +306,6 @@ class Mangler:
         except BaseException as e:  # noqa: B902 - re-raised by raise_if_failed
             self.error = e
             return False
-
-    def raise_if_failed(self) -> None:
-        if self.error is not None:
-            err, self.error = self.error, None
-            raise err
 
 
 # ---- the library -------------------------------------------------------------------------------------
