@@ -5,6 +5,8 @@
 
 #include <detcore.h>
 
+#include "threads.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

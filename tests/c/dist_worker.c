@@ -9,6 +9,8 @@
 #define _DEFAULT_SOURCE
 #include <detcore.h>
 
+#include "threads.h"
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdint.h>
@@ -93,6 +95,7 @@ static void verify_list(det_bytes_list *l, int n, size_t size, const char *what)
 }
 
 static int scenario_collectives(int argc, char **argv) {
+    int threads_before = test_thread_count();
     det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
     int32_t rank, size, lrank, lsize;
     CHECK(det_dist_rank(ctx, &rank));
@@ -136,8 +139,11 @@ static int scenario_collectives(int argc, char **argv) {
         free(buf);
     }
     CHECK(det_dist_barrier(ctx));
-    printf("RESULT %d ok\n", rank);
     CHECK(det_core_close(ctx));
+    /* Every connection's reader thread is joined by close. */
+    if (test_thread_count() != threads_before)
+        DIE("%d threads before det_core_init, %d after det_core_close", threads_before, test_thread_count());
+    printf("RESULT %d ok\n", rank);
     return 0;
 }
 

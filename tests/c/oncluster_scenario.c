@@ -4,6 +4,8 @@
  * DET_CLUSTER_INFO_DIR at its info files. Exit code 0 on success; messages on stderr. */
 #include <detcore.h>
 
+#include "threads.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +45,7 @@ int main(void) {
     OK(det_init_options_default(&o, sizeof o));
     o.tensorboard_mode = DET_TENSORBOARD_MODE_MANUAL;
     det_context *ctx = NULL;
+    int threads_before = test_thread_count();
     OK(det_core_init(&o, &ctx));
 
     bool on = false;
@@ -142,6 +145,12 @@ int main(void) {
         usleep(50000);
     }
     OK(det_core_close(ctx));
+    /* The master's threads (reporter, preemption poll, acknowledgement) are joined by close. */
+    if (test_thread_count() != threads_before) {
+        fprintf(stderr, "scenario: %d threads before det_core_init, %d after det_core_close\n", threads_before,
+                test_thread_count());
+        return 5;
+    }
     printf("done\n");
     return 0;
 }

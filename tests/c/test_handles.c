@@ -155,6 +155,38 @@ static void other_handles(void) {
     CHECK_ERR(det_tb_writer_close(w), DET_ERR_STATE, "not open");
 }
 
+/* A context using every background service off-cluster (reporter, signal watcher, asynchronous
+ * uploads, TensorBoard writer and sync, profiler) leaves no thread behind once closed. */
+static void close_joins_every_thread(void) {
+    int before = test_thread_count();
+    det_init_options o;
+    const char *dir = test_tmpdir("threads");
+    test_options(&o, dir, "threads");
+    o.async_checkpoints = true;
+    o.tensorboard_mode = DET_TENSORBOARD_MODE_AUTO;
+    det_context *ctx = NULL;
+    CHECK_OK(det_core_init(&o, &ctx));
+    CHECK_OK(det_profiler_on(ctx, 0.1, 2));
+    CHECK_OK(det_train_report_training_metrics(ctx, 1, "{\"loss\": 1.5}", NULL));
+    det_ckpt_store *store = NULL;
+    CHECK_OK(det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 1}", false, &store));
+    const char *path = NULL;
+    CHECK_OK(det_ckpt_store_path(store, &path));
+    char file[700];
+    snprintf(file, sizeof file, "%s/w.bin", path);
+    CHECK(test_write_file(file, "weights") == 0);
+    char id[DET_STORAGE_ID_LEN];
+    CHECK_OK(det_ckpt_store_path_end(store, id));
+    bool b;
+    CHECK_OK(det_should_preempt(ctx, &b));
+    usleep(300000); /* let the profiler sample */
+    int during = test_thread_count();
+    if (during <= before) FAILF("%d threads before det_core_init, %d while the context runs", before, during);
+    CHECK_OK(det_core_close(ctx));
+    int after = test_thread_count();
+    if (after != before) FAILF("%d threads before det_core_init, %d after det_core_close", before, after);
+}
+
 /* Every det_context function of the header is in CONTEXT_CALLS (besides init and close). */
 static void list_is_complete(void) {
     CHECK(CONTEXT_CALL_COUNT == DETCORE_TEST_CONTEXT_FUNCTIONS);
@@ -164,4 +196,4 @@ static void list_is_complete(void) {
 }
 
 TEST_MAIN(TEST(null_context_everywhere), TEST(closed_context_everywhere), TEST(other_handles),
-          TEST(list_is_complete))
+          TEST(list_is_complete), TEST(close_joins_every_thread))
