@@ -8,6 +8,7 @@ use crate::distributed::{DistributedConfig, DistributedContext};
 use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::json::{parse, Map, Value};
+use crate::options::env_nonempty;
 use crate::options::InitOptions;
 use crate::preempt::agreement::Agreement;
 use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher};
@@ -47,10 +48,6 @@ pub struct Context {
     close_timeout: Duration,
     /// On-cluster parts (master client, long poll, acknowledgement); `None` off-cluster.
     oncluster: Option<oncluster::Runtime>,
-}
-
-fn env_nonempty(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
 /// The default off-cluster checkpoint folder: `$XDG_DATA_HOME/determined`, else

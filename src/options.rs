@@ -82,3 +82,8 @@ impl Default for InitOptions {
         }
     }
 }
+
+/// The value of environment variable `k`, `None` when unset or empty.
+pub(crate) fn env_nonempty(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}

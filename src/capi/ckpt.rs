@@ -50,6 +50,15 @@ struct RestoreEntry {
 static STORES: Registry<StoreEntry> = Registry::new("store");
 static RESTORES: Registry<RestoreEntry> = Registry::new("restore");
 
+/// Move the scope out of a handle's entry just removed from its registry (a handle is removed
+/// once, so only a bug finds it gone).
+fn take_scope<S>(scope: &Mutex<Option<S>>, what: &str) -> Result<S> {
+    scope
+        .lock()
+        .take()
+        .ok_or_else(|| Error::new(Kind::State, format!("{what} was already ended")))
+}
+
 fn parse_download_mode(v: i32) -> Result<DownloadMode> {
     match v {
         DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD => {
@@ -248,11 +257,7 @@ unsafe fn end_store(
     storage_id_out: *mut c_char,
 ) -> Result<()> {
     let e = STORES.remove(store as usize)?;
-    let scope = e
-        .scope
-        .lock()
-        .take()
-        .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
+    let scope = take_scope(&e.scope, "store")?;
     let id = e
         .ctx
         .with_live(|c| c.checkpoint().store_path_end_mode(scope, mode))?;
@@ -272,11 +277,7 @@ pub extern "C" fn det_ckpt_store_path_abort(store: *mut det_ckpt_store) -> det_s
     }
     call("det_ckpt_store_path_abort", || {
         let e = STORES.remove(store as usize)?;
-        let scope = e
-            .scope
-            .lock()
-            .take()
-            .ok_or_else(|| Error::new(Kind::State, "store was already ended"))?;
+        let scope = take_scope(&e.scope, "store")?;
         e.ctx.with_live(|c| c.checkpoint().store_path_abort(scope))
     })
 }
@@ -405,11 +406,7 @@ pub unsafe extern "C" fn det_ckpt_restore_path(
 pub extern "C" fn det_ckpt_restore_path_end(restore: *mut det_ckpt_restore) -> det_status {
     call("det_ckpt_restore_path_end", || {
         let e = RESTORES.remove(restore as usize)?;
-        let scope = e
-            .scope
-            .lock()
-            .take()
-            .ok_or_else(|| Error::new(Kind::State, "restore was already ended"))?;
+        let scope = take_scope(&e.scope, "restore")?;
         e.ctx.with_live(|c| c.checkpoint().restore_path_end(scope))
     })
 }

@@ -27,6 +27,7 @@ use crate::error::{Error, Kind, Result};
 use crate::info::Info;
 use crate::master::preempt::{AckSender, MasterPoll};
 use crate::master::{AlertLevel, MasterClient, MasterUrl, RetryPolicy, Timeouts, TlsSettings};
+use crate::options::env_nonempty;
 use crate::options::InitOptions;
 use crate::preempt::longpoll::LongPollWatcher;
 use crate::preempt::{signals, PreemptMode, PreemptState, Sources, Watcher};
@@ -53,10 +54,6 @@ pub(crate) struct Runtime {
 
 /// How long init waits for the initial preemption poll (Python's client timeout is 10 s).
 const FIRST_POLL_WAIT: Duration = Duration::from_secs(12);
-
-fn env_nonempty(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
 
 /// Where the experiment's shared_fs `host_path` is mounted: `/determined_shared_fs`, or
 /// `DETCORE_SHARED_FS_CONTAINER_PATH` (tests, unusual mounts).

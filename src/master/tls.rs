@@ -13,6 +13,7 @@
 use super::url::MasterUrl;
 use crate::error::Result;
 use crate::json::{parse, Value};
+use crate::options::env_nonempty;
 use crate::{bail, err, log_warn};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -42,10 +43,6 @@ pub struct TlsSettings {
     pub trust: Trust,
     /// `DET_MASTER_CERT_NAME`: the name to verify instead of the URL's host.
     pub cert_name: Option<String>,
-}
-
-fn env_nonempty(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
 /// Determined's config folder: `DET_DEBUG_CONFIG_PATH`, else `$XDG_CONFIG_HOME/determined`,

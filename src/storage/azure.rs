@@ -17,7 +17,7 @@ use super::config::AzureConfig;
 use super::http::{self, decode, encode, Body, Failure, Flavor, Http, Request, Tuning};
 use super::object::{ObjectInfo, ObjectStore};
 use super::xml;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::{bail, err, log_info, log_warn};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
@@ -513,29 +513,18 @@ impl ObjectStore for AzureStore {
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {
-        let failed: parking_lot::Mutex<Option<Error>> = parking_lot::Mutex::new(None);
-        let pool = super::transfer::Pool::new(keys.iter());
-        pool.run(
-            self.http.tuning().concurrency.min(keys.len().max(1)),
-            |key, _| {
-                let what = self.url(key);
-                let r = self.http.retry(|_| {
-                    let req = self.signed("DELETE", &self.blob_path(key), &[], &[], 0)?;
-                    match self.http.send(&req, Body::Empty, &what) {
-                        Ok(r) => http::read_body(r, 1 << 20, &what).map(|_| ()),
-                        Err(f) if f.status == Some(404) => Ok(()),
-                        Err(f) => Err(f),
-                    }
-                });
-                if let Err(e) = r {
-                    failed.lock().get_or_insert(e);
+        let threads = self.http.tuning().concurrency.min(keys.len().max(1));
+        super::transfer::Pool::new(keys.iter()).try_run(threads, false, |key, _| {
+            let what = self.url(key);
+            self.http.retry(|_| {
+                let req = self.signed("DELETE", &self.blob_path(key), &[], &[], 0)?;
+                match self.http.send(&req, Body::Empty, &what) {
+                    Ok(r) => http::read_body(r, 1 << 20, &what).map(|_| ()),
+                    Err(f) if f.status == Some(404) => Ok(()),
+                    Err(f) => Err(f),
                 }
-            },
-        );
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            })
+        })
     }
 }
 

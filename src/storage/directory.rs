@@ -96,7 +96,6 @@ const COPY_THREADS: usize = 8;
 /// (a reflink, no data copied), NFS 4.2 copies on the server, others copy in the kernel without
 /// a round trip through user space; it falls back to a buffered copy where none of this works.
 fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
-    let failed: parking_lot::Mutex<Option<Error>> = parking_lot::Mutex::new(None);
     // Largest first, so that a big file does not start last.
     let mut order: Vec<(u64, usize)> = copies
         .iter()
@@ -105,25 +104,14 @@ fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
         .collect();
     order.sort_by(|a, b| b.cmp(a));
     let pool = super::transfer::Pool::new(order.into_iter().map(|(_, i)| i));
-    pool.run(COPY_THREADS.min(copies.len()).max(1), |i, _| {
-        if failed.lock().is_some() {
-            return;
-        }
+    pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
         let (from, to) = &copies[i];
-        let copied = if from.as_os_str().is_empty() {
-            Ok(0)
-        } else {
-            fsutil::copy_file(from, to)
-        };
-        // Flushed here, in parallel, while other threads still copy.
-        if let Err(e) = copied.and_then(|_| fsutil::fsync_path(to)) {
-            failed.lock().get_or_insert(e);
+        if !from.as_os_str().is_empty() {
+            fsutil::copy_file(from, to)?;
         }
-    });
-    match failed.into_inner() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+        // Flushed here, in parallel, while other threads still copy.
+        fsutil::fsync_path(to)
+    })
 }
 
 impl Storage for DirectoryStorage {
@@ -152,12 +140,6 @@ impl Storage for DirectoryStorage {
         fsutil::fsync_tree(staged)
             .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
         self.rename_into_place(staged, id)
-    }
-
-    fn discard(&self, staged: &Path) {
-        if let Err(e) = fsutil::remove_tree(staged) {
-            log_warn!("could not remove abandoned checkpoint folder: {e}");
-        }
     }
 
     fn upload(
@@ -200,6 +182,17 @@ impl Storage for DirectoryStorage {
             self.discard(&staged);
         }
         res
+    }
+
+    fn list(&self, id: &str) -> Result<Vec<String>> {
+        let src = self.existing_ckpt_dir(id)?;
+        let mut names = Vec::new();
+        // A selector that refuses every name is offered them all and copies nothing.
+        fsutil::copy_selected(&src, Path::new("/"), &mut |n: &str| {
+            names.push(n.to_owned());
+            false
+        })?;
+        Ok(names)
     }
 
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {

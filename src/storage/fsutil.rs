@@ -110,17 +110,11 @@ pub fn fsync_all(paths: &[PathBuf]) -> Result<()> {
     if paths.len() <= 1 {
         return paths.iter().try_for_each(|p| fsync_path(p));
     }
-    let failed: parking_lot::Mutex<Option<Error>> = parking_lot::Mutex::new(None);
-    let pool = super::transfer::Pool::new(paths.iter());
-    pool.run(FSYNC_THREADS.min(paths.len()), |p, _| {
-        if let Err(e) = fsync_path(p) {
-            failed.lock().get_or_insert(e);
-        }
-    });
-    match failed.into_inner() {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    super::transfer::Pool::new(paths.iter()).try_run(
+        FSYNC_THREADS.min(paths.len()),
+        false,
+        |p, _| fsync_path(p),
+    )
 }
 
 /// fsync one file or folder.

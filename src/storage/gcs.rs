@@ -17,6 +17,7 @@ use super::http::{self, encode, Body, Failure, Flavor, Http, Request, Tuning};
 use super::object::{ObjectInfo, ObjectStore};
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
+use crate::options::env_nonempty as env;
 use crate::{bail, err};
 use base64::Engine as _;
 use parking_lot::Mutex;
@@ -25,10 +26,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
-}
 
 fn b64url(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
@@ -559,29 +556,18 @@ impl ObjectStore for GcsStore {
     }
 
     fn delete(&self, keys: &[String]) -> Result<()> {
-        let failed: Mutex<Option<Error>> = Mutex::new(None);
-        let pool = super::transfer::Pool::new(keys.iter());
-        pool.run(
-            self.http.tuning().concurrency.min(keys.len().max(1)),
-            |key, _| {
-                let what = self.url(key);
-                let r = self.http.retry(|_| {
-                    let req = self.req("DELETE", self.object_url(key))?;
-                    match self.http.send(&req, Body::Empty, &what) {
-                        Ok(r) => http::read_body(r, 1 << 20, &what).map(|_| ()),
-                        Err(f) if f.status == Some(404) => Ok(()),
-                        Err(f) => Err(f),
-                    }
-                });
-                if let Err(e) = r {
-                    failed.lock().get_or_insert(e);
+        let threads = self.http.tuning().concurrency.min(keys.len().max(1));
+        super::transfer::Pool::new(keys.iter()).try_run(threads, false, |key, _| {
+            let what = self.url(key);
+            self.http.retry(|_| {
+                let req = self.req("DELETE", self.object_url(key))?;
+                match self.http.send(&req, Body::Empty, &what) {
+                    Ok(r) => http::read_body(r, 1 << 20, &what).map(|_| ()),
+                    Err(f) if f.status == Some(404) => Ok(()),
+                    Err(f) => Err(f),
                 }
-            },
-        );
-        match failed.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            })
+        })
     }
 }
 

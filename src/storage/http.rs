@@ -541,20 +541,6 @@ impl Http {
             }
         }
     }
-
-    /// Send `req` with retries and return the answer's body as bytes (at most `limit` bytes).
-    pub fn fetch_bytes(
-        &self,
-        req: &Request,
-        body: Body<'_>,
-        what: &str,
-        limit: u64,
-    ) -> Result<Vec<u8>> {
-        self.retry(|_| {
-            let resp = self.send(req, body, what)?;
-            read_body(resp, limit, what)
-        })
-    }
 }
 
 /// Read a response body (at most `limit` bytes); a connection lost midway is retryable.

@@ -58,27 +58,20 @@ pub trait Storage: Send + Sync {
         false
     }
 
-    /// The relative names (folders end in `/`) of checkpoint `id`'s objects. The default asks
-    /// `download` with a selector that records every name and refuses all of them.
-    fn list(&self, id: &str) -> Result<Vec<String>> {
-        let tmp =
-            std::env::temp_dir().join(format!(".detcore-list-{}", uuid::Uuid::new_v4().simple()));
-        let mut names = Vec::new();
-        let mut rec = |n: &str| {
-            names.push(n.to_owned());
-            false
-        };
-        let r = self.download(id, &tmp, Some(&mut rec));
-        let _ = fsutil::remove_tree(&tmp);
-        r.map(|_| names)
-    }
+    /// The relative names (folders end in `/`) of checkpoint `id`'s objects, in the order
+    /// `download` offers them to a selector.
+    fn list(&self, id: &str) -> Result<Vec<String>>;
 
     /// Make the staged folder the complete checkpoint `id` (all of it, or only `files`, the
     /// relative names of a sharded rank's part). Consumes the staged folder.
     fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<()>;
 
-    /// Remove a staged folder that will not be published.
-    fn discard(&self, staged: &Path);
+    /// Remove a staged folder that will not be published (a failure is only logged).
+    fn discard(&self, staged: &Path) {
+        if let Err(e) = fsutil::remove_tree(staged) {
+            crate::log_warn!("could not remove abandoned checkpoint folder: {e}");
+        }
+    }
 
     /// Store `files` (names relative to `src`; folders end in `/`) and the in-memory `extra`
     /// files as checkpoint `id`. `extra` files are stored last.

@@ -120,13 +120,6 @@ pub struct ObjectStorage<S: ObjectStore> {
     temp_dir: PathBuf,
 }
 
-fn default_temp_dir() -> PathBuf {
-    std::env::var_os("TMPDIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-}
-
 impl<S: ObjectStore> ObjectStorage<S> {
     /// Checkpoints in `store` under `prefix` (already normalized), staged in `temp_dir`.
     pub fn new(config: StorageConfig, store: S, prefix: &str, temp_dir: Option<PathBuf>) -> Self {
@@ -139,13 +132,8 @@ impl<S: ObjectStore> ObjectStorage<S> {
             config,
             store,
             base,
-            temp_dir: temp_dir.unwrap_or_else(default_temp_dir),
+            temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
         }
-    }
-
-    /// The backend's primitives.
-    pub fn store(&self) -> &S {
-        &self.store
     }
 
     fn ckpt_prefix(&self, id: &str) -> String {
@@ -254,6 +242,46 @@ impl<S: ObjectStore> ObjectStorage<S> {
         self.store.list(&prefix)
     }
 
+    /// The objects of checkpoint `id` as (relative name, local path under `dst`, object), every
+    /// key checked before any of it becomes a local path; `NotFound` for no objects.
+    fn entries(&self, id: &str, dst: &Path) -> Result<Vec<(String, PathBuf, ObjectInfo)>> {
+        let prefix = self.ckpt_prefix(id);
+        let objects = self.list_checkpoint(id)?;
+        if objects.is_empty() {
+            bail!(NotFound, "checkpoint {id} not found in {}", self.describe());
+        }
+        // Check every key before any of it becomes a local path.
+        let mut entries = Vec::with_capacity(objects.len());
+        for o in objects {
+            // A listing answer is not trusted: a key outside the asked prefix is refused
+            // (slicing it would panic or place a file outside `dst`).
+            let Some(rel) = o.key.strip_prefix(prefix.as_str()).map(str::to_owned) else {
+                bail!(
+                    Storage,
+                    "checkpoint {id}: {} lists {:?}, which is not under {prefix:?}",
+                    self.describe(),
+                    o.key
+                );
+            };
+            if rel.is_empty() {
+                continue; // a marker of the checkpoint folder itself
+            }
+            let path = safe_join(dst, &rel).map_err(|e| {
+                Error::new(
+                    Kind::Storage,
+                    format!(
+                        "checkpoint {id}: {} lists {:?}: {}",
+                        self.describe(),
+                        o.key,
+                        e.message()
+                    ),
+                )
+            })?;
+            entries.push((rel, path, o));
+        }
+        Ok(entries)
+    }
+
     fn get_bytes(&self, key: &str, limit: u64) -> Result<Vec<u8>> {
         let url = self.store.url(key);
         self.store.http().retry(|_| {
@@ -294,12 +322,6 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         Ok(())
     }
 
-    fn discard(&self, staged: &Path) {
-        if let Err(e) = fsutil::remove_tree(staged) {
-            log_warn!("could not remove abandoned checkpoint folder: {e}");
-        }
-    }
-
     fn upload(
         &self,
         src: &Path,
@@ -310,41 +332,13 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         self.store_checkpoint(src, files, extra, id)
     }
 
+    fn list(&self, id: &str) -> Result<Vec<String>> {
+        let entries = self.entries(id, Path::new("/"))?;
+        Ok(entries.into_iter().map(|(rel, _, _)| rel).collect())
+    }
+
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
-        let prefix = self.ckpt_prefix(id);
-        let objects = self.list_checkpoint(id)?;
-        if objects.is_empty() {
-            bail!(NotFound, "checkpoint {id} not found in {}", self.describe());
-        }
-        // Check every key before any of it becomes a local path.
-        let mut entries = Vec::with_capacity(objects.len());
-        for o in objects {
-            // A listing answer is not trusted: a key outside the asked prefix is refused
-            // (slicing it would panic or place a file outside `dst`).
-            let Some(rel) = o.key.strip_prefix(prefix.as_str()).map(str::to_owned) else {
-                bail!(
-                    Storage,
-                    "checkpoint {id}: {} lists {:?}, which is not under {prefix:?}",
-                    self.describe(),
-                    o.key
-                );
-            };
-            if rel.is_empty() {
-                continue; // a marker of the checkpoint folder itself
-            }
-            let path = safe_join(dst, &rel).map_err(|e| {
-                Error::new(
-                    Kind::Storage,
-                    format!(
-                        "checkpoint {id}: {} lists {:?}: {}",
-                        self.describe(),
-                        o.key,
-                        e.message()
-                    ),
-                )
-            })?;
-            entries.push((rel, path, o));
-        }
+        let entries = self.entries(id, dst)?;
         let mut sel = selector;
         fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
         let mut fetches = Vec::new();

@@ -24,6 +24,7 @@ use super::http::{self, Body, Failure, Flavor, Http, Request, Tuning};
 use super::object::{ObjectInfo, ObjectStore};
 use super::xml;
 use crate::error::Result;
+use crate::options::env_nonempty as env;
 use crate::{bail, err, log_info};
 use base64::Engine as _;
 use md5::Digest as _;
@@ -45,10 +46,6 @@ impl std::fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "AwsCredentials({}, ***)", self.key)
     }
-}
-
-fn env(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
 }
 
 fn home_file(var: &str, default: &str) -> Option<PathBuf> {

@@ -115,6 +115,29 @@ impl<T: Send> Pool<T> {
     }
 }
 
+impl<T: Send> Pool<T> {
+    /// [`run`](Pool::run) for fallible work: the first error is returned once every thread has
+    /// stopped. With `stop_on_error`, tasks not yet started are skipped after an error (a
+    /// transfer that failed); without, every task still runs (deletes, fsyncs).
+    pub fn try_run(
+        &self,
+        threads: usize,
+        stop_on_error: bool,
+        work: impl Fn(T, &Pool<T>) -> Result<()> + Sync,
+    ) -> Result<()> {
+        let failed: Mutex<Option<Error>> = Mutex::new(None);
+        self.run(threads, |t, pool| {
+            if stop_on_error && failed.lock().is_some() {
+                return;
+            }
+            if let Err(e) = work(t, pool) {
+                failed.lock().get_or_insert(e);
+            }
+        });
+        failed.into_inner().map_or(Ok(()), Err)
+    }
+}
+
 /// What to store under a key.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -208,113 +231,99 @@ pub fn upload(
         Source::File(_, n) => std::cmp::Reverse(*n),
         _ => std::cmp::Reverse(0),
     });
-    let tasks = order.into_iter().map(|i| match &items[i].source {
-        Source::File(_, n) if parallel_parts && *n > part_size => Task::Begin(i),
-        _ => Task::Put(i),
-    });
-    let pool = Pool::new(tasks);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    let tasks: Vec<Task> = order
+        .into_iter()
+        .map(|i| match &items[i].source {
+            Source::File(_, n) if parallel_parts && *n > part_size => Task::Begin(i),
+            _ => Task::Put(i),
+        })
+        .collect();
+    // As many threads as there will ever be requests in flight, up to the concurrency.
+    let requests: u64 = tasks
+        .iter()
+        .map(|t| match t {
+            Task::Begin(i) => match &items[*i].source {
+                Source::File(_, n) => part_layout(*n, part_size, max_parts).0,
+                _ => 1,
+            },
+            _ => 1,
+        })
+        .sum();
+    let threads = tuning.concurrency.min(requests.max(1) as usize);
     let stored: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let fail = |e: Error| {
-        let mut f = failed.lock();
-        if f.is_none() {
-            *f = Some(e);
+    let res = Pool::new(tasks).try_run(threads, true, |task, pool| match task {
+        Task::Put(i) => {
+            let it = &items[i];
+            match &it.source {
+                Source::Marker => store.put(&it.key, Body::Empty),
+                Source::Bytes(b) => store.put(&it.key, Body::Bytes(b)),
+                Source::File(p, n) if !parallel_parts && *n > part_size => {
+                    store.put_large(&it.key, p, *n)
+                }
+                Source::File(p, n) => store.put(
+                    &it.key,
+                    Body::File {
+                        path: p,
+                        offset: 0,
+                        len: *n,
+                    },
+                ),
+            }?;
+            stored.lock().push(it.key.clone());
+            Ok(())
         }
-    };
-    pool.run(tuning.concurrency, |task, pool| {
-        if failed.lock().is_some() {
-            return;
+        Task::Begin(i) => {
+            let it = &items[i];
+            let Source::File(_, size) = &it.source else {
+                return Ok(());
+            };
+            let (count, _) = part_layout(*size, part_size, max_parts);
+            let id = store.begin_parts(&it.key)?;
+            {
+                let mut m = multiparts[i].lock();
+                m.upload_id = Some(id);
+                m.etags = vec![None; count as usize];
+                m.remaining = count as usize;
+            }
+            for p in 0..count {
+                pool.push(Task::Part(i, p as u32));
+            }
+            Ok(())
         }
-        match task {
-            Task::Put(i) => {
-                let it = &items[i];
-                let res = match &it.source {
-                    Source::Marker => store.put(&it.key, Body::Empty),
-                    Source::Bytes(b) => store.put(&it.key, Body::Bytes(b)),
-                    Source::File(p, n) if !parallel_parts && *n > part_size => {
-                        store.put_large(&it.key, p, *n)
-                    }
-                    Source::File(p, n) => store.put(
-                        &it.key,
-                        Body::File {
-                            path: p,
-                            offset: 0,
-                            len: *n,
-                        },
-                    ),
-                };
-                match res {
-                    Ok(()) => stored.lock().push(it.key.clone()),
-                    Err(e) => fail(e),
-                }
+        Task::Part(i, p) => {
+            let it = &items[i];
+            let Source::File(path, size) = &it.source else {
+                return Ok(());
+            };
+            let (_, ps) = part_layout(*size, part_size, max_parts);
+            let offset = p as u64 * ps;
+            let len = ps.min(size - offset);
+            let upload_id = multiparts[i].lock().upload_id.clone().unwrap_or_default();
+            let body = Body::File { path, offset, len };
+            let tag = store.put_part(&it.key, &upload_id, p + 1, body)?;
+            let complete = {
+                let mut m = multiparts[i].lock();
+                m.etags[p as usize] = Some(tag);
+                m.remaining -= 1;
+                (m.remaining == 0).then(|| {
+                    m.etags
+                        .iter()
+                        .map(|t| t.clone().unwrap_or_default())
+                        .collect::<Vec<_>>()
+                })
+            };
+            if let Some(tags) = complete {
+                store.complete_parts(&it.key, &upload_id, &tags, *size)?;
+                multiparts[i].lock().finished = true;
+                stored.lock().push(it.key.clone());
             }
-            Task::Begin(i) => {
-                let it = &items[i];
-                let Source::File(_, size) = &it.source else {
-                    return;
-                };
-                let (count, _) = part_layout(*size, part_size, max_parts);
-                match store.begin_parts(&it.key) {
-                    Ok(id) => {
-                        {
-                            let mut m = multiparts[i].lock();
-                            m.upload_id = Some(id);
-                            m.etags = vec![None; count as usize];
-                            m.remaining = count as usize;
-                        }
-                        for p in 0..count {
-                            pool.push(Task::Part(i, p as u32));
-                        }
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            Task::Part(i, p) => {
-                let it = &items[i];
-                let Source::File(path, size) = &it.source else {
-                    return;
-                };
-                let (_, ps) = part_layout(*size, part_size, max_parts);
-                let offset = p as u64 * ps;
-                let len = ps.min(size - offset);
-                let upload_id = multiparts[i].lock().upload_id.clone().unwrap_or_default();
-                let body = Body::File { path, offset, len };
-                match store.put_part(&it.key, &upload_id, p + 1, body) {
-                    Ok(tag) => {
-                        let complete = {
-                            let mut m = multiparts[i].lock();
-                            m.etags[p as usize] = Some(tag);
-                            m.remaining -= 1;
-                            if m.remaining == 0 {
-                                Some(
-                                    m.etags
-                                        .iter()
-                                        .map(|t| t.clone().unwrap_or_default())
-                                        .collect::<Vec<_>>(),
-                                )
-                            } else {
-                                None
-                            }
-                        };
-                        if let Some(tags) = complete {
-                            match store.complete_parts(&it.key, &upload_id, &tags, *size) {
-                                Ok(()) => {
-                                    multiparts[i].lock().finished = true;
-                                    stored.lock().push(it.key.clone());
-                                }
-                                Err(e) => fail(e),
-                            }
-                        }
-                    }
-                    Err(e) => fail(e),
-                }
-            }
+            Ok(())
         }
     });
     let stored = stored.into_inner();
-    match failed.into_inner() {
-        None => Ok(stored),
-        Some(e) => {
+    match res {
+        Ok(()) => Ok(stored),
+        Err(e) => {
             for (i, m) in multiparts.iter().enumerate() {
                 let m = m.lock();
                 if let (Some(id), false) = (&m.upload_id, m.finished) {
@@ -430,23 +439,13 @@ pub fn download(store: &dyn ObjectStore, fetches: &[Fetch]) -> Result<()> {
             off = end;
         }
     }
-    let pool = Pool::new(tasks);
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    pool.run(tuning.concurrency, |(i, start, end), _| {
-        if failed.lock().is_some() {
-            return;
-        }
-        if let Err(e) = fetch_range(store, &fetches[i], &files[i], start, end) {
-            let mut f = failed.lock();
-            if f.is_none() {
-                *f = Some(e);
-            }
-        }
-    });
-    match failed.into_inner() {
-        Some(e) => Err(e),
-        None => Ok(()),
+    if tasks.is_empty() {
+        return Ok(()); // nothing but empty files (or nothing selected): no threads needed
     }
+    let threads = tuning.concurrency.min(tasks.len());
+    Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
+        fetch_range(store, &fetches[i], &files[i], start, end)
+    })
 }
 
 #[cfg(test)]
