@@ -962,13 +962,15 @@ det_status det_last_error_copy(char *buf, size_t cap, size_t *len);
 // folder of `det_train_get_tensorboard_path`, where AUTO mode syncs them to the checkpoint
 // storage with the metrics' events. Files are named
 // `events.out.tfevents.<seconds>.<host>.<pid>.<n>`; several writers never share a file.
-// Events are written at the latest a second after they were added, on `det_tb_writer_flush`,
-// and on `det_tb_writer_close`; each write is whole records, so a TensorBoard reading the files
+// Events are buffered and written by the first add a second or more after the previous write
+// (there is no background thread: the last events of a burst wait for the next add), by
+// `det_tb_writer_flush` and by `det_tb_writer_close`; each write is whole records, so a TensorBoard reading the files
 // meanwhile never sees a torn record.
 //
 // # Safety
 // `dir` must be a C string; `out` writable.
-det_status det_tb_writer_open(const char *dir, det_tb_writer **out);
+det_status det_tb_writer_open(const char *dir,
+                              det_tb_writer **out);
 
 // Add the scalar `tag` = `value` at `step` (stored as a 32-bit float, as TensorFlow does; NaN
 // and ±Inf are kept).

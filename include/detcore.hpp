@@ -724,7 +724,8 @@ private:
 /// what `torch.utils.tensorboard.SummaryWriter` is in Python). Write into
 /// `ctx.train().get_tensorboard_path()` and the files are uploaded with the metrics' events
 /// (AUTO mode) or by `upload_tensorboard_files` (MANUAL mode). Events reach the file at the
-/// latest a second after they were added, on `flush()` and on `close()`. Move-only; the
+/// first add a second or more after the previous write (no background thread), on `flush()`
+/// and on `close()`. Move-only; the
 /// destructor closes it (printing, not throwing, a failure: call close() to get it as an
 /// exception). Thread-safe like the C handle.
 ///

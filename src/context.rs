@@ -42,7 +42,7 @@ pub struct Context {
     sources: Sources,
     watcher: Mutex<Watcher>,
     signals: Mutex<Option<signals::Registration>>,
-    tensorboard: Option<Arc<TensorboardManager>>,
+    tensorboard: Arc<TensorboardManager>,
     profiler: Profiler,
     closed: AtomicBool,
     close_timeout: Duration,
@@ -123,6 +123,50 @@ fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
     }
 }
 
+/// The local preemption sources of `opts` (signals, halt file, end time), validated before
+/// anything is started.
+fn local_sources(opts: &InitOptions) -> Result<Sources> {
+    let signals_wanted = opts
+        .preempt_signals
+        .clone()
+        .unwrap_or_else(|| vec![libc::SIGTERM, libc::SIGUSR1]);
+    Sources::resolve_env(
+        signals_wanted,
+        opts.halt_file.clone(),
+        opts.end_time,
+        opts.halt_margin_seconds,
+    )
+}
+
+/// Preemption, set up last (nothing after it can fail once signal handlers are installed): the
+/// state, the WorkersAskChief agreement of a multi-rank job, the acknowledger (on-cluster), the
+/// signal handlers and the watcher of the halt file and end time.
+fn start_preemption(
+    opts: &InitOptions,
+    dist: &DistributedContext,
+    sources: &Sources,
+    ack: Option<Arc<dyn preempt::Acknowledger>>,
+) -> Result<(Arc<PreemptState>, Option<signals::Registration>, Watcher)> {
+    let preempt = Arc::new(PreemptState::with_mode(
+        !sources.signals.is_empty(),
+        opts.preempt_mode,
+        dist.config().rank,
+    ));
+    if dist.config().size > 1 && opts.preempt_mode == PreemptMode::WorkersAskChief {
+        preempt.set_agreement(agreement_for(dist)?);
+    }
+    if let Some(a) = ack {
+        preempt.set_acknowledger(a);
+    }
+    let registration = if sources.signals.is_empty() {
+        None
+    } else {
+        Some(signals::install(&sources.signals)?)
+    };
+    let watcher = Watcher::start(preempt.clone(), sources)?;
+    Ok((preempt, registration, watcher))
+}
+
 impl Context {
     /// Build a context from `opts`: on-cluster when the info folder has `cluster.json`, else
     /// off-cluster.
@@ -164,16 +208,7 @@ impl Context {
         };
 
         // Preemption sources (validated before anything is created).
-        let signals_wanted = opts
-            .preempt_signals
-            .clone()
-            .unwrap_or_else(|| vec![libc::SIGTERM, libc::SIGUSR1]);
-        let sources = Sources::resolve_env(
-            signals_wanted,
-            opts.halt_file.clone(),
-            opts.end_time,
-            opts.halt_margin_seconds,
-        )?;
+        let sources = local_sources(&opts)?;
 
         // Storage.
         let spec: StorageSpec =
@@ -258,20 +293,7 @@ impl Context {
         );
 
         // Preemption last: nothing above can fail after handlers are installed.
-        let preempt = Arc::new(PreemptState::with_mode(
-            !sources.signals.is_empty(),
-            opts.preempt_mode,
-            rank,
-        ));
-        if dist.config().size > 1 && opts.preempt_mode == PreemptMode::WorkersAskChief {
-            preempt.set_agreement(agreement_for(&dist)?);
-        }
-        let registration = if sources.signals.is_empty() {
-            None
-        } else {
-            Some(signals::install(&sources.signals)?)
-        };
-        let watcher = Watcher::start(preempt.clone(), &sources)?;
+        let (preempt, registration, watcher) = start_preemption(&opts, &dist, &sources, None)?;
 
         let info = Info {
             on_cluster: false,
@@ -294,7 +316,7 @@ impl Context {
             sources,
             watcher: Mutex::new(watcher),
             signals: Mutex::new(registration),
-            tensorboard: Some(tb),
+            tensorboard: tb,
             profiler,
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,
@@ -323,10 +345,7 @@ impl Context {
         let ckpt = self.checkpoint.close();
         let reports = self.reporter.close(left());
         // Then the final TensorBoard sync, which sees the events the reporter just wrote.
-        let tb = match &self.tensorboard {
-            Some(tb) => tb.close(left()),
-            None => Ok(()),
-        };
+        let tb = self.tensorboard.close(left());
         drop(self.signals.lock().take());
         self.dist.close();
         // Every failure is named, the first one's kind is returned.
@@ -410,8 +429,8 @@ impl Context {
     }
 
     /// The TensorBoard manager (folder, sync, manual uploads).
-    pub fn tensorboard(&self) -> Option<&Arc<TensorboardManager>> {
-        self.tensorboard.as_ref()
+    pub fn tensorboard(&self) -> &Arc<TensorboardManager> {
+        &self.tensorboard
     }
 
     /// The system profiler.

@@ -66,6 +66,26 @@ pub fn deadline(d: std::time::Duration) -> std::time::Instant {
     now.checked_add(d.min(MAX_WAIT)).unwrap_or(now)
 }
 
+/// A pseudo-random fraction in `[0, 1)` for retry jitter (xorshift seeded by the clock; no
+/// RNG dependency).
+pub fn jitter() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let mut x = STATE.load(Ordering::Relaxed);
+    if x == 0 {
+        x = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    STATE.store(x, Ordering::Relaxed);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ pub unsafe extern "C" fn det_train_get_tensorboard_path(
 ) -> det_status {
     with_ctx("det_train_get_tensorboard_path", ctx, |c| {
         out_arg(out, "out")?;
-        let m = crate::tensorboard::of(c)?;
+        let m = c.tensorboard();
         let p = m.local_dir().to_str().ok_or_else(|| {
             Error::new(Kind::Internal, "the TensorBoard folder's path is not UTF-8")
         })?;
@@ -77,7 +77,7 @@ pub unsafe extern "C" fn det_train_upload_tensorboard_files(
     mangler_userdata: *mut c_void,
 ) -> det_status {
     with_ctx("det_train_upload_tensorboard_files", ctx, |c| {
-        let m = crate::tensorboard::of(c)?;
+        let m = c.tensorboard();
         let mut sel_closure = selector.map(|cb| {
             move |p: &str| -> bool {
                 match CString::new(p) {

@@ -35,7 +35,6 @@ impl CheckpointReporter for MasterCheckpointReporter {
             .call(
                 "POST",
                 "/api/v1/checkpoints",
-                &[],
                 Some(&body),
                 CallOpts::default(),
             )

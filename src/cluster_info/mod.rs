@@ -154,12 +154,8 @@ impl File<'_> {
     }
 
     fn int(&self, key: &str) -> Result<i64> {
-        match self.required(key)? {
-            Value::Number(n) if n.is_integer() && n.as_i64().is_some() => {
-                Ok(n.as_i64().unwrap_or(0))
-            }
-            other => Err(bad(self.name, key, "an integer", other)),
-        }
+        let v = self.required(key)?;
+        as_int(v).ok_or_else(|| bad(self.name, key, "an integer", v))
     }
 
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
@@ -178,41 +174,32 @@ impl File<'_> {
     }
 
     fn int_list(&self, key: &str) -> Result<Vec<i64>> {
-        match self.required(key)? {
-            Value::Array(a) => a
-                .iter()
-                .map(|x| match x {
-                    Value::Number(n) if n.is_integer() && n.as_i64().is_some() => {
-                        Ok(n.as_i64().unwrap_or(0))
-                    }
-                    _ => Err(bad(
-                        self.name,
-                        key,
-                        "a list of integers",
-                        &Value::Array(a.clone()),
-                    )),
-                })
-                .collect(),
-            other => Err(bad(self.name, key, "a list of integers", other)),
-        }
+        self.list(key, "a list of integers", as_int)
     }
 
     fn string_list(&self, key: &str) -> Result<Vec<String>> {
-        match self.required(key)? {
+        self.list(key, "a list of strings", |x| x.as_str().map(str::to_owned))
+    }
+
+    /// The array `key`, each item converted by `item`; any other value, or an item `item`
+    /// refuses, is an error naming `want` and showing the whole value.
+    fn list<T>(&self, key: &str, want: &str, item: impl Fn(&Value) -> Option<T>) -> Result<Vec<T>> {
+        let v = self.required(key)?;
+        match v {
             Value::Array(a) => a
                 .iter()
-                .map(|x| match x {
-                    Value::String(s) => Ok(s.clone()),
-                    _ => Err(bad(
-                        self.name,
-                        key,
-                        "a list of strings",
-                        &Value::Array(a.clone()),
-                    )),
-                })
+                .map(|x| item(x).ok_or_else(|| bad(self.name, key, want, v)))
                 .collect(),
-            other => Err(bad(self.name, key, "a list of strings", other)),
+            other => Err(bad(self.name, key, want, other)),
         }
+    }
+}
+
+/// An integer that fits in i64.
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) if n.is_integer() => n.as_i64(),
+        _ => None,
     }
 }
 

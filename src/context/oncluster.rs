@@ -30,7 +30,7 @@ use crate::master::{AlertLevel, MasterClient, MasterUrl, RetryPolicy, Timeouts, 
 use crate::options::env_nonempty;
 use crate::options::InitOptions;
 use crate::preempt::longpoll::LongPollWatcher;
-use crate::preempt::{signals, PreemptMode, PreemptState, Sources, Watcher};
+use crate::preempt::PreemptMode;
 use crate::profiler::Profiler;
 use crate::searcher::{self, SearcherContext};
 use crate::storage::{self, config::SHARED_FS_CONTAINER_PATH, StorageSpec};
@@ -71,8 +71,7 @@ fn connect(ci: &ClusterInfo, opts: &InitOptions) -> Result<Arc<MasterClient>> {
             InvalidArgument,
             "DET_SESSION_TOKEN environment variable not set."
         )
-    })?;
-    crate::log::register_secret(&token);
+    })?; // MasterClient::new registers it as a secret for the log
     if env_nonempty("DET_USER").is_none() {
         bail!(InvalidArgument, "DET_USER environment variable not set.");
     }
@@ -178,16 +177,7 @@ impl Context {
         let units = searcher::parse_units(&trial.config);
 
         // Local preemption sources (validated before anything starts).
-        let signals_wanted = opts
-            .preempt_signals
-            .clone()
-            .unwrap_or_else(|| vec![libc::SIGTERM, libc::SIGUSR1]);
-        let sources = Sources::resolve_env(
-            signals_wanted,
-            opts.halt_file.clone(),
-            opts.end_time,
-            opts.halt_margin_seconds,
-        )?;
+        let sources = super::local_sources(&opts)?;
 
         // `POST /api/v1/runs/start` (§3.2 step 10).
         let storage_backend_id = if is_chief {
@@ -250,22 +240,9 @@ impl Context {
         );
 
         // Preemption: local sources, the master's long poll, the acknowledgement thread.
-        let preempt = Arc::new(PreemptState::with_mode(
-            !sources.signals.is_empty(),
-            opts.preempt_mode,
-            rank,
-        ));
-        if dist.config().size > 1 && opts.preempt_mode == PreemptMode::WorkersAskChief {
-            preempt.set_agreement(super::agreement_for(&dist)?);
-        }
         let ack = AckSender::start(client.clone(), &ci.allocation_id)?;
-        preempt.set_acknowledger(ack.clone());
-        let registration = if sources.signals.is_empty() {
-            None
-        } else {
-            Some(signals::install(&sources.signals)?)
-        };
-        let watcher = Watcher::start(preempt.clone(), &sources)?;
+        let (preempt, registration, watcher) =
+            super::start_preemption(&opts, &dist, &sources, Some(ack.clone()))?;
         let watch_master = is_chief || opts.preempt_mode == PreemptMode::WorkersAskMaster;
         let longpoll = if watch_master {
             Some(LongPollWatcher::start(
@@ -298,7 +275,7 @@ impl Context {
             sources,
             watcher: Mutex::new(watcher),
             signals: Mutex::new(registration),
-            tensorboard: Some(tb),
+            tensorboard: tb,
             profiler,
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,

@@ -122,7 +122,6 @@ impl MasterClient {
         let r = self.call(
             "POST",
             "/api/v1/runs/start",
-            &[],
             Some(&body),
             CallOpts::default(),
         )?;
@@ -142,7 +141,7 @@ impl MasterClient {
     pub fn checkpoint_metadata(&self, storage_id: &str) -> Result<Map> {
         let path = format!("/api/v1/checkpoints/{}", percent_encode(storage_id));
         let r = self
-            .call("GET", &path, &[], None, CallOpts::default())
+            .call("GET", &path, None, CallOpts::default())
             .map_err(|e| {
                 if e.kind() == Kind::NotFound {
                     crate::error::Error::new(
@@ -170,7 +169,6 @@ impl MasterClient {
         self.call(
             "PATCH",
             "/api/v1/checkpoints",
-            &[],
             Some(&body),
             CallOpts::default(),
         )
@@ -181,7 +179,7 @@ impl MasterClient {
     pub fn best_validation(&self, experiment_id: i64) -> Result<Option<f64>> {
         let path =
             format!("/api/v1/experiments/{experiment_id}/searcher/best_searcher_validation_metric");
-        match self.call("GET", &path, &[], None, CallOpts::default()) {
+        match self.call("GET", &path, None, CallOpts::default()) {
             Ok(v) => match v.get("metric") {
                 Some(Value::Number(n)) => Ok(Some(n.as_f64())),
                 Some(Value::String(s)) => match s.as_str() {
@@ -208,7 +206,7 @@ impl MasterClient {
     pub fn set_run_metadata(&self, run_id: i64, metadata: &Map) -> Result<Map> {
         let body = Value::Object(obj! { "metadata" => metadata.clone(), "runId" => run_id });
         let path = format!("/api/v1/runs/{run_id}/metadata");
-        let r = self.call("POST", &path, &[], Some(&body), CallOpts::default())?;
+        let r = self.call("POST", &path, Some(&body), CallOpts::default())?;
         Ok(match r.get("metadata") {
             Some(Value::Object(m)) => m.clone(),
             _ => Map::new(),
@@ -218,7 +216,7 @@ impl MasterClient {
     /// `GET /api/v1/runs/<id>/metadata`.
     pub fn get_run_metadata(&self, run_id: i64) -> Result<Map> {
         let path = format!("/api/v1/runs/{run_id}/metadata");
-        let r = self.call("GET", &path, &[], None, CallOpts::default())?;
+        let r = self.call("GET", &path, None, CallOpts::default())?;
         Ok(match r.get("metadata") {
             Some(Value::Object(m)) => m.clone(),
             _ => Map::new(),
@@ -229,7 +227,7 @@ impl MasterClient {
     pub fn report_early_exit(&self, trial_id: i64, reason: &str) -> Result<()> {
         let body = Value::Object(obj! { "reason" => reason });
         let path = format!("/api/v1/trials/{trial_id}/early_exit");
-        self.call("POST", &path, &[], Some(&body), CallOpts::default())
+        self.call("POST", &path, Some(&body), CallOpts::default())
             .map(|_| ())
     }
 
@@ -246,7 +244,6 @@ impl MasterClient {
         self.call(
             "POST",
             "/api/v1/webhooks/custom",
-            &[],
             Some(&body),
             CallOpts::default(),
         )
@@ -259,7 +256,7 @@ impl MasterClient {
             "/api/v1/allocations/{}/signals/ack_preemption",
             percent_encode(allocation_id)
         );
-        self.call("POST", &path, &[], None, opts).map(|_| ())
+        self.call("POST", &path, None, opts).map(|_| ())
     }
 }
 

@@ -169,22 +169,15 @@ impl MasterClient {
         &self.auth
     }
 
-    /// One attempt: send `method path?query` with `body`, return the parsed answer of a 2xx.
+    /// One attempt: send `method path` with `body`, return the parsed answer of a 2xx.
     pub fn attempt(
         &self,
         method: &str,
         path: &str,
-        query: &[(&str, &str)],
         body: Option<&str>,
         timeout: Duration,
     ) -> std::result::Result<Value, AttemptError> {
-        let mut url = self.url.join(path);
-        for (i, (k, v)) in query.iter().enumerate() {
-            url.push(if i == 0 { '?' } else { '&' });
-            url.push_str(&percent_encode(k));
-            url.push('=');
-            url.push_str(&percent_encode(v));
-        }
+        let url = self.url.join(path);
         let req = self
             .agent
             .request(method, &url)
@@ -245,7 +238,6 @@ impl MasterClient {
         &self,
         method: &str,
         path: &str,
-        query: &[(&str, &str)],
         body: Option<&Value>,
         opts: CallOpts<'_>,
     ) -> Result<Value> {
@@ -263,7 +255,7 @@ impl MasterClient {
                 }
                 timeout = timeout.min(left);
             }
-            let e = match self.attempt(method, path, query, text.as_deref(), timeout) {
+            let e = match self.attempt(method, path, text.as_deref(), timeout) {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -488,15 +480,7 @@ fn tls_message(e: &rustls::Error) -> String {
 
 /// Percent-encode a query or path component (RFC 3986 unreserved characters kept).
 pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::storage::http::encode(s, false)
 }
 
 #[cfg(test)]
@@ -537,7 +521,7 @@ mod tests {
         let c = MasterClient::new(url, "tok-secret-123", None, policy, Timeouts::default());
         let t = Instant::now();
         let e = c
-            .call("GET", "/api/v1/x", &[], None, CallOpts::default())
+            .call("GET", "/api/v1/x", None, CallOpts::default())
             .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(e.kind(), Kind::Master);

@@ -234,7 +234,7 @@ impl RetryPolicy {
         let exp = (consecutive - 1).min(62) as i32;
         let mut b = self.backoff_factor * 2f64.powi(exp);
         if self.backoff_jitter > 0.0 {
-            b += jitter() * self.backoff_jitter;
+            b += crate::time::jitter() * self.backoff_jitter;
         }
         let b = b.min(self.backoff_max).max(0.0);
         Duration::try_from_secs_f64(b).unwrap_or(Duration::from_secs(120))
@@ -283,24 +283,6 @@ fn seconds(k: &str, v: &Value) -> Result<f64> {
             crate::json::to_wire(v)
         )),
     }
-}
-
-fn jitter() -> f64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut x = STATE.load(Ordering::Relaxed);
-    if x == 0 {
-        x = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-    }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    STATE.store(x, Ordering::Relaxed);
-    (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Why an attempt failed.

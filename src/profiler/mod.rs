@@ -38,7 +38,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Where Determined mounts the shared file system in a task container.
-pub const SHARED_FS_PATH: &str = "/determined_shared_fs";
+pub const SHARED_FS_PATH: &str = crate::storage::config::SHARED_FS_CONTAINER_PATH;
 /// Paths whose usage the disk group reports (those accessible when profiling starts).
 pub const DISK_PATHS: [&str; 2] = ["/", SHARED_FS_PATH];
 /// Environment variable naming another NVML library to load (default `libnvidia-ml.so.1`).
@@ -274,9 +274,7 @@ impl Gpu {
     /// Load NVML and check every call on every device, as Python does: any failure disables
     /// GPU metrics (logged), nothing else.
     fn new() -> Gpu {
-        let lib = std::env::var(NVML_LIBRARY_ENV)
-            .ok()
-            .filter(|s| !s.is_empty())
+        let lib = crate::options::env_nonempty(NVML_LIBRARY_ENV)
             .unwrap_or_else(|| sys::NVML_LIBRARY.to_owned());
         let probe = || -> std::result::Result<(sys::Nvml, Vec<(String, sys::Device)>), String> {
             let nvml = sys::Nvml::load(&lib)?;

@@ -287,19 +287,6 @@ fn open_range(path: &Path, offset: u64, len: u64) -> Result<FileRange> {
     Ok(FileRange { file, left: len })
 }
 
-/// A small deterministic-enough jitter source (no RNG dependency).
-fn jitter_fraction() -> f64 {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut x = n as u64 ^ (std::process::id() as u64) << 32 ^ 0x9E37_79B9_7F4A_7C15;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    (x % 1000) as f64 / 1000.0
-}
-
 fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
     let s = v?.trim();
     s.parse::<f64>()
@@ -532,7 +519,7 @@ impl Http {
                         .min(self.tuning.backoff_max);
                     let delay = match f.retry_after {
                         Some(ra) => ra.min(self.tuning.backoff_max).max(exp / 2),
-                        None => exp.mul_f64(0.5 + 0.5 * jitter_fraction()),
+                        None => exp.mul_f64(0.5 + 0.5 * crate::time::jitter()),
                     };
                     crate::log_debug!("{} (attempt {n} of {max}; retrying in {delay:?})", f.error);
                     std::thread::sleep(delay);

@@ -148,20 +148,10 @@ impl TensorboardConfig {
     }
 }
 
-/// The manager of `ctx`, or Python's error when it has none.
-pub fn of(ctx: &crate::Context) -> crate::Result<&Arc<TensorboardManager>> {
-    ctx.tensorboard().ok_or_else(|| {
-        crate::err!(
-            Unsupported,
-            "tensorboard manager is required for this method"
-        )
-    })
-}
-
 /// Deliver the reports queued so far (in AUTO mode their events are then written), then wait for
 /// a sync pass that starts afterwards; at most `timeout` in all.
 pub fn flush(ctx: &crate::Context, timeout: Duration) -> crate::Result<()> {
-    let m = of(ctx)?;
+    let m = ctx.tensorboard();
     let start = std::time::Instant::now();
     if m.mode() == TensorboardMode::Auto {
         ctx.reporter().flush(timeout)?;

@@ -44,7 +44,7 @@ pub fn numeric(v: &Value) -> Option<f64> {
 }
 
 fn is_profiler_report(r: &MetricsReport) -> bool {
-    r.steps_completed.is_none() && r.send_report_time && PROFILER_GROUPS.contains(&&*r.group)
+    r.is_profiler() && PROFILER_GROUPS.contains(&&*r.group)
 }
 
 impl TensorboardSink {

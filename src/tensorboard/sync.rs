@@ -401,7 +401,10 @@ fn pass(
         }
         match stamp(&u.path) {
             Ok(s) => {
-                if done.get(&u.key) != Some(&(u.path.clone(), s)) {
+                if !done
+                    .get(&u.key)
+                    .is_some_and(|(p, t)| *p == u.path && *t == s)
+                {
                     todo.push((u, s));
                 }
             }

@@ -88,7 +88,7 @@ impl Sink for JsonlSink {
     fn write(&mut self, rec: &Record, _ctl: &Control) -> Result<()> {
         match rec {
             // Profiler reports are not logged by Python's profiler; keep them out of the log.
-            Record::Metrics(r) if r.steps_completed.is_none() && r.send_report_time => {
+            Record::Metrics(r) if r.is_profiler() => {
                 crate::log_debug!("{}", log_line(rec))
             }
             _ => log_info!("{}", log_line(rec)),

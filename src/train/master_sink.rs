@@ -30,6 +30,7 @@ use crate::master::api::{metrics_body, progress_body, status_body};
 use crate::master::retry::Failure;
 use crate::master::MasterClient;
 use crate::{log_debug, log_info, log_warn};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,9 @@ pub struct MasterSink {
     metrics_path: String,
     progress_path: String,
     status_path: String,
-    refusals: u64,
+    refusals: Cell<u64>,
+    /// [`poison_check_after`], read once.
+    poison_after: Duration,
 }
 
 impl MasterSink {
@@ -67,13 +70,24 @@ impl MasterSink {
             metrics_path: format!("/api/v1/trials/{trial_id}/metrics"),
             progress_path: format!("/api/v1/trials/{trial_id}/progress"),
             status_path: format!("/api/v1/trials/{trial_id}/runner/metadata"),
-            refusals: 0,
+            refusals: Cell::new(0),
+            poison_after: poison_check_after(),
         }
     }
 
-    fn deliver(&mut self, path: &str, body: &Value, ctl: &Control) -> Result<()> {
+    /// Count a report the master will never take; logs the first ones.
+    fn refused(&self, msg: String) -> Error {
+        let n = self.refusals.get() + 1;
+        self.refusals.set(n);
+        if n <= 3 || n.is_multiple_of(100) {
+            log_warn!("report refused ({n} so far): {msg}");
+        }
+        Error::new(Kind::Master, msg)
+    }
+
+    fn deliver(&self, path: &str, body: &Value, ctl: &Control) -> Result<()> {
         let text = to_wire(body);
-        let policy = self.client.retry_policy().clone();
+        let policy = self.client.retry_policy();
         let mut budget = policy.start();
         let mut failures: u32 = 0;
         let mut surfaced = false;
@@ -91,7 +105,7 @@ impl MasterSink {
                 }
                 timeout = timeout.min(left);
             }
-            let e = match self.client.attempt("POST", path, &[], Some(&text), timeout) {
+            let e = match self.client.attempt("POST", path, Some(&text), timeout) {
                 Ok(_) => {
                     if failures > 0 {
                         log_info!(
@@ -118,17 +132,12 @@ impl MasterSink {
                     );
                     return Ok(());
                 }
-                self.refusals += 1;
-                let msg = format!("POST {path}: {}", e.message);
-                if self.refusals <= 3 || self.refusals.is_multiple_of(100) {
-                    log_warn!("report refused ({} so far): {msg}", self.refusals);
-                }
-                return Err(Error::new(Kind::Master, msg));
+                return Err(self.refused(format!("POST {path}: {}", e.message)));
             }
             if e.status.is_some_and(|c| c >= 500) {
                 let since = *first_5xx.get_or_insert_with(Instant::now);
-                if since.elapsed() >= poison_check_after() && self.master_is_up() {
-                    self.refusals += 1;
+                if since.elapsed() >= self.poison_after && self.master_is_up() {
+                    self.refusals.set(self.refusals.get() + 1);
                     let msg = format!(
                         "POST {path}: the master answered this report with errors for {:.0} s while answering other requests ({}); giving it up",
                         since.elapsed().as_secs_f64(),
@@ -170,7 +179,14 @@ impl MasterSink {
                 ));
             }
             let wait = within.unwrap_or_else(|| policy.max_backoff());
-            if !sleep(ctl, wait) {
+            let past_deadline = || ctl.time_left().is_some_and(|l| l.is_zero());
+            let opts = crate::master::client::CallOpts {
+                deadline: ctl.time_left().map(crate::time::deadline),
+                stop: Some(&past_deadline),
+                attempt_timeout: None,
+                quiet: true,
+            };
+            if !crate::master::client::sleep_interruptible(wait, opts) {
                 return Err(Error::new(
                     Kind::Timeout,
                     format!(
@@ -188,7 +204,7 @@ impl MasterSink {
     fn master_is_up(&self) -> bool {
         match self
             .client
-            .attempt("GET", "/info", &[], None, self.client.timeouts().request)
+            .attempt("GET", "/info", None, self.client.timeouts().request)
         {
             Ok(_) => true,
             Err(e) => e.status.is_some_and(|c| c < 500),
@@ -196,57 +212,38 @@ impl MasterSink {
     }
 }
 
-/// Sleep `d` unless the close deadline comes first (then false).
-fn sleep(ctl: &Control, d: Duration) -> bool {
-    let end = crate::time::deadline(d);
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            return true;
-        }
-        let mut step = (end - now).min(Duration::from_millis(50));
-        if let Some(left) = ctl.time_left() {
-            if left.is_zero() {
-                return false;
-            }
-            step = step.min(left);
-        }
-        std::thread::sleep(step);
-    }
-}
-
 impl Sink for MasterSink {
     fn write(&mut self, rec: &Record, ctl: &Control) -> Result<()> {
         match rec {
             Record::Metrics(r) => {
-                if r.method != "report_metrics" || !r.send_report_time {
+                // Profiler reports are not logged (as in Python).
+                if !r.is_profiler() {
                     log_info!("{}", super::jsonl::log_line(rec));
                 }
                 let body = metrics_body(self.trial_id, self.trial_run_id, r);
-                let path = self.metrics_path.clone();
-                self.deliver(&path, &body, ctl)
+                self.deliver(&self.metrics_path, &body, ctl)
             }
             Record::Event(Event::Progress { progress }, _) => {
                 log_debug!("report_progress with progress={progress}");
-                let path = self.progress_path.clone();
-                self.deliver(&path, &progress_body(*progress), ctl)
+                self.deliver(&self.progress_path, &progress_body(*progress), ctl)
             }
             Record::Event(Event::Status { status }, _) => {
                 log_debug!("set_status({status})");
-                let path = self.status_path.clone();
-                self.deliver(&path, &status_body(status), ctl)
+                self.deliver(&self.status_path, &status_body(status), ctl)
             }
             Record::Event(e @ Event::SearcherCompleted { .. }, t) => {
                 // No master call in 0.38 (the master decides from validation metrics).
                 log_debug!("{}", super::jsonl::log_line(&Record::Event(e.clone(), *t)));
                 Ok(())
             }
-            Record::Event(Event::EarlyExit { reason }, _) => {
-                let path = format!("/api/v1/trials/{}/early_exit", self.trial_id);
-                let body = Value::Object(crate::obj! { "reason" => reason.as_str() });
-                self.deliver(&path, &body, ctl)
-            }
-            Record::Event(Event::Checkpoint { .. } | Event::CheckpointDeleted { .. }, _) => Ok(()),
+            // Early exit is sent by the trial backend itself (after a flush), and checkpoints
+            // by the checkpoint layer: nothing reaches the master from here.
+            Record::Event(
+                Event::EarlyExit { .. }
+                | Event::Checkpoint { .. }
+                | Event::CheckpointDeleted { .. },
+                _,
+            ) => Ok(()),
         }
     }
 }

@@ -104,6 +104,13 @@ pub struct MetricsReport {
     pub method: &'static str,
 }
 
+impl MetricsReport {
+    /// A system profiler report (the only reports without a step).
+    pub fn is_profiler(&self) -> bool {
+        self.steps_completed.is_none()
+    }
+}
+
 /// Other events of a run, written to `metrics.jsonl` off-cluster.
 #[derive(Debug, Clone)]
 pub enum Event {

@@ -219,28 +219,20 @@ impl Reporter {
         } else {
             Ok(())
         };
-        self.shared.pending.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Rec(rec)) {
-            Ok(()) => {
-                if self.tx.len() >= self.wake_at {
-                    self.waker.unpark();
-                }
-            }
-            Err(TrySendError::Full(msg)) => self.send_slow(msg)?,
-            Err(TrySendError::Disconnected(_)) => {
-                self.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                return Err(err!(
-                    State,
-                    "the context is closed; the report was not accepted"
-                ));
-            }
-        }
+        self.enqueue(rec)?;
         earlier
     }
 
     /// Enqueue `rec` for a background producer (the profiler): like [`Reporter::send`], but an
     /// earlier sink error is left for the caller's next report instead of being taken here.
     pub fn send_background(&self, rec: Record) -> Result<()> {
+        self.enqueue(rec)
+    }
+
+    /// Queue `rec` (waits while the queue is full); wakes the reporter thread only once the
+    /// queue is filling up.
+    #[inline]
+    fn enqueue(&self, rec: Record) -> Result<()> {
         self.shared.pending.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Rec(rec)) {
             Ok(()) => {
@@ -389,15 +381,26 @@ impl Reporter {
 
 fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
     let record_error = |e: Error| sh.ctl.record(e);
+    // Run every sink's `idle`; false if one failed (it is then asked again at the next wake).
+    let idle = |sinks: &mut Vec<Box<dyn Sink>>| {
+        let mut ok = true;
+        for s in sinks.iter_mut() {
+            if let Err(e) = s.idle(&sh.ctl) {
+                record_error(e);
+                ok = false;
+            }
+        }
+        ok
+    };
+    // Records were handled since the sinks were last idle.
+    let mut dirty = false;
     loop {
         let msg = match rx.try_recv() {
             Ok(m) => m,
             Err(crossbeam_channel::TryRecvError::Disconnected) => break,
             Err(crossbeam_channel::TryRecvError::Empty) => {
-                for s in sinks.iter_mut() {
-                    if let Err(e) = s.idle(&sh.ctl) {
-                        record_error(e);
-                    }
+                if dirty {
+                    dirty = !idle(&mut sinks);
                 }
                 // Not blocked in the channel: senders never pay for waking us (see module docs).
                 std::thread::park_timeout(IDLE_WAKE);
@@ -406,6 +409,7 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
         };
         match msg {
             Msg::Rec(rec) => {
+                dirty = true;
                 let mut dropped = false;
                 let mut failed = false;
                 for s in sinks.iter_mut() {
@@ -427,11 +431,7 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
                 sh.pending.fetch_sub(1, Ordering::Relaxed);
             }
             Msg::Barrier(b) => {
-                for s in sinks.iter_mut() {
-                    if let Err(e) = s.idle(&sh.ctl) {
-                        record_error(e);
-                    }
-                }
+                dirty = !idle(&mut sinks);
                 let _ = b.send(());
             }
             Msg::Close => break,

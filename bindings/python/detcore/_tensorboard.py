@@ -20,7 +20,8 @@ class TensorboardWriter:
     methods of `torch.utils.tensorboard.SummaryWriter` that detcore supports. Write into
     `core_context.train.get_tensorboard_path()` and the files are uploaded with the metrics'
     event files (TensorboardMode.AUTO) or by `upload_tensorboard_files()` (MANUAL). Events reach
-    the file at the latest a second after they were added, on `flush()` and on `close()`.
+    the file at the first add a second or more after the previous write (no background thread),
+    on `flush()` and on `close()`.
 
         with detcore.TensorboardWriter(core_context.train.get_tensorboard_path()) as tb:
             tb.add_scalar("lr", 0.01, global_step=step)
