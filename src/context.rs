@@ -278,7 +278,7 @@ impl Context {
             }),
             dist.clone(),
         )
-        .with_async(opts.async_checkpoints, None);
+        .with_async(opts.async_checkpoints);
         let profiler = Profiler::new(
             crate::profiler::local_agent_id(),
             train.clone(),

@@ -57,7 +57,12 @@ fn same_value(a: &Value, b: &Value) -> bool {
 
 /// The message for metadata conflicts (Python's text).
 pub fn metadata_conflict_message(conflicts: &BTreeMap<String, Vec<usize>>) -> String {
-    let mut s = String::from("refusing to upload with metadata conflicts:");
+    conflict_message("refusing to upload with metadata conflicts:", conflicts)
+}
+
+/// `header`, then one line per conflicting key with the ranks involved.
+fn conflict_message(header: &str, conflicts: &BTreeMap<String, Vec<usize>>) -> String {
+    let mut s = String::from(header);
     for (k, ranks) in conflicts {
         s.push_str(&format!("\n    {k} uploaded by ranks {ranks:?}"));
     }
@@ -98,11 +103,7 @@ pub fn merge_resources(
 
 /// The message for file conflicts (Python's text).
 pub fn file_conflict_message(conflicts: &BTreeMap<String, Vec<usize>>) -> String {
-    let mut s = String::from("refusing to upload with files conflicts:");
-    for (k, ranks) in conflicts {
-        s.push_str(&format!("\n    {k} uploaded by ranks {ranks:?}"));
-    }
-    s
+    conflict_message("refusing to upload with files conflicts:", conflicts)
 }
 
 #[cfg(test)]

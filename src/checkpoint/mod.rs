@@ -213,24 +213,11 @@ impl CheckpointContext {
     }
 
     /// Make `store_path_end` asynchronous by default (`async_checkpoints` of the init options),
-    /// with at most `staging_budget` bytes (None: `DETCORE_ASYNC_STAGING_BYTES`, else 8 GiB)
-    /// staged and waiting for upload.
-    pub fn with_async(
-        mut self,
-        by_default: bool,
-        staging_budget: Option<u64>,
-    ) -> CheckpointContext {
+    /// with at most `DETCORE_ASYNC_STAGING_BYTES` bytes (else 8 GiB) staged and waiting for
+    /// upload.
+    pub fn with_async(mut self, by_default: bool) -> CheckpointContext {
         self.async_default = by_default;
-        if let Some(b) = staging_budget {
-            self.uploads =
-                uploads::AsyncUploads::new(self.storage.clone(), self.reporter.clone(), b);
-        }
         self
-    }
-
-    /// Checkpoints handed off and not yet stored and reported.
-    pub fn pending_uploads(&self) -> usize {
-        self.uploads.pending()
     }
 
     /// The storage backend.
@@ -305,50 +292,38 @@ impl CheckpointContext {
             fsutil::list_resources(&scope.path)
         })();
         if is_async {
-            let resources = match prepared {
-                Ok(r) => r,
-                Err(e) => {
-                    self.storage.discard(&scope.path);
-                    return Err(e.context(format!(
-                        "store_path: checkpoint {} was not stored",
-                        scope.id
-                    )));
-                }
-            };
+            let resources = prepared.map_err(|e| self.not_stored(&scope, e))?;
             let id = scope.id.clone();
             self.uploads.submit(uploads::Job { scope, resources })?;
             return Ok(id);
         }
         // Keep reports in order: earlier asynchronous checkpoints first.
         self.uploads.wait_idle();
-        let res = prepared.and_then(|resources| {
-            self.storage.publish(&scope.path, &scope.id, None)?;
-            Ok(resources)
-        });
-        let resources = match res {
-            Ok(r) => r,
-            Err(e) => {
-                self.storage.discard(&scope.path);
-                return Err(e.context(format!(
-                    "store_path: checkpoint {} was not stored",
-                    scope.id
-                )));
-            }
-        };
+        let resources = prepared
+            .and_then(|resources| {
+                self.storage.publish(&scope.path, &scope.id, None)?;
+                Ok(resources)
+            })
+            .map_err(|e| self.not_stored(&scope, e))?;
         self.reporter
             .report(&scope.id, &resources, &scope.metadata, scope.steps)?;
         Ok(scope.id)
+    }
+
+    /// A failed `store_path_end`: the staged folder is discarded, and `e` says so.
+    fn not_stored(&self, scope: &StoreScope, e: Error) -> Error {
+        self.storage.discard(&scope.path);
+        e.context(format!(
+            "store_path: checkpoint {} was not stored",
+            scope.id
+        ))
     }
 
     /// Abandon a `store_path` scope: nothing is published or reported. A sharded scope is
     /// abandoned by every rank (the others' `end` fails, naming this rank).
     pub fn store_path_abort(&self, scope: StoreScope) -> Result<()> {
         if scope.shard {
-            return match self.shard_store_end(scope, true) {
-                Err(e) if e.kind() == Kind::State => Ok(()),
-                Err(e) => Err(e),
-                Ok(_) => Ok(()),
-            };
+            return self.shard_store_end(scope, true).map(|_| ());
         }
         self.storage.discard(&scope.path);
         Ok(())
@@ -400,9 +375,9 @@ impl CheckpointContext {
 
     /// `download(storage_id, ckpt_dir, mode, selector)`.
     ///
-    /// `LocalWorkersShareDownload` with several ranks is a collective: the local chief of each
-    /// node downloads once (what any local rank's selector wants) into `dir`, which every rank
-    /// of the node must name alike.
+    /// `LocalWorkersShareDownload` with several ranks per node is a collective of the node's
+    /// ranks: the local chief of each node downloads once (what any local rank's selector
+    /// wants) into `dir`, which every rank of the node must name alike.
     pub fn download(
         &self,
         id: &str,
@@ -411,7 +386,7 @@ impl CheckpointContext {
         selector: Option<Selector<'_>>,
     ) -> Result<()> {
         storage::validate_id(id)?;
-        if mode == DownloadMode::LocalWorkersShareDownload && self.dist.config().size > 1 {
+        if mode == DownloadMode::LocalWorkersShareDownload && self.dist.config().local_size > 1 {
             return self.shared_download(id, dir, selector);
         }
         self.storage.download(id, dir, selector)

@@ -16,7 +16,7 @@ use crate::storage::{fsutil, Resources, Restored, Selector};
 use crate::{bail, err};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The identity of a local folder across the job: the host plus the file system's device and
 /// inode, so that ranks sharing a folder upload it once (Python compares only (dev, ino), which
@@ -53,17 +53,17 @@ fn json_of(b: &[u8]) -> Result<Value> {
 }
 
 /// Outcome of a local step, as exchanged between ranks.
-fn status_value(r: &Result<()>) -> Value {
+fn status_value<T>(r: &Result<T>) -> Value {
     match r {
-        Ok(()) => Value::Null,
+        Ok(_) => Value::Null,
         Err(e) => Value::from(e.message()),
     }
 }
 
 /// Every rank's statuses → the same error everywhere (naming the ranks), or Ok.
-fn combine(what: &str, statuses: &[Value]) -> Result<()> {
+fn combine<'a>(what: &str, statuses: impl IntoIterator<Item = &'a Value>) -> Result<()> {
     let failed: Vec<String> = statuses
-        .iter()
+        .into_iter()
         .enumerate()
         .filter_map(|(r, v)| v.as_str().map(|m| format!("rank {r}: {m}")))
         .collect();
@@ -76,6 +76,74 @@ fn combine(what: &str, statuses: &[Value]) -> Result<()> {
             failed.len(),
             failed.join("; ")
         ))
+    }
+}
+
+/// [`combine`] the `"error"` of every rank's allgathered object.
+fn combine_errors(what: &str, all: &[Value]) -> Result<()> {
+    combine(
+        what,
+        all.iter().map(|v| v.get("error").unwrap_or(&Value::Null)),
+    )
+}
+
+/// A new storage id on the chief; the other ranks take the chief's from [`agreed_metadata`].
+fn new_id(d: &crate::distributed::DistributedContext) -> String {
+    if d.config().rank == 0 {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// From every rank's allgathered object: the chief's `"id"`, and the ranks' `"metadata"` merged
+/// (refused on conflicts) with its `steps_completed`.
+fn agreed_metadata(all: &[Value]) -> Result<(String, Map, i64)> {
+    let id = all[0]
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let metas: Vec<Map> = all
+        .iter()
+        .map(|v| {
+            v.get("metadata")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    let (merged, conflicts) = merge_metadata(&metas);
+    if !conflicts.is_empty() {
+        bail!(Conflict, "{}", metadata_conflict_message(&conflicts));
+    }
+    let steps = check_metadata(&merged)?;
+    Ok((id, merged, steps))
+}
+
+/// The merged metadata of a sharded checkpoint, as stored and reported.
+struct Metadata {
+    map: Map,
+    steps: i64,
+    /// The content of `metadata.json`.
+    text: Vec<u8>,
+}
+
+impl Metadata {
+    fn new(map: Map, steps: i64) -> Metadata {
+        let text = to_metadata_file(&Value::Object(map.clone())).into_bytes();
+        Metadata { map, steps, text }
+    }
+}
+
+/// Run `f` with a selector accepting the names in `union` (`None`: every name).
+fn with_union<T>(union: &Option<BTreeSet<String>>, f: impl FnOnce(Option<Selector<'_>>) -> T) -> T {
+    match union {
+        Some(u) => {
+            let mut sel = |n: &str| u.contains(n);
+            f(Some(&mut sel))
+        }
+        None => f(None),
     }
 }
 
@@ -121,11 +189,7 @@ impl CheckpointContext {
     /// could stage.
     pub(super) fn shard_store_begin(&self, metadata: Map) -> Result<StoreScope> {
         let d = &self.dist;
-        let id = if d.config().rank == 0 {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            String::new()
-        };
+        let id = new_id(d);
         // A failed asynchronous upload (only the chief has them) fails every rank alike.
         let pending = self.uploads.take_failure().err();
         let mine = obj! {
@@ -134,50 +198,34 @@ impl CheckpointContext {
             "error" => pending.as_ref().map(|e| e.message().to_owned()),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
-        combine(
-            "an earlier checkpoint",
-            &all.iter()
-                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
-                .collect::<Vec<_>>(),
-        )?;
-        let id = all[0]
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let metas: Vec<Map> = all
-            .iter()
-            .map(|v| {
-                v.get("metadata")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
-        let (merged, conflicts) = merge_metadata(&metas);
-        if !conflicts.is_empty() {
-            bail!(Conflict, "{}", metadata_conflict_message(&conflicts));
-        }
-        let steps = check_metadata(&merged)?;
-        let staged = self.storage.stage(&id);
-        let st = status_value(&staged.as_ref().map(|_| ()).map_err(Clone::clone));
-        let statuses: Vec<Value> = allgather_json(d, st)?;
-        if let Err(e) = combine("store_path (staging)", &statuses) {
-            if let Ok(p) = &staged {
-                self.storage.discard(p);
-            }
-            return Err(e);
-        }
+        combine_errors("an earlier checkpoint", &all)?;
+        let (id, merged, steps) = agreed_metadata(&all)?;
+        let path = self.staged_everywhere("store_path (staging)", self.storage.stage(&id))?;
         Ok(StoreScope {
             id,
-            path: staged?,
+            path,
             metadata: merged,
             steps,
             shard: true,
         })
     }
 
-    /// Sharded `store_path` end (or abort when `abort`): see the module docs.
+    /// Tell every rank whether every rank has its staging folder; on any failure each rank
+    /// discards its own and all return the same error.
+    fn staged_everywhere(&self, what: &str, staged: Result<PathBuf>) -> Result<PathBuf> {
+        let statuses: Vec<Value> = allgather_json(&self.dist, status_value(&staged))?;
+        if let Err(e) = combine(what, &statuses) {
+            if let Ok(p) = &staged {
+                self.storage.discard(p);
+            }
+            return Err(e);
+        }
+        staged
+    }
+
+    /// Sharded `store_path` end (or abort when `abort`): see the module docs. Returns the
+    /// storage id; aborting, this rank's part is discarded and the result is Ok (the other
+    /// ranks' `end` fails, naming this rank).
     pub(super) fn shard_store_end(&self, scope: StoreScope, abort: bool) -> Result<String> {
         let d = &self.dist;
         let rank = d.config().rank as usize;
@@ -194,14 +242,12 @@ impl CheckpointContext {
             .collect();
         if !aborted.is_empty() {
             self.storage.discard(&scope.path);
+            if abort {
+                return Ok(scope.id);
+            }
             bail!(State, "checkpoint {} was abandoned by rank(s) {aborted:?} (det_ckpt_store_path_abort); nothing was stored", scope.id);
         }
-        combine(
-            "store_path",
-            &all.iter()
-                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
-                .collect::<Vec<_>>(),
-        )?;
+        combine_errors("store_path", &all)?;
         let uids: Vec<String> = all
             .iter()
             .map(|v| {
@@ -232,39 +278,26 @@ impl CheckpointContext {
         let files = self.exchange_listings(listing, &scope.path)?;
 
         // 3. Publish: the merged metadata.json is written by the chief, last on object stores.
-        let meta_text = to_metadata_file(&Value::Object(scope.metadata.clone())).into_bytes();
-        let mut merged = files.merged;
-        merged.insert("metadata.json".into(), meta_text.len() as u64);
-        let published: Result<()> = if self.storage.direct_access() {
-            if uploader {
-                let r = if rank == 0 {
-                    std::fs::write(scope.path.join("metadata.json"), &meta_text).map_err(|e| {
-                        Error::io("cannot write", &scope.path.join("metadata.json"), e)
-                    })
-                } else {
-                    Ok(())
-                };
-                r.and_then(|_| self.storage.publish(&scope.path, &scope.id, None))
-            } else {
-                Ok(())
-            }
-        } else if uploader {
+        let meta = Metadata::new(scope.metadata, scope.steps);
+        let published = if !uploader {
+            Ok(())
+        } else if self.storage.direct_access() {
+            self.publish_with_metadata(&scope.path, &scope.id, &meta)
+        } else {
             self.storage
                 .publish(&scope.path, &scope.id, Some(&files.mine))
-        } else {
-            Ok(())
         };
-        self.finish(
-            &scope.id,
-            published,
-            !self.storage.direct_access(),
-            &meta_text,
-            &scope.path,
-            merged,
-            &scope.metadata,
-            scope.steps,
-        )?;
+        self.finish(&scope.id, published, &scope.path, files.merged, &meta)?;
         Ok(scope.id)
+    }
+
+    /// Folder storage, on the chief: write the merged `metadata.json` into the shared staging
+    /// folder `staged`, then publish it.
+    fn publish_with_metadata(&self, staged: &Path, id: &str, meta: &Metadata) -> Result<()> {
+        let meta_path = staged.join("metadata.json");
+        std::fs::write(&meta_path, &meta.text)
+            .map_err(|e| Error::io("cannot write", &meta_path, e))?;
+        self.storage.publish(staged, id, None)
     }
 
     /// Exchange the uploaders' listings, resolve conflicts by content, and return the merged
@@ -277,12 +310,7 @@ impl CheckpointContext {
             Err(e) => obj! { "error" => e.message() },
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
-        combine(
-            "listing the checkpoint files",
-            &all.iter()
-                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
-                .collect::<Vec<_>>(),
-        )?;
+        combine_errors("listing the checkpoint files", &all)?;
         let per_rank: Vec<Resources> = all
             .iter()
             .map(|v| resources_of(v.get("files").unwrap_or(&Value::Null)))
@@ -331,36 +359,36 @@ impl CheckpointContext {
     }
 
     /// The common end of sharded stores and uploads: tell everyone how publishing went, upload
-    /// `metadata.json` last (object stores), report, and give every rank the same result.
-    #[allow(clippy::too_many_arguments)]
+    /// `metadata.json` last (object stores; from `src`), report `resources` and `metadata.json`,
+    /// and give every rank the same result.
     fn finish(
         &self,
         id: &str,
         published: Result<()>,
-        metadata_last: bool,
-        meta_text: &[u8],
         src: &Path,
-        merged: Resources,
-        metadata: &Map,
-        steps: i64,
+        mut resources: Resources,
+        meta: &Metadata,
     ) -> Result<()> {
         let d = &self.dist;
+        resources.insert("metadata.json".into(), meta.text.len() as u64);
         let statuses: Vec<Value> = allgather_json(d, status_value(&published))?;
         let mut outcome = combine(&format!("storing checkpoint {id}"), &statuses);
         if d.config().rank == 0 && outcome.is_ok() {
-            if metadata_last {
+            // Object stores: metadata.json last, once every rank's files are stored (folder
+            // storage published it with the rest).
+            if !self.storage.direct_access() {
                 outcome = self
                     .storage
                     .upload(
                         src,
                         &[],
-                        &[("metadata.json".to_owned(), meta_text.to_vec())],
+                        &[("metadata.json".to_owned(), meta.text.clone())],
                         id,
                     )
                     .map_err(|e| e.context(format!("checkpoint {id} was not stored")));
             }
             if outcome.is_ok() {
-                outcome = self.reporter.report(id, &merged, metadata, steps);
+                outcome = self.reporter.report(id, &resources, &meta.map, meta.steps);
             }
         }
         let verdict = d.broadcast(json_text(status_value(&outcome)))?;
@@ -386,11 +414,7 @@ impl CheckpointContext {
     ) -> Result<String> {
         let d = &self.dist;
         let rank = d.config().rank as usize;
-        let id = if rank == 0 {
-            uuid::Uuid::new_v4().to_string()
-        } else {
-            String::new()
-        };
+        let id = new_id(d);
         let uid = dir.map(folder_uid).transpose();
         // A failed asynchronous upload (only the chief has them) fails every rank alike.
         let pending = self.uploads.take_failure().err();
@@ -407,11 +431,6 @@ impl CheckpointContext {
             "metadata" => Value::Object(metadata),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
-        let id = all[0]
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         // Argument checks, on every rank alike (Python raises on one rank and hangs the others).
         if !all
             .iter()
@@ -434,26 +453,8 @@ impl CheckpointContext {
                 "rank(s) {bad:?} passed a selector to upload(shard=True) without a ckpt_dir"
             );
         }
-        combine(
-            "upload",
-            &all.iter()
-                .map(|v| v.get("error").cloned().unwrap_or(Value::Null))
-                .collect::<Vec<_>>(),
-        )?;
-        let metas: Vec<Map> = all
-            .iter()
-            .map(|v| {
-                v.get("metadata")
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default()
-            })
-            .collect();
-        let (merged_meta, conflicts) = merge_metadata(&metas);
-        if !conflicts.is_empty() {
-            bail!(Conflict, "{}", metadata_conflict_message(&conflicts));
-        }
-        let steps = check_metadata(&merged_meta)?;
+        combine_errors("upload", &all)?;
+        let (id, merged_meta, steps) = agreed_metadata(&all)?;
         let uids: Vec<Option<String>> = all
             .iter()
             .map(|v| v.get("uid").and_then(Value::as_str).map(str::to_owned))
@@ -474,62 +475,27 @@ impl CheckpointContext {
         let root = dir.unwrap_or(Path::new("."));
         let files = self.exchange_listings(listing, root)?;
 
-        let meta_text = to_metadata_file(&Value::Object(merged_meta.clone())).into_bytes();
-        let mut merged = files.merged;
-        merged.insert("metadata.json".into(), meta_text.len() as u64);
-        if self.storage.direct_access() {
+        let meta = Metadata::new(merged_meta, steps);
+        let published = if self.storage.direct_access() {
             // Everyone copies into the shared staging folder; the chief publishes it.
-            let copied: Result<std::path::PathBuf> = self.storage.stage(&id).and_then(|staged| {
+            let copied = self.storage.stage(&id).and_then(|staged| {
                 if want_upload {
                     copy_into(root, &files.mine, &staged)?;
                 }
                 Ok(staged)
             });
-            let statuses: Vec<Value> = allgather_json(
-                d,
-                status_value(&copied.as_ref().map(|_| ()).map_err(Clone::clone)),
-            )?;
-            if let Err(e) = combine(&format!("copying checkpoint {id}"), &statuses) {
-                if let Ok(p) = &copied {
-                    self.storage.discard(p);
-                }
-                return Err(e);
+            let staged = self.staged_everywhere(&format!("copying checkpoint {id}"), copied)?;
+            if rank == 0 {
+                self.publish_with_metadata(&staged, &id, &meta)
+            } else {
+                Ok(())
             }
-            let staged = copied?;
-            let published = if rank == 0 {
-                std::fs::write(staged.join("metadata.json"), &meta_text)
-                    .map_err(|e| Error::io("cannot write", &staged.join("metadata.json"), e))
-                    .and_then(|_| self.storage.publish(&staged, &id, None))
-            } else {
-                Ok(())
-            };
-            self.finish(
-                &id,
-                published,
-                false,
-                &meta_text,
-                root,
-                merged,
-                &merged_meta,
-                steps,
-            )?;
+        } else if want_upload {
+            self.storage.upload(root, &files.mine, &[], &id)
         } else {
-            let published = if want_upload {
-                self.storage.upload(root, &files.mine, &[], &id)
-            } else {
-                Ok(())
-            };
-            self.finish(
-                &id,
-                published,
-                true,
-                &meta_text,
-                root,
-                merged,
-                &merged_meta,
-                steps,
-            )?;
-        }
+            Ok(())
+        };
+        self.finish(&id, published, root, files.merged, &meta)?;
         Ok(id)
     }
 
@@ -606,13 +572,7 @@ impl CheckpointContext {
         let d = &self.dist;
         let union = self.local_union(id, selector)?;
         let r = if d.config().local_rank == 0 {
-            match &union {
-                Some(u) => {
-                    let mut sel = |n: &str| u.contains(n);
-                    self.storage.download(id, dir, Some(&mut sel))
-                }
-                None => self.storage.download(id, dir, None),
-            }
+            with_union(&union, |sel| self.storage.download(id, dir, sel))
         } else {
             Ok(())
         };
@@ -636,40 +596,29 @@ impl CheckpointContext {
     ) -> Result<RestoreScope> {
         let d = &self.dist;
         let union = self.local_union(id, selector)?;
-        let local_chief = d.config().local_rank == 0;
-        let r = if local_chief {
-            match &union {
-                Some(u) => {
-                    let mut sel = |n: &str| u.contains(n);
-                    self.storage.restore(id, Some(&mut sel))
-                }
-                None => self.storage.restore(id, None),
-            }
-        } else {
-            Err(err!(Internal, "not the local chief"))
-        };
-        let msg = match &r {
-            Ok(x) => obj! { "path" => x.path.to_string_lossy().into_owned() },
-            Err(e) => obj! { "error" => e.message() },
+        // The local chief's result; the others get its path or its error.
+        let mine = (d.config().local_rank == 0)
+            .then(|| with_union(&union, |sel| self.storage.restore(id, sel)));
+        let msg = match &mine {
+            Some(Ok(x)) => obj! { "path" => x.path.to_string_lossy().into_owned() },
+            Some(Err(e)) => obj! { "error" => e.message() },
+            None => Map::new(), // not sent: workers receive the local chief's
         };
         let v = json_of(&d.broadcast_local(json_text(Value::Object(msg)))?)?;
-        if let Some(m) = v.get("error").and_then(Value::as_str) {
-            return if local_chief {
-                r.map(|_| unreachable!())
-            } else {
-                Err(err!(
-                    Storage,
-                    "the local chief could not restore checkpoint {id}: {m}"
-                ))
-            };
-        }
-        let restored = if local_chief {
-            r?
-        } else {
-            let p = v.get("path").and_then(Value::as_str).unwrap_or_default();
-            Restored {
-                path: p.into(),
-                temporary: false,
+        let restored = match mine {
+            Some(r) => r?,
+            None => {
+                if let Some(m) = v.get("error").and_then(Value::as_str) {
+                    bail!(
+                        Storage,
+                        "the local chief could not restore checkpoint {id}: {m}"
+                    );
+                }
+                let p = v.get("path").and_then(Value::as_str).unwrap_or_default();
+                Restored {
+                    path: p.into(),
+                    temporary: false,
+                }
             }
         };
         Ok(RestoreScope {

@@ -124,11 +124,6 @@ impl AsyncUploads {
         }
     }
 
-    /// The staging budget in bytes.
-    pub fn budget(&self) -> u64 {
-        self.budget
-    }
-
     /// Hand `job` off, first waiting while it would exceed the staging budget.
     pub fn submit(&self, job: Job) -> Result<()> {
         let bytes = job_bytes(&job.resources);
@@ -211,11 +206,6 @@ impl AsyncUploads {
     pub fn wait(&self) -> Result<()> {
         self.wait_idle();
         self.take_failure()
-    }
-
-    /// Number of checkpoints handed off and not yet stored and reported.
-    pub fn pending(&self) -> usize {
-        self.shared.state.lock().pending
     }
 
     /// Wait for everything, stop the thread, return the first failure. Later submits fail.

@@ -225,7 +225,7 @@ impl Context {
             }),
             dist.clone(),
         )
-        .with_async(opts.async_checkpoints, None);
+        .with_async(opts.async_checkpoints);
         let profiler = Profiler::new(
             ci.agent_id.clone(),
             train.clone(),

@@ -247,25 +247,8 @@ pub fn from_env_or_info(
         c.chief_ip = Some("127.0.0.1".into());
     }
     c.port = port(env)?.unwrap_or(base.port);
-    c.validate().map_err(|e| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{} environment ({vars}): {}",
-                l.name(),
-                e.message().trim_start_matches("distributed: ")
-            ),
-        )
-    })?;
-    if c.cross_size > 1 && c.chief_ip.is_none() {
-        bail!(
-            InvalidArgument,
-            "{} environment: DET_CHIEF_IP is not set, and the job spans {} nodes",
-            l.name(),
-            c.cross_size
-        );
-    }
-    Ok(c)
+    // `validate` also refuses a job spanning several nodes without a chief address.
+    validated(c, format_args!("{} environment ({vars})", l.name()))
 }
 
 fn from_rendezvous(
@@ -299,20 +282,24 @@ fn from_rendezvous(
     c.local_size = local_size;
     c.cross_rank = cross_rank;
     c.cross_size = cross_size;
-    c.chief_ip = env.raw("DET_CHIEF_IP").or_else(|| addrs.first().cloned());
+    c.chief_ip = chief_ip(env, addrs.first().cloned());
     c.port = port(env)?.unwrap_or(base.port);
-    c.validate().map_err(|e| {
-        Error::new(
+    validated(c, format_args!("{} in {}", l.name(), dir.display()))
+}
+
+/// `c` if [`DistributedConfig::validate`] accepts it, else its error (an invalid argument)
+/// after `source`, the environment or file the numbers came from.
+fn validated(c: DistributedConfig, source: std::fmt::Arguments<'_>) -> Result<DistributedConfig> {
+    match c.validate() {
+        Ok(()) => Ok(c),
+        Err(e) => Err(Error::new(
             Kind::InvalidArgument,
             format!(
-                "{} in {}: {}",
-                l.name(),
-                dir.display(),
+                "{source}: {}",
                 e.message().trim_start_matches("distributed: ")
             ),
-        )
-    })?;
-    Ok(c)
+        )),
+    }
 }
 
 fn cross_size_from(l: Launcher, size: u32, local_size: u32, local_var: &str) -> Result<u32> {
@@ -541,6 +528,29 @@ mod tests {
         assert!(e.message().contains("SLURM_NTASKS=3"), "{e}");
     }
 
+    /// Validation errors say where the numbers came from, without the `distributed: ` prefix.
+    #[test]
+    fn validation_errors_name_the_source() {
+        let e = read(
+            Launcher::DeepSpeed,
+            &[
+                ("RANK", "0"),
+                ("WORLD_SIZE", "4"),
+                ("LOCAL_RANK", "0"),
+                ("LOCAL_SIZE", "2"),
+                ("CROSS_RANK", "0"),
+                ("CROSS_SIZE", "2"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), Kind::InvalidArgument);
+        assert_eq!(
+            e.message(),
+            "deepspeed environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE): \
+             chief_ip is required when cross_size (2) > 1"
+        );
+    }
+
     #[test]
     fn auto_without_launcher_is_single() {
         let c = read(Launcher::Auto, &[]).unwrap();
@@ -605,6 +615,13 @@ mod tests {
         assert!(
             e.message().contains("rank 4 must be less than size 4"),
             "{e}"
+        );
+        assert_eq!(
+            e.message(),
+            format!(
+                "Determined (rendezvous.json) in {}: rank 4 must be less than size 4",
+                dir.display()
+            )
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

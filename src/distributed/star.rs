@@ -183,8 +183,9 @@ struct Shared {
     /// Control values seen so far (kept for a handler installed after they arrived).
     seen_horizon: AtomicU64,
     seen_decision: AtomicU64,
-    /// How long a frame may stall half-way before the connection counts as lost.
-    stall_limit: Duration,
+    /// The collective timeout: how long a collective waits for a member, and how long a frame
+    /// may stall half-way before the connection counts as lost.
+    timeout: Duration,
     /// Client: the chief said goodbye (nothing more will come from it).
     departed: Mutex<Option<Error>>,
 }
@@ -192,6 +193,15 @@ struct Shared {
 impl Shared {
     fn is_server(&self) -> bool {
         self.me.group_rank == 0
+    }
+
+    /// How messages name member `i`: "rank N" on the chief's side, "the chief" on a member's.
+    fn peer_name(&self, i: usize) -> String {
+        if self.is_server() {
+            format!("rank {}", self.conns[i].global_rank)
+        } else {
+            "the chief".to_owned()
+        }
     }
 
     /// Fail the group and tell every other member (server side) why.
@@ -215,7 +225,6 @@ pub struct Star {
     /// Chief: serial of the last broadcast (what `close` waits to see acknowledged).
     last_broadcast: AtomicU64,
     readers: Mutex<Vec<JoinHandle<()>>>,
-    timeout: Duration,
 }
 
 fn hello_payload(m: &Member) -> Vec<u8> {
@@ -449,7 +458,7 @@ impl Star {
             control: OnceLock::new(),
             seen_horizon: AtomicU64::new(0),
             seen_decision: AtomicU64::new(u64::MAX),
-            stall_limit: timeout,
+            timeout,
             departed: Mutex::new(None),
         });
         let mut readers = Vec::new();
@@ -466,13 +475,7 @@ impl Star {
             serial: Mutex::new(0),
             last_broadcast: AtomicU64::new(0),
             readers: Mutex::new(readers),
-            timeout,
         })
-    }
-
-    /// This process's place in the group.
-    pub fn member(&self) -> &Member {
-        &self.shared.me
     }
 
     /// Route control values received from the chief to `h` (clients). Values that arrived
@@ -537,8 +540,14 @@ impl Star {
     }
 
     /// The next message from member `i` for the calling thread, read from the socket by this
-    /// thread itself (see [`Conn`]). Fails at `deadline`, or as soon as the group fails.
-    fn next_from(&self, i: usize, deadline: Instant) -> Result<InMsg> {
+    /// thread itself (see [`Conn`]). Fails as soon as the group fails, or at `deadline` with the
+    /// error `timed_out` builds.
+    fn next_from(
+        &self,
+        i: usize,
+        deadline: Instant,
+        timed_out: impl FnOnce() -> Error,
+    ) -> Result<InMsg> {
         let sh = &*self.shared;
         let c = &sh.conns[i];
         c.busy.store(true, Ordering::SeqCst);
@@ -558,18 +567,14 @@ impl Star {
             }
             let give_up =
                 || Instant::now() >= deadline || sh.failure.failed.load(Ordering::Relaxed);
-            match read_one(&mut r, give_up, sh.stall_limit) {
+            match read_one(&mut r, give_up, sh.timeout) {
                 Got::Frame(h, p) => {
                     if let Some(m) = handle(sh, i, h, p) {
                         break Ok(m);
                     }
                 }
                 Got::Idle => {
-                    break Err(sh
-                        .failure
-                        .check()
-                        .err()
-                        .unwrap_or_else(|| err!(Timeout, "deadline")));
+                    break Err(sh.failure.check().err().unwrap_or_else(timed_out));
                 }
                 Got::End(why) => {
                     if let Some(m) = ended(sh, i, &why) {
@@ -580,7 +585,7 @@ impl Star {
         };
         // Leave no complete frame in the buffer: the background reader only sees the socket.
         while has_complete_frame(&r) {
-            match read_one(&mut r, || true, sh.stall_limit) {
+            match read_one(&mut r, || true, sh.timeout) {
                 Got::Frame(h, p) => {
                     if let Some(m) = handle(sh, i, h, p) {
                         c.queue.lock().push_back(m);
@@ -602,97 +607,71 @@ impl Star {
 
     /// The chief's wait for one message from every member for collective `serial` of `op`.
     fn collect(&self, serial: u64, op: Op) -> Result<Vec<Vec<u8>>> {
-        let deadline = crate::time::deadline(self.timeout);
+        let timeout = self.shared.timeout;
+        let deadline = crate::time::deadline(timeout);
         let mut out = Vec::with_capacity(self.shared.conns.len());
         for (i, c) in self.shared.conns.iter().enumerate() {
-            let m = self.next_from(i, deadline).map_err(|e| {
-                let e = if e.kind() == ErrKind::Timeout && e.message() == "deadline" {
-                    err!(
-                        Timeout,
-                        "{} #{serial}: rank(s) [{}] did not join within {:.0} s",
-                        op.collective(),
-                        c.global_rank,
-                        self.timeout.as_secs_f64()
-                    )
-                } else {
-                    e
-                };
-                self.shared.fail(e.clone());
-                e
-            })?;
-            out.push(self.accept(i, m, serial, op)?);
+            out.push(self.next_data(i, serial, op, deadline, || {
+                err!(
+                    Timeout,
+                    "{} #{serial}: rank(s) [{}] did not join within {:.0} s",
+                    op.collective(),
+                    c.global_rank,
+                    timeout.as_secs_f64()
+                )
+            })?);
         }
         Ok(out)
     }
 
-    fn accept(&self, i: usize, m: InMsg, serial: u64, op: Op) -> Result<Vec<u8>> {
-        match m {
-            InMsg::Lost(e) => {
-                self.shared.fail(e.clone());
-                Err(e)
-            }
-            InMsg::Data {
-                op: o,
-                serial: s,
-                payload,
-            } => {
-                if o != op || s != serial {
-                    let e = err!(
-                        Distributed,
-                        "ranks disagree on the order of collectives: rank {} called {} #{s} while rank {} called {} #{serial}",
-                        self.shared.conns[i].global_rank,
-                        o.collective(),
-                        self.shared.me.global_rank,
-                        op.collective()
-                    );
-                    self.shared.fail(e.clone());
-                    return Err(e);
-                }
-                Ok(payload)
-            }
-        }
-    }
-
     /// A member's wait for the chief's message of collective `serial`.
     fn receive(&self, serial: u64, op: Op) -> Result<Vec<u8>> {
-        let deadline = crate::time::deadline(self.timeout);
-        let m = self.next_from(0, deadline).map_err(|e| {
-            let e = if e.kind() == ErrKind::Timeout && e.message() == "deadline" {
-                err!(
-                    Timeout,
-                    "{} #{serial}: the chief (rank {}) did not answer within {:.0} s",
-                    op.collective(),
-                    self.shared.conns[0].global_rank,
-                    self.timeout.as_secs_f64()
-                )
-            } else {
-                e
-            };
-            self.shared.failure.set(e.clone());
+        let timeout = self.shared.timeout;
+        self.next_data(0, serial, op, crate::time::deadline(timeout), || {
+            err!(
+                Timeout,
+                "{} #{serial}: the chief (rank {}) did not answer within {:.0} s",
+                op.collective(),
+                self.up().global_rank,
+                timeout.as_secs_f64()
+            )
+        })
+    }
+
+    /// The payload of member `i`'s next message, which must be collective `serial` of `op`
+    /// (see [`Star::next_from`] for `deadline` and `timed_out`). Any failure fails the group.
+    fn next_data(
+        &self,
+        i: usize,
+        serial: u64,
+        op: Op,
+        deadline: Instant,
+        timed_out: impl FnOnce() -> Error,
+    ) -> Result<Vec<u8>> {
+        let sh = &*self.shared;
+        let fail = |e: Error| {
+            sh.fail(e.clone());
             e
-        })?;
-        match m {
+        };
+        match self.next_from(i, deadline, timed_out).map_err(fail)? {
+            InMsg::Lost(e) => Err(fail(e)),
             InMsg::Data {
                 op: o,
                 serial: s,
                 payload,
             } => {
                 if o != op || s != serial {
-                    let e = err!(
+                    let did = if sh.is_server() { "called" } else { "sent" };
+                    return Err(fail(err!(
                         Distributed,
-                        "ranks disagree on the order of collectives: the chief sent {} #{s} while rank {} called {} #{serial}",
+                        "ranks disagree on the order of collectives: {} {did} {} #{s} while rank {} called {} #{serial}",
+                        sh.peer_name(i),
                         o.collective(),
-                        self.shared.me.global_rank,
+                        sh.me.global_rank,
                         op.collective()
-                    );
-                    self.shared.failure.set(e.clone());
-                    return Err(e);
+                    )));
                 }
                 Ok(payload)
-            }
-            InMsg::Lost(e) => {
-                self.shared.failure.set(e.clone());
-                Err(e)
             }
         }
     }
@@ -722,9 +701,6 @@ impl Star {
         let s = self.next_serial()?;
         let serial = *s;
         let me = self.shared.me.global_rank;
-        if self.shared.conns.is_empty() {
-            return Ok(Some(ByteList::Vecs(vec![data])));
-        }
         if self.shared.is_server() {
             let mut all = vec![data];
             all.extend(self.collect(serial, Op::Gather)?);
@@ -750,9 +726,6 @@ impl Star {
         let s = self.next_serial()?;
         let serial = *s;
         let me = self.shared.me.global_rank;
-        if self.shared.conns.is_empty() {
-            return Ok(ByteList::Vecs(vec![data]));
-        }
         if self.shared.is_server() {
             let mut all = vec![data];
             all.extend(self.collect(serial, Op::Allgather)?);
@@ -786,9 +759,6 @@ impl Star {
     pub fn broadcast(&self, data: Vec<u8>) -> Result<Vec<u8>> {
         let s = self.next_serial()?;
         let serial = *s;
-        if self.shared.conns.is_empty() {
-            return Ok(data);
-        }
         if self.shared.is_server() {
             self.to_all(
                 Header::new(
@@ -985,12 +955,12 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 })
             }
             None => {
-                let who = if sh.is_server() {
-                    format!("rank {}", conn.global_rank)
-                } else {
-                    "the chief".to_owned()
-                };
-                let e = err!(Distributed, "{who} sent an unknown collective op {}", h.op);
+                let e = err!(
+                    Distributed,
+                    "{} sent an unknown collective op {}",
+                    sh.peer_name(i),
+                    h.op
+                );
                 sh.fail(e.clone());
                 conn.ended.store(true, Ordering::SeqCst);
                 Some(InMsg::Lost(e))
@@ -1128,7 +1098,7 @@ fn background_reader(sh: Arc<Shared>, i: usize) {
             continue;
         }
         loop {
-            match read_one(&mut r, || true, sh.stall_limit) {
+            match read_one(&mut r, || true, sh.timeout) {
                 Got::Frame(h, p) => {
                     if let Some(m) = handle(&sh, i, h, p) {
                         c.queue.lock().push_back(m);
@@ -1171,4 +1141,92 @@ pub fn listen_local() -> Result<(TcpListener, u16)> {
         .map_err(|e| err!(Distributed, "cannot listen on loopback: {e}"))?;
     let port = l.local_addr().map_err(|e| err!(Distributed, "{e}"))?.port();
     Ok((l, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group of two over loopback: (chief, member).
+    fn pair(timeout: Duration) -> (Star, Star) {
+        let (listener, port) = listen_local().unwrap();
+        let member = |r: u32| Member {
+            group: Group::Local,
+            group_rank: r,
+            group_size: 2,
+            global_rank: r,
+        };
+        let m = member(1);
+        let t = std::thread::spawn(move || {
+            Star::join(
+                &format!("127.0.0.1:{port}"),
+                m,
+                Duration::from_secs(10),
+                timeout,
+            )
+        });
+        let chief = Star::serve(listener, member(0), Duration::from_secs(10), timeout).unwrap();
+        (chief, t.join().unwrap().unwrap())
+    }
+
+    #[test]
+    fn timeouts_name_the_missing_side() {
+        let (chief, member) = pair(Duration::from_millis(200));
+        let e = chief.gather(b"x".to_vec()).unwrap_err();
+        assert_eq!(e.kind(), ErrKind::Timeout);
+        let want = "gather #1: rank(s) [1] did not join within 0 s";
+        assert_eq!(e.message(), want);
+        // The chief tells the member why the group failed.
+        assert_eq!(member.broadcast(Vec::new()).unwrap_err().message(), want);
+        assert_eq!(chief.check().unwrap_err().message(), want);
+
+        let (_chief, member) = pair(Duration::from_millis(200));
+        let e = member.allgather(Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrKind::Timeout);
+        let want = "allgather #1: the chief (rank 0) did not answer within 0 s";
+        assert_eq!(e.message(), want);
+        assert_eq!(member.check().unwrap_err().message(), want);
+    }
+
+    #[test]
+    fn disagreements_name_both_sides() {
+        let (chief, member) = pair(Duration::from_secs(10));
+        let t = std::thread::spawn(move || {
+            let e = member.gather(Vec::new()).unwrap_err();
+            (member, e)
+        });
+        chief.broadcast(b"b".to_vec()).unwrap();
+        let (member, e) = t.join().unwrap();
+        assert_eq!(e.kind(), ErrKind::Distributed);
+        assert_eq!(
+            e.message(),
+            "ranks disagree on the order of collectives: the chief sent broadcast #1 while rank 1 called gather #1"
+        );
+        assert_eq!(member.check().unwrap_err().message(), e.message());
+        let e = chief.allgather(Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), ErrKind::Distributed);
+        assert_eq!(
+            e.message(),
+            "ranks disagree on the order of collectives: rank 1 called gather #1 while rank 0 called allgather #2"
+        );
+        assert_eq!(chief.check().unwrap_err().message(), e.message());
+    }
+
+    #[test]
+    fn collectives_of_two() {
+        let (chief, member) = pair(Duration::from_secs(10));
+        let t = std::thread::spawn(move || {
+            assert!(member.gather(b"m".to_vec()).unwrap().is_none());
+            let all = member.allgather(b"m".to_vec()).unwrap().into_vecs();
+            let b = member.broadcast(Vec::new()).unwrap();
+            (all, b)
+        });
+        let g = chief.gather(b"c".to_vec()).unwrap().unwrap().into_vecs();
+        assert_eq!(g, vec![b"c".to_vec(), b"m".to_vec()]);
+        let all = chief.allgather(b"c".to_vec()).unwrap().into_vecs();
+        assert_eq!(chief.broadcast(b"v".to_vec()).unwrap(), b"v");
+        let (member_all, b) = t.join().unwrap();
+        assert_eq!(all, member_all);
+        assert_eq!(b, b"v");
+    }
 }

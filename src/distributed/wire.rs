@@ -291,33 +291,6 @@ pub fn encode_list(items: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Decode [`encode_list`]'s format.
-pub fn decode_list(mut b: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let bad = || err!(Distributed, "malformed list payload");
-    if b.len() < 4 {
-        return Err(bad());
-    }
-    let n = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
-    b = &b[4..];
-    let mut out = Vec::with_capacity(n.min(1 << 16));
-    for _ in 0..n {
-        if b.len() < 8 {
-            return Err(bad());
-        }
-        let len = u64::from_le_bytes(b[..8].try_into().expect("8 bytes")) as usize;
-        b = &b[8..];
-        if b.len() < len {
-            return Err(bad());
-        }
-        out.push(b[..len].to_vec());
-        b = &b[len..];
-    }
-    if !b.is_empty() {
-        return Err(bad());
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,8 +326,11 @@ mod tests {
         assert!(read_frame(&mut trunc).is_err());
 
         let items = vec![vec![], b"x".to_vec(), vec![9; 300]];
-        assert_eq!(decode_list(&encode_list(&items)).unwrap(), items);
-        assert!(decode_list(&[1, 0, 0, 0]).is_err());
+        assert_eq!(
+            ByteList::parse(encode_list(&items)).unwrap().into_vecs(),
+            items
+        );
+        assert!(ByteList::parse(vec![1, 0, 0, 0]).is_err());
         let l = ByteList::encode(&items);
         assert_eq!(l.len(), 3);
         assert_eq!(l.get(2), Some(&items[2][..]));

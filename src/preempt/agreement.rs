@@ -38,6 +38,9 @@ enum Role {
     Chief {
         send: Send,
         state: Mutex<ChiefState>,
+        /// The horizon less half the window: a call past it extends the horizon. Written by
+        /// [`Agreement::extend`] under `state`'s lock, read without it on every call.
+        extend_at: AtomicU64,
     },
     Worker {
         lock: Mutex<()>,
@@ -69,6 +72,8 @@ impl Agreement {
                     window: MIN_WINDOW * 4,
                     last_extend: Instant::now(),
                 }),
+                // Horizon 0: the first call extends it.
+                extend_at: AtomicU64::new(0),
             },
         }
     }
@@ -90,11 +95,6 @@ impl Agreement {
         }
     }
 
-    /// True on the chief's side.
-    pub fn is_chief(&self) -> bool {
-        matches!(self.role, Role::Chief { .. })
-    }
-
     /// The answer to this rank's next call. `local` is asked on the chief only: do its own
     /// sources want preemption?
     #[inline]
@@ -104,14 +104,16 @@ impl Agreement {
             return Ok(true);
         }
         match &self.role {
-            Role::Chief { send, state } => {
-                let h = self.horizon.load(Ordering::Relaxed);
+            Role::Chief {
+                send,
+                state,
+                extend_at,
+            } => {
                 if local() {
                     return Ok(self.decide(k, send, state));
                 }
-                let window = state.lock().window;
-                if k + window / 2 > h {
-                    self.extend(k, send, state);
+                if k > extend_at.load(Ordering::Relaxed) {
+                    self.extend(k, send, state, extend_at);
                 }
                 Ok(false)
             }
@@ -140,7 +142,7 @@ impl Agreement {
     }
 
     #[cold]
-    fn extend(&self, k: u64, send: &Send, state: &Mutex<ChiefState>) {
+    fn extend(&self, k: u64, send: &Send, state: &Mutex<ChiefState>, extend_at: &AtomicU64) {
         let mut st = state.lock();
         if self.decision.load(Ordering::Acquire) != NONE {
             return;
@@ -166,6 +168,7 @@ impl Agreement {
         st.last_extend = Instant::now();
         let nh = (k + st.window).max(h);
         self.horizon.store(nh, Ordering::Release);
+        extend_at.store(nh - st.window / 2, Ordering::Relaxed);
         drop(st);
         send(Op::Horizon, nh);
     }
@@ -226,22 +229,6 @@ impl Agreement {
             cond.notify_all();
         }
     }
-
-    /// Calls made so far on this rank.
-    pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
-    }
-}
-
-impl std::fmt::Debug for Agreement {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Agreement(chief={}, calls={})",
-            self.is_chief(),
-            self.calls()
-        )
-    }
 }
 
 #[cfg(test)]
@@ -294,6 +281,36 @@ mod tests {
             assert_eq!(kc, kw, "trial {trial}");
             assert!(kc >= preempt_at_chief_call);
         }
+    }
+
+    /// The chief promises a horizon at its first call, and extends it before its calls reach
+    /// it: a worker keeping pace with the chief never waits.
+    #[test]
+    fn chief_keeps_its_horizon_ahead() {
+        let sent = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let s2 = sent.clone();
+        let chief = Agreement::chief(Box::new(move |op, v| s2.lock().push((op, v))));
+        assert!(!chief.call(|| false).unwrap());
+        assert!(
+            matches!(sent.lock().as_slice(), [(Op::Horizon, h)] if *h > 1),
+            "{:?}",
+            sent.lock()
+        );
+        for k in 2..=100_000u64 {
+            assert!(!chief.call(|| false).unwrap());
+            let (op, h) = *sent.lock().last().unwrap();
+            assert_eq!(op, Op::Horizon);
+            assert!(k < h, "call {k} reached the horizon {h}");
+        }
+        let horizons: Vec<u64> = sent.lock().iter().map(|&(_, h)| h).collect();
+        assert!(horizons.windows(2).all(|w| w[0] < w[1]), "{horizons:?}");
+        // A preemption seen at call k takes effect after the last horizon promised.
+        let last = *horizons.last().unwrap();
+        assert!(chief.call(|| true).unwrap() == (100_001 > last));
+        assert_eq!(
+            sent.lock().last().copied(),
+            Some((Op::Decision, 100_001u64.max(last + 1)))
+        );
     }
 
     #[test]

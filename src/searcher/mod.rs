@@ -126,17 +126,8 @@ pub struct SearcherOp {
 
 impl SearcherContext {
     /// A searcher handing out one operation of `max_length` (`None`: the searcher is missing,
-    /// every call fails with Python's message).
-    pub fn new(
-        max_length: Option<u64>,
-        units: Option<Unit>,
-        train: Arc<TrainContext>,
-        is_chief: bool,
-    ) -> SearcherContext {
-        SearcherContext::with_dist(max_length, units, train, is_chief, None)
-    }
-
-    /// As [`new`](Self::new), coordinating ranks through `dist` in `WorkersAskChief` mode.
+    /// every call fails with Python's message), coordinating ranks through `dist` in
+    /// `WorkersAskChief` mode.
     pub fn with_dist(
         max_length: Option<u64>,
         units: Option<Unit>,
@@ -179,11 +170,11 @@ impl SearcherContext {
             None
         };
         let mut st = sh.state.lock();
-        let op = |is_chief: bool| SearcherOp {
+        let op = || SearcherOp {
             shared: sh.clone(),
             length,
             completed: sh.op_completed.clone(),
-            is_chief,
+            is_chief: sh.is_chief,
         };
         if !sh.is_chief {
             let Some(d) = dist else {
@@ -196,7 +187,7 @@ impl SearcherContext {
             return match msg.first() {
                 Some(1) if msg.len() == 9 => {
                     *st = State::OpOut;
-                    let mut o = op(false);
+                    let mut o = op();
                     o.length = u64::from_le_bytes(msg[1..9].try_into().expect("8 bytes"));
                     Ok(Some(o))
                 }
@@ -215,7 +206,7 @@ impl SearcherContext {
                     d.broadcast(m)?;
                 }
                 *st = State::OpOut;
-                Ok(Some(op(true)))
+                Ok(Some(op()))
             }
             State::OpOut => {
                 if !sh.op_completed.load(Ordering::SeqCst) {
