@@ -87,6 +87,19 @@ impl DirectoryStorage {
     }
 }
 
+/// True if `to` is a copy of `from` made after `from` last changed: the same size, and
+/// modified no earlier than `from` (a copy's time is when it was made; appending to `from`
+/// afterwards moves its time past the copy's).
+fn is_current_copy(from: &Path, to: &Path) -> bool {
+    match (fs::metadata(from), fs::metadata(to)) {
+        (Ok(f), Ok(t)) => {
+            f.len() == t.len()
+                && matches!((f.modified(), t.modified()), (Ok(fm), Ok(tm)) if tm >= fm)
+        }
+        _ => false,
+    }
+}
+
 /// Threads copying files in parallel in `upload`.
 const COPY_THREADS: usize = 8;
 
@@ -281,6 +294,9 @@ impl Storage for DirectoryStorage {
     fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()> {
         for (from, key) in files {
             let to = safe_join(&self.base, key)?;
+            if is_current_copy(from, &to) {
+                continue; // e.g. a resumed run's TensorBoard files, synced by the last process
+            }
             if let Some(parent) = to.parent() {
                 create_dir_all_0777(parent)
                     .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
@@ -288,5 +304,35 @@ impl Storage for DirectoryStorage {
             fsutil::copy_file(from, &to)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_files_skips_current_copies_and_recopies_changed_files() {
+        let root = std::env::temp_dir().join(format!("detcore-dir-{}", uuid::Uuid::new_v4()));
+        let (src, base) = (root.join("src"), root.join("base"));
+        fs::create_dir_all(&src).unwrap();
+        let storage =
+            DirectoryStorage::new(StorageConfig::SharedFs { base: base.clone() }, base.clone());
+        let f = src.join("events");
+        fs::write(&f, b"one").unwrap();
+        let files = [(f.clone(), "tb/events".to_owned())];
+        storage.put_files(&files).unwrap();
+        let dest = base.join("tb/events");
+        assert_eq!(fs::read(&dest).unwrap(), b"one");
+        // Unchanged source: not copied again (a marker of the same size survives).
+        fs::write(&dest, b"ONE").unwrap();
+        storage.put_files(&files).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"ONE");
+        // Appended source: copied again.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(&f, b"one two").unwrap();
+        storage.put_files(&files).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"one two");
+        fs::remove_dir_all(&root).unwrap();
     }
 }
