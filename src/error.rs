@@ -26,6 +26,10 @@ pub enum Kind {
     Io,
     /// The checkpoint storage backend failed.
     Storage,
+    /// A checkpoint's bytes do not match its manifest (a flipped byte, a truncated or a missing
+    /// file). Reported as `DET_ERR_STORAGE`; kept apart so that a resume can fall back to an
+    /// older checkpoint on this failure and on no other.
+    Integrity,
     /// The Determined master refused a request or could not be reached.
     Master,
     /// A deadline passed.
@@ -48,6 +52,7 @@ impl Kind {
             Kind::BufferTooSmall => "buffer too small",
             Kind::Io => "I/O error",
             Kind::Storage => "storage error",
+            Kind::Integrity => "integrity error",
             Kind::Master => "master error",
             Kind::Timeout => "timeout",
             Kind::Distributed => "distributed error",

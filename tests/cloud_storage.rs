@@ -5,7 +5,9 @@
 //! them with `DETCORE_TEST_STORAGE` set to a storage config (a JSON dict) for each. Run without
 //! that variable they fail rather than pass.
 
-use detcore::storage::{self, Storage};
+use detcore::storage::manifest::{Manifest, MANIFEST};
+use detcore::storage::object::ObjectStore;
+use detcore::storage::{self, FileSum, Storage, Sums};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -86,7 +88,9 @@ fn store_download_delete_round_trip() {
 
     let dl = tmp("dl");
     s.download(&id, &dl, None).unwrap();
-    let got = tree(&dl);
+    let mut got = tree(&dl);
+    // The manifest travels with the checkpoint.
+    assert!(got.remove(MANIFEST).is_some());
     // Servers that drop folder markers (s3s-fs) lose only the empty folder.
     let mut want_cmp = want.clone();
     if !got.contains_key("empty/") {
@@ -137,13 +141,20 @@ fn upload_with_extra_and_aux_objects() {
     fs::write(src.join("d/a"), b"A").unwrap();
     fs::write(src.join("skip"), b"S").unwrap();
     let id = uuid::Uuid::new_v4().to_string();
-    s.upload(
-        &src,
-        &["d/".into(), "d/a".into()],
-        &[("metadata.json".into(), b"{}".to_vec())],
-        &id,
-    )
-    .unwrap();
+    let sums = s
+        .upload(
+            &src,
+            &["d/".into(), "d/a".into()],
+            &[("metadata.json".into(), b"{}".to_vec())],
+            &id,
+            &Default::default(),
+        )
+        .unwrap();
+    // Sums of what was stored (folder markers have none), and a manifest listing them.
+    assert_eq!(sums.keys().collect::<Vec<_>>(), ["d/a", "metadata.json"]);
+    assert_eq!(sums["d/a"], FileSum::of(b"A"));
+    let m = Manifest::parse(&id, &s.read_file(&id, MANIFEST).unwrap()).unwrap();
+    assert_eq!(m.files, sums);
     assert!(s.is_complete(&id).unwrap());
     assert_eq!(s.read_file(&id, "metadata.json").unwrap(), b"{}");
     assert_eq!(
@@ -185,38 +196,160 @@ fn unsafe_keys_never_become_local_paths() {
     assert!(fs::read_dir(&dst).unwrap().next().is_none() || !dst.join("inner/ok").exists());
 }
 
-/// Store `key` (relative to the configured prefix) without any checks.
-fn raw_put(key: &str, data: &[u8]) {
+/// Run `f` with the configured backend's raw object store and the full key of `key` (relative
+/// to the configured prefix): no checks, no manifests.
+fn with_raw<T>(key: &str, f: impl FnOnce(&dyn ObjectStore, &str) -> T) -> T {
     use detcore::storage::config::StorageConfig;
-    use detcore::storage::http::{Body, Tuning};
-    use detcore::storage::object::ObjectStore;
+    use detcore::storage::http::Tuning;
     let spec = storage::config::parse_user(&config_text()).unwrap();
+    let full = |prefix: &str| {
+        if prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{prefix}/{key}")
+        }
+    };
     match &spec.config {
         StorageConfig::S3(c) => {
             let st = detcore::storage::s3::S3Store::new(c, Tuning::default()).unwrap();
-            let full = if c.prefix.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{}/{key}", c.prefix)
-            };
-            st.put(&full, Body::Bytes(data)).unwrap();
+            f(&st, &full(&c.prefix))
         }
         StorageConfig::Gcs(c) => {
             let st = detcore::storage::gcs::GcsStore::new(c, Tuning::default()).unwrap();
-            let full = if c.prefix.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{}/{key}", c.prefix)
-            };
-            st.put(&full, Body::Bytes(data)).unwrap();
+            f(&st, &full(&c.prefix))
         }
         StorageConfig::Azure(c) => {
             let st = detcore::storage::azure::AzureStore::new(c, Tuning::default()).unwrap();
-            let full = format!("{}{key}", st.blob_prefix());
-            st.put(&full, Body::Bytes(data)).unwrap();
+            let k = format!("{}{key}", st.blob_prefix());
+            f(&st, &k)
         }
         other => panic!("not an object store: {other:?}"),
     }
+}
+
+/// Store `key` (relative to the configured prefix) without any checks.
+fn raw_put(key: &str, data: &[u8]) {
+    use detcore::storage::http::Body;
+    with_raw(key, |st, k| st.put(k, Body::Bytes(data)).unwrap());
+}
+
+/// Delete `key` (relative to the configured prefix).
+fn raw_delete(key: &str) {
+    with_raw(key, |st, k| st.delete(&[k.to_owned()]).unwrap());
+}
+
+/// Every file (not folder) under `root`, relative.
+fn files_under(root: &Path) -> Vec<String> {
+    tree(root)
+        .into_iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a storage server: run through tests/python/test_cloud_rust.py"]
+fn manifests_are_computed_while_uploading_and_checked_while_downloading() {
+    let s = open();
+    assert!(s.checksums());
+    let id = uuid::Uuid::new_v4().to_string();
+    let staged = s.stage(&id).unwrap();
+    write_sample(&staged);
+    // A stale manifest in the staging folder is never stored.
+    fs::write(staged.join(MANIFEST), b"stale").unwrap();
+    let want: BTreeMap<String, Vec<u8>> = tree(&staged)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .filter(|(k, _)| k != MANIFEST)
+        .collect();
+    let sums = s.publish(&staged, &id, None).unwrap();
+    // The CRC32C computed from the request bodies (single PUTs, parallel parts combined, GCS's
+    // resumable chunks) is the CRC32C of the file.
+    let expect: Sums = want
+        .iter()
+        .map(|(k, v)| (k.clone(), FileSum::of(v)))
+        .collect();
+    assert_eq!(sums, expect);
+    let m = Manifest::parse(&id, &s.read_file(&id, MANIFEST).unwrap()).unwrap();
+    assert_eq!(m.files, expect);
+    assert_eq!(m.storage_id, id);
+
+    let check = |sel: Option<&mut dyn FnMut(&str) -> bool>| {
+        let dl = tmp("check");
+        let r = s.download(&id, &dl, sel).map(|_| dl.clone());
+        (r, dl)
+    };
+    // A good checkpoint downloads whole, with its manifest.
+    let (r, dl) = check(None);
+    r.unwrap();
+    assert!(dl.join(MANIFEST).is_file());
+
+    // A flipped byte in the multipart file: detected, named, nothing left behind.
+    let mut bad = want["big.bin"].clone();
+    bad[7 << 20] ^= 0x01;
+    raw_put(&format!("{id}/big.bin"), &bad);
+    let (r, dl) = check(None);
+    let e = r.unwrap_err();
+    assert_eq!(e.kind(), detcore::Kind::Integrity, "{e}");
+    assert!(
+        e.message()
+            .contains("file \"big.bin\" is corrupt: its CRC32C is"),
+        "{e}"
+    );
+    assert_eq!(
+        files_under(&dl),
+        Vec::<String>::new(),
+        "a failed download keeps nothing"
+    );
+    let e = s.restore(&id, None).unwrap_err();
+    assert_eq!(e.kind(), detcore::Kind::Integrity, "{e}");
+    // A selector that leaves the bad file out restores the rest, checked.
+    let mut not_big = |p: &str| p != "big.bin";
+    let (r, dl) = check(Some(&mut not_big));
+    r.unwrap();
+    assert_eq!(fs::read(dl.join("sub/small.txt")).unwrap(), b"hello");
+    raw_put(&format!("{id}/big.bin"), &want["big.bin"]);
+
+    // A truncated file (known from the listing) and a missing one.
+    raw_put(&format!("{id}/sub/small.txt"), b"hel");
+    let e = s.download(&id, &tmp("trunc"), None).unwrap_err();
+    assert!(
+        e.message()
+            .contains("file \"sub/small.txt\" is 3 bytes, its manifest says 5 (truncated)"),
+        "{e}"
+    );
+    raw_put(&format!("{id}/sub/small.txt"), b"hello");
+    raw_delete(&format!("{id}/sub/deeper/zero"));
+    let e = s.download(&id, &tmp("missing"), None).unwrap_err();
+    assert!(
+        e.message()
+            .contains("file \"sub/deeper/zero\" is missing (its manifest lists 0 bytes)"),
+        "{e}"
+    );
+    let r = s.restore(&id, None).unwrap_err();
+    assert_eq!(r.kind(), detcore::Kind::Integrity, "{r}");
+    // A damaged manifest is itself an integrity error.
+    raw_put(&format!("{id}/{MANIFEST}"), b"{\"format\": 1, \"fil");
+    let e = s.download(&id, &tmp("badmanifest"), None).unwrap_err();
+    assert_eq!(e.kind(), detcore::Kind::Integrity, "{e}");
+    assert!(e.message().contains(MANIFEST), "{e}");
+
+    // Checksums off: no manifest is written, and nothing is checked.
+    let spec = storage::config::parse_user(&config_text()).unwrap();
+    let off = storage::open_with(&spec.config, false).unwrap();
+    off.download(&id, &tmp("off"), None).unwrap();
+    let id2 = uuid::Uuid::new_v4().to_string();
+    let staged = off.stage(&id2).unwrap();
+    write_sample(&staged);
+    assert!(off.publish(&staged, &id2, None).unwrap().is_empty());
+    assert_eq!(
+        s.read_file(&id2, MANIFEST).unwrap_err().kind(),
+        detcore::Kind::NotFound
+    );
+    // ... and such a checkpoint restores unchecked with checksums on.
+    s.download(&id2, &tmp("nomanifest"), None).unwrap();
+    s.delete(&id).unwrap();
+    s.delete(&id2).unwrap();
 }
 
 #[test]
@@ -247,12 +380,35 @@ fn sharded_checkpoint_from_several_processes() {
     }
     // No rank wrote metadata.json: the checkpoint is not complete yet.
     assert!(!s.is_complete(&id).unwrap());
-    // The chief completes it last.
+    // The chief completes it last, with the manifest of every rank's files.
+    let mut prior = Sums::new();
+    for rank in 0..RANKS {
+        let text = fs::read_to_string(shard_sums_file(&id, rank)).unwrap();
+        for line in text.lines() {
+            let mut f = line.split(' ');
+            let (name, size, crc) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+            prior.insert(
+                name.to_owned(),
+                FileSum {
+                    size: size.parse().unwrap(),
+                    crc32c: crc.parse().unwrap(),
+                },
+            );
+        }
+    }
+    assert_eq!(prior.len(), 2 * RANKS);
     let staged = s.stage(&id).unwrap();
-    fs::write(staged.join("metadata.json"), b"{\"steps_completed\": 3}").unwrap();
-    s.publish(&staged, &id, Some(&["metadata.json".into()]))
-        .unwrap();
+    s.upload(
+        &staged,
+        &[],
+        &[("metadata.json".into(), b"{\"steps_completed\": 3}".to_vec())],
+        &id,
+        &prior,
+    )
+    .unwrap();
     assert!(s.is_complete(&id).unwrap());
+    let m = Manifest::parse(&id, &s.read_file(&id, MANIFEST).unwrap()).unwrap();
+    assert_eq!(m.files.len(), 2 * RANKS + 1);
     let dl = tmp("shard");
     s.download(&id, &dl, None).unwrap();
     for rank in 0..RANKS {
@@ -299,5 +455,15 @@ fn shard_child() {
         "shared/".to_owned(),
         format!("shared/file{rank}"),
     ];
-    s.publish(&root, &id, Some(&files)).unwrap();
+    let sums = s.publish(&root, &id, Some(&files)).unwrap();
+    let lines: Vec<String> = sums
+        .iter()
+        .map(|(k, v)| format!("{k} {} {}", v.size, v.crc32c))
+        .collect();
+    fs::write(shard_sums_file(&id, rank), lines.join("\n")).unwrap();
+}
+
+/// Where a shard child leaves the sums of the files it stored.
+fn shard_sums_file(id: &str, rank: usize) -> PathBuf {
+    std::env::temp_dir().join(format!("detcore-shard-{id}-{rank}.sums"))
 }

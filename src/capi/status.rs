@@ -45,7 +45,7 @@ pub(crate) fn status_of(kind: Kind) -> det_status {
         Kind::Unsupported => DET_ERR_UNSUPPORTED,
         Kind::BufferTooSmall => DET_ERR_BUFFER_TOO_SMALL,
         Kind::Io => DET_ERR_IO,
-        Kind::Storage => DET_ERR_STORAGE,
+        Kind::Storage | Kind::Integrity => DET_ERR_STORAGE,
         Kind::Master => DET_ERR_MASTER,
         Kind::Timeout => DET_ERR_TIMEOUT,
         Kind::Distributed => DET_ERR_DISTRIBUTED,

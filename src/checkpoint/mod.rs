@@ -20,7 +20,8 @@ pub mod uploads;
 use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, Map, Value};
-use crate::storage::{self, fsutil, Resources, Restored, Selector, Storage};
+use crate::storage::manifest::MANIFEST;
+use crate::storage::{self, fsutil, Resources, Restored, Selector, Storage, Sums};
 use crate::train::{Event, TrainContext};
 use crate::{bail, err};
 use std::path::{Path, PathBuf};
@@ -289,7 +290,10 @@ impl CheckpointContext {
                 to_metadata_file(&Value::Object(scope.metadata.clone())),
             )
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
-            fsutil::list_resources(&scope.path)
+            let mut resources = fsutil::list_resources(&scope.path)?;
+            // detcore's own file, written when the checkpoint is stored; never reported.
+            resources.remove(MANIFEST);
+            Ok(resources)
         })();
         if is_async {
             let resources = prepared.map_err(|e| self.not_stored(&scope, e))?;
@@ -359,6 +363,9 @@ impl CheckpointContext {
         let mut resources =
             fsutil::list_resources(dir).map_err(|e| e.context("upload: ckpt_dir"))?;
         resources.remove("metadata.json");
+        // A manifest in the folder (e.g. it holds a downloaded checkpoint) belongs to another
+        // checkpoint; this one gets its own.
+        resources.remove(MANIFEST);
         if let Some(sel) = selector {
             resources.retain(|name, _| sel(name));
         }
@@ -367,7 +374,13 @@ impl CheckpointContext {
         resources.insert("metadata.json".into(), meta_text.len() as u64);
         let id = uuid::Uuid::new_v4().to_string();
         self.storage
-            .upload(dir, &files, &[("metadata.json".to_owned(), meta_text)], &id)
+            .upload(
+                dir,
+                &files,
+                &[("metadata.json".to_owned(), meta_text)],
+                &id,
+                &Sums::new(),
+            )
             .map_err(|e| e.context(format!("upload: checkpoint {id} was not stored")))?;
         self.reporter.report(&id, &resources, &metadata, steps)?;
         Ok(id)

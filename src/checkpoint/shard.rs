@@ -12,7 +12,7 @@ use super::merge::{
 use super::{check_metadata, CheckpointContext, RestoreScope, StoreScope};
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, to_wire, Map, Value};
-use crate::storage::{fsutil, Resources, Restored, Selector};
+use crate::storage::{fsutil, FileSum, Resources, Restored, Selector, Sums};
 use crate::{bail, err};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -280,7 +280,7 @@ impl CheckpointContext {
         // 3. Publish: the merged metadata.json is written by the chief, last on object stores.
         let meta = Metadata::new(scope.metadata, scope.steps);
         let published = if !uploader {
-            Ok(())
+            Ok(Sums::new())
         } else if self.storage.direct_access() {
             self.publish_with_metadata(&scope.path, &scope.id, &meta)
         } else {
@@ -293,7 +293,7 @@ impl CheckpointContext {
 
     /// Folder storage, on the chief: write the merged `metadata.json` into the shared staging
     /// folder `staged`, then publish it.
-    fn publish_with_metadata(&self, staged: &Path, id: &str, meta: &Metadata) -> Result<()> {
+    fn publish_with_metadata(&self, staged: &Path, id: &str, meta: &Metadata) -> Result<Sums> {
         let meta_path = staged.join("metadata.json");
         std::fs::write(&meta_path, &meta.text)
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
@@ -358,36 +358,45 @@ impl CheckpointContext {
         Ok(SharedFiles { merged, mine })
     }
 
-    /// The common end of sharded stores and uploads: tell everyone how publishing went, upload
-    /// `metadata.json` last (object stores; from `src`), report `resources` and `metadata.json`,
-    /// and give every rank the same result.
+    /// The common end of sharded stores and uploads: tell everyone how publishing went (with the
+    /// sums of the files each rank stored), upload the manifest and `metadata.json` last (object
+    /// stores; from `src`), report `resources` and `metadata.json`, and give every rank the same
+    /// result.
     fn finish(
         &self,
         id: &str,
-        published: Result<()>,
+        published: Result<Sums>,
         src: &Path,
         mut resources: Resources,
         meta: &Metadata,
     ) -> Result<()> {
         let d = &self.dist;
-        resources.insert("metadata.json".into(), meta.text.len() as u64);
-        let statuses: Vec<Value> = allgather_json(d, status_value(&published))?;
-        let mut outcome = combine(&format!("storing checkpoint {id}"), &statuses);
+        let mine = match &published {
+            Ok(sums) => obj! { "sums" => sums_value(sums) },
+            Err(e) => obj! { "error" => e.message() },
+        };
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
+        let mut outcome = combine_errors(&format!("storing checkpoint {id}"), &all);
         if d.config().rank == 0 && outcome.is_ok() {
             // Object stores: metadata.json last, once every rank's files are stored (folder
-            // storage published it with the rest).
+            // storage published it with the rest, its manifest from the chief's own pass).
             if !self.storage.direct_access() {
-                outcome = self
-                    .storage
-                    .upload(
-                        src,
-                        &[],
-                        &[("metadata.json".to_owned(), meta.text.clone())],
-                        id,
-                    )
-                    .map_err(|e| e.context(format!("checkpoint {id} was not stored")));
+                outcome =
+                    merged_sums(id, &all, &resources, self.storage.checksums()).and_then(|prior| {
+                        self.storage
+                            .upload(
+                                src,
+                                &[],
+                                &[("metadata.json".to_owned(), meta.text.clone())],
+                                id,
+                                &prior,
+                            )
+                            .map(|_| ())
+                            .map_err(|e| e.context(format!("checkpoint {id} was not stored")))
+                    });
             }
             if outcome.is_ok() {
+                resources.insert("metadata.json".into(), meta.text.len() as u64);
                 outcome = self.reporter.report(id, &resources, &meta.map, meta.steps);
             }
         }
@@ -488,12 +497,13 @@ impl CheckpointContext {
             if rank == 0 {
                 self.publish_with_metadata(&staged, &id, &meta)
             } else {
-                Ok(())
+                Ok(Sums::new())
             }
         } else if want_upload {
-            self.storage.upload(root, &files.mine, &[], &id)
+            self.storage
+                .upload(root, &files.mine, &[], &id, &Sums::new())
         } else {
-            Ok(())
+            Ok(Sums::new())
         };
         self.finish(&id, published, root, files.merged, &meta)?;
         Ok(id)
@@ -636,6 +646,76 @@ impl CheckpointContext {
         }
         Ok(())
     }
+}
+
+/// Sums as JSON, `[[name, size, crc32c], ...]` (a list: a rank may send many files).
+fn sums_value(sums: &Sums) -> Value {
+    Value::Array(
+        sums.iter()
+            .map(|(name, s)| {
+                Value::Array(vec![
+                    Value::from(name.as_str()),
+                    Value::from(s.size),
+                    Value::from(s.crc32c as u64),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// The sums every rank sent, merged, checked against the merged listing `resources`: with
+/// checksums each listed file was stored by exactly one rank with the size it was listed with
+/// (a file that changed between listing and storing would otherwise get a manifest that lies).
+fn merged_sums(id: &str, all: &[Value], resources: &Resources, checksums: bool) -> Result<Sums> {
+    let mut merged = Sums::new();
+    let mut by = BTreeMap::new();
+    for (rank, v) in all.iter().enumerate() {
+        for e in v
+            .get("sums")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let parts = e.as_array().map(Vec::as_slice).unwrap_or(&[]);
+            let (Some(name), Some(size), Some(crc)) = (
+                parts.first().and_then(Value::as_str),
+                parts.get(1).and_then(Value::as_i64),
+                parts.get(2).and_then(Value::as_i64),
+            ) else {
+                bail!(Distributed, "rank {rank} sent a malformed file checksum");
+            };
+            merged.insert(
+                name.to_owned(),
+                FileSum {
+                    size: size as u64,
+                    crc32c: crc as u32,
+                },
+            );
+            by.insert(name.to_owned(), rank);
+        }
+    }
+    if !checksums {
+        return Ok(merged);
+    }
+    for (name, listed) in resources {
+        if name.ends_with('/') || name == "metadata.json" {
+            continue;
+        }
+        match merged.get(name) {
+            Some(s) if s.size == *listed => {}
+            Some(s) => bail!(
+                Integrity,
+                "sharded checkpoint {id}: rank {} listed file {name:?} with {listed} bytes but stored {} (it changed while it was being stored)",
+                by[name],
+                s.size
+            ),
+            None => bail!(
+                Integrity,
+                "sharded checkpoint {id}: file {name:?} is listed but no rank stored it"
+            ),
+        }
+    }
+    Ok(merged)
 }
 
 /// This rank's share of the files and the merged listing.

@@ -72,7 +72,7 @@ fn run(
                     "asynchronous checkpoint {id} was not stored (its files are kept in {})",
                     job.scope.path.display()
                 ))),
-                Ok(()) => reporter
+                Ok(_) => reporter
                     .report(&id, &job.resources, &job.scope.metadata, job.scope.steps)
                     .map_err(|e| {
                         e.context(format!(

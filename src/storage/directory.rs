@@ -4,8 +4,17 @@
 //! fsyncs every file and folder, renames the staging folder to `<base>/<id>` and fsyncs the base,
 //! so a crash at any point leaves either no checkpoint or a complete one. Deletion renames the
 //! checkpoint back into the staging area before removing it, for the same reason.
+//!
+//! Checksums (see [`super::manifest`]): the caller writes `store_path` files straight into the
+//! staging folder, so detcore never sees those bytes pass. Publishing must already visit every
+//! file to fsync it; each file is read (from the page cache, where the caller's writes still
+//! are) and summed by the same thread just before its fsync, in parallel, so the reading
+//! overlaps the other files' flushes. `upload` sums while it copies (one read and one write per
+//! byte through a buffer, instead of the kernel's `copy_file_range`), `download` likewise, and a
+//! `restore_path` in place reads every file once to check it before handing the folder over.
 
 use super::fsutil::{self, create_dir_all_0777, safe_join};
+use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
 use super::{Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
 use crate::{bail, log_info, log_warn};
@@ -19,6 +28,19 @@ pub const STAGING_DIR: &str = ".detcore-staging";
 pub struct DirectoryStorage {
     config: StorageConfig,
     base: PathBuf,
+    /// Write manifests and check restores against them.
+    checksums: bool,
+}
+
+/// Threads reading, summing and fsyncing files in parallel when publishing or verifying.
+const SEAL_THREADS: usize = 8;
+
+/// A local file error while publishing, as a storage error (the kind the caller expects).
+fn storage_error(e: Error) -> Error {
+    Error::new(
+        Kind::Storage,
+        format!("checkpoint storage: {}", e.message()),
+    )
 }
 
 fn storage_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -32,7 +54,108 @@ impl DirectoryStorage {
     /// A store rooted at `base` (made absolute against the current folder).
     pub fn new(config: StorageConfig, base: PathBuf) -> DirectoryStorage {
         let base = std::path::absolute(&base).unwrap_or(base);
-        DirectoryStorage { config, base }
+        DirectoryStorage {
+            config,
+            base,
+            checksums: true,
+        }
+    }
+
+    /// With `on == false`, no manifests are written and restores are not checked.
+    pub fn with_checksums(mut self, on: bool) -> DirectoryStorage {
+        self.checksums = on;
+        self
+    }
+
+    /// Make the staged folder durable: every regular file read and summed (with checksums)
+    /// then fsynced, by parallel threads; the manifest of those sums and `more` (files summed
+    /// already) written; then every folder fsynced. Returns the sums.
+    fn seal(&self, staged: &Path, id: &str, more: Sums) -> Result<Sums> {
+        let (files, dirs) = fsutil::tree_files(staged).map_err(storage_error)?;
+        let files: Vec<(String, PathBuf)> = files
+            .into_iter()
+            .filter(|(rel, _)| rel != MANIFEST)
+            .collect();
+        let sums = parking_lot::Mutex::new(more);
+        let checksums = self.checksums;
+        super::transfer::Pool::new(files.iter()).try_run(
+            SEAL_THREADS.min(files.len()).max(1),
+            false,
+            |(rel, path), _| {
+                if checksums {
+                    let sum = manifest::sum_file(path)?;
+                    sums.lock().insert(rel.clone(), sum);
+                }
+                fsutil::fsync_path(path)
+            },
+        )?;
+        let sums = sums.into_inner();
+        if checksums {
+            let m = staged.join(MANIFEST);
+            fs::write(&m, Manifest::new(id, sums.clone()).to_bytes())
+                .map_err(|e| storage_err("cannot write", &m, e))?;
+            fsutil::fsync_path(&m)?;
+        }
+        fsutil::fsync_all(&dirs).map_err(storage_error)?;
+        Ok(sums)
+    }
+
+    /// The usable manifest of the checkpoint in `dir` (`None` without one, or with checksums
+    /// off).
+    fn manifest_of(&self, dir: &Path, id: &str) -> Result<Option<Manifest>> {
+        if !self.checksums {
+            return Ok(None);
+        }
+        let p = dir.join(MANIFEST);
+        match fs::read(&p) {
+            Ok(b) => Ok(manifest::usable(id, Some(Manifest::parse(id, &b)?))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(manifest::usable(id, None)),
+            Err(e) => Err(storage_err("cannot read", &p, e)),
+        }
+    }
+
+    /// Read every file of the checkpoint in `dir` that `m` lists and check it; then name the
+    /// files it does not list.
+    fn verify_in_place(&self, dir: &Path, id: &str, m: &Manifest) -> Result<()> {
+        let problems = parking_lot::Mutex::new(Vec::new());
+        let entries: Vec<(&String, &FileSum)> = m.files.iter().collect();
+        super::transfer::Pool::new(entries.iter()).try_run(
+            SEAL_THREADS.min(entries.len()).max(1),
+            false,
+            |(name, want), _| {
+                let p = safe_join(dir, name)?;
+                let problem = match fs::metadata(&p) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Some(Problem::Missing(**want))
+                    }
+                    Err(e) => return Err(storage_err("cannot read", &p, e)),
+                    Ok(md) if !md.is_file() => Some(Problem::Missing(**want)),
+                    // A size that differs is known without reading.
+                    Ok(md) if md.len() != want.size => Some(Problem::Size {
+                        got: md.len(),
+                        want: want.size,
+                    }),
+                    Ok(_) => Problem::compare(manifest::sum_file(&p)?, **want),
+                };
+                if let Some(pr) = problem {
+                    problems.lock().push(((*name).clone(), pr));
+                }
+                Ok(())
+            },
+        )?;
+        let mut problems = problems.into_inner();
+        if !problems.is_empty() {
+            problems.sort_by(|a, b| a.0.cmp(&b.0));
+            return Err(manifest::integrity_error(id, &problems));
+        }
+        let (files, _) = fsutil::tree_files(dir).map_err(storage_error)?;
+        let unlisted: Vec<String> = files
+            .into_iter()
+            .map(|(rel, _)| rel)
+            .filter(|rel| rel != MANIFEST && !m.files.contains_key(rel))
+            .collect();
+        manifest::warn_unlisted(id, &unlisted);
+        Ok(())
     }
 
     /// The base folder.
@@ -108,7 +231,10 @@ const COPY_THREADS: usize = 8;
 /// (`copy_file_range`): file systems that can share extents (XFS, btrfs, bcachefs) clone them
 /// (a reflink, no data copied), NFS 4.2 copies on the server, others copy in the kernel without
 /// a round trip through user space; it falls back to a buffered copy where none of this works.
-fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
+///
+/// With `sums`, each file is copied through a buffer and summed on the way (see the module docs);
+/// the sums are returned by index of `copies` (`None` for the fsync-only pairs).
+fn copy_parallel(copies: &[(PathBuf, PathBuf)], sums: bool) -> Result<Vec<Option<FileSum>>> {
     // Largest first, so that a big file does not start last.
     let mut order: Vec<(u64, usize)> = copies
         .iter()
@@ -116,15 +242,27 @@ fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
         .map(|(i, (from, _))| (fs::metadata(from).map(|m| m.len()).unwrap_or(0), i))
         .collect();
     order.sort_by(|a, b| b.cmp(a));
+    let out: Vec<parking_lot::Mutex<Option<FileSum>>> = copies
+        .iter()
+        .map(|_| parking_lot::Mutex::new(None))
+        .collect();
     let pool = super::transfer::Pool::new(order.into_iter().map(|(_, i)| i));
     pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
         let (from, to) = &copies[i];
         if !from.as_os_str().is_empty() {
-            fsutil::copy_file(from, to)?;
+            if sums {
+                *out[i].lock() = Some(manifest::copy_summed(from, to)?);
+            } else {
+                fsutil::copy_file(from, to)?;
+            }
         }
         // Flushed here, in parallel, while other threads still copy.
         fsutil::fsync_path(to)
-    })
+    })?;
+    Ok(out
+        .into_iter()
+        .map(parking_lot::Mutex::into_inner)
+        .collect())
 }
 
 impl Storage for DirectoryStorage {
@@ -149,10 +287,14 @@ impl Storage for DirectoryStorage {
         true
     }
 
-    fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<()> {
-        fsutil::fsync_tree(staged)
-            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
-        self.rename_into_place(staged, id)
+    fn checksums(&self) -> bool {
+        self.checksums
+    }
+
+    fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<Sums> {
+        let sums = self.seal(staged, id, Sums::new())?;
+        self.rename_into_place(staged, id)?;
+        Ok(sums)
     }
 
     fn upload(
@@ -161,11 +303,17 @@ impl Storage for DirectoryStorage {
         files: &[String],
         extra: &[(String, Vec<u8>)],
         id: &str,
-    ) -> Result<()> {
+        prior: &Sums,
+    ) -> Result<Sums> {
         let staged = self.stage(id)?;
         let res = (|| {
             let mut copies = Vec::new();
+            let mut names = Vec::new();
+            let mut sums = Sums::new();
             for name in files {
+                if name == MANIFEST {
+                    continue; // a stale copy; this checkpoint gets its own
+                }
                 let to = safe_join(&staged, name)?;
                 if name.ends_with('/') {
                     fs::create_dir_all(&to)
@@ -178,18 +326,37 @@ impl Storage for DirectoryStorage {
                             .map_err(|e| storage_err("cannot create folder", p, e))?;
                     }
                     copies.push((from, to));
+                    names.push(name.clone());
                 }
             }
             for (name, data) in extra {
                 let to = safe_join(&staged, name)?;
                 fs::write(&to, data).map_err(|e| storage_err("cannot write", &to, e))?;
                 copies.push((PathBuf::new(), to));
+                names.push(name.clone());
+                if self.checksums {
+                    sums.insert(name.clone(), FileSum::of(data));
+                }
             }
             // Every file is fsynced by the thread that wrote it; the folders remain.
-            copy_parallel(&copies)?;
+            let copied = copy_parallel(&copies, self.checksums)?;
+            for (name, sum) in names.into_iter().zip(copied) {
+                if let Some(sum) = sum {
+                    sums.insert(name, sum);
+                }
+            }
+            if self.checksums && sums.contains_key("metadata.json") {
+                let mut all = prior.clone();
+                all.extend(sums.iter().map(|(k, v)| (k.clone(), *v)));
+                let m = staged.join(MANIFEST);
+                fs::write(&m, Manifest::new(id, all).to_bytes())
+                    .map_err(|e| storage_err("cannot write", &m, e))?;
+                fsutil::fsync_path(&m)?;
+            }
             fsutil::fsync_folders(&staged)
                 .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
-            self.rename_into_place(&staged, id)
+            self.rename_into_place(&staged, id)?;
+            Ok(sums)
         })();
         if res.is_err() {
             self.discard(&staged);
@@ -210,13 +377,54 @@ impl Storage for DirectoryStorage {
 
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
         let src = self.existing_ckpt_dir(id)?;
+        let manifest = self.manifest_of(&src, id)?;
         fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
         let mut all = |_: &str| true;
         let sel: Selector<'_> = match selector {
             Some(s) => s,
             None => &mut all,
         };
-        fsutil::copy_selected(&src, dst, sel)?;
+        let mut sums = Sums::new();
+        let mut written = Vec::new();
+        let summing = manifest.is_some();
+        fsutil::copy_selected_with(&src, dst, sel, &mut |from, to, rel| {
+            written.push(to.to_path_buf());
+            if summing && rel != MANIFEST {
+                sums.insert(rel.to_owned(), manifest::copy_summed(from, to)?);
+            } else {
+                fsutil::copy_file(from, to)?;
+            }
+            Ok(())
+        })?;
+        let Some(m) = manifest else {
+            return Ok(());
+        };
+        let mut problems = Vec::new();
+        let mut unlisted = Vec::new();
+        for (name, got) in &sums {
+            match m.files.get(name) {
+                Some(want) => {
+                    if let Some(p) = Problem::compare(*got, *want) {
+                        problems.push((name.clone(), p));
+                    }
+                }
+                None => unlisted.push(name.clone()),
+            }
+        }
+        for (name, want) in &m.files {
+            if !sums.contains_key(name) && !safe_join(&src, name)?.is_file() && sel(name) {
+                problems.push((name.clone(), Problem::Missing(*want)));
+            }
+        }
+        if !problems.is_empty() {
+            // Nothing this call wrote is left to be trusted.
+            for p in &written {
+                let _ = fs::remove_file(p);
+            }
+            problems.sort_by(|a, b| a.0.cmp(&b.0));
+            return Err(manifest::integrity_error(id, &problems));
+        }
+        manifest::warn_unlisted(id, &unlisted);
         Ok(())
     }
 
@@ -227,6 +435,9 @@ impl Storage for DirectoryStorage {
                 "restore_path: the selector is ignored for {} storage, which restores in place",
                 self.config.type_name()
             );
+        }
+        if let Some(m) = self.manifest_of(&path, id)? {
+            self.verify_in_place(&path, id, &m)?;
         }
         Ok(Restored {
             path,
@@ -334,5 +545,140 @@ mod tests {
         storage.put_files(&files).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"one two");
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn sample(dir: &Path) -> Sums {
+        fs::create_dir_all(dir.join("sub/empty")).unwrap();
+        let files: [(&str, Vec<u8>); 4] = [
+            ("w.bin", (0..200_000u32).map(|i| (i % 253) as u8).collect()),
+            ("sub/opt.txt", b"momentum".to_vec()),
+            ("sub/zero", Vec::new()),
+            ("metadata.json", b"{\"steps_completed\": 1}".to_vec()),
+        ];
+        for (name, data) in &files {
+            fs::write(dir.join(name), data).unwrap();
+        }
+        files
+            .iter()
+            .map(|(n, d)| (n.to_string(), FileSum::of(d)))
+            .collect()
+    }
+
+    fn fresh() -> (PathBuf, DirectoryStorage) {
+        let base = std::env::temp_dir().join(format!("detcore-dirsum-{}", uuid::Uuid::new_v4()));
+        let storage =
+            DirectoryStorage::new(StorageConfig::SharedFs { base: base.clone() }, base.clone());
+        (base, storage)
+    }
+
+    #[test]
+    fn publish_writes_a_manifest_and_restores_check_it() {
+        let (base, st) = fresh();
+        let id = "ck1";
+        let staged = st.stage(id).unwrap();
+        let want = sample(&staged);
+        fs::write(staged.join(MANIFEST), b"stale").unwrap();
+        assert_eq!(st.publish(&staged, id, None).unwrap(), want);
+        let dir = base.join(id);
+        let m = Manifest::parse(id, &fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+        assert_eq!(m.files, want);
+        assert_eq!(st.restore(id, None).unwrap().path, dir);
+        // Every way a byte can go bad, each named; restoring the good bytes heals it.
+        let good = fs::read(dir.join("w.bin")).unwrap();
+        let mut flipped = good.clone();
+        flipped[123_456] ^= 0x80;
+        let cases: [(&str, Option<Vec<u8>>, &str); 3] = [
+            (
+                "w.bin",
+                Some(flipped),
+                "file \"w.bin\" is corrupt: its CRC32C is",
+            ),
+            (
+                "w.bin",
+                Some(good[..1000].to_vec()),
+                "is 1000 bytes, its manifest says 200000 (truncated)",
+            ),
+            (
+                "sub/opt.txt",
+                None,
+                "file \"sub/opt.txt\" is missing (its manifest lists 8 bytes)",
+            ),
+        ];
+        for (name, data, msg) in cases {
+            let p = dir.join(name);
+            let before = fs::read(&p).unwrap();
+            match &data {
+                Some(d) => fs::write(&p, d).unwrap(),
+                None => fs::remove_file(&p).unwrap(),
+            }
+            let e = st.restore(id, None).unwrap_err();
+            assert_eq!(e.kind(), Kind::Integrity, "{e}");
+            assert!(e.message().contains(msg), "{name}: {e}");
+            assert!(
+                e.message()
+                    .starts_with("checkpoint ck1 failed verification"),
+                "{e}"
+            );
+            // A download fails alike and keeps none of the files it copied.
+            let dl = base.join("dl");
+            let e = st.download(id, &dl, None).unwrap_err();
+            assert!(e.message().contains(msg), "{e}");
+            let (left, _) = fsutil::tree_files(&dl).unwrap();
+            assert!(left.is_empty(), "{left:?}");
+            // ... unless its selector leaves the bad file out.
+            let mut sel = |p: &str| p != name;
+            st.download(id, &base.join("dl2"), Some(&mut sel)).unwrap();
+            fs::write(&p, before).unwrap();
+            st.restore(id, None).unwrap();
+        }
+        // A file the manifest does not list is read but not checked (a warning names it).
+        fs::write(dir.join("extra"), b"x").unwrap();
+        st.restore(id, None).unwrap();
+        // Damaged manifest.
+        fs::write(dir.join(MANIFEST), b"{").unwrap();
+        assert_eq!(st.restore(id, None).unwrap_err().kind(), Kind::Integrity);
+        // Checksums off: nothing is checked, and no manifest is written.
+        let off = DirectoryStorage::new(st.config.clone(), base.clone()).with_checksums(false);
+        off.restore(id, None).unwrap();
+        let staged = off.stage("ck2").unwrap();
+        sample(&staged);
+        assert!(off.publish(&staged, "ck2", None).unwrap().is_empty());
+        assert!(!base.join("ck2").join(MANIFEST).exists());
+        // A checkpoint without a manifest (Determined's client) restores unchecked.
+        st.restore("ck2", None).unwrap();
+        // A manifest of another checkpoint (copied along) is not used.
+        fs::copy(base.join("ck1/w.bin"), base.join("ck2/w.bin")).unwrap();
+        let m = Manifest::new("ck1", Sums::new());
+        fs::write(base.join("ck2").join(MANIFEST), m.to_bytes()).unwrap();
+        st.restore("ck2", None).unwrap();
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn upload_sums_while_copying() {
+        let (base, st) = fresh();
+        let src = base.join("src");
+        fs::create_dir_all(&src).unwrap();
+        let mut want = sample(&src);
+        let meta = want.remove("metadata.json").unwrap();
+        fs::remove_file(src.join("metadata.json")).unwrap();
+        // A manifest in the source folder (a downloaded checkpoint) is not copied.
+        fs::write(src.join(MANIFEST), b"old").unwrap();
+        let mut names: Vec<String> = want.keys().cloned().collect();
+        names.push("sub/".into());
+        names.push(MANIFEST.into());
+        let extra = [(
+            "metadata.json".to_owned(),
+            b"{\"steps_completed\": 1}".to_vec(),
+        )];
+        let mut prior = Sums::new();
+        prior.insert("from/another/rank".into(), FileSum::of(b"r"));
+        let sums = st.upload(&src, &names, &extra, "up", &prior).unwrap();
+        want.insert("metadata.json".into(), meta);
+        assert_eq!(sums, want);
+        let m = Manifest::parse("up", &fs::read(base.join("up").join(MANIFEST)).unwrap()).unwrap();
+        want.insert("from/another/rank".into(), FileSum::of(b"r"));
+        assert_eq!(m.files, want);
+        fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -85,6 +85,47 @@ pub fn fsync_folders(root: &Path) -> Result<()> {
     fsync_all(&paths)
 }
 
+/// Regular files as (relative name with `/`, path).
+pub type NamedFiles = Vec<(String, PathBuf)>;
+
+/// The regular files under `root`, and its folders (`root` included, deepest first), for a pass
+/// over a tree about to be published.
+pub fn tree_files(root: &Path) -> Result<(NamedFiles, Vec<PathBuf>)> {
+    fn walk(
+        dir: &Path,
+        prefix: &str,
+        files: &mut Vec<(String, PathBuf)>,
+        dirs: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let rd = fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot read folder", dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_str().ok_or_else(|| {
+                Error::new(
+                    Kind::Io,
+                    format!("file name {:?} in {} is not UTF-8", name, dir.display()),
+                )
+            })?;
+            let rel = format!("{prefix}{name}");
+            let ft = entry
+                .file_type()
+                .map_err(|e| Error::io("cannot stat", &path, e))?;
+            if ft.is_dir() {
+                walk(&path, &format!("{rel}/"), files, dirs)?;
+            } else if ft.is_file() {
+                files.push((rel, path));
+            }
+        }
+        dirs.push(dir.to_path_buf());
+        Ok(())
+    }
+    let (mut files, mut dirs) = (Vec::new(), Vec::new());
+    walk(root, "", &mut files, &mut dirs)?;
+    Ok((files, dirs))
+}
+
 /// The folders under `root` (and `root`), and with `files` its regular files too.
 fn collect_tree(root: &Path, files: bool, out: &mut Vec<PathBuf>) -> Result<()> {
     let rd = fs::read_dir(root).map_err(|e| Error::io("cannot read folder", root, e))?;
@@ -177,8 +218,20 @@ pub fn copy_selected(
     dst: &Path,
     selector: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Vec<String>> {
+    copy_selected_with(src, dst, selector, &mut |from, to, _| {
+        copy_file(from, to).map(|_| ())
+    })
+}
+
+/// [`copy_selected`] with `copy(from, to, rel)` copying each file.
+pub fn copy_selected_with(
+    src: &Path,
+    dst: &Path,
+    selector: &mut dyn FnMut(&str) -> bool,
+    copy: &mut dyn FnMut(&Path, &Path, &str) -> Result<()>,
+) -> Result<Vec<String>> {
     let mut copied = Vec::new();
-    copy_rec(src, dst, "", selector, &mut copied)?;
+    copy_rec(src, dst, "", selector, copy, &mut copied)?;
     Ok(copied)
 }
 
@@ -187,6 +240,7 @@ fn copy_rec(
     dst: &Path,
     prefix: &str,
     selector: &mut dyn FnMut(&str) -> bool,
+    copy: &mut dyn FnMut(&Path, &Path, &str) -> Result<()>,
     copied: &mut Vec<String>,
 ) -> Result<bool> {
     let mut entries: Vec<_> = fs::read_dir(src)
@@ -215,14 +269,14 @@ fn copy_rec(
             if wanted {
                 fs::create_dir_all(&to).map_err(|e| Error::io("cannot create folder", &to, e))?;
             }
-            let inner = copy_rec(&from, &to, &dir_rel, selector, copied)?;
+            let inner = copy_rec(&from, &to, &dir_rel, selector, copy, copied)?;
             if wanted || inner {
                 copied.push(dir_rel);
                 any = true;
             }
         } else if selector(&rel) {
             fs::create_dir_all(dst).map_err(|e| Error::io("cannot create folder", dst, e))?;
-            copy_file(&from, &to)?;
+            copy(&from, &to, &rel)?;
             copied.push(rel);
             any = true;
         }

@@ -14,6 +14,7 @@
 
 use super::config::GcsConfig;
 use super::http::{self, encode, Body, Failure, Flavor, Http, Request, Tuning};
+use super::manifest::{self, FileSum, SumCell};
 use super::object::{ObjectInfo, ObjectStore};
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
@@ -398,7 +399,7 @@ impl ObjectStore for GcsStore {
         })
     }
 
-    fn put_large(&self, key: &str, path: &Path, size: u64) -> Result<()> {
+    fn put_large(&self, key: &str, path: &Path, size: u64, sum: Option<&SumCell>) -> Result<()> {
         let what = self.url(key);
         let session = self.http.retry(|_| {
             let req = self
@@ -417,11 +418,34 @@ impl ObjectStore for GcsStore {
         let chunk = (self.http.tuning().part_size / (256 << 10)).max(1) * (256 << 10);
         let mut offset = 0u64;
         let mut needs_query = false;
+        // With a sum wanted: the sum of bytes [0, summed.size), all committed. A chunk the
+        // server takes whole adds its own sum (computed as it was sent); only what the server
+        // committed otherwise (part of a chunk, or after a lost answer) is read back.
+        let mut summed = FileSum::EMPTY;
+        let advance = |summed: &mut FileSum,
+                       upto: u64,
+                       chunk: Option<FileSum>|
+         -> std::result::Result<(), Failure> {
+            if sum.is_none() || upto == summed.size {
+                return Ok(());
+            }
+            if let Some(c) = chunk.filter(|c| summed.size + c.size == upto) {
+                *summed = summed.then(c);
+            } else if upto > summed.size {
+                *summed = summed.then(manifest::sum_range(path, summed.size, upto)?);
+            } else {
+                *summed = manifest::sum_range(path, 0, upto)?;
+            }
+            Ok(())
+        };
         self.http.retry(|_| {
             if needs_query {
                 match self.session_offset(&session, size, &what)? {
-                    Some(o) => offset = o,
-                    None => return Ok(()),
+                    Some(o) => {
+                        offset = o;
+                        advance(&mut summed, o, None)?;
+                    }
+                    None => return advance(&mut summed, size, None),
                 }
                 needs_query = false;
             }
@@ -431,16 +455,21 @@ impl ObjectStore for GcsStore {
                     "Content-Range",
                     format!("bytes {}-{}/{size}", offset, offset + len - 1),
                 );
-                let resp = match self
-                    .http
-                    .send(&req, Body::File { path, offset, len }, &what)
-                {
+                let cell = SumCell::new();
+                let body = Body::File {
+                    path,
+                    offset,
+                    len,
+                    sum: sum.map(|_| &cell),
+                };
+                let resp = match self.http.send(&req, body, &what) {
                     Ok(r) => r,
                     Err(f) => {
                         needs_query = true;
                         return Err(f);
                     }
                 };
+                let sent = cell.get().map(|crc32c| FileSum { size: len, crc32c });
                 let status = resp.status();
                 if status == 308 {
                     offset = resp
@@ -450,9 +479,10 @@ impl ObjectStore for GcsStore {
                         .map(|l| l + 1)
                         .unwrap_or(offset + len);
                     let _ = http::read_body(resp, 1 << 20, &what);
+                    advance(&mut summed, offset, sent)?;
                 } else {
                     let _ = http::read_body(resp, 1 << 20, &what);
-                    return Ok(());
+                    return advance(&mut summed, size, sent);
                 }
             }
             // Everything sent but not finalized: ask where the session stands.
@@ -461,7 +491,11 @@ impl ObjectStore for GcsStore {
                 Storage,
                 "gcs: resumable upload of {what} is not finalized"
             )))
-        })
+        })?;
+        if let Some(cell) = sum {
+            cell.set(summed.crc32c);
+        }
+        Ok(())
     }
 
     fn get(

@@ -7,6 +7,7 @@
 //! backoff. Any other status fails at once. Every error names the request's object and the
 //! backend's error code (`s3: PUT s3://b/k: HTTP 503 SlowDown: …`).
 
+use super::manifest::SumCell;
 use crate::error::{Error, Kind, Result};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -140,11 +141,13 @@ pub enum Body<'a> {
     Empty,
     /// Bytes in memory.
     Bytes(&'a [u8]),
-    /// `len` bytes of a file from `offset`, streamed.
+    /// `len` bytes of a file from `offset`, streamed. `sum`, when given, receives the CRC32C of
+    /// the bytes sent (cleared when an attempt starts, set when its last byte is read).
     File {
         path: &'a Path,
         offset: u64,
         len: u64,
+        sum: Option<&'a SumCell>,
     },
 }
 
@@ -253,13 +256,16 @@ pub struct Http {
 }
 
 /// A reader over `len` bytes of a file from `offset`; file errors are tagged so they are not
-/// mistaken for network errors.
-struct FileRange {
+/// mistaken for network errors. With a [`SumCell`], the bytes read are summed and the CRC32C is
+/// stored in the cell once the last one is read.
+struct FileRange<'a> {
     file: File,
     left: u64,
+    crc: u32,
+    sum: Option<&'a SumCell>,
 }
 
-impl Read for FileRange {
+impl Read for FileRange<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
             return Ok(0);
@@ -273,18 +279,40 @@ impl Read for FileRange {
             ));
         }
         self.left -= got as u64;
+        if let Some(cell) = self.sum {
+            self.crc = crc32c::crc32c_append(self.crc, &buf[..got]);
+            if self.left == 0 {
+                cell.set(self.crc);
+            }
+        }
         Ok(got)
     }
 }
 
 /// Open the reader of a file body (a local error is fatal).
-fn open_range(path: &Path, offset: u64, len: u64) -> Result<FileRange> {
+fn open_range<'a>(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    sum: Option<&'a SumCell>,
+) -> Result<FileRange<'a>> {
     let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     if offset > 0 {
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::io("cannot seek in", path, e))?;
     }
-    Ok(FileRange { file, left: len })
+    if let Some(cell) = sum {
+        cell.clear();
+        if len == 0 {
+            cell.set(0);
+        }
+    }
+    Ok(FileRange {
+        file,
+        left: len,
+        crc: 0,
+        sum,
+    })
 }
 
 fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
@@ -394,8 +422,13 @@ impl Http {
                 }
             }
             Body::Bytes(b) => r.send_bytes(b),
-            Body::File { path, offset, len } => {
-                let reader = open_range(path, offset, len)?;
+            Body::File {
+                path,
+                offset,
+                len,
+                sum,
+            } => {
+                let reader = open_range(path, offset, len, sum)?;
                 r.set("Content-Length", &len.to_string()).send(reader)
             }
         };

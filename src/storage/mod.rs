@@ -12,6 +12,7 @@ mod directory;
 pub mod fsutil;
 pub mod gcs;
 pub mod http;
+pub mod manifest;
 pub mod object;
 pub mod s3;
 pub mod transfer;
@@ -20,6 +21,7 @@ mod xml;
 pub use config::{StorageConfig, StorageSpec};
 pub use directory::DirectoryStorage;
 pub use fsutil::Resources;
+pub use manifest::{FileSum, Sums};
 
 use crate::error::Result;
 use std::path::{Path, PathBuf};
@@ -58,13 +60,19 @@ pub trait Storage: Send + Sync {
         false
     }
 
+    /// True when checkpoints get a manifest (the size and CRC32C of every file) and downloads
+    /// and restores are checked against it (see [`manifest`]).
+    fn checksums(&self) -> bool;
+
     /// The relative names (folders end in `/`) of checkpoint `id`'s objects, in the order
     /// `download` offers them to a selector.
     fn list(&self, id: &str) -> Result<Vec<String>>;
 
     /// Make the staged folder the complete checkpoint `id` (all of it, or only `files`, the
-    /// relative names of a sharded rank's part). Consumes the staged folder.
-    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<()>;
+    /// relative names of a sharded rank's part). Consumes the staged folder. When the files
+    /// include `metadata.json`, the manifest is stored before it. Returns the sums of the files
+    /// stored, computed as they were stored (empty without checksums).
+    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums>;
 
     /// Remove a staged folder that will not be published (a failure is only logged).
     fn discard(&self, staged: &Path) {
@@ -74,20 +82,28 @@ pub trait Storage: Send + Sync {
     }
 
     /// Store `files` (names relative to `src`; folders end in `/`) and the in-memory `extra`
-    /// files as checkpoint `id`. `extra` files are stored last.
+    /// files as checkpoint `id`. `extra` files are stored last. When `metadata.json` is among
+    /// them, the manifest stored before it lists every file stored here and those of `prior`
+    /// (stored earlier, e.g. by the other ranks of a sharded checkpoint). Returns the sums of
+    /// the files stored (empty without checksums).
     fn upload(
         &self,
         src: &Path,
         files: &[String],
         extra: &[(String, Vec<u8>)],
         id: &str,
-    ) -> Result<()>;
+        prior: &Sums,
+    ) -> Result<Sums>;
 
-    /// Copy checkpoint `id` into `dst`, keeping what `selector` accepts.
+    /// Copy checkpoint `id` into `dst`, keeping what `selector` accepts. With a manifest, every
+    /// file copied is checked against it as it is written, and a file the manifest lists that
+    /// `selector` would keep must exist: on a mismatch the call fails with `Kind::Integrity`
+    /// naming the file, and removes the files it wrote.
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()>;
 
     /// A local folder with checkpoint `id`'s files: the checkpoint itself for direct-access
-    /// backends (selector ignored), a temporary download otherwise.
+    /// backends (selector ignored; with a manifest every file is read and checked first), a
+    /// temporary download otherwise (checked as `download` does).
     fn restore(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored>;
 
     /// Read one file of checkpoint `id` (`Kind::NotFound` if the checkpoint or file is missing).
@@ -110,44 +126,41 @@ pub trait Storage: Send + Sync {
     fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()>;
 }
 
-/// Open the backend for `config`.
+/// Open the backend for `config`, with checksums as `DETCORE_CHECKSUMS` says (on by default).
 pub fn open(config: &StorageConfig) -> Result<Arc<dyn Storage>> {
+    open_with(config, manifest::resolve_enabled(None)?)
+}
+
+/// Open the backend for `config`; `checksums` turns manifests and verification on or off.
+pub fn open_with(config: &StorageConfig, checksums: bool) -> Result<Arc<dyn Storage>> {
     match config {
-        StorageConfig::SharedFs { base } => Ok(Arc::new(DirectoryStorage::new(
-            config.clone(),
-            base.clone(),
-        ))),
-        StorageConfig::Directory { container_path } => Ok(Arc::new(DirectoryStorage::new(
-            config.clone(),
-            container_path.clone(),
-        ))),
+        StorageConfig::SharedFs { base } => Ok(Arc::new(
+            DirectoryStorage::new(config.clone(), base.clone()).with_checksums(checksums),
+        )),
+        StorageConfig::Directory { container_path } => Ok(Arc::new(
+            DirectoryStorage::new(config.clone(), container_path.clone()).with_checksums(checksums),
+        )),
         StorageConfig::S3(c) => {
             let store = s3::S3Store::new(c, http::Tuning::resolve(&c.transfer)?)?;
-            Ok(Arc::new(object::ObjectStorage::new(
-                config.clone(),
-                store,
-                &c.prefix,
-                c.temp_dir.clone(),
-            )))
+            Ok(Arc::new(
+                object::ObjectStorage::new(config.clone(), store, &c.prefix, c.temp_dir.clone())
+                    .with_checksums(checksums),
+            ))
         }
         StorageConfig::Gcs(c) => {
             let store = gcs::GcsStore::new(c, http::Tuning::resolve(&c.transfer)?)?;
-            Ok(Arc::new(object::ObjectStorage::new(
-                config.clone(),
-                store,
-                &c.prefix,
-                c.temp_dir.clone(),
-            )))
+            Ok(Arc::new(
+                object::ObjectStorage::new(config.clone(), store, &c.prefix, c.temp_dir.clone())
+                    .with_checksums(checksums),
+            ))
         }
         StorageConfig::Azure(c) => {
             let store = azure::AzureStore::open(c, http::Tuning::resolve(&c.transfer)?)?;
             let prefix = store.blob_prefix().trim_end_matches('/').to_owned();
-            Ok(Arc::new(object::ObjectStorage::new(
-                config.clone(),
-                store,
-                &prefix,
-                c.temp_dir.clone(),
-            )))
+            Ok(Arc::new(
+                object::ObjectStorage::new(config.clone(), store, &prefix, c.temp_dir.clone())
+                    .with_checksums(checksums),
+            ))
         }
     }
 }

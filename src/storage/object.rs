@@ -4,9 +4,11 @@
 //! Layout (PROTOCOL.md §5.1): checkpoint `<id>`'s file `<rel>` is the object `<base><id>/<rel>`,
 //! where `<base>` is the normalized prefix plus `/` (empty without prefix); every folder is a
 //! zero-byte marker object `<base><id>/<dir>/` (except on MinIO). `store_path` stages into
-//! `<temp_dir or $TMPDIR>/<id>`; publishing uploads everything, `metadata.json` last, then removes
-//! the local folder. A checkpoint is complete once its `metadata.json` exists, so nothing
+//! `<temp_dir or $TMPDIR>/<id>`; publishing uploads everything, then the manifest (the CRC32C of
+//! every file, computed from the request bodies as they were sent), then `metadata.json`, then
+//! removes the local folder. A checkpoint is complete once its `metadata.json` exists, so nothing
 //! partial ever looks complete; a failed upload removes what it had stored (best effort).
+//! Downloads check each file against the manifest as they write it (see [`super::manifest`]).
 //!
 //! Differences from Determined's client, on purpose: listings for download and delete use the
 //! prefix `<base><id>/` (with the slash: Python's `<base><id>` would also match an id that
@@ -16,6 +18,7 @@
 
 use super::fsutil::{self, safe_join};
 use super::http::{Body, Failure, Http};
+use super::manifest::{self, FileSum, Manifest, Problem, SumCell, Sums, MANIFEST};
 use super::transfer::{self, Fetch, Item, Source};
 use super::{Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
@@ -51,13 +54,15 @@ pub trait ObjectStore: Send + Sync {
         (5 << 20, 10_000)
     }
     /// Store a large file when parts are not supported (default: one streamed request).
-    fn put_large(&self, key: &str, path: &Path, size: u64) -> Result<()> {
+    /// `sum`, when given, receives the CRC32C of the file's bytes as they were sent.
+    fn put_large(&self, key: &str, path: &Path, size: u64, sum: Option<&SumCell>) -> Result<()> {
         self.put(
             key,
             Body::File {
                 path,
                 offset: 0,
                 len: size,
+                sum,
             },
         )
     }
@@ -118,6 +123,8 @@ pub struct ObjectStorage<S: ObjectStore> {
     /// `""` or `"<prefix>/"`.
     base: String,
     temp_dir: PathBuf,
+    /// Write manifests and check downloads against them.
+    checksums: bool,
 }
 
 impl<S: ObjectStore> ObjectStorage<S> {
@@ -133,7 +140,14 @@ impl<S: ObjectStore> ObjectStorage<S> {
             store,
             base,
             temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
+            checksums: true,
         }
+    }
+
+    /// With `on == false`, no manifests are written and downloads are not checked.
+    pub fn with_checksums(mut self, on: bool) -> Self {
+        self.checksums = on;
+        self
     }
 
     fn ckpt_prefix(&self, id: &str) -> String {
@@ -155,21 +169,26 @@ impl<S: ObjectStore> ObjectStorage<S> {
     }
 
     /// Store `names` of `src` (folders end in `/`) and `extra`, all under checkpoint `id`;
-    /// `metadata.json` (from `names` or `extra`) goes last.
+    /// `metadata.json` (from `names` or `extra`) goes last, and before it the manifest of every
+    /// file stored by this call and of `prior` (files stored earlier, by other ranks). Returns
+    /// the sums of the files stored (empty without checksums). A file named like the manifest
+    /// at the top of `src` is never stored (it would be a stale copy).
     fn store_checkpoint(
         &self,
         src: &Path,
         names: &[String],
         extra: &[(String, Vec<u8>)],
         id: &str,
-    ) -> Result<()> {
+        prior: &Sums,
+    ) -> Result<Sums> {
         let markers = if names.iter().any(|n| n.ends_with('/')) {
             self.store.markers_enabled()?
         } else {
             true
         };
         let mut first = Vec::new();
-        let mut last = Vec::new();
+        let mut first_names = Vec::new();
+        let mut last: Vec<(String, Item)> = Vec::new();
         for name in names {
             // Refuse names that could not be a relative path inside the checkpoint.
             safe_join(src, name)?;
@@ -179,7 +198,11 @@ impl<S: ObjectStore> ObjectStorage<S> {
                         key: self.key(id, name),
                         source: Source::Marker,
                     });
+                    first_names.push(name.clone());
                 }
+                continue;
+            }
+            if name == MANIFEST {
                 continue;
             }
             let path = safe_join(src, name)?;
@@ -191,34 +214,76 @@ impl<S: ObjectStore> ObjectStorage<S> {
                 source: Source::File(path, size),
             };
             if name == "metadata.json" {
-                last.push(item);
+                last.push((name.clone(), item));
             } else {
                 first.push(item);
+                first_names.push(name.clone());
             }
         }
         for (name, data) in extra {
             safe_join(src, name)?;
-            last.push(Item {
-                key: self.key(id, name),
-                source: Source::Bytes(data.clone()),
-            });
+            last.push((
+                name.clone(),
+                Item {
+                    key: self.key(id, name),
+                    source: Source::Bytes(data.clone()),
+                },
+            ));
         }
-        let mut stored = match transfer::upload(&self.store, &first) {
+        let uploaded = match transfer::upload(&self.store, &first, self.checksums) {
             Ok(s) => s,
             Err((e, stored)) => {
                 self.remove_partial(id, &stored);
                 return Err(e);
             }
         };
-        // The completing objects, one by one: once metadata.json exists the checkpoint counts.
-        for item in &last {
-            if let Err((e, s)) = transfer::upload(&self.store, std::slice::from_ref(item)) {
-                stored.extend(s);
-                self.remove_partial(id, &stored);
-                return Err(e);
+        let mut stored = uploaded.keys;
+        let mut sums = Sums::new();
+        for (name, sum) in first_names.into_iter().zip(uploaded.sums) {
+            if let Some(sum) = sum {
+                sums.insert(name, sum);
             }
         }
-        Ok(())
+        // The manifest goes right before metadata.json, covering every file of the checkpoint:
+        // the completing objects' sums come from their bytes (in memory, or metadata.json read
+        // back from the staging folder).
+        if self.checksums {
+            if let Some(at) = last.iter().position(|(n, _)| n == "metadata.json") {
+                for (name, item) in &last {
+                    let sum = match &item.source {
+                        Source::Bytes(b) => FileSum::of(b),
+                        Source::File(p, _) => manifest::sum_file(p)?,
+                        Source::Marker => continue,
+                    };
+                    sums.insert(name.clone(), sum);
+                }
+                let mut all = prior.clone();
+                all.extend(sums.iter().map(|(k, v)| (k.clone(), *v)));
+                let bytes = Manifest::new(id, all).to_bytes();
+                last.insert(
+                    at,
+                    (
+                        MANIFEST.to_owned(),
+                        Item {
+                            key: self.key(id, MANIFEST),
+                            source: Source::Bytes(bytes),
+                        },
+                    ),
+                );
+            }
+        }
+        // The completing objects, one by one: once metadata.json exists the checkpoint counts.
+        for (_, item) in &last {
+            match transfer::upload(&self.store, std::slice::from_ref(item), false) {
+                Ok(u) => stored.extend(u.keys),
+                Err((e, s)) => {
+                    stored.extend(s);
+                    self.remove_partial(id, &stored);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sums)
     }
 
     fn remove_partial(&self, id: &str, keys: &[String]) {
@@ -310,16 +375,20 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         Ok(dir)
     }
 
-    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<()> {
+    fn checksums(&self) -> bool {
+        self.checksums
+    }
+
+    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums> {
         let names: Vec<String> = match files {
             Some(f) => f.to_vec(),
             None => fsutil::list_resources(staged)?.into_keys().collect(),
         };
-        self.store_checkpoint(staged, &names, &[], id)?;
+        let sums = self.store_checkpoint(staged, &names, &[], id, &Sums::new())?;
         if let Err(e) = fsutil::remove_tree(staged) {
             log_warn!("checkpoint {id} is stored, but its local copy could not be removed: {e}");
         }
-        Ok(())
+        Ok(sums)
     }
 
     fn upload(
@@ -328,8 +397,9 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         files: &[String],
         extra: &[(String, Vec<u8>)],
         id: &str,
-    ) -> Result<()> {
-        self.store_checkpoint(src, files, extra, id)
+        prior: &Sums,
+    ) -> Result<Sums> {
+        self.store_checkpoint(src, files, extra, id, prior)
     }
 
     fn list(&self, id: &str) -> Result<Vec<String>> {
@@ -339,10 +409,26 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
 
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
         let entries = self.entries(id, dst)?;
+        // The manifest first (one small read), so that each file is checked as it arrives.
+        let mut manifest_bytes = None;
+        if self.checksums {
+            if let Some((_, _, o)) = entries.iter().find(|(rel, _, _)| rel == MANIFEST) {
+                manifest_bytes = Some(self.get_bytes(&o.key, manifest::MANIFEST_LIMIT)?);
+            }
+        }
+        let manifest = match &manifest_bytes {
+            Some(b) => manifest::usable(id, Some(Manifest::parse(id, b)?)),
+            None => manifest::usable(id, None),
+        };
         let mut sel = selector;
         fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
         let mut fetches = Vec::new();
+        let mut names = Vec::new();
+        let mut written = Vec::new();
+        let mut listed = std::collections::BTreeSet::new();
+        let mut problems = Vec::new();
         for (rel, path, o) in entries {
+            listed.insert(rel.clone());
             if let Some(s) = sel.as_mut() {
                 if !s(&rel) {
                     continue;
@@ -353,13 +439,73 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
                     .map_err(|e| Error::io("cannot create folder", &path, e))?;
                 continue;
             }
+            if let (Some(bytes), true) = (&manifest_bytes, rel == MANIFEST) {
+                if let Some(p) = path.parent() {
+                    fs::create_dir_all(p).map_err(|e| Error::io("cannot create folder", p, e))?;
+                }
+                fs::write(&path, bytes).map_err(|e| Error::io("cannot write", &path, e))?;
+                written.push(path);
+                continue;
+            }
+            // A size that differs from the manifest's is known from the listing: that file is
+            // not fetched at all.
+            if let Some(want) = manifest.as_ref().and_then(|m| m.files.get(&rel)) {
+                if want.size != o.size {
+                    problems.push((
+                        rel,
+                        Problem::Size {
+                            got: o.size,
+                            want: want.size,
+                        },
+                    ));
+                    continue;
+                }
+            }
+            names.push(rel);
             fetches.push(Fetch {
                 key: o.key,
                 size: o.size,
                 dest: path,
             });
         }
-        transfer::download(&self.store, &fetches)
+        if let Some(m) = &manifest {
+            for (name, want) in &m.files {
+                if !listed.contains(name) && sel.as_mut().is_none_or(|s| s(name)) {
+                    problems.push((name.clone(), Problem::Missing(*want)));
+                }
+            }
+        }
+        let fail = |problems: &mut Vec<(String, Problem)>, written: &[PathBuf]| {
+            // Nothing this call wrote is left to be trusted.
+            for p in written {
+                let _ = fs::remove_file(p);
+            }
+            problems.sort_by(|a, b| a.0.cmp(&b.0));
+            manifest::integrity_error(id, problems)
+        };
+        if !problems.is_empty() {
+            return Err(fail(&mut problems, &written));
+        }
+        let got = transfer::download(&self.store, &fetches, manifest.is_some())?;
+        written.extend(fetches.iter().map(|f| f.dest.clone()));
+        if let Some(m) = &manifest {
+            let mut unlisted = Vec::new();
+            for (name, sum) in names.iter().zip(got) {
+                match (m.files.get(name), sum) {
+                    (Some(want), Some(sum)) => {
+                        if let Some(p) = Problem::compare(sum, *want) {
+                            problems.push((name.clone(), p));
+                        }
+                    }
+                    _ => unlisted.push(name.clone()),
+                }
+            }
+            if !problems.is_empty() {
+                return Err(fail(&mut problems, &written));
+            }
+            manifest::warn_unlisted(id, &unlisted);
+        }
+        Ok(())
     }
 
     fn restore(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored> {
@@ -446,7 +592,7 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
                 source: Source::File(path.clone(), size),
             });
         }
-        transfer::upload(&self.store, &items)
+        transfer::upload(&self.store, &items, false)
             .map(|_| ())
             .map_err(|(e, _)| e)
     }

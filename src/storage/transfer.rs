@@ -16,10 +16,11 @@
 //! transfer holds about `concurrency × 256 KiB` whatever the checkpoint's size.
 
 use super::http::{Body, Failure};
+use super::manifest::{FileSum, SumCell};
 use super::object::ObjectStore;
 use crate::error::{Error, Kind, Result};
 use parking_lot::{Condvar, Mutex};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -165,6 +166,8 @@ enum Task {
 struct Multipart {
     upload_id: Option<String>,
     etags: Vec<Option<String>>,
+    /// The sums of the parts sent, combined in order once all are stored.
+    sums: Vec<Option<FileSum>>,
     remaining: usize,
     finished: bool,
 }
@@ -197,12 +200,33 @@ pub fn effective_part_size(
     part_size.max(share.min(MAX_AUTO_PART).div_ceil(mib) * mib)
 }
 
-/// Upload `items` in parallel. Returns the keys stored; on failure, the first error and the
-/// keys that were stored before it.
+/// What an upload stored: the keys, and with checksums the sum of each item's bytes as sent
+/// (index-aligned with the items; `None` for folder markers).
+#[derive(Debug, Default)]
+pub struct Uploaded {
+    pub keys: Vec<String>,
+    pub sums: Vec<Option<FileSum>>,
+}
+
+/// The sum recorded by `cell` for a body of `size` bytes that was sent.
+fn sent_sum(cell: &SumCell, size: u64, key: &str) -> Result<FileSum> {
+    match cell.get() {
+        Some(crc32c) => Ok(FileSum { size, crc32c }),
+        None => Err(Error::new(
+            Kind::Internal,
+            format!("the checksum of {key} was not computed while it was sent"),
+        )),
+    }
+}
+
+/// Upload `items` in parallel; with `checksums`, each file's CRC32C is computed from the bytes
+/// as they are sent (per part for multipart uploads, combined in order). Returns what was
+/// stored; on failure, the first error and the keys that were stored before it.
 pub fn upload(
     store: &dyn ObjectStore,
     items: &[Item],
-) -> std::result::Result<Vec<String>, (Error, Vec<String>)> {
+    checksums: bool,
+) -> std::result::Result<Uploaded, (Error, Vec<String>)> {
     let tuning = store.http().tuning().clone();
     let parallel_parts = store.supports_parts();
     let (min_part, max_parts) = store.part_limits();
@@ -220,11 +244,13 @@ pub fn upload(
             Mutex::new(Multipart {
                 upload_id: None,
                 etags: Vec::new(),
+                sums: Vec::new(),
                 remaining: 0,
                 finished: false,
             })
         })
         .collect();
+    let sums: Vec<Mutex<Option<FileSum>>> = items.iter().map(|_| Mutex::new(None)).collect();
     // Large files first, so that their parts spread over the whole transfer.
     let mut order: Vec<usize> = (0..items.len()).collect();
     order.sort_by_key(|&i| match &items[i].source {
@@ -254,21 +280,33 @@ pub fn upload(
     let res = Pool::new(tasks).try_run(threads, true, |task, pool| match task {
         Task::Put(i) => {
             let it = &items[i];
+            let cell = SumCell::new();
+            let cell_ref = checksums.then_some(&cell);
             match &it.source {
-                Source::Marker => store.put(&it.key, Body::Empty),
-                Source::Bytes(b) => store.put(&it.key, Body::Bytes(b)),
-                Source::File(p, n) if !parallel_parts && *n > part_size => {
-                    store.put_large(&it.key, p, *n)
+                Source::Marker => store.put(&it.key, Body::Empty)?,
+                Source::Bytes(b) => {
+                    store.put(&it.key, Body::Bytes(b))?;
+                    if checksums {
+                        *sums[i].lock() = Some(FileSum::of(b));
+                    }
                 }
-                Source::File(p, n) => store.put(
-                    &it.key,
-                    Body::File {
-                        path: p,
-                        offset: 0,
-                        len: *n,
-                    },
-                ),
-            }?;
+                Source::File(p, n) => {
+                    if !parallel_parts && *n > part_size {
+                        store.put_large(&it.key, p, *n, cell_ref)?
+                    } else {
+                        let body = Body::File {
+                            path: p,
+                            offset: 0,
+                            len: *n,
+                            sum: cell_ref,
+                        };
+                        store.put(&it.key, body)?
+                    }
+                    if checksums {
+                        *sums[i].lock() = Some(sent_sum(&cell, *n, &it.key)?);
+                    }
+                }
+            }
             stored.lock().push(it.key.clone());
             Ok(())
         }
@@ -283,6 +321,7 @@ pub fn upload(
                 let mut m = multiparts[i].lock();
                 m.upload_id = Some(id);
                 m.etags = vec![None; count as usize];
+                m.sums = vec![None; count as usize];
                 m.remaining = count as usize;
             }
             for p in 0..count {
@@ -299,22 +338,43 @@ pub fn upload(
             let offset = p as u64 * ps;
             let len = ps.min(size - offset);
             let upload_id = multiparts[i].lock().upload_id.clone().unwrap_or_default();
-            let body = Body::File { path, offset, len };
+            let cell = SumCell::new();
+            let body = Body::File {
+                path,
+                offset,
+                len,
+                sum: checksums.then_some(&cell),
+            };
             let tag = store.put_part(&it.key, &upload_id, p + 1, body)?;
+            let part_sum = if checksums {
+                Some(sent_sum(&cell, len, &it.key)?)
+            } else {
+                None
+            };
             let complete = {
                 let mut m = multiparts[i].lock();
                 m.etags[p as usize] = Some(tag);
+                m.sums[p as usize] = part_sum;
                 m.remaining -= 1;
                 (m.remaining == 0).then(|| {
-                    m.etags
+                    let tags = m
+                        .etags
                         .iter()
                         .map(|t| t.clone().unwrap_or_default())
-                        .collect::<Vec<_>>()
+                        .collect::<Vec<_>>();
+                    let sum = m
+                        .sums
+                        .iter()
+                        .try_fold(FileSum::EMPTY, |acc, s| s.map(|s| acc.then(s)));
+                    (tags, sum)
                 })
             };
-            if let Some(tags) = complete {
+            if let Some((tags, sum)) = complete {
                 store.complete_parts(&it.key, &upload_id, &tags, *size)?;
                 multiparts[i].lock().finished = true;
+                if checksums {
+                    *sums[i].lock() = sum;
+                }
                 stored.lock().push(it.key.clone());
             }
             Ok(())
@@ -322,7 +382,10 @@ pub fn upload(
     });
     let stored = stored.into_inner();
     match res {
-        Ok(()) => Ok(stored),
+        Ok(()) => Ok(Uploaded {
+            keys: stored,
+            sums: sums.into_iter().map(Mutex::into_inner).collect(),
+        }),
         Err(e) => {
             for (i, m) in multiparts.iter().enumerate() {
                 let m = m.lock();
@@ -349,19 +412,25 @@ pub struct Fetch {
 const BUF: usize = 256 << 10;
 
 /// Fetch bytes `[start, end)` of `key` into `file` at the same offsets, resuming after a lost
-/// connection at the first byte not yet written.
+/// connection at the first byte not yet written. Returns the sum of the bytes written (each is
+/// written once, in order, whatever the retries), computed when `checksums`.
 fn fetch_range(
     store: &dyn ObjectStore,
     f: &Fetch,
     file: &File,
     start: u64,
     end: u64,
-) -> Result<()> {
+    checksums: bool,
+) -> Result<FileSum> {
     let url = store.url(&f.key);
     // `pos`: the first byte not yet written; `buf[..held]` holds the bytes that follow it.
     let mut pos = start;
     let mut buf = vec![0u8; BUF.min((end - start) as usize).max(1)];
+    let sum = std::cell::Cell::new(FileSum::EMPTY);
     let write = |buf: &[u8], at: u64| {
+        if checksums {
+            sum.set(sum.get().append(buf));
+        }
         file.write_all_at(buf, at)
             .map_err(|e| Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true))
     };
@@ -406,11 +475,18 @@ fn fetch_range(
             return Err(failure);
         }
         Ok(())
-    })
+    })?;
+    Ok(sum.get())
 }
 
-/// Download `fetches` in parallel (each file pre-sized, then filled by ranges).
-pub fn download(store: &dyn ObjectStore, fetches: &[Fetch]) -> Result<()> {
+/// Download `fetches` in parallel (each file pre-sized, then filled by ranges). With
+/// `checksums`, returns the sum of each file's bytes as written (index-aligned with `fetches`),
+/// from the ranges' sums combined in order.
+pub fn download(
+    store: &dyn ObjectStore,
+    fetches: &[Fetch],
+    checksums: bool,
+) -> Result<Vec<Option<FileSum>>> {
     let tuning = store.http().tuning().clone();
     let part = effective_part_size(
         tuning.part_size.max(1 << 20),
@@ -439,13 +515,29 @@ pub fn download(store: &dyn ObjectStore, fetches: &[Fetch]) -> Result<()> {
             off = end;
         }
     }
-    if tasks.is_empty() {
-        return Ok(()); // nothing but empty files (or nothing selected): no threads needed
+    // Per file, the sums of its ranges by offset (empty files have none).
+    let ranges: Vec<Mutex<BTreeMap<u64, FileSum>>> = fetches
+        .iter()
+        .map(|_| Mutex::new(BTreeMap::new()))
+        .collect();
+    if !tasks.is_empty() {
+        let threads = tuning.concurrency.min(tasks.len());
+        Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
+            let sum = fetch_range(store, &fetches[i], &files[i], start, end, checksums)?;
+            ranges[i].lock().insert(start, sum);
+            Ok(())
+        })?;
     }
-    let threads = tuning.concurrency.min(tasks.len());
-    Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
-        fetch_range(store, &fetches[i], &files[i], start, end)
-    })
+    Ok(ranges
+        .into_iter()
+        .map(|r| {
+            checksums.then(|| {
+                r.into_inner()
+                    .into_values()
+                    .fold(FileSum::EMPTY, FileSum::then)
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]
