@@ -255,6 +255,26 @@ typedef struct {
     size_t report_queue_capacity;
     // How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     double close_timeout_seconds;
+    // Off-cluster checkpoint retention (Determined's `save_trial_latest`): keep the N newest
+    // checkpoints of the run. < 0 (the default): the `checkpoint_storage` dict's
+    // `"save_trial_latest"`, else `DET_SAVE_TRIAL_LATEST`. When neither this nor
+    // `save_trial_best` is set anywhere, every checkpoint is kept; when one is, the other
+    // counts as 0. The checkpoint a restart would resume from is always kept. Deleting happens
+    // in the background after each new checkpoint is stored. Ignored on-cluster, where the
+    // master's garbage collection applies the experiment's policy.
+    int32_t save_trial_latest;
+    // Off-cluster checkpoint retention (Determined's `save_trial_best`): keep the N best
+    // checkpoints by `searcher_metric`. < 0: the storage dict's `"save_trial_best"`, else
+    // `DET_SAVE_TRIAL_BEST`. A value > 0 needs a metric.
+    int32_t save_trial_best;
+    // The metric that ranks checkpoints for `save_trial_best`: the key of a checkpoint's
+    // metadata if it has it, else the validation metric of that name reported with the
+    // checkpoint's `steps_completed`. NULL: the storage dict's `"metric"`, else
+    // `DET_SEARCHER_METRIC`.
+    const char *searcher_metric;
+    // 1: a smaller `searcher_metric` is better; 0: a larger one. < 0: the storage dict's
+    // `"smaller_is_better"`, else `DET_SMALLER_IS_BETTER`, else 1 (Determined's default).
+    int32_t smaller_is_better;
 } det_init_options;
 
 // A name mangler for `det_train_upload_tensorboard_files` (Python's `mangler(path, rank)`):
@@ -401,7 +421,11 @@ det_status det_ckpt_upload(det_context *ctx,
 
 // `download(storage_id, ckpt_dir, download_mode, selector)`: copy the checkpoint's files that
 // `selector` accepts (NULL: all) into `dir` (created if needed). `download_mode` is a
-// `DET_DOWNLOAD_MODE_*` value. `DET_ERR_NOT_FOUND` if the checkpoint does not exist.
+// `DET_DOWNLOAD_MODE_*` value. `DET_ERR_NOT_FOUND` if the checkpoint does not exist. Files are
+// checked against the checkpoint's manifest as they are written: on a mismatch the call
+// returns `DET_ERR_STORAGE` naming the file and removes the files it wrote (a single-process
+// off-cluster run downloading its resume point falls back as `det_ckpt_restore_path_begin`
+// does).
 //
 // # Safety
 // `storage_id` and `dir` must be C strings; `selector` (if set) callable with `userdata`.
@@ -417,6 +441,17 @@ det_status det_ckpt_download(det_context *ctx,
 // (read it, do not change it; the selector is ignored); for object storage a temporary
 // download removed by `det_ckpt_restore_path_end`.
 //
+// When the checkpoint has a manifest (detcore writes one beside `metadata.json`), every file
+// is checked against its size and CRC32C before this returns: a flipped byte, a truncated or a
+// missing file gives `DET_ERR_STORAGE` with a message naming the checkpoint and the file, and
+// no folder. Checkpoints without a manifest (written by Determined's Python client) are not
+// checked. Off-cluster, restoring the run's resume point (`det_info_latest_checkpoint`) that
+// turns out damaged restores the newest older checkpoint of the run that verifies instead: a
+// warning names the damaged one and why, `det_ckpt_restore_storage_id` and
+// `det_info_latest_checkpoint` then name the one restored. In a job of several processes that
+// fallback needs `DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD`, called by every rank (so
+// that all restore the same checkpoint). `DETCORE_CHECKSUMS=0` turns checking off.
+//
 // # Safety
 // `storage_id` must be a C string; `out` writable; `selector` (if set) callable with `userdata`.
 det_status det_ckpt_restore_path_begin(det_context *ctx,
@@ -431,6 +466,15 @@ det_status det_ckpt_restore_path_begin(det_context *ctx,
 // # Safety
 // `out` must be writable.
 det_status det_ckpt_restore_path(const det_ckpt_restore *restore, const char **out);
+
+// The storage id of the checkpoint a `restore_path` scope restored: the one asked for, or
+// after an off-cluster resume fallback the older checkpoint restored instead (see
+// `det_ckpt_restore_path_begin`). Borrowed: valid until the scope ends; do not free it.
+// `DET_ERR_STATE` for an ended scope, `DET_ERR_INVALID_ARGUMENT` for NULL.
+//
+// # Safety
+// `out` must be writable.
+det_status det_ckpt_restore_storage_id(const det_ckpt_restore *restore, const char **out);
 
 // End a `restore_path` scope (a temporary download is removed). The scope is ended whatever
 // the result; ending it twice gives `DET_ERR_STATE`.
@@ -595,7 +639,10 @@ det_status det_info_is_on_cluster(const det_context *ctx, bool *out);
 
 // The storage id of the checkpoint to resume from, or NULL when there is none (a fresh start).
 // On-cluster it is the trial's latest checkpoint; off-cluster the run's newest complete one.
-// Free a non-NULL result with `det_string_free`.
+// Off-cluster, when restoring it finds it damaged (a file that does not match the checkpoint's
+// manifest), the restore falls back to the newest older checkpoint that verifies, and this
+// returns that one from then on (see `det_ckpt_restore_path_begin`). Free a non-NULL result
+// with `det_string_free`.
 //
 // # Safety
 // `out` must be writable.

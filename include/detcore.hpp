@@ -490,6 +490,13 @@ public:
     }
     Options &report_queue_capacity(size_t v) { return set(report_queue_capacity_, v); }
     Options &close_timeout_seconds(double v) { return set(close_timeout_seconds_, v); }
+    /// Off-cluster checkpoint retention: keep the `n` newest checkpoints (`save_trial_latest`).
+    Options &save_trial_latest(int32_t n) { return set(save_trial_latest_, n); }
+    /// Off-cluster checkpoint retention: keep the `n` best by `searcher_metric` (`save_trial_best`).
+    Options &save_trial_best(int32_t n) { return set(save_trial_best_, n); }
+    /// The metric that ranks checkpoints for `save_trial_best`.
+    Options &searcher_metric(std::string_view v) { return str(searcher_metric_, v, "searcher_metric"); }
+    Options &smaller_is_better(bool v) { return set(smaller_is_better_, v); }
 
     /// Call `fn(const det_init_options&)` with the C options (valid during the call).
     template <class F>
@@ -521,6 +528,10 @@ public:
         o.cluster_info_dir = cs(cluster_info_dir_);
         if (report_queue_capacity_) o.report_queue_capacity = *report_queue_capacity_;
         if (close_timeout_seconds_) o.close_timeout_seconds = *close_timeout_seconds_;
+        if (save_trial_latest_) o.save_trial_latest = *save_trial_latest_;
+        if (save_trial_best_) o.save_trial_best = *save_trial_best_;
+        o.searcher_metric = cs(searcher_metric_);
+        if (smaller_is_better_) o.smaller_is_better = *smaller_is_better_ ? 1 : 0;
         return fn(static_cast<const det_init_options &>(o));
     }
 
@@ -534,12 +545,14 @@ private:
         field = detail::CStr(v, what).c_str();
         return *this;
     }
-    std::optional<std::string> checkpoint_storage_, run_name_, run_dir_, hparams_json_, halt_file_, cluster_info_dir_;
+    std::optional<std::string> checkpoint_storage_, run_name_, run_dir_, hparams_json_, halt_file_, cluster_info_dir_,
+        searcher_metric_;
     std::optional<PreemptMode> preempt_mode_;
     std::optional<TensorboardMode> tensorboard_mode_;
     std::optional<int64_t> searcher_max_length_;
     std::optional<std::vector<int32_t>> preempt_signals_;
-    std::optional<bool> disable_signal_handlers_, async_checkpoints_;
+    std::optional<bool> disable_signal_handlers_, async_checkpoints_, smaller_is_better_;
+    std::optional<int32_t> save_trial_latest_, save_trial_best_;
     std::optional<double> end_time_, halt_margin_seconds_, close_timeout_seconds_;
     std::optional<DistributedConfig> distributed_;
     std::optional<size_t> report_queue_capacity_;
@@ -658,6 +671,13 @@ public:
         const char *p = nullptr;
         detail::check(det_ckpt_restore_path(live(), &p));
         return std::filesystem::path(p);
+    }
+    /// The checkpoint restored: the one asked for, or after an off-cluster resume fallback the
+    /// older checkpoint restored instead.
+    [[nodiscard]] std::string storage_id() const {
+        const char *p = nullptr;
+        detail::check(det_ckpt_restore_storage_id(live(), &p));
+        return std::string(p);
     }
     /// End the scope now (a temporary download is removed), reporting failures.
     void end() {

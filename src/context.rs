@@ -2,7 +2,8 @@
 //! parts (info, storage, checkpoints, reporter, preemption, searcher), owns their threads and
 //! joins them at close.
 
-use crate::checkpoint::{index::RunIndex, CheckpointContext, LocalReporter};
+use crate::checkpoint::retention::{InUse, Policy, Retention, Settings as RetentionSettings};
+use crate::checkpoint::{index::RunIndex, CheckpointContext, LocalReporter, Resume};
 use crate::cluster_info;
 use crate::distributed::{DistributedConfig, DistributedContext};
 use crate::error::{Error, Result};
@@ -225,7 +226,18 @@ impl Context {
                     })?)?
                 }
             };
-        let storage = storage::open(&spec.config)?;
+        let checksums = storage::manifest::resolve_enabled(spec.lifecycle.checksums)?;
+        let storage = storage::open_with(&spec.config, checksums)?;
+        let policy = Policy::resolve(
+            &RetentionSettings {
+                save_trial_latest: opts.save_trial_latest,
+                save_trial_best: opts.save_trial_best,
+                metric: opts.searcher_metric.clone(),
+                smaller_is_better: opts.smaller_is_better,
+            },
+            &spec.lifecycle,
+            &RetentionSettings::from_env()?,
+        )?;
 
         // Run name and folder.
         let run_name = match &opts.run_name {
@@ -270,15 +282,57 @@ impl Context {
             reporter.clone(),
             Box::new(LocalTrainBackend::new(run_dir.clone())),
         ));
+        // Retention runs on the chief, which indexes the checkpoints.
+        let in_use = Arc::new(InUse::default());
+        let retention = match policy {
+            Some(p) if rank == 0 => {
+                log_info!(
+                    "run {run_name:?}: checkpoint retention keeps {}",
+                    p.describe()
+                );
+                let r = Arc::new(Retention::new(
+                    p,
+                    index.clone(),
+                    storage.clone(),
+                    train.clone(),
+                    in_use.clone(),
+                ));
+                let weak = Arc::downgrade(&r);
+                train.observe_validations(Box::new(move |steps, metrics| {
+                    if let Some(r) = weak.upgrade() {
+                        r.on_validation(steps, metrics);
+                    }
+                }));
+                Some(r)
+            }
+            _ => None,
+        };
+        let resume_point = crate::info::resume_point(
+            latest.as_ref().map(|l| l.storage_id.clone()),
+            latest
+                .as_ref()
+                .and_then(|l| l.steps_completed)
+                .unwrap_or(0)
+                .max(0) as u64,
+        );
         let checkpoint = CheckpointContext::new(
             storage.clone(),
             Arc::new(LocalReporter {
                 index: index.clone(),
                 train: train.clone(),
+                retention: retention.clone(),
             }),
             dist.clone(),
         )
-        .with_async(opts.async_checkpoints);
+        .with_async(opts.async_checkpoints)
+        .with_lifecycle(
+            in_use,
+            retention,
+            Some(Resume {
+                point: resume_point.clone(),
+                index: index.clone(),
+            }),
+        );
         let profiler = Profiler::new(
             crate::profiler::local_agent_id(),
             train.clone(),
@@ -300,8 +354,7 @@ impl Context {
             run_name: Some(run_name),
             run_dir: Some(run_dir),
             hparams,
-            latest_checkpoint: latest.as_ref().map(|l| l.storage_id.clone()),
-            steps_completed: latest.and_then(|l| l.steps_completed).unwrap_or(0).max(0) as u64,
+            resume: resume_point,
             cluster: None,
         };
         Ok(Context {

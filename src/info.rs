@@ -19,15 +19,43 @@ pub struct Info {
     pub run_dir: Option<PathBuf>,
     /// The hyperparameters.
     pub hparams: Map,
-    /// The checkpoint to resume from.
-    pub latest_checkpoint: Option<String>,
-    /// `steps_completed` of that checkpoint (0 without one).
-    pub steps_completed: u64,
+    /// The checkpoint to resume from, and its `steps_completed` (0 without one). Shared with
+    /// the checkpoint context: off-cluster, a resume that finds it damaged moves it to the
+    /// newest checkpoint that verifies.
+    pub resume: SharedResume,
     /// On-cluster: the task's `/run/determined/info` files (Determined's `ClusterInfo`).
     pub cluster: Option<Arc<ClusterInfo>>,
 }
 
+/// The checkpoint a task resumes from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumePoint {
+    pub storage_id: Option<String>,
+    pub steps_completed: u64,
+}
+
+/// A [`ResumePoint`] read by `info` and moved by a checkpoint fallback.
+pub type SharedResume = Arc<parking_lot::RwLock<ResumePoint>>;
+
+/// A shared resume point.
+pub fn resume_point(storage_id: Option<String>, steps_completed: u64) -> SharedResume {
+    Arc::new(parking_lot::RwLock::new(ResumePoint {
+        storage_id,
+        steps_completed,
+    }))
+}
+
 impl Info {
+    /// The checkpoint to resume from.
+    pub fn latest_checkpoint(&self) -> Option<String> {
+        self.resume.read().storage_id.clone()
+    }
+
+    /// `steps_completed` of the checkpoint to resume from (0 without one).
+    pub fn steps_completed(&self) -> u64 {
+        self.resume.read().steps_completed
+    }
+
     /// The cluster info, or `Kind::Unsupported` off-cluster (`what` names the caller's item).
     pub fn cluster(&self, what: &str) -> Result<&ClusterInfo> {
         match &self.cluster {

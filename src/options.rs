@@ -56,6 +56,20 @@ pub struct InitOptions {
     /// On-cluster: limit of one master request attempt, connect to last byte. `None`:
     /// `DETCORE_MASTER_TIMEOUT` (seconds), else 60 s.
     pub master_timeout: Option<Duration>,
+    /// Off-cluster checkpoint retention: keep the N latest checkpoints. `None`: the storage
+    /// dict's `save_trial_latest`, else `DET_SAVE_TRIAL_LATEST`; unset everywhere (and
+    /// `save_trial_best` too): keep every checkpoint.
+    pub save_trial_latest: Option<u32>,
+    /// Off-cluster checkpoint retention: keep the N best checkpoints by `searcher_metric`.
+    /// `None`: the storage dict's `save_trial_best`, else `DET_SAVE_TRIAL_BEST`.
+    pub save_trial_best: Option<u32>,
+    /// The metric that ranks checkpoints (a validation metric reported at a checkpoint's steps,
+    /// or a key of its metadata). `None`: the storage dict's `metric`, else
+    /// `DET_SEARCHER_METRIC`.
+    pub searcher_metric: Option<String>,
+    /// Whether a smaller `searcher_metric` is better. `None`: the storage dict's
+    /// `smaller_is_better`, else `DET_SMALLER_IS_BETTER`, else true.
+    pub smaller_is_better: Option<bool>,
 }
 
 impl Default for InitOptions {
@@ -79,6 +93,10 @@ impl Default for InitOptions {
             close_timeout: Duration::from_secs(300),
             master_connect_timeout: None,
             master_timeout: None,
+            save_trial_latest: None,
+            save_trial_best: None,
+            searcher_metric: None,
+            smaller_is_better: None,
         }
     }
 }

@@ -114,13 +114,18 @@ module detcore
     type(c_ptr) :: cluster_info_dir = c_null_ptr
     integer(c_size_t) :: report_queue_capacity = 0
     real(c_double) :: close_timeout_seconds = 0
+    integer(c_int32_t) :: save_trial_latest = -1
+    integer(c_int32_t) :: save_trial_best = -1
+    type(c_ptr) :: searcher_metric = c_null_ptr
+    integer(c_int32_t) :: smaller_is_better = -1
   end type
 
   ! ---- 2. the C API ------------------------------------------------------------------------------------
   public :: det_ckpt_store_path_begin, det_ckpt_store_path, det_ckpt_store_storage_id, &
        det_ckpt_store_path_end, det_ckpt_store_path_end_mode, det_ckpt_store_path_abort, &
        det_ckpt_upload, det_ckpt_download, &
-       det_ckpt_restore_path_begin, det_ckpt_restore_path, det_ckpt_restore_path_end, &
+       det_ckpt_restore_path_begin, det_ckpt_restore_path, det_ckpt_restore_storage_id, &
+       det_ckpt_restore_path_end, &
        det_ckpt_get_metadata, det_ckpt_delete, det_ckpt_wait, det_core_init, det_core_close, &
        det_version, det_version_number, det_string_free, det_log_set_level, &
        det_distributed_from_env, det_dist_gather, det_dist_allgather, det_dist_broadcast, &
@@ -239,6 +244,12 @@ module detcore
       type(c_ptr), value :: restore
       type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_restore_path
+    end function
+    function det_ckpt_restore_storage_id(restore, out) bind(c, name="det_ckpt_restore_storage_id")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: restore
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_ckpt_restore_storage_id
     end function
     function det_ckpt_restore_path_end(restore) bind(c, name="det_ckpt_restore_path_end")
       import :: c_ptr, c_int32_t
@@ -978,6 +989,7 @@ module detcore
     type(c_ptr) :: ptr = c_null_ptr
   contains
     procedure :: path => restore_path_get
+    procedure :: storage_id => restore_storage_id_get
     procedure :: close => restore_close
     procedure :: is_open => restore_is_open
     final :: restore_final
@@ -1173,20 +1185,22 @@ contains
   subroutine ctx_init(self, checkpoint_storage, run_name, run_dir, hparams_json, searcher_max_length, &
        preempt_mode, tensorboard_mode, preempt_signals, disable_signal_handlers, async_checkpoints, &
        halt_file, end_time, halt_margin_seconds, distributed, chief_ip, cluster_info_dir, &
-       report_queue_capacity, close_timeout_seconds, stat)
+       report_queue_capacity, close_timeout_seconds, save_trial_latest, save_trial_best, &
+       searcher_metric, smaller_is_better, stat)
     class(det_context), intent(inout) :: self
     character(len=*), intent(in), optional :: checkpoint_storage, run_name, run_dir, hparams_json, &
-         halt_file, chief_ip, cluster_info_dir
+         halt_file, chief_ip, cluster_info_dir, searcher_metric
     integer, intent(in), optional :: searcher_max_length, preempt_mode, tensorboard_mode, report_queue_capacity
+    integer, intent(in), optional :: save_trial_latest, save_trial_best
     integer, intent(in), optional :: preempt_signals(:)
-    logical, intent(in), optional :: disable_signal_handlers, async_checkpoints
+    logical, intent(in), optional :: disable_signal_handlers, async_checkpoints, smaller_is_better
     real(real64), intent(in), optional :: end_time, halt_margin_seconds, close_timeout_seconds
     type(det_distributed_config), intent(in), optional :: distributed
     integer, intent(out), optional :: stat
     type(det_init_options), target :: o
     type(det_distributed_config), target :: d
     character(kind=c_char), allocatable, target :: b_storage(:), b_run_name(:), b_run_dir(:), &
-         b_hparams(:), b_halt(:), b_chief(:), b_info(:)
+         b_hparams(:), b_halt(:), b_chief(:), b_info(:), b_metric(:)
     integer(c_int32_t), allocatable, target :: sigs(:)
     type(c_ptr) :: h
     integer(c_int32_t) :: st
@@ -1252,6 +1266,13 @@ contains
     end if
     if (present(report_queue_capacity)) o%report_queue_capacity = int(report_queue_capacity, c_size_t)
     if (present(close_timeout_seconds)) o%close_timeout_seconds = close_timeout_seconds
+    if (present(save_trial_latest)) o%save_trial_latest = int(save_trial_latest, c_int32_t)
+    if (present(save_trial_best)) o%save_trial_best = int(save_trial_best, c_int32_t)
+    if (present(searcher_metric)) then
+      call cbuf(searcher_metric, b_metric)
+      o%searcher_metric = c_loc(b_metric)
+    end if
+    if (present(smaller_is_better)) o%smaller_is_better = merge(1_c_int32_t, 0_c_int32_t, smaller_is_better)
     h = c_null_ptr
     st = det_core_init(o, h)
     if (st == DET_OK) self%ptr = h
@@ -2181,6 +2202,21 @@ contains
     integer(c_int32_t) :: st
     p = c_null_ptr
     st = det_ckpt_restore_path(self%ptr, p)
+    s = ''
+    if (st == DET_OK) s = detcore_c_string(p)
+    call check(st, stat)
+  end function
+
+  !> The checkpoint restored: the one asked for, or after an off-cluster resume fallback the
+  !> older checkpoint restored instead.
+  function restore_storage_id_get(self, stat) result(s)
+    class(det_restore), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    type(c_ptr) :: p
+    integer(c_int32_t) :: st
+    p = c_null_ptr
+    st = det_ckpt_restore_storage_id(self%ptr, p)
     s = ''
     if (st == DET_OK) s = detcore_c_string(p)
     call check(st, stat)

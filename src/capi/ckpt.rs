@@ -45,6 +45,7 @@ struct RestoreEntry {
     ctx: &'static det_context,
     scope: Mutex<Option<RestoreScope>>,
     path: CString,
+    id: CString,
 }
 
 static STORES: Registry<StoreEntry> = Registry::new("store");
@@ -321,7 +322,11 @@ pub unsafe extern "C" fn det_ckpt_upload(
 
 /// `download(storage_id, ckpt_dir, download_mode, selector)`: copy the checkpoint's files that
 /// `selector` accepts (NULL: all) into `dir` (created if needed). `download_mode` is a
-/// `DET_DOWNLOAD_MODE_*` value. `DET_ERR_NOT_FOUND` if the checkpoint does not exist.
+/// `DET_DOWNLOAD_MODE_*` value. `DET_ERR_NOT_FOUND` if the checkpoint does not exist. Files are
+/// checked against the checkpoint's manifest as they are written: on a mismatch the call
+/// returns `DET_ERR_STORAGE` naming the file and removes the files it wrote (a single-process
+/// off-cluster run downloading its resume point falls back as `det_ckpt_restore_path_begin`
+/// does).
 ///
 /// # Safety
 /// `storage_id` and `dir` must be C strings; `selector` (if set) callable with `userdata`.
@@ -351,6 +356,17 @@ pub unsafe extern "C" fn det_ckpt_download(
 /// (read it, do not change it; the selector is ignored); for object storage a temporary
 /// download removed by `det_ckpt_restore_path_end`.
 ///
+/// When the checkpoint has a manifest (detcore writes one beside `metadata.json`), every file
+/// is checked against its size and CRC32C before this returns: a flipped byte, a truncated or a
+/// missing file gives `DET_ERR_STORAGE` with a message naming the checkpoint and the file, and
+/// no folder. Checkpoints without a manifest (written by Determined's Python client) are not
+/// checked. Off-cluster, restoring the run's resume point (`det_info_latest_checkpoint`) that
+/// turns out damaged restores the newest older checkpoint of the run that verifies instead: a
+/// warning names the damaged one and why, `det_ckpt_restore_storage_id` and
+/// `det_info_latest_checkpoint` then name the one restored. In a job of several processes that
+/// fallback needs `DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD`, called by every rank (so
+/// that all restore the same checkpoint). `DETCORE_CHECKSUMS=0` turns checking off.
+///
 /// # Safety
 /// `storage_id` must be a C string; `out` writable; `selector` (if set) callable with `userdata`.
 #[no_mangle]
@@ -373,6 +389,8 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
         let entry = RestoreEntry {
             ctx: det_context::from_ptr(ctx)?,
             path: path_str(scope.path())?,
+            id: CString::new(scope.storage_id())
+                .map_err(|_| Error::new(Kind::Internal, "bad id"))?,
             scope: Mutex::new(Some(scope)),
         };
         let key = RESTORES.insert(entry);
@@ -396,6 +414,27 @@ pub unsafe extern "C" fn det_ckpt_restore_path(
         out_arg(out, "out")?;
         // SAFETY: checked; the CString lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.path.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// The storage id of the checkpoint a `restore_path` scope restored: the one asked for, or
+/// after an off-cluster resume fallback the older checkpoint restored instead (see
+/// `det_ckpt_restore_path_begin`). Borrowed: valid until the scope ends; do not free it.
+/// `DET_ERR_STATE` for an ended scope, `DET_ERR_INVALID_ARGUMENT` for NULL.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_restore_storage_id(
+    restore: *const det_ckpt_restore,
+    out: *mut *const c_char,
+) -> det_status {
+    call("det_ckpt_restore_storage_id", || {
+        let e = RESTORES.get(restore as usize)?;
+        out_arg(out, "out")?;
+        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        unsafe { write_out(out, e.id.as_ptr()) };
         Ok(())
     })
 }

@@ -25,7 +25,10 @@ pub unsafe extern "C" fn det_info_is_on_cluster(
 
 /// The storage id of the checkpoint to resume from, or NULL when there is none (a fresh start).
 /// On-cluster it is the trial's latest checkpoint; off-cluster the run's newest complete one.
-/// Free a non-NULL result with `det_string_free`.
+/// Off-cluster, when restoring it finds it damaged (a file that does not match the checkpoint's
+/// manifest), the restore falls back to the newest older checkpoint that verifies, and this
+/// returns that one from then on (see `det_ckpt_restore_path_begin`). Free a non-NULL result
+/// with `det_string_free`.
 ///
 /// # Safety
 /// `out` must be writable.
@@ -36,7 +39,7 @@ pub unsafe extern "C" fn det_info_latest_checkpoint(
 ) -> det_status {
     with_ctx("det_info_latest_checkpoint", ctx, |c| {
         out_arg(out, "out")?;
-        let v = match &c.info().latest_checkpoint {
+        let v = match &c.info().latest_checkpoint() {
             Some(id) => owned_c_string(id)?,
             None => std::ptr::null_mut(),
         };
@@ -58,7 +61,7 @@ pub unsafe extern "C" fn det_info_steps_completed(
     with_ctx("det_info_steps_completed", ctx, |c| {
         out_arg(out, "out")?;
         // SAFETY: checked.
-        unsafe { write_out(out, c.info().steps_completed as i64) };
+        unsafe { write_out(out, c.info().steps_completed() as i64) };
         Ok(())
     })
 }

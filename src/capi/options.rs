@@ -140,6 +140,26 @@ pub struct det_init_options {
     pub report_queue_capacity: usize,
     /// How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     pub close_timeout_seconds: f64,
+    /// Off-cluster checkpoint retention (Determined's `save_trial_latest`): keep the N newest
+    /// checkpoints of the run. < 0 (the default): the `checkpoint_storage` dict's
+    /// `"save_trial_latest"`, else `DET_SAVE_TRIAL_LATEST`. When neither this nor
+    /// `save_trial_best` is set anywhere, every checkpoint is kept; when one is, the other
+    /// counts as 0. The checkpoint a restart would resume from is always kept. Deleting happens
+    /// in the background after each new checkpoint is stored. Ignored on-cluster, where the
+    /// master's garbage collection applies the experiment's policy.
+    pub save_trial_latest: i32,
+    /// Off-cluster checkpoint retention (Determined's `save_trial_best`): keep the N best
+    /// checkpoints by `searcher_metric`. < 0: the storage dict's `"save_trial_best"`, else
+    /// `DET_SAVE_TRIAL_BEST`. A value > 0 needs a metric.
+    pub save_trial_best: i32,
+    /// The metric that ranks checkpoints for `save_trial_best`: the key of a checkpoint's
+    /// metadata if it has it, else the validation metric of that name reported with the
+    /// checkpoint's `steps_completed`. NULL: the storage dict's `"metric"`, else
+    /// `DET_SEARCHER_METRIC`.
+    pub searcher_metric: *const c_char,
+    /// 1: a smaller `searcher_metric` is better; 0: a larger one. < 0: the storage dict's
+    /// `"smaller_is_better"`, else `DET_SMALLER_IS_BETTER`, else 1 (Determined's default).
+    pub smaller_is_better: i32,
 }
 
 /// `sizeof(det_init_options)` as first published (ABI 1). Fields are only ever appended after
@@ -180,6 +200,10 @@ fn defaults() -> det_init_options {
         cluster_info_dir: std::ptr::null(),
         report_queue_capacity: 0,
         close_timeout_seconds: 0.0,
+        save_trial_latest: -1,
+        save_trial_best: -1,
+        searcher_metric: std::ptr::null(),
+        smaller_is_better: -1,
     }
 }
 
@@ -488,8 +512,31 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         // SAFETY: non-NULL and initialised per the struct's contract.
         Some(unsafe { distributed_from_c(o.distributed) }?)
     };
+    let count = |v: i32| (v >= 0).then_some(v as u32);
+    let smaller_is_better = match o.smaller_is_better {
+        v if v < 0 => None,
+        0 => Some(false),
+        1 => Some(true),
+        v => {
+            return Err(Error::new(
+                Kind::InvalidArgument,
+                format!("opts.smaller_is_better: {v} is not 0, 1, or negative (the default)"),
+            ))
+        }
+    };
+    let searcher_metric = s(o.searcher_metric, "opts.searcher_metric")?;
+    if searcher_metric.as_deref() == Some("") {
+        return Err(Error::new(
+            Kind::InvalidArgument,
+            "opts.searcher_metric is empty (NULL means the default)",
+        ));
+    }
     let defaults = InitOptions::default();
     Ok(InitOptions {
+        save_trial_latest: count(o.save_trial_latest),
+        save_trial_best: count(o.save_trial_best),
+        searcher_metric,
+        smaller_is_better,
         checkpoint_storage: s(o.checkpoint_storage, "opts.checkpoint_storage")?,
         preempt_mode,
         tensorboard_mode,

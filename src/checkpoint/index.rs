@@ -19,6 +19,9 @@ pub struct Entry {
     pub storage_id: String,
     pub steps_completed: Option<i64>,
     pub report_time: String,
+    /// The value of the retention policy's metric for this checkpoint (its validation metric at
+    /// the same steps, or a key of its metadata), once known.
+    pub metric: Option<f64>,
 }
 
 /// A run's checkpoint index.
@@ -100,6 +103,7 @@ impl RunIndex {
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_owned(),
+                    metric: c.get("metric").and_then(Value::as_f64),
                 });
             }
         }
@@ -110,11 +114,15 @@ impl RunIndex {
         let list: Vec<Value> = entries
             .iter()
             .map(|e| {
-                Value::Object(obj! {
+                let mut o = obj! {
                     "storage_id" => e.storage_id.as_str(),
                     "steps_completed" => e.steps_completed,
                     "report_time" => e.report_time.as_str(),
-                })
+                };
+                if let Some(m) = e.metric.filter(|m| m.is_finite()) {
+                    o.insert("metric", Value::from(m));
+                }
+                Value::Object(o)
             })
             .collect();
         let doc: Map =
@@ -142,6 +150,36 @@ impl RunIndex {
             self.save(&all)?;
         }
         Ok(())
+    }
+
+    /// Forget several deleted checkpoints (one rewrite of the index).
+    pub fn remove_many(&self, storage_ids: &[String]) -> Result<()> {
+        let _g = self.lock.lock();
+        let mut all = self.load()?;
+        let before = all.len();
+        all.retain(|e| !storage_ids.contains(&e.storage_id));
+        if all.len() != before {
+            self.save(&all)?;
+        }
+        Ok(())
+    }
+
+    /// Record `value` as the metric of the checkpoints at `steps` that have none yet (a
+    /// validation reported after its checkpoint). Returns whether an entry changed.
+    pub fn set_metric(&self, steps: i64, value: f64) -> Result<bool> {
+        let _g = self.lock.lock();
+        let mut all = self.load()?;
+        let mut changed = false;
+        for e in all.iter_mut() {
+            if e.steps_completed == Some(steps) && e.metric.is_none() {
+                e.metric = Some(value);
+                changed = true;
+            }
+        }
+        if changed {
+            self.save(&all)?;
+        }
+        Ok(changed)
     }
 
     /// All entries, oldest first.
@@ -187,6 +225,7 @@ mod tests {
             storage_id: id.into(),
             steps_completed: steps,
             report_time: "2026-01-01T00:00:00Z".into(),
+            metric: None,
         }
     }
 
@@ -211,6 +250,33 @@ mod tests {
         // A checkpoint that vanished from the storage is skipped.
         std::fs::remove_dir_all(base.join("d")).unwrap();
         assert_eq!(idx.latest().unwrap().unwrap().storage_id, "c");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn metrics_and_removals_persist() {
+        let base = std::env::temp_dir().join(format!("detcore-idx-{}", uuid::Uuid::new_v4()));
+        let storage = open(&StorageConfig::SharedFs { base: base.clone() }).unwrap();
+        let idx = RunIndex::new(storage.clone(), "run").unwrap();
+        let mut with_metric = entry("a", Some(10));
+        with_metric.metric = Some(0.5);
+        idx.add(with_metric).unwrap();
+        idx.add(entry("b", Some(20))).unwrap();
+        idx.add(entry("c", Some(30))).unwrap();
+        // A validation after its checkpoint; an earlier value is kept.
+        assert!(idx.set_metric(20, 0.25).unwrap());
+        assert!(!idx.set_metric(10, 9.0).unwrap());
+        assert!(!idx.set_metric(99, 1.0).unwrap());
+        idx.remove_many(&["a".into(), "c".into(), "zz".into()])
+            .unwrap();
+        // Read back by a new index over the same storage (another process).
+        let again = RunIndex::new(storage, "run").unwrap();
+        let all = again.entries().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].storage_id.as_str(), all[0].metric),
+            ("b", Some(0.25))
+        );
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -10,10 +10,15 @@
 //! - `get_metadata` works off-cluster (it reads `metadata.json`).
 //!
 //! Asynchronous checkpoints (opt-in at init or per `store_path_end` call): see [`uploads`].
+//! Off-cluster retention (Determined's `save_trial_latest`/`save_trial_best`): see
+//! [`retention`]. Manifests and verified restores: see [`crate::storage::manifest`]; a restore
+//! of the checkpoint an off-cluster run resumes from that finds it damaged falls back to the
+//! newest older checkpoint of the run that verifies ([`CheckpointContext::restore_path_begin`]).
 
 pub mod index;
 pub mod master;
 pub mod merge;
+pub mod retention;
 mod shard;
 pub mod uploads;
 
@@ -68,19 +73,28 @@ pub trait CheckpointReporter: Send + Sync {
     }
 }
 
-/// Off-cluster reporting: the run index and `metrics.jsonl`.
+/// Off-cluster reporting: the run index and `metrics.jsonl`, and the retention policy told of
+/// each checkpoint once it is indexed.
 pub struct LocalReporter {
     pub index: Arc<index::RunIndex>,
     pub train: Arc<TrainContext>,
+    pub retention: Option<Arc<retention::Retention>>,
 }
 
 impl CheckpointReporter for LocalReporter {
-    fn report(&self, id: &str, _resources: &Resources, _metadata: &Map, steps: i64) -> Result<()> {
+    fn report(&self, id: &str, _resources: &Resources, metadata: &Map, steps: i64) -> Result<()> {
         self.index.add(index::Entry {
             storage_id: id.to_owned(),
             steps_completed: Some(steps),
             report_time: crate::time::now_iso8601(),
+            metric: self
+                .retention
+                .as_ref()
+                .and_then(|r| r.metric_for(steps, metadata)),
         })?;
+        if let Some(r) = &self.retention {
+            r.stored();
+        }
         self.train.report_event(Event::Checkpoint {
             storage_id: id.to_owned(),
             steps_completed: Some(steps),
@@ -93,6 +107,30 @@ impl CheckpointReporter for LocalReporter {
             storage_id: id.to_owned(),
         })
     }
+}
+
+/// A new borrow of an optional selector, for one of several calls.
+fn reborrow<'a>(s: &'a mut Option<Selector<'_>>) -> Option<Selector<'a>> {
+    match s {
+        Some(f) => Some(&mut **f),
+        None => None,
+    }
+}
+
+/// The error when the resume point and all `tried - 1` older checkpoints failed verification.
+fn no_fallback(first: &Error, tried: usize) -> Error {
+    let older = match tried - 1 {
+        0 => "the run has no older complete checkpoint".to_owned(),
+        1 => "the one older checkpoint of the run is damaged too".to_owned(),
+        n => format!("its {n} older checkpoints are damaged too"),
+    };
+    Error::new(
+        Kind::Integrity,
+        format!(
+            "{}; {older}, so there is nothing to resume from (start over with a new run name, or remove the damaged checkpoints with det_ckpt_delete)",
+            first.message()
+        ),
+    )
 }
 
 /// Check the metadata of a checkpoint and return its `steps_completed`.
@@ -161,6 +199,8 @@ pub struct RestoreScope {
     restored: Restored,
     /// Shared by the ranks of a node (a local collective ends it).
     shared: bool,
+    /// Keeps retention from deleting the checkpoint while it is open.
+    _hold: retention::InUseGuard,
 }
 
 impl RestoreScope {
@@ -168,10 +208,17 @@ impl RestoreScope {
     pub fn path(&self) -> &Path {
         &self.restored.path
     }
-    /// The checkpoint restored.
+    /// The checkpoint restored (after a resume fallback, not the one asked for).
     pub fn storage_id(&self) -> &str {
         &self.id
     }
+}
+
+/// Off-cluster: the run's resume point and index, for a restore of the resume point that finds
+/// it damaged.
+pub struct Resume {
+    pub point: crate::info::SharedResume,
+    pub index: Arc<index::RunIndex>,
 }
 
 /// The checkpoint half of a context.
@@ -181,6 +228,10 @@ pub struct CheckpointContext {
     dist: Arc<DistributedContext>,
     async_default: bool,
     uploads: uploads::AsyncUploads,
+    /// Checkpoints open in restore scopes.
+    in_use: Arc<retention::InUse>,
+    retention: Option<Arc<retention::Retention>>,
+    resume: Option<Resume>,
 }
 
 impl CheckpointContext {
@@ -201,7 +252,24 @@ impl CheckpointContext {
             reporter,
             dist,
             async_default: false,
+            in_use: Arc::new(retention::InUse::default()),
+            retention: None,
+            resume: None,
         }
+    }
+
+    /// Off-cluster: apply `retention` (stopped at close), and fall back from a damaged resume
+    /// point as `resume` says. `in_use` must be the set given to the retention.
+    pub fn with_lifecycle(
+        mut self,
+        in_use: Arc<retention::InUse>,
+        retention: Option<Arc<retention::Retention>>,
+        resume: Option<Resume>,
+    ) -> CheckpointContext {
+        self.in_use = in_use;
+        self.retention = retention;
+        self.resume = resume;
+        self
     }
 
     fn rank(&self) -> u32 {
@@ -386,49 +454,182 @@ impl CheckpointContext {
         Ok(id)
     }
 
-    /// `download(storage_id, ckpt_dir, mode, selector)`.
+    /// `download(storage_id, ckpt_dir, mode, selector)`. Files are checked against the
+    /// checkpoint's manifest as they are written (see [`Storage::download`]).
     ///
     /// `LocalWorkersShareDownload` with several ranks per node is a collective of the node's
     /// ranks: the local chief of each node downloads once (what any local rank's selector
     /// wants) into `dir`, which every rank of the node must name alike.
+    ///
+    /// A single-process run that downloads its resume point and finds it damaged falls back as
+    /// [`restore_path_begin`](Self::restore_path_begin) does (into the same `dir`; the damaged
+    /// checkpoint's files are removed first) and `info`'s resume point says which.
     pub fn download(
         &self,
         id: &str,
         dir: &Path,
         mode: DownloadMode,
-        selector: Option<Selector<'_>>,
+        mut selector: Option<Selector<'_>>,
     ) -> Result<()> {
         storage::validate_id(id)?;
         if mode == DownloadMode::LocalWorkersShareDownload && self.dist.config().local_size > 1 {
             return self.shared_download(id, dir, selector);
         }
+        if let Some(r) = self
+            .fallback_for(id)
+            .filter(|_| self.dist.config().size == 1)
+        {
+            return self
+                .resume_with_fallback(r, id, |c| {
+                    self.storage.download(c, dir, reborrow(&mut selector))
+                })
+                .map(|_| ());
+        }
         self.storage.download(id, dir, selector)
     }
 
-    /// Begin `restore_path(storage_id, mode, selector)`.
+    /// Begin `restore_path(storage_id, mode, selector)`. With a manifest, every file is checked
+    /// before the folder is handed over (see [`Storage::restore`]); a mismatch fails with
+    /// `Kind::Integrity` naming the file.
     ///
     /// Folder storage restores in place on every rank without coordination. On object stores
     /// `LocalWorkersShareDownload` with several ranks is a collective (begin and end): the local
     /// chief downloads once, and removes the folder only after every local rank has ended.
+    ///
+    /// Off-cluster, a restore of the run's resume point (`info`'s latest checkpoint) that finds
+    /// it damaged falls back to the newest older checkpoint of the run that verifies: the log
+    /// says which failed and why, the damaged one leaves the run's index (its files stay for
+    /// inspection), the scope's [`RestoreScope::storage_id`] and `info`'s resume point name the
+    /// one restored. In a job of several processes the fallback needs every rank to agree, so
+    /// it happens only with `LocalWorkersShareDownload` (a collective of every rank, as in
+    /// Determined); with `NoSharedDownload` each rank fails alone. A named checkpoint other
+    /// than the resume point never falls back.
     pub fn restore_path_begin(
         &self,
         id: &str,
         mode: DownloadMode,
-        selector: Option<Selector<'_>>,
+        mut selector: Option<Selector<'_>>,
     ) -> Result<RestoreScope> {
         storage::validate_id(id)?;
-        if mode == DownloadMode::LocalWorkersShareDownload
-            && self.dist.config().local_size > 1
-            && !self.storage.direct_access()
-        {
-            return self.shared_restore_begin(id, selector);
+        let cfg = self.dist.config();
+        let fallback = self.fallback_for(id);
+        let shared = mode == DownloadMode::LocalWorkersShareDownload;
+        if shared && cfg.size > 1 && fallback.is_some() {
+            // Every rank takes part, so that all agree on the checkpoint restored.
+            return self.shared_restore_begin(id, selector, fallback);
+        }
+        if shared && cfg.local_size > 1 && !self.storage.direct_access() {
+            return self.shared_restore_begin(id, selector, None);
+        }
+        if let Some(r) = fallback.filter(|_| cfg.size == 1) {
+            let (rid, restored) = self.resume_with_fallback(r, id, |c| {
+                self.storage.restore(c, reborrow(&mut selector))
+            })?;
+            return Ok(self.scope(rid, restored, false));
         }
         let restored = self.storage.restore(id, selector)?;
-        Ok(RestoreScope {
-            id: id.to_owned(),
+        Ok(self.scope(id.to_owned(), restored, false))
+    }
+
+    fn scope(&self, id: String, restored: Restored, shared: bool) -> RestoreScope {
+        RestoreScope {
+            _hold: self.in_use.hold(&id),
+            id,
             restored,
-            shared: false,
+            shared,
+        }
+    }
+
+    /// The resume point, when `id` names it and a damaged one may be replaced.
+    fn fallback_for(&self, id: &str) -> Option<&Resume> {
+        self.resume.as_ref().filter(|r| {
+            self.storage.checksums() && r.point.read().storage_id.as_deref() == Some(id)
         })
+    }
+
+    /// The run's complete checkpoints older than `id` (in resume order), newest first.
+    fn older_checkpoints(&self, r: &Resume, id: &str) -> Result<Vec<index::Entry>> {
+        let mut all = r.index.entries()?;
+        all.sort_by_key(|e| e.steps_completed.unwrap_or(-1));
+        let Some(at) = all.iter().position(|e| e.storage_id == id) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for e in all.drain(..at).rev() {
+            match self.storage.is_complete(&e.storage_id) {
+                Ok(true) => out.push(e),
+                Ok(false) => {}
+                Err(err) => crate::log_warn!(
+                    "cannot tell whether checkpoint {} is complete ({err}); not resuming from it",
+                    e.storage_id
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Run `attempt` on the resume point `id`, then on each older checkpoint while they fail
+    /// verification. Returns the id that worked and its result.
+    fn resume_with_fallback<T>(
+        &self,
+        r: &Resume,
+        id: &str,
+        mut attempt: impl FnMut(&str) -> Result<T>,
+    ) -> Result<(String, T)> {
+        let first = match attempt(id) {
+            Err(e) if e.kind() == Kind::Integrity => e,
+            other => return other.map(|t| (id.to_owned(), t)),
+        };
+        let mut failed = vec![(id.to_owned(), first.message().to_owned())];
+        for c in self.older_checkpoints(r, id)? {
+            match attempt(&c.storage_id) {
+                Ok(t) => {
+                    self.fell_back(r, &failed, &c);
+                    return Ok((c.storage_id, t));
+                }
+                Err(e) if e.kind() == Kind::Integrity => {
+                    failed.push((c.storage_id.clone(), e.message().to_owned()))
+                }
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "{}; restoring the older checkpoint {} instead failed",
+                        first.message(),
+                        c.storage_id
+                    )))
+                }
+            }
+        }
+        Err(no_fallback(&first, failed.len()))
+    }
+
+    /// The resume point moved from the damaged checkpoints `failed` to `to`: say so, take the
+    /// damaged ones out of the run's index (chief), and tell `info`.
+    fn fell_back(&self, r: &Resume, failed: &[(String, String)], to: &index::Entry) {
+        for (id, why) in failed {
+            crate::log_warn!(
+                "resume: {why}; checkpoint {id} is no longer a resume point of this run (its files stay in {} for inspection; det_ckpt_delete removes them)",
+                self.storage.describe()
+            );
+        }
+        crate::log_warn!(
+            "resume: resuming from checkpoint {} (steps_completed={}) instead of {}",
+            to.storage_id,
+            to.steps_completed
+                .map_or("unknown".into(), |s| s.to_string()),
+            failed[0].0
+        );
+        if self.rank() == 0 {
+            let ids: Vec<String> = failed.iter().map(|(id, _)| id.clone()).collect();
+            if let Err(e) = r.index.remove_many(&ids) {
+                crate::log_warn!(
+                    "resume: could not take the damaged checkpoints out of the run index: {e}"
+                );
+            }
+        }
+        *r.point.write() = crate::info::ResumePoint {
+            storage_id: Some(to.storage_id.clone()),
+            steps_completed: to.steps_completed.unwrap_or(0).max(0) as u64,
+        };
     }
 
     /// End a `restore_path` scope: a temporary download is removed.
@@ -480,9 +681,14 @@ impl CheckpointContext {
         self.uploads.wait()
     }
 
-    /// Wait for pending uploads and stop the upload thread (at context close).
+    /// Wait for pending uploads and stop the upload thread, then let retention finish its
+    /// deletions and stop its thread (at context close).
     pub fn close(&self) -> Result<()> {
-        self.uploads.close()
+        let r = self.uploads.close();
+        if let Some(ret) = &self.retention {
+            ret.close();
+        }
+        r
     }
 }
 

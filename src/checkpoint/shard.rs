@@ -599,43 +599,160 @@ impl CheckpointContext {
 
     /// `restore_path` with LocalWorkersShareDownload on object stores: the local chief downloads
     /// once into a temporary folder that it removes only after every local rank has ended.
+    ///
+    /// With `fallback` (the resume point of a job of several processes; every rank calls):
+    /// after each attempt every rank learns every node's outcome, and when any node found the
+    /// checkpoint damaged all move on together to the next older one (the chief's list), so
+    /// that every rank restores the same checkpoint.
     pub(super) fn shared_restore_begin(
         &self,
         id: &str,
-        selector: Option<Selector<'_>>,
+        mut selector: Option<Selector<'_>>,
+        fallback: Option<&super::Resume>,
     ) -> Result<RestoreScope> {
+        let Some(r) = fallback else {
+            let restored = self.shared_restore_once(id, selector)?;
+            return Ok(self.scope(id.to_owned(), restored, true));
+        };
+        let d = &self.dist;
+        let mut current = id.to_owned();
+        let mut failed: Vec<(String, String)> = Vec::new();
+        let mut first_error: Option<Error> = None;
+        let mut candidates: Option<std::vec::IntoIter<super::index::Entry>> = None;
+        loop {
+            let attempt = self.shared_restore_once(&current, super::reborrow(&mut selector));
+            let mine = match &attempt {
+                Ok(_) => Map::new(),
+                Err(e) if e.kind() == Kind::Integrity => obj! { "integrity" => e.message() },
+                Err(e) => obj! { "error" => e.message() },
+            };
+            let all = allgather_json(d, Value::Object(mine))?;
+            let find = |key: &str| {
+                all.iter().enumerate().find_map(|(r, v)| {
+                    v.get(key)
+                        .and_then(Value::as_str)
+                        .map(|m| (r, m.to_owned()))
+                })
+            };
+            let (error, damaged) = (find("error"), find("integrity"));
+            if error.is_none() && damaged.is_none() {
+                let restored = attempt?;
+                if !failed.is_empty() {
+                    if let Some(to) = candidates_entry(r, &current) {
+                        self.fell_back(r, &failed, &to);
+                    }
+                }
+                return Ok(self.scope(current, restored, true));
+            }
+            // Abandon this attempt everywhere (the local chief removes its download).
+            if let Ok(x) = &attempt {
+                if d.config().local_rank == 0 && x.temporary {
+                    let _ = fsutil::remove_tree(&x.path);
+                }
+            }
+            if let Some((rank, m)) = error {
+                return Err(match attempt {
+                    Err(e) if e.kind() != Kind::Integrity => e,
+                    _ => err!(
+                        Storage,
+                        "rank {rank} could not restore checkpoint {current}: {m}"
+                    ),
+                });
+            }
+            let (rank, m) = damaged.expect("a damaged checkpoint");
+            let e = match attempt {
+                Err(e) => e,
+                Ok(_) => Error::new(Kind::Integrity, format!("rank {rank}: {m}")),
+            };
+            failed.push((current.clone(), e.message().to_owned()));
+            first_error.get_or_insert(e);
+            if candidates.is_none() {
+                // The chief's list of older checkpoints, the same for every rank.
+                let mine = if d.config().rank == 0 {
+                    let ids: Vec<Value> = self
+                        .older_checkpoints(r, id)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|e| Value::from(e.storage_id.as_str()))
+                        .collect();
+                    json_text(Value::Array(ids))
+                } else {
+                    Vec::new()
+                };
+                let list = json_of(&d.broadcast(mine)?)?;
+                let all = r.index.entries().unwrap_or_default();
+                let entries: Vec<super::index::Entry> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|id| {
+                        all.iter().find(|e| e.storage_id == id).cloned().unwrap_or(
+                            super::index::Entry {
+                                storage_id: id.to_owned(),
+                                steps_completed: None,
+                                report_time: String::new(),
+                                metric: None,
+                            },
+                        )
+                    })
+                    .collect();
+                candidates = Some(entries.into_iter());
+            }
+            match candidates.as_mut().and_then(Iterator::next) {
+                Some(next) => current = next.storage_id,
+                None => {
+                    return Err(super::no_fallback(
+                        first_error.as_ref().expect("a first error"),
+                        failed.len(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// One shared restore of `id`: the local chief restores (a download on object stores, a
+    /// check in place on folders), every local rank gets its folder or its error.
+    fn shared_restore_once(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored> {
         let d = &self.dist;
         let union = self.local_union(id, selector)?;
         // The local chief's result; the others get its path or its error.
         let mine = (d.config().local_rank == 0)
             .then(|| with_union(&union, |sel| self.storage.restore(id, sel)));
         let msg = match &mine {
-            Some(Ok(x)) => obj! { "path" => x.path.to_string_lossy().into_owned() },
-            Some(Err(e)) => obj! { "error" => e.message() },
+            Some(Ok(x)) => obj! {
+                "path" => x.path.to_string_lossy().into_owned(),
+                "temporary" => x.temporary,
+            },
+            Some(Err(e)) => obj! {
+                "error" => e.message(),
+                "integrity" => e.kind() == Kind::Integrity,
+            },
             None => Map::new(), // not sent: workers receive the local chief's
         };
         let v = json_of(&d.broadcast_local(json_text(Value::Object(msg)))?)?;
-        let restored = match mine {
-            Some(r) => r?,
+        match mine {
+            Some(r) => r,
             None => {
                 if let Some(m) = v.get("error").and_then(Value::as_str) {
-                    bail!(
-                        Storage,
-                        "the local chief could not restore checkpoint {id}: {m}"
-                    );
+                    let kind = if v.get("integrity").and_then(Value::as_bool) == Some(true) {
+                        Kind::Integrity
+                    } else {
+                        Kind::Storage
+                    };
+                    return Err(Error::new(
+                        kind,
+                        format!("the local chief could not restore checkpoint {id}: {m}"),
+                    ));
                 }
                 let p = v.get("path").and_then(Value::as_str).unwrap_or_default();
-                Restored {
+                // Only the local chief removes a temporary download.
+                Ok(Restored {
                     path: p.into(),
                     temporary: false,
-                }
+                })
             }
-        };
-        Ok(RestoreScope {
-            id: id.to_owned(),
-            restored,
-            shared: true,
-        })
+        }
     }
 
     /// End of a shared restore: wait for every local rank, then the local chief cleans up.
@@ -716,6 +833,21 @@ fn merged_sums(id: &str, all: &[Value], resources: &Resources, checksums: bool) 
         }
     }
     Ok(merged)
+}
+
+/// The index entry of `id` (for the log and `info` after a fallback).
+fn candidates_entry(r: &super::Resume, id: &str) -> Option<super::index::Entry> {
+    let all = r.index.entries().ok()?;
+    Some(
+        all.into_iter()
+            .find(|e| e.storage_id == id)
+            .unwrap_or(super::index::Entry {
+                storage_id: id.to_owned(),
+                steps_completed: None,
+                report_time: String::new(),
+                metric: None,
+            }),
+    )
 }
 
 /// This rank's share of the files and the merged listing.

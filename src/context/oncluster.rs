@@ -162,7 +162,12 @@ impl Context {
                 storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?
             }
         };
-        let storage = storage::open(&spec.config)?;
+        // Checksums as the caller's storage dict or DETCORE_CHECKSUMS say; retention keys are the
+        // master's business on-cluster.
+        let storage = storage::open_with(
+            &spec.config,
+            storage::manifest::resolve_enabled(spec.lifecycle.checksums)?,
+        )?;
         // TensorBoard always syncs to the experiment's storage, never the caller's (§3.2 step 4).
         let tb_storage = match trial.config.get("checkpoint_storage") {
             Some(cs) if opts.checkpoint_storage.is_some() => {
@@ -259,8 +264,10 @@ impl Context {
             run_name: None,
             run_dir: None,
             hparams: trial.hparams.clone(),
-            latest_checkpoint: ci.latest_checkpoint().map(str::to_owned),
-            steps_completed: trial.steps_completed.max(0) as u64,
+            resume: crate::info::resume_point(
+                ci.latest_checkpoint().map(str::to_owned),
+                trial.steps_completed.max(0) as u64,
+            ),
             cluster: Some(ci.clone()),
         };
         Ok(Context {

@@ -138,6 +138,55 @@ pub struct StorageSpec {
     pub config: StorageConfig,
     /// `checkpointStorage` of `runs/start`: `_shortcut_to_config(s)` for strings, the dict as given.
     pub wire: Value,
+    /// The checkpoint-lifecycle keys of a dict (none for the string forms).
+    pub lifecycle: Lifecycle,
+}
+
+/// The checkpoint-lifecycle keys of a storage dict: Determined's garbage-collection policy
+/// (`save_trial_latest`, `save_trial_best`, `save_experiment_best`; applied by detcore only
+/// off-cluster, where no master collects garbage) and detcore's own `metric` and
+/// `smaller_is_better` (what "best" means, Determined's `searcher.metric` and
+/// `searcher.smaller_is_better`) and `checksums` (manifests and verified restores, default on).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Lifecycle {
+    pub save_experiment_best: Option<u32>,
+    pub save_trial_best: Option<u32>,
+    pub save_trial_latest: Option<u32>,
+    pub metric: Option<String>,
+    pub smaller_is_better: Option<bool>,
+    pub checksums: Option<bool>,
+}
+
+fn opt_bool(m: &Map, key: &str, ty: &str) -> Result<Option<bool>> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => bail!(
+            InvalidArgument,
+            "checkpoint_storage ({ty}): {key:?} must be true or false, got {}",
+            other.type_name()
+        ),
+    }
+}
+
+/// The lifecycle keys of a user dict of type `ty` (already checked to be allowed).
+fn lifecycle(m: &Map, ty: &str) -> Result<Lifecycle> {
+    let count = |k: &str| opt_uint(m, k, ty, 0, i32::MAX as u64).map(|v| v.map(|v| v as u32));
+    let metric = opt_str(m, "metric", ty)?;
+    if metric.as_deref() == Some("") {
+        bail!(
+            InvalidArgument,
+            "checkpoint_storage ({ty}): \"metric\" is empty"
+        );
+    }
+    Ok(Lifecycle {
+        save_experiment_best: count("save_experiment_best")?,
+        save_trial_best: count("save_trial_best")?,
+        save_trial_latest: count("save_trial_latest")?,
+        metric,
+        smaller_is_better: opt_bool(m, "smaller_is_better", ty)?,
+        checksums: opt_bool(m, "checksums", ty)?,
+    })
 }
 
 /// Normalize an object-store prefix as Determined does (`storage/_util.py: normalize_prefix`):
@@ -237,6 +286,7 @@ pub fn parse_user_string(s: &str) -> Result<StorageSpec> {
             Ok(StorageSpec {
                 config: StorageConfig::SharedFs { base: PathBuf::from(path) },
                 wire: Value::Object(obj! { "type" => "shared_fs", "host_path" => path }),
+                lifecycle: Lifecycle::default(),
             })
         }
         "s3" | "gs" => {
@@ -253,6 +303,7 @@ pub fn parse_user_string(s: &str) -> Result<StorageSpec> {
                         ..S3Config::default()
                     }),
                     wire: Value::Object(obj! { "type" => "s3", "bucket" => netloc, "prefix" => prefix }),
+                    lifecycle: Lifecycle::default(),
                 })
             } else {
                 Ok(StorageSpec {
@@ -262,6 +313,7 @@ pub fn parse_user_string(s: &str) -> Result<StorageSpec> {
                         ..GcsConfig::default()
                     }),
                     wire: Value::Object(obj! { "type" => "gcs", "bucket" => netloc, "prefix" => prefix }),
+                    lifecycle: Lifecycle::default(),
                 })
             }
         }
@@ -289,6 +341,7 @@ pub fn parse_user_dict(v: &Value) -> Result<StorageSpec> {
     }
     let config = build(m, None)?;
     Ok(StorageSpec {
+        lifecycle: lifecycle(m, config.type_name())?,
         config,
         wire: v.clone(),
     })
@@ -305,9 +358,11 @@ pub fn parse_experiment(v: &Value, container_path: Option<&Path>) -> Result<Stor
         )
     })?;
     let config = build(m, container_path)?;
+    // The master's own garbage collection applies these keys on-cluster; they are not read.
     Ok(StorageSpec {
         config,
         wire: v.clone(),
+        lifecycle: Lifecycle::default(),
     })
 }
 
@@ -351,6 +406,9 @@ const SAVE_KEYS: [&str; 3] = [
     "save_trial_latest",
 ];
 
+/// detcore's own lifecycle keys (see [`Lifecycle`]), allowed in every dict.
+const LIFECYCLE_KEYS: [&str; 3] = ["metric", "smaller_is_better", "checksums"];
+
 fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
     let ty = match m.get("type") {
         Some(Value::String(s)) => s.clone(),
@@ -368,6 +426,7 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
     let with_common = |extra: &[&'static str]| -> Vec<&str> {
         let mut v = vec!["type"];
         v.extend_from_slice(&SAVE_KEYS);
+        v.extend_from_slice(&LIFECYCLE_KEYS);
         v.extend_from_slice(extra);
         if matches!(t, "s3" | "gcs" | "azure") {
             v.extend_from_slice(&TRANSFER_KEYS);
@@ -634,6 +693,46 @@ mod tests {
                 assert_eq!(c.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
             }
             _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn lifecycle_keys() {
+        let s = parse_user(
+            r#"{"type": "directory", "container_path": "/d", "save_trial_latest": 2,
+                "save_trial_best": 1, "metric": "loss", "smaller_is_better": false,
+                "checksums": false}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            s.lifecycle,
+            Lifecycle {
+                save_trial_latest: Some(2),
+                save_trial_best: Some(1),
+                metric: Some("loss".into()),
+                smaller_is_better: Some(false),
+                checksums: Some(false),
+                ..Lifecycle::default()
+            }
+        );
+        assert_eq!(parse_user("/x").unwrap().lifecycle, Lifecycle::default());
+        for (bad, want) in [
+            (
+                r#""save_trial_latest": -1"#,
+                "\"save_trial_latest\" must be an integer from 0",
+            ),
+            (
+                r#""save_trial_best": 1.5"#,
+                "\"save_trial_best\" must be an integer",
+            ),
+            (r#""metric": 3"#, "\"metric\" must be a string"),
+            (r#""metric": """#, "\"metric\" is empty"),
+            (r#""smaller_is_better": "yes""#, "must be true or false"),
+            (r#""checksums": 1"#, "\"checksums\" must be true or false"),
+        ] {
+            let text = format!(r#"{{"type": "directory", "container_path": "/d", {bad}}}"#);
+            let e = parse_user(&text).unwrap_err();
+            assert!(e.message().contains(want), "{bad}: {e}");
         }
     }
 

@@ -70,7 +70,14 @@ pub struct TrainContext {
     backend: Box<dyn TrainBackend>,
     training: Arc<str>,
     validation: Arc<str>,
+    /// Told of every validation report (off-cluster checkpoint retention ranks checkpoints by
+    /// a validation metric).
+    validation_observer: std::sync::OnceLock<ValidationObserver>,
 }
+
+/// A function told of every validation report (`steps`, metrics), on the reporting thread; it
+/// must not block.
+pub type ValidationObserver = Box<dyn Fn(u64, &Metrics) + Send + Sync>;
 
 impl TrainContext {
     /// A train context that reports through `reporter` and asks `backend` for the rest.
@@ -80,7 +87,13 @@ impl TrainContext {
             backend,
             training: Arc::from("training"),
             validation: Arc::from("validation"),
+            validation_observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Set the function told of every validation report (once; later calls are ignored).
+    pub fn observe_validations(&self, f: ValidationObserver) {
+        let _ = self.validation_observer.set(f);
     }
 
     /// The reporter (shared with the searcher, checkpoints and the profiler).
@@ -134,6 +147,10 @@ impl TrainContext {
                     "Validation metric '{k}' returned an invalid scalar value: None"
                 );
             }
+        }
+        if let Some(observe) = self.validation_observer.get() {
+            check_steps(steps)?;
+            observe(steps, &metrics);
         }
         self.send(
             self.validation.clone(),

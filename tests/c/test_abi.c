@@ -71,6 +71,8 @@ static void options_structs(void) {
     CHECK(o.struct_size == sizeof o);
     CHECK(o.checkpoint_storage == NULL && o.preempt_mode == DET_PREEMPT_MODE_WORKERS_ASK_CHIEF);
     CHECK(o.tensorboard_mode == DET_TENSORBOARD_MODE_AUTO && o.halt_margin_seconds < 0);
+    /* Retention unset (keep every checkpoint) unless set here, in the storage dict or the env. */
+    CHECK(o.save_trial_latest < 0 && o.save_trial_best < 0 && o.searcher_metric == NULL && o.smaller_is_better < 0);
 
     /* A newer program's larger struct is filled, its unknown tail zeroed. */
     struct {
@@ -130,6 +132,32 @@ static void bad_options(void) {
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "opts.report_queue_capacity");
     test_options(&o, dir, "x");
     o.close_timeout_seconds = 1e300; /* "as long as it takes": accepted, never overflows */
+    CHECK_OK(det_core_init(&o, &ctx));
+    CHECK_OK(det_core_close(ctx));
+    ctx = NULL;
+    test_options(&o, dir, "x");
+    o.save_trial_best = 1; /* best needs a metric */
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "save_trial_best=1 needs a metric");
+    test_options(&o, dir, "x");
+    o.smaller_is_better = 2;
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "opts.smaller_is_better: 2 is not 0, 1");
+    test_options(&o, dir, "x");
+    o.searcher_metric = "";
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "opts.searcher_metric is empty");
+    test_options(&o, dir, "x");
+    o.searcher_metric = BAD_UTF8;
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "opts.searcher_metric is not valid UTF-8");
+    test_options(&o, dir, "x");
+    o.checkpoint_storage = "{\"type\": \"directory\", \"container_path\": \"/tmp/x\", \"save_trial_latest\": -2}";
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "\"save_trial_latest\" must be an integer from 0");
+    test_options(&o, dir, "x");
+    o.checkpoint_storage = "{\"type\": \"directory\", \"container_path\": \"/tmp/x\", \"checksums\": \"no\"}";
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "\"checksums\" must be true or false");
+    test_options(&o, dir, "x");
+    o.save_trial_latest = 2; /* a valid policy */
+    o.save_trial_best = 1;
+    o.searcher_metric = "loss";
+    o.smaller_is_better = 0;
     CHECK_OK(det_core_init(&o, &ctx));
     CHECK_OK(det_core_close(ctx));
     ctx = NULL;

@@ -364,6 +364,96 @@ static void directory_dict_form(void) {
     CHECK_OK(det_core_close(ctx));
 }
 
+/* Store a checkpoint at `steps` with one file "model.bin" holding `content`; its id into `id`. */
+static void store_model(det_context *ctx, int steps, const char *content, char id[DET_STORAGE_ID_LEN]) {
+    char meta[64];
+    snprintf(meta, sizeof meta, "{\"steps_completed\": %d}", steps);
+    det_ckpt_store *s = NULL;
+    CHECK_OK(det_ckpt_store_path_begin(ctx, meta, false, &s));
+    const char *path = NULL;
+    CHECK_OK(det_ckpt_store_path(s, &path));
+    write_in(path, "model.bin", content);
+    CHECK_OK(det_ckpt_store_path_end(s, id));
+}
+
+static void damaged_checkpoints(void) {
+    const char *dir = test_tmpdir("damaged");
+    det_context *ctx = open_in(dir, "r");
+    char old_id[DET_STORAGE_ID_LEN], new_id[DET_STORAGE_ID_LEN];
+    store_model(ctx, 10, "weights at step 10", old_id);
+    store_model(ctx, 20, "weights at step 20", new_id);
+    char manifest[1000], model[1000];
+    snprintf(manifest, sizeof manifest, "%s/ckpts/%s/.detcore-manifest.json", dir, new_id);
+    CHECK(test_exists(manifest)); /* beside metadata.json */
+
+    /* The restore scope names the checkpoint it restored. */
+    det_ckpt_restore *r = NULL;
+    CHECK_OK(det_ckpt_restore_path_begin(ctx, new_id, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD, NULL, NULL, &r));
+    const char *rid = NULL;
+    CHECK_ERR(det_ckpt_restore_storage_id(r, NULL), DET_ERR_INVALID_ARGUMENT, "out is NULL");
+    CHECK_OK(det_ckpt_restore_storage_id(r, &rid));
+    CHECK_STR(rid, new_id);
+    CHECK_OK(det_ckpt_restore_path_end(r));
+    CHECK_ERR(det_ckpt_restore_storage_id(r, &rid), DET_ERR_STATE, "not open");
+    CHECK_ERR(det_ckpt_restore_storage_id(NULL, &rid), DET_ERR_INVALID_ARGUMENT, "NULL");
+    CHECK_OK(det_core_close(ctx));
+
+    /* One flipped byte in the newest checkpoint's file, behind detcore's back. */
+    snprintf(model, sizeof model, "%s/ckpts/%s/model.bin", dir, new_id);
+    CHECK(test_write_file(model, "weights at step 2O") == 0);
+
+    /* Resuming: the damaged resume point is replaced by the newest checkpoint that verifies. */
+    ctx = open_in(dir, "r");
+    char *latest = NULL;
+    CHECK_OK(det_info_latest_checkpoint(ctx, &latest));
+    CHECK_STR(latest, new_id);
+    r = NULL;
+    CHECK_OK(det_ckpt_restore_path_begin(ctx, latest, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, NULL, NULL, &r));
+    det_string_free(latest);
+    CHECK_OK(det_ckpt_restore_storage_id(r, &rid));
+    CHECK_STR(rid, old_id);
+    const char *rp = NULL;
+    CHECK_OK(det_ckpt_restore_path(r, &rp));
+    char p[1200];
+    snprintf(p, sizeof p, "%s/model.bin", rp);
+    char *c = test_read_file(p);
+    CHECK_STR(c, "weights at step 10");
+    free(c);
+    CHECK_OK(det_ckpt_restore_path_end(r));
+    CHECK_OK(det_info_latest_checkpoint(ctx, &latest));
+    CHECK_STR(latest, old_id);
+    det_string_free(latest);
+    int64_t steps = -1;
+    CHECK_OK(det_info_steps_completed(ctx, &steps));
+    CHECK(steps == 10);
+
+    /* Named explicitly, the damaged checkpoint fails: DET_ERR_STORAGE naming the file. */
+    CHECK_ERR(det_ckpt_restore_path_begin(ctx, new_id, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD, NULL, NULL, &r),
+              DET_ERR_STORAGE, "file \"model.bin\" is corrupt");
+    char dl[800];
+    snprintf(dl, sizeof dl, "%s/dl", dir);
+    CHECK_ERR(det_ckpt_download(ctx, new_id, dl, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD, NULL, NULL), DET_ERR_STORAGE,
+              "failed verification");
+    snprintf(p, sizeof p, "%s/model.bin", dl);
+    CHECK(!test_exists(p)); /* nothing of a damaged download is left */
+    CHECK_OK(det_core_close(ctx));
+
+    /* The damaged checkpoint left the run's index (its files stay for inspection). */
+    snprintf(p, sizeof p, "%s/ckpts/%s", dir, new_id);
+    CHECK(test_exists(p));
+    ctx = open_in(dir, "r");
+    CHECK_OK(det_info_latest_checkpoint(ctx, &latest));
+    CHECK_STR(latest, old_id);
+    det_string_free(latest);
+
+    /* Nothing left that verifies: the resume fails, naming the file, and says what to do. */
+    snprintf(model, sizeof model, "%s/ckpts/%s/model.bin", dir, old_id);
+    CHECK(test_write_file(model, "weights") == 0);
+    CHECK_ERR(det_ckpt_restore_path_begin(ctx, old_id, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD, NULL, NULL, &r),
+              DET_ERR_STORAGE, "is 7 bytes, its manifest says 18 (truncated); the run has no older complete checkpoint");
+    CHECK_OK(det_core_close(ctx));
+}
+
 TEST_MAIN(TEST(store_and_restore), TEST(abort_leaves_nothing), TEST(metadata_is_checked_first),
           TEST(upload_and_download), TEST(delete_updates_resume_point), TEST(unusable_storage), TEST(full_disk),
-          TEST(directory_dict_form))
+          TEST(directory_dict_form), TEST(damaged_checkpoints))

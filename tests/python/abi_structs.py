@@ -26,4 +26,8 @@ class Opts(ctypes.Structure):
         ("cluster_info_dir", ctypes.c_char_p),
         ("report_queue_capacity", ctypes.c_size_t),
         ("close_timeout_seconds", ctypes.c_double),
+        ("save_trial_latest", ctypes.c_int32),
+        ("save_trial_best", ctypes.c_int32),
+        ("searcher_metric", ctypes.c_char_p),
+        ("smaller_is_better", ctypes.c_int32),
     ]

@@ -1,6 +1,7 @@
 """`core_context.checkpoint` (det_ckpt_*)."""
 import contextlib
 import ctypes
+import logging
 import os
 import pathlib
 import tempfile
@@ -11,6 +12,8 @@ from detcore._lib import STORAGE_ID_LEN, Selector, from_c, lib, to_c
 
 if TYPE_CHECKING:
     from detcore._context import Context
+
+logger = logging.getLogger("detcore")
 
 
 class CheckpointContext:
@@ -121,7 +124,12 @@ class CheckpointContext:
         *,
         selector: Optional[Callable[[str], bool]] = None,
     ) -> Iterator[pathlib.Path]:
-        """`with restore_path(storage_id) as path:` the checkpoint's files under `path`."""
+        """`with restore_path(storage_id) as path:` the checkpoint's files under `path`.
+
+        (detcore) Files are checked against the checkpoint's manifest first; a damaged one
+        raises `StorageError` naming the file. Off-cluster, restoring the run's resume point
+        (`info.latest_checkpoint`) that is damaged restores the newest older checkpoint that
+        verifies instead; `info.latest_checkpoint` then names it."""
         L = lib()
         mode = _enums.code(_enums.DownloadMode, download_mode, "download_mode")
         sel = Selector(selector)
@@ -136,6 +144,13 @@ class CheckpointContext:
         try:
             path = ctypes.c_void_p()
             L.call("det_ckpt_restore_path", h, ctypes.byref(path))
+            restored = ctypes.c_void_p()
+            L.call("det_ckpt_restore_storage_id", h, ctypes.byref(restored))
+            if from_c(restored.value) != storage_id:
+                logger.warning(
+                    "restore_path: checkpoint %s is damaged; restored checkpoint %s, the newest "
+                    "older one that verifies, instead", storage_id, from_c(restored.value)
+                )
             yield pathlib.Path(from_c(path.value) or "")
         finally:
             L.call("det_ckpt_restore_path_end", h)

@@ -132,6 +132,10 @@ def init(
     cluster_info_dir: Optional[Union[str, os.PathLike]] = None,
     report_queue_capacity: Optional[int] = None,
     close_timeout: Optional[float] = None,
+    save_trial_latest: Optional[int] = None,
+    save_trial_best: Optional[int] = None,
+    searcher_metric: Optional[str] = None,
+    smaller_is_better: Optional[bool] = None,
 ) -> Context:
     """`determined.core.init()`: on-cluster under a Determined master, else off-cluster.
 
@@ -139,7 +143,9 @@ def init(
     `tensorboard_mode`, which Python drops). `checkpoint_storage` is a path, `s3://`/`gs://` URL
     or a dict like the experiment config's. The others are detcore's (see det_init_options in
     detcore.h): off-cluster run name/folder, hyperparameters and searcher length, preemption
-    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits."""
+    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits, and
+    off-cluster checkpoint retention (`save_trial_latest`, `save_trial_best` by
+    `searcher_metric`, `smaller_is_better`; unset everywhere: every checkpoint is kept)."""
     L = lib()
     o = InitOptions()
     L.call("det_init_options_default", ctypes.byref(o), ctypes.sizeof(o))
@@ -183,6 +189,14 @@ def init(
         o.report_queue_capacity = int(report_queue_capacity)
     if close_timeout is not None:
         o.close_timeout_seconds = float(close_timeout)
+    for name, value in (("save_trial_latest", save_trial_latest), ("save_trial_best", save_trial_best)):
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+                raise ValueError(f"{name} must be an integer from 0 to {2**31 - 1}, got {value!r}")
+            setattr(o, name, value)
+    o.searcher_metric = s(searcher_metric, "searcher_metric")
+    if smaller_is_better is not None:
+        o.smaller_is_better = 1 if smaller_is_better else 0
 
     h = ctypes.c_void_p()
     L.call("det_core_init", ctypes.byref(o), ctypes.byref(h))

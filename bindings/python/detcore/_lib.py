@@ -81,6 +81,10 @@ class InitOptions(ctypes.Structure):
         ("cluster_info_dir", ctypes.c_char_p),
         ("report_queue_capacity", ctypes.c_size_t),
         ("close_timeout_seconds", ctypes.c_double),
+        ("save_trial_latest", ctypes.c_int32),
+        ("save_trial_best", ctypes.c_int32),
+        ("searcher_metric", ctypes.c_char_p),
+        ("smaller_is_better", ctypes.c_int32),
     ]
 
 
@@ -100,6 +104,7 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_ckpt_download": (status_t, [ptr, cstr, cstr, i32, SELECTOR, ptr]),
     "det_ckpt_restore_path_begin": (status_t, [ptr, cstr, i32, SELECTOR, ptr, out_ptr]),
     "det_ckpt_restore_path": (status_t, [ptr, out_ptr]),
+    "det_ckpt_restore_storage_id": (status_t, [ptr, out_ptr]),
     "det_ckpt_restore_path_end": (status_t, [ptr]),
     "det_ckpt_get_metadata": (status_t, [ptr, cstr, out_ptr]),
     "det_ckpt_delete": (status_t, [ptr, cstr]),
