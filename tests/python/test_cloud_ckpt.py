@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 import capi
+from manifests import MANIFEST, check_tree
 
 determined_core = pytest.importorskip("determined.core")
 
@@ -47,13 +48,16 @@ def test_store_restore_download_delete(lib, backend, tmp_path):
     base = f"{prefix}/{sid}/"
     keys = [k for k in backend.keys() if k.startswith(base)]
     assert f"{prefix}/.detcore/runs/cloudtest/checkpoints.json" in backend.keys()
-    # Determined's layout: files and folder markers under <prefix>/<id>/, metadata.json included.
-    want = sorted(base + k for k in list(written) + ["metadata.json"])
+    # Determined's layout: files and folder markers under <prefix>/<id>/, metadata.json included,
+    # and detcore's manifest beside it.
+    want = sorted(base + k for k in list(written) + ["metadata.json", MANIFEST])
     assert keys == want, keys
     assert core.metadata(sid) == meta
 
     def check(p):
         got = files_of(p)
+        check_tree(got, sid)
+        del got[MANIFEST]
         assert got.pop("metadata.json") == json.dumps(meta, indent=2).encode()
         assert got == written
 
@@ -91,7 +95,7 @@ def test_upload_with_selector(lib, backend, tmp_path):
     assert not (src / "metadata.json").exists(), "upload must not write into the caller's folder"
     keys = backend.keys()
     assert sorted(k for k in keys if k.startswith(sid)) == sorted(
-        f"{sid}/{k}" for k in ["sub/", "sub/deeper/", "sub/deeper/zero", "sub/opt.txt", "metadata.json"]
+        f"{sid}/{k}" for k in ["sub/", "sub/deeper/", "sub/deeper/zero", "sub/opt.txt", "metadata.json", MANIFEST]
     )
     core.close()
 
@@ -171,6 +175,9 @@ def test_python_restores_detcore_checkpoint(lib, backend, tmp_path, prefix):
     with determined_core._dummy_init(checkpoint_storage=backend.python_config(prefix)) as pc:
         with pc.checkpoint.restore_path(sid) as p:
             got = files_of(pathlib.Path(p))
+            # Determined's client copies the manifest like any file of the checkpoint, intact.
+            check_tree(got, sid)
+            del got[MANIFEST]
             assert json.loads(got.pop("metadata.json")) == meta
             assert got == written
         out = tmp_path / "pydl"

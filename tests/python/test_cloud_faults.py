@@ -172,4 +172,5 @@ def test_minio_servers_get_no_folder_markers(lib, proxied, tmp_path):
     core = capi.Core(lib, cfg, tmp_path / "run")
     sid = core.store({"steps_completed": 1}, lambda d: (d / "emptydir").mkdir() or write_files(d, {"f/g": b"1"}))
     core.close()
-    assert keys(s3, bucket, f"ck/{sid}/") == [f"ck/{sid}/f/g", f"ck/{sid}/metadata.json"]
+    assert keys(s3, bucket, f"ck/{sid}/") == [f"ck/{sid}/.detcore-manifest.json", f"ck/{sid}/f/g",
+                                               f"ck/{sid}/metadata.json"]

@@ -8,8 +8,10 @@ import re
 
 import pytest
 
+import capi
 from conftest import build_dir
 from distributed_launch import launch, results
+from manifests import check_folder
 
 WORKER = str(build_dir() / "tests" / "c" / "dist_worker")
 
@@ -34,11 +36,18 @@ def run(backend, mode, tmp_path, size=4, nodes=2):
     return ids.pop(), outs
 
 
-def test_sharded_store_on_object_storage(backend, tmp_path):
+def test_sharded_store_on_object_storage(backend, tmp_path, detcore_lib):
     sid, _ = run(backend, "store", tmp_path)
     keys = [k for k in backend.keys() if sid in k]
     names = sorted(k.split(f"{sid}/", 1)[1] for k in keys)
-    assert names == sorted(["common.txt", "metadata.json"] + [f"rank{r}.bin" for r in range(4)]), names
+    want = ["common.txt", "metadata.json", ".detcore-manifest.json"] + [f"rank{r}.bin" for r in range(4)]
+    assert names == sorted(want), names
+    # The chief's manifest lists every rank's files with the checksums each rank computed while
+    # uploading (checked here with another CRC32C implementation).
+    core = capi.Core(capi.load(detcore_lib), backend.config(), tmp_path / "check")
+    core.download(sid, tmp_path / "dl")
+    core.close()
+    check_folder(tmp_path / "dl", sid)
     # Nothing was left in the nodes' staging folders.
     for node in range(2):
         assert not list((tmp_path / f"node{node}-tmp").glob(f"{sid}*"))

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import build_dir
 from distributed_launch import launch, results
+from manifests import MANIFEST, check_folder
 
 WORKER = str(build_dir() / "tests" / "c" / "dist_worker")
 MiB = 1 << 20
@@ -177,7 +178,9 @@ def test_sharded_store_path_merges_files_and_metadata(tmp_path):
     sid = _one_id(outs)
     d = storage / sid
     assert sorted(p.name for p in d.iterdir()) == sorted(
-        ["common.txt", "metadata.json"] + [f"rank{r}.bin" for r in range(4)])
+        ["common.txt", "metadata.json", MANIFEST] + [f"rank{r}.bin" for r in range(4)])
+    # The chief's publishing pass summed every rank's files in the shared folder.
+    check_folder(d, sid)
     meta = json.loads((d / "metadata.json").read_text())
     assert meta["steps_completed"] == 5
     assert all(meta[f"from_rank{r}"] is True for r in range(4))
@@ -188,7 +191,8 @@ def test_sharded_upload_some_ranks_without_files(tmp_path):
     storage, outs = _shard("upload", tmp_path)
     sid = _one_id(outs)
     names = sorted(p.name for p in (storage / sid).iterdir())
-    assert names == ["common.txt", "metadata.json", "rank0.bin", "rank2.bin"], names
+    assert names == [MANIFEST, "common.txt", "metadata.json", "rank0.bin", "rank2.bin"], names
+    check_folder(storage / sid, sid)
     meta = json.loads((storage / sid / "metadata.json").read_text())
     assert meta == {"steps_completed": 7, "by": {"r0": 1, "r1": 1, "r2": 1, "r3": 1}}
 
@@ -274,7 +278,8 @@ def test_two_hosts_with_network_namespaces(two_hosts, tmp_path):
         port = free_port()
     sid = _one_id([o for _, o, _ in rs])
     assert sorted(p.name for p in (storage / sid).iterdir()) == sorted(
-        ["common.txt", "metadata.json"] + [f"rank{r}.bin" for r in range(4)])
+        ["common.txt", "metadata.json", MANIFEST] + [f"rank{r}.bin" for r in range(4)])
+    check_folder(storage / sid, sid)
 
 
 def test_chief_only_rules_on_workers(tmp_path):

@@ -14,6 +14,7 @@ determined_core = pytest.importorskip("determined.core")
 
 
 from abi_structs import Opts  # noqa: E402,F401
+from manifests import MANIFEST, check_folder  # noqa: E402
 
 
 @pytest.fixture()
@@ -60,18 +61,34 @@ def test_python_restores_detcore_checkpoint(lib, tmp_path):
     check(lib, lib.det_core_close(ctx))
     storage_id = sid.value.decode()
 
-    # Byte-identical to what Python's json.dump(metadata, f, indent=2) writes.
+    # Byte-identical to what Python's json.dump(metadata, f, indent=2) writes, and beside it
+    # detcore's manifest: every file's size and CRC32C.
     written = (storage / storage_id / "metadata.json").read_text()
     assert written == json.dumps(meta, indent=2)
+    check_folder(storage / storage_id, storage_id)
 
     with determined_core._dummy_init(checkpoint_storage=str(storage)) as core:
         with core.checkpoint.restore_path(storage_id) as p:
+            assert (p / MANIFEST).is_file()
             assert (p / "weights.bin").read_bytes() == b"\x00\x01" * 1000
             assert (p / "sub" / "opt.txt").read_text() == "momentum"
             assert json.loads((p / "metadata.json").read_text())["steps_completed"] == 7
         out = tmp_path / "dl"
         core.checkpoint.download(storage_id, str(out), selector=lambda x: x.startswith("sub"))
         assert sorted(str(x.relative_to(out)) for x in out.rglob("*")) == ["sub", "sub/opt.txt"]
+        # A whole download carries the manifest intact, and uploading that folder as a new
+        # checkpoint with Determined's client gives a checkpoint whose (copied) manifest names
+        # the old one: detcore restores it unchecked rather than calling it damaged.
+        whole = tmp_path / "whole"
+        core.checkpoint.download(storage_id, str(whole))
+        check_folder(whole, storage_id)
+        (whole / "weights.bin").write_bytes(b"changed by the user")
+        copied = core.checkpoint.upload(str(whole), {"steps_completed": 8})
+    ctx = open_ctx(lib, storage, tmp_path / "run")
+    restore = ctypes.c_void_p()
+    check(lib, lib.det_ckpt_restore_path_begin(ctx, str(copied).encode(), 1, None, None, ctypes.byref(restore)))
+    check(lib, lib.det_ckpt_restore_path_end(restore))
+    check(lib, lib.det_core_close(ctx))
 
 
 def test_detcore_restores_python_checkpoint(lib, tmp_path):

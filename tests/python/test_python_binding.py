@@ -250,7 +250,7 @@ def test_upload_download_selectors(opts, tmp_path):
 
         # A rank with nothing to upload passes None.
         empty = ctx.checkpoint.upload(None, {"steps_completed": 3})
-        assert sorted(os.listdir(storage / empty)) == ["metadata.json"]
+        assert sorted(os.listdir(storage / empty)) == [".detcore-manifest.json", "metadata.json"]
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
