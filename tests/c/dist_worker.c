@@ -457,6 +457,59 @@ static int scenario_shard(int argc, char **argv) {
     return 0;
 }
 
+/* Checkpoint lifecycle across ranks. Modes:
+ *   retain N   N sharded checkpoints (each rank writes rank<r>.bin; odd ranks write slowly, so
+ *              the chief's background deletion of the previous checkpoint overlaps the writing of
+ *              the next) under the retention policy of the environment (DET_SAVE_TRIAL_LATEST)
+ *   resume     every rank restores the run's resume point with LocalWorkersShareDownload and
+ *              prints the checkpoint it got and the content of its model.bin */
+static int scenario_lifecycle(int argc, char **argv) {
+    const char *mode = argc > 0 ? argv[0] : "retain";
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    if (!strcmp(mode, "retain")) {
+        int n = argc > 1 ? atoi(argv[1]) : 4;
+        char id[DET_STORAGE_ID_LEN] = {0};
+        for (int i = 1; i <= n; i++) {
+            char meta[128], name[64], content[64];
+            snprintf(meta, sizeof meta, "{\"steps_completed\": %d}", i * 10);
+            snprintf(name, sizeof name, "rank%d.bin", rank);
+            snprintf(content, sizeof content, "rank %d at step %d", rank, i * 10);
+            det_ckpt_store *s;
+            CHECK(det_ckpt_store_path_begin(ctx, meta, true, &s));
+            const char *dir;
+            CHECK(det_ckpt_store_path(s, &dir));
+            if (rank % 2 == 1) usleep(200000);
+            write_file(dir, name, content);
+            CHECK(det_ckpt_store_path_end(s, id));
+        }
+        printf("RESULT %d stored id=%s\n", rank, id);
+    } else {
+        char *latest = NULL;
+        CHECK(det_info_latest_checkpoint(ctx, &latest));
+        if (!latest) DIE("no resume point");
+        det_ckpt_restore *r;
+        CHECK(det_ckpt_restore_path_begin(ctx, latest, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, NULL, NULL, &r));
+        const char *dir, *rid;
+        CHECK(det_ckpt_restore_path(r, &dir));
+        CHECK(det_ckpt_restore_storage_id(r, &rid));
+        char p[1024], got[128] = {0};
+        snprintf(p, sizeof p, "%s/model.bin", dir);
+        FILE *f = fopen(p, "rb");
+        if (!f || !fgets(got, sizeof got, f)) DIE("cannot read %s", p);
+        fclose(f);
+        char *now_latest = NULL;
+        CHECK(det_info_latest_checkpoint(ctx, &now_latest));
+        printf("RESULT %d asked=%s restored=%s latest=%s content=%s\n", rank, latest, rid, now_latest, got);
+        det_string_free(latest);
+        det_string_free(now_latest);
+        CHECK(det_ckpt_restore_path_end(r));
+    }
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
 /* Chief-only rules on workers, with Python's messages: store_path/upload with shard=false and
  * should_preempt in ChiefOnly mode. */
 static int scenario_chiefonly(int argc, char **argv) {
@@ -507,6 +560,7 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "searcher")) return scenario_searcher(argc - 2, argv + 2);
     if (!strcmp(s, "shard")) return scenario_shard(argc - 2, argv + 2);
     if (!strcmp(s, "chiefonly")) return scenario_chiefonly(argc - 2, argv + 2);
+    if (!strcmp(s, "lifecycle")) return scenario_lifecycle(argc - 2, argv + 2);
     fprintf(stderr, "unknown scenario %s\n", s);
     return 2;
 }

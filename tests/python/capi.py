@@ -35,10 +35,18 @@ def load(path) -> ctypes.CDLL:
 
 
 class Core:
-    def __init__(self, lib, storage, run_dir: pathlib.Path, run_name="cloudtest", async_checkpoints=False):
+    def __init__(self, lib, storage, run_dir: pathlib.Path, run_name="cloudtest", async_checkpoints=False,
+                 **options):
+        """`options`: other det_init_options fields by name (strings are encoded)."""
         self.lib = lib
         o = Opts()
         self.check(lib.det_init_options_default(ctypes.byref(o), ctypes.sizeof(o)))
+        self._keep = []
+        for k, v in options.items():
+            if isinstance(v, str):
+                v = v.encode()
+                self._keep.append(v)
+            setattr(o, k, v)
         self.storage_text = (json.dumps(storage) if isinstance(storage, dict) else str(storage)).encode()
         o.checkpoint_storage = self.storage_text
         o.run_dir = str(run_dir).encode()
@@ -82,6 +90,9 @@ class Core:
         p = ctypes.c_char_p()
         self.check(self.lib.det_ckpt_restore_path(h, ctypes.byref(p)))
         path = pathlib.Path(p.value.decode())
+        rid = ctypes.c_char_p()
+        self.check(self.lib.det_ckpt_restore_storage_id(h, ctypes.byref(rid)))
+        self.restored_id = rid.value.decode()
         try:
             use(path)
         finally:
@@ -98,6 +109,9 @@ class Core:
 
     def delete(self, sid: str) -> None:
         self.check(self.lib.det_ckpt_delete(self.ctx, sid.encode()))
+
+    def report_validation(self, steps: int, metrics: dict) -> None:
+        self.check(self.lib.det_train_report_validation_metrics(self.ctx, steps, json.dumps(metrics).encode()))
 
     def wait(self) -> None:
         self.check(self.lib.det_ckpt_wait(self.ctx))

@@ -110,6 +110,73 @@ class Backend:
         c.update(tuning)
         return c
 
+    def _full(self, key: str, prefix=None) -> str:
+        """The object name of `key` (relative to the storage prefix `prefix`)."""
+        if self.kind == "azure":  # the prefix is part of the container argument
+            return key if prefix is None else f"{prefix}/{key}"
+        return key if not prefix else f"{prefix}/{key}"
+
+    def put(self, key: str, data: bytes, prefix=None) -> None:
+        """Store an object behind detcore's back (e.g. a damaged copy of a checkpoint file)."""
+        name = self._full(key, prefix)
+        if self.kind in ("s3", "s3s"):
+            import boto3
+
+            boto3.client("s3", endpoint_url=self.server.url, region_name="us-east-1").put_object(
+                Bucket=self.bucket, Key=name, Body=data)
+        elif self.kind == "gcs":
+            import urllib.parse
+            import urllib.request
+
+            url = (f"{self.server.url}/upload/storage/v1/b/{self.bucket}/o?uploadType=media&name="
+                   f"{urllib.parse.quote(name, safe='')}")
+            req = urllib.request.Request(url, data=data, method="POST",
+                                         headers={"Content-Type": "application/octet-stream"})
+            urllib.request.urlopen(req, timeout=30).read()
+        else:
+            from azure.storage.blob import BlobServiceClient
+
+            c = BlobServiceClient.from_connection_string(self.server.connection_string)
+            c.get_container_client(self.bucket).upload_blob(name, data, overwrite=True)
+
+    def get(self, key: str, prefix=None) -> bytes:
+        name = self._full(key, prefix)
+        if self.kind in ("s3", "s3s"):
+            import boto3
+
+            s3 = boto3.client("s3", endpoint_url=self.server.url, region_name="us-east-1")
+            return s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+        if self.kind == "gcs":
+            import urllib.parse
+            import urllib.request
+
+            url = (f"{self.server.url}/storage/v1/b/{self.bucket}/o/"
+                   f"{urllib.parse.quote(name, safe='')}?alt=media")
+            return urllib.request.urlopen(url, timeout=30).read()
+        from azure.storage.blob import BlobServiceClient
+
+        c = BlobServiceClient.from_connection_string(self.server.connection_string)
+        return c.get_container_client(self.bucket).download_blob(name).readall()
+
+    def delete(self, key: str, prefix=None) -> None:
+        name = self._full(key, prefix)
+        if self.kind in ("s3", "s3s"):
+            import boto3
+
+            boto3.client("s3", endpoint_url=self.server.url, region_name="us-east-1").delete_object(
+                Bucket=self.bucket, Key=name)
+        elif self.kind == "gcs":
+            import urllib.parse
+            import urllib.request
+
+            url = f"{self.server.url}/storage/v1/b/{self.bucket}/o/{urllib.parse.quote(name, safe='')}"
+            urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).read()
+        else:
+            from azure.storage.blob import BlobServiceClient
+
+            c = BlobServiceClient.from_connection_string(self.server.connection_string)
+            c.get_container_client(self.bucket).delete_blob(name)
+
     def keys(self) -> list:
         if self.kind in ("s3", "s3s"):
             import boto3

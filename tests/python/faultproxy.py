@@ -7,7 +7,11 @@ stay valid) unless a rule matches it first. Rules fire a given number of times, 
 - `reset_request`: read half of the request body, then reset the connection (RST);
 - `reset_response`: forward, then send the headers and half of the body, then reset;
 - `stall`: wait `seconds` before doing anything (the client's read timeout should fire);
-- `server`: forward, but answer with `Server: <value>` (e.g. to look like MinIO).
+- `server`: forward, but answer with `Server: <value>` (e.g. to look like MinIO);
+- `hold`: wait until the rule's `release` event is set (at most 300 s), then forward (a request
+  the test keeps in flight for as long as it needs), or with `then="reset"` reset the connection
+  instead (the request never reaches the server, e.g. its client was killed meanwhile);
+- `forward`: forward (a rule that only counts, e.g. to let the first matching request through).
 
 `log` records (method, path, action) for every request, `ranges` (method, path, Range header or
 None) for every request.
@@ -25,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Rule:
     def __init__(self, action, method=None, path=".*", times=1, status=503, code="SlowDown",
-                 seconds=5.0, value="MinIO"):
+                 seconds=5.0, value="MinIO", release=None, then="forward"):
         self.action = action
         self.method = method
         self.path = re.compile(path)
@@ -34,6 +38,8 @@ class Rule:
         self.code = code
         self.seconds = seconds
         self.value = value
+        self.release = release if release is not None else threading.Event()
+        self.then = then
 
     def matches(self, method, path):
         return self.times != 0 and (self.method is None or self.method == method) and self.path.search(path)
@@ -77,6 +83,11 @@ class FaultProxy:
             def _handle(self):
                 rule = self._rule()
                 n = int(self.headers.get("Content-Length") or 0)
+                if rule and rule.action == "hold":
+                    rule.release.wait(300)
+                    if rule.then == "reset":
+                        self._reset()
+                        return
                 if rule and rule.action == "stall":
                     time.sleep(rule.seconds)
                     self._reset()
