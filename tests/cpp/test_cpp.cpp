@@ -222,7 +222,10 @@ static void checkpoint_scopes() {
         {
             det::RestorePath r = ctx.checkpoint().restore_path(id8);
             EXPECT(slurp(r.path() / "model.bin") == "weights-8");
+            EXPECT(r.storage_id() == id8);
+            EXPECT(fs::exists(dir / "ckpts" / id8 / ".detcore-manifest.json"));
             r.end();
+            EXPECT_DET_ERROR((void)r.storage_id(), DET_ERR_STATE, "already ended");
             EXPECT(!r);
             EXPECT_DET_ERROR(r.end(), DET_ERR_STATE, "already ended");
         }

@@ -310,6 +310,7 @@ contains
     call expect(index(meta, '"steps_completed": 5') > 0, "get_metadata: " // meta)
     call ctx%restore_path(rp, id1)
     call expect(read_text(rp%path() // "/field.bin") == "field-5", "restore_path")
+    call expect(rp%storage_id() == id1, "restore storage_id")
     call rp%close()
     call expect(.not. rp%is_open(), "restore closed")
 

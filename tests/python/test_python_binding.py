@@ -210,6 +210,37 @@ def test_store_restore_and_exceptions(opts):
         assert not (storage / storage_id).exists()
 
 
+def test_retention_and_verified_resume(opts, caplog):
+    storage = pathlib.Path(opts["checkpoint_storage"])
+    for bad in (-1, 2**31, 1.5, True):
+        with pytest.raises(ValueError):
+            detcore.init(save_trial_latest=bad, **opts)
+    with pytest.raises(detcore.InvalidArgumentError) as e:
+        detcore.init(save_trial_best=1, **opts)
+    assert "needs a metric" in str(e.value)
+    ids = []
+    with detcore.init(save_trial_latest=1, save_trial_best=1, searcher_metric="loss", smaller_is_better=True,
+                      **opts) as ctx:
+        for step, loss in ((1, 0.1), (2, 0.5), (3, 0.7)):
+            with ctx.checkpoint.store_path({"steps_completed": step, "loss": loss}) as (path, sid):
+                (path / "model.bin").write_text(f"model {step}")
+            ids.append(sid)
+    # Kept: the newest and the best (step 1).
+    assert sorted(p.name for p in storage.iterdir() if not p.name.startswith(".")) == sorted([ids[0], ids[2]])
+    # A damaged resume point: restore_path gives the newest checkpoint that verifies, and says so.
+    (storage / ids[2] / "model.bin").write_text("model 9")
+    with detcore.init(**opts) as ctx:
+        with caplog.at_level("WARNING", logger="detcore"):
+            with ctx.checkpoint.restore_path(ctx.info.latest_checkpoint) as p:
+                assert (p / "model.bin").read_text() == "model 1"
+        assert ctx.info.latest_checkpoint == ids[0]
+        assert f"checkpoint {ids[2]} is damaged; restored checkpoint {ids[0]}" in caplog.text
+        with pytest.raises(detcore.StorageError) as e:
+            with ctx.checkpoint.restore_path(ids[2]):
+                pass
+        assert 'file "model.bin" is corrupt' in str(e.value)
+
+
 def test_upload_download_selectors(opts, tmp_path):
     src = tmp_path / "src"
     (src / "keep").mkdir(parents=True)
