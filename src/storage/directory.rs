@@ -7,9 +7,9 @@
 //!
 //! Checksums (see [`super::manifest`]): the caller writes `store_path` files straight into the
 //! staging folder, so detcore never sees those bytes pass. Publishing must already visit every
-//! file to fsync it; each file is read (from the page cache, where the caller's writes still
-//! are) and summed by the same thread just before its fsync, in parallel, so the reading
-//! overlaps the other files' flushes. `upload` sums while it copies (one read and one write per
+//! file to fsync it; right after its fsync, the same thread reads the file back (from the page
+//! cache, where the caller's writes still are) and sums it, in parallel with the other threads'
+//! flushes, so the summing pass mostly overlaps the wait for the disk. `upload` sums while it copies (one read and one write per
 //! byte through a buffer, instead of the kernel's `copy_file_range`), `download` likewise, and a
 //! `restore_path` in place reads every file once to check it before handing the folder over.
 
@@ -67,8 +67,8 @@ impl DirectoryStorage {
         self
     }
 
-    /// Make the staged folder durable: every regular file read and summed (with checksums)
-    /// then fsynced, by parallel threads; the manifest of those sums and `more` (files summed
+    /// Make the staged folder durable: every regular file fsynced then (with checksums) read
+    /// and summed, by parallel threads; the manifest of those sums and `more` (files summed
     /// already) written; then every folder fsynced. Returns the sums.
     fn seal(&self, staged: &Path, id: &str, more: Sums) -> Result<Sums> {
         let (files, dirs) = fsutil::tree_files(staged).map_err(storage_error)?;
@@ -82,11 +82,14 @@ impl DirectoryStorage {
             SEAL_THREADS.min(files.len()).max(1),
             false,
             |(rel, path), _| {
+                // The flush first, so that the disk is busy from the start; the summing pass
+                // then reads the (now clean) pages while the other threads' flushes go on.
+                fsutil::fsync_path(path)?;
                 if checksums {
                     let sum = manifest::sum_file(path)?;
                     sums.lock().insert(rel.clone(), sum);
                 }
-                fsutil::fsync_path(path)
+                Ok(())
             },
         )?;
         let sums = sums.into_inner();
