@@ -72,10 +72,13 @@ def timed(fn) -> float:
 
 
 def rounds(n: int, contenders: dict) -> dict:
-    """Each contender `(fn, before, after)` once per round, in turn; `before`/`after` untimed."""
+    """Each contender `(fn, before, after)` once per round, in turn; `before`/`after` untimed. The
+    order rotates from round to round, so that none always runs first (after another's cleanup)."""
     runs = {name: [] for name in contenders}
-    for _ in range(n):
-        for name, (fn, before, after) in contenders.items():
+    names = list(contenders)
+    for i in range(n):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            fn, before, after = contenders[name]
             if before:
                 before()
             runs[name].append(timed(fn))
@@ -148,12 +151,150 @@ def store_path_end(core, files) -> callable:
     return before, end, after
 
 
+def bench_dir(a, lib, work: pathlib.Path, src: pathlib.Path, files: list, out: dict) -> None:
+    """1a, 1b, 2a: folder storage."""
+    base = work / "dir"
+    dirs = {on: capi.Core(lib, {"type": "directory", "container_path": str(base), "checksums": on},
+                          work / f"run-dir-{on}", run_name=f"bench-{on}") for on in (True, False)}
+    on_b, on_e, on_a = store_path_end(dirs[True], files)
+    off_b, off_e, off_a = store_path_end(dirs[False], files)
+    out["dir_store_path"] = r = rounds(a.repeat, {"checksums": (on_e, on_b, on_a), "off": (off_e, off_b, off_a)})
+    out["dir_store_path"]["overhead"] = ratio(r, "checksums", "off") - 1
+    # The whole checkpoint as the training loop sees it: writing the files, then the end.
+    whole = lambda b, e: (lambda: (b(), e()))  # noqa: E731
+    out["dir_store_path_whole"] = r = rounds(a.repeat, {"checksums": (whole(on_b, on_e), None, on_a),
+                                                       "off": (whole(off_b, off_e), None, off_a)})
+    out["dir_store_path_whole"]["overhead"] = ratio(r, "checksums", "off") - 1
+    ids = []
+    drop = lambda: [dirs[True].delete(ids.pop()) for _ in list(ids)]  # noqa: E731
+    out["dir_upload"] = r = rounds(a.repeat, {
+        "checksums": (lambda: ids.append(dirs[True].upload(src, {"steps_completed": 1})), None, drop),
+        "off": (lambda: ids.append(dirs[False].upload(src, {"steps_completed": 1})), None, drop)})
+    out["dir_upload"]["overhead"] = ratio(r, "checksums", "off") - 1
+    sid = dirs[True].upload(src, {"steps_completed": 1})  # has a manifest
+    ckfiles = [p for p in (base / sid).rglob("*") if p.is_file()]
+    restore = {on: (lambda on=on: dirs[on].restore(sid, read_all)) for on in (True, False)}
+    out["dir_restore_warm"] = r = rounds(a.repeat, {
+        "checksums": (restore[True], lambda: read_all(base / sid), None),
+        "off": (restore[False], lambda: read_all(base / sid), None)})
+    out["dir_restore_warm"]["overhead"] = ratio(r, "checksums", "off") - 1
+    try:
+        evict(ckfiles)
+        cold_ok = True
+    except OSError as e:
+        cold_ok = False
+        out["dir_restore_cold"] = {"skipped": f"posix_fadvise: {e}"}
+    if cold_ok:
+        out["dir_restore_cold"] = r = rounds(a.repeat, {
+            "checksums": (restore[True], lambda: evict(ckfiles), None),
+            "off": (restore[False], lambda: evict(ckfiles), None)})
+        out["dir_restore_cold"]["overhead"] = ratio(r, "checksums", "off") - 1
+    for c in dirs.values():
+        c.close()
+    shutil.rmtree(base)
+
+
+def bench_s3(a, lib, work: pathlib.Path, src: pathlib.Path, files: list, out: dict) -> None:
+    """1c, 2b, 3: S3."""
+    srv = servers.start_s3s_fs(work / "s3data")
+    try:
+        bucket = "bench"
+        servers.make_bucket_s3(srv.url, bucket)
+        cfg = {"type": "s3", "bucket": bucket, "endpoint_url": srv.url, "access_key": servers.S3_KEY,
+               "secret_key": servers.S3_SECRET}
+        s3 = {on: capi.Core(lib, dict(cfg, checksums=on), work / f"run-s3-{on}", run_name=f"s3-{on}")
+              for on in (True, False)}
+        ids = []
+        drop = lambda: [s3[True].delete(ids.pop()) for _ in list(ids)]  # noqa: E731
+        out["s3_upload"] = r = rounds(a.repeat, {
+            "checksums": (lambda: ids.append(s3[True].upload(src, {"steps_completed": 1})), None, drop),
+            "off": (lambda: ids.append(s3[False].upload(src, {"steps_completed": 1})), None, drop)})
+        out["s3_upload"]["overhead"] = ratio(r, "checksums", "off") - 1
+
+        def restore_contenders(sid, files_of, dl):
+            import ctypes
+
+            def begin(core):
+                def go():
+                    h = ctypes.c_void_p()
+                    core.check(core.lib.det_ckpt_restore_path_begin(
+                        core.ctx, sid.encode(), capi.NO_SHARED_DOWNLOAD, None, None, ctypes.byref(h)))
+                    go.h = h
+                return go
+
+            b_on, b_off = begin(s3[True]), begin(s3[False])
+            end_on = lambda: s3[True].check(s3[True].lib.det_ckpt_restore_path_end(b_on.h))  # noqa: E731
+            end_off = lambda: s3[False].check(s3[False].lib.det_ckpt_restore_path_end(b_off.h))  # noqa: E731
+            clear = lambda: shutil.rmtree(dl, ignore_errors=True)  # noqa: E731
+
+            def raw():
+                dl.mkdir(parents=True, exist_ok=True)
+                parallel([curl_get(f"{srv.url}/{bucket}/{sid}/{f.name}", dl / f.name) for f in files_of])
+
+            return {"checksums": (b_on, None, end_on), "off": (b_off, None, end_off), "raw_curl": (raw, clear, clear)}
+
+        sid = s3[True].upload(src, {"steps_completed": 1})
+        out["s3_restore"] = r = rounds(a.repeat, restore_contenders(sid, files, work / "rawdl"))
+        out["s3_restore"]["overhead"] = ratio(r, "checksums", "off") - 1
+        out["s3_restore"]["checksums_over_raw"] = ratio(r, "checksums", "raw_curl")
+        out["s3_restore"]["off_over_raw"] = ratio(r, "off", "raw_curl")
+
+        # ---- 3. growth with ranks (same 1 GiB checkpoint) -----------------------------------
+        prog = ROOT / "bench" / "out" / "restore_worker"
+        prog.parent.mkdir(exist_ok=True)
+        rel = LIB.parent
+        subprocess.check_call(["cc", "-O2", "-std=c11", f"-I{ROOT / 'include'}", "-o", str(prog),
+                               str(ROOT / "bench" / "restore_worker.c"), f"-L{rel}", "-ldetcore",
+                               f"-Wl,-rpath,{rel}"])
+
+        def ranks(n, mode):
+            def go():
+                procs = launch(str(prog), [json.dumps(cfg), sid, mode], n, "torch", 1,
+                               env={"BENCH_WORK": str(work)}, work=str(work))
+                times = []
+                for p in procs:
+                    o, e = p.communicate(timeout=1200)
+                    if p.returncode != 0:
+                        raise SystemExit(f"restore_worker failed: {e[-2000:]}")
+                    times.append(float(o.strip().splitlines()[-1]))
+                go.slowest = max(times)
+            return go
+
+        contenders = {"1": ranks(1, "noshared"), f"{a.ranks}_shared": ranks(a.ranks, "shared"),
+                      f"{a.ranks}_noshared": ranks(a.ranks, "noshared")}
+        runs = {k: [] for k in contenders}
+        for _ in range(a.repeat):
+            for k, fn in contenders.items():
+                fn()
+                runs[k].append(fn.slowest)
+        out["s3_restore_ranks"] = {k: {"median_s": statistics.median(v), "runs_s": [round(x, 3) for x in v]}
+                                   for k, v in runs.items()}
+        s3[True].delete(sid)
+
+        # ---- 3. growth with size ----------------------------------------------------------
+        big_src = work / "big"
+        big_files = make_data(big_src, int(a.big_gib * (1 << 30)))
+        big_id = s3[True].upload(big_src, {"steps_completed": 2})
+        shutil.rmtree(big_src)
+        c = restore_contenders(big_id, big_files, work / "rawdl")
+        del c["off"]
+        out["s3_restore_big"] = r = rounds(max(3, a.repeat // 2), c)
+        out["s3_restore_big"]["checksums_over_raw"] = ratio(r, "checksums", "raw_curl")
+        s3[True].delete(big_id)
+        for c in s3.values():
+            c.close()
+    finally:
+        srv.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--gib", type=float, default=1.0)
     ap.add_argument("--big-gib", type=float, default=4.0)
     ap.add_argument("--ranks", type=int, default=4)
+    ap.add_argument("--only", choices=["all", "dir", "s3"], default="all",
+                    help="only the folder or only the S3 measurements")
     a = ap.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="detcore-restore-bench-", dir=os.environ.get("DETCORE_BENCH_DIR")))
     lib = capi.load(LIB)
@@ -162,151 +303,33 @@ def main() -> None:
     try:
         src = work / "src"
         files = make_data(src, int(a.gib * (1 << 30)))
-
-        # ---- 1a/1b/2a: folder storage ---------------------------------------------------------
-        base = work / "dir"
-        dirs = {on: capi.Core(lib, {"type": "directory", "container_path": str(base), "checksums": on},
-                              work / f"run-dir-{on}", run_name=f"bench-{on}") for on in (True, False)}
-        on_b, on_e, on_a = store_path_end(dirs[True], files)
-        off_b, off_e, off_a = store_path_end(dirs[False], files)
-        out["dir_store_path"] = r = rounds(a.repeat, {"checksums": (on_e, on_b, on_a), "off": (off_e, off_b, off_a)})
-        out["dir_store_path"]["overhead"] = ratio(r, "checksums", "off") - 1
-        # The whole checkpoint as the training loop sees it: writing the files, then the end.
-        whole = lambda b, e: (lambda: (b(), e()))  # noqa: E731
-        out["dir_store_path_whole"] = r = rounds(a.repeat, {"checksums": (whole(on_b, on_e), None, on_a),
-                                                           "off": (whole(off_b, off_e), None, off_a)})
-        out["dir_store_path_whole"]["overhead"] = ratio(r, "checksums", "off") - 1
-        ids = []
-        drop = lambda: [dirs[True].delete(ids.pop()) for _ in list(ids)]  # noqa: E731
-        out["dir_upload"] = r = rounds(a.repeat, {
-            "checksums": (lambda: ids.append(dirs[True].upload(src, {"steps_completed": 1})), None, drop),
-            "off": (lambda: ids.append(dirs[False].upload(src, {"steps_completed": 1})), None, drop)})
-        out["dir_upload"]["overhead"] = ratio(r, "checksums", "off") - 1
-        sid = dirs[True].upload(src, {"steps_completed": 1})  # has a manifest
-        ckfiles = [p for p in (base / sid).rglob("*") if p.is_file()]
-        restore = {on: (lambda on=on: dirs[on].restore(sid, read_all)) for on in (True, False)}
-        out["dir_restore_warm"] = r = rounds(a.repeat, {
-            "checksums": (restore[True], lambda: read_all(base / sid), None),
-            "off": (restore[False], lambda: read_all(base / sid), None)})
-        out["dir_restore_warm"]["overhead"] = ratio(r, "checksums", "off") - 1
-        try:
-            evict(ckfiles)
-            cold_ok = True
-        except OSError as e:
-            cold_ok = False
-            out["dir_restore_cold"] = {"skipped": f"posix_fadvise: {e}"}
-        if cold_ok:
-            out["dir_restore_cold"] = r = rounds(a.repeat, {
-                "checksums": (restore[True], lambda: evict(ckfiles), None),
-                "off": (restore[False], lambda: evict(ckfiles), None)})
-            out["dir_restore_cold"]["overhead"] = ratio(r, "checksums", "off") - 1
-        for c in dirs.values():
-            c.close()
-        shutil.rmtree(base)
-
-        # ---- S3 ---------------------------------------------------------------------------------
-        srv = servers.start_s3s_fs(work / "s3data")
-        try:
-            bucket = "bench"
-            servers.make_bucket_s3(srv.url, bucket)
-            cfg = {"type": "s3", "bucket": bucket, "endpoint_url": srv.url, "access_key": servers.S3_KEY,
-                   "secret_key": servers.S3_SECRET}
-            s3 = {on: capi.Core(lib, dict(cfg, checksums=on), work / f"run-s3-{on}", run_name=f"s3-{on}")
-                  for on in (True, False)}
-            ids = []
-            drop = lambda: [s3[True].delete(ids.pop()) for _ in list(ids)]  # noqa: E731
-            out["s3_upload"] = r = rounds(a.repeat, {
-                "checksums": (lambda: ids.append(s3[True].upload(src, {"steps_completed": 1})), None, drop),
-                "off": (lambda: ids.append(s3[False].upload(src, {"steps_completed": 1})), None, drop)})
-            out["s3_upload"]["overhead"] = ratio(r, "checksums", "off") - 1
-
-            def restore_contenders(sid, files_of, dl):
-                import ctypes
-
-                def begin(core):
-                    def go():
-                        h = ctypes.c_void_p()
-                        core.check(core.lib.det_ckpt_restore_path_begin(
-                            core.ctx, sid.encode(), capi.NO_SHARED_DOWNLOAD, None, None, ctypes.byref(h)))
-                        go.h = h
-                    return go
-
-                b_on, b_off = begin(s3[True]), begin(s3[False])
-                end_on = lambda: s3[True].check(s3[True].lib.det_ckpt_restore_path_end(b_on.h))  # noqa: E731
-                end_off = lambda: s3[False].check(s3[False].lib.det_ckpt_restore_path_end(b_off.h))  # noqa: E731
-                clear = lambda: shutil.rmtree(dl, ignore_errors=True)  # noqa: E731
-
-                def raw():
-                    dl.mkdir(parents=True, exist_ok=True)
-                    parallel([curl_get(f"{srv.url}/{bucket}/{sid}/{f.name}", dl / f.name) for f in files_of])
-
-                return {"checksums": (b_on, None, end_on), "off": (b_off, None, end_off), "raw_curl": (raw, clear, clear)}
-
-            sid = s3[True].upload(src, {"steps_completed": 1})
-            out["s3_restore"] = r = rounds(a.repeat, restore_contenders(sid, files, work / "rawdl"))
-            out["s3_restore"]["overhead"] = ratio(r, "checksums", "off") - 1
-            out["s3_restore"]["checksums_over_raw"] = ratio(r, "checksums", "raw_curl")
-            out["s3_restore"]["off_over_raw"] = ratio(r, "off", "raw_curl")
-
-            # ---- 3. growth with ranks (same 1 GiB checkpoint) -----------------------------------
-            prog = ROOT / "bench" / "out" / "restore_worker"
-            prog.parent.mkdir(exist_ok=True)
-            rel = LIB.parent
-            subprocess.check_call(["cc", "-O2", "-std=c11", f"-I{ROOT / 'include'}", "-o", str(prog),
-                                   str(ROOT / "bench" / "restore_worker.c"), f"-L{rel}", "-ldetcore",
-                                   f"-Wl,-rpath,{rel}"])
-
-            def ranks(n, mode):
-                def go():
-                    procs = launch(str(prog), [json.dumps(cfg), sid, mode], n, "torch", 1,
-                                   env={"BENCH_WORK": str(work)}, work=str(work))
-                    times = []
-                    for p in procs:
-                        o, e = p.communicate(timeout=1200)
-                        if p.returncode != 0:
-                            raise SystemExit(f"restore_worker failed: {e[-2000:]}")
-                        times.append(float(o.strip().splitlines()[-1]))
-                    go.slowest = max(times)
-                return go
-
-            contenders = {"1": ranks(1, "noshared"), f"{a.ranks}_shared": ranks(a.ranks, "shared"),
-                          f"{a.ranks}_noshared": ranks(a.ranks, "noshared")}
-            runs = {k: [] for k in contenders}
-            for _ in range(a.repeat):
-                for k, fn in contenders.items():
-                    fn()
-                    runs[k].append(fn.slowest)
-            out["s3_restore_ranks"] = {k: {"median_s": statistics.median(v), "runs_s": [round(x, 3) for x in v]}
-                                       for k, v in runs.items()}
-            s3[True].delete(sid)
-
-            # ---- 3. growth with size ----------------------------------------------------------
-            big_src = work / "big"
-            big_files = make_data(big_src, int(a.big_gib * (1 << 30)))
-            big_id = s3[True].upload(big_src, {"steps_completed": 2})
-            shutil.rmtree(big_src)
-            c = restore_contenders(big_id, big_files, work / "rawdl")
-            del c["off"]
-            out["s3_restore_big"] = r = rounds(max(3, a.repeat // 2), c)
-            out["s3_restore_big"]["checksums_over_raw"] = ratio(r, "checksums", "raw_curl")
-            s3[True].delete(big_id)
-            for c in s3.values():
-                c.close()
-        finally:
-            srv.stop()
+        if a.only in ("all", "dir"):
+            bench_dir(a, lib, work, src, files, out)
+        if a.only in ("all", "s3"):
+            bench_s3(a, lib, work, src, files, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
     print(json.dumps(out, indent=2))
+    if a.only in ("all", "dir"):
+        summary_dir(a, out)
+    if a.only in ("all", "s3"):
+        summary_s3(a, out)
+
+
+def summary_dir(a, out) -> None:
     pct = lambda x: f"{100 * x:+.1f} %"  # noqa: E731
     print(f"\ncheckpoints of {a.gib} GiB in {FILES} files, medians of {a.repeat} rounds, {os.cpu_count()} CPUs")
     print(f"store, folder, store_path_end : checksums {pct(out['dir_store_path']['overhead'])} (target <= +5 %)")
     print(f"store, folder, write + end    : checksums {pct(out['dir_store_path_whole']['overhead'])}")
     print(f"store, folder, upload         : checksums {pct(out['dir_upload']['overhead'])}")
-    print(f"store, S3, upload             : checksums {pct(out['s3_upload']['overhead'])} (target <= +5 %)")
     print(f"restore, folder, warm cache   : checksums {pct(out['dir_restore_warm']['overhead'])}")
     if "overhead" in out["dir_restore_cold"]:
         print(f"restore, folder, cold cache   : checksums {pct(out['dir_restore_cold']['overhead'])}")
+
+
+def summary_s3(a, out) -> None:
+    pct = lambda x: f"{100 * x:+.1f} %"  # noqa: E731
+    print(f"store, S3, upload             : checksums {pct(out['s3_upload']['overhead'])} (target <= +5 %)")
     r = out["s3_restore"]
     print(f"restore, S3                   : checksums {pct(r['overhead'])} (target <= +5 %); "
           f"{r['checksums_over_raw']:.2f}x raw curl with checksums (target <= 1.2), {r['off_over_raw']:.2f}x without")

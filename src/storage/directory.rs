@@ -7,9 +7,9 @@
 //!
 //! Checksums (see [`super::manifest`]): the caller writes `store_path` files straight into the
 //! staging folder, so detcore never sees those bytes pass. Publishing must already visit every
-//! file to fsync it; right after its fsync, the same thread reads the file back (from the page
-//! cache, where the caller's writes still are) and sums it, in parallel with the other threads'
-//! flushes, so the summing pass mostly overlaps the wait for the disk. `upload` sums while it copies (one read and one write per
+//! file to fsync it; beside each file's fsync, another task of the same thread pool reads the
+//! file back (from the page cache, where the caller's writes still are) and sums it, so the
+//! summing pass runs on the CPUs while the flushes wait for the disk. `upload` sums while it copies (one read and one write per
 //! byte through a buffer, instead of the kernel's `copy_file_range`), `download` likewise, and a
 //! `restore_path` in place reads every file once to check it before handing the folder over.
 
@@ -67,8 +67,8 @@ impl DirectoryStorage {
         self
     }
 
-    /// Make the staged folder durable: every regular file fsynced then (with checksums) read
-    /// and summed, by parallel threads; the manifest of those sums and `more` (files summed
+    /// Make the staged folder durable: every regular file fsynced and (with checksums) read and
+    /// summed, by parallel threads; the manifest of those sums and `more` (files summed
     /// already) written; then every folder fsynced. Returns the sums.
     fn seal(&self, staged: &Path, id: &str, more: Sums) -> Result<Sums> {
         let (files, dirs) = fsutil::tree_files(staged).map_err(storage_error)?;
@@ -78,18 +78,28 @@ impl DirectoryStorage {
             .collect();
         let sums = parking_lot::Mutex::new(more);
         let checksums = self.checksums;
-        super::transfer::Pool::new(files.iter()).try_run(
-            SEAL_THREADS.min(files.len()).max(1),
+        // Flushes and sums are separate tasks, interleaved (flush 0, sum 0, flush 1, ...), so
+        // that from the start some threads wait on the disk while others sum on the CPUs: the
+        // summing pass overlaps the flushes instead of following them.
+        let mut tasks = Vec::with_capacity(files.len() * 2);
+        for i in 0..files.len() {
+            tasks.push((i, false));
+            if checksums {
+                tasks.push((i, true));
+            }
+        }
+        super::transfer::Pool::new(tasks).try_run(
+            SEAL_THREADS.min(files.len() * 2).max(1),
             false,
-            |(rel, path), _| {
-                // The flush first, so that the disk is busy from the start; the summing pass
-                // then reads the (now clean) pages while the other threads' flushes go on.
-                fsutil::fsync_path(path)?;
-                if checksums {
-                    let sum = manifest::sum_file(path)?;
-                    sums.lock().insert(rel.clone(), sum);
+            |(i, sum), _| {
+                let (rel, path) = &files[i];
+                if sum {
+                    let s = manifest::sum_file(path)?;
+                    sums.lock().insert(rel.clone(), s);
+                    Ok(())
+                } else {
+                    fsutil::fsync_path(path)
                 }
-                Ok(())
             },
         )?;
         let sums = sums.into_inner();
