@@ -146,7 +146,7 @@ class CheckpointContext:
             L.call("det_ckpt_restore_path", h, ctypes.byref(path))
             restored = ctypes.c_void_p()
             L.call("det_ckpt_restore_storage_id", h, ctypes.byref(restored))
-            if from_c(restored.value) != storage_id:
+            if from_c(restored.value) != str(storage_id):
                 logger.warning(
                     "restore_path: checkpoint %s is damaged; restored checkpoint %s, the newest "
                     "older one that verifies, instead", storage_id, from_c(restored.value)
