@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,9 +72,17 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def own_cpu() -> float:
+    """CPU seconds of this process (detcore's threads included) and of its finished children."""
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
 def rounds(n: int, contenders: dict) -> dict:
     """Each contender `(fn, before, after)` once per round, in turn; `before`/`after` untimed. The
-    order rotates from round to round, so that none always runs first (after another's cleanup)."""
+    order rotates from round to round, so that none always runs first (after another's cleanup).
+    Per contender: the median wall time, and the median CPU seconds of the client (this process
+    and the curl processes; not the server's), which the machine's load disturbs much less."""
     runs = {name: [] for name in contenders}
     names = list(contenders)
     for i in range(n):
@@ -81,10 +90,14 @@ def rounds(n: int, contenders: dict) -> dict:
             fn, before, after = contenders[name]
             if before:
                 before()
-            runs[name].append(timed(fn))
+            c0 = own_cpu()
+            t = timed(fn)
+            runs[name].append((t, own_cpu() - c0))
             if after:
                 after()
-    return {name: {"median_s": statistics.median(r), "runs_s": [round(x, 3) for x in r]} for name, r in runs.items()}
+    return {name: {"median_s": statistics.median(x[0] for x in r),
+                   "cpu_s": statistics.median(x[1] for x in r),
+                   "runs_s": [round(x[0], 3) for x in r]} for name, r in runs.items()}
 
 
 def evict(paths) -> None:
@@ -121,6 +134,11 @@ def parallel(cmds: list) -> None:
 
 def ratio(r: dict, a: str, b: str) -> float:
     return r[a]["median_s"] / r[b]["median_s"]
+
+
+def cpu_note(r: dict) -> str:
+    """Client CPU seconds, checksums vs off."""
+    return f"client CPU {r['checksums']['cpu_s']:.2f} s vs {r['off']['cpu_s']:.2f} s"
 
 
 def store_path_end(core, files) -> callable:
@@ -319,19 +337,20 @@ def main() -> None:
 def summary_dir(a, out) -> None:
     pct = lambda x: f"{100 * x:+.1f} %"  # noqa: E731
     print(f"\ncheckpoints of {a.gib} GiB in {FILES} files, medians of {a.repeat} rounds, {os.cpu_count()} CPUs")
-    print(f"store, folder, store_path_end : checksums {pct(out['dir_store_path']['overhead'])} (target <= +5 %)")
-    print(f"store, folder, write + end    : checksums {pct(out['dir_store_path_whole']['overhead'])}")
-    print(f"store, folder, upload         : checksums {pct(out['dir_upload']['overhead'])}")
-    print(f"restore, folder, warm cache   : checksums {pct(out['dir_restore_warm']['overhead'])}")
-    if "overhead" in out["dir_restore_cold"]:
-        print(f"restore, folder, cold cache   : checksums {pct(out['dir_restore_cold']['overhead'])}")
+    for key, what in (("dir_store_path", "store, folder, store_path_end"), ("dir_store_path_whole", "store, folder, write + end   "),
+                      ("dir_upload", "store, folder, upload        "), ("dir_restore_warm", "restore, folder, warm cache  "),
+                      ("dir_restore_cold", "restore, folder, cold cache  ")):
+        r = out[key]
+        if "overhead" in r:
+            print(f"{what} : checksums {pct(r['overhead'])} wall (target <= +5 %), {cpu_note(r)}")
 
 
 def summary_s3(a, out) -> None:
     pct = lambda x: f"{100 * x:+.1f} %"  # noqa: E731
-    print(f"store, S3, upload             : checksums {pct(out['s3_upload']['overhead'])} (target <= +5 %)")
+    r = out["s3_upload"]
+    print(f"store, S3, upload             : checksums {pct(r['overhead'])} wall (target <= +5 %), {cpu_note(r)}")
     r = out["s3_restore"]
-    print(f"restore, S3                   : checksums {pct(r['overhead'])} (target <= +5 %); "
+    print(f"restore, S3                   : checksums {pct(r['overhead'])} wall (target <= +5 %), {cpu_note(r)}; "
           f"{r['checksums_over_raw']:.2f}x raw curl with checksums (target <= 1.2), {r['off_over_raw']:.2f}x without")
     b = out["s3_restore_big"]
     print(f"restore, S3, {a.big_gib} GiB            : {b['checksums']['median_s']:.2f} s "
