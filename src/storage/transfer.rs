@@ -14,6 +14,11 @@
 //!
 //! Memory stays bounded: bodies are streamed from and to files through fixed buffers, so a
 //! transfer holds about `concurrency × 256 KiB` whatever the checkpoint's size.
+//!
+//! Checksums (for the checkpoint's manifest): an upload sums each request body as it is read to
+//! be sent (a part's sum counts once its request succeeded; the parts' sums are combined in
+//! order), a download sums each range as it is written (resumed ranges included, each byte once);
+//! no byte is read a second time for them.
 
 use super::http::{Body, Failure};
 use super::manifest::{FileSum, SumCell};
