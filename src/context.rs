@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-// ---- on-cluster (PROTOCOL.md §3.2–§3.5): the master client, its threads, alert() -------------
+// ---- on-cluster (docs/protocol.md#init-sequence): the master client, its threads, alert() ---
 mod oncluster;
 pub use oncluster::shared_fs_container_path;
 // ---------------------------------------------------------------------------------------------

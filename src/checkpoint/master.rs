@@ -1,6 +1,7 @@
-//! On-cluster checkpoint reporting (PROTOCOL.md §5.5, §5.10): `POST /api/v1/checkpoints` after
-//! the data is stored, `GET /api/v1/checkpoints/<id>` for metadata, `PATCH /api/v1/checkpoints`
-//! after a delete. Synchronous on the caller's thread, as in Python (with retries and timeouts).
+//! On-cluster checkpoint reporting (docs/protocol.md#checkpoint-reports):
+//! `POST /api/v1/checkpoints` after the data is stored, `GET /api/v1/checkpoints/<id>` for
+//! metadata, `PATCH /api/v1/checkpoints` after a delete. Synchronous on the caller's thread, as in
+//! Python (with retries and timeouts).
 
 use super::CheckpointReporter;
 use crate::error::Result;

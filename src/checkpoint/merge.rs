@@ -1,5 +1,5 @@
-//! Merge rules of sharded checkpoints (PROTOCOL.md §5.9): every rank computes them from the same
-//! allgathered inputs, so every rank reaches the same verdict — and the same error.
+//! Merge rules of sharded checkpoints (docs/protocol.md#merge-rules): every rank computes them from
+//! the same allgathered inputs, so every rank reaches the same verdict — and the same error.
 
 use crate::json::{to_wire, Map, Value};
 use std::collections::BTreeMap;

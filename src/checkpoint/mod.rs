@@ -1,10 +1,10 @@
-//! Checkpoints (Determined's `CheckpointContext`, PROTOCOL.md §5): store, upload, download,
-//! restore, metadata, delete.
+//! Checkpoints (Determined's `CheckpointContext`, docs/protocol.md#checkpoint-operations): store,
+//! upload, download, restore, metadata, delete.
 //!
 //! Differences from Python, on purpose:
 //! - `metadata` must hold an integer `steps_completed` (0 … 2³¹−1), checked *before* anything is
 //!   written, in both modes (Python checks after uploading, and only on-cluster);
-//! - `upload` never writes `metadata.json` into the caller's folder (Python does, §14 item 9), and
+//! - `upload` never writes `metadata.json` into the caller's folder (Python does), and
 //!   `metadata.json` is always part of the checkpoint whatever the selector says;
 //! - a checkpoint becomes visible only when complete (atomic publish; see the storage backends);
 //! - `get_metadata` works off-cluster (it reads `metadata.json`).

@@ -1,9 +1,9 @@
 //! Checkpoints written by several ranks (`shard = true`) and downloads shared by the ranks of a
-//! node (`DownloadMode::LocalWorkersShareDownload`), per PROTOCOL.md §5.6–§5.9.
+//! node (`DownloadMode::LocalWorkersShareDownload`), per docs/protocol.md#sharded-checkpoints.
 //!
 //! Every step that can fail is followed by a collective that tells every rank about every
-//! failure, so all ranks return the same error instead of some hanging (Python's §14 item 12).
-//! The merged `metadata.json` is always stored and listed (Python's §14 item 11), and on object
+//! failure, so all ranks return the same error instead of some hanging (as in Python).
+//! The merged `metadata.json` is always stored and listed (Python's is not always), and on object
 //! stores it is uploaded last, after every rank's files, so nothing partial looks complete.
 
 use super::merge::{

@@ -1,6 +1,6 @@
-//! On-cluster detection and the `/run/determined/info` files (PROTOCOL.md §2).
+//! On-cluster detection and the `/run/determined/info` files (docs/protocol.md#cluster-info-files).
 //!
-//! `cluster.json` decides the mode (Determined's only test, §2.1). Its companions `trial.json`
+//! `cluster.json` decides the mode (Determined's only test). Its companions `trial.json`
 //! (trials), `rendezvous.json` (trials) and `resources.json` are read from the same folder. A
 //! missing key, a value of the wrong type or broken JSON fails with a message naming the file
 //! and the key, e.g. `trial.json: key "trial_run_id" must be an integer, got string "3"`.
@@ -24,12 +24,12 @@ pub fn info_dir(explicit: Option<&Path>) -> PathBuf {
     }
 }
 
-/// True when `<dir>/cluster.json` exists — Determined's only on-cluster test (§2.1).
+/// True when `<dir>/cluster.json` exists — Determined's only on-cluster test.
 pub fn is_on_cluster(dir: &Path) -> bool {
     dir.join("cluster.json").is_file()
 }
 
-/// `trial.json` (§2.3).
+/// `trial.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialInfo {
     pub trial_id: i64,

@@ -1,5 +1,5 @@
-//! The on-cluster context (PROTOCOL.md §3.2–§3.5): what `Context::init` builds when the info
-//! folder has `cluster.json`.
+//! The on-cluster context (docs/protocol.md#init-sequence): what `Context::init` builds when the
+//! info folder has `cluster.json`.
 //!
 //! Init sequence for a trial, as Python's `core.init()`:
 //! 1. read the info files; the session: `DET_SESSION_TOKEN` and `DET_USER` (required, as in
@@ -127,7 +127,7 @@ impl Context {
             .clone()
             .ok_or_else(|| err!(Internal, "trial info missing after load"))?;
 
-        // Distributed (§3.2 step 2).
+        // Distributed: a multi-slot task needs a distributed config.
         let dist_cfg = match &opts.distributed {
             Some(d) => d.clone(),
             None => {
@@ -148,7 +148,7 @@ impl Context {
         let rank = dist.config().rank;
         let is_chief = rank == 0;
 
-        // Checkpoint storage (§3.2 steps 3 and 9).
+        // Checkpoint storage.
         let spec: StorageSpec = match &opts.checkpoint_storage {
             Some(s) => storage::config::parse_user(s)?,
             None => {
@@ -163,7 +163,7 @@ impl Context {
             }
         };
         let storage = storage::open(&spec.config)?;
-        // TensorBoard always syncs to the experiment's storage, never the caller's (§3.2 step 4).
+        // TensorBoard always syncs to the experiment's storage, never the caller's.
         let tb_storage = match trial.config.get("checkpoint_storage") {
             Some(cs) if opts.checkpoint_storage.is_some() => {
                 let s = storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?;
@@ -172,14 +172,14 @@ impl Context {
             _ => Some(storage.clone()),
         };
 
-        // Searcher (§8).
+        // Searcher.
         let max_length = searcher::parse_max_length(&trial.config)?;
         let units = searcher::parse_units(&trial.config);
 
         // Local preemption sources (validated before anything starts).
         let sources = super::local_sources(&opts)?;
 
-        // `POST /api/v1/runs/start` (§3.2 step 10).
+        // `POST /api/v1/runs/start`.
         let storage_backend_id = if is_chief {
             client
                 .runs_start(trial.trial_id, &spec.wire)
@@ -287,7 +287,7 @@ impl Context {
         })
     }
 
-    /// Close sequence, on-cluster part (§3.5): stop the long poll (interrupting it), then wait
+    /// Close sequence, on-cluster part: stop the long poll (interrupting it), then wait
     /// until `deadline` for the preemption acknowledgement, if one was requested.
     pub(super) fn close_on_cluster(&self, deadline: Instant) -> Result<()> {
         let Some(rt) = &self.oncluster else {
@@ -302,7 +302,7 @@ impl Context {
         }
     }
 
-    /// `alert(title, description, level)` (§12.2): `POST /api/v1/webhooks/custom`, which fires
+    /// `alert(title, description, level)`: `POST /api/v1/webhooks/custom`, which fires
     /// the experiment's custom webhooks. Off-cluster the alert is logged at its level instead
     /// (Python raises there).
     pub fn alert(

@@ -1,4 +1,5 @@
-//! Rank information and collectives (Determined's `DistributedContext`, PROTOCOL.md §9).
+//! Rank information and collectives: Determined's `DistributedContext`, see
+//! docs/protocol.md#distributed-rendezvous.
 
 pub mod env;
 pub mod star;

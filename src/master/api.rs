@@ -1,5 +1,5 @@
-//! The endpoints the Core API uses (PROTOCOL.md §15), with their bodies exactly as Python's
-//! client builds them (key order included).
+//! The endpoints the Core API uses (docs/protocol.md#endpoints), with their bodies exactly as
+//! Python's client builds them (key order included).
 
 use super::client::{percent_encode, CallOpts, MasterClient};
 use crate::err;
@@ -8,7 +8,7 @@ use crate::json::{Map, Number, Value};
 use crate::storage::Resources;
 use crate::train::record::MetricsReport;
 
-/// `POST /api/v1/trials/<id>/metrics` body (§7.1).
+/// `POST /api/v1/trials/<id>/metrics` body (docs/protocol.md#metrics).
 pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Value {
     let batch = match &r.batch_metrics {
         Some(b) => Value::Array(b.iter().cloned().map(Value::Object).collect()),
@@ -34,7 +34,7 @@ pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Valu
     })
 }
 
-/// `POST /api/v1/checkpoints` body (§5.5): sizes as decimal strings.
+/// `POST /api/v1/checkpoints` body (docs/protocol.md#checkpoint-reports): sizes as decimal strings.
 #[allow(clippy::too_many_arguments)]
 pub fn checkpoint_body(
     storage_id: &str,
@@ -93,7 +93,7 @@ impl AlertLevel {
     }
 }
 
-/// `POST /api/v1/webhooks/custom` body (§12.2).
+/// `POST /api/v1/webhooks/custom` body (docs/protocol.md#endpoints).
 pub fn alert_body(
     title: &str,
     description: &str,

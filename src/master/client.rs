@@ -2,8 +2,8 @@
 //! thread of a context, the allocation-token header, the retry policy, and timeouts that Python
 //! lacks (a hung master can never hang a caller forever).
 //!
-//! Wire details kept from Python (PROTOCOL.md §1.3–§1.5): the only auth header is
-//! `Grpc-Metadata-x-allocation-token: Bearer <DET_SESSION_TOKEN>`; bodies are JSON without a
+//! Wire details kept from Python (docs/protocol.md#request-and-answer-format): the only auth header
+//! is `Grpc-Metadata-x-allocation-token: Bearer <DET_SESSION_TOKEN>`; bodies are JSON without a
 //! `Content-Type` header; a POST without payload sends `Content-Length: 0`.
 
 use super::retry::{Failure, RetryPolicy};

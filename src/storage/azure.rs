@@ -6,8 +6,8 @@
 //!   with `sig=`) or the account key, as Azure's Python SDK reads a string credential. A SAS in
 //!   `account_url`'s query is used too. Without any, requests are anonymous (public containers).
 //! - `container` may be `name/sub/path`: blobs go to container `name` under `sub/path/`
-//!   (PROTOCOL.md §5.1). Like Determined, detcore creates the container when it opens the
-//!   storage and ignores "already exists" (and, with a warning, `InvalidUri`, as for an
+//!   (docs/protocol.md#checkpoint-layout). Like Determined, detcore creates the container when it
+//!   opens the storage and ignores "already exists" (and, with a warning, `InvalidUri`, as for an
 //!   `account_url` pointing at a container).
 //! - Uploads: `Put Blob` for small files; above `part_size`, `Put Block` for each part in
 //!   parallel (with the parts of the other files), then `Put Block List`. Downloads: parallel

@@ -1,4 +1,4 @@
-//! Checkpoint storage configuration in the forms Determined accepts (PROTOCOL.md §5.2):
+//! Storage configuration in Determined's forms (docs/protocol.md#checkpoint-storage-configuration):
 //! a user string (`/path`, `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`), a user
 //! JSON dict (`directory`, `s3`, `gcs`, `azure`), or the experiment config's
 //! `checkpoint_storage` dict on-cluster (which also allows `shared_fs`).

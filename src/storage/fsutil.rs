@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A checkpoint's resources: relative name → size in bytes. Folders are listed as `"<rel>/"`
-/// with size 0, files as `"<rel>"` (PROTOCOL.md §5.3).
+/// with size 0, files as `"<rel>"` (docs/protocol.md#checkpoint-resources).
 pub type Resources = BTreeMap<String, u64>;
 
 /// List `root` as Determined's `_list_directory` does: every sub-folder as `"rel/"` (0 bytes),
@@ -148,7 +148,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Create `dir` and its parents; new folders get mode 0777 regardless of the umask, as
 /// Determined's `os.makedirs(base, 0o777)` under `umask(0)` — but without touching the
-/// process-wide umask (PROTOCOL.md §14 item 27).
+/// process-wide umask.
 pub fn create_dir_all_0777(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());

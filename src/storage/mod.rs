@@ -1,6 +1,6 @@
 //! Checkpoint storage: one [`Storage`] trait, one implementation per backend.
 //!
-//! Layouts are Determined's (PROTOCOL.md §5.1): a checkpoint is everything under `<base>/<id>/`
+//! Layouts: docs/protocol.md#checkpoint-layout. A checkpoint is everything under `<base>/<id>/`
 //! (shared_fs, directory) or under the key prefix `<prefix>/<id>/` (object stores), where `<id>`
 //! is a UUID4. A checkpoint is *complete* when it has a `metadata.json`; detcore writes it last on
 //! object stores and publishes folder checkpoints with one atomic rename, so nothing incomplete

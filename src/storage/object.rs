@@ -1,7 +1,7 @@
 //! Checkpoints in an object store (S3, GCS, Azure): the [`Storage`] semantics on top of a few
 //! primitives that each backend implements ([`ObjectStore`]).
 //!
-//! Layout (PROTOCOL.md §5.1): checkpoint `<id>`'s file `<rel>` is the object `<base><id>/<rel>`,
+//! Layout (docs/protocol.md#checkpoint-layout): file `<rel>` of `<id>` is `<base><id>/<rel>`,
 //! where `<base>` is the normalized prefix plus `/` (empty without prefix); every folder is a
 //! zero-byte marker object `<base><id>/<dir>/` (except on MinIO). `store_path` stages into
 //! `<temp_dir or $TMPDIR>/<id>`; publishing uploads everything, `metadata.json` last, then removes
@@ -12,7 +12,7 @@
 //! prefix `<base><id>/` (with the slash: Python's `<base><id>` would also match an id that
 //! extends this one); delete removes `metadata.json` first; `restore_path` downloads into a fresh
 //! folder per call (`<tmp>/detcore-restore-<id>-<random>`), so two restores of the same id on
-//! one node never delete each other's files (§14).
+//! one node never delete each other's files.
 
 use super::fsutil::{self, safe_join};
 use super::http::{Body, Failure, Http};

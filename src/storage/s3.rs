@@ -14,10 +14,10 @@
 //! - Uploads: a PUT per small file; above `part_size`, a multipart upload whose parts go up in
 //!   parallel with those of the other files, aborted on failure. Downloads: parallel ranged GETs.
 //!   Delete: `DeleteObjects` in chunks of 1000.
-//! - MinIO (PROTOCOL.md §5.1): with a custom endpoint, an unauthenticated `GET <endpoint>`
-//!   answered with `Server: MinIO` disables folder marker objects. detcore probes once, when the
-//!   first marker would be written (Python probes in its constructor and crashes when the
-//!   endpoint is unreachable).
+//! - MinIO (docs/protocol.md#object-store-details): with a custom endpoint, an anonymous
+//!   `GET <endpoint>` answered with `Server: MinIO` disables folder marker objects. detcore probes
+//!   once, when the first marker would be written (Python probes in its constructor and crashes
+//!   when the endpoint is unreachable).
 
 use super::config::S3Config;
 use super::http::{self, Body, Failure, Flavor, Http, Request, Tuning};

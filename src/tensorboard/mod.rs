@@ -1,5 +1,5 @@
 //! TensorBoard: event files of reported metrics, and their sync to checkpoint storage
-//! (PROTOCOL.md §11), with no TensorFlow, PyTorch or protobuf.
+//! (docs/protocol.md#tensorboard-paths), with no TensorFlow, PyTorch or protobuf.
 //!
 //! - [`writer`] writes TFRecord-framed `Event`s ([`record`], [`proto`]).
 //! - [`sink`] is the reporter sink of `TensorboardMode::Auto`: reported training and validation

@@ -8,7 +8,7 @@
 //! counter `n` make names unique even when several processes or writers start in the same
 //! second — and begin with the `file_version = "brain.Event:2"` record. A file is created lazily
 //! at the first flush that has events, so a writer that never writes leaves no header-only file
-//! behind (Python's does, PROTOCOL.md §14 item 24).
+//! behind (Python's does, and uploads it).
 //!
 //! Rotation: Determined's Python writer closes the file and starts a new one whenever the
 //! wall-clock second changed since the previous flush, i.e. up to one file per second. detcore's

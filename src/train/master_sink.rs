@@ -1,9 +1,9 @@
-//! On-cluster sink: every report becomes one request to the master, in order (PROTOCOL.md §7):
+//! On-cluster sink: each report is one request to the master, in order (docs/protocol.md#metrics):
 //! metrics → `POST /api/v1/trials/<id>/metrics`, progress → `POST .../progress`, status →
 //! `POST .../runner/metadata`.
 //!
-//! Unlike Python's shipper thread, which dies on the first error and then queues forever (§14
-//! item 14), this sink never drops a report it could still deliver:
+//! Unlike Python's shipper thread, which dies on the first error and then queues forever, this
+//! sink never drops a report it could still deliver:
 //! - a connection failure, a lost answer, a timeout or a 5xx/429 answer is retried with the
 //!   policy's backoff (`DET_RETRY_CONFIG`); when the policy's budget is spent, the failure is
 //!   surfaced to the next report call and the report is still retried, every `backoff_max`

@@ -226,7 +226,7 @@ impl TrainContext {
 }
 
 /// Off-cluster: no best validation, run metadata in `<run_dir>/run_metadata.json` (Python's
-/// dummy context crashes here instead, PROTOCOL.md §14 item 25).
+/// dummy context crashes here instead: it has no session).
 pub struct LocalTrainBackend {
     pub run_dir: PathBuf,
     lock: parking_lot::Mutex<()>,

@@ -1,9 +1,9 @@
 """A fake Determined master for tests and benchmarks.
 
 An HTTP(S) server on 127.0.0.1 (a free port) that implements the endpoints the Core API uses
-(PROTOCOL.md §15) with the master's validation rules, records every request, and can be scripted:
-latency, 5xx answers, dropped or reset connections, a down period (connections refused), a hang
-(requests read and never answered), and a preemption signal at a chosen moment.
+(docs/protocol.md#endpoints) with the master's validation rules, records every request, and can
+be scripted: latency, 5xx answers, dropped or reset connections, a down period (connections
+refused), a hang (requests read and never answered), and a preemption signal at a chosen moment.
 
 In-process (pytest):
 
