@@ -119,7 +119,7 @@ impl ConsoleSummary {
         let mut s = self.describe_latest();
         let _ = write!(
             s,
-            " ({} report(s) in all, {rate:.1}/s over the last {secs:.0} s)",
+            " ({} report(s) in all, {rate:.1}/s over the last {secs:.1} s)",
             self.total
         );
         self.since_line = 0;
