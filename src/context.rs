@@ -211,21 +211,20 @@ impl Context {
         let sources = local_sources(&opts)?;
 
         // Storage.
-        let spec: StorageSpec = match &opts.checkpoint_storage {
-            Some(s) => storage::config::parse_user(s)?,
-            None => {
-                let d = default_storage_dir()?;
-                log_info!(
+        let spec: StorageSpec =
+            match &opts.checkpoint_storage {
+                Some(s) => storage::config::parse_user(s)?,
+                None => {
+                    let d = default_storage_dir()?;
+                    log_info!(
                     "checkpoint_storage is not set: storing checkpoints in the default folder {}",
                     d.display()
                 );
-                storage::config::parse_user_string(
-                    d.to_str().ok_or_else(|| {
+                    storage::config::parse_user_string(d.to_str().ok_or_else(|| {
                         err!(InvalidArgument, "default storage folder is not UTF-8")
-                    })?,
-                )?
-            }
-        };
+                    })?)?
+                }
+            };
         let storage = storage::open(&spec.config)?;
 
         // Run name and folder.
