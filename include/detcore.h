@@ -1000,7 +1000,8 @@ det_status det_tb_writer_flush(det_tb_writer *w);
 det_status det_tb_writer_close(det_tb_writer *w);
 
 // The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
-// `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster. It exists once the context is
+// `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster (`/tmp` without `TMPDIR`, as
+// Determined's). It exists once the context is
 // initialised. Files your code writes there (event files of your own, profiler traces) are
 // uploaded with the metrics' event files in `DET_TENSORBOARD_MODE_AUTO`, or by
 // `det_train_upload_tensorboard_files` in `DET_TENSORBOARD_MODE_MANUAL`.

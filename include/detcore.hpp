@@ -973,7 +973,7 @@ public:
     void flush(double timeout_seconds = 60) { detail::check(det_train_flush(ctx_, timeout_seconds)); }
 
     /// `get_tensorboard_path()`: the local TensorBoard folder (`<run_dir>/tensorboard`
-    /// off-cluster, `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster). Files written there
+    /// off-cluster, `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster). Files written there
     /// (a TensorboardWriter's, profiler traces) are uploaded with the metrics' event files.
     [[nodiscard]] std::filesystem::path get_tensorboard_path() {
         char *s = nullptr;

@@ -31,9 +31,16 @@ if [ "$what" = all ] || [ "$what" = valgrind ]; then
   mkdir -p "$b/tmp"
   for t in "$b"/tests/c/test_*; do
     [ -x "$t" ] || continue
-    echo "valgrind $(basename "$t")"
-    TMPDIR="$b/tmp" valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-      --show-leak-kinds=definite "$t" >/dev/null
+    # The test's output (its log lines included) is shown only when valgrind or the test fails.
+    log="$b/tmp/valgrind-$(basename "$t").log"
+    if ! TMPDIR="$b/tmp" valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+         --show-leak-kinds=definite "$t" >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "FAIL: valgrind $(basename "$t")" >&2
+      exit 1
+    fi
+    echo "valgrind $(basename "$t"): $(grep -c '^ok ' "$log") tests ok"
+    rm -f "$log"
   done
 fi
 echo "sanitizer checks passed"

@@ -217,9 +217,9 @@ impl Context {
                 None => {
                     let d = default_storage_dir()?;
                     log_info!(
-                        "no storage_manager provided; storing checkpoints in {}",
-                        d.display()
-                    );
+                    "checkpoint_storage is not set: storing checkpoints in the default folder {}",
+                    d.display()
+                );
                     storage::config::parse_user_string(d.to_str().ok_or_else(|| {
                         err!(InvalidArgument, "default storage folder is not UTF-8")
                     })?)?

@@ -108,7 +108,9 @@ const COPY_THREADS: usize = 8;
 /// (`copy_file_range`): file systems that can share extents (XFS, btrfs, bcachefs) clone them
 /// (a reflink, no data copied), NFS 4.2 copies on the server, others copy in the kernel without
 /// a round trip through user space; it falls back to a buffered copy where none of this works.
-fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
+///
+/// `what` names the copy in the progress lines of a copy that lasts more than a few seconds.
+fn copy_parallel(copies: &[(PathBuf, PathBuf)], what: &str) -> Result<()> {
     // Largest first, so that a big file does not start last.
     let mut order: Vec<(u64, usize)> = copies
         .iter()
@@ -116,15 +118,18 @@ fn copy_parallel(copies: &[(PathBuf, PathBuf)]) -> Result<()> {
         .map(|(i, (from, _))| (fs::metadata(from).map(|m| m.len()).unwrap_or(0), i))
         .collect();
     order.sort_by(|a, b| b.cmp(a));
+    let prog = super::progress::Progress::new(what, order.iter().map(|(n, _)| n).sum());
     let pool = super::transfer::Pool::new(order.into_iter().map(|(_, i)| i));
-    pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
+    let res = pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
         let (from, to) = &copies[i];
         if !from.as_os_str().is_empty() {
-            fsutil::copy_file(from, to)?;
+            prog.add(fsutil::copy_file(from, to)?);
         }
         // Flushed here, in parallel, while other threads still copy.
         fsutil::fsync_path(to)
-    })
+    });
+    prog.finish(res.is_ok());
+    res
 }
 
 impl Storage for DirectoryStorage {
@@ -186,7 +191,10 @@ impl Storage for DirectoryStorage {
                 copies.push((PathBuf::new(), to));
             }
             // Every file is fsynced by the thread that wrote it; the folders remain.
-            copy_parallel(&copies)?;
+            copy_parallel(
+                &copies,
+                &format!("copy of checkpoint {id} to {}", self.base.display()),
+            )?;
             fsutil::fsync_folders(&staged)
                 .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
             self.rename_into_place(&staged, id)

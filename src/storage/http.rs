@@ -254,12 +254,14 @@ pub struct Http {
 
 /// A reader over `len` bytes of a file from `offset`; file errors are tagged so they are not
 /// mistaken for network errors.
-struct FileRange {
+struct FileRange<'a> {
     file: File,
     left: u64,
+    /// Bytes handed to the connection, counted into the thread's transfer progress.
+    sent: &'a std::cell::Cell<u64>,
 }
 
-impl Read for FileRange {
+impl Read for FileRange<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.left == 0 {
             return Ok(0);
@@ -273,18 +275,29 @@ impl Read for FileRange {
             ));
         }
         self.left -= got as u64;
+        self.sent.set(self.sent.get() + got as u64);
+        super::progress::add_current(got as u64);
         Ok(got)
     }
 }
 
 /// Open the reader of a file body (a local error is fatal).
-fn open_range(path: &Path, offset: u64, len: u64) -> Result<FileRange> {
+fn open_range<'a>(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    sent: &'a std::cell::Cell<u64>,
+) -> Result<FileRange<'a>> {
     let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     if offset > 0 {
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::io("cannot seek in", path, e))?;
     }
-    Ok(FileRange { file, left: len })
+    Ok(FileRange {
+        file,
+        left: len,
+        sent,
+    })
 }
 
 fn parse_retry_after(v: Option<&str>) -> Option<Duration> {
@@ -385,6 +398,7 @@ impl Http {
             r = r.set(k, v);
         }
         let method = req.method;
+        let sent = std::cell::Cell::new(0u64);
         let res = match body {
             Body::Empty => {
                 if matches!(method, "PUT" | "POST") {
@@ -395,10 +409,14 @@ impl Http {
             }
             Body::Bytes(b) => r.send_bytes(b),
             Body::File { path, offset, len } => {
-                let reader = open_range(path, offset, len)?;
+                let reader = open_range(path, offset, len, &sent)?;
                 r.set("Content-Length", &len.to_string()).send(reader)
             }
         };
+        if res.is_err() {
+            // Not stored: the bytes sent by this attempt will be sent again.
+            super::progress::sub_current(sent.get());
+        }
         match res {
             Ok(resp) => Ok(resp),
             Err(ureq::Error::Status(status, resp)) => {

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod gcs;
 pub mod http;
 pub mod object;
+pub mod progress;
 pub mod s3;
 pub mod transfer;
 mod xml;

@@ -17,6 +17,7 @@
 
 use super::http::{Body, Failure};
 use super::object::ObjectStore;
+use super::progress::{self, Progress};
 use crate::error::{Error, Kind, Result};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
@@ -251,12 +252,97 @@ pub fn upload(
         .sum();
     let threads = tuning.concurrency.min(requests.max(1) as usize);
     let stored: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let res = Pool::new(tasks).try_run(threads, true, |task, pool| match task {
+    let total = items
+        .iter()
+        .map(|it| match &it.source {
+            Source::File(_, n) => *n,
+            Source::Bytes(b) => b.len() as u64,
+            Source::Marker => 0,
+        })
+        .sum();
+    let prog = Progress::new(
+        format!(
+            "upload to {}",
+            store.url(&common_prefix(items.iter().map(|it| &it.key)))
+        ),
+        total,
+    );
+    // File bodies are counted as they stream (the HTTP layer counts into the thread's progress).
+    let res = Pool::new(tasks).try_run(threads, true, |task, pool| {
+        progress::scoped(&prog, || {
+            upload_task(
+                store,
+                items,
+                &multiparts,
+                &stored,
+                &prog,
+                part_size,
+                max_parts,
+                parallel_parts,
+                task,
+                pool,
+            )
+        })
+    });
+    prog.finish(res.is_ok());
+    let stored = stored.into_inner();
+    match res {
+        Ok(()) => Ok(stored),
+        Err(e) => {
+            for (i, m) in multiparts.iter().enumerate() {
+                let m = m.lock();
+                if let (Some(id), false) = (&m.upload_id, m.finished) {
+                    store.abort_parts(&items[i].key, id);
+                }
+            }
+            Err((e, stored))
+        }
+    }
+}
+
+/// The longest common prefix of `keys`, cut after its last `/`: the folder a transfer is about.
+fn common_prefix<'a>(mut keys: impl Iterator<Item = &'a String>) -> String {
+    let Some(first) = keys.next() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for k in keys {
+        len = first
+            .bytes()
+            .zip(k.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    let p = &first[..len];
+    match p.rfind('/') {
+        Some(i) => p[..=i].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// One task of [`upload`].
+#[allow(clippy::too_many_arguments)]
+fn upload_task(
+    store: &dyn ObjectStore,
+    items: &[Item],
+    multiparts: &[Mutex<Multipart>],
+    stored: &Mutex<Vec<String>>,
+    prog: &Progress,
+    part_size: u64,
+    max_parts: u64,
+    parallel_parts: bool,
+    task: Task,
+    pool: &Pool<Task>,
+) -> Result<()> {
+    match task {
         Task::Put(i) => {
             let it = &items[i];
             match &it.source {
                 Source::Marker => store.put(&it.key, Body::Empty),
-                Source::Bytes(b) => store.put(&it.key, Body::Bytes(b)),
+                Source::Bytes(b) => store
+                    .put(&it.key, Body::Bytes(b))
+                    .inspect(|_| prog.add(b.len() as u64)),
                 Source::File(p, n) if !parallel_parts && *n > part_size => {
                     store.put_large(&it.key, p, *n)
                 }
@@ -319,19 +405,6 @@ pub fn upload(
             }
             Ok(())
         }
-    });
-    let stored = stored.into_inner();
-    match res {
-        Ok(()) => Ok(stored),
-        Err(e) => {
-            for (i, m) in multiparts.iter().enumerate() {
-                let m = m.lock();
-                if let (Some(id), false) = (&m.upload_id, m.finished) {
-                    store.abort_parts(&items[i].key, id);
-                }
-            }
-            Err((e, stored))
-        }
     }
 }
 
@@ -356,14 +429,18 @@ fn fetch_range(
     file: &File,
     start: u64,
     end: u64,
+    prog: &Progress,
 ) -> Result<()> {
     let url = store.url(&f.key);
     // `pos`: the first byte not yet written; `buf[..held]` holds the bytes that follow it.
     let mut pos = start;
     let mut buf = vec![0u8; BUF.min((end - start) as usize).max(1)];
     let write = |buf: &[u8], at: u64| {
-        file.write_all_at(buf, at)
-            .map_err(|e| Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true))
+        file.write_all_at(buf, at).map_err(|e| {
+            Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true)
+        })?;
+        prog.add(buf.len() as u64);
+        Ok::<(), Failure>(())
     };
     store.http().retry(|_| {
         let resp = store.get(&f.key, Some((pos, end - 1)))?;
@@ -443,15 +520,35 @@ pub fn download(store: &dyn ObjectStore, fetches: &[Fetch]) -> Result<()> {
         return Ok(()); // nothing but empty files (or nothing selected): no threads needed
     }
     let threads = tuning.concurrency.min(tasks.len());
-    Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
-        fetch_range(store, &fetches[i], &files[i], start, end)
-    })
+    let prog = Progress::new(
+        format!(
+            "download from {}",
+            store.url(&common_prefix(fetches.iter().map(|f| &f.key)))
+        ),
+        fetches.iter().map(|f| f.size).sum(),
+    );
+    let res = Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
+        fetch_range(store, &fetches[i], &files[i], start, end, &prog)
+    });
+    prog.finish(res.is_ok());
+    res
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn transfers_are_named_by_their_common_folder() {
+        let keys = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let k = keys(&["p/ck1/a/x.bin", "p/ck1/a/y.bin", "p/ck1/metadata.json"]);
+        assert_eq!(common_prefix(k.iter()), "p/ck1/");
+        let k = keys(&["p/ck1/model.bin"]);
+        assert_eq!(common_prefix(k.iter()), "p/ck1/");
+        assert_eq!(common_prefix(keys(&["top"]).iter()), "");
+        assert_eq!(common_prefix(std::iter::empty()), "");
+    }
 
     #[test]
     fn layout_respects_part_limits() {

@@ -1,4 +1,5 @@
-//! Off-cluster sink: every report becomes one line of `<run_dir>/metrics.jsonl` and one log line.
+//! Off-cluster sink: every report becomes one line of `<run_dir>/metrics.jsonl`; the console gets
+//! a summary every few seconds at INFO and every report at DEBUG ([`super::console`]).
 //!
 //! A metrics line: `{"type": "metrics", "group": "training", "steps_completed": 10,
 //! "report_time": "2026-…+00:00", "metrics": {"loss": 0.5}}` (plus `"batch_metrics"` when given).
@@ -6,14 +7,16 @@
 //! them to the master, so every line is valid JSON. Other events (`progress`, `status`,
 //! `early_exit`, `searcher_completed`, `checkpoint`, `checkpoint_deleted`) have their own `type`.
 
+use super::console::{ConsoleSummary, SUMMARY_INTERVAL};
 use super::record::{Event, Record};
 use super::reporter::{Control, Sink};
 use crate::error::{Error, Result};
 use crate::json::{to_wire, Map, Value};
-use crate::log_info;
+use crate::{log_debug, log_info};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Name of the metrics file in the run folder.
 pub const METRICS_FILE: &str = "metrics.jsonl";
@@ -22,6 +25,7 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub struct JsonlSink {
     path: PathBuf,
     out: BufWriter<File>,
+    console: ConsoleSummary,
 }
 
 impl JsonlSink {
@@ -34,6 +38,7 @@ impl JsonlSink {
             .open(&path)
             .map_err(|e| Error::io("cannot open metrics file", &path, e))?;
         Ok(JsonlSink {
+            console: ConsoleSummary::new(path.clone(), SUMMARY_INTERVAL),
             path,
             out: BufWriter::with_capacity(64 * 1024, f),
         })
@@ -87,9 +92,12 @@ pub fn log_line(rec: &Record) -> String {
 impl Sink for JsonlSink {
     fn write(&mut self, rec: &Record, _ctl: &Control) -> Result<()> {
         match rec {
-            // Profiler reports are not logged by Python's profiler; keep them out of the log.
-            Record::Metrics(r) if r.is_profiler() => {
-                crate::log_debug!("{}", log_line(rec))
+            // Metrics and progress: each at DEBUG, a summary at most every few seconds at INFO.
+            Record::Metrics(_) | Record::Event(Event::Progress { .. }, _) => {
+                log_debug!("{}", log_line(rec));
+                if let Some(line) = self.console.observe(rec, Instant::now()) {
+                    log_info!("{line}");
+                }
             }
             _ => log_info!("{}", log_line(rec)),
         }
@@ -119,6 +127,12 @@ impl Sink for JsonlSink {
         self.line(&m)
     }
 
+    fn poll(&mut self) {
+        if let Some(line) = self.console.tick(Instant::now()) {
+            log_info!("{line}");
+        }
+    }
+
     fn idle(&mut self, _ctl: &Control) -> Result<()> {
         self.out
             .flush()
@@ -126,6 +140,9 @@ impl Sink for JsonlSink {
     }
 
     fn close(&mut self, _ctl: &Control) -> Result<()> {
+        if let Some(line) = self.console.finish(Instant::now()) {
+            log_info!("{line}");
+        }
         self.out
             .flush()
             .map_err(|e| Error::io("cannot write metrics to", &self.path, e))?;

@@ -4,6 +4,7 @@
 //! Every report is validated on the caller's thread, then queued for the background
 //! [`reporter::Reporter`]; the caller never waits on disk or network.
 
+pub mod console;
 pub mod jsonl;
 pub mod master_backend;
 pub mod master_sink;

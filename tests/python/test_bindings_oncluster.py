@@ -5,6 +5,7 @@ ClusterInfo read from the same files; their alerts reach the master's webhook en
 TensorBoard files the experiment's storage layout."""
 import json
 import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -41,7 +42,7 @@ def reference_info(info_dir):
 
 @pytest.fixture()
 def trial(tmp_path):
-    aid = f"7.{uuid.uuid4().hex[:8]}.1"  # the TensorBoard folder is /tmp/tensorboard-<aid>-0
+    aid = f"7.{uuid.uuid4().hex[:8]}.1"  # the TensorBoard folder is $TMPDIR/tensorboard-<aid>-0
     m = FakeMaster(allocation_id=aid).start()
     info, host, container = setup_trial(m, tmp_path)
     m.write_info_dir(info, storage_host_path=str(host), slot_ids=(3,))
@@ -53,7 +54,7 @@ def trial(tmp_path):
     m.info_dir, m.host, m.container = info, host, container
     yield m
     m.stop()
-    shutil.rmtree(f"/tmp/tensorboard-{aid}-0", ignore_errors=True)
+    shutil.rmtree(f"{tempfile.gettempdir()}/tensorboard-{aid}-0", ignore_errors=True)
 
 
 def dump(lang, m):
@@ -80,7 +81,7 @@ def test_trial_info_alert_and_tensorboard(lang, trial):
     assert got["container_slot_counts"] == ",".join(map(str, ref.container_slot_counts))
     assert got["slot_ids"] == ",".join(map(str, ref.slot_ids)) == "3"
     assert got["gpu_uuids"] == ",".join(ref.gpu_uuids) == "GPU-aaaa,GPU-bbbb"
-    assert got["tensorboard_path"] == f"/tmp/tensorboard-{trial.allocation_id}-0"
+    assert got["tensorboard_path"] == f"{tempfile.gettempdir()}/tensorboard-{trial.allocation_id}-0"
 
     title, level = {"cpp": ("from C++", "LOG_LEVEL_WARNING"), "fortran": ("from Fortran", "LOG_LEVEL_ERROR")}[lang]
     assert trial.alerts == [{"data": {"description": "info_dump", "level": level, "title": title},

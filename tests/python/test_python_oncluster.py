@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import shutil
+import tempfile
 import time
 import uuid
 
@@ -26,7 +27,7 @@ def env(monkeypatch):
 
 @pytest.fixture()
 def master(tmp_path, env):
-    # A unique allocation id: the on-cluster TensorBoard folder is /tmp/tensorboard-<aid>-0.
+    # A unique allocation id: the on-cluster TensorBoard folder is $TMPDIR/tensorboard-<aid>-0.
     aid = f"7.py{uuid.uuid4().hex[:8]}.1"
     m = FakeMaster(allocation_id=aid).start()
     info, host, container = setup_trial(m, tmp_path)
@@ -34,7 +35,7 @@ def master(tmp_path, env):
     m.info_dir, m.host, m.container = info, host, container
     yield m
     m.stop()
-    shutil.rmtree(f"/tmp/tensorboard-{aid}-0", ignore_errors=True)
+    shutil.rmtree(f"{tempfile.gettempdir()}/tensorboard-{aid}-0", ignore_errors=True)
 
 
 def init(master, **kw):
@@ -151,7 +152,7 @@ def test_tensorboard_on_cluster(master):
     synced = master.host / "fake-cluster" / "tensorboard" / "experiment" / "3" / "trial" / "7"
     with init(master, tensorboard_mode=detcore.TensorboardMode.MANUAL) as ctx:
         tb = ctx.train.get_tensorboard_path()
-        assert tb == pathlib.Path(f"/tmp/tensorboard-{master.allocation_id}-0") and tb.is_dir()
+        assert tb == pathlib.Path(f"{tempfile.gettempdir()}/tensorboard-{master.allocation_id}-0") and tb.is_dir()
         with detcore.TensorboardWriter(tb) as w:
             w.add_scalar("custom/lr", 0.5, 3)
         (tb / "trace.json").write_text("{}")

@@ -113,6 +113,33 @@ class Context:
             sys.exit(0)
 
 
+#: The off-cluster run name of `python -c ...`, and of interactive use (REPL, stdin, Jupyter).
+RUN_NAME_COMMAND = "python-c"
+RUN_NAME_INTERACTIVE = "python-interactive"
+
+
+def default_run_name(argv0: Optional[str] = None) -> Optional[str]:
+    """The off-cluster run name `init()` uses when it is given none (and detcore's own choice
+    does not apply because neither DET_RUN_NAME nor SLURM_JOB_ID is set, in which case None).
+
+    The script's name without its suffix (`sys.argv[0]`'s stem: `python train.py` and
+    `python -m pkg.train` run `train`), not the interpreter's (`python3.11`), so that two scripts
+    sharing the default storage never resume each other's checkpoints; `python -c` runs
+    `python-c`, interactive use (REPL, stdin, Jupyter) `python-interactive`."""
+    if os.environ.get("DET_RUN_NAME") or os.environ.get("SLURM_JOB_ID"):
+        return None
+    if argv0 is None:
+        argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 == "-c":
+        return RUN_NAME_COMMAND
+    stem = os.path.splitext(os.path.basename(argv0))[0]
+    if argv0 in ("", "-") or stem in ("", ".", "..", "ipykernel_launcher"):
+        return RUN_NAME_INTERACTIVE
+    # detcore's rules for a run name: 1 to 200 bytes, no '/', NUL or '\\'.
+    name = stem.replace("\\", "_").replace("\0", "_")
+    return name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore") or RUN_NAME_INTERACTIVE
+
+
 def init(
     *,
     distributed: Optional[DistributedContext] = None,
@@ -139,7 +166,10 @@ def init(
     `tensorboard_mode`, which Python drops). `checkpoint_storage` is a path, `s3://`/`gs://` URL
     or a dict like the experiment config's. The others are detcore's (see det_init_options in
     detcore.h): off-cluster run name/folder, hyperparameters and searcher length, preemption
-    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits."""
+    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits.
+
+    Off-cluster, a run resumes from the latest checkpoint of its name: `run_name`, else
+    DET_RUN_NAME, else `slurm-$SLURM_JOB_ID`, else the script's name (see `default_run_name`)."""
     L = lib()
     o = InitOptions()
     L.call("det_init_options_default", ctypes.byref(o), ctypes.sizeof(o))
@@ -156,7 +186,7 @@ def init(
         o.checkpoint_storage = s(checkpoint_storage, "checkpoint_storage")
     o.preempt_mode = _enums.code(_enums.PreemptMode, preempt_mode, "preempt_mode")
     o.tensorboard_mode = _enums.code(_enums.TensorboardMode, tensorboard_mode, "tensorboard_mode")
-    o.run_name = s(run_name, "run_name")
+    o.run_name = s(run_name if run_name is not None else default_run_name(), "run_name")
     o.run_dir = s(run_dir, "run_dir")
     if hparams is not None:
         o.hparams_json = s(_json.dumps(hparams), "hparams")
