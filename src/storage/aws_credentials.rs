@@ -306,8 +306,7 @@ impl Imds {
             // Refused (an IMDSv1-only endpoint) or unanswered (a container behind a hop limit
             // of 1 sees the request but never the answer): IMDSv1 may still work.
             Err(CallError::Status {
-                status: 403..=405,
-                ..
+                status: 403..=405, ..
             }) => "no IMDSv2 token".to_owned(),
             Err(e @ CallError::Transport { connect: false, .. }) => format!("{e}"),
             Err(e) => return Err(format!("{e}")),

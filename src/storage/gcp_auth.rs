@@ -109,7 +109,9 @@ impl ServiceAccount {
         })
     }
 
-    /// A signed JWT asserting this account for `SCOPE`, valid for an hour from `now`.
+    /// A signed JWT asserting this account for `SCOPE`, valid for an hour from `now`, for
+    /// Google's token endpoint (its audience, as google-auth sends it, even when the key names
+    /// another `token_uri`).
     pub fn jwt(&self, now: u64) -> Result<String> {
         let mut header = crate::json::Map::new();
         header.insert("alg", Value::from("RS256"));
@@ -120,7 +122,8 @@ impl ServiceAccount {
         let mut claims = crate::json::Map::new();
         claims.insert("iss", Value::from(self.email.as_str()));
         claims.insert("scope", Value::from(SCOPE));
-        claims.insert("aud", Value::from(self.token_uri.as_str()));
+        // google-auth's audience, whatever the token_uri.
+        claims.insert("aud", Value::from(DEFAULT_TOKEN_URI));
         claims.insert("iat", Value::from(now as i64));
         claims.insert("exp", Value::from(now as i64 + 3600));
         let signing_input = format!(
@@ -548,7 +551,7 @@ mod tests {
         assert_eq!(claims.get("scope").and_then(Value::as_str), Some(SCOPE));
         assert_eq!(
             claims.get("aud").and_then(Value::as_str),
-            Some("http://127.0.0.1:1/token")
+            Some("https://oauth2.googleapis.com/token")
         );
         assert_eq!(
             claims.get("exp").and_then(Value::as_i64),
