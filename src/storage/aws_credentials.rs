@@ -667,14 +667,6 @@ pub struct AwsSetup {
 }
 
 impl CredentialProvider {
-    /// Fixed credentials (tests, or a caller with its own keys).
-    pub fn fixed(c: AwsCredentials) -> CredentialProvider {
-        CredentialProvider {
-            source: Source::Fixed(Arc::new(c.register())),
-            what: "fixed credentials".into(),
-        }
-    }
-
     /// The credentials to sign the next request with.
     pub fn get(&self) -> Result<Arc<AwsCredentials>> {
         match &self.source {

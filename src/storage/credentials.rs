@@ -161,11 +161,22 @@ pub struct Refreshing<T> {
     warned: std::sync::atomic::AtomicBool,
 }
 
-fn entry<T>(f: Fetched<T>) -> Entry<T> {
+/// The shortest time credentials are used before they are fetched again, even when a source
+/// hands out credentials that are (nearly) expired already: a bound on how often it is asked.
+const MIN_REUSE: Duration = Duration::from_millis(250);
+
+fn entry<T>(f: Fetched<T>, what: &str) -> Entry<T> {
+    let now = SystemTime::now();
     let (advisory, mandatory) = match f.expires {
         Some(e) => {
-            let (a, m) = refresh_windows(SystemTime::now(), e);
-            (Some(a), Some(m))
+            if e <= now + MIN_REUSE {
+                log_warn!(
+                    "{what} handed out credentials that expire at {}, which is not in the future (is this machine's clock right?)",
+                    crate::time::iso8601(e)
+                );
+            }
+            let (a, m) = refresh_windows(now, e);
+            (Some(a.max(now + MIN_REUSE)), Some(m.max(now + MIN_REUSE)))
         }
         None => (None, None),
     };
@@ -185,10 +196,11 @@ fn before(now: SystemTime, t: Option<SystemTime>) -> bool {
 impl<T> Refreshing<T> {
     /// Start from credentials just fetched (`first`); `what` names the source in messages.
     pub fn new(what: impl Into<String>, first: Fetched<T>, fetch: FetchFn<T>) -> Refreshing<T> {
+        let what = what.into();
         Refreshing {
-            what: what.into(),
             fetch,
-            current: Mutex::new(entry(first)),
+            current: Mutex::new(entry(first, &what)),
+            what,
             refresh: Mutex::new(()),
             warned: std::sync::atomic::AtomicBool::new(false),
         }
@@ -205,7 +217,7 @@ impl<T> Refreshing<T> {
     }
 
     fn store(&self, f: Fetched<T>) -> Arc<T> {
-        let e = entry(f);
+        let e = entry(f, &self.what);
         let v = e.value.clone();
         crate::log_debug!(
             "renewed the credentials of {}{}",
@@ -493,6 +505,18 @@ mod tests {
             e.message().contains("test source") && e.message().contains("source down"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn expired_credentials_from_the_source_are_not_fetched_at_every_request() {
+        let (n, r) = counting(Duration::ZERO, u32::MAX);
+        for _ in 0..100 {
+            r.get().unwrap();
+        }
+        assert_eq!(n.load(Ordering::SeqCst), 0);
+        std::thread::sleep(MIN_REUSE + Duration::from_millis(20));
+        r.get().unwrap();
+        assert_eq!(n.load(Ordering::SeqCst), 1);
     }
 
     #[test]
