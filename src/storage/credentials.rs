@@ -248,8 +248,10 @@ impl<T> Refreshing<T> {
             let Some(_g) = self.refresh.try_lock() else {
                 return Ok(value);
             };
-            if !Arc::ptr_eq(&self.current.lock().value, &value) {
-                return Ok(self.current.lock().value.clone());
+            // Renewed by another thread meanwhile.
+            let now_current = self.current.lock().value.clone();
+            if !Arc::ptr_eq(&now_current, &value) {
+                return Ok(now_current);
             }
             return match (self.fetch)() {
                 Ok(f) => Ok(self.store(f)),
@@ -517,6 +519,48 @@ mod tests {
         std::thread::sleep(MIN_REUSE + Duration::from_millis(20));
         r.get().unwrap();
         assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    /// Many threads at once: one renewal. In the advisory window the others go on with the
+    /// current credentials meanwhile; in the mandatory window they wait for the renewal.
+    #[test]
+    fn one_renewal_for_many_threads() {
+        for (life, wait) in [(800, 450), (800, 700)] {
+            let n = Arc::new(AtomicU32::new(0));
+            let n2 = n.clone();
+            let fetch: FetchFn<u32> = Box::new(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(Fetched {
+                    value: n2.fetch_add(1, Ordering::SeqCst) + 1,
+                    expires: Some(SystemTime::now() + Duration::from_secs(3600)),
+                })
+            });
+            let first = Fetched {
+                value: 0,
+                expires: Some(SystemTime::now() + Duration::from_millis(life)),
+            };
+            let r = Arc::new(Refreshing::new("slow source", first, fetch));
+            std::thread::sleep(Duration::from_millis(wait));
+            let got: Vec<u32> = (0..8)
+                .map(|_| {
+                    let r = r.clone();
+                    std::thread::spawn(move || *r.get().unwrap())
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            assert_eq!(n.load(Ordering::SeqCst), 1, "{got:?}");
+            if wait == 700 {
+                assert!(
+                    got.iter().all(|v| *v == 1),
+                    "mandatory: all wait for the new ones: {got:?}"
+                );
+            } else {
+                assert!(got.contains(&1), "{got:?}");
+            }
+            assert_eq!(*r.get().unwrap(), 1);
+        }
     }
 
     #[test]
