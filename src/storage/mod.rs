@@ -6,15 +6,20 @@
 //! object stores and publishes folder checkpoints with one atomic rename, so nothing incomplete
 //! ever looks complete.
 
+pub mod aws_credentials;
 pub mod azure;
 pub mod config;
+pub mod credentials;
 mod directory;
 pub mod fsutil;
+pub mod gcp_auth;
 pub mod gcs;
 pub mod http;
 pub mod object;
 pub mod progress;
 pub mod s3;
+#[cfg(test)]
+pub(crate) mod testserver;
 pub mod transfer;
 mod xml;
 
