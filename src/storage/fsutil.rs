@@ -130,8 +130,37 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     write_atomic_mode(path, data, 0o666)
 }
 
-/// Marker in the names of [`write_atomic`]'s temporary files: `.<name>.tmp-<pid>-<random>`.
+/// Marker in the names of [`write_atomic`]'s temporary files:
+/// `.<name>.tmp-<random>-<pid>-<process start>@<host>`, so that a later process can tell one
+/// left by a killed writer.
 const TMP_MARKER: &str = ".tmp-";
+
+fn temp_owner() -> String {
+    let pid = std::process::id();
+    format!(
+        "{pid}-{}@{}",
+        super::lock::process_start(pid).unwrap_or(0),
+        crate::host::hostname()
+    )
+}
+
+/// True if a temporary file name names a writer process of this host that is gone.
+fn temp_writer_is_gone(name: &str) -> bool {
+    let Some((_, owner)) = name.rsplit_once(TMP_MARKER) else {
+        return false;
+    };
+    let Some((ids, host)) = owner.split_once('@') else {
+        return false;
+    };
+    let mut it = ids.split('-').skip(1);
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        it.next().map(str::parse::<u32>),
+        it.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    host == crate::host::hostname() && super::lock::process_start(pid) != Some(start)
+}
 
 /// [`write_atomic`] creating the file with `mode` (less the umask). The mode of a file that
 /// existed before is replaced too: the rename puts a new file in its place.
@@ -142,8 +171,8 @@ pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = dir.join(format!(
         ".{}{TMP_MARKER}{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
+        uuid::Uuid::new_v4().simple(),
+        temp_owner()
     ));
     let res = (|| {
         let mut f = fs::OpenOptions::new()
@@ -167,8 +196,9 @@ pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Remove the temporary files that [`write_atomic`] left in `dir` when its process was killed
-/// between writing and renaming: those older than `min_age` (a write takes milliseconds, so an
-/// old one has no live writer). Returns how many were removed.
+/// between writing and renaming: those whose writer was a process of this host that is gone,
+/// and (other hosts') those older than `min_age` (a write takes milliseconds, so an old one has
+/// no live writer). Returns how many were removed.
 pub fn remove_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usize {
     let Ok(rd) = fs::read_dir(dir) else {
         return 0;
@@ -180,14 +210,15 @@ pub fn remove_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usiz
         if !name.starts_with('.') || !name.contains(TMP_MARKER) {
             continue;
         }
-        let old = e
-            .metadata()
+        let Some(m) = e.metadata().ok().filter(|m| m.is_file()) else {
+            continue;
+        };
+        let old = m
+            .modified()
             .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| m.modified().ok())
             .and_then(|t| t.elapsed().ok())
             .is_some_and(|age| age >= min_age);
-        if old && fs::remove_file(e.path()).is_ok() {
+        if (old || temp_writer_is_gone(name)) && fs::remove_file(e.path()).is_ok() {
             n += 1;
         }
     }
@@ -536,13 +567,29 @@ mod tests {
         let mode = fs::metadata(&p).unwrap().permissions().mode();
         assert_eq!(mode & 0o002, 0, "{mode:o}");
         // A temporary file of a killed writer (and a file that only looks similar).
-        let stale = d.join(".index.json.tmp-1-abc");
+        let stale = d.join(".index.json.tmp-abc-1-1@elsewhere");
         fs::write(&stale, b"partial").unwrap();
         fs::write(d.join("keep.tmp-1"), b"").unwrap();
+        // A live writer's (this process).
+        let live = d.join(format!(".index.json.tmp-abc-{}", temp_owner()));
+        fs::write(&live, b"partial").unwrap();
         assert_eq!(
             remove_stale_temp_files(&d, std::time::Duration::from_secs(3600)),
             0
         );
+        // A dead writer of this host goes at once.
+        let dead = d.join(format!(
+            ".index.json.tmp-abc-{}-1@{}",
+            u32::MAX - 7,
+            crate::host::hostname()
+        ));
+        fs::write(&dead, b"partial").unwrap();
+        assert_eq!(
+            remove_stale_temp_files(&d, std::time::Duration::from_secs(3600)),
+            1
+        );
+        assert!(!dead.exists() && live.exists());
+        fs::remove_file(&live).unwrap();
         assert_eq!(remove_stale_temp_files(&d, std::time::Duration::ZERO), 1);
         assert!(!stale.exists() && p.exists() && d.join("keep.tmp-1").exists());
     }
