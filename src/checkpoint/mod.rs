@@ -153,7 +153,7 @@ pub fn check_metadata(m: &Map) -> Result<i64> {
                 InvalidArgument,
                 "metadata: \"steps_completed\" must be between 0 and {}, got {}",
                 i32::MAX,
-                crate::json::to_wire(&Value::Number(*n))
+                crate::json::to_wire(&Value::Number(n.clone()))
             )),
         },
         Some(other) => Err(err!(
