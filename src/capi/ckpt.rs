@@ -66,7 +66,7 @@ fn aborted_at_close(id: &CString) -> Error {
     Error::new(
         Kind::State,
         format!(
-            "store (checkpoint {}) was aborted by det_core_close, which found it still open; nothing was stored",
+            "store (checkpoint {}) was aborted when its context was closed (det_core_close found it still open); nothing was stored",
             id.to_string_lossy()
         ),
     )
@@ -266,7 +266,7 @@ pub const DET_UPLOAD_MODE_ASYNC: i32 = 2;
 /// staging budget (8 GiB, or `DETCORE_ASYNC_STAGING_BYTES` bytes), this call waits for earlier
 /// uploads first. A failed asynchronous upload is never reported; its error is returned by the
 /// next `det_ckpt_store_path_begin`, `det_ckpt_upload`, `det_ckpt_wait` or `det_core_close`,
-/// and its files are kept in their local folder (named in the message).
+/// and its staged files are removed (a job whose storage is down must not fill its disk).
 ///
 /// A synchronous end waits for pending asynchronous ones first (reports stay in order).
 /// An unknown `upload_mode` gives `DET_ERR_INVALID_ARGUMENT` and leaves the scope open.

@@ -104,6 +104,35 @@ impl DirectoryStorage {
 /// True if `to` is a copy of `from` made after `from` last changed: the same size, and
 /// modified no earlier than `from` (a copy's time is when it was made; appending to `from`
 /// afterwards moves its time past the copy's).
+impl DirectoryStorage {
+    /// Remove the run-index records in `dir` whose checkpoint was never completed and is not
+    /// being written (no staging folder: the staging sweep already removed those of dead
+    /// processes). A record is written just before its checkpoint is published, while the
+    /// staging folder exists, so a live writer's record is never taken.
+    fn remove_unfinished_records(&self, dir: &Path) -> usize {
+        let Ok(rd) = fs::read_dir(dir) else {
+            return 0;
+        };
+        let staging = self.base.join(STAGING_DIR);
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if id.starts_with('.') || super::validate_id(id).is_err() {
+                continue;
+            }
+            let done = self.ckpt_dir(id).join("metadata.json").exists();
+            let staged = staging.join(id).exists() || staging.join(format!("{id}.lock")).exists();
+            if !done && !staged && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 fn is_current_copy(from: &Path, to: &Path) -> bool {
     match (fs::metadata(from), fs::metadata(to)) {
         (Ok(f), Ok(t)) => {
@@ -164,17 +193,24 @@ impl Storage for DirectoryStorage {
         // Temporary files of run-index writes killed before their rename (a write takes
         // milliseconds: ten minutes old is abandoned).
         let age = std::time::Duration::from_secs(600);
-        let mut n = 0;
+        let (mut n, mut records) = (0, 0);
         if let Ok(runs) = fs::read_dir(self.base.join(".detcore/runs")) {
             for run in runs.flatten() {
                 n += fsutil::remove_stale_temp_files(&run.path(), age);
-                n += fsutil::remove_stale_temp_files(&run.path().join("checkpoints"), age);
+                let recs = run.path().join("checkpoints");
+                n += fsutil::remove_stale_temp_files(&recs, age);
+                records += self.remove_unfinished_records(&recs);
             }
         }
         if n > 0 {
             log_info!(
                 "removed {n} temporary file(s) of interrupted run-index writes in {}",
                 self.base.join(".detcore/runs").display()
+            );
+        }
+        if records > 0 {
+            log_info!(
+                "removed {records} run-index record(s) of checkpoints that were never completed (their process stopped before publishing them)"
             );
         }
     }

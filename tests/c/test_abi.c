@@ -140,7 +140,7 @@ static void bad_options(void) {
     int sigs[] = {SIGKILL};
     o.preempt_signals = sigs;
     o.preempt_signals_len = 1;
-    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "9 is not a signal that can be caught");
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "SIGKILL cannot be caught");
     test_options(&o, dir, "x");
     o.preempt_signals_len = 2;
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "preempt_signals is NULL");

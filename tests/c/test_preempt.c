@@ -182,6 +182,7 @@ static void keeps_a_handler_installed_after_init(void) {
     }
 
     /* Chaining: the program saves detcore's action when it installs its own, and calls it. */
+    sigaction(SIGTERM, &old, NULL);
     ctx = open_with(&o);
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = chaining_handler;
