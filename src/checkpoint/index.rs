@@ -103,6 +103,21 @@ pub fn validate_run_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Why the summary must be rewritten (and what to say about it).
+enum Rewrite {
+    /// It misses records or lists removed ones.
+    Refresh,
+    /// It was of the first format.
+    Converted { entries: usize },
+    /// It could not be read.
+    Unreadable {
+        why: String,
+        text: String,
+        records: usize,
+        recovered: usize,
+    },
+}
+
 /// What the summary file held.
 enum Summary {
     Missing,
@@ -213,7 +228,7 @@ impl RunIndex {
     /// (or not yet) complete in the storage.
     pub fn entries(&self) -> Result<Vec<Entry>> {
         let (entries, rewrite) = self.load()?;
-        if rewrite {
+        if rewrite.is_some() {
             self.write_summary();
         }
         Ok(entries)
@@ -226,7 +241,36 @@ impl RunIndex {
         let _l = self
             .storage
             .lock_aux(&format!("{}/index.lock", self.dir), Duration::from_secs(10));
-        let r = self.load().and_then(|(entries, _)| {
+        let r = self.load().and_then(|(entries, rewrite)| {
+            match rewrite {
+                Some(Rewrite::Converted { entries }) => log_info!(
+                    "run index {}: converted its {entries} entries to one record per checkpoint",
+                    self.key
+                ),
+                Some(Rewrite::Unreadable {
+                    why,
+                    text,
+                    records,
+                    recovered,
+                }) => {
+                    // Nothing is discarded: the unreadable file is kept beside the index.
+                    let copy = format!(
+                        "{}.unreadable-{}",
+                        self.key,
+                        crate::time::now_iso8601().replace(':', "")
+                    );
+                    let kept = match self.storage.put_aux(&copy, text.as_bytes()) {
+                        Ok(()) => format!("a copy of it is kept as {copy}"),
+                        Err(e) => format!("(it could not be copied aside: {e})"),
+                    };
+                    log_info!(
+                        "run index {} is unreadable ({why}); rebuilt it from the {records} checkpoint record(s) in {} and {recovered} storage id(s) recovered from its text; {kept}",
+                        self.key,
+                        self.records
+                    );
+                }
+                _ => {}
+            }
             let list: Vec<Value> = entries.iter().map(Entry::to_value).collect();
             let doc: Map = obj! {
                 "run_name" => self.run_name.as_str(),
@@ -298,8 +342,8 @@ impl RunIndex {
         }
     }
 
-    /// The entries, and whether the summary should be rewritten.
-    fn load(&self) -> Result<(Vec<Entry>, bool)> {
+    /// The entries, and whether (and why) the summary should be rewritten.
+    fn load(&self) -> Result<(Vec<Entry>, Option<Rewrite>)> {
         let mut ids: Vec<String> = Vec::new();
         for name in self.storage.list_aux(&self.records)? {
             match name.strip_suffix(".json") {
@@ -313,7 +357,7 @@ impl RunIndex {
         let summary = self.read_summary()?;
         let mut known: BTreeMap<String, Entry> = BTreeMap::new();
         let rewrite = match summary {
-            Summary::Missing => !ids.is_empty(),
+            Summary::Missing => (!ids.is_empty()).then_some(Rewrite::Refresh),
             Summary::Read {
                 format, entries, ..
             } if format >= FORMAT => {
@@ -323,7 +367,7 @@ impl RunIndex {
                         known.insert(e.storage_id.clone(), e);
                     }
                 }
-                known.len() != ids.len()
+                (known.len() != ids.len()).then_some(Rewrite::Refresh)
             }
             Summary::Read { entries, text, .. } => {
                 // The first format: the summary was the whole index. Convert it.
@@ -333,13 +377,9 @@ impl RunIndex {
                         recovered.push(self.rebuild_entry(&id));
                     }
                 }
-                let n = recovered.len();
+                let entries = recovered.len();
                 self.adopt(recovered, &mut ids, &mut known);
-                log_info!(
-                    "run index {}: converted {n} entries to one record per checkpoint",
-                    self.key
-                );
-                true
+                Some(Rewrite::Converted { entries })
             }
             Summary::Unreadable { why, text } => {
                 let recovered: Vec<Entry> = uuids_in(&text)
@@ -348,24 +388,15 @@ impl RunIndex {
                     .filter(|id| self.storage.is_complete(id).unwrap_or(false))
                     .map(|id| self.rebuild_entry(&id))
                     .collect();
-                let n_recovered = recovered.len();
+                let recovered_n = recovered.len();
+                let records = ids.len();
                 self.adopt(recovered, &mut ids, &mut known);
-                let copy = format!(
-                    "{}.unreadable-{}",
-                    self.key,
-                    crate::time::now_iso8601().replace(':', "")
-                );
-                let kept = match self.storage.put_aux(&copy, text.as_bytes()) {
-                    Ok(()) => format!("a copy of it is kept as {copy}"),
-                    Err(e) => format!("(it could not be copied aside: {e})"),
-                };
-                log_info!(
-                    "run index {} is unreadable ({why}); rebuilt it from the {} checkpoint record(s) in {} and {n_recovered} storage id(s) recovered from its text; {kept}",
-                    self.key,
-                    ids.len() - n_recovered,
-                    self.records
-                );
-                true
+                Some(Rewrite::Unreadable {
+                    why,
+                    text,
+                    records,
+                    recovered: recovered_n,
+                })
             }
         };
         let mut out = Vec::with_capacity(ids.len());

@@ -242,9 +242,9 @@ fn head(buf: &[u8]) -> Result<Option<Head>> {
                 if content_length.is_some_and(|n: usize| n > super::client::MAX_ANSWER_BYTES) {
                     bail!(
                         Master,
-                        "the master announces an answer of {} bytes, more than {} MiB; refusing it",
-                        v.trim(),
-                        super::client::MAX_ANSWER_BYTES >> 20
+                        "the master's answer is larger than {} MiB (it announces {} bytes); refusing it",
+                        super::client::MAX_ANSWER_BYTES >> 20,
+                        v.trim()
                     );
                 }
             } else if k.eq_ignore_ascii_case("transfer-encoding")
