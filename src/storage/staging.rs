@@ -198,6 +198,11 @@ impl Area {
                     File::open(&lock_path)
                         .map_err(|e| storage_err(Error::io("cannot open", &lock_path, e)))?
                 }
+                // The area was just removed as empty by another process's last scratch folder.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.ensure_root().map_err(storage_err)?;
+                    continue;
+                }
                 Err(e) => {
                     return Err(storage_err(Error::io(
                         "cannot create lock file",
@@ -296,6 +301,8 @@ impl Area {
                 self.root.display()
             );
         }
+        // Nothing left: the area goes too (a later claim makes it again).
+        let _ = fs::remove_dir(&self.root);
         if unowned > 0 {
             log_info!(
                 "{unowned} folder(s) in {} have no owner lock (made by another program or an older detcore); they are left alone: remove them by hand once nothing uses them",
@@ -378,6 +385,11 @@ impl Drop for Scratch {
                 let _ = fs::remove_file(&self.lock_path);
             }
         }
+        // The last scratch folder of the area takes the (then empty) area with it, so that
+        // nothing of detcore stays in $TMPDIR or the storage base.
+        if let Some(root) = self.lock_path.parent() {
+            let _ = fs::remove_dir(root);
+        }
     }
 }
 
@@ -396,7 +408,7 @@ mod tests {
         assert_eq!(area.sweep(), (0, 0));
         assert!(s.path().is_dir());
         drop(s);
-        assert_eq!(fs::read_dir(area.root()).unwrap().count(), 0);
+        assert!(!area.root().exists(), "the empty area is removed");
     }
 
     #[test]
@@ -410,7 +422,7 @@ mod tests {
         drop(a);
         assert!(d.path().join("area/x.lock").exists());
         drop(b);
-        assert!(!d.path().join("area/x.lock").exists());
+        assert!(!d.path().join("area").exists());
         assert!(d.path().join("published").is_dir());
     }
 

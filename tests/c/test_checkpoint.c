@@ -158,7 +158,7 @@ static void close_aborts_open_scopes(void) {
     CHECK_ERR(det_ckpt_store_path_abort(s2), DET_ERR_STATE, "not open");
     char staging[800];
     snprintf(staging, sizeof staging, "%s/ckpts/.detcore-staging", dir);
-    CHECK(count_entries(staging) == 0);
+    CHECK(count_entries(staging) <= 0); /* empty, or removed with its last folder */
     /* Nothing was stored. */
     char *latest = NULL;
     ctx = open_in(dir, "r");
