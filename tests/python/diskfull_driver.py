@@ -45,8 +45,15 @@ def published(storage: pathlib.Path) -> set:
 
 
 def records(storage: pathlib.Path) -> set:
-    d = storage / ".detcore" / "runs" / "full" / "checkpoints"
-    return {p.name[:-5] for p in d.glob("*.json")} if d.exists() else set()
+    """The checkpoints the run index lists: its records, and its summary (which may lag behind
+    the records when the disk is full)."""
+    d = storage / ".detcore" / "runs" / "full"
+    ids = {p.name[:-5] for p in (d / "checkpoints").glob("*.json")}
+    try:
+        ids |= {c["storage_id"] for c in json.loads((d / "checkpoints.json").read_text())["checkpoints"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return ids
 
 
 def fail(msg: str) -> None:
