@@ -285,3 +285,67 @@ def test_full_disk_fails_as_one_outcome(tmp_path):
     # published, unindexed checkpoint that kept the disk full).
     assert res["failed_at_index"] >= 1, res
     assert res["failed"] >= 2 and res["stored"] >= 2, res
+
+
+# ---- who may write what ----------------------------------------------------------------------
+
+def modes_under(root: pathlib.Path) -> dict:
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o7777 for p in [root, *root.rglob("*")]}
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077])
+def test_off_cluster_modes_follow_the_umask_and_protect_the_index(tmp_path, umask):
+    storage, run_dir = tmp_path / "ckpts", tmp_path / "run"
+    env = worker_env(storage, "r", run_dir, WORKER_N=2)
+    p = subprocess.run([str(program("ckpt_worker"))], env=env, capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: os.umask(umask))
+    r = Run(p.stdout, p.stderr, p.returncode)
+    assert len(r.ok) == 2, r.lines + [r.stderr]
+    modes = modes_under(storage)
+    for sid, _ in r.ok:
+        # Checkpoint folders and files: the user's umask decides (no 0777 forced off-cluster).
+        assert modes[sid] == 0o777 & ~umask, (sid, oct(modes[sid]))
+        assert modes[f"{sid}/state.bin"] == 0o666 & ~umask
+    assert modes["."] == 0o777 & ~umask
+    # The run index is never writable by other users, whatever the umask.
+    index = {k: v for k, v in modes.items() if k.startswith(".detcore")}
+    assert index and all(v & 0o002 == 0 for v in index.values()), {k: oct(v) for k, v in index.items()}
+    # A run index folder another process left writable by everyone is corrected.
+    runs = storage / ".detcore" / "runs" / "r"
+    os.chmod(runs, 0o777)
+    r = run_worker(storage, "r", run_dir, WORKER_N=1)
+    assert len(r.ok) == 1 and runs.stat().st_mode & 0o002 == 0, oct(runs.stat().st_mode)
+    assert "was writable by every user" in r.stderr
+
+
+def test_on_cluster_modes_are_determined_s(tmp_path, monkeypatch, detcore_lib):
+    """On a cluster the shared_fs base is created as Determined creates it (0777 whatever the
+    umask: every user's trials share it), checkpoint folders with the umask, and detcore's
+    staging area 1777 (others may create in it, not remove)."""
+    import ctypes
+
+    from oncluster_util import FakeMaster, Lib, default_experiment_config, in_process_task_env, setup_trial
+
+    in_process_task_env(monkeypatch)
+    lib = Lib(detcore_lib)
+    m = FakeMaster().start()
+    old = os.umask(0o022)
+    try:
+        cfg = default_experiment_config(str(tmp_path / "host_shared_fs"))
+        cfg["checkpoint_storage"]["storage_path"] = "team/ckpts"
+        info, host, container = setup_trial(m, tmp_path, config=cfg)
+        monkeypatch.setenv("DETCORE_SHARED_FS_CONTAINER_PATH", str(container))
+        ctx = lib.init(info)
+        h = ctypes.c_void_p()
+        lib.call("det_ckpt_store_path_begin", ctx, b'{"steps_completed": 1}', False, ctypes.byref(h))
+        base = host / "team" / "ckpts"
+        staging_mode = (base / ".detcore-staging").stat().st_mode & 0o7777
+        sid = ctypes.create_string_buffer(37)
+        lib.call("det_ckpt_store_path_end", h, sid)
+        lib.call("det_core_close", ctx)
+    finally:
+        os.umask(old)
+        m.stop()
+    assert base.stat().st_mode & 0o7777 == 0o777
+    assert staging_mode == 0o1777, oct(staging_mode)
+    assert (base / sid.value.decode()).stat().st_mode & 0o7777 == 0o755
