@@ -79,7 +79,7 @@ def test_redirects_are_refused_and_reports_kept(lib, master, elsewhere, code):
             report(lib, ctx, step)
         # The reports are not delivered...
         with pytest.raises(DetError) as e:
-            flush(lib, ctx, 2)
+            flush(lib, ctx, 1)
         assert e.value.name == "DET_ERR_TIMEOUT", e.value
         # ...and the next report call says why (the master's status and Location); that report
         # is queued too.
