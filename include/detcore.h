@@ -366,7 +366,7 @@ det_status det_ckpt_store_path_end(det_ckpt_store *store, char *storage_id_out);
 // staging budget (8 GiB, or `DETCORE_ASYNC_STAGING_BYTES` bytes), this call waits for earlier
 // uploads first. A failed asynchronous upload is never reported; its error is returned by the
 // next `det_ckpt_store_path_begin`, `det_ckpt_upload`, `det_ckpt_wait` or `det_core_close`,
-// and its files are kept in their local folder (named in the message).
+// and its staged files are removed (a job whose storage is down must not fill its disk).
 //
 // A synchronous end waits for pending asynchronous ones first (reports stay in order).
 // An unknown `upload_mode` gives `DET_ERR_INVALID_ARGUMENT` and leaves the scope open.
@@ -377,6 +377,9 @@ det_status det_ckpt_store_path_end_mode(det_ckpt_store *store, int32_t upload_mo
 
 // Abandon a `store_path` scope (e.g. the code that writes the files failed): its folder is
 // removed; nothing is published or reported. `NULL` does nothing.
+//
+// `det_core_close` aborts the scopes still open (logging a warning for each): aborting such a
+// scope afterwards returns `DET_OK` and frees the handle; ending it returns `DET_ERR_STATE`.
 det_status det_ckpt_store_path_abort(det_ckpt_store *store);
 
 // `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
@@ -490,6 +493,10 @@ det_status det_core_init(const det_init_options *opts, det_context **out);
 // Then exit the process: exit code 0 after an acknowledged preemption means "reschedule me"
 // (the master restarts the trial from its latest checkpoint); exit 0 without it means the trial
 // is complete; a non-zero exit is a failure (retried up to `max_restarts`).
+//
+// A checkpoint scope still open (`det_ckpt_store_path_begin` without `_end` or `_abort`) is
+// aborted: nothing is stored, its folder is removed, and a warning names it; a restore scope
+// still open is ended (a temporary download is removed).
 //
 // Waits for calls running on other threads to return first. Returns the first failure of the
 // teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
@@ -609,6 +616,11 @@ det_status det_info_steps_completed(const det_context *ctx, int64_t *out);
 
 // All hyperparameters as a JSON object. Free with `det_string_free`.
 //
+// Integers are kept exactly whatever their size (as Python keeps them); strings are written with
+// JSON escapes (`\u0000` for a NUL). Text that is not valid Unicode in the input (a lone UTF-16
+// surrogate such as `\ud800`, which Python keeps) comes back as U+FFFD, the replacement
+// character.
+//
 // # Safety
 // `out` must be writable.
 det_status det_info_hparams_json(const det_context *ctx, char **out);
@@ -621,13 +633,17 @@ det_status det_info_hparams_json(const det_context *ctx, char **out);
 // `name` must be a C string; `out` writable.
 det_status det_info_get_hparam_f64(const det_context *ctx, const char *name, double *out);
 
-// One hyperparameter as a 64-bit integer (a float with an integral value is accepted).
+// One hyperparameter as a 64-bit integer (a float with an integral value is accepted). An
+// integer outside the range of `int64_t` gives `DET_ERR_INVALID_ARGUMENT` (read it exactly with
+// `det_info_hparams_json`).
 //
 // # Safety
 // `name` must be a C string; `out` writable.
 det_status det_info_get_hparam_i64(const det_context *ctx, const char *name, int64_t *out);
 
 // One hyperparameter that is a string. Free the result with `det_string_free`.
+// `DET_ERR_INVALID_ARGUMENT` if it is not a string, or if it holds a NUL character (`\u0000`),
+// which a C string cannot hold (read it with `det_info_hparams_json`).
 //
 // # Safety
 // `name` must be a C string; `out` writable.

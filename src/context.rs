@@ -225,7 +225,10 @@ impl Context {
                     })?)?
                 }
             };
-        let storage = storage::open(&spec.config)?;
+        // Off-cluster, folders get the process's umask (the user's choice).
+        let storage = storage::open_with(&spec.config, storage::Modes::Umask)?;
+        // What killed processes left behind (never what a live one still uses).
+        storage.sweep_stale();
 
         // Run name and folder.
         let run_name = match &opts.run_name {

@@ -30,6 +30,9 @@ pub mod train;
 
 pub mod capi;
 
+#[cfg(test)]
+pub(crate) mod testutil;
+
 pub use context::Context;
 pub use error::{Error, Kind, Result};
 pub use options::{InitOptions, TensorboardMode};

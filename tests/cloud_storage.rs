@@ -76,12 +76,18 @@ fn write_sample(dir: &Path) {
 fn store_download_delete_round_trip() {
     let s = open();
     let id = uuid::Uuid::new_v4().to_string();
-    let staged = s.stage(&id).unwrap();
+    let scratch = s.stage(&id).unwrap();
+    let staged = scratch.path().to_path_buf();
     write_sample(&staged);
     let want = tree(&staged);
     assert!(!s.is_complete(&id).unwrap());
     s.publish(&staged, &id, None).unwrap();
     assert!(!staged.exists(), "publish must remove the local copy");
+    drop(scratch);
+    assert!(
+        !staged.with_extension("lock").exists() && !staged.exists(),
+        "the staging folder and its lock file must be gone"
+    );
     assert!(s.is_complete(&id).unwrap());
 
     let dl = tmp("dl");
@@ -116,9 +122,24 @@ fn store_download_delete_round_trip() {
     assert_eq!(e.kind(), detcore::Kind::NotFound, "{e}");
 
     let r = s.restore(&id, None).unwrap();
-    assert!(r.temporary);
+    assert!(r.is_temporary());
     assert_eq!(fs::read(r.path.join("sub/small.txt")).unwrap(), b"hello");
-    fs::remove_dir_all(&r.path).unwrap();
+    let restored = r.path.clone();
+    drop(r);
+    assert!(
+        !restored.exists(),
+        "a temporary restore is removed when dropped"
+    );
+
+    // A failed restore leaves nothing behind.
+    let missing = uuid::Uuid::new_v4().to_string();
+    assert!(s.restore(&missing, None).is_err());
+    // (The scratch area itself goes with its last folder.)
+    if let Ok(rd) = fs::read_dir(restored.parent().unwrap()) {
+        assert!(rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .all(|n| !n.contains(&missing)));
+    }
 
     s.delete(&id).unwrap();
     assert!(!s.is_complete(&id).unwrap());
@@ -160,6 +181,22 @@ fn upload_with_extra_and_aux_objects() {
     s.put_aux(&key, b"two").unwrap();
     assert_eq!(s.get_aux(&key).unwrap().as_deref(), Some(&b"two"[..]));
     assert!(s.get_aux("../escape").is_err());
+    let dir = key.trim_end_matches("checkpoints.json");
+    s.put_aux(&format!("{dir}checkpoints/a.json"), b"a")
+        .unwrap();
+    s.put_aux(&format!("{dir}checkpoints/b.json"), b"b")
+        .unwrap();
+    assert_eq!(
+        s.list_aux(&format!("{dir}checkpoints/")).unwrap(),
+        ["a.json", "b.json"]
+    );
+    assert_eq!(s.list_aux(dir).unwrap(), ["checkpoints.json"]);
+    s.delete_aux(&format!("{dir}checkpoints/a.json")).unwrap();
+    s.delete_aux(&format!("{dir}checkpoints/a.json")).unwrap();
+    assert_eq!(
+        s.list_aux(&format!("{dir}checkpoints/")).unwrap(),
+        ["b.json"]
+    );
 
     let f = src.join("d/a");
     s.put_files(&[(f, format!("tb/{}/events", uuid::Uuid::new_v4()))])
@@ -249,8 +286,12 @@ fn sharded_checkpoint_from_several_processes() {
     assert!(!s.is_complete(&id).unwrap());
     // The chief completes it last.
     let staged = s.stage(&id).unwrap();
-    fs::write(staged.join("metadata.json"), b"{\"steps_completed\": 3}").unwrap();
-    s.publish(&staged, &id, Some(&["metadata.json".into()]))
+    fs::write(
+        staged.path().join("metadata.json"),
+        b"{\"steps_completed\": 3}",
+    )
+    .unwrap();
+    s.publish(staged.path(), &id, Some(&["metadata.json".into()]))
         .unwrap();
     assert!(s.is_complete(&id).unwrap());
     let dl = tmp("shard");

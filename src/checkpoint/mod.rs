@@ -20,10 +20,10 @@ pub mod uploads;
 use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, Map, Value};
-use crate::storage::{self, fsutil, Resources, Restored, Selector, Storage};
+use crate::storage::{self, fsutil, Resources, Restored, Scratch, Selector, Storage};
 use crate::train::{Event, TrainContext};
-use crate::{bail, err};
-use std::path::{Path, PathBuf};
+use crate::{bail, err, log_warn};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Length of a storage id string (a UUID4), without the NUL.
@@ -49,8 +49,18 @@ pub enum DownloadMode {
     NoSharedDownload,
 }
 
-/// What happens after a checkpoint is stored: the master is told, or the run index updated.
+/// What happens around storing a checkpoint: the master is told, or the run index updated.
+///
+/// The order is `prepare` → the checkpoint becomes complete in storage → `report`; when storing
+/// fails after `prepare`, `abandon`.
 pub trait CheckpointReporter: Send + Sync {
+    /// Checkpoint `id` is about to become complete in storage. An error stops it: nothing is
+    /// published.
+    fn prepare(&self, _id: &str, _steps_completed: i64) -> Result<()> {
+        Ok(())
+    }
+    /// Storing checkpoint `id` failed after [`CheckpointReporter::prepare`] (best effort).
+    fn abandon(&self, _id: &str) {}
     /// Checkpoint `id` is complete in storage.
     fn report(
         &self,
@@ -68,30 +78,66 @@ pub trait CheckpointReporter: Send + Sync {
 }
 
 /// Off-cluster reporting: the run index and `metrics.jsonl`.
+///
+/// The checkpoint's index record is written *before* the checkpoint is published (a record counts
+/// only once its checkpoint is complete), so that storing and indexing are one outcome: a failed
+/// record write (a full disk) publishes nothing, and a process killed at any point leaves either
+/// an indexed complete checkpoint or none.
 pub struct LocalReporter {
     pub index: Arc<index::RunIndex>,
     pub train: Arc<TrainContext>,
 }
 
 impl CheckpointReporter for LocalReporter {
-    fn report(&self, id: &str, _resources: &Resources, _metadata: &Map, steps: i64) -> Result<()> {
+    fn prepare(&self, id: &str, steps: i64) -> Result<()> {
         self.index.add(index::Entry {
             storage_id: id.to_owned(),
             steps_completed: Some(steps),
             report_time: crate::time::now_iso8601(),
-        })?;
-        self.train.report_event(Event::Checkpoint {
+        })
+    }
+
+    fn abandon(&self, id: &str) {
+        if let Err(e) = self.index.remove(id) {
+            log_warn!("checkpoint {id} was not stored, and its run index record remains (it is ignored while the checkpoint is incomplete): {e}");
+        }
+    }
+
+    fn report(&self, id: &str, _resources: &Resources, _metadata: &Map, steps: i64) -> Result<()> {
+        // The checkpoint is stored and indexed: what follows cannot undo that.
+        self.index.write_summary();
+        if let Err(e) = self.train.report_event(Event::Checkpoint {
             storage_id: id.to_owned(),
             steps_completed: Some(steps),
-        })
+        }) {
+            log_warn!("checkpoint {id} is stored and indexed, but its line in metrics.jsonl was not written: {e}");
+        }
+        Ok(())
     }
 
     fn deleted(&self, id: &str) -> Result<()> {
         self.index.remove(id)?;
+        self.index.write_summary();
         self.train.report_event(Event::CheckpointDeleted {
             storage_id: id.to_owned(),
         })
     }
+}
+
+/// Publish the staged folder as checkpoint `id`, recorded with `reporter` first; a failed
+/// publish withdraws the record.
+pub(crate) fn publish_recorded(
+    storage: &dyn Storage,
+    reporter: &dyn CheckpointReporter,
+    staged: &Path,
+    id: &str,
+    steps: i64,
+    files: Option<&[String]>,
+) -> Result<()> {
+    reporter.prepare(id, steps)?;
+    storage.publish(staged, id, files).inspect_err(|_| {
+        reporter.abandon(id);
+    })
 }
 
 /// Check the metadata of a checkpoint and return its `steps_completed`.
@@ -107,7 +153,7 @@ pub fn check_metadata(m: &Map) -> Result<i64> {
                 InvalidArgument,
                 "metadata: \"steps_completed\" must be between 0 and {}, got {}",
                 i32::MAX,
-                crate::json::to_wire(&Value::Number(*n))
+                crate::json::to_wire(&Value::Number(n.clone()))
             )),
         },
         Some(other) => Err(err!(
@@ -132,10 +178,11 @@ pub fn parse_metadata(text: &str) -> Result<Map> {
 }
 
 /// An open `store_path` scope: the caller writes files into [`StoreScope::path`], then ends it.
+/// Dropping a scope that was not published removes its folder.
 #[derive(Debug)]
 pub struct StoreScope {
     id: String,
-    path: PathBuf,
+    staged: Scratch,
     metadata: Map,
     steps: i64,
     /// Written by every rank (a collective ends it).
@@ -149,7 +196,7 @@ impl StoreScope {
     }
     /// The folder to write into.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.staged.path()
     }
 }
 
@@ -253,10 +300,10 @@ impl CheckpointContext {
         let steps = check_metadata(&metadata)?;
         self.uploads.take_failure()?;
         let id = uuid::Uuid::new_v4().to_string();
-        let path = self.storage.stage(&id)?;
+        let staged = self.storage.stage(&id)?;
         Ok(StoreScope {
             id,
-            path,
+            staged,
             metadata,
             steps,
             shard: false,
@@ -283,13 +330,13 @@ impl CheckpointContext {
             UploadMode::Async => true,
         };
         let prepared = (|| -> Result<Resources> {
-            let meta_path = scope.path.join("metadata.json");
+            let meta_path = scope.path().join("metadata.json");
             std::fs::write(
                 &meta_path,
                 to_metadata_file(&Value::Object(scope.metadata.clone())),
             )
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
-            fsutil::list_resources(&scope.path)
+            fsutil::list_resources(scope.path())
         })();
         if is_async {
             let resources = prepared.map_err(|e| self.not_stored(&scope, e))?;
@@ -301,7 +348,14 @@ impl CheckpointContext {
         self.uploads.wait_idle();
         let resources = prepared
             .and_then(|resources| {
-                self.storage.publish(&scope.path, &scope.id, None)?;
+                publish_recorded(
+                    &*self.storage,
+                    &*self.reporter,
+                    scope.path(),
+                    &scope.id,
+                    scope.steps,
+                    None,
+                )?;
                 Ok(resources)
             })
             .map_err(|e| self.not_stored(&scope, e))?;
@@ -310,9 +364,8 @@ impl CheckpointContext {
         Ok(scope.id)
     }
 
-    /// A failed `store_path_end`: the staged folder is discarded, and `e` says so.
+    /// A failed `store_path_end`: `e` says so (the staged folder goes with the scope).
     fn not_stored(&self, scope: &StoreScope, e: Error) -> Error {
-        self.storage.discard(&scope.path);
         e.context(format!(
             "store_path: checkpoint {} was not stored",
             scope.id
@@ -325,8 +378,10 @@ impl CheckpointContext {
         if scope.shard {
             return self.shard_store_end(scope, true).map(|_| ());
         }
-        self.storage.discard(&scope.path);
-        Ok(())
+        scope
+            .staged
+            .remove()
+            .map_err(|e| Error::new(Kind::Storage, format!("store_path_abort: {}", e.message())))
     }
 
     /// `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
@@ -366,8 +421,13 @@ impl CheckpointContext {
         let files: Vec<String> = resources.keys().cloned().collect();
         resources.insert("metadata.json".into(), meta_text.len() as u64);
         let id = uuid::Uuid::new_v4().to_string();
-        self.storage
-            .upload(dir, &files, &[("metadata.json".to_owned(), meta_text)], &id)
+        self.reporter
+            .prepare(&id, steps)
+            .and_then(|()| {
+                self.storage
+                    .upload(dir, &files, &[("metadata.json".to_owned(), meta_text)], &id)
+                    .inspect_err(|_| self.reporter.abandon(&id))
+            })
             .map_err(|e| e.context(format!("upload: checkpoint {id} was not stored")))?;
         self.reporter.report(&id, &resources, &metadata, steps)?;
         Ok(id)
@@ -423,10 +483,10 @@ impl CheckpointContext {
         if scope.shared {
             return self.shared_restore_end(scope);
         }
-        if scope.restored.temporary {
-            fsutil::remove_tree(&scope.restored.path)?;
+        match scope.restored.scratch {
+            Some(s) => s.remove(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// `get_metadata(storage_id)`.

@@ -12,11 +12,11 @@ use super::merge::{
 use super::{check_metadata, CheckpointContext, RestoreScope, StoreScope};
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, to_wire, Map, Value};
-use crate::storage::{fsutil, Resources, Restored, Selector};
+use crate::storage::{fsutil, Resources, Restored, Scratch, Selector};
 use crate::{bail, err};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The identity of a local folder across the job: the host plus the file system's device and
 /// inode, so that ranks sharing a folder upload it once (Python compares only (dev, ino), which
@@ -200,10 +200,10 @@ impl CheckpointContext {
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         combine_errors("an earlier checkpoint", &all)?;
         let (id, merged, steps) = agreed_metadata(&all)?;
-        let path = self.staged_everywhere("store_path (staging)", self.storage.stage(&id))?;
+        let staged = self.staged_everywhere("store_path (staging)", self.storage.stage(&id))?;
         Ok(StoreScope {
             id,
-            path,
+            staged,
             metadata: merged,
             steps,
             shard: true,
@@ -211,15 +211,10 @@ impl CheckpointContext {
     }
 
     /// Tell every rank whether every rank has its staging folder; on any failure each rank
-    /// discards its own and all return the same error.
-    fn staged_everywhere(&self, what: &str, staged: Result<PathBuf>) -> Result<PathBuf> {
+    /// discards its own (dropping it) and all return the same error.
+    fn staged_everywhere(&self, what: &str, staged: Result<Scratch>) -> Result<Scratch> {
         let statuses: Vec<Value> = allgather_json(&self.dist, status_value(&staged))?;
-        if let Err(e) = combine(what, &statuses) {
-            if let Ok(p) = &staged {
-                self.storage.discard(p);
-            }
-            return Err(e);
-        }
+        combine(what, &statuses)?;
         staged
     }
 
@@ -229,8 +224,9 @@ impl CheckpointContext {
     pub(super) fn shard_store_end(&self, scope: StoreScope, abort: bool) -> Result<String> {
         let d = &self.dist;
         let rank = d.config().rank as usize;
-        // 1. Who is done, who aborted, and who shares which folder.
-        let uid = folder_uid(&scope.path);
+        // 1. Who is done, who aborted, and who shares which folder. (Every early return drops
+        // the scope, which removes this rank's staged folder.)
+        let uid = folder_uid(scope.path());
         let mine = obj! {
             "abort" => abort,
             "uid" => uid.as_ref().ok().cloned(),
@@ -241,11 +237,12 @@ impl CheckpointContext {
             .filter(|&r| all[r].get("abort").and_then(Value::as_bool) == Some(true))
             .collect();
         if !aborted.is_empty() {
-            self.storage.discard(&scope.path);
+            let id = scope.id.clone();
+            drop(scope);
             if abort {
-                return Ok(scope.id);
+                return Ok(id);
             }
-            bail!(State, "checkpoint {} was abandoned by rank(s) {aborted:?} (det_ckpt_store_path_abort); nothing was stored", scope.id);
+            bail!(State, "checkpoint {id} was abandoned by rank(s) {aborted:?} (det_ckpt_store_path_abort); nothing was stored");
         }
         combine_errors("store_path", &all)?;
         let uids: Vec<String> = all
@@ -268,36 +265,43 @@ impl CheckpointContext {
 
         // 2. Listings of every uploaded folder.
         let listing = if uploader {
-            fsutil::list_resources(&scope.path).map(|mut r| {
+            fsutil::list_resources(scope.path()).map(|mut r| {
                 r.remove("metadata.json");
                 r
             })
         } else {
             Ok(Resources::new())
         };
-        let files = self.exchange_listings(listing, &scope.path)?;
+        let files = self.exchange_listings(listing, scope.path())?;
 
         // 3. Publish: the merged metadata.json is written by the chief, last on object stores.
-        let meta = Metadata::new(scope.metadata, scope.steps);
+        let meta = Metadata::new(scope.metadata.clone(), scope.steps);
         let published = if !uploader {
             Ok(())
         } else if self.storage.direct_access() {
-            self.publish_with_metadata(&scope.path, &scope.id, &meta)
+            self.publish_with_metadata(scope.path(), &scope.id, &meta)
         } else {
             self.storage
-                .publish(&scope.path, &scope.id, Some(&files.mine))
+                .publish(scope.path(), &scope.id, Some(&files.mine))
         };
-        self.finish(&scope.id, published, &scope.path, files.merged, &meta)?;
-        Ok(scope.id)
+        self.finish(&scope.id, published, scope.path(), files.merged, &meta)?;
+        Ok(scope.id.clone())
     }
 
     /// Folder storage, on the chief: write the merged `metadata.json` into the shared staging
-    /// folder `staged`, then publish it.
+    /// folder `staged`, then record and publish it.
     fn publish_with_metadata(&self, staged: &Path, id: &str, meta: &Metadata) -> Result<()> {
         let meta_path = staged.join("metadata.json");
         std::fs::write(&meta_path, &meta.text)
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
-        self.storage.publish(staged, id, None)
+        super::publish_recorded(
+            &*self.storage,
+            &*self.reporter,
+            staged,
+            id,
+            meta.steps,
+            None,
+        )
     }
 
     /// Exchange the uploaders' listings, resolve conflicts by content, and return the merged
@@ -378,13 +382,18 @@ impl CheckpointContext {
             // storage published it with the rest).
             if !self.storage.direct_access() {
                 outcome = self
-                    .storage
-                    .upload(
-                        src,
-                        &[],
-                        &[("metadata.json".to_owned(), meta.text.clone())],
-                        id,
-                    )
+                    .reporter
+                    .prepare(id, meta.steps)
+                    .and_then(|()| {
+                        self.storage
+                            .upload(
+                                src,
+                                &[],
+                                &[("metadata.json".to_owned(), meta.text.clone())],
+                                id,
+                            )
+                            .inspect_err(|_| self.reporter.abandon(id))
+                    })
                     .map_err(|e| e.context(format!("checkpoint {id} was not stored")));
             }
             if outcome.is_ok() {
@@ -476,27 +485,32 @@ impl CheckpointContext {
         let files = self.exchange_listings(listing, root)?;
 
         let meta = Metadata::new(merged_meta, steps);
+        let mut staged_copy: Option<Scratch> = None;
         let published = if self.storage.direct_access() {
             // Everyone copies into the shared staging folder; the chief publishes it.
             let copied = self.storage.stage(&id).and_then(|staged| {
                 if want_upload {
-                    copy_into(root, &files.mine, &staged)?;
+                    copy_into(root, &files.mine, staged.path())?;
                 }
                 Ok(staged)
             });
             let staged = self.staged_everywhere(&format!("copying checkpoint {id}"), copied)?;
-            if rank == 0 {
-                self.publish_with_metadata(&staged, &id, &meta)
+            let r = if rank == 0 {
+                self.publish_with_metadata(staged.path(), &id, &meta)
             } else {
                 Ok(())
-            }
+            };
+            // Dropped (removed if still there) once every rank knows the outcome.
+            staged_copy = Some(staged);
+            r
         } else if want_upload {
             self.storage.upload(root, &files.mine, &[], &id)
         } else {
             Ok(())
         };
-        self.finish(&id, published, root, files.merged, &meta)?;
-        Ok(id)
+        let done = self.finish(&id, published, root, files.merged, &meta);
+        drop(staged_copy);
+        done.map(|()| id)
     }
 
     /// The names of checkpoint `id` the ranks of this node want: the local chief lists them once,
@@ -617,7 +631,7 @@ impl CheckpointContext {
                 let p = v.get("path").and_then(Value::as_str).unwrap_or_default();
                 Restored {
                     path: p.into(),
-                    temporary: false,
+                    scratch: None,
                 }
             }
         };
@@ -631,10 +645,10 @@ impl CheckpointContext {
     /// End of a shared restore: wait for every local rank, then the local chief cleans up.
     pub(super) fn shared_restore_end(&self, scope: RestoreScope) -> Result<()> {
         self.dist.gather_local(Vec::new())?;
-        if scope.restored.temporary {
-            fsutil::remove_tree(&scope.restored.path)?;
+        match scope.restored.scratch {
+            Some(s) => s.remove(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

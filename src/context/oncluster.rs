@@ -162,12 +162,17 @@ impl Context {
                 storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?
             }
         };
-        let storage = storage::open(&spec.config)?;
+        // On a cluster, folders are created as Determined creates them (shared by every user's
+        // trials).
+        let storage = storage::open_with(&spec.config, storage::Modes::Shared)?;
+        if is_chief || dist.config().is_local_chief() {
+            storage.sweep_stale();
+        }
         // TensorBoard always syncs to the experiment's storage, never the caller's.
         let tb_storage = match trial.config.get("checkpoint_storage") {
             Some(cs) if opts.checkpoint_storage.is_some() => {
                 let s = storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?;
-                Some(storage::open(&s.config)?)
+                Some(storage::open_with(&s.config, storage::Modes::Shared)?)
             }
             _ => Some(storage.clone()),
         };

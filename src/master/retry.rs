@@ -202,7 +202,7 @@ impl RetryPolicy {
                         )
                     })?
                 }
-                // Accepted and irrelevant here (redirects are followed by the HTTP client).
+                // Accepted and irrelevant here (detcore never follows redirects).
                 "redirect"
                 | "raise_on_redirect"
                 | "raise_on_status"

@@ -413,9 +413,8 @@ mod tests {
 
     #[test]
     fn halt_file_and_deadline() {
-        let dir = std::env::temp_dir().join(format!("detcore-halt-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("HALT");
+        let dir = crate::testutil::TempDir::new("halt");
+        let f = dir.path().join("HALT");
         let s = Arc::new(PreemptState::new(false));
         let src = Sources {
             halt_file: Some(f.clone()),

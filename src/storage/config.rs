@@ -39,7 +39,7 @@ fn opt_uint(m: &Map, key: &str, ty: &str, min: u64, max: u64) -> Result<Option<u
             _ => bail!(
                 InvalidArgument,
                 "checkpoint_storage ({ty}): {key:?} must be an integer from {min} to {max}, got {}",
-                crate::json::to_wire(&Value::Number(*n))
+                crate::json::to_wire(&Value::Number(n.clone()))
             ),
         },
         Some(other) => bail!(

@@ -57,6 +57,8 @@ pub struct TensorboardConfig {
     pub write_profiler: bool,
     /// Minimum time between the starts of two sync passes.
     pub min_sync_interval: Duration,
+    /// How the local folder is created: Determined's modes on-cluster, the umask off-cluster.
+    pub modes: crate::storage::Modes,
 }
 
 impl std::fmt::Debug for TensorboardConfig {
@@ -122,6 +124,7 @@ impl TensorboardConfig {
             rank,
             write_profiler: false,
             min_sync_interval: MIN_SYNC_INTERVAL,
+            modes: crate::storage::Modes::Shared,
         }
     }
 
@@ -146,6 +149,7 @@ impl TensorboardConfig {
             rank,
             write_profiler: true,
             min_sync_interval: MIN_SYNC_INTERVAL,
+            modes: crate::storage::Modes::Umask,
         }
     }
 }

@@ -152,7 +152,7 @@ fn list_files(root: &Path) -> Vec<(PathBuf, String)> {
 impl TensorboardManager {
     /// Create the local folder and start the sync thread (when there is a storage).
     pub fn start(cfg: TensorboardConfig) -> Result<Arc<TensorboardManager>> {
-        crate::storage::fsutil::create_dir_all_0777(&cfg.local_dir)
+        crate::storage::fsutil::create_dir_all_modes(&cfg.local_dir, cfg.modes)
             .map_err(|e| e.context("tensorboard"))?;
         let local_dir = std::path::absolute(&cfg.local_dir).unwrap_or(cfg.local_dir.clone());
         if cfg.sync_prefix.is_empty() {

@@ -124,7 +124,8 @@ impl EventWriter {
     }
 
     fn open_new(&mut self, now: SystemTime) -> Result<()> {
-        crate::storage::fsutil::create_dir_all_0777(&self.dir)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| crate::error::Error::io("cannot create folder", &self.dir, e))?;
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         loop {
             let n = FILE_COUNTER.fetch_add(1, Ordering::Relaxed);

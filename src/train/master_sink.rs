@@ -9,6 +9,8 @@
 //!   surfaced to the next report call and the report is still retried, every `backoff_max`
 //!   seconds, until it is delivered or `close`'s deadline passes (then it is counted as not
 //!   delivered);
+//! - a redirect (3xx) is never followed (it would send the token elsewhere); the report is kept
+//!   and retried like a failed connection, and the error names the `Location`;
 //! - any other answer (400, 401, 403, 404) is a refusal: the report cannot ever be delivered; the
 //!   error is returned by the next report call and counted by `close`.
 //!
@@ -119,8 +121,10 @@ impl MasterSink {
             };
             let transient = match (&e.failure, e.status) {
                 (None, _) => false,
+                // A redirect: refused as the master's answer, but the report is kept and
+                // retried (the master's address may be fixed), never counted as delivered.
                 (Some(Failure::Status { .. }), Some(code)) => {
-                    code >= 500 || code == 429 || code == 408
+                    code >= 500 || code == 429 || code == 408 || (300..400).contains(&code)
                 }
                 _ => true,
             };

@@ -130,7 +130,7 @@ static void errors_carry_status_and_message() {
     EXPECT_DET_ERROR(det::Context(options(dir).hparams_json("[1]")), DET_ERR_INVALID_ARGUMENT,
                      "hparams_json: expected a JSON object, got array");
     EXPECT_DET_ERROR(det::Context(options(dir).preempt_signals({SIGKILL})), DET_ERR_INVALID_ARGUMENT,
-                     "9 is not a signal that can be caught");
+                     "SIGKILL cannot be caught");
     EXPECT_DET_ERROR(det::Context(options(dir).distributed(det::DistributedConfig().rank(3).size(2))),
                      DET_ERR_INVALID_ARGUMENT, "rank 3 must be less than size 2");
     EXPECT_DET_ERROR(det::Options().run_name(std::string_view("a\0b", 3)), DET_ERR_INVALID_ARGUMENT,

@@ -1,9 +1,12 @@
 """A fake Determined master for tests and benchmarks.
 
 An HTTP(S) server on 127.0.0.1 (a free port) that implements the endpoints the Core API uses
-(docs/protocol.md#endpoints) with the master's validation rules, records every request, and can
-be scripted: latency, 5xx answers, dropped or reset connections, a down period (connections
-refused), a hang (requests read and never answered), and a preemption signal at a chosen moment.
+(docs/protocol.md#endpoints) with the master's validation rules, records every request, and can be scripted: latency, 5xx
+answers, dropped or reset connections, a down period (connections refused), a hang (requests read
+and never answered), a preemption signal at a chosen moment — and hostile answers: redirects to
+another address (``{"status": 301, "headers": {"Location": ...}}``) and oversized bodies
+(``{"status": "huge", "bytes": n, "prefix": ..., "suffix": ...}``: ``prefix``, then ``n`` spaces,
+then ``suffix``, streamed; ``"length": false`` sends no Content-Length and closes at the end).
 
 In-process (pytest):
 
@@ -198,9 +201,11 @@ class FakeMaster:
     def script(self, *, latency: Optional[float] = None, fail: Optional[Dict[str, Any]] = None,
                down_for: Optional[float] = None, hang: Optional[bool] = None,
                preempt_on: Optional[Dict[str, Any]] = None, preempt: bool = False) -> None:
-        """latency: seconds before every answer. fail: {"count": n, "status": 503 | "drop" |
-        "reset", "method": "POST", "path": regex, "body": regex} (the next n matching requests fail;
-        count -1: until changed; "body" also requires the raw body to match). down_for: refuse connections for that many seconds (open connections are
+        """latency: seconds before every answer. fail: {"count": n, "status": 503 | 301 | "drop" |
+        "reset" | "huge", "method": "POST", "path": regex, "body": regex, "headers": {...}} (the
+        next n matching requests fail; count -1: until changed; "body" also requires the raw body
+        to match; "headers" are added to the answer, e.g. a redirect's Location; "huge" streams an
+        oversized answer, see the module docstring). down_for: refuse connections for that many seconds (open connections are
         reset). hang: read requests and never answer (False releases them). preempt_on:
         {"method": ..., "path": regex, "after": n} preempt once n matching requests were answered.
         preempt: preempt now."""
@@ -526,6 +531,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_buffer = []
         self.wfile.flush()
 
+    def _send_huge(self, rule: Dict[str, Any]) -> None:
+        prefix = rule.get("prefix", "").encode()
+        suffix = rule.get("suffix", "").encode()
+        n = int(rule.get("bytes", 1 << 20))
+        with_length = rule.get("length", True)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if with_length:
+            self.send_header("Content-Length", str(len(prefix) + n + len(suffix)))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = b" " * (1 << 20)
+        try:
+            self.wfile.write(prefix)
+            left = n
+            while left > 0:
+                k = min(left, len(chunk))
+                self.wfile.write(chunk[:k])
+                left -= k
+            self.wfile.write(suffix)
+            self.wfile.flush()
+        except OSError:
+            pass  # the client gave up (as it should)
+        self.close_connection = True
+
     def _abort(self, how: str) -> None:
         try:
             if how == "reset":
@@ -591,9 +622,13 @@ class _Handler(BaseHTTPRequestHandler):
             if st in ("drop", "reset"):
                 rec["outcome"] = st
                 return self._abort(st)
+            if st == "huge":
+                rec["outcome"], rec["status"] = "huge", 200
+                return self._send_huge(rule)
             rec["outcome"], rec["status"] = "failed", int(st)
             code, reason = _CODES.get(int(st), (2, "Unknown"))
-            return self._send(int(st), {"error": {"code": code, "reason": reason, "error": f"scripted {st}"}})
+            return self._send(int(st), {"error": {"code": code, "reason": reason, "error": f"scripted {st}"}},
+                              rule.get("headers"))
         auth = self.headers.get(AUTH_HEADER)
         if auth != f"Bearer {m.token}" or self.headers.get("Authorization") or self.headers.get("x-user-token"):
             rec["outcome"], rec["status"] = "refused", 401

@@ -207,7 +207,7 @@ contains
     call ctx%init(checkpoint_storage=dir // "/c", preempt_mode=7, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "preempt_mode: unknown value 7", "bad enum")
     call ctx%init(checkpoint_storage=dir // "/c", preempt_signals=[9], stat=st)
-    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "9 is not a signal that can be caught", "SIGKILL")
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "SIGKILL cannot be caught", "SIGKILL")
 
     ! Trailing blanks of Fortran strings are removed: a padded run name works.
     block

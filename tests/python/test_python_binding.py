@@ -74,7 +74,7 @@ def test_errors_carry_status_and_message(opts):
         ({"hparams": [1, 2]}, "hparams_json: expected a JSON object, got array"),
         ({"run_name": "a/b"}, "run_name"),
         ({"searcher_max_length": -3}, "searcher_max_length"),
-        ({"preempt_signals": [signal.SIGKILL], "disable_signal_handlers": False}, "9 is not a signal that can be caught"),
+        ({"preempt_signals": [signal.SIGKILL], "disable_signal_handlers": False}, "SIGKILL cannot be caught"),
         (
             {"distributed": detcore.DistributedContext(rank=3, size=2, local_rank=0, local_size=2, cross_rank=0, cross_size=1)},
             "rank 3 must be less than size 2",
