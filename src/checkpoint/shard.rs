@@ -436,10 +436,7 @@ impl CheckpointContext {
             .iter()
             .any(|v| v.get("has_dir").and_then(Value::as_bool) == Some(true))
         {
-            bail!(
-                InvalidArgument,
-                "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must provide a ckpt_dir"
-            );
+            bail!(InvalidArgument, "{}", super::ALL_NONE_SHARDED);
         }
         let bad: Vec<usize> = (0..all.len())
             .filter(|&r| {

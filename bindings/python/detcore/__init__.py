@@ -46,6 +46,7 @@ from detcore._errors import (
     StateError,
     StorageError,
     UnsupportedError,
+    UploadArgumentError,
 )
 from detcore._info import Info, TrialInfo
 from detcore._preempt import PreemptContext
@@ -117,6 +118,7 @@ __all__ = [
     "TrialInfo",
     "UnsupportedError",
     "Unit",
+    "UploadArgumentError",
     "UploadMode",
     "core",
     "init",
