@@ -91,32 +91,22 @@ fn py_eq(a: &Value, b: &Value) -> bool {
 
 /// Exact numeric equality across integers and floats (as Python compares `int` with `float`).
 fn num_eq(a: Number, b: Number) -> bool {
-    use Number::*;
-    match (a, b) {
-        (Float(x), Float(y)) => x == y || (x.is_nan() && y.is_nan()),
-        (Float(f), i) | (i, Float(f)) => {
-            // An integer equals a float only if the float is integral and the same number.
-            f.is_finite() && f.fract() == 0.0 && {
-                let as_int =
-                    |f: f64| -> Option<i128> { (f >= -1.8e19 && f <= 1.9e19).then_some(f as i128) };
-                let iv: i128 = match i {
-                    Int(v) => v as i128,
-                    UInt(v) => v as i128,
-                    Float(_) => unreachable!(),
-                };
-                as_int(f) == Some(iv)
-            }
+    fn int(n: Number) -> Option<i128> {
+        match n {
+            Number::Int(v) => Some(v as i128),
+            Number::UInt(v) => Some(v as i128),
+            Number::Float(_) => None,
         }
-        (x, y) => {
-            let iv = |n: Number| -> i128 {
-                match n {
-                    Int(v) => v as i128,
-                    UInt(v) => v as i128,
-                    Float(_) => unreachable!(),
-                }
-            };
-            iv(x) == iv(y)
+    }
+    match (int(a), int(b), a, b) {
+        (Some(x), Some(y), _, _) => x == y,
+        (None, None, Number::Float(x), Number::Float(y)) => x == y || (x.is_nan() && y.is_nan()),
+        // An integer equals a float only if the float is integral and the same number (the
+        // range keeps the conversion exact: i64/u64 values lie well inside it).
+        (Some(i), None, _, Number::Float(f)) | (None, Some(i), Number::Float(f), _) => {
+            f.fract() == 0.0 && (-1.8e19..=1.9e19).contains(&f) && f as i128 == i
         }
+        _ => false,
     }
 }
 
@@ -212,9 +202,16 @@ mod tests {
     }
 
     /// Determined's own cases (harness/tests/core/test_checkpoint.py, test_merge_metadata).
+    type Case<'a> = (&'a [&'a str], &'a str, &'a [(&'a str, &'a [usize])]);
+    type FilesCase<'a> = (
+        &'a [&'a [&'a str]],
+        &'a [&'a str],
+        &'a [(&'a str, &'a [usize])],
+    );
+
     #[test]
     fn metadata_cases_of_determineds_tests() {
-        let cases: &[(&[&str], &str, &[(&str, &[usize])])] = &[
+        let cases: &[Case] = &[
             (&[r#"{"a": 0}"#, r#"{"b": 0}"#], r#"{"a": 0, "b": 0}"#, &[]),
             (&[r#"{"a": 0}"#, r#"{"a": 0}"#], r#"{"a": 0}"#, &[]),
             (
@@ -321,7 +318,7 @@ mod tests {
         assert_eq!(c.get("x"), Some(&vec![0, 1]));
         assert!(file_conflict_message(&c).contains("x uploaded by ranks [0, 1]"));
         // Determined's own cases (harness/tests/core/test_checkpoint.py, test_merge_files).
-        let cases: &[(&[&[&str]], &[&str], &[(&str, &[usize])])] = &[
+        let cases: &[FilesCase] = &[
             (&[&["file0"], &["file1"]], &["file0", "file1"], &[]),
             (&[&["file0"], &["file0"]], &["file0"], &[("file0", &[0, 1])]),
             (&[&["dir1/"], &["dir1/"]], &["dir1/"], &[]),
