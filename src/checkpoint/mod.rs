@@ -29,6 +29,8 @@ use std::sync::Arc;
 /// Length of a storage id string (a UUID4), without the NUL.
 pub const STORAGE_ID_LEN: usize = 36;
 
+/// Python's message for a selector without a folder.
+const SELECTOR_WITHOUT_DIR: &str = "ckpt_dir has to be provided if selector is not None";
 /// Python's message for a sharded upload where no rank passed a folder.
 const ALL_NONE_SHARDED: &str = "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must have a valid ckpt_dir";
 
@@ -351,7 +353,9 @@ impl CheckpointContext {
             self.chief_only("upload")?;
         }
         let dir = dir.ok_or_else(|| {
-            if shard {
+            if shard && selector.is_some() {
+                err!(InvalidArgument, "dir is NULL: {SELECTOR_WITHOUT_DIR}")
+            } else if shard {
                 err!(
                     InvalidArgument,
                     "dir is NULL: {ALL_NONE_SHARDED}"
