@@ -11,7 +11,6 @@ docs/on-cluster.md, "Differences from the Python client"). Not ported: test_chec
 (detcore contexts are started by init, there is no start()), test_profiler (it mocks psutil;
 detcore reads /proc, tested in test_profiler.py), test_metrics' direct use of the private
 _MetricsContext (its behaviours are ported through train.report_*)."""
-import json
 import os
 import re
 import pathlib
@@ -726,29 +725,28 @@ def _sharded_store_restore(rank, dist, tmp, kind, s3_config):
             # As Determined: shared_fs restores in place, without selectors; the ranks write
             # straight into the checkpoint's folder (no conflict detection), so stop here.
             return
-        if True:
-            # 2. A selector per node.
-            selector = (lambda x: x == "subdir/file3_0") if rank in (0, 1) else (lambda x: x == "file1_1")
-            with ctx.checkpoint.restore_path(sid, selector=selector) as path:
-                if rank in (0, 1):
-                    validate_checkpoint(path, {"subdir/file3_0": "nested file node 0", "subdir/": None})
-                else:
-                    validate_checkpoint(path, {"file1_1": "file 1 node 1"})
-                d.allgather(None)
+        # 2. A selector per node.
+        selector = (lambda x: x == "subdir/file3_0") if rank in (0, 1) else (lambda x: x == "file1_1")
+        with ctx.checkpoint.restore_path(sid, selector=selector) as path:
+            if rank in (0, 1):
+                validate_checkpoint(path, {"subdir/file3_0": "nested file node 0", "subdir/": None})
+            else:
+                validate_checkpoint(path, {"file1_1": "file 1 node 1"})
+            d.allgather(None)
 
-            # 3. The local ranks of a node get the union of their selections.
-            selector = (lambda x: x == "subdir/file3_0") if local_rank == 0 else (lambda x: x == "file1_1")
-            with ctx.checkpoint.restore_path(sid, selector=selector) as path:
-                validate_checkpoint(path, {"subdir/file3_0": "nested file node 0", "subdir/": None,
-                                           "file1_1": "file 1 node 1"})
-                d.allgather(None)
+        # 3. The local ranks of a node get the union of their selections.
+        selector = (lambda x: x == "subdir/file3_0") if local_rank == 0 else (lambda x: x == "file1_1")
+        with ctx.checkpoint.restore_path(sid, selector=selector) as path:
+            validate_checkpoint(path, {"subdir/file3_0": "nested file node 0", "subdir/": None,
+                                       "file1_1": "file 1 node 1"})
+            d.allgather(None)
 
-            # 4. A selection on node 0, everything on node 1.
-            selector = (lambda x: x in list(EXPECTED_FILES_N0)) if rank in (0, 1) else None
-            with ctx.checkpoint.restore_path(sid, selector=selector) as path:
-                validate_checkpoint(path, EXPECTED_FILES_N0 if rank in (0, 1)
-                                    else {**EXPECTED_FILES_N0, **EXPECTED_FILES_N1})
-                d.allgather(None)
+        # 4. A selection on node 0, everything on node 1.
+        selector = (lambda x: x in list(EXPECTED_FILES_N0)) if rank in (0, 1) else None
+        with ctx.checkpoint.restore_path(sid, selector=selector) as path:
+            validate_checkpoint(path, EXPECTED_FILES_N0 if rank in (0, 1)
+                                else {**EXPECTED_FILES_N0, **EXPECTED_FILES_N1})
+            d.allgather(None)
 
         if rank == 0:
             ctx.checkpoint.delete(sid)
