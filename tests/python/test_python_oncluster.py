@@ -186,6 +186,7 @@ def test_experimental_reports_reach_the_master(master):
 
 
 def test_experimental_off_cluster_is_logged(tmp_path, capfd):
+    detcore.set_log_level("info")  # the default, which other tests of this process may have raised
     with detcore.init(checkpoint_storage=tmp_path / "c", run_dir=tmp_path / "r", cluster_info_dir="/nonexistent",
                       disable_signal_handlers=True) as ctx:
         ctx.experimental.report_task_using_checkpoint("0b0e8b1c-6c0e-4d8f-a3b8-0c5b8e0b0f00")
