@@ -824,6 +824,35 @@ det_status det_info_gpu_uuid_count(const det_context *ctx, size_t *out);
 // `out` must be writable.
 det_status det_info_gpu_uuid(const det_context *ctx, size_t index, char **out);
 
+// The trial's `debug` flag, from the experiment config (Python's `info.trial._debug`).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_debug(const det_context *ctx, bool *out);
+
+// The network interface the experiment config names for traffic between nodes
+// (`DET_INTER_NODE_NETWORK_INTERFACE`; Python's `info.trial._inter_node_network_interface`), or
+// NULL when none is set. Free a non-NULL result with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_inter_node_network_interface(const det_context *ctx, char **out);
+
+// `determined.get_cluster_info()`, without a context: reads the info files of the task
+// container — `cluster.json` and its companions `trial.json`, `rendezvous.json`,
+// `resources.json` — from `info_dir` (NULL: `$DET_CLUSTER_INFO_DIR`, else
+// `/run/determined/info`, as `det_core_init` chooses), checks them as `det_core_init` does, and
+// returns them as one JSON object in `*out`: the keys of `cluster.json` (`master_url`
+// canonical), then `"trial"`, `"rendezvous"` and `"resources"` (each `null` when its file is
+// absent). Off-cluster (no `cluster.json`) `*out` is set to NULL and `DET_OK` returned. A broken
+// file is `DET_ERR_INVALID_ARGUMENT` naming the file and the key. The object holds the task's
+// session token (`"session_token"`), a credential: do not log it. Free a non-NULL result with
+// `det_string_free`. Thread-safe.
+//
+// # Safety
+// `info_dir` must be NULL or a C string; `out` must be writable.
+det_status det_cluster_info_json(const char *info_dir, char **out);
+
 // `Context.alert(title, description, level)`: fire the experiment's custom webhooks
 // (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
 // `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
@@ -833,6 +862,31 @@ det_status det_info_gpu_uuid(const det_context *ctx, size_t index, char **out);
 // # Safety
 // `title` and `description` must be NULL or C strings.
 det_status det_core_alert(det_context *ctx, const char *title, const char *description, int32_t level);
+
+// `core_context.experimental.report_task_using_checkpoint(checkpoint)`: record that this trial
+// uses checkpoint `checkpoint_uuid` (e.g. for batch inference), so that the metrics it reports
+// are listed with that checkpoint (`POST /api/v1/trial-source-info`, as an inference source).
+// Synchronous: returns once the master accepted it (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT`
+// otherwise). Off-cluster, and on-cluster in tasks that are not trials, there is nothing to
+// record: a log line says so and `DET_OK` is returned (Python's dummy context does nothing).
+// `DET_ERR_INVALID_ARGUMENT` for a NULL, empty or non-UTF-8 `checkpoint_uuid`. Any rank may
+// call it; thread-safe.
+//
+// # Safety
+// `checkpoint_uuid` must be a C string.
+det_status det_experimental_report_task_using_checkpoint(det_context *ctx, const char *checkpoint_uuid);
+
+// `core_context.experimental.report_task_using_model_version(model_version)`: as
+// `det_experimental_report_task_using_checkpoint` for the checkpoint of a model version, also
+// recording the model's id (`model_id`) and the version's number (`model_version`), as the
+// master's model registry numbers them.
+//
+// # Safety
+// `checkpoint_uuid` must be a C string.
+det_status det_experimental_report_task_using_model_version(det_context *ctx,
+                                                            const char *checkpoint_uuid,
+                                                            int32_t model_id,
+                                                            int32_t model_version);
 
 // Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
 // newer library fill an older program's struct safely).

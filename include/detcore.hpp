@@ -1312,6 +1312,15 @@ public:
     [[nodiscard]] std::optional<std::string> agent_id() const { return text(det_info_agent_id); }
     /// The master's URL, canonical (`scheme://host:port[/prefix]`).
     [[nodiscard]] std::optional<std::string> master_url() const { return text(det_info_master_url); }
+    /// `info.trial._debug`: the experiment config's `debug` flag.
+    [[nodiscard]] std::optional<bool> trial_debug() const { return value<bool>(det_info_trial_debug); }
+    /// `info.trial._inter_node_network_interface`: the interface the experiment config names for
+    /// traffic between nodes (std::nullopt when none is set).
+    [[nodiscard]] std::optional<std::string> inter_node_network_interface() const {
+        char *s = nullptr;
+        if (unknown(det_info_inter_node_network_interface(ctx_, &s))) return std::nullopt;
+        return detail::take_optional_string(s);
+    }
     /// This container's rank among the allocation's containers (0 for tasks that are not trials).
     [[nodiscard]] std::optional<int32_t> container_rank() const { return value<int32_t>(det_info_container_rank); }
     /// The addresses of the allocation's containers in container-rank order; the first is the
@@ -1380,6 +1389,39 @@ private:
     det_context *ctx_;
 };
 
+/// `determined.get_cluster_info()` without a context: the task container's info files
+/// (`info_dir`, else `$DET_CLUSTER_INFO_DIR`, else `/run/determined/info`) as one JSON object
+/// (`det_cluster_info_json`), or std::nullopt off-cluster. The object holds the session token.
+[[nodiscard]] inline std::optional<std::string> cluster_info_json(
+    const std::optional<std::filesystem::path> &info_dir = std::nullopt) {
+    std::optional<detail::CStr> dir;
+    if (info_dir) dir.emplace(info_dir->string(), "info_dir");
+    char *s = nullptr;
+    detail::check(det_cluster_info_json(dir ? dir->c_str() : nullptr, &s));
+    return detail::take_optional_string(s);
+}
+
+/// `core_context.experimental` (`det_experimental_*`): link the checkpoint (or model version)
+/// this trial uses to it, so its metrics are listed with that checkpoint. Off-cluster nothing is
+/// recorded (a log line says so).
+class Experimental {
+public:
+    explicit Experimental(det_context *ctx) noexcept : ctx_(ctx) {}
+
+    void report_task_using_checkpoint(std::string_view checkpoint_uuid) {
+        detail::CStr u(checkpoint_uuid, "checkpoint_uuid");
+        detail::check(det_experimental_report_task_using_checkpoint(ctx_, u.c_str()));
+    }
+    /// The model version's checkpoint, the model's id and the version's number.
+    void report_task_using_model_version(std::string_view checkpoint_uuid, int32_t model_id, int32_t model_version) {
+        detail::CStr u(checkpoint_uuid, "checkpoint_uuid");
+        detail::check(det_experimental_report_task_using_model_version(ctx_, u.c_str(), model_id, model_version));
+    }
+
+private:
+    det_context *ctx_;
+};
+
 /* ---- the context ------------------------------------------------------------------------------- */
 
 /// A Core API context (`det_core_init` … `det_core_close`). Move-only; the destructor closes it.
@@ -1418,6 +1460,7 @@ public:
     [[nodiscard]] Distributed distributed() const { return Distributed(live()); }
     [[nodiscard]] Info info() const { return Info(live()); }
     [[nodiscard]] Profiler profiler() const { return Profiler(live()); }
+    [[nodiscard]] Experimental experimental() const { return Experimental(live()); }
 
     /// `alert(title, description, level)`: fire the experiment's custom webhooks; returns once
     /// the master accepted it. Off-cluster the alert is logged at its level (Python raises

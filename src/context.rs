@@ -99,13 +99,31 @@ fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
         .ok_or_else(|| err!(Internal, "a multi-rank job without a global group"))?;
     let weak = Arc::downgrade(g);
     if dist.config().rank == 0 {
-        Ok(Arc::new(Agreement::chief(Box::new(move |op, v| {
-            if let Some(g) = weak.upgrade() {
-                g.send_control(op, v);
+        let w2 = weak.clone();
+        let a = Arc::new(Agreement::chief(
+            Box::new(move |op, v| {
+                if let Some(g) = weak.upgrade() {
+                    g.send_control(op, v);
+                }
+            }),
+            Box::new(move || w2.upgrade().map(|g| g.live_members()).unwrap_or_default()),
+        ));
+        // The workers' replies to a freeze.
+        let a2 = Arc::downgrade(&a);
+        g.set_control_handler(Arc::new(move |m| {
+            if let Some(a) = a2.upgrade() {
+                a.on_control(m);
             }
-        }))))
+        }));
+        Ok(a)
     } else {
+        let w2 = weak.clone();
         let a = Arc::new(Agreement::worker(
+            Box::new(move |op, v| {
+                if let Some(g) = w2.upgrade() {
+                    g.send_control(op, v);
+                }
+            }),
             Box::new(move || match weak.upgrade() {
                 Some(g) => g.check_control(),
                 None => Err(err!(State, "the context's connections are closed")),

@@ -135,7 +135,9 @@ module detcore
        det_info_cluster_id, det_info_agent_id, det_info_master_url, det_info_container_count, &
        det_info_container_addr, det_info_container_slot_count, det_info_container_rank, &
        det_info_slot_id_count, det_info_slot_id, det_info_gpu_uuid_count, det_info_gpu_uuid, &
-       det_core_alert, det_init_options_default, &
+       det_core_alert, det_info_trial_debug, det_info_inter_node_network_interface, &
+       det_cluster_info_json, det_experimental_report_task_using_checkpoint, &
+       det_experimental_report_task_using_model_version, det_init_options_default, &
        det_distributed_config_default, det_should_preempt, det_should_preempt_ex, &
        det_preempt_acknowledge, det_preempt_seconds_remaining, det_profiler_on, det_profiler_off, &
        det_searcher_next_op, &
@@ -597,6 +599,43 @@ module detcore
       integer(c_int32_t) :: det_core_alert
     end function
 
+    function det_info_trial_debug(ctx, out) bind(c, name="det_info_trial_debug")
+      import :: c_ptr, c_bool, c_int32_t
+      type(c_ptr), value :: ctx
+      logical(c_bool), intent(inout) :: out
+      integer(c_int32_t) :: det_info_trial_debug
+    end function
+    !> `out` is c_null_ptr when no interface is set.
+    function det_info_inter_node_network_interface(ctx, out) bind(c, name="det_info_inter_node_network_interface")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_inter_node_network_interface
+    end function
+    !> `info_dir`: c_null_ptr or c_loc of a NUL-terminated character array; `out` is c_null_ptr
+    !> off-cluster.
+    function det_cluster_info_json(info_dir, out) bind(c, name="det_cluster_info_json")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: info_dir
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_cluster_info_json
+    end function
+    function det_experimental_report_task_using_checkpoint(ctx, checkpoint_uuid) &
+         bind(c, name="det_experimental_report_task_using_checkpoint")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: checkpoint_uuid
+      integer(c_int32_t) :: det_experimental_report_task_using_checkpoint
+    end function
+    function det_experimental_report_task_using_model_version(ctx, checkpoint_uuid, model_id, model_version) &
+         bind(c, name="det_experimental_report_task_using_model_version")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: checkpoint_uuid
+      integer(c_int32_t), value :: model_id, model_version
+      integer(c_int32_t) :: det_experimental_report_task_using_model_version
+    end function
+
     ! -- options
     function det_init_options_default(opts, struct_size) bind(c, name="det_init_options_default")
       import :: det_init_options, c_size_t, c_int32_t
@@ -910,7 +949,11 @@ module detcore
     procedure :: slot_id => ctx_slot_id
     procedure :: gpu_uuid_count => ctx_gpu_uuid_count
     procedure :: gpu_uuid => ctx_gpu_uuid
+    procedure :: trial_debug => ctx_trial_debug
+    procedure :: inter_node_network_interface => ctx_inter_node_network_interface
     procedure :: alert => ctx_alert
+    procedure :: report_task_using_checkpoint => ctx_report_task_using_checkpoint
+    procedure :: report_task_using_model_version => ctx_report_task_using_model_version
     ! profiler
     procedure :: profiler_on => ctx_profiler_on
     procedure :: profiler_off => ctx_profiler_off
@@ -1010,7 +1053,8 @@ module detcore
   end type
 
   public :: detcore_last_error, detcore_status_name, detcore_version, detcore_set_log_level, &
-       detcore_distributed_default, detcore_distributed_from_env, detcore_c_string, detcore_set_c_string
+       detcore_distributed_default, detcore_distributed_from_env, detcore_c_string, detcore_set_c_string, &
+       detcore_cluster_info_json
 
   ! A failure found in this module (not in the C library), for detcore_last_error().
   character(len=:), allocatable :: local_error
@@ -1165,6 +1209,28 @@ contains
     if (cfg%struct_size == 0) cfg = detcore_distributed_default()
     call check(det_distributed_from_env(kind, cfg), stat)
   end subroutine
+
+  !> `determined.get_cluster_info()` without a context: the task container's info files
+  !> (`info_dir`, else $DET_CLUSTER_INFO_DIR, else /run/determined/info) as one JSON object, or ''
+  !> off-cluster. The object holds the session token: do not log it.
+  function detcore_cluster_info_json(info_dir, stat) result(s)
+    character(len=*), intent(in), optional :: info_dir
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    character(kind=c_char), allocatable, target :: bd(:)
+    type(c_ptr) :: pd, p
+    integer(c_int32_t) :: st
+    pd = c_null_ptr
+    if (present(info_dir)) then
+      call cbuf(info_dir, bd)
+      pd = c_loc(bd)
+    end if
+    p = c_null_ptr
+    st = det_cluster_info_json(pd, p)
+    s = ''
+    if (st == DET_OK) s = take_c_string(p)
+    call check(st, stat)
+  end function
 
   ! ---- det_context: lifecycle ---------------------------------------------------------------------------
 
@@ -1725,6 +1791,54 @@ contains
     if (st == DET_OK) info_item = int(x)
     call check(st, stat)
   end function
+
+  !> `info.trial._debug`: the experiment config's `debug` flag (`default` off-cluster and for tasks
+  !> that are not trials; without it those fail with DET_ERR_UNSUPPORTED).
+  logical function ctx_trial_debug(self, default, stat)
+    class(det_context), intent(in) :: self
+    logical, intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    logical(c_bool) :: b
+    integer(c_int32_t) :: st
+    b = .false.
+    st = det_info_trial_debug(self%ptr, b)
+    ctx_trial_debug = b
+    if (st == DET_ERR_UNSUPPORTED .and. present(default)) then
+      ctx_trial_debug = default
+      st = DET_OK
+    end if
+    call check(st, stat)
+  end function
+
+  !> `info.trial._inter_node_network_interface`: the interface the experiment config names for
+  !> traffic between nodes ('' when none is set).
+  function ctx_inter_node_network_interface(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    s = get_info_str(self, det_info_inter_node_network_interface, default, stat)
+  end function
+
+  !> `experimental.report_task_using_checkpoint(checkpoint)`: record that this trial uses the
+  !> checkpoint (its metrics are listed with it). Off-cluster nothing is recorded.
+  subroutine ctx_report_task_using_checkpoint(self, checkpoint_uuid, stat)
+    class(det_context), intent(inout) :: self
+    character(len=*), intent(in) :: checkpoint_uuid
+    integer, intent(out), optional :: stat
+    call check(det_experimental_report_task_using_checkpoint(self%ptr, cstr(checkpoint_uuid)), stat)
+  end subroutine
+
+  !> `experimental.report_task_using_model_version(model_version)`: the version's checkpoint, the
+  !> model's id and the version's number.
+  subroutine ctx_report_task_using_model_version(self, checkpoint_uuid, model_id, model_version, stat)
+    class(det_context), intent(inout) :: self
+    character(len=*), intent(in) :: checkpoint_uuid
+    integer, intent(in) :: model_id, model_version
+    integer, intent(out), optional :: stat
+    call check(det_experimental_report_task_using_model_version(self%ptr, cstr(checkpoint_uuid), &
+         int(model_id, c_int32_t), int(model_version, c_int32_t)), stat)
+  end subroutine
 
   !> `alert(title, description, level)`: fire the experiment's custom webhooks (`level`: a
   !> DET_ALERT_LEVEL_* value, default INFO). Off-cluster the alert is only logged.

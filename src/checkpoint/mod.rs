@@ -29,6 +29,11 @@ use std::sync::Arc;
 /// Length of a storage id string (a UUID4), without the NUL.
 pub const STORAGE_ID_LEN: usize = 36;
 
+/// Python's message for a selector without a folder.
+const SELECTOR_WITHOUT_DIR: &str = "ckpt_dir has to be provided if selector is not None";
+/// Python's message for a sharded upload where no rank passed a folder.
+const ALL_NONE_SHARDED: &str = "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must have a valid ckpt_dir";
+
 /// How `store_path_end` stores the checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadMode {
@@ -403,10 +408,19 @@ impl CheckpointContext {
             self.chief_only("upload")?;
         }
         let dir = dir.ok_or_else(|| {
-            err!(
-                InvalidArgument,
-                "dir is NULL (only sharded uploads may pass no folder)"
-            )
+            if shard && selector.is_some() {
+                err!(InvalidArgument, "dir is NULL: {SELECTOR_WITHOUT_DIR}")
+            } else if shard {
+                err!(
+                    InvalidArgument,
+                    "dir is NULL: {ALL_NONE_SHARDED}"
+                )
+            } else {
+                err!(
+                    InvalidArgument,
+                    "dir is NULL: cannot call .upload(ckpt_dir=None, shard=False), which would result in doing nothing at all"
+                )
+            }
         })?;
         let steps = check_metadata(&metadata)?;
         self.uploads.take_failure()?;

@@ -440,16 +440,8 @@ impl CheckpointContext {
             "metadata" => Value::Object(metadata),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
-        // Argument checks, on every rank alike (Python raises on one rank and hangs the others).
-        if !all
-            .iter()
-            .any(|v| v.get("has_dir").and_then(Value::as_bool) == Some(true))
-        {
-            bail!(
-                InvalidArgument,
-                "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must provide a ckpt_dir"
-            );
-        }
+        // Argument checks, on every rank alike (Python raises on one rank and hangs the others),
+        // in Python's order.
         let bad: Vec<usize> = (0..all.len())
             .filter(|&r| {
                 all[r].get("has_selector").and_then(Value::as_bool) == Some(true)
@@ -459,8 +451,15 @@ impl CheckpointContext {
         if !bad.is_empty() {
             bail!(
                 InvalidArgument,
-                "rank(s) {bad:?} passed a selector to upload(shard=True) without a ckpt_dir"
+                "{} (rank(s) {bad:?} passed a selector to upload(shard=True) without a ckpt_dir)",
+                super::SELECTOR_WITHOUT_DIR
             );
+        }
+        if !all
+            .iter()
+            .any(|v| v.get("has_dir").and_then(Value::as_bool) == Some(true))
+        {
+            bail!(InvalidArgument, "{}", super::ALL_NONE_SHARDED);
         }
         combine_errors("upload", &all)?;
         let (id, merged_meta, steps) = agreed_metadata(&all)?;

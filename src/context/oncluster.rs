@@ -343,6 +343,46 @@ impl Context {
         )
     }
 
+    /// `experimental.report_task_using_checkpoint(checkpoint)` and
+    /// `report_task_using_model_version(model_version)` (`model` = its model id and version):
+    /// link the checkpoint the trial uses to the trial, so that the metrics it reports show up
+    /// with that checkpoint or model version (`POST /api/v1/trial-source-info`). Waits for the
+    /// master. Off-cluster, and on-cluster for tasks that are not trials, there is nothing to link
+    /// to (Python's dummy context does nothing); detcore says so in a log line.
+    pub fn report_task_using(
+        &self,
+        checkpoint_uuid: &str,
+        model: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let what = match model {
+            None => format!("report_task_using_checkpoint({checkpoint_uuid})"),
+            Some((id, v)) => format!(
+                "report_task_using_model_version(model {id} version {v}, checkpoint {checkpoint_uuid})"
+            ),
+        };
+        if checkpoint_uuid.is_empty() {
+            bail!(InvalidArgument, "{what}: the checkpoint uuid is empty");
+        }
+        let trial = match (&self.oncluster, self.info.trial("")) {
+            (Some(rt), Ok(t)) => Some((rt, t.trial_id)),
+            _ => None,
+        };
+        let Some((rt, trial_id)) = trial else {
+            log_info!(
+                "{what}: not recorded: {}",
+                if self.oncluster.is_some() {
+                    "this task is not a trial"
+                } else {
+                    "off-cluster there is no master to record it"
+                }
+            );
+            return Ok(());
+        };
+        rt.client
+            .report_trial_source_info(checkpoint_uuid, trial_id, model)
+            .map_err(|e| e.context(what))
+    }
+
     /// The master client (on-cluster).
     pub fn master(&self) -> Option<&Arc<MasterClient>> {
         self.oncluster.as_ref().map(|r| &r.client)

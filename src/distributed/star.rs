@@ -56,10 +56,11 @@ pub struct Member {
     pub global_rank: u32,
 }
 
-/// Receives out-of-band control values (preemption horizons and decisions) on a client:
-/// `Some((op, value))`, or `None` when the connection to the chief failed (wake up and look at
-/// [`Star::check`]).
-pub type ControlHandler = Arc<dyn Fn(Option<(Op, u64)>) + Send + Sync>;
+/// Receives out-of-band control values (should_preempt's horizons, freeze and decision on a
+/// client; the members' replies to a freeze on the chief): `Some((op, value, sender's global
+/// rank))`, or `None` when a connection failed or ended (wake up and look at [`Star::check`] or
+/// [`Star::live_members`]).
+pub type ControlHandler = Arc<dyn Fn(Option<(Op, u64, u32)>) + Send + Sync>;
 
 /// The sticky failure of a group.
 #[derive(Default)]
@@ -183,6 +184,8 @@ struct Shared {
     /// Control values seen so far (kept for a handler installed after they arrived).
     seen_horizon: AtomicU64,
     seen_decision: AtomicU64,
+    /// The chief's freeze (its call), 0 before one.
+    seen_freeze: AtomicU64,
     /// The collective timeout: how long a collective waits for a member, and how long a frame
     /// may stall half-way before the connection counts as lost.
     timeout: Duration,
@@ -458,6 +461,7 @@ impl Star {
             control: OnceLock::new(),
             seen_horizon: AtomicU64::new(0),
             seen_decision: AtomicU64::new(u64::MAX),
+            seen_freeze: AtomicU64::new(0),
             timeout,
             departed: Mutex::new(None),
         });
@@ -484,13 +488,18 @@ impl Star {
         if self.shared.control.set(h.clone()).is_err() {
             return;
         }
+        let chief = self.shared.conns.first().map_or(0, |c| c.global_rank);
         let hz = self.shared.seen_horizon.load(Ordering::SeqCst);
         if hz > 0 {
-            h(Some((Op::Horizon, hz)));
+            h(Some((Op::Horizon, hz, chief)));
+        }
+        let f = self.shared.seen_freeze.load(Ordering::SeqCst);
+        if f > 0 {
+            h(Some((Op::Freeze, f, chief)));
         }
         let d = self.shared.seen_decision.load(Ordering::SeqCst);
         if d != u64::MAX {
-            h(Some((Op::Decision, d)));
+            h(Some((Op::Decision, d, chief)));
         }
     }
 
@@ -512,12 +521,9 @@ impl Star {
         }
     }
 
-    /// Chief: send a control value to every member (never blocks for long, never fails the caller;
-    /// a lost member surfaces through the group's failure).
+    /// Send a control value: the chief's to every member, a member's to the chief (never blocks
+    /// for long, never fails the caller; a lost member surfaces through the group's failure).
     pub fn send_control(&self, op: Op, value: u64) {
-        if !self.shared.is_server() {
-            return;
-        }
         for c in &self.shared.conns {
             let _ = c.send(
                 Header::new(
@@ -530,6 +536,16 @@ impl Star {
                 &[],
             );
         }
+    }
+
+    /// Chief: the global ranks of the members still connected (neither closed nor lost).
+    pub fn live_members(&self) -> Vec<u32> {
+        self.shared
+            .conns
+            .iter()
+            .filter(|c| !c.ended.load(Ordering::SeqCst) && !c.said_bye.load(Ordering::SeqCst))
+            .map(|c| c.global_rank)
+            .collect()
     }
 
     fn next_serial(&self) -> Result<parking_lot::MutexGuard<'_, u64>> {
@@ -979,10 +995,13 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 Some(Op::Decision) => {
                     sh.seen_decision.fetch_min(h.serial, Ordering::SeqCst);
                 }
+                Some(Op::Freeze) => {
+                    sh.seen_freeze.store(h.serial.max(1), Ordering::SeqCst);
+                }
                 _ => {}
             }
             if let (Some(op), Some(hd)) = (op, sh.control.get()) {
-                hd(Some((op, h.serial)));
+                hd(Some((op, h.serial, h.sender)));
             }
             None
         }
@@ -1011,8 +1030,9 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 // Messages the chief sent before its goodbye stay readable (queued before this
                 // loss); only waits for more — should_preempt horizons — fail from now on.
                 *sh.departed.lock() = Some(e.clone());
-                wake(sh);
             }
+            // (The chief's should_preempt may be waiting for this member's reply to a freeze.)
+            wake(sh);
             Some(InMsg::Lost(e))
         }
         Kind::Hello | Kind::Welcome | Kind::Reject => None,

@@ -72,6 +72,11 @@ pub enum Op {
     Horizon = 16,
     /// Control: preemption from call `serial` on.
     Decision = 17,
+    /// Control, chief → member: stop answering from horizons and reply with `Frozen`
+    /// (`serial`: the chief's call).
+    Freeze = 18,
+    /// Control, member → chief: the last call this member answered `false` (`serial`).
+    Frozen = 19,
 }
 
 impl Op {
@@ -84,6 +89,8 @@ impl Op {
             5 => Op::Broadcast,
             16 => Op::Horizon,
             17 => Op::Decision,
+            18 => Op::Freeze,
+            19 => Op::Frozen,
             _ => return None,
         })
     }
@@ -94,7 +101,7 @@ impl Op {
             Op::Gather | Op::GatherDone => "gather",
             Op::Allgather | Op::AllgatherResult => "allgather",
             Op::Broadcast => "broadcast",
-            Op::Horizon | Op::Decision => "should_preempt",
+            Op::Horizon | Op::Decision | Op::Freeze | Op::Frozen => "should_preempt",
         }
     }
 }

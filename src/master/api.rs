@@ -112,6 +112,25 @@ pub fn alert_body(
     })
 }
 
+/// `POST /api/v1/trial-source-info` body: the checkpoint (and model version) the trial uses,
+/// as an inference source (`ExperimentalCoreContext.report_task_using_*`).
+pub fn trial_source_info_body(
+    checkpoint_uuid: &str,
+    trial_id: i64,
+    model: Option<(i64, i64)>,
+) -> Value {
+    let mut info = obj! {
+        "checkpointUuid" => checkpoint_uuid,
+        "trialId" => trial_id,
+        "trialSourceInfoType" => "TRIAL_SOURCE_INFO_TYPE_INFERENCE",
+    };
+    if let Some((model_id, model_version)) = model {
+        info.insert("modelId", Value::from(model_id));
+        info.insert("modelVersion", Value::from(model_version));
+    }
+    Value::Object(obj! { "trialSourceInfo" => info })
+}
+
 impl MasterClient {
     /// `POST /api/v1/runs/start`: register the run's checkpoint storage; returns `storageId`.
     pub fn runs_start(&self, run_id: i64, checkpoint_storage: &Value) -> Result<Option<i64>> {
@@ -250,6 +269,23 @@ impl MasterClient {
         .map(|_| ())
     }
 
+    /// `POST /api/v1/trial-source-info`.
+    pub fn report_trial_source_info(
+        &self,
+        checkpoint_uuid: &str,
+        trial_id: i64,
+        model: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let body = trial_source_info_body(checkpoint_uuid, trial_id, model);
+        self.call(
+            "POST",
+            "/api/v1/trial-source-info",
+            Some(&body),
+            CallOpts::default(),
+        )
+        .map(|_| ())
+    }
+
     /// `POST /api/v1/allocations/<aid>/signals/ack_preemption` (no body).
     pub fn ack_preemption(&self, allocation_id: &str, opts: CallOpts<'_>) -> Result<()> {
         let path = format!(
@@ -295,6 +331,14 @@ mod tests {
         assert_eq!(
             to_wire(&b),
             r#"{"metadata": {"steps_completed": 5}, "resources": {"a/": "0", "a/b": "1234"}, "state": "STATE_COMPLETED", "training": {}, "uuid": "id", "allocationId": "aid", "reportTime": "T", "storageId": 3, "taskId": "tid"}"#
+        );
+        assert_eq!(
+            to_wire(&trial_source_info_body("c-1", 7, None)),
+            r#"{"trialSourceInfo": {"checkpointUuid": "c-1", "trialId": 7, "trialSourceInfoType": "TRIAL_SOURCE_INFO_TYPE_INFERENCE"}}"#
+        );
+        assert_eq!(
+            to_wire(&trial_source_info_body("c-1", 7, Some((4, 2)))),
+            r#"{"trialSourceInfo": {"checkpointUuid": "c-1", "trialId": 7, "trialSourceInfoType": "TRIAL_SOURCE_INFO_TYPE_INFERENCE", "modelId": 4, "modelVersion": 2}}"#
         );
         assert_eq!(
             to_wire(&progress_body(0.5)),

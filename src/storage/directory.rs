@@ -286,7 +286,8 @@ impl Storage for DirectoryStorage {
 
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
         let src = self.existing_ckpt_dir(id)?;
-        fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
+        // `dst` is created with the first file or folder copied: a selector that accepts
+        // nothing leaves no folder behind (as in Determined).
         let mut all = |_: &str| true;
         let sel: Selector<'_> = match selector {
             Some(s) => s,

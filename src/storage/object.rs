@@ -351,7 +351,6 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
         let entries = self.entries(id, dst)?;
         let mut sel = selector;
-        fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
         let mut fetches = Vec::new();
         for (rel, path, o) in entries {
             if let Some(s) = sel.as_mut() {
@@ -359,6 +358,10 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
                     continue;
                 }
             }
+            // `dst` is created with the first entry selected: a selector that accepts nothing
+            // leaves no folder behind (as in Determined).
+            fs::create_dir_all(dst)
+                .map_err(|e| Error::io("cannot create download folder", dst, e))?;
             if rel.ends_with('/') {
                 fs::create_dir_all(&path)
                     .map_err(|e| Error::io("cannot create folder", &path, e))?;
@@ -380,6 +383,9 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         ))?;
         self.download(id, scratch.path(), selector)?;
+        // A restore yields a folder even when the selector accepted nothing.
+        fs::create_dir_all(scratch.path())
+            .map_err(|e| Error::io("cannot create folder", scratch.path(), e))?;
         Ok(Restored {
             path: scratch.path().to_path_buf(),
             scratch: Some(scratch),

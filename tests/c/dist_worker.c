@@ -12,6 +12,7 @@
 #include "threads.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -208,6 +209,53 @@ static int scenario_preempt(int argc, char **argv) {
         if (now() > deadline) DIE("no preemption after 120 s (%ld calls)", k);
     }
     printf("RESULT %d stopped_at=%ld\n", rank, k);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+/* The program's own SIGUSR1 handler, installed before det_core_init: detcore records the signal
+ * and then chains to it, so once `g_usr1` is set detcore's flag is set too. */
+static atomic_int g_usr1;
+static void on_usr1(int sig) {
+    (void)sig;
+    atomic_store(&g_usr1, 1);
+}
+
+/* WorkersAskChief preemption lag: every rank calls det_should_preempt every `period_us`
+ * microseconds until it says true; the driver sends SIGUSR1 to the chief only. The chief prints
+ * `seen_at`, its first call made after the signal had arrived (detcore saw it at that call or
+ * before); every rank prints the call at which it got true and the CLOCK_MONOTONIC time of it. */
+static int scenario_lag(int argc, char **argv) {
+    if (argc < 1) DIE("lag: period_us missing");
+    useconds_t period = (useconds_t)atol(argv[0]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) != 0) DIE("sigaction failed");
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, true);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    printf("READY %d\n", rank);
+    fflush(stdout);
+    long k = 0, seen_at = 0;
+    bool stop = false;
+    double t_seen = 0, deadline = now() + 300;
+    while (!stop) {
+        k++;
+        int seen = atomic_load(&g_usr1);
+        double t = now();
+        CHECK(det_should_preempt(ctx, &stop));
+        if (seen && !seen_at) {
+            seen_at = k;
+            t_seen = t;
+        }
+        if (!stop) usleep(period);
+        if (now() > deadline) DIE("no preemption after 300 s (%ld calls)", k);
+    }
+    double t_true = now();
+    if (rank == 0 && !seen_at) DIE("the chief stopped at call %ld before it saw the signal", k);
+    printf("RESULT %d stopped_at=%ld seen_at=%ld t_seen=%.6f t_true=%.6f\n", rank, k, seen_at, t_seen, t_true);
     CHECK(det_core_close(ctx));
     return 0;
 }
@@ -501,6 +549,7 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "collectives")) return scenario_collectives(argc - 2, argv + 2);
     if (!strcmp(s, "race")) return scenario_race(argc - 2, argv + 2);
     if (!strcmp(s, "preempt")) return scenario_preempt(argc - 2, argv + 2);
+    if (!strcmp(s, "lag")) return scenario_lag(argc - 2, argv + 2);
     if (!strcmp(s, "kill")) return scenario_kill(argc - 2, argv + 2);
     if (!strcmp(s, "stalled")) return scenario_stalled(argc - 2, argv + 2);
     if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);

@@ -642,11 +642,22 @@ static void alert_and_cluster_info() {
     EXPECT(!info.agent_id() && !info.master_url() && !info.container_rank());
     EXPECT(info.container_addrs().empty() && info.container_slot_counts().empty());
     EXPECT(info.slot_ids().empty() && info.gpu_uuids().empty());
+    EXPECT(!info.trial_debug() && !info.inter_node_network_interface());
+    EXPECT(!det::cluster_info_json(dir / "no-info"));
+    // Off-cluster there is nothing to link a checkpoint to: logged, no error.
+    ctx.experimental().report_task_using_checkpoint("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10");
+    ctx.experimental().report_task_using_model_version("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", 1, 2);
+    EXPECT_DET_ERROR(ctx.experimental().report_task_using_checkpoint(""), DET_ERR_INVALID_ARGUMENT,
+                     "checkpoint uuid is empty");
+    EXPECT_DET_ERROR(ctx.experimental().report_task_using_checkpoint(std::string_view("a\0b", 3)),
+                     DET_ERR_INVALID_ARGUMENT, "checkpoint_uuid contains a NUL byte");
     // Only "unknown here" becomes std::nullopt: a closed context still throws.
     ctx.close();
     EXPECT_DET_ERROR((void)info.trial_id(), DET_ERR_STATE, "closed by det_core_close");
     EXPECT_DET_ERROR((void)info.container_addrs(), DET_ERR_STATE, "closed by det_core_close");
     EXPECT_DET_ERROR(ctx.alert("t"), DET_ERR_STATE, "used after close()");
+    EXPECT_DET_ERROR((void)ctx.experimental(), DET_ERR_STATE, "used after close()");
+    EXPECT_DET_ERROR((void)info.trial_debug(), DET_ERR_STATE, "closed by det_core_close");
     // The Determined launcher reads the info folder, which off-cluster does not exist.
     setenv("DET_CLUSTER_INFO_DIR", (dir / "no-info").c_str(), 1);
     bool threw = false;

@@ -104,6 +104,7 @@ class FakeMaster:
         self.progress: List[float] = []
         self.statuses: List[str] = []
         self.alerts: List[Dict[str, Any]] = []
+        self.trial_source_infos: List[Dict[str, Any]] = []
         self.early_exits: List[str] = []
         self.preempted = False
         self.acks = 0
@@ -338,6 +339,8 @@ class FakeMaster:
                     raise ApiError(400, "metadata must be an object")
                 _merge(self.run_metadata, body["metadata"])
                 return {"metadata": self.run_metadata}
+        if path == "/api/v1/trial-source-info" and method == "POST":
+            return self._trial_source_info(body)
         if path == "/api/v1/webhooks/custom" and method == "POST":
             if not isinstance(body, dict) or body.get("experimentId") != eid or not isinstance(body.get("data"), dict):
                 raise ApiError(400, "bad webhook event")
@@ -352,6 +355,28 @@ class FakeMaster:
                     self.acks += 1
                 return {}
         raise ApiError(404, f"no route for {method} {path}")
+
+    def _trial_source_info(self, body):
+        """ReportTrialSourceInfo: links a checkpoint (and model version) to the trial using it."""
+        info = body.get("trialSourceInfo") if isinstance(body, dict) else None
+        if not isinstance(info, dict) or set(body) != {"trialSourceInfo"}:
+            raise ApiError(400, "trialSourceInfo is required")
+        uuid, trial = info.get("checkpointUuid"), info.get("trialId")
+        if not isinstance(uuid, str) or not _is_int(trial):
+            raise ApiError(400, "checkpointUuid (string) and trialId (integer) are required")
+        if info.get("trialSourceInfoType") not in ("TRIAL_SOURCE_INFO_TYPE_INFERENCE", "TRIAL_SOURCE_INFO_TYPE_FINE_TUNING"):
+            raise ApiError(400, f"bad trialSourceInfoType {info.get('trialSourceInfoType')!r}")
+        for k in ("modelId", "modelVersion"):
+            if k in info and not _is_int(info[k]):
+                raise ApiError(400, f"{k} must be an integer")
+        if set(info) - {"checkpointUuid", "trialId", "trialSourceInfoType", "modelId", "modelVersion"}:
+            raise ApiError(400, f"unknown fields {sorted(set(info))}")
+        if trial != self.trial_id:
+            raise ApiError(404, f"trial {trial} not found")
+        if uuid not in self.checkpoints:
+            raise ApiError(404, f"checkpoint {uuid} not found")
+        self.trial_source_infos.append(info)
+        return {"checkpointUuid": uuid, "trialId": trial}
 
     def _runs_start(self, body):
         if not isinstance(body, dict) or body.get("runId") != self.trial_id:

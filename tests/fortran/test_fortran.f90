@@ -533,6 +533,21 @@ contains
     call ctx%alert("t", level=9, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "level: unknown value 9", "bad alert level")
 
+    ! The trial's flags, the experimental reports and get_cluster_info off-cluster.
+    call expect(.not. ctx%trial_debug(default=.false.), "trial_debug default")
+    call expect(ctx%trial_debug(stat=st) .eqv. .false., "trial_debug is false on failure")
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "trial_debug off-cluster")
+    call expect(ctx%inter_node_network_interface(default="none") == "none", "inter_node_network_interface default")
+    call ctx%report_task_using_checkpoint("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", stat=st)
+    call expect(st == DET_OK, "report_task_using_checkpoint off-cluster is logged")
+    call ctx%report_task_using_model_version("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", 1, 2)
+    call ctx%report_task_using_checkpoint("", stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "checkpoint uuid is empty", "empty checkpoint uuid")
+    call expect(detcore_cluster_info_json(dir // "/no-info") == "", "no cluster info off-cluster")
+    call write_text(dir // "/cluster.json", "{")
+    s = detcore_cluster_info_json(dir, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "cluster.json: broken JSON", "broken cluster.json")
+
     ! After close, `default` does not hide the failure.
     copy%ptr = ctx%ptr
     call ctx%close()

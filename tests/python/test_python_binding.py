@@ -248,9 +248,17 @@ def test_upload_download_selectors(opts, tmp_path):
             ctx.checkpoint.upload(src, {"steps_completed": 2}, selector=bad)
         assert len(calls) == 2
 
-        # A rank with nothing to upload passes None.
-        empty = ctx.checkpoint.upload(None, {"steps_completed": 3})
-        assert sorted(os.listdir(storage / empty)) == ["metadata.json"]
+        # No folder: determined's RuntimeError, nothing stored (with shard=True every rank passed
+        # None, this process being the only rank).
+        before = sorted(os.listdir(storage))
+        with pytest.raises(RuntimeError, match=r"cannot call \.upload\(ckpt_dir=None, shard=False\), which would "
+                                               r"result in doing nothing at all"):
+            ctx.checkpoint.upload(None, {"steps_completed": 3})
+        with pytest.raises(RuntimeError, match=r"cannot call \.upload\(ckpt_dir=None, shard=True\), from all ranks; "
+                                               r"at least one rank must have a valid ckpt_dir") as e:
+            ctx.checkpoint.upload(None, {"steps_completed": 3}, shard=True)
+        assert isinstance(e.value, detcore.InvalidArgumentError) and e.value.status_name == "DET_ERR_INVALID_ARGUMENT"
+        assert sorted(os.listdir(storage)) == before
 
 
 # ---- metrics ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 from detcore import _enums, _errors, _json
 from detcore._checkpoint import CheckpointContext
 from detcore._distributed import DistributedContext
+from detcore._experimental import ExperimentalContext
 from detcore._info import Info
 from detcore._lib import InitOptions, Library, lib, signals_array, to_c
 from detcore._preempt import PreemptContext
@@ -30,13 +31,19 @@ def _close_handle(L: Library, handle: int) -> None:
 
 class Context:
     """A Core API context: `checkpoint`, `train`, `preempt`, `searcher`, `distributed`, `info`,
-    `profiler`, and `alert()`.
+    `profiler`, `experimental`, and `alert()`.
     Use it as `with detcore.init(...) as core_context:`; it is closed when the block ends (queued
     reports delivered, threads joined). Thread-safe."""
 
-    def __init__(self, handle: int, distributed: Optional[DistributedContext]) -> None:
+    def __init__(
+        self,
+        handle: int,
+        distributed: Optional[DistributedContext],
+        cluster_info_dir: Optional[Union[str, os.PathLike]] = None,
+    ) -> None:
         self._h = handle
         self._closed = False
+        self._cluster_info_dir = cluster_info_dir
         self._finalizer = weakref.finalize(self, _close_handle, lib(), handle)
         self.checkpoint = CheckpointContext(self)
         self.train = TrainContext(self)
@@ -44,6 +51,7 @@ class Context:
         self.searcher = SearcherContext(self)
         self.info = Info(self)
         self.profiler = ProfilerContext(self)
+        self.experimental = ExperimentalContext(self)
         d = distributed if distributed is not None else DistributedContext(
             rank=0, size=1, local_rank=0, local_size=1, cross_rank=0, cross_size=1
         )
@@ -216,4 +224,4 @@ def init(
 
     h = ctypes.c_void_p()
     L.call("det_core_init", ctypes.byref(o), ctypes.byref(h))
-    return Context(h.value, distributed)  # type: ignore[arg-type]
+    return Context(h.value, distributed, cluster_info_dir)  # type: ignore[arg-type]
