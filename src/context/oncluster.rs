@@ -162,7 +162,13 @@ impl Context {
                 storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?
             }
         };
-        let storage = storage::open(&spec.config)?;
+        // The ranks must agree on the storage (a collective: all fail alike otherwise).
+        let opened = storage::open(&spec.config);
+        crate::checkpoint::agree_on_storage(
+            &dist,
+            opened.as_ref().map(|s| &**s).map_err(Clone::clone),
+        )?;
+        let storage = opened?;
         // TensorBoard always syncs to the experiment's storage, never the caller's (§3.2 step 4).
         let tb_storage = match trial.config.get("checkpoint_storage") {
             Some(cs) if opts.checkpoint_storage.is_some() => {
@@ -177,7 +183,7 @@ impl Context {
         let units = searcher::parse_units(&trial.config);
 
         // Local preemption sources (validated before anything starts).
-        let sources = super::local_sources(&opts)?;
+        let sources = super::local_sources(&opts, &dist)?;
 
         // `POST /api/v1/runs/start` (§3.2 step 10).
         let storage_backend_id = if is_chief {
@@ -284,6 +290,9 @@ impl Context {
                 longpoll: Mutex::new(longpoll),
                 ack: Some(ack),
             }),
+            // Determined requeues its own trials.
+            slurm_requeue: false,
+            last_checkpoint: Default::default(),
         })
     }
 

@@ -48,6 +48,12 @@ pub trait Storage: Send + Sync {
     /// A one-line description for messages: `directory /data/ckpts`, `s3://bucket/prefix`.
     fn describe(&self) -> String;
 
+    /// What the ranks of a job compare to know they use the same storage (a folder's absolute
+    /// path, a bucket and prefix). Never holds a secret.
+    fn identity(&self) -> String {
+        self.describe()
+    }
+
     /// A local folder for `store_path` to write checkpoint `id` into. Idempotent: the ranks of
     /// a sharded checkpoint that share a file system get the same folder.
     fn stage(&self, id: &str) -> Result<PathBuf>;
