@@ -5,7 +5,9 @@
 #   3. C/C++/Fortran tests and examples (CMake + ctest), including a build against the
 #      installed package; then the C tests again under ASan/UBSan and valgrind
 #   4. Python tests (pytest), with the reference client determined==0.38.1 in a venv
-# Services the tests need (fake master, S3/GCS/Azure emulators) are started by the tests
+#   5. the real launchers (scripts/launchers.sh): Open MPI's mpirun and a one-node Slurm that the
+#      tests start themselves; skipped, with a warning, where they are not installed
+# Services the tests need (fake master, S3/GCS/Azure emulators, Slurm) are started by the tests
 # themselves on 127.0.0.1 and free ports, and stopped when they end.
 #
 # Environment: DETCORE_BUILD_DIR (default build/), DETCORE_VENV (default .venv/),
@@ -43,5 +45,8 @@ venv="$(scripts/venv.sh)"
 export DETCORE_LIB="$build/cargo/release/libdetcore.so"
 export DETCORE_BUILD_DIR="$build"
 "$venv/bin/python" -m pytest -q tests/python
+
+step "launchers: mpirun, srun, sbatch"
+scripts/launchers.sh
 
 step "all tests passed"

@@ -29,8 +29,9 @@ const PROTOCOL_VERSION: u32 = 2;
 /// look elsewhere), or it is but conflicts with the group (it must fail).
 const REJECT_FOREIGN: u8 = 1;
 const REJECT_FATAL: u8 = 0;
-/// How long a member waits for a chief's answer to its hello before trying elsewhere.
-const HELLO_ANSWER_WAIT: Duration = Duration::from_secs(10);
+/// How long a member waits for a chief's answer to its hello before trying elsewhere (a chief
+/// answers at once, unless its accept loop is held up by a silent connection for up to 10 s).
+const HELLO_ANSWER_WAIT: Duration = Duration::from_secs(30);
 /// How long the chief's `close` waits for broadcast acknowledgements.
 const CLOSE_ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long `close` may block sending its goodbye to a member that stopped reading.
@@ -258,6 +259,22 @@ fn hello_payload(m: &Member) -> Vec<u8> {
     p
 }
 
+/// True if the peer of `s` closed its end (nothing it sent is left unread: a member waiting
+/// for `Welcome` sends nothing).
+fn peer_gone(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let gone = match s.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = s.set_nonblocking(false);
+    gone
+}
+
 /// What one attempt to join a chief at one address gave.
 enum Attempt {
     /// A chief of this job took the rank: the stream, the chief's rank and the job identity.
@@ -298,7 +315,20 @@ impl Star {
             .job
             .is_empty()
             .then(|| format!("chief-made:{}", uuid::Uuid::new_v4()));
-        while missing > 0 {
+        loop {
+            if missing == 0 {
+                // Before welcoming: a member that gave up on its connection meanwhile will
+                // connect again; wait for it rather than start with a dead connection.
+                for slot in slots.iter_mut().skip(1) {
+                    if slot.as_ref().is_some_and(peer_gone) {
+                        *slot = None;
+                        missing += 1;
+                    }
+                }
+                if missing == 0 {
+                    break;
+                }
+            }
             match listener.accept() {
                 Ok((mut s, peer)) => {
                     s.set_nonblocking(false).ok();
@@ -367,6 +397,16 @@ impl Star {
                         bail!(Distributed, "{why}");
                     }
                     let g = grank as usize;
+                    if g > 0 && g < n && slots[g].as_ref().is_some_and(peer_gone) {
+                        // The member gave up on an earlier connection (it waited too long for
+                        // our answer) and came back: the new connection replaces the old.
+                        log_debug!(
+                            "rank {} connected again; dropping its earlier connection",
+                            h.sender
+                        );
+                        slots[g] = None;
+                        missing += 1;
+                    }
                     if g == 0 || g >= n || slots[g].is_some() {
                         let why = format!("rank {} joined the {} group as member {grank}, which is taken or invalid", h.sender, me.group.name());
                         reject(&mut s, REJECT_FATAL, &why);
@@ -446,7 +486,14 @@ impl Star {
                     Attempt::Fatal(e) => return Err(e),
                     Attempt::Foreign(why) => {
                         if !foreign.iter().any(|(a, _)| a == addr) {
-                            log_warn!("{why}; trying elsewhere");
+                            log_warn!(
+                                "{why}; {}",
+                                if addrs.len() > 1 {
+                                    "trying the job's other ports"
+                                } else {
+                                    "trying again until the connect timeout"
+                                }
+                            );
                             foreign.push((addr.clone(), why));
                         }
                     }
@@ -1596,5 +1643,43 @@ mod tests {
         );
         assert!(t0.elapsed() < Duration::from_secs(10));
         assert!(t.join().unwrap().is_err());
+    }
+
+    /// A member that gave up on its first connection after the chief took it (it waited too
+    /// long for the answer) and comes back is taken again, not refused as a duplicate.
+    #[test]
+    fn member_that_reconnects_replaces_its_old_connection() {
+        let (listener, port) = listen_local().unwrap();
+        let chief = std::thread::spawn(move || {
+            Star::serve(
+                listener,
+                global(0, 2, "j"),
+                Duration::from_secs(20),
+                Duration::from_secs(5),
+            )
+        });
+        let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let hello = hello_payload(&global(1, 2, "j"));
+        wire::write_frame(
+            &mut first,
+            &Header::new(Kind::Hello, 0, 1, 0, hello.len()),
+            &hello,
+        )
+        .unwrap();
+        let (h, p) = wire::read_frame(&mut first).unwrap().unwrap();
+        assert_eq!((h.kind, p.as_slice()), (Kind::Accept, &b"j"[..]));
+        drop(first);
+        std::thread::sleep(Duration::from_millis(50));
+        let w = Star::join(
+            &[format!("127.0.0.1:{port}")],
+            global(1, 2, "j"),
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let c = chief.join().unwrap().unwrap();
+        let t = std::thread::spawn(move || w.broadcast(Vec::new()));
+        assert_eq!(c.broadcast(b"ok".to_vec()).unwrap(), b"ok");
+        assert_eq!(t.join().unwrap().unwrap(), b"ok");
     }
 }

@@ -16,6 +16,15 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `scontrol requeue` may take at close.
 pub const REQUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The last line a command wrote to stderr (its message; earlier lines are usually context).
+fn last_line(s: &str) -> &str {
+    s.lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("no message")
+}
+
 /// The outcome of a bounded command: its exit code and output, or why there is none.
 struct Ran {
     ok: bool,
@@ -136,7 +145,7 @@ pub fn requeue(job_id: &str) -> bool {
             log_warn!(
                 "Slurm did not requeue job {job_id} (scontrol requeue: {}): resubmit it to resume from its checkpoint \
                  (requeue needs a batch job, and `#SBATCH --requeue` where the cluster sets JobRequeue=0)",
-                r.stderr.trim()
+                last_line(&r.stderr)
             );
             false
         }
