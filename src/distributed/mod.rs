@@ -1,4 +1,4 @@
-//! Rank information and collectives (Determined's `DistributedContext`, PROTOCOL.md §9).
+//! Rank information and collectives (Determined's `DistributedContext`).
 
 pub mod env;
 pub mod identity;
