@@ -49,9 +49,13 @@ pub trait Storage: Send + Sync {
     fn describe(&self) -> String;
 
     /// What the ranks of a job compare to know they use the same storage (a folder's absolute
-    /// path, a bucket and prefix). Never holds a secret.
+    /// path; a bucket and prefix, and the endpoint or account when one is configured). Never
+    /// holds a secret.
     fn identity(&self) -> String {
-        self.describe()
+        match config::endpoint_of(self.config()) {
+            Some(at) => format!("{} at {at}", self.describe()),
+            None => self.describe(),
+        }
     }
 
     /// A local folder for `store_path` to write checkpoint `id` into. Idempotent: the ranks of
