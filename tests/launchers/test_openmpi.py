@@ -122,11 +122,26 @@ def test_mpi_init_and_finalize_around_detcore(tmp_path):
     _resume(tmp_path, step, sid, program=MPI_WORKER)
 
 
+def _children(pid):
+    """The processes whose parent is `pid` (from /proc: no procps needed)."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
 def _ranks_of(mpirun_pid):
     """{rank: pid} of mpirun's children (on one node it starts the processes itself)."""
-    out = subprocess.run(["pgrep", "-P", str(mpirun_pid)], capture_output=True, text=True).stdout.split()
     ranks = {}
-    for pid in map(int, out):
+    for pid in _children(mpirun_pid):
         try:
             env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
         except OSError:
