@@ -164,11 +164,14 @@ impl DistributedContext {
     /// have joined, or fails after `connect_timeout` naming the ranks that did not). Only ranks
     /// of the same job join (see [`identity`]).
     pub fn new(mut cfg: DistributedConfig) -> Result<DistributedContext> {
-        cfg.validate()?;
         if cfg.job_id.is_none() {
             let get = |k: &str| std::env::var(k).ok();
             cfg.job_id = identity::from_env_var(&env::Env::new(&get));
+            if cfg.job_id.is_some() {
+                cfg.validate().map_err(|e| e.context("DETCORE_JOB_ID"))?;
+            }
         }
+        cfg.validate()?;
         if cfg.size == 1 {
             return Ok(DistributedContext {
                 cfg,

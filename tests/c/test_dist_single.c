@@ -177,6 +177,10 @@ static void job_id_and_requeue_options(void) {
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "must be 1 to 256 bytes");
     d.job_id = "";
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "must be 1 to 256 bytes");
+    d.job_id = NULL;
+    setenv("DETCORE_JOB_ID", "a\tb", 1);
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "DETCORE_JOB_ID: distributed: job_id \"a\\tb\"");
+    unsetenv("DETCORE_JOB_ID");
     d.job_id = "my-job";
     /* Requeue asked for outside Slurm: close still succeeds (and says so in the log). */
     unsetenv("SLURM_JOB_ID");
