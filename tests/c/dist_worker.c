@@ -30,11 +30,15 @@
 
 static int g_rank = -1;
 
+/* One write per message, so that a launcher forwarding several ranks' stderr never interleaves
+ * two messages within a line. */
 #define DIE(...)                                                                                  \
     do {                                                                                          \
-        fprintf(stderr, "rank %d: ", g_rank);                                                     \
-        fprintf(stderr, __VA_ARGS__);                                                             \
-        fprintf(stderr, "\n");                                                                    \
+        char die_[4096];                                                                          \
+        int die_n_ = snprintf(die_, sizeof die_, "rank %d: ", g_rank);                            \
+        snprintf(die_ + die_n_, sizeof die_ - (size_t)die_n_ - 1, __VA_ARGS__);                   \
+        strcat(die_, "\n");                                                                       \
+        fputs(die_, stderr);                                                                      \
         exit(3);                                                                                  \
     } while (0)
 

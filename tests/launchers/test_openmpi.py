@@ -220,7 +220,7 @@ def test_ranks_with_different_storage_all_fail(tmp_path):
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
     out = finish(p)
     assert p.returncode != 0, out
-    fails = re.findall(r"^rank -?\d+: .*det_core_init.*DET_ERR_INVALID_ARGUMENT.*$", out, re.M)
+    fails = re.findall(r"rank -?\d+: det_core_init\(&o, &ctx\): DET_ERR_INVALID_ARGUMENT: .*$", out, re.M)
     assert len(fails) == 2, out
     for f in fails:
         assert "do not use the same checkpoint storage" in f, f
