@@ -198,12 +198,22 @@ typedef struct {
     int32_t cross_size;
     // The chief's address (required when cross_size > 1). Copied by `det_core_init`.
     const char *chief_ip;
-    // The chief's port; 0 means 12360 (Determined's default).
+    // The chief's port. 0: `DETCORE_CHIEF_PORT`, else `INTER_TRAIN_PROCESS_COMM_PORT_1`, else
+    // chosen from the job identity (the first free one of 16 ports derived from it; the workers
+    // try them in turn), else 12360 for a job without an identity.
     int32_t port;
     // How long workers retry connecting to the chief; <= 0 means 300 s.
     double connect_timeout_seconds;
     // How long a collective waits for its peers before failing; <= 0 means 1800 s.
     double collective_timeout_seconds;
+    // The job's identity: every rank of one job must give the same text, two jobs different
+    // ones; a rank and a chief whose identities differ refuse each other (naming both), so two
+    // jobs on one machine never join each other. NULL: `DETCORE_JOB_ID`, else none (a rank
+    // without an identity is accepted only by a chief without one, which makes one up).
+    // `det_distributed_from_env` fills it from the launcher (Slurm's job and step, Open MPI's
+    // PMIx namespace, torchrun's run id, ...). At most 256 bytes of printable UTF-8; copied by
+    // `det_core_init`. An appended field: a program built with an older header gets NULL.
+    const char *job_id;
 } det_distributed_config;
 
 // Options of `det_core_init`. Fill with `det_init_options_default(&opts, sizeof opts)`, then
@@ -243,7 +253,9 @@ typedef struct {
     bool async_checkpoints;
     // Preempt once this file exists. NULL: `DET_HALT_FILE`.
     const char *halt_file;
-    // The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`.
+    // The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`,
+    // else, in a Slurm job, the end time the chief asks of Slurm once at init (`squeue`, 5 s at
+    // most, never fatal); a worker without one takes the chief's.
     double end_time;
     // Preempt this many seconds before `end_time`. < 0: `DET_HALT_SECONDS`, else 120.
     double halt_margin_seconds;
@@ -255,6 +267,12 @@ typedef struct {
     size_t report_queue_capacity;
     // How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     double close_timeout_seconds;
+    // Off-cluster under Slurm (an appended field; older programs get false): when the job stored a checkpoint after
+    // `det_should_preempt` said true, `det_core_close` on rank 0 asks Slurm to requeue it
+    // (`scontrol requeue $SLURM_JOB_ID`), so a job preempted by `--signal` or its time limit
+    // runs again and resumes from that checkpoint by itself. A failed requeue is logged, never
+    // an error of `det_core_close`. false: `DETCORE_SLURM_REQUEUE=1` turns it on.
+    bool slurm_requeue;
 } det_init_options;
 
 // A name mangler for `det_train_upload_tensorboard_files` (Python's `mangler(path, rank)`):
@@ -524,11 +542,14 @@ det_status det_log_set_level(int32_t level);
 // Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
 // `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
 // are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
-// address comes from `DET_CHIEF_IP` first. The strings `cfg` points to (chief_ip) are owned by
-// the library and stay valid until the process ends.
+// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
+// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
+// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
+// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
 //
 // Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
-// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`.
+// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
+// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
 //
 // # Safety
 // `cfg` must point to an initialised `det_distributed_config`.

@@ -420,6 +420,8 @@ public:
         detail::check(det_distributed_from_env(static_cast<int32_t>(launcher), &c.cfg_));
         if (c.cfg_.chief_ip) c.chief_ip_ = c.cfg_.chief_ip;
         c.cfg_.chief_ip = nullptr;
+        if (c.cfg_.job_id) c.job_id_ = c.cfg_.job_id;
+        c.cfg_.job_id = nullptr;
         return c;
     }
 
@@ -434,6 +436,12 @@ public:
         return *this;
     }
     DistributedConfig &port(int32_t v) { return set(cfg_.port, v); }
+    /// The job's identity, the same on every rank of one job (default: DETCORE_JOB_ID, else
+    /// the launcher's); ranks and chiefs of different jobs refuse each other.
+    DistributedConfig &job_id(std::string_view v) {
+        job_id_ = detail::CStr(v, "job_id").c_str();
+        return *this;
+    }
     DistributedConfig &connect_timeout_seconds(double v) { return set(cfg_.connect_timeout_seconds, v); }
     DistributedConfig &collective_timeout_seconds(double v) { return set(cfg_.collective_timeout_seconds, v); }
 
@@ -445,11 +453,13 @@ public:
     int32_t cross_size() const noexcept { return cfg_.cross_size; }
     const std::string &chief_ip() const noexcept { return chief_ip_; }
     int32_t port() const noexcept { return cfg_.port; }
+    const std::string &job_id() const noexcept { return job_id_; }
 
-    /// The C struct; its chief_ip points into this object.
+    /// The C struct; its chief_ip and job_id point into this object.
     det_distributed_config c_config() const {
         det_distributed_config c = cfg_;
         c.chief_ip = chief_ip_.empty() ? nullptr : chief_ip_.c_str();
+        c.job_id = job_id_.empty() ? nullptr : job_id_.c_str();
         return c;
     }
 
@@ -461,6 +471,7 @@ private:
     }
     det_distributed_config cfg_{};
     std::string chief_ip_;
+    std::string job_id_;
 };
 
 /// Options of det::Context (`det_init_options`). Unset options keep detcore's defaults
@@ -490,6 +501,8 @@ public:
     }
     Options &report_queue_capacity(size_t v) { return set(report_queue_capacity_, v); }
     Options &close_timeout_seconds(double v) { return set(close_timeout_seconds_, v); }
+    /// Under Slurm: requeue the job at close after a preemption checkpoint (DETCORE_SLURM_REQUEUE=1).
+    Options &slurm_requeue(bool v = true) { return set(slurm_requeue_, v); }
 
     /// Call `fn(const det_init_options&)` with the C options (valid during the call).
     template <class F>
@@ -521,6 +534,7 @@ public:
         o.cluster_info_dir = cs(cluster_info_dir_);
         if (report_queue_capacity_) o.report_queue_capacity = *report_queue_capacity_;
         if (close_timeout_seconds_) o.close_timeout_seconds = *close_timeout_seconds_;
+        if (slurm_requeue_) o.slurm_requeue = *slurm_requeue_;
         return fn(static_cast<const det_init_options &>(o));
     }
 
@@ -539,7 +553,7 @@ private:
     std::optional<TensorboardMode> tensorboard_mode_;
     std::optional<int64_t> searcher_max_length_;
     std::optional<std::vector<int32_t>> preempt_signals_;
-    std::optional<bool> disable_signal_handlers_, async_checkpoints_;
+    std::optional<bool> disable_signal_handlers_, async_checkpoints_, slurm_requeue_;
     std::optional<double> end_time_, halt_margin_seconds_, close_timeout_seconds_;
     std::optional<DistributedConfig> distributed_;
     std::optional<size_t> report_queue_capacity_;

@@ -5,8 +5,10 @@
 #   3. C/C++/Fortran tests and examples (CMake + ctest), including a build against the
 #      installed package; then the C tests again under ASan/UBSan and valgrind
 #   4. Python tests (pytest), with the reference client determined==0.38.1 in a venv
-#   5. the temporary folder of the suite must be empty at the end
-# Services the tests need (fake master, S3/GCS/Azure emulators) are started by the tests
+#   5. the real launchers (scripts/launchers.sh): Open MPI's mpirun and a one-node Slurm that the
+#      tests start themselves; skipped, with a warning, where they are not installed
+#   6. the temporary folder of the suite must be empty at the end
+# Services the tests need (fake master, S3/GCS/Azure emulators, Slurm) are started by the tests
 # themselves on 127.0.0.1 and free ports, and stopped when they end. Every test runs with
 # TMPDIR set to a folder of the suite's own, which must be empty at the end: a file left there
 # is a leak of detcore or of a test, and fails the run.
@@ -69,6 +71,9 @@ export DETCORE_BUILD_DIR="$build"
 # (google-api-core's notice about the Python version's end of life is not about detcore.)
 "$venv/bin/python" -m pytest -q -p no:cacheprovider --basetemp "$build/tmp/pytest" \
   -W "ignore::FutureWarning:google.api_core._python_version_support" tests/python
+
+step "launchers: mpirun, srun, sbatch"
+scripts/launchers.sh
 
 step "leftovers in the suite's temporary folder"
 left="$(find "$suite_tmp" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort)"

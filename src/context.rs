@@ -48,6 +48,10 @@ pub struct Context {
     close_timeout: Duration,
     /// On-cluster parts (master client, long poll, acknowledgement); `None` off-cluster.
     oncluster: Option<oncluster::Runtime>,
+    /// Off-cluster under Slurm: requeue the job at close after a preemption checkpoint.
+    slurm_requeue: bool,
+    /// When this process last reported a checkpoint.
+    last_checkpoint: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// The default off-cluster checkpoint folder: `$XDG_DATA_HOME/determined`, else
@@ -142,18 +146,73 @@ fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
 }
 
 /// The local preemption sources of `opts` (signals, halt file, end time), validated before
-/// anything is started.
-fn local_sources(opts: &InitOptions) -> Result<Sources> {
+/// anything is started. A collective in a multi-rank job: the chief's end time (given, or asked
+/// of Slurm when Slurm does not export it) is every rank's that has none of its own, so the
+/// ranks of a job agree and Slurm is asked once, not once per rank.
+fn local_sources(opts: &InitOptions, dist: &DistributedContext) -> Result<Sources> {
     let signals_wanted = opts
         .preempt_signals
         .clone()
         .unwrap_or_else(|| vec![libc::SIGTERM, libc::SIGUSR1]);
-    Sources::resolve_env(
+    let mut sources = Sources::resolve_env(
         signals_wanted,
         opts.halt_file.clone(),
         opts.end_time,
         opts.halt_margin_seconds,
-    )
+    )?;
+    let chief_end = if dist.config().rank == 0 {
+        sources.end_time.or_else(|| {
+            env_nonempty("SLURM_JOB_ID").and_then(|j| preempt::slurm::query_end_time(&j))
+        })
+    } else {
+        None
+    };
+    let end = if dist.config().size > 1 {
+        let b = dist.broadcast(
+            chief_end
+                .map(f64::to_le_bytes)
+                .map(Vec::from)
+                .unwrap_or_default(),
+        )?;
+        b.get(..8)
+            .map(|x| f64::from_le_bytes(x.try_into().expect("8 bytes")))
+    } else {
+        chief_end
+    };
+    if sources.end_time.is_none() {
+        sources.end_time = end;
+    }
+    Ok(sources)
+}
+
+/// Reports checkpoints through `inner` and remembers when the last one was reported (a
+/// checkpoint after preemption is what opt-in Slurm requeue waits for).
+struct TimedReporter {
+    inner: Arc<dyn crate::checkpoint::CheckpointReporter>,
+    last: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+impl crate::checkpoint::CheckpointReporter for TimedReporter {
+    fn report(
+        &self,
+        id: &str,
+        resources: &crate::storage::Resources,
+        metadata: &Map,
+        steps_completed: i64,
+    ) -> Result<()> {
+        self.inner
+            .report(id, resources, metadata, steps_completed)?;
+        *self.last.lock() = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    fn deleted(&self, id: &str) -> Result<()> {
+        self.inner.deleted(id)
+    }
+
+    fn get_metadata(&self, id: &str) -> Option<Result<Map>> {
+        self.inner.get_metadata(id)
+    }
 }
 
 /// Preemption, set up last (nothing after it can fail once signal handlers are installed): the
@@ -226,7 +285,7 @@ impl Context {
         };
 
         // Preemption sources (validated before anything is created).
-        let sources = local_sources(&opts)?;
+        let sources = local_sources(&opts, &dist)?;
 
         // Storage.
         let spec: StorageSpec =
@@ -243,8 +302,14 @@ impl Context {
                     })?)?
                 }
             };
+        // The ranks must agree on the storage (a collective: all fail alike otherwise).
         // Off-cluster, folders get the process's umask (the user's choice).
-        let storage = storage::open_with(&spec.config, storage::Modes::Umask)?;
+        let opened = storage::open_with(&spec.config, storage::Modes::Umask);
+        crate::checkpoint::agree_on_storage(
+            &dist,
+            opened.as_ref().map(|s| &**s).map_err(Clone::clone),
+        )?;
+        let storage = opened?;
         // What killed processes left behind (never what a live one still uses).
         storage.sweep_stale();
 
@@ -291,11 +356,15 @@ impl Context {
             reporter.clone(),
             Box::new(LocalTrainBackend::new(run_dir.clone())),
         ));
+        let last_checkpoint = Arc::new(Mutex::new(None));
         let checkpoint = CheckpointContext::new(
             storage.clone(),
-            Arc::new(LocalReporter {
-                index: index.clone(),
-                train: train.clone(),
+            Arc::new(TimedReporter {
+                inner: Arc::new(LocalReporter {
+                    index: index.clone(),
+                    train: train.clone(),
+                }),
+                last: last_checkpoint.clone(),
             }),
             dist.clone(),
         )
@@ -342,6 +411,8 @@ impl Context {
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,
             oncluster: None,
+            slurm_requeue: preempt::slurm::requeue_wanted(opts.slurm_requeue),
+            last_checkpoint,
         })
     }
 
@@ -367,6 +438,8 @@ impl Context {
         let reports = self.reporter.close(left());
         // Then the final TensorBoard sync, which sees the events the reporter just wrote.
         let tb = self.tensorboard.close(left());
+        // Before the signal handlers go: Slurm ends the job (SIGTERM) as it requeues it.
+        self.requeue_if_preempted(&ckpt);
         drop(self.signals.lock().take());
         self.dist.close();
         // Every failure is named, the first one's kind is returned.
@@ -385,6 +458,32 @@ impl Context {
                     .collect::<Vec<_>>()
                     .join("; "),
             )),
+        }
+    }
+
+    /// Opt-in requeue (off-cluster, under Slurm, on the chief): a job that stored a checkpoint
+    /// after `should_preempt` said true asks Slurm to run it again; it resumes from that
+    /// checkpoint under the same job id (and run name `slurm-<job id>`).
+    fn requeue_if_preempted(&self, checkpoints_closed: &Result<()>) {
+        if !self.slurm_requeue || self.oncluster.is_some() || self.dist.config().rank != 0 {
+            return;
+        }
+        let Some(job) = env_nonempty("SLURM_JOB_ID") else {
+            crate::log_warn!("Slurm requeue was asked for, but this process is not in a Slurm job (no SLURM_JOB_ID)");
+            return;
+        };
+        let Some(preempted) = self.preempt.answered_at() else {
+            crate::log_debug!("Slurm job {job} was not preempted: not requeueing it");
+            return;
+        };
+        match *self.last_checkpoint.lock() {
+            Some(t) if t >= preempted && checkpoints_closed.is_ok() => {
+                preempt::slurm::requeue(&job);
+            }
+            _ => crate::log_warn!(
+                "Slurm job {job} was preempted but stored no checkpoint after it (or its last checkpoint failed): \
+                 not requeueing it, it would start over"
+            ),
         }
     }
 

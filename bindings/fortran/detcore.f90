@@ -91,6 +91,7 @@ module detcore
     integer(c_int32_t) :: port = 0
     real(c_double) :: connect_timeout_seconds = 0
     real(c_double) :: collective_timeout_seconds = 0
+    type(c_ptr) :: job_id = c_null_ptr
   end type
 
   !> `det_init_options`: fill with `det_init_options_default(opts, c_sizeof(opts))`.
@@ -114,6 +115,7 @@ module detcore
     type(c_ptr) :: cluster_info_dir = c_null_ptr
     integer(c_size_t) :: report_queue_capacity = 0
     real(c_double) :: close_timeout_seconds = 0
+    logical(c_bool) :: slurm_requeue = .false.
   end type
 
   ! ---- 2. the C API ------------------------------------------------------------------------------------
@@ -1239,20 +1241,20 @@ contains
   subroutine ctx_init(self, checkpoint_storage, run_name, run_dir, hparams_json, searcher_max_length, &
        preempt_mode, tensorboard_mode, preempt_signals, disable_signal_handlers, async_checkpoints, &
        halt_file, end_time, halt_margin_seconds, distributed, chief_ip, cluster_info_dir, &
-       report_queue_capacity, close_timeout_seconds, stat)
+       report_queue_capacity, close_timeout_seconds, job_id, slurm_requeue, stat)
     class(det_context), intent(inout) :: self
     character(len=*), intent(in), optional :: checkpoint_storage, run_name, run_dir, hparams_json, &
-         halt_file, chief_ip, cluster_info_dir
+         halt_file, chief_ip, cluster_info_dir, job_id
     integer, intent(in), optional :: searcher_max_length, preempt_mode, tensorboard_mode, report_queue_capacity
     integer, intent(in), optional :: preempt_signals(:)
-    logical, intent(in), optional :: disable_signal_handlers, async_checkpoints
+    logical, intent(in), optional :: disable_signal_handlers, async_checkpoints, slurm_requeue
     real(real64), intent(in), optional :: end_time, halt_margin_seconds, close_timeout_seconds
     type(det_distributed_config), intent(in), optional :: distributed
     integer, intent(out), optional :: stat
     type(det_init_options), target :: o
     type(det_distributed_config), target :: d
     character(kind=c_char), allocatable, target :: b_storage(:), b_run_name(:), b_run_dir(:), &
-         b_hparams(:), b_halt(:), b_chief(:), b_info(:)
+         b_hparams(:), b_halt(:), b_chief(:), b_info(:), b_job(:)
     integer(c_int32_t), allocatable, target :: sigs(:)
     type(c_ptr) :: h
     integer(c_int32_t) :: st
@@ -1299,7 +1301,7 @@ contains
     end if
     if (present(end_time)) o%end_time = end_time
     if (present(halt_margin_seconds)) o%halt_margin_seconds = halt_margin_seconds
-    if (present(distributed) .or. present(chief_ip)) then
+    if (present(distributed) .or. present(chief_ip) .or. present(job_id)) then
       if (present(distributed)) then
         d = distributed
         if (d%struct_size == 0) d%struct_size = c_sizeof(d)
@@ -1310,6 +1312,10 @@ contains
         call cbuf(chief_ip, b_chief)
         d%chief_ip = c_loc(b_chief)
       end if
+      if (present(job_id)) then
+        call cbuf(job_id, b_job)
+        d%job_id = c_loc(b_job)
+      end if
       o%distributed = c_loc(d)
     end if
     if (present(cluster_info_dir)) then
@@ -1318,6 +1324,7 @@ contains
     end if
     if (present(report_queue_capacity)) o%report_queue_capacity = int(report_queue_capacity, c_size_t)
     if (present(close_timeout_seconds)) o%close_timeout_seconds = close_timeout_seconds
+    if (present(slurm_requeue)) o%slurm_requeue = logical(slurm_requeue, c_bool)
     h = c_null_ptr
     st = det_core_init(o, h)
     if (st == DET_OK) self%ptr = h

@@ -17,6 +17,8 @@ pub mod merge;
 mod shard;
 pub mod uploads;
 
+pub(crate) use shard::agree_on_storage;
+
 use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, Map, Value};

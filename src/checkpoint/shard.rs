@@ -87,6 +87,116 @@ fn combine_errors(what: &str, all: &[Value]) -> Result<()> {
     )
 }
 
+/// Every rank's `"storage"` identity from an allgather: the same everywhere, or an error (the
+/// same on every rank) naming the ranks and what each uses.
+fn same_storage(all: &[Value]) -> Result<()> {
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|v| v.get("storage").and_then(Value::as_str).unwrap_or(""))
+        .collect();
+    if ids.iter().all(|i| *i == ids[0]) {
+        return Ok(());
+    }
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (r, id) in ids.iter().enumerate() {
+        match groups.iter_mut().find(|(i, _)| i == id) {
+            Some((_, rs)) => rs.push(r),
+            None => groups.push((id, vec![r])),
+        }
+    }
+    bail!(
+        InvalidArgument,
+        "the ranks do not use the same checkpoint storage ({}): every rank must give the same checkpoint_storage, \
+         or the files of some ranks would be missing from their sharded checkpoints",
+        groups
+            .iter()
+            .map(|(id, rs)| format!("rank(s) {rs:?}: {id}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+/// At init, on every rank of a multi-rank job (a collective): the ranks agree on the storage,
+/// or all fail alike. `opened` is this rank's storage, or why it could not be opened.
+pub(crate) fn agree_on_storage(
+    d: &crate::distributed::DistributedContext,
+    opened: Result<&dyn crate::storage::Storage>,
+) -> Result<()> {
+    if d.config().size == 1 {
+        return opened.map(|_| ());
+    }
+    let mine = match &opened {
+        Ok(s) => obj! { "storage" => s.identity() },
+        Err(e) => obj! { "error" => e.message() },
+    };
+    let all = allgather_json(d, Value::Object(mine))?;
+    opened?;
+    combine_errors("opening the checkpoint storage", &all)?;
+    same_storage(&all)
+}
+
+/// The relative names of the files under `root` (folders only walked; no `stat` per file: a
+/// file system's metadata servers see one `readdir` per folder).
+fn file_names(root: &Path) -> Result<Vec<String>> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot read folder", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry
+                .file_type()
+                .map_err(|e| Error::io("cannot stat", &entry.path(), e))?
+                .is_dir();
+            if is_dir {
+                walk(&entry.path(), &format!("{prefix}{name}/"), out)?;
+            } else {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out)?;
+    Ok(out)
+}
+
+/// The files some ranks wrote that the checkpoint lacks: `expected` maps each file name to the
+/// ranks that wrote (or listed) it, `present` says whether the checkpoint has it. `Ok` when none
+/// is missing, else an error naming the ranks and a few of their files.
+fn verify_present(
+    id: &str,
+    expected: &BTreeMap<String, Vec<usize>>,
+    mut present: impl FnMut(&str) -> bool,
+) -> Result<()> {
+    let mut missing_ranks: BTreeSet<usize> = BTreeSet::new();
+    let mut examples: Vec<&str> = Vec::new();
+    let mut count = 0usize;
+    for (name, ranks) in expected {
+        if name.ends_with('/') || name == "metadata.json" || present(name) {
+            continue;
+        }
+        count += 1;
+        missing_ranks.extend(ranks.iter().copied());
+        if examples.len() < 3 {
+            examples.push(name);
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    bail!(
+        Storage,
+        "checkpoint {id} lacks {count} file(s) of rank(s) {:?} (e.g. {}): those ranks wrote where the chief does not \
+         publish (a node-local folder on another host, or different storage); nothing was stored or reported",
+        missing_ranks.iter().collect::<Vec<_>>(),
+        examples
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// A new storage id on the chief; the other ranks take the chief's from [`agreed_metadata`].
 fn new_id(d: &crate::distributed::DistributedContext) -> String {
     if d.config().rank == 0 {
@@ -195,10 +305,12 @@ impl CheckpointContext {
         let mine = obj! {
             "metadata" => Value::Object(metadata),
             "id" => id.as_str(),
+            "storage" => self.storage.identity(),
             "error" => pending.as_ref().map(|e| e.message().to_owned()),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         combine_errors("an earlier checkpoint", &all)?;
+        same_storage(&all)?;
         let (id, merged, steps) = agreed_metadata(&all)?;
         let staged = self.staged_everywhere("store_path (staging)", self.storage.stage(&id))?;
         Ok(StoreScope {
@@ -272,6 +384,13 @@ impl CheckpointContext {
         } else {
             Ok(Resources::new())
         };
+        // Folder storage seen from several hosts: what the first rank of each other folder wrote
+        // must be in the chief's (a node-local folder is not).
+        let views = if self.storage.direct_access() {
+            self.folder_views(&uids, scope.path())?
+        } else {
+            None
+        };
         let files = self.exchange_listings(listing, scope.path())?;
 
         // 3. Publish: the merged metadata.json is written by the chief, last on object stores.
@@ -279,13 +398,66 @@ impl CheckpointContext {
         let published = if !uploader {
             Ok(())
         } else if self.storage.direct_access() {
-            self.publish_with_metadata(scope.path(), &scope.id, &meta)
+            let complete = match &views {
+                Some(expected) => verify_present(&scope.id, expected, |n| {
+                    files.merged.contains_key(n) || scope.path().join(n).exists()
+                }),
+                None => Ok(()),
+            };
+            // On failure every rank's staging folder is removed when its scope is dropped
+            // (after the verdict below), a node-local one included.
+            complete.and_then(|()| self.publish_with_metadata(scope.path(), &scope.id, &meta))
         } else {
             self.storage
                 .publish(scope.path(), &scope.id, Some(&files.mine))
         };
-        self.finish(&scope.id, published, scope.path(), files.merged, &meta)?;
+        self.finish(
+            &scope.id,
+            published,
+            scope.path(),
+            files.merged,
+            &files.owners,
+            &meta,
+        )?;
         Ok(scope.id.clone())
+    }
+
+    /// Folder storage: when the ranks' staging folders are not all one (`uids` differ: other
+    /// hosts, or other folders), the first rank of each folder other than the chief's sends the
+    /// chief the names it sees there; `None` when every rank shares the chief's folder. Returns,
+    /// on the chief, each name and the ranks of the folder it was seen in.
+    fn folder_views(
+        &self,
+        uids: &[String],
+        path: &Path,
+    ) -> Result<Option<BTreeMap<String, Vec<usize>>>> {
+        if uids.iter().all(|u| *u == uids[0]) {
+            return Ok(None);
+        }
+        let d = &self.dist;
+        let rank = d.config().rank as usize;
+        let first_of_folder = uids.iter().position(|u| *u == uids[rank]) == Some(rank);
+        let mine = if first_of_folder && uids[rank] != uids[0] {
+            match file_names(path) {
+                Ok(n) => obj! { "names" => Value::Array(n.into_iter().map(Value::from).collect()) },
+                Err(e) => obj! { "error" => e.message() },
+            }
+        } else {
+            Map::new()
+        };
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
+        combine_errors("listing the checkpoint folder", &all)?;
+        let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (r, v) in all.iter().enumerate() {
+            let Some(names) = v.get("names").and_then(Value::as_array) else {
+                continue;
+            };
+            let folder: Vec<usize> = (0..uids.len()).filter(|&o| uids[o] == uids[r]).collect();
+            for n in names.iter().filter_map(Value::as_str) {
+                expected.entry(n.to_owned()).or_default().extend(&folder);
+            }
+        }
+        Ok(Some(expected))
     }
 
     /// Folder storage, on the chief: write the merged `metadata.json` into the shared staging
@@ -359,7 +531,17 @@ impl CheckpointContext {
             .filter(|k| !drop_mine.contains(k.trim_end_matches('/')))
             .cloned()
             .collect();
-        Ok(SharedFiles { merged, mine })
+        let mut owners: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (r, files) in per_rank.iter().enumerate() {
+            for name in files.keys() {
+                owners.entry(name.clone()).or_default().push(r);
+            }
+        }
+        Ok(SharedFiles {
+            merged,
+            mine,
+            owners,
+        })
     }
 
     /// The common end of sharded stores and uploads: tell everyone how publishing went, upload
@@ -371,6 +553,7 @@ impl CheckpointContext {
         published: Result<()>,
         src: &Path,
         mut resources: Resources,
+        owners: &BTreeMap<String, Vec<usize>>,
         meta: &Metadata,
     ) -> Result<()> {
         let d = &self.dist;
@@ -378,9 +561,13 @@ impl CheckpointContext {
         let statuses: Vec<Value> = allgather_json(d, status_value(&published))?;
         let mut outcome = combine(&format!("storing checkpoint {id}"), &statuses);
         if d.config().rank == 0 && outcome.is_ok() {
-            // Object stores: metadata.json last, once every rank's files are stored (folder
-            // storage published it with the rest).
+            // Object stores: every rank's files must be in the checkpoint (a rank that uploaded
+            // elsewhere said "done" too), then metadata.json last (folder storage published it
+            // with the rest, after the same check).
             if !self.storage.direct_access() {
+                outcome = self.verify_uploaded(id, owners);
+            }
+            if !self.storage.direct_access() && outcome.is_ok() {
                 outcome = self
                     .reporter
                     .prepare(id, meta.steps)
@@ -414,6 +601,24 @@ impl CheckpointContext {
         }
     }
 
+    /// Object stores, on the chief: list checkpoint `id` and check every rank's files are there;
+    /// if not, remove what was stored (it has no metadata.json, so it never looked complete).
+    fn verify_uploaded(&self, id: &str, owners: &BTreeMap<String, Vec<usize>>) -> Result<()> {
+        let listed: BTreeSet<String> = self
+            .storage
+            .list(id)
+            .map_err(|e| e.context(format!("checking checkpoint {id}")))?
+            .into_iter()
+            .collect();
+        let r = verify_present(id, owners, |n| listed.contains(n));
+        if r.is_err() {
+            if let Err(e) = self.storage.delete(id) {
+                crate::log_warn!("could not remove the incomplete checkpoint {id}: {e}");
+            }
+        }
+        r
+    }
+
     /// Sharded `upload(dir, metadata, shard=true, selector)`: ranks without files pass `None`.
     pub(super) fn shard_upload(
         &self,
@@ -437,6 +642,7 @@ impl CheckpointContext {
             "has_selector" => selector.is_some(),
             "uid" => uid.as_ref().ok().cloned().flatten(),
             "error" => error,
+            "storage" => self.storage.identity(),
             "metadata" => Value::Object(metadata),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
@@ -462,6 +668,7 @@ impl CheckpointContext {
             bail!(InvalidArgument, "{}", super::ALL_NONE_SHARDED);
         }
         combine_errors("upload", &all)?;
+        same_storage(&all)?;
         let (id, merged_meta, steps) = agreed_metadata(&all)?;
         let uids: Vec<Option<String>> = all
             .iter()
@@ -495,7 +702,8 @@ impl CheckpointContext {
             });
             let staged = self.staged_everywhere(&format!("copying checkpoint {id}"), copied)?;
             let r = if rank == 0 {
-                self.publish_with_metadata(staged.path(), &id, &meta)
+                verify_present(&id, &files.owners, |n| staged.path().join(n).exists())
+                    .and_then(|()| self.publish_with_metadata(staged.path(), &id, &meta))
             } else {
                 Ok(())
             };
@@ -507,7 +715,8 @@ impl CheckpointContext {
         } else {
             Ok(())
         };
-        let done = self.finish(&id, published, root, files.merged, &meta);
+        let done = self.finish(&id, published, root, files.merged, &files.owners, &meta);
+        // Every rank's copy (a node-local one included) is removed once all know the outcome.
         drop(staged_copy);
         done.map(|()| id)
     }
@@ -655,6 +864,8 @@ impl CheckpointContext {
 struct SharedFiles {
     merged: Resources,
     mine: Vec<String>,
+    /// Every listed name and the ranks that listed it.
+    owners: BTreeMap<String, Vec<usize>>,
 }
 
 fn copy_into(src: &Path, names: &[String], dst: &Path) -> Result<()> {

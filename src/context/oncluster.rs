@@ -162,9 +162,14 @@ impl Context {
                 storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?
             }
         };
-        // On a cluster, folders are created as Determined creates them (shared by every user's
-        // trials).
-        let storage = storage::open_with(&spec.config, storage::Modes::Shared)?;
+        // The ranks must agree on the storage (a collective: all fail alike otherwise). On a
+        // cluster, folders are created as Determined creates them (shared by every user's trials).
+        let opened = storage::open_with(&spec.config, storage::Modes::Shared);
+        crate::checkpoint::agree_on_storage(
+            &dist,
+            opened.as_ref().map(|s| &**s).map_err(Clone::clone),
+        )?;
+        let storage = opened?;
         if is_chief || dist.config().is_local_chief() {
             storage.sweep_stale();
         }
@@ -182,7 +187,7 @@ impl Context {
         let units = searcher::parse_units(&trial.config);
 
         // Local preemption sources (validated before anything starts).
-        let sources = super::local_sources(&opts)?;
+        let sources = super::local_sources(&opts, &dist)?;
 
         // `POST /api/v1/runs/start`.
         let storage_backend_id = if is_chief {
@@ -289,6 +294,9 @@ impl Context {
                 longpoll: Mutex::new(longpoll),
                 ack: Some(ack),
             }),
+            // Determined requeues its own trials.
+            slurm_requeue: false,
+            last_checkpoint: Default::default(),
         })
     }
 

@@ -36,6 +36,9 @@ pub enum Kind {
     Abort = 7,
     /// Either way: this side is closing cleanly.
     Bye = 8,
+    /// Server → client, right after a hello it takes: this rank belongs to the group, wait for
+    /// `Welcome`; payload = the job identity the chief goes by.
+    Accept = 9,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             6 => Kind::Control,
             7 => Kind::Abort,
             8 => Kind::Bye,
+            9 => Kind::Accept,
             _ => return None,
         })
     }

@@ -184,6 +184,12 @@ impl Storage for DirectoryStorage {
         format!("{} {}", self.config.type_name(), self.base.display())
     }
 
+    fn identity(&self) -> String {
+        // shared_fs and directory name the same folder alike; `a/b/` and `a/./b` are `a/b`.
+        let p: PathBuf = self.base.components().collect();
+        format!("folder {}", p.display())
+    }
+
     fn stage(&self, id: &str) -> Result<Scratch> {
         // Idempotent: the ranks of a sharded checkpoint on a shared file system all stage the
         // same (fresh, UUID-named) folder.

@@ -68,6 +68,16 @@ pub trait Storage: Send + Sync {
     /// A one-line description for messages: `directory /data/ckpts`, `s3://bucket/prefix`.
     fn describe(&self) -> String;
 
+    /// What the ranks of a job compare to know they use the same storage (a folder's absolute
+    /// path; a bucket and prefix, and the endpoint or account when one is configured). Never
+    /// holds a secret.
+    fn identity(&self) -> String {
+        match config::endpoint_of(self.config()) {
+            Some(at) => format!("{} at {at}", self.describe()),
+            None => self.describe(),
+        }
+    }
+
     /// A local folder for `store_path` to write checkpoint `id` into. Idempotent: the ranks of
     /// a sharded checkpoint that share a file system get the same folder. The folder is removed
     /// when the returned [`Scratch`] is dropped, unless publishing moved it away; if the process

@@ -135,6 +135,8 @@ static void errors_carry_status_and_message() {
                      DET_ERR_INVALID_ARGUMENT, "rank 3 must be less than size 2");
     EXPECT_DET_ERROR(det::Options().run_name(std::string_view("a\0b", 3)), DET_ERR_INVALID_ARGUMENT,
                      "run_name contains a NUL byte");
+    EXPECT_DET_ERROR(det::Context(options(dir).distributed(det::DistributedConfig().job_id("tab\there"))),
+                     DET_ERR_INVALID_ARGUMENT, "job_id \"tab\\there\" must be 1 to 256 bytes of printable text");
 
     det::Context ctx(options(dir));
     EXPECT_DET_ERROR((void)ctx.checkpoint().store_path("{\"steps_completed\": 1"), DET_ERR_INVALID_ARGUMENT,
@@ -351,7 +353,7 @@ static void searcher() {
 
 static void distributed() {
     fs::path dir = tmpdir("dist");
-    det::Context ctx(options(dir, "dist"));
+    det::Context ctx(options(dir, "dist").distributed(det::DistributedConfig().job_id("cpp-job")).slurm_requeue(false));
     auto d = ctx.distributed();
     EXPECT(d.rank() == 0 && d.size() == 1 && d.local_rank() == 0 && d.local_size() == 1 && d.cross_rank() == 0 &&
            d.cross_size() == 1);
@@ -376,11 +378,18 @@ static void distributed() {
     setenv("SLURM_LOCALID", "1", 1);
     setenv("SLURM_NODEID", "0", 1);
     setenv("SLURM_NNODES", "1", 1);
+    setenv("SLURM_JOB_ID", "81", 1);
+    setenv("SLURM_STEP_ID", "0", 1);
     det::DistributedConfig c = det::DistributedConfig::from_env(det::Launcher::Slurm);
     EXPECT(c.rank() == 1 && c.size() == 2 && c.local_size() == 2 && c.cross_size() == 1);
+    EXPECT(c.job_id() == "slurm:81.0");
+    EXPECT(c.job_id("mine").c_config().job_id == std::string("mine"));
+    unsetenv("SLURM_STEP_ID");  // the batch script of a 2-task job: refused, pointing at srun
+    EXPECT_DET_ERROR(det::DistributedConfig::from_env(det::Launcher::Slurm), DET_ERR_INVALID_ARGUMENT,
+                     "no SLURM_STEP_ID");
     unsetenv("SLURM_NTASKS");
     EXPECT_DET_ERROR(det::DistributedConfig::from_env(det::Launcher::Slurm), DET_ERR_INVALID_ARGUMENT, "SLURM_NTASKS");
-    for (const char *v : {"SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NNODES"}) unsetenv(v);
+    for (const char *v : {"SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NNODES", "SLURM_JOB_ID"}) unsetenv(v);
 }
 
 static void info_and_hparams() {

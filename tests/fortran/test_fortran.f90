@@ -436,7 +436,11 @@ contains
     real(real64) :: wrong(2, 2)
     integer :: st
     current = "distributed"
-    call ctx%init(checkpoint_storage=tmpdir("dist") // "/c", run_name="dist", cluster_info_dir="/nonexistent")
+    call ctx%init(checkpoint_storage=tmpdir("dist") // "/c", run_name="dist", cluster_info_dir="/nonexistent", &
+         job_id=achar(10), stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "must be 1 to 256 bytes of printable text", "bad job_id")
+    call ctx%init(checkpoint_storage=tmpdir("dist") // "/c", run_name="dist", cluster_info_dir="/nonexistent", &
+         job_id="fortran-job", slurm_requeue=.false.)
     call expect(ctx%rank() == 0 .and. ctx%size() == 1 .and. ctx%local_rank() == 0 .and. ctx%local_size() == 1 &
          .and. ctx%cross_rank() == 0 .and. ctx%cross_size() == 1, "ranks")
     x = [1d0, 2d0, 3d0]
@@ -461,13 +465,22 @@ contains
     call expect(setenv("SLURM_LOCALID", "1") == 0, "setenv")
     call expect(setenv("SLURM_NODEID", "0") == 0, "setenv")
     call expect(setenv("SLURM_NNODES", "1") == 0, "setenv")
+    call expect(setenv("SLURM_JOB_ID", "81") == 0, "setenv")
+    call expect(setenv("SLURM_STEP_ID", "0") == 0, "setenv")
     call detcore_distributed_from_env(cfg, DET_LAUNCHER_SLURM)
     call expect(cfg%rank == 1 .and. cfg%size == 2 .and. cfg%local_size == 2, "slurm ranks")
+    call expect(c_associated(cfg%job_id), "slurm job identity")
+    call expect(unsetenv("SLURM_STEP_ID") == 0, "unsetenv")
+    call detcore_distributed_from_env(cfg, DET_LAUNCHER_SLURM, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "no SLURM_STEP_ID", "batch script of two tasks")
+    call expect(setenv("SLURM_STEP_ID", "0") == 0, "setenv")
     call expect(setenv("SLURM_PROCID", "7") == 0, "setenv")
     call detcore_distributed_from_env(cfg, DET_LAUNCHER_SLURM, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "rank 7 must be less than size 2", "bad slurm rank")
     call detcore_distributed_from_env(cfg, 99, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "launcher: unknown value 99", "bad launcher")
+    call expect(unsetenv("SLURM_JOB_ID") == 0, "unsetenv")
+    call expect(unsetenv("SLURM_STEP_ID") == 0, "unsetenv")
     write(*, '(a)') "ok   " // current
   end subroutine
 

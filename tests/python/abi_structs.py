@@ -26,4 +26,5 @@ class Opts(ctypes.Structure):
         ("cluster_info_dir", ctypes.c_char_p),
         ("report_queue_capacity", ctypes.c_size_t),
         ("close_timeout_seconds", ctypes.c_double),
+        ("slurm_requeue", ctypes.c_bool),
     ]

@@ -331,3 +331,15 @@ def test_chief_only_rules_on_workers(tmp_path):
     rs = results(launch(WORKER, ["chiefonly"], 3, "openmpi", env={"DIST_STORAGE": str(tmp_path / "c")},
                         work=str(tmp_path)), 120)
     check_all_ok(rs)
+
+
+def test_ranks_with_different_folders_all_fail_at_init(tmp_path):
+    """Ranks whose checkpoint_storage differs: every rank's det_core_init fails naming who uses
+    what (a sharded checkpoint would otherwise lack the other ranks' files)."""
+    rs = results(launch(WORKER, ["shard", "store"], 4, "torch", 2, work=str(tmp_path),
+                        rank_env=lambda rank, node: {"DIST_STORAGE": str(tmp_path / f"ckpts-node{node}")}), 120)
+    for rank, (code, out, err) in enumerate(rs):
+        assert code == 3 and "DET_ERR_INVALID_ARGUMENT" in err, f"rank {rank}: {code} {out} {err[-2000:]}"
+        assert "do not use the same checkpoint storage" in err, err
+        assert f"rank(s) [0, 1]: folder {tmp_path}/ckpts-node0; rank(s) [2, 3]: folder {tmp_path}/ckpts-node1" in err
+    assert not list(tmp_path.glob("ckpts-node*/*-*-*")), "a checkpoint was stored"

@@ -167,6 +167,7 @@ def init(
     cluster_info_dir: Optional[Union[str, os.PathLike]] = None,
     report_queue_capacity: Optional[int] = None,
     close_timeout: Optional[float] = None,
+    slurm_requeue: bool = False,
 ) -> Context:
     """`determined.core.init()`: on-cluster under a Determined master, else off-cluster.
 
@@ -174,7 +175,8 @@ def init(
     `tensorboard_mode`, which Python drops). `checkpoint_storage` is a path, `s3://`/`gs://` URL
     or a dict like the experiment config's. The others are detcore's (see det_init_options in
     detcore.h): off-cluster run name/folder, hyperparameters and searcher length, preemption
-    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits.
+    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits, and
+    `slurm_requeue` (requeue a preempted Slurm job at close, as DETCORE_SLURM_REQUEUE=1).
 
     Off-cluster, a run resumes from the latest checkpoint of its name: `run_name`, else
     DET_RUN_NAME, else `slurm-$SLURM_JOB_ID`, else the script's name (see `default_run_name`)."""
@@ -221,6 +223,7 @@ def init(
         o.report_queue_capacity = int(report_queue_capacity)
     if close_timeout is not None:
         o.close_timeout_seconds = float(close_timeout)
+    o.slurm_requeue = bool(slurm_requeue)
 
     h = ctypes.c_void_p()
     L.call("det_core_init", ctypes.byref(o), ctypes.byref(h))

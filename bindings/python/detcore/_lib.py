@@ -55,6 +55,7 @@ class DistributedConfig(ctypes.Structure):
         ("port", ctypes.c_int32),
         ("connect_timeout_seconds", ctypes.c_double),
         ("collective_timeout_seconds", ctypes.c_double),
+        ("job_id", ctypes.c_char_p),
     ]
 
 
@@ -81,6 +82,7 @@ class InitOptions(ctypes.Structure):
         ("cluster_info_dir", ctypes.c_char_p),
         ("report_queue_capacity", ctypes.c_size_t),
         ("close_timeout_seconds", ctypes.c_double),
+        ("slurm_requeue", ctypes.c_bool),
     ]
 
 
