@@ -193,6 +193,14 @@ struct TimedReporter {
 }
 
 impl crate::checkpoint::CheckpointReporter for TimedReporter {
+    fn prepare(&self, id: &str, steps_completed: i64) -> Result<()> {
+        self.inner.prepare(id, steps_completed)
+    }
+
+    fn abandon(&self, id: &str) {
+        self.inner.abandon(id)
+    }
+
     fn report(
         &self,
         id: &str,

@@ -22,6 +22,13 @@ pub struct MasterCheckpointReporter {
 }
 
 impl CheckpointReporter for MasterCheckpointReporter {
+    /// The master hears of a checkpoint only once it is complete: nothing to do before.
+    fn prepare(&self, _id: &str, _steps: i64) -> Result<()> {
+        Ok(())
+    }
+
+    fn abandon(&self, _id: &str) {}
+
     fn report(&self, id: &str, resources: &Resources, metadata: &Map, _steps: i64) -> Result<()> {
         let body = checkpoint_body(
             id,

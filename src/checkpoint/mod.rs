@@ -59,15 +59,14 @@ pub enum DownloadMode {
 /// What happens around storing a checkpoint: the master is told, or the run index updated.
 ///
 /// The order is `prepare` → the checkpoint becomes complete in storage → `report`; when storing
-/// fails after `prepare`, `abandon`.
+/// fails after `prepare`, `abandon`. Every method is required, so that a wrapper cannot drop
+/// one of them silently.
 pub trait CheckpointReporter: Send + Sync {
     /// Checkpoint `id` is about to become complete in storage. An error stops it: nothing is
     /// published.
-    fn prepare(&self, _id: &str, _steps_completed: i64) -> Result<()> {
-        Ok(())
-    }
+    fn prepare(&self, id: &str, steps_completed: i64) -> Result<()>;
     /// Storing checkpoint `id` failed after [`CheckpointReporter::prepare`] (best effort).
-    fn abandon(&self, _id: &str) {}
+    fn abandon(&self, id: &str);
     /// Checkpoint `id` is complete in storage.
     fn report(
         &self,
@@ -79,9 +78,7 @@ pub trait CheckpointReporter: Send + Sync {
     /// Checkpoint `id` was deleted from storage.
     fn deleted(&self, id: &str) -> Result<()>;
     /// The metadata of checkpoint `id` (`None`: read `metadata.json` from the storage).
-    fn get_metadata(&self, _id: &str) -> Option<Result<Map>> {
-        None
-    }
+    fn get_metadata(&self, id: &str) -> Option<Result<Map>>;
 }
 
 /// Off-cluster reporting: the run index and `metrics.jsonl`.
@@ -128,6 +125,11 @@ impl CheckpointReporter for LocalReporter {
         self.train.report_event(Event::CheckpointDeleted {
             storage_id: id.to_owned(),
         })
+    }
+
+    /// Off-cluster the metadata is the checkpoint's own `metadata.json`.
+    fn get_metadata(&self, _id: &str) -> Option<Result<Map>> {
+        None
     }
 }
 
