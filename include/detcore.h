@@ -198,12 +198,22 @@ typedef struct {
     int32_t cross_size;
     // The chief's address (required when cross_size > 1). Copied by `det_core_init`.
     const char *chief_ip;
-    // The chief's port; 0 means 12360 (Determined's default).
+    // The chief's port. 0: `DETCORE_CHIEF_PORT`, else `INTER_TRAIN_PROCESS_COMM_PORT_1`, else
+    // chosen from the job identity (the first free one of 16 ports derived from it; the workers
+    // try them in turn), else 12360 for a job without an identity.
     int32_t port;
     // How long workers retry connecting to the chief; <= 0 means 300 s.
     double connect_timeout_seconds;
     // How long a collective waits for its peers before failing; <= 0 means 1800 s.
     double collective_timeout_seconds;
+    // The job's identity: every rank of one job must give the same text, two jobs different
+    // ones; a rank and a chief whose identities differ refuse each other (naming both), so two
+    // jobs on one machine never join each other. NULL: `DETCORE_JOB_ID`, else none (a rank
+    // without an identity is accepted only by a chief without one, which makes one up).
+    // `det_distributed_from_env` fills it from the launcher (Slurm's job and step, Open MPI's
+    // PMIx namespace, torchrun's run id, ...). At most 256 bytes of printable UTF-8; copied by
+    // `det_core_init`. An appended field: a program built with an older header gets NULL.
+    const char *job_id;
 } det_distributed_config;
 
 // Options of `det_core_init`. Fill with `det_init_options_default(&opts, sizeof opts)`, then
@@ -243,7 +253,9 @@ typedef struct {
     bool async_checkpoints;
     // Preempt once this file exists. NULL: `DET_HALT_FILE`.
     const char *halt_file;
-    // The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`.
+    // The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`,
+    // else, in a Slurm job, the end time the chief asks of Slurm once at init (`squeue`, 5 s at
+    // most, never fatal); a worker without one takes the chief's.
     double end_time;
     // Preempt this many seconds before `end_time`. < 0: `DET_HALT_SECONDS`, else 120.
     double halt_margin_seconds;
@@ -255,7 +267,14 @@ typedef struct {
     size_t report_queue_capacity;
     // How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     double close_timeout_seconds;
-    // Off-cluster checkpoint retention (Determined's `save_trial_latest`): keep the N newest
+    // Off-cluster under Slurm (an appended field; older programs get false): when the job stored a checkpoint after
+    // `det_should_preempt` said true, `det_core_close` on rank 0 asks Slurm to requeue it
+    // (`scontrol requeue $SLURM_JOB_ID`), so a job preempted by `--signal` or its time limit
+    // runs again and resumes from that checkpoint by itself. A failed requeue is logged, never
+    // an error of `det_core_close`. false: `DETCORE_SLURM_REQUEUE=1` turns it on.
+    bool slurm_requeue;
+    // Off-cluster checkpoint retention (Determined's `save_trial_latest`; this and the next
+    // three are appended fields: older programs get their defaults): keep the N newest
     // checkpoints of the run. < 0 (the default): the `checkpoint_storage` dict's
     // `"save_trial_latest"`, else `DET_SAVE_TRIAL_LATEST`. When neither this nor
     // `save_trial_best` is set anywhere, every checkpoint is kept; when one is, the other
@@ -386,7 +405,7 @@ det_status det_ckpt_store_path_end(det_ckpt_store *store, char *storage_id_out);
 // staging budget (8 GiB, or `DETCORE_ASYNC_STAGING_BYTES` bytes), this call waits for earlier
 // uploads first. A failed asynchronous upload is never reported; its error is returned by the
 // next `det_ckpt_store_path_begin`, `det_ckpt_upload`, `det_ckpt_wait` or `det_core_close`,
-// and its files are kept in their local folder (named in the message).
+// and its staged files are removed (a job whose storage is down must not fill its disk).
 //
 // A synchronous end waits for pending asynchronous ones first (reports stay in order).
 // An unknown `upload_mode` gives `DET_ERR_INVALID_ARGUMENT` and leaves the scope open.
@@ -397,6 +416,9 @@ det_status det_ckpt_store_path_end_mode(det_ckpt_store *store, int32_t upload_mo
 
 // Abandon a `store_path` scope (e.g. the code that writes the files failed): its folder is
 // removed; nothing is published or reported. `NULL` does nothing.
+//
+// `det_core_close` aborts the scopes still open (logging a warning for each): aborting such a
+// scope afterwards returns `DET_OK` and frees the handle; ending it returns `DET_ERR_STATE`.
 det_status det_ckpt_store_path_abort(det_ckpt_store *store);
 
 // `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
@@ -535,6 +557,10 @@ det_status det_core_init(const det_init_options *opts, det_context **out);
 // (the master restarts the trial from its latest checkpoint); exit 0 without it means the trial
 // is complete; a non-zero exit is a failure (retried up to `max_restarts`).
 //
+// A checkpoint scope still open (`det_ckpt_store_path_begin` without `_end` or `_abort`) is
+// aborted: nothing is stored, its folder is removed, and a warning names it; a restore scope
+// still open is ended (a temporary download is removed).
+//
 // Waits for calls running on other threads to return first. Returns the first failure of the
 // teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 // deadline. Closing twice gives `DET_ERR_STATE`.
@@ -561,11 +587,14 @@ det_status det_log_set_level(int32_t level);
 // Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
 // `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
 // are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
-// address comes from `DET_CHIEF_IP` first. The strings `cfg` points to (chief_ip) are owned by
-// the library and stay valid until the process ends.
+// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
+// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
+// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
+// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
 //
 // Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
-// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`.
+// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
+// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
 //
 // # Safety
 // `cfg` must point to an initialised `det_distributed_config`.
@@ -656,6 +685,11 @@ det_status det_info_steps_completed(const det_context *ctx, int64_t *out);
 
 // All hyperparameters as a JSON object. Free with `det_string_free`.
 //
+// Integers are kept exactly whatever their size (as Python keeps them); strings are written with
+// JSON escapes (`\u0000` for a NUL). Text that is not valid Unicode in the input (a lone UTF-16
+// surrogate such as `\ud800`, which Python keeps) comes back as U+FFFD, the replacement
+// character.
+//
 // # Safety
 // `out` must be writable.
 det_status det_info_hparams_json(const det_context *ctx, char **out);
@@ -668,13 +702,17 @@ det_status det_info_hparams_json(const det_context *ctx, char **out);
 // `name` must be a C string; `out` writable.
 det_status det_info_get_hparam_f64(const det_context *ctx, const char *name, double *out);
 
-// One hyperparameter as a 64-bit integer (a float with an integral value is accepted).
+// One hyperparameter as a 64-bit integer (a float with an integral value is accepted). An
+// integer outside the range of `int64_t` gives `DET_ERR_INVALID_ARGUMENT` (read it exactly with
+// `det_info_hparams_json`).
 //
 // # Safety
 // `name` must be a C string; `out` writable.
 det_status det_info_get_hparam_i64(const det_context *ctx, const char *name, int64_t *out);
 
 // One hyperparameter that is a string. Free the result with `det_string_free`.
+// `DET_ERR_INVALID_ARGUMENT` if it is not a string, or if it holds a NUL character (`\u0000`),
+// which a C string cannot hold (read it with `det_info_hparams_json`).
 //
 // # Safety
 // `name` must be a C string; `out` writable.
@@ -855,6 +893,35 @@ det_status det_info_gpu_uuid_count(const det_context *ctx, size_t *out);
 // `out` must be writable.
 det_status det_info_gpu_uuid(const det_context *ctx, size_t index, char **out);
 
+// The trial's `debug` flag, from the experiment config (Python's `info.trial._debug`).
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_trial_debug(const det_context *ctx, bool *out);
+
+// The network interface the experiment config names for traffic between nodes
+// (`DET_INTER_NODE_NETWORK_INTERFACE`; Python's `info.trial._inter_node_network_interface`), or
+// NULL when none is set. Free a non-NULL result with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_info_inter_node_network_interface(const det_context *ctx, char **out);
+
+// `determined.get_cluster_info()`, without a context: reads the info files of the task
+// container — `cluster.json` and its companions `trial.json`, `rendezvous.json`,
+// `resources.json` — from `info_dir` (NULL: `$DET_CLUSTER_INFO_DIR`, else
+// `/run/determined/info`, as `det_core_init` chooses), checks them as `det_core_init` does, and
+// returns them as one JSON object in `*out`: the keys of `cluster.json` (`master_url`
+// canonical), then `"trial"`, `"rendezvous"` and `"resources"` (each `null` when its file is
+// absent). Off-cluster (no `cluster.json`) `*out` is set to NULL and `DET_OK` returned. A broken
+// file is `DET_ERR_INVALID_ARGUMENT` naming the file and the key. The object holds the task's
+// session token (`"session_token"`), a credential: do not log it. Free a non-NULL result with
+// `det_string_free`. Thread-safe.
+//
+// # Safety
+// `info_dir` must be NULL or a C string; `out` must be writable.
+det_status det_cluster_info_json(const char *info_dir, char **out);
+
 // `Context.alert(title, description, level)`: fire the experiment's custom webhooks
 // (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
 // `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
@@ -864,6 +931,31 @@ det_status det_info_gpu_uuid(const det_context *ctx, size_t index, char **out);
 // # Safety
 // `title` and `description` must be NULL or C strings.
 det_status det_core_alert(det_context *ctx, const char *title, const char *description, int32_t level);
+
+// `core_context.experimental.report_task_using_checkpoint(checkpoint)`: record that this trial
+// uses checkpoint `checkpoint_uuid` (e.g. for batch inference), so that the metrics it reports
+// are listed with that checkpoint (`POST /api/v1/trial-source-info`, as an inference source).
+// Synchronous: returns once the master accepted it (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT`
+// otherwise). Off-cluster, and on-cluster in tasks that are not trials, there is nothing to
+// record: a log line says so and `DET_OK` is returned (Python's dummy context does nothing).
+// `DET_ERR_INVALID_ARGUMENT` for a NULL, empty or non-UTF-8 `checkpoint_uuid`. Any rank may
+// call it; thread-safe.
+//
+// # Safety
+// `checkpoint_uuid` must be a C string.
+det_status det_experimental_report_task_using_checkpoint(det_context *ctx, const char *checkpoint_uuid);
+
+// `core_context.experimental.report_task_using_model_version(model_version)`: as
+// `det_experimental_report_task_using_checkpoint` for the checkpoint of a model version, also
+// recording the model's id (`model_id`) and the version's number (`model_version`), as the
+// master's model registry numbers them.
+//
+// # Safety
+// `checkpoint_uuid` must be a C string.
+det_status det_experimental_report_task_using_model_version(det_context *ctx,
+                                                            const char *checkpoint_uuid,
+                                                            int32_t model_id,
+                                                            int32_t model_version);
 
 // Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
 // newer library fill an older program's struct safely).
@@ -1047,7 +1139,8 @@ det_status det_tb_writer_flush(det_tb_writer *w);
 det_status det_tb_writer_close(det_tb_writer *w);
 
 // The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
-// `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster. It exists once the context is
+// `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster (`/tmp` without `TMPDIR`, as
+// Determined's). It exists once the context is
 // initialised. Files your code writes there (event files of your own, profiler traces) are
 // uploaded with the metrics' event files in `DET_TENSORBOARD_MODE_AUTO`, or by
 // `det_train_upload_tensorboard_files` in `DET_TENSORBOARD_MODE_MANUAL`.

@@ -420,6 +420,8 @@ public:
         detail::check(det_distributed_from_env(static_cast<int32_t>(launcher), &c.cfg_));
         if (c.cfg_.chief_ip) c.chief_ip_ = c.cfg_.chief_ip;
         c.cfg_.chief_ip = nullptr;
+        if (c.cfg_.job_id) c.job_id_ = c.cfg_.job_id;
+        c.cfg_.job_id = nullptr;
         return c;
     }
 
@@ -434,6 +436,12 @@ public:
         return *this;
     }
     DistributedConfig &port(int32_t v) { return set(cfg_.port, v); }
+    /// The job's identity, the same on every rank of one job (default: DETCORE_JOB_ID, else
+    /// the launcher's); ranks and chiefs of different jobs refuse each other.
+    DistributedConfig &job_id(std::string_view v) {
+        job_id_ = detail::CStr(v, "job_id").c_str();
+        return *this;
+    }
     DistributedConfig &connect_timeout_seconds(double v) { return set(cfg_.connect_timeout_seconds, v); }
     DistributedConfig &collective_timeout_seconds(double v) { return set(cfg_.collective_timeout_seconds, v); }
 
@@ -445,11 +453,13 @@ public:
     int32_t cross_size() const noexcept { return cfg_.cross_size; }
     const std::string &chief_ip() const noexcept { return chief_ip_; }
     int32_t port() const noexcept { return cfg_.port; }
+    const std::string &job_id() const noexcept { return job_id_; }
 
-    /// The C struct; its chief_ip points into this object.
+    /// The C struct; its chief_ip and job_id point into this object.
     det_distributed_config c_config() const {
         det_distributed_config c = cfg_;
         c.chief_ip = chief_ip_.empty() ? nullptr : chief_ip_.c_str();
+        c.job_id = job_id_.empty() ? nullptr : job_id_.c_str();
         return c;
     }
 
@@ -461,6 +471,7 @@ private:
     }
     det_distributed_config cfg_{};
     std::string chief_ip_;
+    std::string job_id_;
 };
 
 /// Options of det::Context (`det_init_options`). Unset options keep detcore's defaults
@@ -490,6 +501,8 @@ public:
     }
     Options &report_queue_capacity(size_t v) { return set(report_queue_capacity_, v); }
     Options &close_timeout_seconds(double v) { return set(close_timeout_seconds_, v); }
+    /// Under Slurm: requeue the job at close after a preemption checkpoint (DETCORE_SLURM_REQUEUE=1).
+    Options &slurm_requeue(bool v = true) { return set(slurm_requeue_, v); }
     /// Off-cluster checkpoint retention: keep the `n` newest checkpoints (`save_trial_latest`).
     Options &save_trial_latest(int32_t n) { return set(save_trial_latest_, n); }
     /// Off-cluster checkpoint retention: keep the `n` best by `searcher_metric` (`save_trial_best`).
@@ -528,6 +541,7 @@ public:
         o.cluster_info_dir = cs(cluster_info_dir_);
         if (report_queue_capacity_) o.report_queue_capacity = *report_queue_capacity_;
         if (close_timeout_seconds_) o.close_timeout_seconds = *close_timeout_seconds_;
+        if (slurm_requeue_) o.slurm_requeue = *slurm_requeue_;
         if (save_trial_latest_) o.save_trial_latest = *save_trial_latest_;
         if (save_trial_best_) o.save_trial_best = *save_trial_best_;
         o.searcher_metric = cs(searcher_metric_);
@@ -551,7 +565,7 @@ private:
     std::optional<TensorboardMode> tensorboard_mode_;
     std::optional<int64_t> searcher_max_length_;
     std::optional<std::vector<int32_t>> preempt_signals_;
-    std::optional<bool> disable_signal_handlers_, async_checkpoints_, smaller_is_better_;
+    std::optional<bool> disable_signal_handlers_, async_checkpoints_, slurm_requeue_, smaller_is_better_;
     std::optional<int32_t> save_trial_latest_, save_trial_best_;
     std::optional<double> end_time_, halt_margin_seconds_, close_timeout_seconds_;
     std::optional<DistributedConfig> distributed_;
@@ -993,7 +1007,7 @@ public:
     void flush(double timeout_seconds = 60) { detail::check(det_train_flush(ctx_, timeout_seconds)); }
 
     /// `get_tensorboard_path()`: the local TensorBoard folder (`<run_dir>/tensorboard`
-    /// off-cluster, `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster). Files written there
+    /// off-cluster, `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster). Files written there
     /// (a TensorboardWriter's, profiler traces) are uploaded with the metrics' event files.
     [[nodiscard]] std::filesystem::path get_tensorboard_path() {
         char *s = nullptr;
@@ -1332,6 +1346,15 @@ public:
     [[nodiscard]] std::optional<std::string> agent_id() const { return text(det_info_agent_id); }
     /// The master's URL, canonical (`scheme://host:port[/prefix]`).
     [[nodiscard]] std::optional<std::string> master_url() const { return text(det_info_master_url); }
+    /// `info.trial._debug`: the experiment config's `debug` flag.
+    [[nodiscard]] std::optional<bool> trial_debug() const { return value<bool>(det_info_trial_debug); }
+    /// `info.trial._inter_node_network_interface`: the interface the experiment config names for
+    /// traffic between nodes (std::nullopt when none is set).
+    [[nodiscard]] std::optional<std::string> inter_node_network_interface() const {
+        char *s = nullptr;
+        if (unknown(det_info_inter_node_network_interface(ctx_, &s))) return std::nullopt;
+        return detail::take_optional_string(s);
+    }
     /// This container's rank among the allocation's containers (0 for tasks that are not trials).
     [[nodiscard]] std::optional<int32_t> container_rank() const { return value<int32_t>(det_info_container_rank); }
     /// The addresses of the allocation's containers in container-rank order; the first is the
@@ -1400,6 +1423,39 @@ private:
     det_context *ctx_;
 };
 
+/// `determined.get_cluster_info()` without a context: the task container's info files
+/// (`info_dir`, else `$DET_CLUSTER_INFO_DIR`, else `/run/determined/info`) as one JSON object
+/// (`det_cluster_info_json`), or std::nullopt off-cluster. The object holds the session token.
+[[nodiscard]] inline std::optional<std::string> cluster_info_json(
+    const std::optional<std::filesystem::path> &info_dir = std::nullopt) {
+    std::optional<detail::CStr> dir;
+    if (info_dir) dir.emplace(info_dir->string(), "info_dir");
+    char *s = nullptr;
+    detail::check(det_cluster_info_json(dir ? dir->c_str() : nullptr, &s));
+    return detail::take_optional_string(s);
+}
+
+/// `core_context.experimental` (`det_experimental_*`): link the checkpoint (or model version)
+/// this trial uses to it, so its metrics are listed with that checkpoint. Off-cluster nothing is
+/// recorded (a log line says so).
+class Experimental {
+public:
+    explicit Experimental(det_context *ctx) noexcept : ctx_(ctx) {}
+
+    void report_task_using_checkpoint(std::string_view checkpoint_uuid) {
+        detail::CStr u(checkpoint_uuid, "checkpoint_uuid");
+        detail::check(det_experimental_report_task_using_checkpoint(ctx_, u.c_str()));
+    }
+    /// The model version's checkpoint, the model's id and the version's number.
+    void report_task_using_model_version(std::string_view checkpoint_uuid, int32_t model_id, int32_t model_version) {
+        detail::CStr u(checkpoint_uuid, "checkpoint_uuid");
+        detail::check(det_experimental_report_task_using_model_version(ctx_, u.c_str(), model_id, model_version));
+    }
+
+private:
+    det_context *ctx_;
+};
+
 /* ---- the context ------------------------------------------------------------------------------- */
 
 /// A Core API context (`det_core_init` … `det_core_close`). Move-only; the destructor closes it.
@@ -1438,6 +1494,7 @@ public:
     [[nodiscard]] Distributed distributed() const { return Distributed(live()); }
     [[nodiscard]] Info info() const { return Info(live()); }
     [[nodiscard]] Profiler profiler() const { return Profiler(live()); }
+    [[nodiscard]] Experimental experimental() const { return Experimental(live()); }
 
     /// `alert(title, description, level)`: fire the experiment's custom webhooks; returns once
     /// the master accepted it. Off-cluster the alert is logged at its level (Python raises

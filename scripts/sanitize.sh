@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory-safety checks of the C ABI:
 #   1. the C tests and examples built with AddressSanitizer + UndefinedBehaviorSanitizer
-#      (a separate build folder, DETCORE_SANITIZE=ON), run under ctest;
+#      (a separate build folder, DETCORE_SANITIZE=ON), run under ctest, the JSON fuzzer
+#      (tests/c/fuzz_json.c) included for DETCORE_FUZZ_SECONDS (default 60);
 #   2. the C tests run under valgrind (memcheck), failing on any error or definite leak.
 #
 #   scripts/sanitize.sh            # both
@@ -15,7 +16,9 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 if [ "$what" = all ] || [ "$what" = asan ]; then
   b="$root/build-asan"
   # The Rust library is the same as the main build's: share its cargo folder.
+  # fuzz_json (a mutational fuzzer of the JSON entry points) runs a minute under ASan here.
   cmake -S "$root" -B "$b" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DDETCORE_SANITIZE=ON \
+        -DDETCORE_FUZZ_SECONDS="${DETCORE_FUZZ_SECONDS:-60}" \
         -DDETCORE_CARGO_TARGET_DIR="${DETCORE_BUILD_DIR:-$root/build}/cargo" >/dev/null
   cmake --build "$b" >/dev/null
   # The Rust library is not instrumented; ASan still checks every access the C side makes to
@@ -31,9 +34,16 @@ if [ "$what" = all ] || [ "$what" = valgrind ]; then
   mkdir -p "$b/tmp"
   for t in "$b"/tests/c/test_*; do
     [ -x "$t" ] || continue
-    echo "valgrind $(basename "$t")"
-    TMPDIR="$b/tmp" valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-      --show-leak-kinds=definite "$t" >/dev/null
+    # The test's output (its log lines included) is shown only when valgrind or the test fails.
+    log="$b/tmp/valgrind-$(basename "$t").log"
+    if ! TMPDIR="$b/tmp" valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+         --show-leak-kinds=definite "$t" >"$log" 2>&1; then
+      cat "$log" >&2
+      echo "FAIL: valgrind $(basename "$t")" >&2
+      exit 1
+    fi
+    echo "valgrind $(basename "$t"): $(grep -c '^ok ' "$log") tests ok"
+    rm -f "$log"
   done
 fi
 echo "sanitizer checks passed"

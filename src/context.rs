@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-// ---- on-cluster (PROTOCOL.md §3.2–§3.5): the master client, its threads, alert() -------------
+// ---- on-cluster (docs/protocol.md#init-sequence): the master client, its threads, alert() ---
 mod oncluster;
 pub use oncluster::shared_fs_container_path;
 // ---------------------------------------------------------------------------------------------
@@ -49,6 +49,10 @@ pub struct Context {
     close_timeout: Duration,
     /// On-cluster parts (master client, long poll, acknowledgement); `None` off-cluster.
     oncluster: Option<oncluster::Runtime>,
+    /// Off-cluster under Slurm: requeue the job at close after a preemption checkpoint.
+    slurm_requeue: bool,
+    /// When this process last reported a checkpoint.
+    last_checkpoint: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// The default off-cluster checkpoint folder: `$XDG_DATA_HOME/determined`, else
@@ -100,13 +104,31 @@ fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
         .ok_or_else(|| err!(Internal, "a multi-rank job without a global group"))?;
     let weak = Arc::downgrade(g);
     if dist.config().rank == 0 {
-        Ok(Arc::new(Agreement::chief(Box::new(move |op, v| {
-            if let Some(g) = weak.upgrade() {
-                g.send_control(op, v);
+        let w2 = weak.clone();
+        let a = Arc::new(Agreement::chief(
+            Box::new(move |op, v| {
+                if let Some(g) = weak.upgrade() {
+                    g.send_control(op, v);
+                }
+            }),
+            Box::new(move || w2.upgrade().map(|g| g.live_members()).unwrap_or_default()),
+        ));
+        // The workers' replies to a freeze.
+        let a2 = Arc::downgrade(&a);
+        g.set_control_handler(Arc::new(move |m| {
+            if let Some(a) = a2.upgrade() {
+                a.on_control(m);
             }
-        }))))
+        }));
+        Ok(a)
     } else {
+        let w2 = weak.clone();
         let a = Arc::new(Agreement::worker(
+            Box::new(move |op, v| {
+                if let Some(g) = w2.upgrade() {
+                    g.send_control(op, v);
+                }
+            }),
             Box::new(move || match weak.upgrade() {
                 Some(g) => g.check_control(),
                 None => Err(err!(State, "the context's connections are closed")),
@@ -125,18 +147,81 @@ fn agreement_for(dist: &DistributedContext) -> Result<Arc<Agreement>> {
 }
 
 /// The local preemption sources of `opts` (signals, halt file, end time), validated before
-/// anything is started.
-fn local_sources(opts: &InitOptions) -> Result<Sources> {
+/// anything is started. A collective in a multi-rank job: the chief's end time (given, or asked
+/// of Slurm when Slurm does not export it) is every rank's that has none of its own, so the
+/// ranks of a job agree and Slurm is asked once, not once per rank.
+fn local_sources(opts: &InitOptions, dist: &DistributedContext) -> Result<Sources> {
     let signals_wanted = opts
         .preempt_signals
         .clone()
         .unwrap_or_else(|| vec![libc::SIGTERM, libc::SIGUSR1]);
-    Sources::resolve_env(
+    let mut sources = Sources::resolve_env(
         signals_wanted,
         opts.halt_file.clone(),
         opts.end_time,
         opts.halt_margin_seconds,
-    )
+    )?;
+    let chief_end = if dist.config().rank == 0 {
+        sources.end_time.or_else(|| {
+            env_nonempty("SLURM_JOB_ID").and_then(|j| preempt::slurm::query_end_time(&j))
+        })
+    } else {
+        None
+    };
+    let end = if dist.config().size > 1 {
+        let b = dist.broadcast(
+            chief_end
+                .map(f64::to_le_bytes)
+                .map(Vec::from)
+                .unwrap_or_default(),
+        )?;
+        b.get(..8)
+            .map(|x| f64::from_le_bytes(x.try_into().expect("8 bytes")))
+    } else {
+        chief_end
+    };
+    if sources.end_time.is_none() {
+        sources.end_time = end;
+    }
+    Ok(sources)
+}
+
+/// Reports checkpoints through `inner` and remembers when the last one was reported (a
+/// checkpoint after preemption is what opt-in Slurm requeue waits for).
+struct TimedReporter {
+    inner: Arc<dyn crate::checkpoint::CheckpointReporter>,
+    last: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+impl crate::checkpoint::CheckpointReporter for TimedReporter {
+    fn prepare(&self, id: &str, metadata: &Map, steps_completed: i64) -> Result<()> {
+        self.inner.prepare(id, metadata, steps_completed)
+    }
+
+    fn abandon(&self, id: &str) {
+        self.inner.abandon(id)
+    }
+
+    fn report(
+        &self,
+        id: &str,
+        resources: &crate::storage::Resources,
+        metadata: &Map,
+        steps_completed: i64,
+    ) -> Result<()> {
+        self.inner
+            .report(id, resources, metadata, steps_completed)?;
+        *self.last.lock() = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    fn deleted(&self, id: &str) -> Result<()> {
+        self.inner.deleted(id)
+    }
+
+    fn get_metadata(&self, id: &str) -> Option<Result<Map>> {
+        self.inner.get_metadata(id)
+    }
 }
 
 /// Preemption, set up last (nothing after it can fail once signal handlers are installed): the
@@ -209,7 +294,7 @@ impl Context {
         };
 
         // Preemption sources (validated before anything is created).
-        let sources = local_sources(&opts)?;
+        let sources = local_sources(&opts, &dist)?;
 
         // Storage.
         let spec: StorageSpec =
@@ -218,26 +303,41 @@ impl Context {
                 None => {
                     let d = default_storage_dir()?;
                     log_info!(
-                        "no storage_manager provided; storing checkpoints in {}",
-                        d.display()
-                    );
+                    "checkpoint_storage is not set: storing checkpoints in the default folder {}",
+                    d.display()
+                );
                     storage::config::parse_user_string(d.to_str().ok_or_else(|| {
                         err!(InvalidArgument, "default storage folder is not UTF-8")
                     })?)?
                 }
             };
-        let checksums = storage::manifest::resolve_enabled(spec.lifecycle.checksums)?;
-        let storage = storage::open_with(&spec.config, checksums)?;
-        let policy = Policy::resolve(
-            &RetentionSettings {
-                save_trial_latest: opts.save_trial_latest,
-                save_trial_best: opts.save_trial_best,
-                metric: opts.searcher_metric.clone(),
-                smaller_is_better: opts.smaller_is_better,
-            },
-            &spec.lifecycle,
-            &RetentionSettings::from_env()?,
+        // Checksums and the retention policy (from the options, the storage dict and the
+        // environment) are checked with the storage, so that a rank that refuses them fails
+        // with the others at the collective below.
+        let opened =
+            storage::manifest::resolve_enabled(spec.lifecycle.checksums).and_then(|checksums| {
+                let policy = Policy::resolve(
+                    &RetentionSettings {
+                        save_trial_latest: opts.save_trial_latest,
+                        save_trial_best: opts.save_trial_best,
+                        metric: opts.searcher_metric.clone(),
+                        smaller_is_better: opts.smaller_is_better,
+                    },
+                    &spec.lifecycle,
+                    &RetentionSettings::from_env()?,
+                )?;
+                // Off-cluster, folders get the process's umask (the user's choice).
+                let storage = storage::open_with(&spec.config, storage::Modes::Umask, checksums)?;
+                Ok((storage, policy))
+            });
+        // The ranks must agree on the storage (a collective: all fail alike otherwise).
+        crate::checkpoint::agree_on_storage(
+            &dist,
+            opened.as_ref().map(|(s, _)| &**s).map_err(Clone::clone),
         )?;
+        let (storage, policy) = opened?;
+        // What killed processes left behind (never what a live one still uses).
+        storage.sweep_stale();
 
         // Run name and folder.
         let run_name = match &opts.run_name {
@@ -315,12 +415,16 @@ impl Context {
                 .unwrap_or(0)
                 .max(0) as u64,
         );
+        let last_checkpoint = Arc::new(Mutex::new(None));
         let checkpoint = CheckpointContext::new(
             storage.clone(),
-            Arc::new(LocalReporter {
-                index: index.clone(),
-                train: train.clone(),
-                retention: retention.clone(),
+            Arc::new(TimedReporter {
+                inner: Arc::new(LocalReporter {
+                    index: index.clone(),
+                    train: train.clone(),
+                    retention: retention.clone(),
+                }),
+                last: last_checkpoint.clone(),
             }),
             dist.clone(),
         )
@@ -374,6 +478,8 @@ impl Context {
             closed: AtomicBool::new(false),
             close_timeout: opts.close_timeout,
             oncluster: None,
+            slurm_requeue: preempt::slurm::requeue_wanted(opts.slurm_requeue),
+            last_checkpoint,
         })
     }
 
@@ -399,6 +505,8 @@ impl Context {
         let reports = self.reporter.close(left());
         // Then the final TensorBoard sync, which sees the events the reporter just wrote.
         let tb = self.tensorboard.close(left());
+        // Before the signal handlers go: Slurm ends the job (SIGTERM) as it requeues it.
+        self.requeue_if_preempted(&ckpt);
         drop(self.signals.lock().take());
         self.dist.close();
         // Every failure is named, the first one's kind is returned.
@@ -417,6 +525,32 @@ impl Context {
                     .collect::<Vec<_>>()
                     .join("; "),
             )),
+        }
+    }
+
+    /// Opt-in requeue (off-cluster, under Slurm, on the chief): a job that stored a checkpoint
+    /// after `should_preempt` said true asks Slurm to run it again; it resumes from that
+    /// checkpoint under the same job id (and run name `slurm-<job id>`).
+    fn requeue_if_preempted(&self, checkpoints_closed: &Result<()>) {
+        if !self.slurm_requeue || self.oncluster.is_some() || self.dist.config().rank != 0 {
+            return;
+        }
+        let Some(job) = env_nonempty("SLURM_JOB_ID") else {
+            crate::log_warn!("Slurm requeue was asked for, but this process is not in a Slurm job (no SLURM_JOB_ID)");
+            return;
+        };
+        let Some(preempted) = self.preempt.answered_at() else {
+            crate::log_debug!("Slurm job {job} was not preempted: not requeueing it");
+            return;
+        };
+        match *self.last_checkpoint.lock() {
+            Some(t) if t >= preempted && checkpoints_closed.is_ok() => {
+                preempt::slurm::requeue(&job);
+            }
+            _ => crate::log_warn!(
+                "Slurm job {job} was preempted but stored no checkpoint after it (or its last checkpoint failed): \
+                 not requeueing it, it would start over"
+            ),
         }
     }
 

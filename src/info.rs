@@ -144,27 +144,40 @@ impl Info {
     /// An hparam as `i64` (floats with an integral value accepted).
     pub fn hparam_i64(&self, name: &str) -> Result<i64> {
         let v = self.hparam(name)?;
-        v.as_i64().ok_or_else(|| {
-            err!(
+        v.as_i64().ok_or_else(|| match v {
+            Value::Number(n) if n.is_integer() => err!(
+                InvalidArgument,
+                "hparam {name:?} is the integer {}, outside the range of a 64-bit integer; read it exactly with det_info_hparams_json",
+                crate::json::to_wire(v)
+            ),
+            _ => err!(
                 InvalidArgument,
                 "hparam {name:?} is {} {}, not an integer",
                 v.type_name(),
                 crate::json::to_wire(v)
-            )
+            ),
         })
     }
 
-    /// An hparam as a string (strings only).
+    /// An hparam as a string (strings only). A string holding a NUL character (`\u0000`)
+    /// is refused: a C string would end there.
     pub fn hparam_str(&self, name: &str) -> Result<&str> {
         let v = self.hparam(name)?;
-        v.as_str().ok_or_else(|| {
+        let s = v.as_str().ok_or_else(|| {
             err!(
                 InvalidArgument,
                 "hparam {name:?} is {} {}, not a string",
                 v.type_name(),
                 crate::json::to_wire(v)
             )
-        })
+        })?;
+        if let Some(i) = s.find('\0') {
+            return Err(err!(
+                InvalidArgument,
+                "hparam {name:?} holds a NUL character (\\u0000) at byte {i}, which a C string cannot hold; read it with det_info_hparams_json (JSON escapes it)"
+            ));
+        }
+        Ok(s)
     }
 }
 

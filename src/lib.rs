@@ -2,8 +2,8 @@
 //!
 //! The safe Rust core lives in the modules below and is usable as a Rust crate on its own; the C
 //! ABI (`det_*` functions, `include/detcore.h`) is in [`capi`] and only converts and checks.
-//! See `README.md` for the C API grammar and `DESIGN.md` in the project's shared folder for the
-//! architecture.
+//! See `README.md` for the C API grammar and `docs/protocol.md` for what the core relies on from
+//! Determined.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -29,6 +29,9 @@ pub mod tensorboard;
 pub mod train;
 
 pub mod capi;
+
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use context::Context;
 pub use error::{Error, Kind, Result};

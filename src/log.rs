@@ -8,7 +8,6 @@
 //! (the session token) are replaced by `***` in every line, so no code path can log them.
 
 use parking_lot::RwLock;
-use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
 
@@ -118,7 +117,12 @@ pub fn write(level: Level, msg: &str) {
         std::process::id(),
         redact(msg)
     );
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    #[cfg(not(test))]
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    // Under `cargo test`, through the test harness's output capture (which only sees the
+    // print macros): a test's log lines are shown when it fails, not mixed into the progress.
+    #[cfg(test)]
+    eprint!("{line}");
 }
 
 /// `log::info!("...", args)`.

@@ -36,7 +36,8 @@ pub struct InitOptions {
     pub preempt_signals: Option<Vec<i32>>,
     /// Preempt when this file exists. `None`: `DET_HALT_FILE`.
     pub halt_file: Option<PathBuf>,
-    /// Job end time (epoch seconds). `None`: `DET_END_TIME`, else `SLURM_JOB_END_TIME`.
+    /// Job end time (epoch seconds). `None`: `DET_END_TIME`, else `SLURM_JOB_END_TIME`, else
+    /// asked of Slurm (squeue) by the chief in a Slurm job.
     pub end_time: Option<f64>,
     /// Preempt this long before the end time. `None`: `DET_HALT_SECONDS`, else 120.
     pub halt_margin_seconds: Option<f64>,
@@ -50,6 +51,9 @@ pub struct InitOptions {
     pub report_queue_capacity: usize,
     /// How long `close` waits for reports and acknowledgements to be delivered.
     pub close_timeout: Duration,
+    /// Off-cluster under Slurm: after a checkpoint stored because of preemption, `close` asks
+    /// Slurm to requeue the job (`scontrol requeue`). `false`: `DETCORE_SLURM_REQUEUE=1` decides.
+    pub slurm_requeue: bool,
     /// On-cluster: TCP/TLS connect limit per master request. `None`:
     /// `DETCORE_MASTER_CONNECT_TIMEOUT` (seconds), else 20 s.
     pub master_connect_timeout: Option<Duration>,
@@ -93,6 +97,7 @@ impl Default for InitOptions {
             close_timeout: Duration::from_secs(300),
             master_connect_timeout: None,
             master_timeout: None,
+            slurm_requeue: false,
             save_trial_latest: None,
             save_trial_best: None,
             searcher_metric: None,

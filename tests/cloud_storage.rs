@@ -78,12 +78,18 @@ fn write_sample(dir: &Path) {
 fn store_download_delete_round_trip() {
     let s = open();
     let id = uuid::Uuid::new_v4().to_string();
-    let staged = s.stage(&id).unwrap();
+    let scratch = s.stage(&id).unwrap();
+    let staged = scratch.path().to_path_buf();
     write_sample(&staged);
     let want = tree(&staged);
     assert!(!s.is_complete(&id).unwrap());
     s.publish(&staged, &id, None).unwrap();
     assert!(!staged.exists(), "publish must remove the local copy");
+    drop(scratch);
+    assert!(
+        !staged.with_extension("lock").exists() && !staged.exists(),
+        "the staging folder and its lock file must be gone"
+    );
     assert!(s.is_complete(&id).unwrap());
 
     let dl = tmp("dl");
@@ -120,9 +126,24 @@ fn store_download_delete_round_trip() {
     assert_eq!(e.kind(), detcore::Kind::NotFound, "{e}");
 
     let r = s.restore(&id, None).unwrap();
-    assert!(r.temporary);
+    assert!(r.is_temporary());
     assert_eq!(fs::read(r.path.join("sub/small.txt")).unwrap(), b"hello");
-    fs::remove_dir_all(&r.path).unwrap();
+    let restored = r.path.clone();
+    drop(r);
+    assert!(
+        !restored.exists(),
+        "a temporary restore is removed when dropped"
+    );
+
+    // A failed restore leaves nothing behind.
+    let missing = uuid::Uuid::new_v4().to_string();
+    assert!(s.restore(&missing, None).is_err());
+    // (The scratch area itself goes with its last folder.)
+    if let Ok(rd) = fs::read_dir(restored.parent().unwrap()) {
+        assert!(rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .all(|n| !n.contains(&missing)));
+    }
 
     s.delete(&id).unwrap();
     assert!(!s.is_complete(&id).unwrap());
@@ -171,6 +192,22 @@ fn upload_with_extra_and_aux_objects() {
     s.put_aux(&key, b"two").unwrap();
     assert_eq!(s.get_aux(&key).unwrap().as_deref(), Some(&b"two"[..]));
     assert!(s.get_aux("../escape").is_err());
+    let dir = key.trim_end_matches("checkpoints.json");
+    s.put_aux(&format!("{dir}checkpoints/a.json"), b"a")
+        .unwrap();
+    s.put_aux(&format!("{dir}checkpoints/b.json"), b"b")
+        .unwrap();
+    assert_eq!(
+        s.list_aux(&format!("{dir}checkpoints/")).unwrap(),
+        ["a.json", "b.json"]
+    );
+    assert_eq!(s.list_aux(dir).unwrap(), ["checkpoints.json"]);
+    s.delete_aux(&format!("{dir}checkpoints/a.json")).unwrap();
+    s.delete_aux(&format!("{dir}checkpoints/a.json")).unwrap();
+    assert_eq!(
+        s.list_aux(&format!("{dir}checkpoints/")).unwrap(),
+        ["b.json"]
+    );
 
     let f = src.join("d/a");
     s.put_files(&[(f, format!("tb/{}/events", uuid::Uuid::new_v4()))])
@@ -253,16 +290,18 @@ fn manifests_are_computed_while_uploading_and_checked_while_downloading() {
     let s = open();
     assert!(s.checksums());
     let id = uuid::Uuid::new_v4().to_string();
-    let staged = s.stage(&id).unwrap();
-    write_sample(&staged);
+    let scratch = s.stage(&id).unwrap();
+    let staged = scratch.path();
+    write_sample(staged);
     // A stale manifest in the staging folder is never stored.
     fs::write(staged.join(MANIFEST), b"stale").unwrap();
-    let want: BTreeMap<String, Vec<u8>> = tree(&staged)
+    let want: BTreeMap<String, Vec<u8>> = tree(staged)
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .filter(|(k, _)| k != MANIFEST)
         .collect();
-    let sums = s.publish(&staged, &id, None).unwrap();
+    let sums = s.publish(staged, &id, None).unwrap();
+    drop(scratch);
     // The CRC32C computed from the request bodies (single PUTs, parallel parts combined, GCS's
     // resumable chunks) is the CRC32C of the file.
     let expect: Sums = want
@@ -336,12 +375,13 @@ fn manifests_are_computed_while_uploading_and_checked_while_downloading() {
 
     // Checksums off: no manifest is written, and nothing is checked.
     let spec = storage::config::parse_user(&config_text()).unwrap();
-    let off = storage::open_with(&spec.config, false).unwrap();
+    let off = storage::open_with(&spec.config, storage::Modes::Umask, false).unwrap();
     off.download(&id, &tmp("off"), None).unwrap();
     let id2 = uuid::Uuid::new_v4().to_string();
-    let staged = off.stage(&id2).unwrap();
-    write_sample(&staged);
-    assert!(off.publish(&staged, &id2, None).unwrap().is_empty());
+    let scratch = off.stage(&id2).unwrap();
+    write_sample(scratch.path());
+    assert!(off.publish(scratch.path(), &id2, None).unwrap().is_empty());
+    drop(scratch);
     assert_eq!(
         s.read_file(&id2, MANIFEST).unwrap_err().kind(),
         detcore::Kind::NotFound
@@ -399,7 +439,7 @@ fn sharded_checkpoint_from_several_processes() {
     assert_eq!(prior.len(), 2 * RANKS);
     let staged = s.stage(&id).unwrap();
     s.upload(
-        &staged,
+        staged.path(),
         &[],
         &[("metadata.json".into(), b"{\"steps_completed\": 3}".to_vec())],
         &id,

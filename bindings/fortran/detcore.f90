@@ -91,6 +91,7 @@ module detcore
     integer(c_int32_t) :: port = 0
     real(c_double) :: connect_timeout_seconds = 0
     real(c_double) :: collective_timeout_seconds = 0
+    type(c_ptr) :: job_id = c_null_ptr
   end type
 
   !> `det_init_options`: fill with `det_init_options_default(opts, c_sizeof(opts))`.
@@ -114,6 +115,7 @@ module detcore
     type(c_ptr) :: cluster_info_dir = c_null_ptr
     integer(c_size_t) :: report_queue_capacity = 0
     real(c_double) :: close_timeout_seconds = 0
+    logical(c_bool) :: slurm_requeue = .false.
     integer(c_int32_t) :: save_trial_latest = -1
     integer(c_int32_t) :: save_trial_best = -1
     type(c_ptr) :: searcher_metric = c_null_ptr
@@ -140,7 +142,9 @@ module detcore
        det_info_cluster_id, det_info_agent_id, det_info_master_url, det_info_container_count, &
        det_info_container_addr, det_info_container_slot_count, det_info_container_rank, &
        det_info_slot_id_count, det_info_slot_id, det_info_gpu_uuid_count, det_info_gpu_uuid, &
-       det_core_alert, det_init_options_default, &
+       det_core_alert, det_info_trial_debug, det_info_inter_node_network_interface, &
+       det_cluster_info_json, det_experimental_report_task_using_checkpoint, &
+       det_experimental_report_task_using_model_version, det_init_options_default, &
        det_distributed_config_default, det_should_preempt, det_should_preempt_ex, &
        det_preempt_acknowledge, det_preempt_seconds_remaining, det_profiler_on, det_profiler_off, &
        det_searcher_next_op, &
@@ -608,6 +612,43 @@ module detcore
       integer(c_int32_t) :: det_core_alert
     end function
 
+    function det_info_trial_debug(ctx, out) bind(c, name="det_info_trial_debug")
+      import :: c_ptr, c_bool, c_int32_t
+      type(c_ptr), value :: ctx
+      logical(c_bool), intent(inout) :: out
+      integer(c_int32_t) :: det_info_trial_debug
+    end function
+    !> `out` is c_null_ptr when no interface is set.
+    function det_info_inter_node_network_interface(ctx, out) bind(c, name="det_info_inter_node_network_interface")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: ctx
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_inter_node_network_interface
+    end function
+    !> `info_dir`: c_null_ptr or c_loc of a NUL-terminated character array; `out` is c_null_ptr
+    !> off-cluster.
+    function det_cluster_info_json(info_dir, out) bind(c, name="det_cluster_info_json")
+      import :: c_ptr, c_int32_t
+      type(c_ptr), value :: info_dir
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_cluster_info_json
+    end function
+    function det_experimental_report_task_using_checkpoint(ctx, checkpoint_uuid) &
+         bind(c, name="det_experimental_report_task_using_checkpoint")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: checkpoint_uuid
+      integer(c_int32_t) :: det_experimental_report_task_using_checkpoint
+    end function
+    function det_experimental_report_task_using_model_version(ctx, checkpoint_uuid, model_id, model_version) &
+         bind(c, name="det_experimental_report_task_using_model_version")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: checkpoint_uuid
+      integer(c_int32_t), value :: model_id, model_version
+      integer(c_int32_t) :: det_experimental_report_task_using_model_version
+    end function
+
     ! -- options
     function det_init_options_default(opts, struct_size) bind(c, name="det_init_options_default")
       import :: det_init_options, c_size_t, c_int32_t
@@ -921,7 +962,11 @@ module detcore
     procedure :: slot_id => ctx_slot_id
     procedure :: gpu_uuid_count => ctx_gpu_uuid_count
     procedure :: gpu_uuid => ctx_gpu_uuid
+    procedure :: trial_debug => ctx_trial_debug
+    procedure :: inter_node_network_interface => ctx_inter_node_network_interface
     procedure :: alert => ctx_alert
+    procedure :: report_task_using_checkpoint => ctx_report_task_using_checkpoint
+    procedure :: report_task_using_model_version => ctx_report_task_using_model_version
     ! profiler
     procedure :: profiler_on => ctx_profiler_on
     procedure :: profiler_off => ctx_profiler_off
@@ -1022,7 +1067,8 @@ module detcore
   end type
 
   public :: detcore_last_error, detcore_status_name, detcore_version, detcore_set_log_level, &
-       detcore_distributed_default, detcore_distributed_from_env, detcore_c_string, detcore_set_c_string
+       detcore_distributed_default, detcore_distributed_from_env, detcore_c_string, detcore_set_c_string, &
+       detcore_cluster_info_json
 
   ! A failure found in this module (not in the C library), for detcore_last_error().
   character(len=:), allocatable :: local_error
@@ -1178,6 +1224,28 @@ contains
     call check(det_distributed_from_env(kind, cfg), stat)
   end subroutine
 
+  !> `determined.get_cluster_info()` without a context: the task container's info files
+  !> (`info_dir`, else $DET_CLUSTER_INFO_DIR, else /run/determined/info) as one JSON object, or ''
+  !> off-cluster. The object holds the session token: do not log it.
+  function detcore_cluster_info_json(info_dir, stat) result(s)
+    character(len=*), intent(in), optional :: info_dir
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    character(kind=c_char), allocatable, target :: bd(:)
+    type(c_ptr) :: pd, p
+    integer(c_int32_t) :: st
+    pd = c_null_ptr
+    if (present(info_dir)) then
+      call cbuf(info_dir, bd)
+      pd = c_loc(bd)
+    end if
+    p = c_null_ptr
+    st = det_cluster_info_json(pd, p)
+    s = ''
+    if (st == DET_OK) s = take_c_string(p)
+    call check(st, stat)
+  end function
+
   ! ---- det_context: lifecycle ---------------------------------------------------------------------------
 
   !> `core.init(...)`. Every argument is optional; absent ones keep detcore's defaults (see
@@ -1185,22 +1253,23 @@ contains
   subroutine ctx_init(self, checkpoint_storage, run_name, run_dir, hparams_json, searcher_max_length, &
        preempt_mode, tensorboard_mode, preempt_signals, disable_signal_handlers, async_checkpoints, &
        halt_file, end_time, halt_margin_seconds, distributed, chief_ip, cluster_info_dir, &
-       report_queue_capacity, close_timeout_seconds, save_trial_latest, save_trial_best, &
-       searcher_metric, smaller_is_better, stat)
+       report_queue_capacity, close_timeout_seconds, job_id, slurm_requeue, save_trial_latest, &
+       save_trial_best, searcher_metric, smaller_is_better, stat)
     class(det_context), intent(inout) :: self
     character(len=*), intent(in), optional :: checkpoint_storage, run_name, run_dir, hparams_json, &
-         halt_file, chief_ip, cluster_info_dir, searcher_metric
+         halt_file, chief_ip, cluster_info_dir, job_id, searcher_metric
     integer, intent(in), optional :: searcher_max_length, preempt_mode, tensorboard_mode, report_queue_capacity
     integer, intent(in), optional :: save_trial_latest, save_trial_best
     integer, intent(in), optional :: preempt_signals(:)
-    logical, intent(in), optional :: disable_signal_handlers, async_checkpoints, smaller_is_better
+    logical, intent(in), optional :: disable_signal_handlers, async_checkpoints, slurm_requeue, &
+         smaller_is_better
     real(real64), intent(in), optional :: end_time, halt_margin_seconds, close_timeout_seconds
     type(det_distributed_config), intent(in), optional :: distributed
     integer, intent(out), optional :: stat
     type(det_init_options), target :: o
     type(det_distributed_config), target :: d
     character(kind=c_char), allocatable, target :: b_storage(:), b_run_name(:), b_run_dir(:), &
-         b_hparams(:), b_halt(:), b_chief(:), b_info(:), b_metric(:)
+         b_hparams(:), b_halt(:), b_chief(:), b_info(:), b_job(:), b_metric(:)
     integer(c_int32_t), allocatable, target :: sigs(:)
     type(c_ptr) :: h
     integer(c_int32_t) :: st
@@ -1247,7 +1316,7 @@ contains
     end if
     if (present(end_time)) o%end_time = end_time
     if (present(halt_margin_seconds)) o%halt_margin_seconds = halt_margin_seconds
-    if (present(distributed) .or. present(chief_ip)) then
+    if (present(distributed) .or. present(chief_ip) .or. present(job_id)) then
       if (present(distributed)) then
         d = distributed
         if (d%struct_size == 0) d%struct_size = c_sizeof(d)
@@ -1258,6 +1327,10 @@ contains
         call cbuf(chief_ip, b_chief)
         d%chief_ip = c_loc(b_chief)
       end if
+      if (present(job_id)) then
+        call cbuf(job_id, b_job)
+        d%job_id = c_loc(b_job)
+      end if
       o%distributed = c_loc(d)
     end if
     if (present(cluster_info_dir)) then
@@ -1266,6 +1339,7 @@ contains
     end if
     if (present(report_queue_capacity)) o%report_queue_capacity = int(report_queue_capacity, c_size_t)
     if (present(close_timeout_seconds)) o%close_timeout_seconds = close_timeout_seconds
+    if (present(slurm_requeue)) o%slurm_requeue = logical(slurm_requeue, c_bool)
     if (present(save_trial_latest)) o%save_trial_latest = int(save_trial_latest, c_int32_t)
     if (present(save_trial_best)) o%save_trial_best = int(save_trial_best, c_int32_t)
     if (present(searcher_metric)) then
@@ -1746,6 +1820,54 @@ contains
     if (st == DET_OK) info_item = int(x)
     call check(st, stat)
   end function
+
+  !> `info.trial._debug`: the experiment config's `debug` flag (`default` off-cluster and for tasks
+  !> that are not trials; without it those fail with DET_ERR_UNSUPPORTED).
+  logical function ctx_trial_debug(self, default, stat)
+    class(det_context), intent(in) :: self
+    logical, intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    logical(c_bool) :: b
+    integer(c_int32_t) :: st
+    b = .false.
+    st = det_info_trial_debug(self%ptr, b)
+    ctx_trial_debug = b
+    if (st == DET_ERR_UNSUPPORTED .and. present(default)) then
+      ctx_trial_debug = default
+      st = DET_OK
+    end if
+    call check(st, stat)
+  end function
+
+  !> `info.trial._inter_node_network_interface`: the interface the experiment config names for
+  !> traffic between nodes ('' when none is set).
+  function ctx_inter_node_network_interface(self, default, stat) result(s)
+    class(det_context), intent(in) :: self
+    character(len=*), intent(in), optional :: default
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable :: s
+    s = get_info_str(self, det_info_inter_node_network_interface, default, stat)
+  end function
+
+  !> `experimental.report_task_using_checkpoint(checkpoint)`: record that this trial uses the
+  !> checkpoint (its metrics are listed with it). Off-cluster nothing is recorded.
+  subroutine ctx_report_task_using_checkpoint(self, checkpoint_uuid, stat)
+    class(det_context), intent(inout) :: self
+    character(len=*), intent(in) :: checkpoint_uuid
+    integer, intent(out), optional :: stat
+    call check(det_experimental_report_task_using_checkpoint(self%ptr, cstr(checkpoint_uuid)), stat)
+  end subroutine
+
+  !> `experimental.report_task_using_model_version(model_version)`: the version's checkpoint, the
+  !> model's id and the version's number.
+  subroutine ctx_report_task_using_model_version(self, checkpoint_uuid, model_id, model_version, stat)
+    class(det_context), intent(inout) :: self
+    character(len=*), intent(in) :: checkpoint_uuid
+    integer, intent(in) :: model_id, model_version
+    integer, intent(out), optional :: stat
+    call check(det_experimental_report_task_using_model_version(self%ptr, cstr(checkpoint_uuid), &
+         int(model_id, c_int32_t), int(model_version, c_int32_t)), stat)
+  end subroutine
 
   !> `alert(title, description, level)`: fire the experiment's custom webhooks (`level`: a
   !> DET_ALERT_LEVEL_* value, default INFO). Off-cluster the alert is only logged.

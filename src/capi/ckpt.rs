@@ -14,6 +14,7 @@ use crate::json::{to_wire, Value};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A selector: return true to include `path` (relative to the checkpoint root, `/`-separated;
 /// folders end in `/`). Called on the thread that made the detcore call, during that call;
@@ -39,6 +40,8 @@ struct StoreEntry {
     scope: Mutex<Option<StoreScope>>,
     path: CString,
     id: CString,
+    /// Aborted by `det_core_close` while open.
+    aborted_at_close: AtomicBool,
 }
 
 struct RestoreEntry {
@@ -58,6 +61,48 @@ fn take_scope<S>(scope: &Mutex<Option<S>>, what: &str) -> Result<S> {
         .lock()
         .take()
         .ok_or_else(|| Error::new(Kind::State, format!("{what} was already ended")))
+}
+
+fn aborted_at_close(id: &CString) -> Error {
+    Error::new(
+        Kind::State,
+        format!(
+            "store (checkpoint {}) was aborted when its context was closed (det_core_close found it still open); nothing was stored",
+            id.to_string_lossy()
+        ),
+    )
+}
+
+/// At `det_core_close`: abort every `store_path` scope of `shell` still open (its folder is
+/// removed, nothing is stored) and end every open `restore_path` scope (a temporary download is
+/// removed). The handles stay valid for `_end` (which then fails) and `_abort` (which then
+/// succeeds).
+pub(crate) fn close_open_scopes(shell: &det_context) {
+    for e in STORES.values() {
+        if !std::ptr::eq(e.ctx, shell) {
+            continue;
+        }
+        if let Some(scope) = e.scope.lock().take() {
+            e.aborted_at_close.store(true, Ordering::SeqCst);
+            let path = scope.path().display().to_string();
+            let id = scope.storage_id().to_owned();
+            drop(scope);
+            crate::log_warn!(
+                "det_core_close: checkpoint {id} was still open (det_ckpt_store_path_begin without det_ckpt_store_path_end or _abort); aborted it: nothing was stored, and its folder {path} was removed"
+            );
+        }
+    }
+    for e in RESTORES.values() {
+        if !std::ptr::eq(e.ctx, shell) {
+            continue;
+        }
+        if let Some(scope) = e.scope.lock().take() {
+            crate::log_info!(
+                "det_core_close: restore of checkpoint {} was still open (det_ckpt_restore_path_begin without _end); ended it",
+                scope.storage_id()
+            );
+        }
+    }
 }
 
 fn parse_download_mode(v: i32) -> Result<DownloadMode> {
@@ -130,6 +175,7 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin(
             id: CString::new(scope.storage_id())
                 .map_err(|_| Error::new(Kind::Internal, "bad id"))?,
             scope: Mutex::new(Some(scope)),
+            aborted_at_close: AtomicBool::new(false),
         };
         let key = STORES.insert(entry);
         // SAFETY: checked.
@@ -151,6 +197,9 @@ pub unsafe extern "C" fn det_ckpt_store_path(
     call("det_ckpt_store_path", || {
         let e = STORES.get(store as usize)?;
         out_arg(out, "out")?;
+        if e.aborted_at_close.load(Ordering::SeqCst) {
+            return Err(aborted_at_close(&e.id));
+        }
         // SAFETY: checked; the CString lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.path.as_ptr()) };
         Ok(())
@@ -218,7 +267,7 @@ pub const DET_UPLOAD_MODE_ASYNC: i32 = 2;
 /// staging budget (8 GiB, or `DETCORE_ASYNC_STAGING_BYTES` bytes), this call waits for earlier
 /// uploads first. A failed asynchronous upload is never reported; its error is returned by the
 /// next `det_ckpt_store_path_begin`, `det_ckpt_upload`, `det_ckpt_wait` or `det_core_close`,
-/// and its files are kept in their local folder (named in the message).
+/// and its staged files are removed (a job whose storage is down must not fill its disk).
 ///
 /// A synchronous end waits for pending asynchronous ones first (reports stay in order).
 /// An unknown `upload_mode` gives `DET_ERR_INVALID_ARGUMENT` and leaves the scope open.
@@ -258,6 +307,9 @@ unsafe fn end_store(
     storage_id_out: *mut c_char,
 ) -> Result<()> {
     let e = STORES.remove(store as usize)?;
+    if e.aborted_at_close.load(Ordering::SeqCst) {
+        return Err(aborted_at_close(&e.id));
+    }
     let scope = take_scope(&e.scope, "store")?;
     let id = e
         .ctx
@@ -271,6 +323,9 @@ unsafe fn end_store(
 
 /// Abandon a `store_path` scope (e.g. the code that writes the files failed): its folder is
 /// removed; nothing is published or reported. `NULL` does nothing.
+///
+/// `det_core_close` aborts the scopes still open (logging a warning for each): aborting such a
+/// scope afterwards returns `DET_OK` and frees the handle; ending it returns `DET_ERR_STATE`.
 #[no_mangle]
 pub extern "C" fn det_ckpt_store_path_abort(store: *mut det_ckpt_store) -> det_status {
     if store.is_null() {
@@ -278,6 +333,9 @@ pub extern "C" fn det_ckpt_store_path_abort(store: *mut det_ckpt_store) -> det_s
     }
     call("det_ckpt_store_path_abort", || {
         let e = STORES.remove(store as usize)?;
+        if e.aborted_at_close.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let scope = take_scope(&e.scope, "store")?;
         e.ctx.with_live(|c| c.checkpoint().store_path_abort(scope))
     })

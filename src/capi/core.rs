@@ -61,6 +61,10 @@ pub unsafe extern "C" fn det_core_init(
 /// (the master restarts the trial from its latest checkpoint); exit 0 without it means the trial
 /// is complete; a non-zero exit is a failure (retried up to `max_restarts`).
 ///
+/// A checkpoint scope still open (`det_ckpt_store_path_begin` without `_end` or `_abort`) is
+/// aborted: nothing is stored, its folder is removed, and a warning names it; a restore scope
+/// still open is ended (a temporary download is removed).
+///
 /// Waits for calls running on other threads to return first. Returns the first failure of the
 /// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 /// deadline. Closing twice gives `DET_ERR_STATE`.
@@ -70,7 +74,12 @@ pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
         return super::status::DET_OK;
     }
     call("det_core_close", || match det_context::from_ptr(ctx) {
-        Ok(shell) => shell.close(),
+        Ok(shell) => {
+            let r = shell.close();
+            // Nothing can begin a new scope now; the open ones are aborted.
+            super::ckpt::close_open_scopes(shell);
+            r
+        }
         Err(e) if e.kind() == Kind::State => Err(Error::new(
             Kind::State,
             "ctx was already closed by an earlier det_core_close",

@@ -65,11 +65,14 @@ fn launcher(v: i32) -> Result<Launcher> {
 /// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
 /// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
 /// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
-/// address comes from `DET_CHIEF_IP` first. The strings `cfg` points to (chief_ip) are owned by
-/// the library and stay valid until the process ends.
+/// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
+/// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
+/// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
+/// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
 ///
 /// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
-/// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`.
+/// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
+/// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
 ///
 /// # Safety
 /// `cfg` must point to an initialised `det_distributed_config`.
@@ -90,6 +93,12 @@ pub unsafe extern "C" fn det_distributed_from_env(
             Some(ip) => intern(ip)?,
             None => std::ptr::null(),
         };
+        let job: *const c_char = match &c.job_id {
+            Some(j) => intern(j)?,
+            None => std::ptr::null(),
+        };
+        // SAFETY: cfg checked; its first field is its size.
+        let size = unsafe { *(cfg as *const usize) };
         // SAFETY: cfg checked; we only write fields of the struct it points to.
         unsafe {
             (*cfg).rank = c.rank as i32;
@@ -100,6 +109,13 @@ pub unsafe extern "C" fn det_distributed_from_env(
             (*cfg).cross_size = c.cross_size as i32;
             (*cfg).chief_ip = chief;
             (*cfg).port = c.port as i32;
+            // A struct of the first published size ends before job_id.
+            if size
+                >= std::mem::offset_of!(det_distributed_config, job_id)
+                    + std::mem::size_of::<*const c_char>()
+            {
+                (*cfg).job_id = job;
+            }
         }
         Ok(())
     })
@@ -112,8 +128,14 @@ fn intern(s: &str) -> Result<*const c_char> {
     if let Some(c) = all.iter().find(|c| c.as_bytes() == s.as_bytes()) {
         return Ok(c.as_ptr());
     }
-    let c = CString::new(s)
-        .map_err(|_| Error::new(Kind::InvalidArgument, "DET_CHIEF_IP contains a NUL byte"))?;
+    let c = CString::new(s).map_err(|_| {
+        Error::new(
+            Kind::InvalidArgument,
+            format!(
+                "{s:?} (a chief address or job identity from the environment) contains a NUL byte"
+            ),
+        )
+    })?;
     let p = c.as_ptr();
     all.push(c);
     Ok(p)

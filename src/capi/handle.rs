@@ -185,6 +185,11 @@ impl<T> Registry<T> {
             .ok_or_else(|| self.gone())
     }
 
+    /// Every live item (a snapshot).
+    pub(crate) fn values(&self) -> Vec<Arc<T>> {
+        self.items.lock().values().cloned().collect()
+    }
+
     /// Remove and return the item for `key` (end/free).
     pub(crate) fn remove(&self, key: usize) -> Result<Arc<T>> {
         if key == 0 {

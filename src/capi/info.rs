@@ -68,6 +68,11 @@ pub unsafe extern "C" fn det_info_steps_completed(
 
 /// All hyperparameters as a JSON object. Free with `det_string_free`.
 ///
+/// Integers are kept exactly whatever their size (as Python keeps them); strings are written with
+/// JSON escapes (`\u0000` for a NUL). Text that is not valid Unicode in the input (a lone UTF-16
+/// surrogate such as `\ud800`, which Python keeps) comes back as U+FFFD, the replacement
+/// character.
+///
 /// # Safety
 /// `out` must be writable.
 #[no_mangle]
@@ -107,7 +112,9 @@ pub unsafe extern "C" fn det_info_get_hparam_f64(
     })
 }
 
-/// One hyperparameter as a 64-bit integer (a float with an integral value is accepted).
+/// One hyperparameter as a 64-bit integer (a float with an integral value is accepted). An
+/// integer outside the range of `int64_t` gives `DET_ERR_INVALID_ARGUMENT` (read it exactly with
+/// `det_info_hparams_json`).
 ///
 /// # Safety
 /// `name` must be a C string; `out` writable.
@@ -129,6 +136,8 @@ pub unsafe extern "C" fn det_info_get_hparam_i64(
 }
 
 /// One hyperparameter that is a string. Free the result with `det_string_free`.
+/// `DET_ERR_INVALID_ARGUMENT` if it is not a string, or if it holds a NUL character (`\u0000`),
+/// which a C string cannot hold (read it with `det_info_hparams_json`).
 ///
 /// # Safety
 /// `name` must be a C string; `out` writable.

@@ -3,7 +3,7 @@
 //! Every getter here fails with `DET_ERR_UNSUPPORTED` off-cluster (and the trial getters for
 //! on-cluster tasks that are not trials), with a message saying so.
 
-use super::boundary::{opt_str_arg, out_arg, owned_c_string, with_ctx, write_out};
+use super::boundary::{opt_str_arg, out_arg, owned_c_string, str_arg, with_ctx, write_out};
 use super::handle::det_context;
 use super::status::det_status;
 use crate::cluster_info::ClusterInfo;
@@ -365,6 +365,82 @@ pub unsafe extern "C" fn det_info_gpu_uuid(
     })
 }
 
+/// The trial's `debug` flag, from the experiment config (Python's `info.trial._debug`).
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_trial_debug(
+    ctx: *const det_context,
+    out: *mut bool,
+) -> det_status {
+    value_out("det_info_trial_debug", ctx, out, |c| {
+        Ok(c.info().trial("the debug flag")?.debug)
+    })
+}
+
+/// The network interface the experiment config names for traffic between nodes
+/// (`DET_INTER_NODE_NETWORK_INTERFACE`; Python's `info.trial._inter_node_network_interface`), or
+/// NULL when none is set. Free a non-NULL result with `det_string_free`.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_inter_node_network_interface(
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_inter_node_network_interface", ctx, |c| {
+        out_arg(out, "out")?;
+        let v = match &c
+            .info()
+            .trial("the inter-node network interface")?
+            .inter_node_network_interface
+        {
+            Some(s) => owned_c_string(s)?,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// `determined.get_cluster_info()`, without a context: reads the info files of the task
+/// container — `cluster.json` and its companions `trial.json`, `rendezvous.json`,
+/// `resources.json` — from `info_dir` (NULL: `$DET_CLUSTER_INFO_DIR`, else
+/// `/run/determined/info`, as `det_core_init` chooses), checks them as `det_core_init` does, and
+/// returns them as one JSON object in `*out`: the keys of `cluster.json` (`master_url`
+/// canonical), then `"trial"`, `"rendezvous"` and `"resources"` (each `null` when its file is
+/// absent). Off-cluster (no `cluster.json`) `*out` is set to NULL and `DET_OK` returned. A broken
+/// file is `DET_ERR_INVALID_ARGUMENT` naming the file and the key. The object holds the task's
+/// session token (`"session_token"`), a credential: do not log it. Free a non-NULL result with
+/// `det_string_free`. Thread-safe.
+///
+/// # Safety
+/// `info_dir` must be NULL or a C string; `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_cluster_info_json(
+    info_dir: *const c_char,
+    out: *mut *mut c_char,
+) -> det_status {
+    super::boundary::call("det_cluster_info_json", || {
+        // SAFETY: contract.
+        let dir = unsafe { opt_str_arg(info_dir, "info_dir") }?;
+        out_arg(out, "out")?;
+        let dir = crate::cluster_info::info_dir(dir.map(std::path::Path::new));
+        let v = if crate::cluster_info::is_on_cluster(&dir) {
+            let json = ClusterInfo::load(&dir)?.to_json()?;
+            owned_c_string(&to_wire(&json))?
+        } else {
+            std::ptr::null_mut()
+        };
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
 /// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
 /// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
 /// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
@@ -399,4 +475,52 @@ pub unsafe extern "C" fn det_core_alert(
         };
         c.alert(title, description, level)
     })
+}
+
+/// `core_context.experimental.report_task_using_checkpoint(checkpoint)`: record that this trial
+/// uses checkpoint `checkpoint_uuid` (e.g. for batch inference), so that the metrics it reports
+/// are listed with that checkpoint (`POST /api/v1/trial-source-info`, as an inference source).
+/// Synchronous: returns once the master accepted it (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT`
+/// otherwise). Off-cluster, and on-cluster in tasks that are not trials, there is nothing to
+/// record: a log line says so and `DET_OK` is returned (Python's dummy context does nothing).
+/// `DET_ERR_INVALID_ARGUMENT` for a NULL, empty or non-UTF-8 `checkpoint_uuid`. Any rank may
+/// call it; thread-safe.
+///
+/// # Safety
+/// `checkpoint_uuid` must be a C string.
+#[no_mangle]
+pub unsafe extern "C" fn det_experimental_report_task_using_checkpoint(
+    ctx: *mut det_context,
+    checkpoint_uuid: *const c_char,
+) -> det_status {
+    with_ctx("det_experimental_report_task_using_checkpoint", ctx, |c| {
+        // SAFETY: contract.
+        let uuid = unsafe { str_arg(checkpoint_uuid, "checkpoint_uuid") }?;
+        c.report_task_using(uuid, None)
+    })
+}
+
+/// `core_context.experimental.report_task_using_model_version(model_version)`: as
+/// `det_experimental_report_task_using_checkpoint` for the checkpoint of a model version, also
+/// recording the model's id (`model_id`) and the version's number (`model_version`), as the
+/// master's model registry numbers them.
+///
+/// # Safety
+/// `checkpoint_uuid` must be a C string.
+#[no_mangle]
+pub unsafe extern "C" fn det_experimental_report_task_using_model_version(
+    ctx: *mut det_context,
+    checkpoint_uuid: *const c_char,
+    model_id: i32,
+    model_version: i32,
+) -> det_status {
+    with_ctx(
+        "det_experimental_report_task_using_model_version",
+        ctx,
+        |c| {
+            // SAFETY: contract.
+            let uuid = unsafe { str_arg(checkpoint_uuid, "checkpoint_uuid") }?;
+            c.report_task_using(uuid, Some((model_id as i64, model_version as i64)))
+        },
+    )
 }

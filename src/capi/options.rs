@@ -81,12 +81,22 @@ pub struct det_distributed_config {
     pub cross_size: i32,
     /// The chief's address (required when cross_size > 1). Copied by `det_core_init`.
     pub chief_ip: *const c_char,
-    /// The chief's port; 0 means 12360 (Determined's default).
+    /// The chief's port. 0: `DETCORE_CHIEF_PORT`, else `INTER_TRAIN_PROCESS_COMM_PORT_1`, else
+    /// chosen from the job identity (the first free one of 16 ports derived from it; the workers
+    /// try them in turn), else 12360 for a job without an identity.
     pub port: i32,
     /// How long workers retry connecting to the chief; <= 0 means 300 s.
     pub connect_timeout_seconds: f64,
     /// How long a collective waits for its peers before failing; <= 0 means 1800 s.
     pub collective_timeout_seconds: f64,
+    /// The job's identity: every rank of one job must give the same text, two jobs different
+    /// ones; a rank and a chief whose identities differ refuse each other (naming both), so two
+    /// jobs on one machine never join each other. NULL: `DETCORE_JOB_ID`, else none (a rank
+    /// without an identity is accepted only by a chief without one, which makes one up).
+    /// `det_distributed_from_env` fills it from the launcher (Slurm's job and step, Open MPI's
+    /// PMIx namespace, torchrun's run id, ...). At most 256 bytes of printable UTF-8; copied by
+    /// `det_core_init`. An appended field: a program built with an older header gets NULL.
+    pub job_id: *const c_char,
 }
 
 /// Options of `det_core_init`. Fill with `det_init_options_default(&opts, sizeof opts)`, then
@@ -128,7 +138,9 @@ pub struct det_init_options {
     pub async_checkpoints: bool,
     /// Preempt once this file exists. NULL: `DET_HALT_FILE`.
     pub halt_file: *const c_char,
-    /// The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`.
+    /// The job's end, in seconds since the epoch. <= 0: `DET_END_TIME`, else `SLURM_JOB_END_TIME`,
+    /// else, in a Slurm job, the end time the chief asks of Slurm once at init (`squeue`, 5 s at
+    /// most, never fatal); a worker without one takes the chief's.
     pub end_time: f64,
     /// Preempt this many seconds before `end_time`. < 0: `DET_HALT_SECONDS`, else 120.
     pub halt_margin_seconds: f64,
@@ -140,7 +152,14 @@ pub struct det_init_options {
     pub report_queue_capacity: usize,
     /// How long `det_core_close` waits to deliver reports. <= 0: 300 s.
     pub close_timeout_seconds: f64,
-    /// Off-cluster checkpoint retention (Determined's `save_trial_latest`): keep the N newest
+    /// Off-cluster under Slurm (an appended field; older programs get false): when the job stored a checkpoint after
+    /// `det_should_preempt` said true, `det_core_close` on rank 0 asks Slurm to requeue it
+    /// (`scontrol requeue $SLURM_JOB_ID`), so a job preempted by `--signal` or its time limit
+    /// runs again and resumes from that checkpoint by itself. A failed requeue is logged, never
+    /// an error of `det_core_close`. false: `DETCORE_SLURM_REQUEUE=1` turns it on.
+    pub slurm_requeue: bool,
+    /// Off-cluster checkpoint retention (Determined's `save_trial_latest`; this and the next
+    /// three are appended fields: older programs get their defaults): keep the N newest
     /// checkpoints of the run. < 0 (the default): the `checkpoint_storage` dict's
     /// `"save_trial_latest"`, else `DET_SAVE_TRIAL_LATEST`. When neither this nor
     /// `save_trial_best` is set anywhere, every checkpoint is kept; when one is, the other
@@ -172,6 +191,7 @@ const INIT_OPTIONS_V1_SIZE: usize =
 const INIT_OPTIONS_BOOLS: &[usize] = &[
     std::mem::offset_of!(det_init_options, disable_signal_handlers),
     std::mem::offset_of!(det_init_options, async_checkpoints),
+    std::mem::offset_of!(det_init_options, slurm_requeue),
 ];
 
 /// `sizeof(det_distributed_config)` as first published (ABI 1); see [`INIT_OPTIONS_V1_SIZE`].
@@ -200,6 +220,7 @@ fn defaults() -> det_init_options {
         cluster_info_dir: std::ptr::null(),
         report_queue_capacity: 0,
         close_timeout_seconds: 0.0,
+        slurm_requeue: false,
         save_trial_latest: -1,
         save_trial_best: -1,
         searcher_metric: std::ptr::null(),
@@ -220,6 +241,7 @@ fn dist_defaults() -> det_distributed_config {
         port: 0,
         connect_timeout_seconds: 0.0,
         collective_timeout_seconds: 0.0,
+        job_id: std::ptr::null(),
     }
 }
 
@@ -387,7 +409,7 @@ pub(crate) unsafe fn distributed_from_c(
     let c = &c;
     let d = DistributedConfig::single();
     let port = match c.port {
-        0 => d.port,
+        0 => 0,
         p if (1..=65535).contains(&p) => p as u16,
         p => {
             return Err(Error::new(
@@ -416,6 +438,9 @@ pub(crate) unsafe fn distributed_from_c(
             d.collective_timeout,
             "distributed.collective_timeout_seconds",
         )?,
+        // SAFETY: job_id is NULL or a C string, per the struct's contract (a V1 struct has
+        // none: read_sized left the default NULL).
+        job_id: unsafe { opt_str_arg(c.job_id, "distributed.job_id") }?.map(str::to_owned),
     };
     cfg.validate()?;
     Ok(cfg)
@@ -569,6 +594,7 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
             defaults.close_timeout,
             "opts.close_timeout_seconds",
         )?,
+        slurm_requeue: o.slurm_requeue,
         ..defaults
     })
 }

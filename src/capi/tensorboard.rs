@@ -28,7 +28,8 @@ pub type det_tb_mangler_fn = Option<
 >;
 
 /// The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
-/// `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster. It exists once the context is
+/// `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster (`/tmp` without `TMPDIR`, as
+/// Determined's). It exists once the context is
 /// initialised. Files your code writes there (event files of your own, profiler traces) are
 /// uploaded with the metrics' event files in `DET_TENSORBOARD_MODE_AUTO`, or by
 /// `det_train_upload_tensorboard_files` in `DET_TENSORBOARD_MODE_MANUAL`.

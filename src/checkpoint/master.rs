@@ -1,6 +1,7 @@
-//! On-cluster checkpoint reporting (PROTOCOL.md §5.5, §5.10): `POST /api/v1/checkpoints` after
-//! the data is stored, `GET /api/v1/checkpoints/<id>` for metadata, `PATCH /api/v1/checkpoints`
-//! after a delete. Synchronous on the caller's thread, as in Python (with retries and timeouts).
+//! On-cluster checkpoint reporting (docs/protocol.md#checkpoint-reports):
+//! `POST /api/v1/checkpoints` after the data is stored, `GET /api/v1/checkpoints/<id>` for
+//! metadata, `PATCH /api/v1/checkpoints` after a delete. Synchronous on the caller's thread, as in
+//! Python (with retries and timeouts).
 
 use super::CheckpointReporter;
 use crate::error::Result;
@@ -21,6 +22,13 @@ pub struct MasterCheckpointReporter {
 }
 
 impl CheckpointReporter for MasterCheckpointReporter {
+    /// The master hears of a checkpoint only once it is complete: nothing to do before.
+    fn prepare(&self, _id: &str, _metadata: &Map, _steps: i64) -> Result<()> {
+        Ok(())
+    }
+
+    fn abandon(&self, _id: &str) {}
+
     fn report(&self, id: &str, resources: &Resources, metadata: &Map, _steps: i64) -> Result<()> {
         let body = checkpoint_body(
             id,

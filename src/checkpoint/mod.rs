@@ -1,10 +1,10 @@
-//! Checkpoints (Determined's `CheckpointContext`, PROTOCOL.md §5): store, upload, download,
-//! restore, metadata, delete.
+//! Checkpoints (Determined's `CheckpointContext`, docs/protocol.md#checkpoint-operations): store,
+//! upload, download, restore, metadata, delete.
 //!
 //! Differences from Python, on purpose:
 //! - `metadata` must hold an integer `steps_completed` (0 … 2³¹−1), checked *before* anything is
 //!   written, in both modes (Python checks after uploading, and only on-cluster);
-//! - `upload` never writes `metadata.json` into the caller's folder (Python does, §14 item 9), and
+//! - `upload` never writes `metadata.json` into the caller's folder (Python does), and
 //!   `metadata.json` is always part of the checkpoint whatever the selector says;
 //! - a checkpoint becomes visible only when complete (atomic publish; see the storage backends);
 //! - `get_metadata` works off-cluster (it reads `metadata.json`).
@@ -22,18 +22,25 @@ pub mod retention;
 mod shard;
 pub mod uploads;
 
+pub(crate) use shard::agree_on_storage;
+
 use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, Map, Value};
 use crate::storage::manifest::MANIFEST;
-use crate::storage::{self, fsutil, Resources, Restored, Selector, Storage, Sums};
+use crate::storage::{self, fsutil, Resources, Restored, Scratch, Selector, Storage, Sums};
 use crate::train::{Event, TrainContext};
-use crate::{bail, err};
-use std::path::{Path, PathBuf};
+use crate::{bail, err, log_warn};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Length of a storage id string (a UUID4), without the NUL.
 pub const STORAGE_ID_LEN: usize = 36;
+
+/// Python's message for a selector without a folder.
+const SELECTOR_WITHOUT_DIR: &str = "ckpt_dir has to be provided if selector is not None";
+/// Python's message for a sharded upload where no rank passed a folder.
+const ALL_NONE_SHARDED: &str = "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must have a valid ckpt_dir";
 
 /// How `store_path_end` stores the checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +62,17 @@ pub enum DownloadMode {
     NoSharedDownload,
 }
 
-/// What happens after a checkpoint is stored: the master is told, or the run index updated.
+/// What happens around storing a checkpoint: the master is told, or the run index updated.
+///
+/// The order is `prepare` → the checkpoint becomes complete in storage → `report`; when storing
+/// fails after `prepare`, `abandon`. Every method is required, so that a wrapper cannot drop
+/// one of them silently.
 pub trait CheckpointReporter: Send + Sync {
+    /// Checkpoint `id`, with `metadata`, is about to become complete in storage. An error stops
+    /// it: nothing is published.
+    fn prepare(&self, id: &str, metadata: &Map, steps_completed: i64) -> Result<()>;
+    /// Storing checkpoint `id` failed after [`CheckpointReporter::prepare`] (best effort).
+    fn abandon(&self, id: &str);
     /// Checkpoint `id` is complete in storage.
     fn report(
         &self,
@@ -68,13 +84,18 @@ pub trait CheckpointReporter: Send + Sync {
     /// Checkpoint `id` was deleted from storage.
     fn deleted(&self, id: &str) -> Result<()>;
     /// The metadata of checkpoint `id` (`None`: read `metadata.json` from the storage).
-    fn get_metadata(&self, _id: &str) -> Option<Result<Map>> {
-        None
-    }
+    fn get_metadata(&self, id: &str) -> Option<Result<Map>>;
 }
 
 /// Off-cluster reporting: the run index and `metrics.jsonl`, and the retention policy told of
-/// each checkpoint once it is indexed.
+/// each checkpoint once it is stored and indexed.
+///
+/// The checkpoint's index record is written *before* the checkpoint is published (a record counts
+/// only once its checkpoint is complete), so that storing and indexing are one outcome: a failed
+/// record write (a full disk) publishes nothing, and a process killed at any point leaves either
+/// an indexed complete checkpoint or none. The record holds the checkpoint's value of the
+/// retention metric when it is known by then (from its metadata, or a validation reported
+/// earlier at the same steps).
 pub struct LocalReporter {
     pub index: Arc<index::RunIndex>,
     pub train: Arc<TrainContext>,
@@ -82,7 +103,7 @@ pub struct LocalReporter {
 }
 
 impl CheckpointReporter for LocalReporter {
-    fn report(&self, id: &str, _resources: &Resources, metadata: &Map, steps: i64) -> Result<()> {
+    fn prepare(&self, id: &str, metadata: &Map, steps: i64) -> Result<()> {
         self.index.add(index::Entry {
             storage_id: id.to_owned(),
             steps_completed: Some(steps),
@@ -91,22 +112,60 @@ impl CheckpointReporter for LocalReporter {
                 .retention
                 .as_ref()
                 .and_then(|r| r.metric_for(steps, metadata)),
-        })?;
+            deleting: false,
+        })
+    }
+
+    fn abandon(&self, id: &str) {
+        if let Err(e) = self.index.remove(id) {
+            log_warn!("checkpoint {id} was not stored, and its run index record remains (it is ignored while the checkpoint is incomplete): {e}");
+        }
+    }
+
+    fn report(&self, id: &str, _resources: &Resources, _metadata: &Map, steps: i64) -> Result<()> {
+        // The checkpoint is stored and indexed: what follows cannot undo that.
+        self.index.write_summary();
         if let Some(r) = &self.retention {
             r.stored();
         }
-        self.train.report_event(Event::Checkpoint {
+        if let Err(e) = self.train.report_event(Event::Checkpoint {
             storage_id: id.to_owned(),
             steps_completed: Some(steps),
-        })
+        }) {
+            log_warn!("checkpoint {id} is stored and indexed, but its line in metrics.jsonl was not written: {e}");
+        }
+        Ok(())
     }
 
     fn deleted(&self, id: &str) -> Result<()> {
         self.index.remove(id)?;
+        self.index.write_summary();
         self.train.report_event(Event::CheckpointDeleted {
             storage_id: id.to_owned(),
         })
     }
+
+    /// Off-cluster the metadata is the checkpoint's own `metadata.json`.
+    fn get_metadata(&self, _id: &str) -> Option<Result<Map>> {
+        None
+    }
+}
+
+/// Publish the staged folder as checkpoint `id`, recorded with `reporter` first; a failed
+/// publish withdraws the record.
+pub(crate) fn publish_recorded(
+    storage: &dyn Storage,
+    reporter: &dyn CheckpointReporter,
+    staged: &Path,
+    id: &str,
+    metadata: &Map,
+    steps: i64,
+    files: Option<&[String]>,
+) -> Result<Sums> {
+    reporter.prepare(id, metadata, steps)?;
+    storage.publish(staged, id, files).inspect_err(|_| {
+        reporter.abandon(id);
+    })
 }
 
 /// A new borrow of an optional selector, for one of several calls.
@@ -146,7 +205,7 @@ pub fn check_metadata(m: &Map) -> Result<i64> {
                 InvalidArgument,
                 "metadata: \"steps_completed\" must be between 0 and {}, got {}",
                 i32::MAX,
-                crate::json::to_wire(&Value::Number(*n))
+                crate::json::to_wire(&Value::Number(n.clone()))
             )),
         },
         Some(other) => Err(err!(
@@ -171,10 +230,11 @@ pub fn parse_metadata(text: &str) -> Result<Map> {
 }
 
 /// An open `store_path` scope: the caller writes files into [`StoreScope::path`], then ends it.
+/// Dropping a scope that was not published removes its folder.
 #[derive(Debug)]
 pub struct StoreScope {
     id: String,
-    path: PathBuf,
+    staged: Scratch,
     metadata: Map,
     steps: i64,
     /// Written by every rank (a collective ends it).
@@ -188,7 +248,7 @@ impl StoreScope {
     }
     /// The folder to write into.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.staged.path()
     }
 }
 
@@ -322,10 +382,10 @@ impl CheckpointContext {
         let steps = check_metadata(&metadata)?;
         self.uploads.take_failure()?;
         let id = uuid::Uuid::new_v4().to_string();
-        let path = self.storage.stage(&id)?;
+        let staged = self.storage.stage(&id)?;
         Ok(StoreScope {
             id,
-            path,
+            staged,
             metadata,
             steps,
             shard: false,
@@ -352,13 +412,13 @@ impl CheckpointContext {
             UploadMode::Async => true,
         };
         let prepared = (|| -> Result<Resources> {
-            let meta_path = scope.path.join("metadata.json");
+            let meta_path = scope.path().join("metadata.json");
             std::fs::write(
                 &meta_path,
                 to_metadata_file(&Value::Object(scope.metadata.clone())),
             )
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
-            let mut resources = fsutil::list_resources(&scope.path)?;
+            let mut resources = fsutil::list_resources(scope.path())?;
             // detcore's own file, written when the checkpoint is stored; never reported.
             resources.remove(MANIFEST);
             Ok(resources)
@@ -373,7 +433,15 @@ impl CheckpointContext {
         self.uploads.wait_idle();
         let resources = prepared
             .and_then(|resources| {
-                self.storage.publish(&scope.path, &scope.id, None)?;
+                publish_recorded(
+                    &*self.storage,
+                    &*self.reporter,
+                    scope.path(),
+                    &scope.id,
+                    &scope.metadata,
+                    scope.steps,
+                    None,
+                )?;
                 Ok(resources)
             })
             .map_err(|e| self.not_stored(&scope, e))?;
@@ -382,9 +450,8 @@ impl CheckpointContext {
         Ok(scope.id)
     }
 
-    /// A failed `store_path_end`: the staged folder is discarded, and `e` says so.
+    /// A failed `store_path_end`: `e` says so (the staged folder goes with the scope).
     fn not_stored(&self, scope: &StoreScope, e: Error) -> Error {
-        self.storage.discard(&scope.path);
         e.context(format!(
             "store_path: checkpoint {} was not stored",
             scope.id
@@ -397,8 +464,10 @@ impl CheckpointContext {
         if scope.shard {
             return self.shard_store_end(scope, true).map(|_| ());
         }
-        self.storage.discard(&scope.path);
-        Ok(())
+        scope
+            .staged
+            .remove()
+            .map_err(|e| Error::new(Kind::Storage, format!("store_path_abort: {}", e.message())))
     }
 
     /// `upload(ckpt_dir, metadata, shard, selector)`: store the files of `dir` that `selector`
@@ -420,10 +489,19 @@ impl CheckpointContext {
             self.chief_only("upload")?;
         }
         let dir = dir.ok_or_else(|| {
-            err!(
-                InvalidArgument,
-                "dir is NULL (only sharded uploads may pass no folder)"
-            )
+            if shard && selector.is_some() {
+                err!(InvalidArgument, "dir is NULL: {SELECTOR_WITHOUT_DIR}")
+            } else if shard {
+                err!(
+                    InvalidArgument,
+                    "dir is NULL: {ALL_NONE_SHARDED}"
+                )
+            } else {
+                err!(
+                    InvalidArgument,
+                    "dir is NULL: cannot call .upload(ckpt_dir=None, shard=False), which would result in doing nothing at all"
+                )
+            }
         })?;
         let steps = check_metadata(&metadata)?;
         self.uploads.take_failure()?;
@@ -441,14 +519,19 @@ impl CheckpointContext {
         let files: Vec<String> = resources.keys().cloned().collect();
         resources.insert("metadata.json".into(), meta_text.len() as u64);
         let id = uuid::Uuid::new_v4().to_string();
-        self.storage
-            .upload(
-                dir,
-                &files,
-                &[("metadata.json".to_owned(), meta_text)],
-                &id,
-                &Sums::new(),
-            )
+        self.reporter
+            .prepare(&id, &metadata, steps)
+            .and_then(|()| {
+                self.storage
+                    .upload(
+                        dir,
+                        &files,
+                        &[("metadata.json".to_owned(), meta_text)],
+                        &id,
+                        &Sums::new(),
+                    )
+                    .inspect_err(|_| self.reporter.abandon(&id))
+            })
             .map_err(|e| e.context(format!("upload: checkpoint {id} was not stored")))?;
         self.reporter.report(&id, &resources, &metadata, steps)?;
         Ok(id)
@@ -547,25 +630,22 @@ impl CheckpointContext {
         })
     }
 
-    /// The run's complete checkpoints older than `id` (in resume order), newest first.
-    fn older_checkpoints(&self, r: &Resume, id: &str) -> Result<Vec<index::Entry>> {
-        let mut all = r.index.entries()?;
-        all.sort_by_key(|e| e.steps_completed.unwrap_or(-1));
-        let Some(at) = all.iter().position(|e| e.storage_id == id) else {
-            return Ok(Vec::new());
-        };
-        let mut out = Vec::new();
-        for e in all.drain(..at).rev() {
-            match self.storage.is_complete(&e.storage_id) {
-                Ok(true) => out.push(e),
-                Ok(false) => {}
-                Err(err) => crate::log_warn!(
-                    "cannot tell whether checkpoint {} is complete ({err}); not resuming from it",
+    /// The next of `candidates` (from [`index::RunIndex::before_in_resume_order`]) that the
+    /// run could resume from, by the rules of [`index::RunIndex::latest`].
+    pub(crate) fn next_resumable(
+        r: &Resume,
+        candidates: &mut impl Iterator<Item = index::Entry>,
+    ) -> Option<index::Entry> {
+        for e in candidates.by_ref() {
+            match r.index.resumable(&e) {
+                Ok(e) => return Some(e),
+                Err(why) => crate::log_info!(
+                    "resume: not falling back to checkpoint {}: {why}",
                     e.storage_id
                 ),
             }
         }
-        Ok(out)
+        None
     }
 
     /// Run `attempt` on the resume point `id`, then on each older checkpoint while they fail
@@ -581,7 +661,8 @@ impl CheckpointContext {
             other => return other.map(|t| (id.to_owned(), t)),
         };
         let mut failed = vec![(id.to_owned(), first.message().to_owned())];
-        for c in self.older_checkpoints(r, id)? {
+        let mut candidates = r.index.before_in_resume_order(id)?.into_iter();
+        while let Some(c) = Self::next_resumable(r, &mut candidates) {
             match attempt(&c.storage_id) {
                 Ok(t) => {
                     self.fell_back(r, &failed, &c);
@@ -637,10 +718,10 @@ impl CheckpointContext {
         if scope.shared {
             return self.shared_restore_end(scope);
         }
-        if scope.restored.temporary {
-            fsutil::remove_tree(&scope.restored.path)?;
+        match scope.restored.scratch {
+            Some(s) => s.remove(),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// `get_metadata(storage_id)`.

@@ -14,11 +14,17 @@
 //! - and every checkpoint this process has open in a `restore_path` scope.
 //!
 //! When it runs: after each checkpoint is durable and indexed, on a background thread (the
-//! caller never waits), over the run's index. Only indexed checkpoints are candidates, so a
-//! checkpoint still being written (by any rank) or uploaded is never touched, and the one the
-//! run resumed from stays until a newer one is durable (no pass runs before). A checkpoint's
-//! data is deleted before its index entry: a deletion interrupted by a crash leaves an entry
-//! whose checkpoint is incomplete, which is never resumed from and is finished by the next pass.
+//! caller never waits), over the run's index. Only complete indexed checkpoints are candidates:
+//! a checkpoint still being written (by any rank, any process of the run) or uploaded has its
+//! index record already (records come before publishing, see [`super::index`]) but is not
+//! complete yet, and is never touched; the one the run resumed from stays until a newer one is
+//! durable (no pass runs before). A deletion is recorded in the checkpoint's index record
+//! (`"deleting": true`) before any of its files goes, and the record is removed last: a
+//! deletion interrupted by a crash leaves a marked record (never resumed from, and finished by
+//! the next pass), never a half-deleted checkpoint that looks like one being written. The
+//! storage's own deletion keeps a checkpoint from looking complete once deletion has begun
+//! (folders are moved into the staging area's locked trash first; object stores lose
+//! `metadata.json` first).
 
 use super::index::{Entry, RunIndex};
 use crate::error::Result;
@@ -424,7 +430,7 @@ impl Inner {
         }
     }
 
-    /// One pass: delete what the policy does not keep (and the rest of interrupted deletions).
+    /// One pass: finish interrupted deletions, then delete what the policy does not keep.
     fn pass(&self) {
         let entries = match self.index.entries() {
             Ok(e) => e,
@@ -434,11 +440,16 @@ impl Inner {
             }
         };
         let mut complete = Vec::new();
-        let mut leftovers = Vec::new();
-        for e in &entries {
+        let mut unfinished = Vec::new();
+        for e in entries {
+            if e.deleting {
+                unfinished.push(e);
+                continue;
+            }
             match self.storage.is_complete(&e.storage_id) {
                 Ok(true) => complete.push(e),
-                Ok(false) => leftovers.push(e),
+                // Being written (by this or another process), or never finished: not ours.
+                Ok(false) => {}
                 Err(err) => {
                     log_warn!(
                         "checkpoint retention: cannot tell whether checkpoint {} is complete ({err}); nothing is deleted this time",
@@ -448,30 +459,60 @@ impl Inner {
                 }
             }
         }
-        let keep = keep(&self.policy, &complete);
+        // Metrics of validations this process saw that did not reach the index (reported
+        // while the checkpoint was being recorded).
+        let mut filled = Vec::new();
+        {
+            let seen = self.validations.lock();
+            for e in complete.iter_mut().filter(|e| e.metric.is_none()) {
+                if let Some((s, v)) = e
+                    .steps_completed
+                    .and_then(|s| seen.get(&s).map(|v| (s, *v)))
+                {
+                    e.metric = Some(v);
+                    filled.push((s, v));
+                }
+            }
+        }
+        for (steps, v) in filled {
+            if let Err(e) = self.index.set_metric(steps, v) {
+                log_warn!(
+                    "checkpoint retention: could not record the metric of the checkpoint at {steps} steps in the run index: {e}"
+                );
+            }
+        }
+        let complete_refs: Vec<&Entry> = complete.iter().collect();
+        let keep = keep(&self.policy, &complete_refs);
         let mut gone = Vec::new();
-        for e in leftovers {
+        for e in unfinished {
             match self.storage.delete(&e.storage_id) {
                 Ok(()) => {
                     log_info!(
-                        "checkpoint retention: checkpoint {} was incomplete (an interrupted deletion); what was left of it is removed",
+                        "checkpoint retention: finished deleting checkpoint {} (an earlier deletion was interrupted)",
                         e.storage_id
                     );
                     gone.push(e.storage_id.clone());
                 }
                 Err(err) => log_warn!(
-                    "checkpoint retention: could not remove what is left of checkpoint {}: {err}; tried again after the next checkpoint",
+                    "checkpoint retention: could not delete what is left of checkpoint {}: {err}; tried again after the next checkpoint",
                     e.storage_id
                 ),
             }
         }
-        for e in complete {
+        for e in &complete {
             if keep.contains(&e.storage_id) {
                 continue;
             }
             if self.in_use.contains(&e.storage_id) {
                 log_info!(
                     "checkpoint retention: checkpoint {} is open in a restore_path scope; deleted after the next checkpoint instead",
+                    e.storage_id
+                );
+                continue;
+            }
+            if let Err(err) = self.index.mark_deleting(e) {
+                log_warn!(
+                    "checkpoint retention: could not record the deletion of checkpoint {} in the run index ({err}); it is kept for now",
                     e.storage_id
                 );
                 continue;
@@ -497,7 +538,7 @@ impl Inner {
             return;
         }
         if let Err(e) = self.index.remove_many(&gone) {
-            log_warn!("checkpoint retention: deleted {} checkpoint(s) but could not update the run index ({e}); they are skipped at resume and removed from the index by the next pass", gone.len());
+            log_warn!("checkpoint retention: deleted {} checkpoint(s) but could not update the run index ({e}); their records stay marked as being deleted and are removed by the next pass", gone.len());
             return;
         }
         for id in gone {
@@ -523,6 +564,7 @@ mod tests {
             steps_completed: Some(steps),
             report_time: String::new(),
             metric,
+            deleting: false,
         }
     }
 

@@ -1,9 +1,9 @@
 //! Checkpoints written by several ranks (`shard = true`) and downloads shared by the ranks of a
-//! node (`DownloadMode::LocalWorkersShareDownload`), per PROTOCOL.md §5.6–§5.9.
+//! node (`DownloadMode::LocalWorkersShareDownload`), per docs/protocol.md#sharded-checkpoints.
 //!
 //! Every step that can fail is followed by a collective that tells every rank about every
-//! failure, so all ranks return the same error instead of some hanging (Python's §14 item 12).
-//! The merged `metadata.json` is always stored and listed (Python's §14 item 11), and on object
+//! failure, so all ranks return the same error instead of some hanging (as in Python).
+//! The merged `metadata.json` is always stored and listed (Python's is not always), and on object
 //! stores it is uploaded last, after every rank's files, so nothing partial looks complete.
 
 use super::merge::{
@@ -12,11 +12,11 @@ use super::merge::{
 use super::{check_metadata, CheckpointContext, RestoreScope, StoreScope};
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, to_wire, Map, Value};
-use crate::storage::{fsutil, FileSum, Resources, Restored, Selector, Sums};
+use crate::storage::{fsutil, FileSum, Resources, Restored, Scratch, Selector, Sums};
 use crate::{bail, err};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The identity of a local folder across the job: the host plus the file system's device and
 /// inode, so that ranks sharing a folder upload it once (Python compares only (dev, ino), which
@@ -84,6 +84,116 @@ fn combine_errors(what: &str, all: &[Value]) -> Result<()> {
     combine(
         what,
         all.iter().map(|v| v.get("error").unwrap_or(&Value::Null)),
+    )
+}
+
+/// Every rank's `"storage"` identity from an allgather: the same everywhere, or an error (the
+/// same on every rank) naming the ranks and what each uses.
+fn same_storage(all: &[Value]) -> Result<()> {
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|v| v.get("storage").and_then(Value::as_str).unwrap_or(""))
+        .collect();
+    if ids.iter().all(|i| *i == ids[0]) {
+        return Ok(());
+    }
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (r, id) in ids.iter().enumerate() {
+        match groups.iter_mut().find(|(i, _)| i == id) {
+            Some((_, rs)) => rs.push(r),
+            None => groups.push((id, vec![r])),
+        }
+    }
+    bail!(
+        InvalidArgument,
+        "the ranks do not use the same checkpoint storage ({}): every rank must give the same checkpoint_storage, \
+         or the files of some ranks would be missing from their sharded checkpoints",
+        groups
+            .iter()
+            .map(|(id, rs)| format!("rank(s) {rs:?}: {id}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
+/// At init, on every rank of a multi-rank job (a collective): the ranks agree on the storage,
+/// or all fail alike. `opened` is this rank's storage, or why it could not be opened.
+pub(crate) fn agree_on_storage(
+    d: &crate::distributed::DistributedContext,
+    opened: Result<&dyn crate::storage::Storage>,
+) -> Result<()> {
+    if d.config().size == 1 {
+        return opened.map(|_| ());
+    }
+    let mine = match &opened {
+        Ok(s) => obj! { "storage" => s.identity() },
+        Err(e) => obj! { "error" => e.message() },
+    };
+    let all = allgather_json(d, Value::Object(mine))?;
+    opened?;
+    combine_errors("opening the checkpoint storage", &all)?;
+    same_storage(&all)
+}
+
+/// The relative names of the files under `root` (folders only walked; no `stat` per file: a
+/// file system's metadata servers see one `readdir` per folder).
+fn file_names(root: &Path) -> Result<Vec<String>> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+        let rd = std::fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot read folder", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry
+                .file_type()
+                .map_err(|e| Error::io("cannot stat", &entry.path(), e))?
+                .is_dir();
+            if is_dir {
+                walk(&entry.path(), &format!("{prefix}{name}/"), out)?;
+            } else {
+                out.push(format!("{prefix}{name}"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out)?;
+    Ok(out)
+}
+
+/// The files some ranks wrote that the checkpoint lacks: `expected` maps each file name to the
+/// ranks that wrote (or listed) it, `present` says whether the checkpoint has it. `Ok` when none
+/// is missing, else an error naming the ranks and a few of their files.
+fn verify_present(
+    id: &str,
+    expected: &BTreeMap<String, Vec<usize>>,
+    mut present: impl FnMut(&str) -> bool,
+) -> Result<()> {
+    let mut missing_ranks: BTreeSet<usize> = BTreeSet::new();
+    let mut examples: Vec<&str> = Vec::new();
+    let mut count = 0usize;
+    for (name, ranks) in expected {
+        if name.ends_with('/') || name == "metadata.json" || present(name) {
+            continue;
+        }
+        count += 1;
+        missing_ranks.extend(ranks.iter().copied());
+        if examples.len() < 3 {
+            examples.push(name);
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    bail!(
+        Storage,
+        "checkpoint {id} lacks {count} file(s) of rank(s) {:?} (e.g. {}): those ranks wrote where the chief does not \
+         publish (a node-local folder on another host, or different storage); nothing was stored or reported",
+        missing_ranks.iter().collect::<Vec<_>>(),
+        examples
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -195,15 +305,17 @@ impl CheckpointContext {
         let mine = obj! {
             "metadata" => Value::Object(metadata),
             "id" => id.as_str(),
+            "storage" => self.storage.identity(),
             "error" => pending.as_ref().map(|e| e.message().to_owned()),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         combine_errors("an earlier checkpoint", &all)?;
+        same_storage(&all)?;
         let (id, merged, steps) = agreed_metadata(&all)?;
-        let path = self.staged_everywhere("store_path (staging)", self.storage.stage(&id))?;
+        let staged = self.staged_everywhere("store_path (staging)", self.storage.stage(&id))?;
         Ok(StoreScope {
             id,
-            path,
+            staged,
             metadata: merged,
             steps,
             shard: true,
@@ -211,15 +323,10 @@ impl CheckpointContext {
     }
 
     /// Tell every rank whether every rank has its staging folder; on any failure each rank
-    /// discards its own and all return the same error.
-    fn staged_everywhere(&self, what: &str, staged: Result<PathBuf>) -> Result<PathBuf> {
+    /// discards its own (dropping it) and all return the same error.
+    fn staged_everywhere(&self, what: &str, staged: Result<Scratch>) -> Result<Scratch> {
         let statuses: Vec<Value> = allgather_json(&self.dist, status_value(&staged))?;
-        if let Err(e) = combine(what, &statuses) {
-            if let Ok(p) = &staged {
-                self.storage.discard(p);
-            }
-            return Err(e);
-        }
+        combine(what, &statuses)?;
         staged
     }
 
@@ -229,8 +336,9 @@ impl CheckpointContext {
     pub(super) fn shard_store_end(&self, scope: StoreScope, abort: bool) -> Result<String> {
         let d = &self.dist;
         let rank = d.config().rank as usize;
-        // 1. Who is done, who aborted, and who shares which folder.
-        let uid = folder_uid(&scope.path);
+        // 1. Who is done, who aborted, and who shares which folder. (Every early return drops
+        // the scope, which removes this rank's staged folder.)
+        let uid = folder_uid(scope.path());
         let mine = obj! {
             "abort" => abort,
             "uid" => uid.as_ref().ok().cloned(),
@@ -241,11 +349,12 @@ impl CheckpointContext {
             .filter(|&r| all[r].get("abort").and_then(Value::as_bool) == Some(true))
             .collect();
         if !aborted.is_empty() {
-            self.storage.discard(&scope.path);
+            let id = scope.id.clone();
+            drop(scope);
             if abort {
-                return Ok(scope.id);
+                return Ok(id);
             }
-            bail!(State, "checkpoint {} was abandoned by rank(s) {aborted:?} (det_ckpt_store_path_abort); nothing was stored", scope.id);
+            bail!(State, "checkpoint {id} was abandoned by rank(s) {aborted:?} (det_ckpt_store_path_abort); nothing was stored");
         }
         combine_errors("store_path", &all)?;
         let uids: Vec<String> = all
@@ -268,36 +377,104 @@ impl CheckpointContext {
 
         // 2. Listings of every uploaded folder.
         let listing = if uploader {
-            fsutil::list_resources(&scope.path).map(|mut r| {
+            fsutil::list_resources(scope.path()).map(|mut r| {
                 r.remove("metadata.json");
                 r
             })
         } else {
             Ok(Resources::new())
         };
-        let files = self.exchange_listings(listing, &scope.path)?;
+        // Folder storage seen from several hosts: what the first rank of each other folder wrote
+        // must be in the chief's (a node-local folder is not).
+        let views = if self.storage.direct_access() {
+            self.folder_views(&uids, scope.path())?
+        } else {
+            None
+        };
+        let files = self.exchange_listings(listing, scope.path())?;
 
         // 3. Publish: the merged metadata.json is written by the chief, last on object stores.
-        let meta = Metadata::new(scope.metadata, scope.steps);
+        let meta = Metadata::new(scope.metadata.clone(), scope.steps);
         let published = if !uploader {
             Ok(Sums::new())
         } else if self.storage.direct_access() {
-            self.publish_with_metadata(&scope.path, &scope.id, &meta)
+            let complete = match &views {
+                Some(expected) => verify_present(&scope.id, expected, |n| {
+                    files.merged.contains_key(n) || scope.path().join(n).exists()
+                }),
+                None => Ok(()),
+            };
+            // On failure every rank's staging folder is removed when its scope is dropped
+            // (after the verdict below), a node-local one included.
+            complete.and_then(|()| self.publish_with_metadata(scope.path(), &scope.id, &meta))
         } else {
             self.storage
-                .publish(&scope.path, &scope.id, Some(&files.mine))
+                .publish(scope.path(), &scope.id, Some(&files.mine))
         };
-        self.finish(&scope.id, published, &scope.path, files.merged, &meta)?;
-        Ok(scope.id)
+        self.finish(
+            &scope.id,
+            published,
+            scope.path(),
+            files.merged,
+            &files.owners,
+            &meta,
+        )?;
+        Ok(scope.id.clone())
+    }
+
+    /// Folder storage: when the ranks' staging folders are not all one (`uids` differ: other
+    /// hosts, or other folders), the first rank of each folder other than the chief's sends the
+    /// chief the names it sees there; `None` when every rank shares the chief's folder. Returns,
+    /// on the chief, each name and the ranks of the folder it was seen in.
+    fn folder_views(
+        &self,
+        uids: &[String],
+        path: &Path,
+    ) -> Result<Option<BTreeMap<String, Vec<usize>>>> {
+        if uids.iter().all(|u| *u == uids[0]) {
+            return Ok(None);
+        }
+        let d = &self.dist;
+        let rank = d.config().rank as usize;
+        let first_of_folder = uids.iter().position(|u| *u == uids[rank]) == Some(rank);
+        let mine = if first_of_folder && uids[rank] != uids[0] {
+            match file_names(path) {
+                Ok(n) => obj! { "names" => Value::Array(n.into_iter().map(Value::from).collect()) },
+                Err(e) => obj! { "error" => e.message() },
+            }
+        } else {
+            Map::new()
+        };
+        let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
+        combine_errors("listing the checkpoint folder", &all)?;
+        let mut expected: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (r, v) in all.iter().enumerate() {
+            let Some(names) = v.get("names").and_then(Value::as_array) else {
+                continue;
+            };
+            let folder: Vec<usize> = (0..uids.len()).filter(|&o| uids[o] == uids[r]).collect();
+            for n in names.iter().filter_map(Value::as_str) {
+                expected.entry(n.to_owned()).or_default().extend(&folder);
+            }
+        }
+        Ok(Some(expected))
     }
 
     /// Folder storage, on the chief: write the merged `metadata.json` into the shared staging
-    /// folder `staged`, then publish it.
+    /// folder `staged`, then record and publish it (with its manifest). Returns the sums.
     fn publish_with_metadata(&self, staged: &Path, id: &str, meta: &Metadata) -> Result<Sums> {
         let meta_path = staged.join("metadata.json");
         std::fs::write(&meta_path, &meta.text)
             .map_err(|e| Error::io("cannot write", &meta_path, e))?;
-        self.storage.publish(staged, id, None)
+        super::publish_recorded(
+            &*self.storage,
+            &*self.reporter,
+            staged,
+            id,
+            &meta.map,
+            meta.steps,
+            None,
+        )
     }
 
     /// Exchange the uploaders' listings, resolve conflicts by content, and return the merged
@@ -355,7 +532,17 @@ impl CheckpointContext {
             .filter(|k| !drop_mine.contains(k.trim_end_matches('/')))
             .cloned()
             .collect();
-        Ok(SharedFiles { merged, mine })
+        let mut owners: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (r, files) in per_rank.iter().enumerate() {
+            for name in files.keys() {
+                owners.entry(name.clone()).or_default().push(r);
+            }
+        }
+        Ok(SharedFiles {
+            merged,
+            mine,
+            owners,
+        })
     }
 
     /// The common end of sharded stores and uploads: tell everyone how publishing went (with the
@@ -368,6 +555,7 @@ impl CheckpointContext {
         published: Result<Sums>,
         src: &Path,
         mut resources: Resources,
+        owners: &BTreeMap<String, Vec<usize>>,
         meta: &Metadata,
     ) -> Result<()> {
         let d = &self.dist;
@@ -378,11 +566,33 @@ impl CheckpointContext {
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
         let mut outcome = combine_errors(&format!("storing checkpoint {id}"), &all);
         if d.config().rank == 0 && outcome.is_ok() {
-            // Object stores: metadata.json last, once every rank's files are stored (folder
-            // storage published it with the rest, its manifest from the chief's own pass).
+            // Object stores: every rank's files must be in the checkpoint (a rank that uploaded
+            // elsewhere said "done" too), with the sums each rank computed as it stored them,
+            // then the manifest of them all and metadata.json last (folder storage published
+            // them with the rest, after the same check, its manifest from the chief's own pass).
             if !self.storage.direct_access() {
-                outcome =
-                    merged_sums(id, &all, &resources, self.storage.checksums()).and_then(|prior| {
+                outcome = self.verify_uploaded(id, owners);
+            }
+            let mut prior = Sums::new();
+            if !self.storage.direct_access() && outcome.is_ok() {
+                match merged_sums(id, &all, &resources, self.storage.checksums()) {
+                    Ok(p) => prior = p,
+                    Err(e) => {
+                        // Never completed (no metadata.json): nothing of it is kept.
+                        if let Err(de) = self.storage.delete(id) {
+                            crate::log_warn!(
+                                "could not remove the incomplete checkpoint {id}: {de}"
+                            );
+                        }
+                        outcome = Err(e);
+                    }
+                }
+            }
+            if !self.storage.direct_access() && outcome.is_ok() {
+                outcome = self
+                    .reporter
+                    .prepare(id, &meta.map, meta.steps)
+                    .and_then(|()| {
                         self.storage
                             .upload(
                                 src,
@@ -392,8 +602,9 @@ impl CheckpointContext {
                                 &prior,
                             )
                             .map(|_| ())
-                            .map_err(|e| e.context(format!("checkpoint {id} was not stored")))
-                    });
+                            .inspect_err(|_| self.reporter.abandon(id))
+                    })
+                    .map_err(|e| e.context(format!("checkpoint {id} was not stored")));
             }
             if outcome.is_ok() {
                 resources.insert("metadata.json".into(), meta.text.len() as u64);
@@ -412,6 +623,24 @@ impl CheckpointContext {
                 "the chief could not complete checkpoint {id}: {m}"
             )),
         }
+    }
+
+    /// Object stores, on the chief: list checkpoint `id` and check every rank's files are there;
+    /// if not, remove what was stored (it has no metadata.json, so it never looked complete).
+    fn verify_uploaded(&self, id: &str, owners: &BTreeMap<String, Vec<usize>>) -> Result<()> {
+        let listed: BTreeSet<String> = self
+            .storage
+            .list(id)
+            .map_err(|e| e.context(format!("checking checkpoint {id}")))?
+            .into_iter()
+            .collect();
+        let r = verify_present(id, owners, |n| listed.contains(n));
+        if r.is_err() {
+            if let Err(e) = self.storage.delete(id) {
+                crate::log_warn!("could not remove the incomplete checkpoint {id}: {e}");
+            }
+        }
+        r
     }
 
     /// Sharded `upload(dir, metadata, shard=true, selector)`: ranks without files pass `None`.
@@ -437,19 +666,12 @@ impl CheckpointContext {
             "has_selector" => selector.is_some(),
             "uid" => uid.as_ref().ok().cloned().flatten(),
             "error" => error,
+            "storage" => self.storage.identity(),
             "metadata" => Value::Object(metadata),
         };
         let all: Vec<Value> = allgather_json(d, Value::Object(mine))?;
-        // Argument checks, on every rank alike (Python raises on one rank and hangs the others).
-        if !all
-            .iter()
-            .any(|v| v.get("has_dir").and_then(Value::as_bool) == Some(true))
-        {
-            bail!(
-                InvalidArgument,
-                "cannot call .upload(ckpt_dir=None, shard=True), from all ranks; at least one rank must provide a ckpt_dir"
-            );
-        }
+        // Argument checks, on every rank alike (Python raises on one rank and hangs the others),
+        // in Python's order.
         let bad: Vec<usize> = (0..all.len())
             .filter(|&r| {
                 all[r].get("has_selector").and_then(Value::as_bool) == Some(true)
@@ -459,10 +681,18 @@ impl CheckpointContext {
         if !bad.is_empty() {
             bail!(
                 InvalidArgument,
-                "rank(s) {bad:?} passed a selector to upload(shard=True) without a ckpt_dir"
+                "{} (rank(s) {bad:?} passed a selector to upload(shard=True) without a ckpt_dir)",
+                super::SELECTOR_WITHOUT_DIR
             );
         }
+        if !all
+            .iter()
+            .any(|v| v.get("has_dir").and_then(Value::as_bool) == Some(true))
+        {
+            bail!(InvalidArgument, "{}", super::ALL_NONE_SHARDED);
+        }
         combine_errors("upload", &all)?;
+        same_storage(&all)?;
         let (id, merged_meta, steps) = agreed_metadata(&all)?;
         let uids: Vec<Option<String>> = all
             .iter()
@@ -485,28 +715,35 @@ impl CheckpointContext {
         let files = self.exchange_listings(listing, root)?;
 
         let meta = Metadata::new(merged_meta, steps);
+        let mut staged_copy: Option<Scratch> = None;
         let published = if self.storage.direct_access() {
             // Everyone copies into the shared staging folder; the chief publishes it.
             let copied = self.storage.stage(&id).and_then(|staged| {
                 if want_upload {
-                    copy_into(root, &files.mine, &staged)?;
+                    copy_into(root, &files.mine, staged.path())?;
                 }
                 Ok(staged)
             });
             let staged = self.staged_everywhere(&format!("copying checkpoint {id}"), copied)?;
-            if rank == 0 {
-                self.publish_with_metadata(&staged, &id, &meta)
+            let r = if rank == 0 {
+                verify_present(&id, &files.owners, |n| staged.path().join(n).exists())
+                    .and_then(|()| self.publish_with_metadata(staged.path(), &id, &meta))
             } else {
                 Ok(Sums::new())
-            }
+            };
+            // Dropped (removed if still there) once every rank knows the outcome.
+            staged_copy = Some(staged);
+            r
         } else if want_upload {
             self.storage
                 .upload(root, &files.mine, &[], &id, &Sums::new())
         } else {
             Ok(Sums::new())
         };
-        self.finish(&id, published, root, files.merged, &meta)?;
-        Ok(id)
+        let done = self.finish(&id, published, root, files.merged, &files.owners, &meta);
+        // Every rank's copy (a node-local one included) is removed once all know the outcome.
+        drop(staged_copy);
+        done.map(|()| id)
     }
 
     /// The names of checkpoint `id` the ranks of this node want: the local chief lists them once,
@@ -615,12 +852,17 @@ impl CheckpointContext {
             return Ok(self.scope(id.to_owned(), restored, true));
         };
         let d = &self.dist;
-        let mut current = id.to_owned();
+        let mut current = super::index::Entry {
+            storage_id: id.to_owned(),
+            ..Default::default()
+        };
         let mut failed: Vec<(String, String)> = Vec::new();
         let mut first_error: Option<Error> = None;
+        // The chief's candidates (older checkpoints of the run, best first).
         let mut candidates: Option<std::vec::IntoIter<super::index::Entry>> = None;
         loop {
-            let attempt = self.shared_restore_once(&current, super::reborrow(&mut selector));
+            let cid = current.storage_id.clone();
+            let attempt = self.shared_restore_once(&cid, super::reborrow(&mut selector));
             let mine = match &attempt {
                 Ok(_) => Map::new(),
                 Err(e) if e.kind() == Kind::Integrity => obj! { "integrity" => e.message() },
@@ -638,24 +880,18 @@ impl CheckpointContext {
             if error.is_none() && damaged.is_none() {
                 let restored = attempt?;
                 if !failed.is_empty() {
-                    if let Some(to) = candidates_entry(r, &current) {
-                        self.fell_back(r, &failed, &to);
-                    }
+                    self.fell_back(r, &failed, &current);
                 }
-                return Ok(self.scope(current, restored, true));
+                return Ok(self.scope(cid, restored, true));
             }
-            // Abandon this attempt everywhere (the local chief removes its download).
-            if let Ok(x) = &attempt {
-                if d.config().local_rank == 0 && x.temporary {
-                    let _ = fsutil::remove_tree(&x.path);
-                }
-            }
+            // From here this attempt is abandoned everywhere: dropping it removes the local
+            // chief's download (every local rank is past it).
             if let Some((rank, m)) = error {
                 return Err(match attempt {
                     Err(e) if e.kind() != Kind::Integrity => e,
                     _ => err!(
                         Storage,
-                        "rank {rank} could not restore checkpoint {current}: {m}"
+                        "rank {rank} could not restore checkpoint {cid}: {m}"
                     ),
                 });
             }
@@ -664,43 +900,39 @@ impl CheckpointContext {
                 Err(e) => e,
                 Ok(_) => Error::new(Kind::Integrity, format!("rank {rank}: {m}")),
             };
-            failed.push((current.clone(), e.message().to_owned()));
+            failed.push((cid, e.message().to_owned()));
             first_error.get_or_insert(e);
-            if candidates.is_none() {
-                // The chief's list of older checkpoints, the same for every rank.
-                let mine = if d.config().rank == 0 {
-                    let ids: Vec<Value> = self
-                        .older_checkpoints(r, id)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|e| Value::from(e.storage_id.as_str()))
-                        .collect();
-                    json_text(Value::Array(ids))
-                } else {
-                    Vec::new()
-                };
-                let list = json_of(&d.broadcast(mine)?)?;
-                let all = r.index.entries().unwrap_or_default();
-                let entries: Vec<super::index::Entry> = list
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(|id| {
-                        all.iter().find(|e| e.storage_id == id).cloned().unwrap_or(
-                            super::index::Entry {
-                                storage_id: id.to_owned(),
-                                steps_completed: None,
-                                report_time: String::new(),
-                                metric: None,
-                            },
-                        )
-                    })
-                    .collect();
-                candidates = Some(entries.into_iter());
-            }
-            match candidates.as_mut().and_then(Iterator::next) {
-                Some(next) => current = next.storage_id,
+            // The chief picks the next older checkpoint the run could resume from (checked as
+            // the resume point was chosen); every rank takes the same.
+            let mine = if d.config().rank == 0 {
+                let it = candidates.get_or_insert_with(|| {
+                    r.index
+                        .before_in_resume_order(id)
+                        .unwrap_or_else(|e| {
+                            crate::log_warn!("resume: cannot read the run index: {e}");
+                            Vec::new()
+                        })
+                        .into_iter()
+                });
+                json_text(match Self::next_resumable(r, it) {
+                    Some(e) => Value::Object(obj! {
+                        "id" => e.storage_id.as_str(),
+                        "steps_completed" => e.steps_completed,
+                    }),
+                    None => Value::Null,
+                })
+            } else {
+                Vec::new()
+            };
+            let next = json_of(&d.broadcast(mine)?)?;
+            match next.get("id").and_then(Value::as_str) {
+                Some(next_id) => {
+                    current = super::index::Entry {
+                        storage_id: next_id.to_owned(),
+                        steps_completed: next.get("steps_completed").and_then(Value::as_i64),
+                        ..Default::default()
+                    }
+                }
                 None => {
                     return Err(super::no_fallback(
                         first_error.as_ref().expect("a first error"),
@@ -720,10 +952,7 @@ impl CheckpointContext {
         let mine = (d.config().local_rank == 0)
             .then(|| with_union(&union, |sel| self.storage.restore(id, sel)));
         let msg = match &mine {
-            Some(Ok(x)) => obj! {
-                "path" => x.path.to_string_lossy().into_owned(),
-                "temporary" => x.temporary,
-            },
+            Some(Ok(x)) => obj! { "path" => x.path.to_string_lossy().into_owned() },
             Some(Err(e)) => obj! {
                 "error" => e.message(),
                 "integrity" => e.kind() == Kind::Integrity,
@@ -749,7 +978,7 @@ impl CheckpointContext {
                 // Only the local chief removes a temporary download.
                 Ok(Restored {
                     path: p.into(),
-                    temporary: false,
+                    scratch: None,
                 })
             }
         }
@@ -758,10 +987,10 @@ impl CheckpointContext {
     /// End of a shared restore: wait for every local rank, then the local chief cleans up.
     pub(super) fn shared_restore_end(&self, scope: RestoreScope) -> Result<()> {
         self.dist.gather_local(Vec::new())?;
-        if scope.restored.temporary {
-            fsutil::remove_tree(&scope.restored.path)?;
+        match scope.restored.scratch {
+            Some(s) => s.remove(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -835,25 +1064,12 @@ fn merged_sums(id: &str, all: &[Value], resources: &Resources, checksums: bool) 
     Ok(merged)
 }
 
-/// The index entry of `id` (for the log and `info` after a fallback).
-fn candidates_entry(r: &super::Resume, id: &str) -> Option<super::index::Entry> {
-    let all = r.index.entries().ok()?;
-    Some(
-        all.into_iter()
-            .find(|e| e.storage_id == id)
-            .unwrap_or(super::index::Entry {
-                storage_id: id.to_owned(),
-                steps_completed: None,
-                report_time: String::new(),
-                metric: None,
-            }),
-    )
-}
-
 /// This rank's share of the files and the merged listing.
 struct SharedFiles {
     merged: Resources,
     mine: Vec<String>,
+    /// Every listed name and the ranks that listed it.
+    owners: BTreeMap<String, Vec<usize>>,
 }
 
 fn copy_into(src: &Path, names: &[String], dst: &Path) -> Result<()> {

@@ -8,8 +8,8 @@
 //! larger than the budget is accepted once nothing else is pending).
 //!
 //! A failed upload is never reported. Its error is kept and returned by the next checkpoint call
-//! (`store_path_begin`, `upload`, `wait`, `close`); its staged files are kept on disk, and the
-//! message says where.
+//! (`store_path_begin`, `upload`, `wait`, `close`); its staged files are removed (a local copy
+//! of every failed checkpoint would fill the disk of a job whose storage is down).
 
 use super::{CheckpointReporter, StoreScope};
 use crate::error::{Error, Result};
@@ -67,10 +67,17 @@ fn run(
         let id = job.scope.id.clone();
         // A panic (a bug) must still count the job as finished, or `wait` would never return.
         let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match storage.publish(&job.scope.path, &id, None) {
+            match super::publish_recorded(
+                &*storage,
+                &*reporter,
+                job.scope.path(),
+                &id,
+                &job.scope.metadata,
+                job.scope.steps,
+                None,
+            ) {
                 Err(e) => Err(e.context(format!(
-                    "asynchronous checkpoint {id} was not stored (its files are kept in {})",
-                    job.scope.path.display()
+                    "asynchronous checkpoint {id} was not stored (its staged files were removed)"
                 ))),
                 Ok(_) => reporter
                     .report(&id, &job.resources, &job.scope.metadata, job.scope.steps)
@@ -84,11 +91,12 @@ fn run(
         .unwrap_or_else(|p| {
             Err(crate::err!(
                 Internal,
-                "asynchronous checkpoint {id}: internal error (panic: {}); its files are kept in {}",
+                "asynchronous checkpoint {id}: internal error (panic: {}); its staged files were removed",
                 crate::error::panic_message(&*p),
-                job.scope.path.display()
             ))
         });
+        // The staged folder goes now: moved away when published, removed otherwise.
+        drop(job);
         let mut st = shared.state.lock();
         st.pending -= 1;
         st.pending_bytes -= bytes;
@@ -161,7 +169,7 @@ impl AsyncUploads {
             *self.thread.lock() = Some(h);
             *tx = Some(s);
         }
-        let sent = tx.as_ref().map(|s| s.send(job));
+        let sent = tx.as_ref().map(|s| s.send(job).map_err(|_| ()));
         if !matches!(sent, Some(Ok(()))) {
             let mut st = self.shared.state.lock();
             st.pending -= 1;

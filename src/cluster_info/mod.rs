@@ -1,6 +1,6 @@
-//! On-cluster detection and the `/run/determined/info` files (PROTOCOL.md §2).
+//! On-cluster detection and the `/run/determined/info` files (docs/protocol.md#cluster-info-files).
 //!
-//! `cluster.json` decides the mode (Determined's only test, §2.1). Its companions `trial.json`
+//! `cluster.json` decides the mode (Determined's only test). Its companions `trial.json`
 //! (trials), `rendezvous.json` (trials) and `resources.json` are read from the same folder. A
 //! missing key, a value of the wrong type or broken JSON fails with a message naming the file
 //! and the key, e.g. `trial.json: key "trial_run_id" must be an integer, got string "3"`.
@@ -24,12 +24,12 @@ pub fn info_dir(explicit: Option<&Path>) -> PathBuf {
     }
 }
 
-/// True when `<dir>/cluster.json` exists — Determined's only on-cluster test (§2.1).
+/// True when `<dir>/cluster.json` exists — Determined's only on-cluster test.
 pub fn is_on_cluster(dir: &Path) -> bool {
     dir.join("cluster.json").is_file()
 }
 
-/// `trial.json` (§2.3).
+/// `trial.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrialInfo {
     pub trial_id: i64,
@@ -344,6 +344,58 @@ impl ClusterInfo {
             }
         }
         Ok(info)
+    }
+
+    /// Determined's `ClusterInfo` as JSON: the keys of `cluster.json` (`master_url`
+    /// canonical, as Python makes it), then its companions as `"trial"`, `"rendezvous"` and
+    /// `"resources"` (`null` when the file is absent). The values are the files', so
+    /// `latest_checkpoint` is kept for tasks that are not trials (Python's property hides it).
+    /// Holds the session token.
+    pub fn to_json(&self) -> Result<Value> {
+        let url = crate::master::MasterUrl::parse(&self.master_url)
+            .map_err(|e| e.context(format!("{}/cluster.json: master_url", self.dir.display())))?;
+        let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, Value::from);
+        let ints = |v: &[i64]| Value::Array(v.iter().map(|&i| Value::from(i)).collect());
+        let strs = |v: &[String]| Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect());
+        let trial = self.trial.as_ref().map_or(Value::Null, |t| {
+            Value::Object(obj! {
+                "trial_id" => t.trial_id,
+                "experiment_id" => t.experiment_id,
+                "trial_seed" => t.trial_seed as i64,
+                "hparams" => Value::Object(t.hparams.clone()),
+                "config" => Value::Object(t.config.clone()),
+                "steps_completed" => t.steps_completed,
+                "trial_run_id" => t.trial_run_id,
+                "debug" => t.debug,
+                "inter_node_network_interface" => opt(&t.inter_node_network_interface),
+            })
+        });
+        let rendezvous = self.rendezvous.as_ref().map_or(Value::Null, |r| {
+            Value::Object(obj! {
+                "container_addrs" => strs(&r.container_addrs),
+                "container_rank" => r.container_rank,
+                "container_slot_counts" => ints(&r.container_slot_counts),
+            })
+        });
+        let resources = self.resources.as_ref().map_or(Value::Null, |r| {
+            Value::Object(obj! { "gpu_uuids" => strs(&r.gpu_uuids) })
+        });
+        Ok(Value::Object(obj! {
+            "master_url" => url.canonical(),
+            "cluster_id" => self.cluster_id.as_str(),
+            "agent_id" => self.agent_id.as_str(),
+            "slot_ids" => ints(&self.slot_ids),
+            "task_id" => self.task_id.as_str(),
+            "allocation_id" => self.allocation_id.as_str(),
+            "session_token" => self.session_token.as_str(),
+            "task_type" => self.task_type.as_str(),
+            "master_cert_name" => opt(&self.master_cert_name),
+            "master_cert_file" => opt(&self.master_cert_file),
+            "latest_checkpoint" => opt(&self.latest_checkpoint),
+            "trial" => trial,
+            "rendezvous" => rendezvous,
+            "resources" => resources,
+        }))
     }
 
     /// True for trial tasks.

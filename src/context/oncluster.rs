@@ -1,5 +1,5 @@
-//! The on-cluster context (PROTOCOL.md §3.2–§3.5): what `Context::init` builds when the info
-//! folder has `cluster.json`.
+//! The on-cluster context (docs/protocol.md#init-sequence): what `Context::init` builds when the
+//! info folder has `cluster.json`.
 //!
 //! Init sequence for a trial, as Python's `core.init()`:
 //! 1. read the info files; the session: `DET_SESSION_TOKEN` and `DET_USER` (required, as in
@@ -127,7 +127,7 @@ impl Context {
             .clone()
             .ok_or_else(|| err!(Internal, "trial info missing after load"))?;
 
-        // Distributed (§3.2 step 2).
+        // Distributed: a multi-slot task needs a distributed config.
         let dist_cfg = match &opts.distributed {
             Some(d) => d.clone(),
             None => {
@@ -148,7 +148,7 @@ impl Context {
         let rank = dist.config().rank;
         let is_chief = rank == 0;
 
-        // Checkpoint storage (§3.2 steps 3 and 9).
+        // Checkpoint storage.
         let spec: StorageSpec = match &opts.checkpoint_storage {
             Some(s) => storage::config::parse_user(s)?,
             None => {
@@ -162,29 +162,44 @@ impl Context {
                 storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?
             }
         };
+        // The ranks must agree on the storage (a collective: all fail alike otherwise). On a
+        // cluster, folders are created as Determined creates them (shared by every user's trials).
         // Checksums as the caller's storage dict or DETCORE_CHECKSUMS say; retention keys are the
         // master's business on-cluster.
-        let storage = storage::open_with(
-            &spec.config,
-            storage::manifest::resolve_enabled(spec.lifecycle.checksums)?,
+        let opened =
+            storage::manifest::resolve_enabled(spec.lifecycle.checksums).and_then(|checksums| {
+                storage::open_with(&spec.config, storage::Modes::Shared, checksums)
+            });
+        crate::checkpoint::agree_on_storage(
+            &dist,
+            opened.as_ref().map(|s| &**s).map_err(Clone::clone),
         )?;
-        // TensorBoard always syncs to the experiment's storage, never the caller's (§3.2 step 4).
+        let storage = opened?;
+        if is_chief || dist.config().is_local_chief() {
+            storage.sweep_stale();
+        }
+        // TensorBoard always syncs to the experiment's storage, never the caller's.
         let tb_storage = match trial.config.get("checkpoint_storage") {
             Some(cs) if opts.checkpoint_storage.is_some() => {
                 let s = storage::config::parse_experiment(cs, Some(&shared_fs_container_path()))?;
-                Some(storage::open(&s.config)?)
+                // Only TensorBoard files go there: no checkpoint, so no manifest.
+                Some(storage::open_with(
+                    &s.config,
+                    storage::Modes::Shared,
+                    false,
+                )?)
             }
             _ => Some(storage.clone()),
         };
 
-        // Searcher (§8).
+        // Searcher.
         let max_length = searcher::parse_max_length(&trial.config)?;
         let units = searcher::parse_units(&trial.config);
 
         // Local preemption sources (validated before anything starts).
-        let sources = super::local_sources(&opts)?;
+        let sources = super::local_sources(&opts, &dist)?;
 
-        // `POST /api/v1/runs/start` (§3.2 step 10).
+        // `POST /api/v1/runs/start`.
         let storage_backend_id = if is_chief {
             client
                 .runs_start(trial.trial_id, &spec.wire)
@@ -291,10 +306,13 @@ impl Context {
                 longpoll: Mutex::new(longpoll),
                 ack: Some(ack),
             }),
+            // Determined requeues its own trials.
+            slurm_requeue: false,
+            last_checkpoint: Default::default(),
         })
     }
 
-    /// Close sequence, on-cluster part (§3.5): stop the long poll (interrupting it), then wait
+    /// Close sequence, on-cluster part: stop the long poll (interrupting it), then wait
     /// until `deadline` for the preemption acknowledgement, if one was requested.
     pub(super) fn close_on_cluster(&self, deadline: Instant) -> Result<()> {
         let Some(rt) = &self.oncluster else {
@@ -309,7 +327,7 @@ impl Context {
         }
     }
 
-    /// `alert(title, description, level)` (§12.2): `POST /api/v1/webhooks/custom`, which fires
+    /// `alert(title, description, level)`: `POST /api/v1/webhooks/custom`, which fires
     /// the experiment's custom webhooks. Off-cluster the alert is logged at its level instead
     /// (Python raises there).
     pub fn alert(
@@ -343,6 +361,46 @@ impl Context {
             trial.experiment_id,
             trial.trial_id,
         )
+    }
+
+    /// `experimental.report_task_using_checkpoint(checkpoint)` and
+    /// `report_task_using_model_version(model_version)` (`model` = its model id and version):
+    /// link the checkpoint the trial uses to the trial, so that the metrics it reports show up
+    /// with that checkpoint or model version (`POST /api/v1/trial-source-info`). Waits for the
+    /// master. Off-cluster, and on-cluster for tasks that are not trials, there is nothing to link
+    /// to (Python's dummy context does nothing); detcore says so in a log line.
+    pub fn report_task_using(
+        &self,
+        checkpoint_uuid: &str,
+        model: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let what = match model {
+            None => format!("report_task_using_checkpoint({checkpoint_uuid})"),
+            Some((id, v)) => format!(
+                "report_task_using_model_version(model {id} version {v}, checkpoint {checkpoint_uuid})"
+            ),
+        };
+        if checkpoint_uuid.is_empty() {
+            bail!(InvalidArgument, "{what}: the checkpoint uuid is empty");
+        }
+        let trial = match (&self.oncluster, self.info.trial("")) {
+            (Some(rt), Ok(t)) => Some((rt, t.trial_id)),
+            _ => None,
+        };
+        let Some((rt, trial_id)) = trial else {
+            log_info!(
+                "{what}: not recorded: {}",
+                if self.oncluster.is_some() {
+                    "this task is not a trial"
+                } else {
+                    "off-cluster there is no master to record it"
+                }
+            );
+            return Ok(());
+        };
+        rt.client
+            .report_trial_source_info(checkpoint_uuid, trial_id, model)
+            .map_err(|e| e.context(what))
     }
 
     /// The master client (on-cluster).

@@ -17,11 +17,16 @@ pub enum Launcher {
     DeepSpeed,
     /// horovodrun: HOROVOD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _CROSS_RANK, _CROSS_SIZE.
     Horovod,
-    /// Open MPI's mpirun: OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK.
+    /// Open MPI's mpirun: OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE; the node index
+    /// follows from block or round-robin placement (Open MPI exports none: its
+    /// `OMPI_COMM_WORLD_NODE_RANK` counts the processes of all jobs on a node).
     OpenMpi,
-    /// MPICH / Intel MPI (PMI): PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS.
+    /// MPICH / Intel MPI (Hydra, PMI): PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS; the
+    /// node index from block or round-robin placement.
     Mpich,
-    /// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES.
+    /// Slurm's srun: SLURM_PROCID, SLURM_STEP_NUM_TASKS (else SLURM_NTASKS), SLURM_LOCALID,
+    /// SLURM_NODEID, SLURM_STEP_NUM_NODES (else SLURM_NNODES). A batch script of several tasks
+    /// (no SLURM_STEP_ID) is refused: its other ranks never start.
     Slurm,
     /// Determined's own files (on-cluster): the containers and this container's rank from
     /// `rendezvous.json`, the chief at the first container's address, the port from
@@ -59,6 +64,11 @@ impl<'a> Env<'a> {
 
     fn raw(&self, k: &str) -> Option<String> {
         (self.get)(k).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The value of `k`, `None` when unset or blank.
+    pub fn get(&self, k: &str) -> Option<String> {
+        self.raw(k)
     }
 
     fn has(&self, k: &str) -> bool {
@@ -175,16 +185,27 @@ pub fn from_env_or_info(
             None,
         ),
         Launcher::OpenMpi => {
+            // OMPI_COMM_WORLD_NODE_RANK is *not* the node index: Open MPI defines it as the
+            // process's rank among all processes of all jobs on its node. Open MPI exports no
+            // node index; it follows from the placement (see `node_from_placement`).
+            let rank = env.int(l, "OMPI_COMM_WORLD_RANK")?;
             let size = env.int(l, "OMPI_COMM_WORLD_SIZE")?;
+            let local_rank = env.int(l, "OMPI_COMM_WORLD_LOCAL_RANK")?;
             let local_size = env.int(l, "OMPI_COMM_WORLD_LOCAL_SIZE")?;
+            let (cross_rank, cross_size) = node_from_placement(
+                l,
+                [rank, size, local_rank, local_size],
+                ["OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"],
+                "mpirun's default --map-by slot (or core, socket), or --map-by node",
+            )?;
             (
-                env.int(l, "OMPI_COMM_WORLD_RANK")?,
+                rank,
                 size,
-                env.int(l, "OMPI_COMM_WORLD_LOCAL_RANK")?,
+                local_rank,
                 local_size,
-                env.int(l, "OMPI_COMM_WORLD_NODE_RANK")?,
-                cross_size_from(l, size, local_size, "OMPI_COMM_WORLD_LOCAL_SIZE")?,
-                "OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK",
+                cross_rank,
+                cross_size,
+                "OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE",
                 None,
             )
         }
@@ -197,24 +218,37 @@ pub fn from_env_or_info(
                 None if local_size == size => rank,
                 None => bail!(InvalidArgument, "MPI_LOCALRANKID is not set (reading the MPICH/PMI environment)"),
             };
-            let cross_size = cross_size_from(l, size, local_size, "MPI_LOCALNRANKS")?;
-            // PMI does not export the node index; with block placement (MPICH's default) it is
-            // rank / local_size, and the local rank must agree with that.
-            let cross_rank = rank.checked_div(local_size).unwrap_or(0);
-            if local_size > 0 && rank % local_size != local_rank {
-                bail!(
-                    InvalidArgument,
-                    "PMI_RANK={rank} and MPI_LOCALRANKID={local_rank} do not match block placement of {local_size} ranks per node; \
-                     launch with block placement or give the ranks explicitly"
-                );
-            }
+            // PMI does not export the node index either.
+            let (cross_rank, cross_size) = node_from_placement(
+                l,
+                [rank, size, local_rank, local_size],
+                ["PMI_RANK", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"],
+                "Hydra's default block placement (-ppn N), or round robin (-rr)",
+            )?;
             (rank, size, local_rank, local_size, cross_rank, cross_size, "PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS", None)
         }
         Launcher::Slurm => {
-            let size = env.int(l, "SLURM_NTASKS")?;
-            let nodes = match env.opt_int(l, "SLURM_NNODES")? {
+            // In a step (srun) the step's counts; SLURM_NTASKS/SLURM_NNODES otherwise.
+            let size = match env.opt_int(l, "SLURM_STEP_NUM_TASKS")? {
                 Some(n) => n,
-                None => env.int(l, "SLURM_JOB_NUM_NODES")?,
+                None => env.int(l, "SLURM_NTASKS")?,
+            };
+            if size > 1 && !env.has("SLURM_STEP_ID") {
+                bail!(
+                    InvalidArgument,
+                    "this process runs in the batch script of Slurm job {} (SLURM_NTASKS={size} but no SLURM_STEP_ID): \
+                     Slurm runs the batch script once, not once per task, so the other {} rank(s) would never come. \
+                     Start the ranks with srun (`srun ./program` in the script), or run a single process with `srun -n 1 ./program`",
+                    env.raw("SLURM_JOB_ID").unwrap_or_else(|| "?".into()),
+                    size - 1
+                );
+            }
+            let nodes = match env.opt_int(l, "SLURM_STEP_NUM_NODES")? {
+                Some(n) => n,
+                None => match env.opt_int(l, "SLURM_NNODES")? {
+                    Some(n) => n,
+                    None => env.int(l, "SLURM_JOB_NUM_NODES")?,
+                },
             };
             if nodes == 0 || size % nodes != 0 {
                 bail!(
@@ -247,6 +281,7 @@ pub fn from_env_or_info(
         c.chief_ip = Some("127.0.0.1".into());
     }
     c.port = port(env)?.unwrap_or(base.port);
+    c.job_id = job_id(l, env, base);
     // `validate` also refuses a job spanning several nodes without a chief address.
     validated(c, format_args!("{} environment ({vars})", l.name()))
 }
@@ -284,6 +319,7 @@ fn from_rendezvous(
     c.cross_size = cross_size;
     c.chief_ip = chief_ip(env, addrs.first().cloned());
     c.port = port(env)?.unwrap_or(base.port);
+    c.job_id = job_id(l, env, base).or_else(|| Some(format!("determined:{}", ci.allocation_id)));
     validated(c, format_args!("{} in {}", l.name(), dir.display()))
 }
 
@@ -299,6 +335,45 @@ fn validated(c: DistributedConfig, source: std::fmt::Arguments<'_>) -> Result<Di
                 e.message().trim_start_matches("distributed: ")
             ),
         )),
+    }
+}
+
+/// The job identity: the program's (`base.job_id`), else `DETCORE_JOB_ID`, else the launcher's.
+fn job_id(l: Launcher, env: &Env<'_>, base: &DistributedConfig) -> Option<String> {
+    base.job_id
+        .clone()
+        .or_else(|| super::identity::from_env_var(env))
+        .or_else(|| super::identity::from_launcher(l, env))
+}
+
+/// The node index and node count of a process when the launcher exports only its rank and
+/// local rank (`vals` = rank, size, local rank, local size; `names` = the variables of rank,
+/// local rank and local size). Two placements are recognised: blocks (node n runs ranks n·L …
+/// n·L+L−1, L ranks per node) and round robin (rank r runs on node r mod N, N nodes). A process
+/// whose numbers fit neither is refused rather than given a wrong node: the ranks of a node
+/// meet on loopback, so two hosts taken for one would fail later with a worse message.
+fn node_from_placement(
+    l: Launcher,
+    vals: [u32; 4],
+    names: [&str; 3],
+    how: &str,
+) -> Result<(u32, u32)> {
+    let [rank, size, local_rank, local_size] = vals;
+    let nodes = cross_size_from(l, size, local_size, names[2])?;
+    if rank % local_size == local_rank {
+        Ok((rank / local_size, nodes))
+    } else if rank / nodes == local_rank {
+        Ok((rank % nodes, nodes))
+    } else {
+        bail!(
+            InvalidArgument,
+            "{}={rank} and {}={local_rank} fit neither block placement ({local_size} consecutive ranks per node) \
+             nor round-robin placement over {nodes} nodes ({} environment): launch with {how}, \
+             or set the ranks in det_distributed_config yourself",
+            names[0],
+            names[1],
+            l.name()
+        )
     }
 }
 
@@ -318,6 +393,11 @@ fn chief_ip(env: &Env<'_>, fallback: Option<String>) -> Option<String> {
 }
 
 fn port(env: &Env<'_>) -> Result<Option<u16>> {
+    pinned_port(env)
+}
+
+/// A chief port pinned by `DETCORE_CHIEF_PORT`, else `INTER_TRAIN_PROCESS_COMM_PORT_1`.
+pub fn pinned_port(env: &Env<'_>) -> Result<Option<u16>> {
     for k in ["DETCORE_CHIEF_PORT", "INTER_TRAIN_PROCESS_COMM_PORT_1"] {
         if let Some(v) = env.raw(k) {
             return match v.trim().parse::<u16>() {
@@ -435,6 +515,7 @@ mod tests {
                 ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
                 ("OMPI_COMM_WORLD_LOCAL_SIZE", "4"),
                 ("OMPI_COMM_WORLD_NODE_RANK", "1"),
+                ("PMIX_NAMESPACE", "2576285697"),
                 ("DET_CHIEF_IP", "n0"),
             ],
         )
@@ -443,6 +524,7 @@ mod tests {
             (c.rank, c.local_rank, c.cross_rank, c.cross_size),
             (5, 1, 1, 2)
         );
+        assert_eq!(c.job_id.as_deref(), Some("openmpi:2576285697"));
         let c = read(
             Launcher::Slurm,
             &[
@@ -452,11 +534,149 @@ mod tests {
                 ("SLURM_NODEID", "1"),
                 ("SLURM_NNODES", "2"),
                 ("SLURM_JOB_NODELIST", "gpu[07-08]"),
+                ("SLURM_JOB_ID", "77"),
+                ("SLURM_STEP_ID", "3"),
             ],
         )
         .unwrap();
         assert_eq!((c.rank, c.local_size, c.cross_rank), (2, 2, 1));
         assert_eq!(c.chief_ip.as_deref(), Some("gpu07"));
+        assert_eq!(c.job_id.as_deref(), Some("slurm:77.3"));
+    }
+
+    /// What `mpirun -np 4` on one node exports (Open MPI 4.1): OMPI_COMM_WORLD_NODE_RANK counts
+    /// the processes of the node (0…3), so it cannot be the node index.
+    #[test]
+    fn openmpi_one_node_is_one_node() {
+        for r in 0..4 {
+            let r = r.to_string();
+            let c = read(
+                Launcher::Auto,
+                &[
+                    ("OMPI_COMM_WORLD_RANK", &r),
+                    ("OMPI_COMM_WORLD_SIZE", "4"),
+                    ("OMPI_COMM_WORLD_LOCAL_RANK", &r),
+                    ("OMPI_COMM_WORLD_LOCAL_SIZE", "4"),
+                    ("OMPI_COMM_WORLD_NODE_RANK", &r),
+                ],
+            )
+            .unwrap();
+            assert_eq!((c.cross_rank, c.cross_size, c.local_size), (0, 1, 4));
+            assert_eq!(c.chief_ip.as_deref(), Some("127.0.0.1"));
+        }
+    }
+
+    /// Block placement (mpirun's default, Hydra's default) and round robin (`--map-by node`,
+    /// `-rr`) give the node index; anything else is refused, naming the variables.
+    #[test]
+    fn node_index_from_placement() {
+        let ompi = |rank: &str, local: &str| {
+            read(
+                Launcher::OpenMpi,
+                &[
+                    ("OMPI_COMM_WORLD_RANK", rank),
+                    ("OMPI_COMM_WORLD_SIZE", "8"),
+                    ("OMPI_COMM_WORLD_LOCAL_RANK", local),
+                    ("OMPI_COMM_WORLD_LOCAL_SIZE", "4"),
+                    ("DET_CHIEF_IP", "n0"),
+                ],
+            )
+        };
+        // Round robin over 2 nodes: rank 5 is the third process of node 1.
+        let c = ompi("5", "2").unwrap();
+        assert_eq!((c.cross_rank, c.cross_size), (1, 2));
+        let c = ompi("6", "3").unwrap();
+        assert_eq!(c.cross_rank, 0);
+        let e = ompi("5", "0").unwrap_err();
+        assert_eq!(e.kind(), Kind::InvalidArgument);
+        assert!(
+            e.message().contains("OMPI_COMM_WORLD_RANK=5 and OMPI_COMM_WORLD_LOCAL_RANK=0 fit neither block placement"),
+            "{e}"
+        );
+        let c = read(
+            Launcher::Mpich,
+            &[
+                ("PMI_RANK", "3"),
+                ("PMI_SIZE", "4"),
+                ("MPI_LOCALRANKID", "1"),
+                ("MPI_LOCALNRANKS", "2"),
+                ("DET_CHIEF_IP", "n0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!((c.cross_rank, c.cross_size), (1, 2));
+        assert_eq!(c.job_id, None);
+    }
+
+    /// `sbatch --ntasks=2` runs the batch script once, with SLURM_NTASKS=2 and SLURM_PROCID=0
+    /// but no step: refused at once instead of waiting for a rank 1 that never starts.
+    #[test]
+    fn slurm_batch_script_of_several_tasks() {
+        let batch = [
+            ("SLURM_JOB_ID", "12"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_NPROCS", "2"),
+            ("SLURM_PROCID", "0"),
+            ("SLURM_LOCALID", "0"),
+            ("SLURM_NODEID", "0"),
+            ("SLURM_NNODES", "1"),
+            ("SLURM_JOB_NUM_NODES", "1"),
+            ("SLURM_JOB_NODELIST", "vm"),
+        ];
+        let e = read(Launcher::Auto, &batch).unwrap_err();
+        assert_eq!(e.kind(), Kind::InvalidArgument);
+        assert!(
+            e.message().contains("batch script of Slurm job 12") && e.message().contains("srun"),
+            "{e}"
+        );
+        // One task: the batch script is the whole job.
+        let mut one = batch.to_vec();
+        one[1] = ("SLURM_NTASKS", "1");
+        let c = read(Launcher::Auto, &one).unwrap();
+        assert_eq!((c.rank, c.size), (0, 1));
+        // `srun -n 1` inside an allocation of 2 tasks: the step's count wins.
+        let mut step = batch.to_vec();
+        step.extend([
+            ("SLURM_STEP_ID", "0"),
+            ("SLURM_STEP_NUM_TASKS", "1"),
+            ("SLURM_STEP_NUM_NODES", "1"),
+        ]);
+        let c = read(Launcher::Auto, &step).unwrap();
+        assert_eq!((c.rank, c.size), (0, 1));
+        assert_eq!(c.job_id.as_deref(), Some("slurm:12.0"));
+    }
+
+    /// The program's job id wins over DETCORE_JOB_ID, which wins over the launcher's.
+    #[test]
+    fn job_id_precedence() {
+        let vars = [
+            ("RANK", "0"),
+            ("WORLD_SIZE", "2"),
+            ("LOCAL_RANK", "0"),
+            ("LOCAL_WORLD_SIZE", "2"),
+            ("GROUP_RANK", "0"),
+            ("TORCHELASTIC_RUN_ID", "r1"),
+        ];
+        assert_eq!(
+            read(Launcher::Auto, &vars).unwrap().job_id.as_deref(),
+            Some("torchrun:r1")
+        );
+        let mut pinned = vars.to_vec();
+        pinned.push(("DETCORE_JOB_ID", "mine"));
+        assert_eq!(
+            read(Launcher::Auto, &pinned).unwrap().job_id.as_deref(),
+            Some("mine")
+        );
+        let m = env_of(&pinned);
+        let get = |k: &str| m.get(k).cloned();
+        let base = DistributedConfig {
+            job_id: Some("program".into()),
+            ..DistributedConfig::single()
+        };
+        let c = from_env(Launcher::Auto, &Env::new(&get), &base).unwrap();
+        assert_eq!(c.job_id.as_deref(), Some("program"));
+        // The port is left to the job identity unless pinned.
+        assert_eq!(c.port, 0);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use super::wire::{self, ByteList, Header, Kind, Op};
 use crate::error::{Error, Kind as ErrKind, Result};
-use crate::{bail, err, log_debug};
+use crate::{bail, err, log_debug, log_warn};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
@@ -23,7 +23,15 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-const PROTOCOL_VERSION: u32 = 1;
+/// 2: the hello carries the job identity, and the chief accepts a member with `Accept`.
+const PROTOCOL_VERSION: u32 = 2;
+/// First byte of a `Reject` payload: the connecting rank is not of this group's job (it should
+/// look elsewhere), or it is but conflicts with the group (it must fail).
+const REJECT_FOREIGN: u8 = 1;
+const REJECT_FATAL: u8 = 0;
+/// How long a member waits for a chief's answer to its hello before trying elsewhere (a chief
+/// answers at once, unless its accept loop is held up by a silent connection for up to 10 s).
+const HELLO_ANSWER_WAIT: Duration = Duration::from_secs(30);
 /// How long the chief's `close` waits for broadcast acknowledgements.
 const CLOSE_ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long `close` may block sending its goodbye to a member that stopped reading.
@@ -54,12 +62,25 @@ pub struct Member {
     pub group_size: u32,
     /// Global rank, used in every message.
     pub global_rank: u32,
+    /// The job's identity (empty: none), compared in the handshake: a chief and a member of
+    /// different jobs refuse each other.
+    pub job: String,
 }
 
-/// Receives out-of-band control values (preemption horizons and decisions) on a client:
-/// `Some((op, value))`, or `None` when the connection to the chief failed (wake up and look at
-/// [`Star::check`]).
-pub type ControlHandler = Arc<dyn Fn(Option<(Op, u64)>) + Send + Sync>;
+/// How messages name a job identity.
+pub fn job_name(id: &str) -> String {
+    if id.is_empty() {
+        "no job identity".to_owned()
+    } else {
+        format!("job {id:?}")
+    }
+}
+
+/// Receives out-of-band control values (should_preempt's horizons, freeze and decision on a
+/// client; the members' replies to a freeze on the chief): `Some((op, value, sender's global
+/// rank))`, or `None` when a connection failed or ended (wake up and look at [`Star::check`] or
+/// [`Star::live_members`]).
+pub type ControlHandler = Arc<dyn Fn(Option<(Op, u64, u32)>) + Send + Sync>;
 
 /// The sticky failure of a group.
 #[derive(Default)]
@@ -183,6 +204,8 @@ struct Shared {
     /// Control values seen so far (kept for a handler installed after they arrived).
     seen_horizon: AtomicU64,
     seen_decision: AtomicU64,
+    /// The chief's freeze (its call), 0 before one.
+    seen_freeze: AtomicU64,
     /// The collective timeout: how long a collective waits for a member, and how long a frame
     /// may stall half-way before the connection counts as lost.
     timeout: Duration,
@@ -220,6 +243,8 @@ impl Shared {
 /// A group's connections and collectives.
 pub struct Star {
     shared: Arc<Shared>,
+    /// The job identity the group goes by (the chief's; made up by it for a job without one).
+    job: String,
     /// Serializes collectives and numbers them.
     serial: Mutex<u64>,
     /// Chief: serial of the last broadcast (what `close` waits to see acknowledged).
@@ -228,12 +253,41 @@ pub struct Star {
 }
 
 fn hello_payload(m: &Member) -> Vec<u8> {
-    let mut p = Vec::with_capacity(16);
+    let mut p = Vec::with_capacity(16 + m.job.len());
     p.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     p.extend_from_slice(&(m.group as u32).to_le_bytes());
     p.extend_from_slice(&m.group_rank.to_le_bytes());
     p.extend_from_slice(&m.group_size.to_le_bytes());
+    p.extend_from_slice(m.job.as_bytes());
     p
+}
+
+/// True if the peer of `s` closed its end (nothing it sent is left unread: a member waiting
+/// for `Welcome` sends nothing).
+fn peer_gone(s: &TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let gone = match s.peek(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let _ = s.set_nonblocking(false);
+    gone
+}
+
+/// What one attempt to join a chief at one address gave.
+enum Attempt {
+    /// A chief of this job took the rank: the stream, the chief's rank and the job identity.
+    Joined(TcpStream, u32, String),
+    /// Nobody (of detcore) answered there.
+    Unreachable(String),
+    /// A chief of another job (or of another detcore protocol) answered: look elsewhere.
+    Foreign(String),
+    /// A chief of this job refused the rank (a conflict within the job).
+    Fatal(Error),
 }
 
 fn u32_at(p: &[u8], i: usize) -> u32 {
@@ -257,7 +311,27 @@ impl Star {
             .set_nonblocking(true)
             .map_err(|e| err!(Distributed, "listener: {e}"))?;
         let mut missing = n - 1;
-        while missing > 0 {
+        // Identities of other jobs already warned about (a rank retries every few 100 ms).
+        let mut warned = std::collections::HashSet::new();
+        // A job without an identity: the chief makes one up (for messages only).
+        let made_up = me
+            .job
+            .is_empty()
+            .then(|| format!("chief-made:{}", uuid::Uuid::new_v4()));
+        loop {
+            if missing == 0 {
+                // Before welcoming: a member that gave up on its connection meanwhile will
+                // connect again; wait for it rather than start with a dead connection.
+                for slot in slots.iter_mut().skip(1) {
+                    if slot.as_ref().is_some_and(peer_gone) {
+                        *slot = None;
+                        missing += 1;
+                    }
+                }
+                if missing == 0 {
+                    break;
+                }
+            }
             match listener.accept() {
                 Ok((mut s, peer)) => {
                     s.set_nonblocking(false).ok();
@@ -270,20 +344,49 @@ impl Star {
                             continue;
                         }
                     };
-                    let reject = |s: &mut TcpStream, why: &str| {
+                    let reject = |s: &mut TcpStream, code: u8, why: &str| {
+                        let mut p = vec![code];
+                        p.extend_from_slice(why.as_bytes());
                         let _ = wire::write_frame(
                             s,
-                            &Header::new(Kind::Reject, 0, me.global_rank, 0, why.len()),
-                            why.as_bytes(),
+                            &Header::new(Kind::Reject, 0, me.global_rank, 0, p.len()),
+                            &p,
                         );
                     };
                     if h.kind != Kind::Hello || p.len() < 16 || u32_at(&p, 0) != PROTOCOL_VERSION {
-                        reject(&mut s, "not a detcore hello of this protocol version");
+                        reject(
+                            &mut s,
+                            REJECT_FOREIGN,
+                            "not a detcore hello of this protocol version",
+                        );
                         continue;
                     }
                     let (group, grank, gsize) = (u32_at(&p, 1), u32_at(&p, 2), u32_at(&p, 3));
                     if group != me.group as u32 {
-                        reject(&mut s, "connected to the wrong group's port");
+                        reject(
+                            &mut s,
+                            REJECT_FOREIGN,
+                            "connected to the wrong group's port",
+                        );
+                        continue;
+                    }
+                    let their_job = String::from_utf8_lossy(&p[16..]).into_owned();
+                    if their_job != me.job {
+                        // Another job's rank (two jobs on one machine): refuse it and keep
+                        // waiting for this job's own ranks.
+                        let why = format!(
+                            "the chief (rank {}) at {} belongs to {}, but rank {} that connected from {peer} belongs to {}: \
+                             another job uses this port",
+                            me.global_rank,
+                            s.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                            job_name(&me.job),
+                            h.sender,
+                            job_name(&their_job)
+                        );
+                        reject(&mut s, REJECT_FOREIGN, &why);
+                        if warned.insert(their_job) {
+                            log_warn!("refused a rank of another job: {why}");
+                        }
                         continue;
                     }
                     if gsize != me.group_size {
@@ -293,14 +396,33 @@ impl Star {
                             me.group.name(),
                             me.group_size
                         );
-                        reject(&mut s, &why);
+                        reject(&mut s, REJECT_FATAL, &why);
                         bail!(Distributed, "{why}");
                     }
                     let g = grank as usize;
+                    if g > 0 && g < n && slots[g].as_ref().is_some_and(peer_gone) {
+                        // The member gave up on an earlier connection (it waited too long for
+                        // our answer) and came back: the new connection replaces the old.
+                        log_debug!(
+                            "rank {} connected again; dropping its earlier connection",
+                            h.sender
+                        );
+                        slots[g] = None;
+                        missing += 1;
+                    }
                     if g == 0 || g >= n || slots[g].is_some() {
                         let why = format!("rank {} joined the {} group as member {grank}, which is taken or invalid", h.sender, me.group.name());
-                        reject(&mut s, &why);
+                        reject(&mut s, REJECT_FATAL, &why);
                         bail!(Distributed, "{why}");
+                    }
+                    let accept = made_up.as_deref().unwrap_or(&me.job).as_bytes();
+                    if let Err(e) = wire::write_frame(
+                        &mut s,
+                        &Header::new(Kind::Accept, 0, me.global_rank, 0, accept.len()),
+                        accept,
+                    ) {
+                        log_debug!("rank {} went away during the handshake: {e}", h.sender);
+                        continue;
                     }
                     s.set_read_timeout(None).ok();
                     ranks[g] = h.sender;
@@ -340,12 +462,16 @@ impl Star {
             )
             .map_err(|e| err!(Distributed, "cannot welcome a member: {e}"))?;
         }
-        Star::start(me, streams, ranks[1..].to_vec(), timeout)
+        let job = made_up.unwrap_or_else(|| me.job.clone());
+        Star::start(me, streams, ranks[1..].to_vec(), timeout, job)
     }
 
-    /// A member: connect to the group's chief at `addr`, retrying until `connect_timeout`.
+    /// A member: join the group's chief at one of `addrs` (`host:port`, tried in order: the
+    /// chief listens on the first free one of them), retrying until `connect_timeout`. A chief
+    /// of another job refuses the rank and the next address is tried; a chief of this job that
+    /// refuses it (a conflict within the job) fails the call.
     pub fn join(
-        addr: &str,
+        addrs: &[String],
         me: Member,
         connect_timeout: Duration,
         timeout: Duration,
@@ -353,69 +479,165 @@ impl Star {
         let deadline = crate::time::deadline(connect_timeout);
         let mut delay = Duration::from_millis(20);
         let mut last_err = String::from("no attempt");
-        let mut stream = loop {
-            let addrs: Vec<SocketAddr> = match addr.to_socket_addrs() {
-                Ok(a) => a.collect(),
-                Err(e) => {
-                    last_err = format!("cannot resolve {addr}: {e}");
-                    Vec::new()
-                }
-            };
-            let mut connected = None;
-            for a in addrs {
-                match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
-                    Ok(s) => {
-                        connected = Some(s);
-                        break;
+        // Chiefs of other jobs met so far, by address (each warned about once).
+        let mut foreign: Vec<(String, String)> = Vec::new();
+        let (mut stream, chief_rank, job, addr) = 'found: loop {
+            for addr in addrs {
+                match Star::try_join(addr, &me, deadline) {
+                    Attempt::Joined(s, r, job) => break 'found (s, r, job, addr.clone()),
+                    Attempt::Unreachable(e) => last_err = e,
+                    Attempt::Fatal(e) => return Err(e),
+                    Attempt::Foreign(why) => {
+                        if !foreign.iter().any(|(a, _)| a == addr) {
+                            log_warn!(
+                                "{why}; {}",
+                                if addrs.len() > 1 {
+                                    "trying the job's other ports"
+                                } else {
+                                    "trying again until the connect timeout"
+                                }
+                            );
+                            foreign.push((addr.clone(), why));
+                        }
                     }
-                    Err(e) => last_err = format!("{a}: {e}"),
                 }
-            }
-            if let Some(s) = connected {
-                break s;
+                if Instant::now() >= deadline {
+                    break;
+                }
             }
             if Instant::now() + delay > deadline {
+                let place = match addrs {
+                    [one] => one.clone(),
+                    [first, .., last] => {
+                        format!("{first} … {}", last.rsplit(':').next().unwrap_or_default())
+                    }
+                    [] => "no address".into(),
+                };
+                let others = if foreign.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; refused by another job's chief: {}",
+                        foreign
+                            .iter()
+                            .map(|(_, w)| w.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                };
                 bail!(
                     Timeout,
-                    "could not reach the {} group's chief at {addr} within {:.0} s (last error: {last_err})",
+                    "could not reach the {} group's chief of {} at {place} within {:.0} s (last error: {last_err}){others}",
                     me.group.name(),
+                    job_name(&me.job),
                     connect_timeout.as_secs_f64()
                 );
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_millis(500));
         };
-        stream.set_nodelay(true).ok();
-        let hello = hello_payload(&me);
-        wire::write_frame(
-            &mut stream,
-            &Header::new(Kind::Hello, 0, me.global_rank, 0, hello.len()),
-            &hello,
-        )
-        .map_err(|e| err!(Distributed, "cannot greet the chief at {addr}: {e}"))?;
+        // Accepted: wait until every member has joined.
         let left = deadline
             .saturating_duration_since(Instant::now())
             .max(Duration::from_secs(1));
         stream.set_read_timeout(Some(left)).ok();
-        let welcome = wire::read_frame(&mut stream)
-            .map_err(|e| e.context(format!("waiting for the chief at {addr}")))?;
-        let chief_rank = match welcome {
-            Some((h, _)) if h.kind == Kind::Welcome => h.sender,
-            Some((h, p)) if h.kind == Kind::Reject => {
-                bail!(
-                    Distributed,
-                    "the chief at {addr} refused this rank: {}",
-                    String::from_utf8_lossy(&p)
-                )
-            }
+        let welcome = wire::read_frame(&mut stream).map_err(|e| {
+            e.context(format!(
+                "waiting for the other ranks at the chief at {addr}"
+            ))
+        })?;
+        match welcome {
+            Some((h, _)) if h.kind == Kind::Welcome => {}
+            Some((h, p)) if h.kind == Kind::Reject => bail!(
+                Distributed,
+                "the chief at {addr} refused this rank: {}",
+                String::from_utf8_lossy(p.get(1..).unwrap_or_default())
+            ),
             Some(_) => bail!(Distributed, "unexpected answer from the chief at {addr}"),
             None => bail!(
                 Distributed,
                 "the chief at {addr} closed the connection during the handshake"
             ),
-        };
+        }
         stream.set_read_timeout(None).ok();
-        Star::start(me, vec![stream], vec![chief_rank], timeout)
+        Star::start(me, vec![stream], vec![chief_rank], timeout, job)
+    }
+
+    /// Connect to `addr`, say hello, and read the chief's first answer.
+    fn try_join(addr: &str, me: &Member, deadline: Instant) -> Attempt {
+        let resolved: Vec<SocketAddr> = match addr.to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => return Attempt::Unreachable(format!("cannot resolve {addr}: {e}")),
+        };
+        let mut last = format!("{addr}: no address");
+        let mut stream = None;
+        for a in resolved {
+            match TcpStream::connect_timeout(&a, Duration::from_secs(5)) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = format!("{a}: {e}"),
+            }
+        }
+        let Some(mut stream) = stream else {
+            return Attempt::Unreachable(last);
+        };
+        stream.set_nodelay(true).ok();
+        let hello = hello_payload(me);
+        if let Err(e) = wire::write_frame(
+            &mut stream,
+            &Header::new(Kind::Hello, 0, me.global_rank, 0, hello.len()),
+            &hello,
+        ) {
+            return Attempt::Unreachable(format!("cannot greet the chief at {addr}: {e}"));
+        }
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(100), HELLO_ANSWER_WAIT);
+        stream.set_read_timeout(Some(wait)).ok();
+        match wire::read_frame(&mut stream) {
+            Ok(Some((h, p))) if h.kind == Kind::Accept => {
+                let theirs = String::from_utf8_lossy(&p).into_owned();
+                // The chief compared identities already; a member checks too, so that neither
+                // side alone decides that two jobs are one.
+                if !me.job.is_empty() && theirs != me.job {
+                    return Attempt::Foreign(format!(
+                        "the chief (rank {}) at {addr} belongs to {}, this rank ({}) to {}: another job uses this port",
+                        h.sender,
+                        job_name(&theirs),
+                        me.global_rank,
+                        job_name(&me.job)
+                    ));
+                }
+                Attempt::Joined(stream, h.sender, theirs)
+            }
+            Ok(Some((h, p))) if h.kind == Kind::Reject => {
+                let why = String::from_utf8_lossy(p.get(1..).unwrap_or_default()).into_owned();
+                match p.first() {
+                    Some(&REJECT_FATAL) => Attempt::Fatal(err!(
+                        Distributed,
+                        "the chief at {addr} refused this rank: {why}"
+                    )),
+                    _ => Attempt::Foreign(format!(
+                        "{addr}: {}",
+                        if p.first() == Some(&REJECT_FOREIGN) {
+                            why
+                        } else {
+                            // An older detcore: its reason is the whole payload.
+                            String::from_utf8_lossy(&p).into_owned()
+                        }
+                    )),
+                }
+            }
+            Ok(Some(_)) => {
+                Attempt::Foreign(format!("{addr}: not a detcore chief (unexpected answer)"))
+            }
+            Ok(None) => Attempt::Unreachable(format!(
+                "the chief at {addr} closed the connection during the handshake"
+            )),
+            Err(e) => Attempt::Unreachable(format!("no answer from {addr}: {}", e.message())),
+        }
     }
 
     fn start(
@@ -423,6 +645,7 @@ impl Star {
         streams: Vec<TcpStream>,
         ranks: Vec<u32>,
         timeout: Duration,
+        job: String,
     ) -> Result<Star> {
         let mut conns = Vec::new();
         for (s, r) in streams.into_iter().zip(ranks) {
@@ -458,6 +681,7 @@ impl Star {
             control: OnceLock::new(),
             seen_horizon: AtomicU64::new(0),
             seen_decision: AtomicU64::new(u64::MAX),
+            seen_freeze: AtomicU64::new(0),
             timeout,
             departed: Mutex::new(None),
         });
@@ -472,6 +696,7 @@ impl Star {
         }
         Ok(Star {
             shared,
+            job,
             serial: Mutex::new(0),
             last_broadcast: AtomicU64::new(0),
             readers: Mutex::new(readers),
@@ -484,14 +709,25 @@ impl Star {
         if self.shared.control.set(h.clone()).is_err() {
             return;
         }
+        let chief = self.shared.conns.first().map_or(0, |c| c.global_rank);
         let hz = self.shared.seen_horizon.load(Ordering::SeqCst);
         if hz > 0 {
-            h(Some((Op::Horizon, hz)));
+            h(Some((Op::Horizon, hz, chief)));
+        }
+        let f = self.shared.seen_freeze.load(Ordering::SeqCst);
+        if f > 0 {
+            h(Some((Op::Freeze, f, chief)));
         }
         let d = self.shared.seen_decision.load(Ordering::SeqCst);
         if d != u64::MAX {
-            h(Some((Op::Decision, d)));
+            h(Some((Op::Decision, d, chief)));
         }
+    }
+
+    /// The job identity the group goes by (see [`Member::job`]; a chief without one makes one
+    /// up, `chief-made:<uuid>`).
+    pub fn job_id(&self) -> &str {
+        &self.job
     }
 
     /// The group's failure, if it failed.
@@ -512,12 +748,9 @@ impl Star {
         }
     }
 
-    /// Chief: send a control value to every member (never blocks for long, never fails the caller;
-    /// a lost member surfaces through the group's failure).
+    /// Send a control value: the chief's to every member, a member's to the chief (never blocks
+    /// for long, never fails the caller; a lost member surfaces through the group's failure).
     pub fn send_control(&self, op: Op, value: u64) {
-        if !self.shared.is_server() {
-            return;
-        }
         for c in &self.shared.conns {
             let _ = c.send(
                 Header::new(
@@ -530,6 +763,16 @@ impl Star {
                 &[],
             );
         }
+    }
+
+    /// Chief: the global ranks of the members still connected (neither closed nor lost).
+    pub fn live_members(&self) -> Vec<u32> {
+        self.shared
+            .conns
+            .iter()
+            .filter(|c| !c.ended.load(Ordering::SeqCst) && !c.said_bye.load(Ordering::SeqCst))
+            .map(|c| c.global_rank)
+            .collect()
     }
 
     fn next_serial(&self) -> Result<parking_lot::MutexGuard<'_, u64>> {
@@ -979,10 +1222,13 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 Some(Op::Decision) => {
                     sh.seen_decision.fetch_min(h.serial, Ordering::SeqCst);
                 }
+                Some(Op::Freeze) => {
+                    sh.seen_freeze.store(h.serial.max(1), Ordering::SeqCst);
+                }
                 _ => {}
             }
             if let (Some(op), Some(hd)) = (op, sh.control.get()) {
-                hd(Some((op, h.serial)));
+                hd(Some((op, h.serial, h.sender)));
             }
             None
         }
@@ -1011,11 +1257,12 @@ fn handle(sh: &Shared, i: usize, h: Header, payload: Vec<u8>) -> Option<InMsg> {
                 // Messages the chief sent before its goodbye stay readable (queued before this
                 // loss); only waits for more — should_preempt horizons — fail from now on.
                 *sh.departed.lock() = Some(e.clone());
-                wake(sh);
             }
+            // (The chief's should_preempt may be waiting for this member's reply to a freeze.)
+            wake(sh);
             Some(InMsg::Lost(e))
         }
-        Kind::Hello | Kind::Welcome | Kind::Reject => None,
+        Kind::Hello | Kind::Welcome | Kind::Reject | Kind::Accept => None,
     }
 }
 
@@ -1125,14 +1372,49 @@ fn wake(sh: &Shared) {
     }
 }
 
-/// Bind the global chief's listener on all interfaces at `port`.
-pub fn listen(port: u16) -> Result<TcpListener> {
-    TcpListener::bind(("0.0.0.0", port)).map_err(|e| {
-        err!(
-            Distributed,
-            "the chief cannot listen on port {port}: {e} (another job on this machine may use it; set DETCORE_CHIEF_PORT or det_distributed_config.port)"
-        )
-    })
+/// Bind the global chief's listener on all interfaces at the first free port of `ports`. With
+/// `wait` (a job with an identity, whose workers cannot mistake another job's chief for theirs),
+/// ports in use are tried again until `deadline`: another detcore job holds its port only until
+/// its ranks have joined. Returns the listener and its port.
+pub fn listen(ports: &[u16], wait: bool, deadline: Instant) -> Result<(TcpListener, u16)> {
+    let mut warned = false;
+    loop {
+        let mut last = None;
+        for &port in ports {
+            match TcpListener::bind(("0.0.0.0", port)) {
+                Ok(l) => return Ok((l, port)),
+                Err(e) => last = Some((port, e)),
+            }
+        }
+        let (port, e) = last.ok_or_else(|| err!(Internal, "no port to listen on"))?;
+        let which = match ports {
+            [one] => format!("port {one}"),
+            _ => format!("ports {}–{}", ports[0], ports[ports.len() - 1]),
+        };
+        if !wait {
+            bail!(
+                Distributed,
+                "the chief cannot listen on {which}: {e} (another job on this machine may use it; give every rank \
+                 the same DETCORE_JOB_ID, unique to the job, so that detcore picks a free port, or set DETCORE_CHIEF_PORT \
+                 or det_distributed_config.port)"
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                Distributed,
+                "the chief cannot listen on {which}: {e} (still in use at the connect timeout; set DETCORE_CHIEF_PORT \
+                 or det_distributed_config.port to a free port)"
+            );
+        }
+        if !warned {
+            log_warn!(
+                "the chief cannot listen on {which} yet ({e}, port {port} last); another job may be starting on this \
+                 machine: trying again until the connect timeout"
+            );
+            warned = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Bind a local chief's listener on an ephemeral loopback port.
@@ -1155,11 +1437,12 @@ mod tests {
             group_rank: r,
             group_size: 2,
             global_rank: r,
+            job: "test".into(),
         };
         let m = member(1);
         let t = std::thread::spawn(move || {
             Star::join(
-                &format!("127.0.0.1:{port}"),
+                &[format!("127.0.0.1:{port}")],
                 m,
                 Duration::from_secs(10),
                 timeout,
@@ -1228,5 +1511,194 @@ mod tests {
         let (member_all, b) = t.join().unwrap();
         assert_eq!(all, member_all);
         assert_eq!(b, b"v");
+    }
+
+    fn global(r: u32, size: u32, job: &str) -> Member {
+        Member {
+            group: Group::Global,
+            group_rank: r,
+            group_size: size,
+            global_rank: r,
+            job: job.into(),
+        }
+    }
+
+    /// A rank of another job is refused (naming both jobs) and the chief keeps waiting for its
+    /// own rank, which then joins.
+    #[test]
+    fn another_jobs_rank_is_refused() {
+        let (listener, port) = listen_local().unwrap();
+        let addr = vec![format!("127.0.0.1:{port}")];
+        let chief = std::thread::spawn(move || {
+            Star::serve(
+                listener,
+                global(0, 2, "slurm:1.0"),
+                Duration::from_secs(20),
+                Duration::from_secs(20),
+            )
+        });
+        let e = Star::join(
+            &addr,
+            global(1, 2, "slurm:2.0"),
+            Duration::from_millis(600),
+            Duration::from_secs(5),
+        )
+        .err()
+        .expect("a rank of another job must not join");
+        assert_eq!(e.kind(), ErrKind::Timeout);
+        assert!(
+            e.message().contains("belongs to job \"slurm:1.0\"")
+                && e.message().contains("belongs to job \"slurm:2.0\""),
+            "{e}"
+        );
+        let own = Star::join(
+            &addr,
+            global(1, 2, "slurm:1.0"),
+            Duration::from_secs(20),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        let chief = chief.join().unwrap().unwrap();
+        assert_eq!((chief.job_id(), own.job_id()), ("slurm:1.0", "slurm:1.0"));
+        // A chief with an identity refuses a rank without one, and the reverse.
+        let (listener, port) = listen_local().unwrap();
+        let addr = vec![format!("127.0.0.1:{port}")];
+        let t = std::thread::spawn(move || {
+            Star::serve(
+                listener,
+                global(0, 2, ""),
+                Duration::from_secs(3),
+                Duration::from_secs(5),
+            )
+        });
+        let e = Star::join(
+            &addr,
+            global(1, 2, "x"),
+            Duration::from_millis(600),
+            Duration::from_secs(5),
+        )
+        .err()
+        .unwrap();
+        assert!(e.message().contains("no job identity"), "{e}");
+        // Two ranks without identity join; they go by the chief's made-up one.
+        let w = Star::join(
+            &addr,
+            global(1, 2, ""),
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let c = t.join().unwrap().unwrap();
+        assert!(c.job_id().starts_with("chief-made:"), "{}", c.job_id());
+        assert_eq!(w.job_id(), c.job_id());
+    }
+
+    /// A member tries the addresses in turn: past another job's chief to its own.
+    #[test]
+    fn member_passes_another_jobs_chief() {
+        let (la, pa) = listen_local().unwrap();
+        let (lb, pb) = listen_local().unwrap();
+        let addrs = vec![format!("127.0.0.1:{pa}"), format!("127.0.0.1:{pb}")];
+        let other = std::thread::spawn(move || {
+            Star::serve(
+                la,
+                global(0, 2, "openmpi:7"),
+                Duration::from_secs(3),
+                Duration::from_secs(5),
+            )
+        });
+        let mine = std::thread::spawn(move || {
+            Star::serve(
+                lb,
+                global(0, 2, "openmpi:8"),
+                Duration::from_secs(20),
+                Duration::from_secs(5),
+            )
+        });
+        let w = Star::join(
+            &addrs,
+            global(1, 2, "openmpi:8"),
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let c = mine.join().unwrap().unwrap();
+        let t = std::thread::spawn(move || w.allgather(b"w".to_vec()));
+        assert_eq!(
+            c.allgather(b"c".to_vec()).unwrap().into_vecs(),
+            vec![b"c".to_vec(), b"w".to_vec()]
+        );
+        t.join().unwrap().unwrap();
+        // The other job's chief is still waiting for its own rank (and times out).
+        let e = other.join().unwrap().err().unwrap();
+        assert_eq!(e.kind(), ErrKind::Timeout, "{e}");
+    }
+
+    /// A chief of the same job that refuses a rank (sizes disagree) fails the rank at once.
+    #[test]
+    fn conflict_within_a_job_fails_at_once() {
+        let (listener, port) = listen_local().unwrap();
+        let t = std::thread::spawn(move || {
+            Star::serve(
+                listener,
+                global(0, 3, "j"),
+                Duration::from_secs(20),
+                Duration::from_secs(5),
+            )
+        });
+        let t0 = Instant::now();
+        let e = Star::join(
+            &[format!("127.0.0.1:{port}")],
+            global(1, 2, "j"),
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), ErrKind::Distributed);
+        assert!(
+            e.message()
+                .contains("says the global group has 2 ranks, the chief says 3"),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        assert!(t.join().unwrap().is_err());
+    }
+
+    /// A member that gave up on its first connection (it waited too long for the answer) and
+    /// comes back is taken again, not refused as a duplicate nor welcomed on the dead one.
+    #[test]
+    fn member_that_reconnects_replaces_its_old_connection() {
+        let (listener, port) = listen_local().unwrap();
+        // The first connection says hello and goes away before the chief gets to it.
+        let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let hello = hello_payload(&global(1, 2, "j"));
+        wire::write_frame(
+            &mut first,
+            &Header::new(Kind::Hello, 0, 1, 0, hello.len()),
+            &hello,
+        )
+        .unwrap();
+        drop(first);
+        let chief = std::thread::spawn(move || {
+            Star::serve(
+                listener,
+                global(0, 2, "j"),
+                Duration::from_secs(20),
+                Duration::from_secs(5),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let w = Star::join(
+            &[format!("127.0.0.1:{port}")],
+            global(1, 2, "j"),
+            Duration::from_secs(20),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let c = chief.join().unwrap().unwrap();
+        let t = std::thread::spawn(move || w.broadcast(Vec::new()));
+        assert_eq!(c.broadcast(b"ok".to_vec()).unwrap(), b"ok");
+        assert_eq!(t.join().unwrap().unwrap(), b"ok");
     }
 }

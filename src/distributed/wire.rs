@@ -36,6 +36,9 @@ pub enum Kind {
     Abort = 7,
     /// Either way: this side is closing cleanly.
     Bye = 8,
+    /// Server → client, right after a hello it takes: this rank belongs to the group, wait for
+    /// `Welcome`; payload = the job identity the chief goes by.
+    Accept = 9,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             6 => Kind::Control,
             7 => Kind::Abort,
             8 => Kind::Bye,
+            9 => Kind::Accept,
             _ => return None,
         })
     }
@@ -72,6 +76,11 @@ pub enum Op {
     Horizon = 16,
     /// Control: preemption from call `serial` on.
     Decision = 17,
+    /// Control, chief → member: stop answering from horizons and reply with `Frozen`
+    /// (`serial`: the chief's call).
+    Freeze = 18,
+    /// Control, member → chief: the last call this member answered `false` (`serial`).
+    Frozen = 19,
 }
 
 impl Op {
@@ -84,6 +93,8 @@ impl Op {
             5 => Op::Broadcast,
             16 => Op::Horizon,
             17 => Op::Decision,
+            18 => Op::Freeze,
+            19 => Op::Frozen,
             _ => return None,
         })
     }
@@ -94,7 +105,7 @@ impl Op {
             Op::Gather | Op::GatherDone => "gather",
             Op::Allgather | Op::AllgatherResult => "allgather",
             Op::Broadcast => "broadcast",
-            Op::Horizon | Op::Decision => "should_preempt",
+            Op::Horizon | Op::Decision | Op::Freeze | Op::Frozen => "should_preempt",
         }
     }
 }

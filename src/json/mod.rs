@@ -13,32 +13,37 @@ mod write;
 pub use parse::parse;
 pub use write::{py_float_repr, to_metadata_file, to_wire};
 
-/// A JSON number, kept as precise as its text allowed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A JSON number, kept as precise as its text allowed: integers of any size stay exact (as in
+/// Python), only numbers written with a fraction or an exponent are floats.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Number {
     /// An integer that fits `i64`.
     Int(i64),
     /// A non-negative integer above `i64::MAX`.
     UInt(u64),
+    /// An integer beyond 64 bits, as its decimal digits (with a leading `-` when negative).
+    BigInt(Box<str>),
     /// Anything else, including NaN and the infinities.
     Float(f64),
 }
 
 impl Number {
     /// The number as `f64` (integers converted, possibly rounding).
-    pub fn as_f64(self) -> f64 {
+    pub fn as_f64(&self) -> f64 {
         match self {
-            Number::Int(i) => i as f64,
-            Number::UInt(u) => u as f64,
-            Number::Float(f) => f,
+            Number::Int(i) => *i as f64,
+            Number::UInt(u) => *u as f64,
+            Number::BigInt(digits) => digits.parse().unwrap_or(f64::NAN),
+            Number::Float(f) => *f,
         }
     }
 
     /// The number as `i64` if it is an integer (or an integral float) in range.
-    pub fn as_i64(self) -> Option<i64> {
-        match self {
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
             Number::Int(i) => Some(i),
             Number::UInt(u) => i64::try_from(u).ok(),
+            Number::BigInt(_) => None,
             Number::Float(f) => {
                 if f.is_finite() && f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64
                 {
@@ -50,9 +55,9 @@ impl Number {
         }
     }
 
-    /// True for `Int`/`UInt`, i.e. numbers written without fraction or exponent.
-    pub fn is_integer(self) -> bool {
-        matches!(self, Number::Int(_) | Number::UInt(_))
+    /// True for integers, i.e. numbers written without fraction or exponent.
+    pub fn is_integer(&self) -> bool {
+        matches!(self, Number::Int(_) | Number::UInt(_) | Number::BigInt(_))
     }
 }
 

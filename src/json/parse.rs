@@ -219,7 +219,8 @@ impl<'a> Parser<'a> {
                             } else {
                                 hi
                             };
-                            // Lone surrogates (which Python keeps) become U+FFFD: Rust strings are UTF-8.
+                            // Lone surrogates (which Python keeps) cannot be UTF-8: they become
+                            // U+FFFD, the replacement character (documented in the README).
                             out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
                         }
                         _ => {
@@ -279,6 +280,8 @@ impl<'a> Parser<'a> {
             if let Ok(u) = text.parse::<u64>() {
                 return Ok(Value::Number(Number::UInt(u)));
             }
+            // Beyond 64 bits: kept exact (Python's int), never rounded to a float.
+            return Ok(Value::Number(Number::BigInt(text.into())));
         }
         let f: f64 = text.parse().map_err(|_| self.error("invalid number"))?;
         Ok(Value::Number(Number::Float(f)))
@@ -302,6 +305,33 @@ mod tests {
         assert_eq!(a[2], Value::Number(Number::Int(1)));
         assert_eq!(a[3].as_f64(), Some(-2500.0));
         assert_eq!(a[4], Value::Number(Number::UInt(u64::MAX)));
+    }
+
+    #[test]
+    fn big_integers_stay_exact() {
+        for text in [
+            "18446744073709551616",
+            "-9223372036854775809",
+            "123456789012345678901234567890123456789012345678901234567890",
+        ] {
+            let v = parse(text).unwrap();
+            assert_eq!(v, Value::Number(Number::BigInt(text.into())));
+            assert_eq!(v.type_name(), "integer");
+            assert_eq!(v.as_i64(), None);
+            assert_eq!(crate::json::to_wire(&v), text);
+            assert_eq!(crate::json::to_metadata_file(&v), text);
+        }
+        assert_eq!(parse("1e400").unwrap().as_f64(), Some(f64::INFINITY));
+        assert_eq!(
+            parse("18446744073709551616").unwrap().as_f64(),
+            Some(18446744073709551616.0)
+        );
+    }
+
+    #[test]
+    fn lone_surrogates_become_the_replacement_character() {
+        assert_eq!(parse(r#""a\ud800b""#).unwrap().as_str(), Some("a\u{FFFD}b"));
+        assert_eq!(parse(r#""\udc00""#).unwrap().as_str(), Some("\u{FFFD}"));
     }
 
     #[test]

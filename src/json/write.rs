@@ -43,7 +43,7 @@ fn write_value(out: &mut String, v: &Value, indent: Option<usize>, level: usize,
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => write_number(out, *n, nf),
+        Value::Number(n) => write_number(out, n, nf),
         Value::String(s) => write_string(out, s),
         Value::Array(a) => {
             if a.is_empty() {
@@ -82,14 +82,15 @@ fn write_value(out: &mut String, v: &Value, indent: Option<usize>, level: usize,
     }
 }
 
-fn write_number(out: &mut String, n: Number, nf: NonFinite) {
-    match n {
+fn write_number(out: &mut String, n: &Number, nf: NonFinite) {
+    match *n {
         Number::Int(i) => {
             let _ = write!(out, "{i}");
         }
         Number::UInt(u) => {
             let _ = write!(out, "{u}");
         }
+        Number::BigInt(ref digits) => out.push_str(digits),
         Number::Float(f) => {
             let special = if f.is_nan() {
                 Some("NaN")

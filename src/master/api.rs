@@ -1,5 +1,5 @@
-//! The endpoints the Core API uses (PROTOCOL.md §15), with their bodies exactly as Python's
-//! client builds them (key order included).
+//! The endpoints the Core API uses (docs/protocol.md#endpoints), with their bodies exactly as
+//! Python's client builds them (key order included).
 
 use super::client::{percent_encode, CallOpts, MasterClient};
 use crate::err;
@@ -8,7 +8,7 @@ use crate::json::{Map, Number, Value};
 use crate::storage::Resources;
 use crate::train::record::MetricsReport;
 
-/// `POST /api/v1/trials/<id>/metrics` body (§7.1).
+/// `POST /api/v1/trials/<id>/metrics` body (docs/protocol.md#metrics).
 pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Value {
     let batch = match &r.batch_metrics {
         Some(b) => Value::Array(b.iter().cloned().map(Value::Object).collect()),
@@ -34,7 +34,7 @@ pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Valu
     })
 }
 
-/// `POST /api/v1/checkpoints` body (§5.5): sizes as decimal strings.
+/// `POST /api/v1/checkpoints` body (docs/protocol.md#checkpoint-reports): sizes as decimal strings.
 #[allow(clippy::too_many_arguments)]
 pub fn checkpoint_body(
     storage_id: &str,
@@ -93,7 +93,7 @@ impl AlertLevel {
     }
 }
 
-/// `POST /api/v1/webhooks/custom` body (§12.2).
+/// `POST /api/v1/webhooks/custom` body (docs/protocol.md#endpoints).
 pub fn alert_body(
     title: &str,
     description: &str,
@@ -110,6 +110,25 @@ pub fn alert_body(
         "experimentId" => experiment_id,
         "trialId" => trial_id,
     })
+}
+
+/// `POST /api/v1/trial-source-info` body: the checkpoint (and model version) the trial uses,
+/// as an inference source (`ExperimentalCoreContext.report_task_using_*`).
+pub fn trial_source_info_body(
+    checkpoint_uuid: &str,
+    trial_id: i64,
+    model: Option<(i64, i64)>,
+) -> Value {
+    let mut info = obj! {
+        "checkpointUuid" => checkpoint_uuid,
+        "trialId" => trial_id,
+        "trialSourceInfoType" => "TRIAL_SOURCE_INFO_TYPE_INFERENCE",
+    };
+    if let Some((model_id, model_version)) = model {
+        info.insert("modelId", Value::from(model_id));
+        info.insert("modelVersion", Value::from(model_version));
+    }
+    Value::Object(obj! { "trialSourceInfo" => info })
 }
 
 impl MasterClient {
@@ -250,6 +269,23 @@ impl MasterClient {
         .map(|_| ())
     }
 
+    /// `POST /api/v1/trial-source-info`.
+    pub fn report_trial_source_info(
+        &self,
+        checkpoint_uuid: &str,
+        trial_id: i64,
+        model: Option<(i64, i64)>,
+    ) -> Result<()> {
+        let body = trial_source_info_body(checkpoint_uuid, trial_id, model);
+        self.call(
+            "POST",
+            "/api/v1/trial-source-info",
+            Some(&body),
+            CallOpts::default(),
+        )
+        .map(|_| ())
+    }
+
     /// `POST /api/v1/allocations/<aid>/signals/ack_preemption` (no body).
     pub fn ack_preemption(&self, allocation_id: &str, opts: CallOpts<'_>) -> Result<()> {
         let path = format!(
@@ -295,6 +331,14 @@ mod tests {
         assert_eq!(
             to_wire(&b),
             r#"{"metadata": {"steps_completed": 5}, "resources": {"a/": "0", "a/b": "1234"}, "state": "STATE_COMPLETED", "training": {}, "uuid": "id", "allocationId": "aid", "reportTime": "T", "storageId": 3, "taskId": "tid"}"#
+        );
+        assert_eq!(
+            to_wire(&trial_source_info_body("c-1", 7, None)),
+            r#"{"trialSourceInfo": {"checkpointUuid": "c-1", "trialId": 7, "trialSourceInfoType": "TRIAL_SOURCE_INFO_TYPE_INFERENCE"}}"#
+        );
+        assert_eq!(
+            to_wire(&trial_source_info_body("c-1", 7, Some((4, 2)))),
+            r#"{"trialSourceInfo": {"checkpointUuid": "c-1", "trialId": 7, "trialSourceInfoType": "TRIAL_SOURCE_INFO_TYPE_INFERENCE", "modelId": 4, "modelVersion": 2}}"#
         );
         assert_eq!(
             to_wire(&progress_body(0.5)),

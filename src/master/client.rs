@@ -2,8 +2,8 @@
 //! thread of a context, the allocation-token header, the retry policy, and timeouts that Python
 //! lacks (a hung master can never hang a caller forever).
 //!
-//! Wire details kept from Python (PROTOCOL.md §1.3–§1.5): the only auth header is
-//! `Grpc-Metadata-x-allocation-token: Bearer <DET_SESSION_TOKEN>`; bodies are JSON without a
+//! Wire details kept from Python (docs/protocol.md#request-and-answer-format): the only auth header
+//! is `Grpc-Metadata-x-allocation-token: Bearer <DET_SESSION_TOKEN>`; bodies are JSON without a
 //! `Content-Type` header; a POST without payload sends `Content-Length: 0`.
 
 use super::retry::{Failure, RetryPolicy};
@@ -22,6 +22,10 @@ pub const AUTH_HEADER: &str = "Grpc-Metadata-x-allocation-token";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Default limit of one request attempt, connect to last byte (`DETCORE_MASTER_TIMEOUT`).
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The largest answer detcore reads from the master (every request, the long poll included); a
+/// larger one is an error, never cut and used.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 /// Per-attempt time limits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,7 +130,10 @@ impl MasterClient {
         timeouts: Timeouts,
     ) -> MasterClient {
         crate::log::register_secret(token);
+        // Redirects are never followed: ureq would resend the allocation token to wherever the
+        // `Location` points (and turn a POST into a GET whose answer looks like a success).
         let mut b = ureq::AgentBuilder::new()
+            .redirects(0)
             .timeout_connect(timeouts.connect)
             .user_agent(concat!("detcore/", env!("CARGO_PKG_VERSION")))
             .max_idle_connections_per_host(4)
@@ -189,10 +196,25 @@ impl MasterClient {
             None => req.send_bytes(&[]),
         };
         match res {
+            Ok(r) if (300..400).contains(&r.status()) => {
+                let code = r.status();
+                let location = r.header("location").unwrap_or("(none)").to_owned();
+                let _ = read_body(r);
+                Err(AttemptError {
+                    failure: Some(Failure::Status {
+                        code,
+                        retry_after: None,
+                    }),
+                    status: Some(code),
+                    message: redirect_message(code, &location),
+                    timed_out: false,
+                })
+            }
             Ok(r) => {
                 let status = r.status();
                 let text = read_body(r).map_err(|e| AttemptError {
-                    failure: Some(Failure::Read),
+                    // An oversized answer would come again: not retried.
+                    failure: (e.kind() != std::io::ErrorKind::InvalidData).then_some(Failure::Read),
                     status: None,
                     message: format!("reading the answer failed: {e}"),
                     timed_out: is_timeout(&e),
@@ -350,10 +372,40 @@ pub fn sleep_interruptible(d: Duration, opts: CallOpts<'_>) -> bool {
     }
 }
 
+/// The answer's body as text, at most [`MAX_ANSWER_BYTES`] (a larger one is an `InvalidData`
+/// error).
 fn read_body(r: ureq::Response) -> std::io::Result<String> {
-    let mut s = String::new();
-    r.into_reader().take(64 << 20).read_to_string(&mut s)?;
-    Ok(s)
+    let mut buf = Vec::new();
+    r.into_reader()
+        .take(MAX_ANSWER_BYTES as u64 + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() > MAX_ANSWER_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the answer is larger than {} MiB, more than any answer of the master API; refusing it",
+                MAX_ANSWER_BYTES >> 20
+            ),
+        ));
+    }
+    String::from_utf8(buf).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "the answer is not UTF-8")
+    })
+}
+
+/// What a redirect answer means for the user.
+pub fn redirect_message(code: u16, location: &str) -> String {
+    format!(
+        "the master answered {code} {} to {location}; detcore does not follow redirects (the request carries the task's token): set the master URL to the address that answers",
+        match code {
+            301 => "Moved Permanently",
+            302 => "Found",
+            303 => "See Other",
+            307 => "Temporary Redirect",
+            308 => "Permanent Redirect",
+            _ => "(redirect)",
+        }
+    )
 }
 
 fn reason(code: u16) -> &'static str {

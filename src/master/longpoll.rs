@@ -55,6 +55,8 @@ impl Cancel {
 pub struct RawResponse {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Location` header (redirects).
+    pub location: Option<String>,
 }
 
 trait Io: Read + Write {}
@@ -156,7 +158,17 @@ fn exchange(
         tcp.set_read_timeout(Some(left("waiting")?)).map_err(io)?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                // Never more than the largest answer (plus its header) in memory.
+                if buf.len() > super::client::MAX_ANSWER_BYTES + HEADER_LIMIT {
+                    bail!(
+                        Master,
+                        "GET {target_path}: the master's answer is larger than {} MiB; refusing it",
+                        super::client::MAX_ANSWER_BYTES >> 20
+                    );
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(net(e, target_path, timeout)),
@@ -196,11 +208,15 @@ struct Head {
     body_start: usize,
     content_length: Option<usize>,
     chunked: bool,
+    location: Option<String>,
 }
+
+/// The largest response header accepted.
+const HEADER_LIMIT: usize = 64 * 1024;
 
 fn head(buf: &[u8]) -> Result<Option<Head>> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > 64 * 1024 {
+        if buf.len() > HEADER_LIMIT {
             bail!(Master, "the master's answer has an oversized header");
         }
         return Ok(None);
@@ -215,11 +231,22 @@ fn head(buf: &[u8]) -> Result<Option<Head>> {
         .ok_or_else(|| err!(Master, "bad status line from the master: {status_line:?}"))?;
     let mut content_length = None;
     let mut chunked = false;
+    let mut location = None;
     for l in lines {
         if let Some((k, v)) = l.split_once(':') {
             let k = k.trim();
-            if k.eq_ignore_ascii_case("content-length") {
+            if k.eq_ignore_ascii_case("location") {
+                location = Some(v.trim().to_owned());
+            } else if k.eq_ignore_ascii_case("content-length") {
                 content_length = v.trim().parse().ok();
+                if content_length.is_some_and(|n: usize| n > super::client::MAX_ANSWER_BYTES) {
+                    bail!(
+                        Master,
+                        "the master's answer is larger than {} MiB (it announces {} bytes); refusing it",
+                        super::client::MAX_ANSWER_BYTES >> 20,
+                        v.trim()
+                    );
+                }
             } else if k.eq_ignore_ascii_case("transfer-encoding")
                 && v.to_ascii_lowercase().contains("chunked")
             {
@@ -232,6 +259,7 @@ fn head(buf: &[u8]) -> Result<Option<Head>> {
         body_start: end + 4,
         content_length,
         chunked,
+        location,
     }))
 }
 
@@ -244,12 +272,14 @@ fn complete(buf: &[u8]) -> Result<Option<RawResponse>> {
         return Ok(dechunk(body)?.map(|b| RawResponse {
             status: h.status,
             body: b,
+            location: h.location,
         }));
     }
     match h.content_length {
         Some(n) if body.len() >= n => Ok(Some(RawResponse {
             status: h.status,
             body: body[..n].to_vec(),
+            location: h.location,
         })),
         _ => Ok(None),
     }
@@ -263,6 +293,7 @@ fn complete_at_eof(buf: &[u8]) -> Result<Option<RawResponse>> {
         Some(h) if !h.chunked && h.content_length.is_none() => Ok(Some(RawResponse {
             status: h.status,
             body: buf[h.body_start..].to_vec(),
+            location: h.location,
         })),
         _ => Ok(None),
     }

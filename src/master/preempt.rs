@@ -47,6 +47,17 @@ impl PreemptionPoll for MasterPoll {
             &self.cancel,
         )?;
         let text = String::from_utf8_lossy(&r.body);
+        if (300..400).contains(&r.status) {
+            bail!(
+                Master,
+                "GET {}: {}",
+                self.path,
+                super::client::redirect_message(
+                    r.status,
+                    r.location.as_deref().unwrap_or("(none)")
+                )
+            );
+        }
         if r.status != 200 {
             let detail = super::client::error_text(&text).unwrap_or_default();
             bail!(

@@ -1,4 +1,4 @@
-//! The retry policy of the Core API session (PROTOCOL.md §1.6): urllib3's `Retry`, built from
+//! The Core API session's retries (docs/protocol.md#retries-and-timeouts): urllib3's `Retry`, from
 //! `DET_RETRY_CONFIG` (a JSON object of `Retry` keyword arguments) or Determined's default
 //! `Retry(total=20, backoff_factor=0.5, allowed_methods=False)`.
 //!
@@ -202,7 +202,7 @@ impl RetryPolicy {
                         )
                     })?
                 }
-                // Accepted and irrelevant here (redirects are followed by the HTTP client).
+                // Accepted and irrelevant here (detcore never follows redirects).
                 "redirect"
                 | "raise_on_redirect"
                 | "raise_on_status"

@@ -1,4 +1,4 @@
-//! TLS towards the master (PROTOCOL.md §1.7).
+//! TLS towards the master (docs/protocol.md#tls).
 //!
 //! - `DET_MASTER_CERT_FILE=noverify` (any case): the certificate is not verified.
 //! - `DET_MASTER_CERT_FILE=<path>`: the public roots (Mozilla's, as Python's certifi bundle) plus

@@ -1,7 +1,7 @@
-//! The master URL, canonicalized as Determined's `canonicalize_master_url` does (PROTOCOL.md
-//! §1.1): explicit scheme (`http://` when none, then default port 8080), explicit port (80/443
-//! for an explicit scheme), no user, password, query or fragment, no trailing `/`; a path prefix
-//! (`/det`) is kept.
+//! The master URL, canonicalized as Determined's `canonicalize_master_url` does
+//! (docs/protocol.md#master-url): explicit scheme (`http://` when none, then default port 8080),
+//! explicit port (80/443 for an explicit scheme), no user, password, query or fragment, no
+//! trailing `/`; a path prefix (`/det`) is kept.
 
 use crate::bail;
 use crate::error::Result;

@@ -1,4 +1,4 @@
-//! The on-cluster preemption watcher (PROTOCOL.md §6.2): one thread that long-polls the master.
+//! The on-cluster preemption watcher (docs/protocol.md#preemption): a thread that long-polls.
 //!
 //! 1. an initial poll with `timeout_seconds=0` (client timeout 10 s); a failure counts as "no";
 //! 2. then polls with `timeout_seconds=60` (client timeout 70 s) until the answer is "yes" or the

@@ -3,8 +3,9 @@
 //! Sources, fused into one sticky flag:
 //! - POSIX signals (default SIGTERM and SIGUSR1; see [`signals`]);
 //! - a halt file (`DET_HALT_FILE`): preempt once it exists;
-//! - the job's end time (`DET_END_TIME`, epoch seconds, else Slurm's `SLURM_JOB_END_TIME`) minus a
-//!   margin (`DET_HALT_SECONDS`, default [`DEFAULT_MARGIN_SECONDS`]);
+//! - the job's end time (`DET_END_TIME`, epoch seconds, else Slurm's `SLURM_JOB_END_TIME`, else
+//!   asked of Slurm with squeue, see [`slurm`]) minus a margin (`DET_HALT_SECONDS`, default
+//!   [`DEFAULT_MARGIN_SECONDS`]);
 //! - on-cluster, the master's long-poll (added by the master client).
 //!
 //! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
@@ -13,6 +14,7 @@
 pub mod agreement;
 pub mod longpoll;
 pub mod signals;
+pub mod slurm;
 
 use crate::error::Result;
 use crate::{bail, log_info, log_warn};
@@ -132,6 +134,8 @@ pub struct PreemptState {
     acked: AtomicBool,
     reason: Mutex<Option<String>>,
     acknowledger: OnceLock<Arc<dyn Acknowledger>>,
+    /// When `should_preempt` first answered true (a checkpoint after it is a preemption's).
+    answered_at: OnceLock<std::time::Instant>,
 }
 
 impl PreemptState {
@@ -157,6 +161,7 @@ impl PreemptState {
             acked: AtomicBool::new(false),
             reason: Mutex::new(None),
             acknowledger: OnceLock::new(),
+            answered_at: OnceLock::new(),
         }
     }
 
@@ -227,6 +232,7 @@ impl PreemptState {
     #[cold]
     fn on_true(&self, auto_ack: bool) {
         if !self.announced.swap(true, Ordering::Relaxed) {
+            let _ = self.answered_at.set(std::time::Instant::now());
             let why = self
                 .reason
                 .lock()
@@ -237,6 +243,11 @@ impl PreemptState {
         if auto_ack && self.acks && !self.acked.load(Ordering::Relaxed) {
             self.acknowledge();
         }
+    }
+
+    /// When `should_preempt` first answered true, if it did.
+    pub fn answered_at(&self) -> Option<std::time::Instant> {
+        self.answered_at.get().copied()
     }
 
     /// Request preemption because of `why` (idempotent; the first reason is kept).
@@ -413,9 +424,8 @@ mod tests {
 
     #[test]
     fn halt_file_and_deadline() {
-        let dir = std::env::temp_dir().join(format!("detcore-halt-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("HALT");
+        let dir = crate::testutil::TempDir::new("halt");
+        let f = dir.path().join("HALT");
         let s = Arc::new(PreemptState::new(false));
         let src = Sources {
             halt_file: Some(f.clone()),

@@ -1,4 +1,4 @@
-//! System profiling (Determined's `ProfilerContext`, PROTOCOL.md §10): a thread on the local
+//! System profiling (`ProfilerContext`, docs/protocol.md#profiler): a thread on the local
 //! chief samples the machine every `sampling_interval` seconds and, every `samples_per_report`
 //! samples, reports the mean of each group — `gpu`, `cpu`, `memory`, `disk`, `network` — with
 //! Determined's keys and units, through the metrics path (`POST /api/v1/trials/<id>/metrics`
@@ -17,7 +17,7 @@
 //!   (Python samples at the start, so its first rates cover a few microseconds).
 //! - At `off`/close the thread takes one last sample (if at least 10 ms passed since the previous)
 //!   and reports what the unfinished period collected, at once; Python instead runs the remaining
-//!   samples back to back, and its close loses that last report (§14 item 15). detcore stops the
+//!   samples back to back, and its close loses that last report. detcore stops the
 //!   profiler before the reporter, so the last report is delivered.
 //! - `off` waits for the thread to finish; a file that cannot be read skips that group's sample
 //!   (logged once) instead of killing the thread.

@@ -1,4 +1,4 @@
-//! The hyperparameter searcher (Determined's `SearcherContext`, PROTOCOL.md §8).
+//! The hyperparameter searcher (Determined's `SearcherContext`, docs/protocol.md#searcher).
 //!
 //! In 0.38 the searcher hands out exactly one operation whose length is the experiment's
 //! `searcher.max_length` (off-cluster: the `searcher_max_length` option, `DET_MAX_LENGTH`, or 1).
@@ -34,7 +34,7 @@ impl Unit {
     }
 }
 
-/// `_parse_searcher_max_length(config)` (§8): `searcher.max_length` as an integer, or the first
+/// `_parse_searcher_max_length(config)`: `searcher.max_length` as an integer, or the first
 /// value of a dict like `{"batches": 100}`; `None` when absent, null, an empty dict or 0 (then the
 /// searcher is missing). Anything else is an error naming the value (Python asserts).
 pub fn parse_max_length(config: &Map) -> Result<Option<u64>> {
@@ -66,7 +66,7 @@ pub fn parse_max_length(config: &Map) -> Result<Option<u64>> {
     }
 }
 
-/// `_parse_searcher_units(config)` (§8): `searcher.unit`, else the single key of a one-key
+/// `_parse_searcher_units(config)`: `searcher.unit`, else the single key of a one-key
 /// `max_length` dict; unknown spellings give `None`.
 pub fn parse_units(config: &Map) -> Option<Unit> {
     let searcher = config.get("searcher")?;

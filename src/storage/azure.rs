@@ -6,8 +6,8 @@
 //!   with `sig=`) or the account key, as Azure's Python SDK reads a string credential. A SAS in
 //!   `account_url`'s query is used too. Without any, requests are anonymous (public containers).
 //! - `container` may be `name/sub/path`: blobs go to container `name` under `sub/path/`
-//!   (PROTOCOL.md §5.1). Like Determined, detcore creates the container when it opens the
-//!   storage and ignores "already exists" (and, with a warning, `InvalidUri`, as for an
+//!   (docs/protocol.md#checkpoint-layout). Like Determined, detcore creates the container when it
+//!   opens the storage and ignores "already exists" (and, with a warning, `InvalidUri`, as for an
 //!   `account_url` pointing at a container).
 //! - Uploads: `Put Blob` for small files; above `part_size`, `Put Block` for each part in
 //!   parallel (with the parts of the other files), then `Put Block List`. Downloads: parallel
@@ -90,7 +90,13 @@ fn split_url(url: &str) -> Result<(String, String, String)> {
     Ok((format!("{}://{authority}", &base[..i]), path, query))
 }
 
+/// The account name of an account URL: the first label of the host, or the first path
+/// segment for an IP address or `localhost` (Azurite's path-style URLs). `authority` may start
+/// with the scheme, as [`split_url`] returns it.
 fn account_from(authority: &str, path: &str) -> String {
+    let authority = authority
+        .split_once("://")
+        .map_or(authority, |(_, rest)| rest);
     let host = authority.split(':').next().unwrap_or("");
     let is_ip = host.parse::<std::net::IpAddr>().is_ok() || host == "localhost";
     if is_ip {
@@ -569,6 +575,23 @@ mod tests {
         assert!(!r.headers.iter().any(|(k, _)| k == "Authorization"));
         assert_eq!(account_from("acct.blob.core.windows.net", ""), "acct");
         assert_eq!(account_from("127.0.0.1:10000", "/dev1"), "dev1");
+        // As `split_url` gives them (the scheme included): the key signs for the right account.
+        let (authority, path, _) = split_url("https://acct.blob.core.windows.net/").unwrap();
+        assert_eq!(account_from(&authority, &path), "acct");
+        let (authority, path, _) = split_url("http://127.0.0.1:10000/devstoreaccount1").unwrap();
+        assert_eq!(account_from(&authority, &path), "devstoreaccount1");
+        let cfg = AzureConfig {
+            container: "c".into(),
+            account_url: Some("https://acct.blob.core.windows.net".into()),
+            credential: Some(AZURITE_KEY.into()),
+            ..AzureConfig::default()
+        };
+        let s = AzureStore::new(&cfg, Tuning::default()).unwrap();
+        let r = s.signed("GET", &s.blob_path("k"), &[], &[], 0).unwrap();
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Authorization" && v.starts_with("SharedKey acct:")));
         let bad = AzureConfig {
             container: "c".into(),
             account_url: Some("https://a.blob.core.windows.net".into()),

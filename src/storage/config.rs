@@ -1,4 +1,4 @@
-//! Checkpoint storage configuration in the forms Determined accepts (PROTOCOL.md §5.2):
+//! Storage configuration in Determined's forms (docs/protocol.md#checkpoint-storage-configuration):
 //! a user string (`/path`, `file:///path`, `s3://bucket/prefix`, `gs://bucket/prefix`), a user
 //! JSON dict (`directory`, `s3`, `gcs`, `azure`), or the experiment config's
 //! `checkpoint_storage` dict on-cluster (which also allows `shared_fs`).
@@ -39,7 +39,7 @@ fn opt_uint(m: &Map, key: &str, ty: &str, min: u64, max: u64) -> Result<Option<u
             _ => bail!(
                 InvalidArgument,
                 "checkpoint_storage ({ty}): {key:?} must be an integer from {min} to {max}, got {}",
-                crate::json::to_wire(&Value::Number(*n))
+                crate::json::to_wire(&Value::Number(n.clone()))
             ),
         },
         Some(other) => bail!(
@@ -129,6 +129,33 @@ impl StorageConfig {
             StorageConfig::Gcs(_) => "gcs",
             StorageConfig::Azure(_) => "azure",
         }
+    }
+}
+
+/// Where an object store is reached, when the configuration says (an S3 `endpoint_url`, an Azure
+/// account URL or the account and blob endpoint of a connection string), without credentials:
+/// no user-info of a URL, never a connection string's key or signature.
+pub fn endpoint_of(config: &StorageConfig) -> Option<String> {
+    let no_userinfo = |u: &str| match (u.find("://"), u.find('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}{}", &u[..s + 3], &u[at + 1..]),
+        _ => u.to_owned(),
+    };
+    match config {
+        StorageConfig::S3(c) => c.endpoint_url.as_deref().map(no_userinfo),
+        StorageConfig::Azure(c) => c.account_url.as_deref().map(no_userinfo).or_else(|| {
+            let cs = c.connection_string.as_deref()?;
+            let field = |k: &str| {
+                cs.split(';').find_map(|kv| {
+                    kv.split_once('=')
+                        .filter(|(key, _)| key.trim().eq_ignore_ascii_case(k))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+            };
+            field("BlobEndpoint")
+                .map(|e| no_userinfo(&e))
+                .or_else(|| field("AccountName"))
+        }),
+        _ => None,
     }
 }
 
@@ -570,6 +597,28 @@ pub fn full_storage_path(
 mod tests {
     use super::*;
     use crate::json::to_wire;
+
+    /// The endpoint part of a storage identity never carries a secret.
+    #[test]
+    fn endpoints_without_secrets() {
+        let ep = |t: &str| endpoint_of(&parse_user(t).unwrap().config);
+        assert_eq!(
+            ep(r#"{"type": "s3", "bucket": "b", "endpoint_url": "http://u:pw@127.0.0.1:9000"}"#)
+                .as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!(ep(r#"{"type": "s3", "bucket": "b"}"#), None);
+        let cs = "DefaultEndpointsProtocol=http;AccountName=devstore;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:10000/devstore;";
+        let azure =
+            format!(r#"{{"type": "azure", "container": "c", "connection_string": "{cs}"}}"#);
+        let got = ep(&azure).unwrap();
+        assert_eq!(got, "http://127.0.0.1:10000/devstore");
+        let cs = "AccountName=acct;AccountKey=c2VjcmV0";
+        let azure =
+            format!(r#"{{"type": "azure", "container": "c", "connection_string": "{cs}"}}"#);
+        assert_eq!(ep(&azure).as_deref(), Some("acct"));
+        assert_eq!(ep("/tmp/x"), None);
+    }
 
     #[test]
     fn strings() {

@@ -3,7 +3,12 @@
 //! `store_path` writes into `<base>/.detcore-staging/<id>/` (same file system as the base). Publishing
 //! fsyncs every file and folder, renames the staging folder to `<base>/<id>` and fsyncs the base,
 //! so a crash at any point leaves either no checkpoint or a complete one. Deletion renames the
-//! checkpoint back into the staging area before removing it, for the same reason.
+//! checkpoint back into the staging area before removing it, for the same reason. Staging folders
+//! of processes that died are removed by the next process's sweep (see [`super::staging`]).
+//!
+//! Modes: on-cluster the base is created as Determined creates it (0777, shared by every user's
+//! trials) and the staging area is 1777; off-cluster every folder gets the process's umask.
+//! detcore's bookkeeping (`.detcore/`, the run index) is never writable by other users.
 //!
 //! Checksums (see [`super::manifest`]): the caller writes `store_path` files straight into the
 //! staging folder, so detcore never sees those bytes pass. Publishing must already visit every
@@ -13,11 +18,12 @@
 //! byte through a buffer, instead of the kernel's `copy_file_range`), `download` likewise, and a
 //! `restore_path` in place reads every file once to check it before handing the folder over.
 
-use super::fsutil::{self, create_dir_all_0777, safe_join};
+use super::fsutil::{self, create_dir_all_modes, safe_join, Modes};
 use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
-use super::{Restored, Selector, Storage, StorageConfig};
+use super::staging::{Area, AreaKind, Scratch};
+use super::{AuxLock, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
-use crate::{bail, log_info, log_warn};
+use crate::{bail, log_debug, log_info, log_warn};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +34,8 @@ pub const STAGING_DIR: &str = ".detcore-staging";
 pub struct DirectoryStorage {
     config: StorageConfig,
     base: PathBuf,
+    modes: Modes,
+    staging: Area,
     /// Write manifests and check restores against them.
     checksums: bool,
 }
@@ -51,12 +59,19 @@ fn storage_err(what: &str, path: &Path, e: std::io::Error) -> Error {
 }
 
 impl DirectoryStorage {
-    /// A store rooted at `base` (made absolute against the current folder).
-    pub fn new(config: StorageConfig, base: PathBuf) -> DirectoryStorage {
+    /// A store rooted at `base` (made absolute against the current folder), creating folders
+    /// with `modes`.
+    pub fn new(config: StorageConfig, base: PathBuf, modes: Modes) -> DirectoryStorage {
         let base = std::path::absolute(&base).unwrap_or(base);
+        let kind = match modes {
+            Modes::Shared => AreaKind::Shared,
+            Modes::Umask => AreaKind::Umask,
+        };
         DirectoryStorage {
             config,
+            staging: Area::new(base.join(STAGING_DIR), kind),
             base,
+            modes,
             checksums: true,
         }
     }
@@ -180,13 +195,9 @@ impl DirectoryStorage {
         self.base.join(id)
     }
 
-    fn staging_root(&self) -> Result<PathBuf> {
-        create_dir_all_0777(&self.base)
-            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
-        let s = self.base.join(STAGING_DIR);
-        create_dir_all_0777(&s)
-            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
-        Ok(s)
+    fn ensure_base(&self) -> Result<()> {
+        create_dir_all_modes(&self.base, self.modes)
+            .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))
     }
 
     /// The last step of publishing a staged folder whose files and folders are all fsynced:
@@ -226,6 +237,35 @@ impl DirectoryStorage {
 /// True if `to` is a copy of `from` made after `from` last changed: the same size, and
 /// modified no earlier than `from` (a copy's time is when it was made; appending to `from`
 /// afterwards moves its time past the copy's).
+impl DirectoryStorage {
+    /// Remove the run-index records in `dir` whose checkpoint was never completed and is not
+    /// being written (no staging folder: the staging sweep already removed those of dead
+    /// processes). A record is written just before its checkpoint is published, while the
+    /// staging folder exists, so a live writer's record is never taken.
+    fn remove_unfinished_records(&self, dir: &Path) -> usize {
+        let Ok(rd) = fs::read_dir(dir) else {
+            return 0;
+        };
+        let staging = self.base.join(STAGING_DIR);
+        let mut n = 0;
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if id.starts_with('.') || super::validate_id(id).is_err() {
+                continue;
+            }
+            let done = self.ckpt_dir(id).join("metadata.json").exists();
+            let staged = staging.join(id).exists() || staging.join(format!("{id}.lock")).exists();
+            if !done && !staged && fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
 fn is_current_copy(from: &Path, to: &Path) -> bool {
     match (fs::metadata(from), fs::metadata(to)) {
         (Ok(f), Ok(t)) => {
@@ -246,8 +286,13 @@ const COPY_THREADS: usize = 8;
 /// a round trip through user space; it falls back to a buffered copy where none of this works.
 ///
 /// With `sums`, each file is copied through a buffer and summed on the way (see the module docs);
-/// the sums are returned by index of `copies` (`None` for the fsync-only pairs).
-fn copy_parallel(copies: &[(PathBuf, PathBuf)], sums: bool) -> Result<Vec<Option<FileSum>>> {
+/// the sums are returned by index of `copies` (`None` for the fsync-only pairs). `what` names
+/// the copy in the progress lines of a copy that lasts more than a few seconds.
+fn copy_parallel(
+    copies: &[(PathBuf, PathBuf)],
+    sums: bool,
+    what: &str,
+) -> Result<Vec<Option<FileSum>>> {
     // Largest first, so that a big file does not start last.
     let mut order: Vec<(u64, usize)> = copies
         .iter()
@@ -259,19 +304,24 @@ fn copy_parallel(copies: &[(PathBuf, PathBuf)], sums: bool) -> Result<Vec<Option
         .iter()
         .map(|_| parking_lot::Mutex::new(None))
         .collect();
+    let prog = super::progress::Progress::new(what, order.iter().map(|(n, _)| n).sum());
     let pool = super::transfer::Pool::new(order.into_iter().map(|(_, i)| i));
-    pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
+    let res = pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
         let (from, to) = &copies[i];
         if !from.as_os_str().is_empty() {
             if sums {
-                *out[i].lock() = Some(manifest::copy_summed(from, to)?);
+                let sum = manifest::copy_summed(from, to)?;
+                prog.add(sum.size);
+                *out[i].lock() = Some(sum);
             } else {
-                fsutil::copy_file(from, to)?;
+                prog.add(fsutil::copy_file(from, to)?);
             }
         }
         // Flushed here, in parallel, while other threads still copy.
         fsutil::fsync_path(to)
-    })?;
+    });
+    prog.finish(res.is_ok());
+    res?;
     Ok(out
         .into_iter()
         .map(parking_lot::Mutex::into_inner)
@@ -287,13 +337,46 @@ impl Storage for DirectoryStorage {
         format!("{} {}", self.config.type_name(), self.base.display())
     }
 
-    fn stage(&self, id: &str) -> Result<PathBuf> {
+    fn identity(&self) -> String {
+        // shared_fs and directory name the same folder alike; `a/b/` and `a/./b` are `a/b`.
+        let p: PathBuf = self.base.components().collect();
+        format!("folder {}", p.display())
+    }
+
+    fn stage(&self, id: &str) -> Result<Scratch> {
         // Idempotent: the ranks of a sharded checkpoint on a shared file system all stage the
         // same (fresh, UUID-named) folder.
-        let dir = self.staging_root()?.join(id);
-        fs::create_dir_all(&dir)
-            .map_err(|e| storage_err("cannot create staging folder", &dir, e))?;
-        Ok(dir)
+        self.ensure_base()?;
+        self.staging
+            .create(id)
+            .map_err(|e| e.context("checkpoint storage: cannot create a staging folder"))
+    }
+
+    fn sweep_stale(&self) {
+        self.staging.sweep();
+        // Temporary files of run-index writes killed before their rename (a write takes
+        // milliseconds: ten minutes old is abandoned).
+        let age = std::time::Duration::from_secs(600);
+        let (mut n, mut records) = (0, 0);
+        if let Ok(runs) = fs::read_dir(self.base.join(".detcore/runs")) {
+            for run in runs.flatten() {
+                n += fsutil::remove_stale_temp_files(&run.path(), age);
+                let recs = run.path().join("checkpoints");
+                n += fsutil::remove_stale_temp_files(&recs, age);
+                records += self.remove_unfinished_records(&recs);
+            }
+        }
+        if n > 0 {
+            log_info!(
+                "removed {n} temporary file(s) of interrupted run-index writes in {}",
+                self.base.join(".detcore/runs").display()
+            );
+        }
+        if records > 0 {
+            log_info!(
+                "removed {records} run-index record(s) of checkpoints that were never completed (their process stopped before publishing them)"
+            );
+        }
     }
 
     fn direct_access(&self) -> bool {
@@ -318,8 +401,10 @@ impl Storage for DirectoryStorage {
         id: &str,
         prior: &Sums,
     ) -> Result<Sums> {
-        let staged = self.stage(id)?;
-        let res = (|| {
+        // Removed when dropped, on every failure path (after success it was renamed away).
+        let scratch = self.stage(id)?;
+        let staged = scratch.path().to_path_buf();
+        (|| {
             let mut copies = Vec::new();
             let mut names = Vec::new();
             let mut sums = Sums::new();
@@ -352,7 +437,11 @@ impl Storage for DirectoryStorage {
                 }
             }
             // Every file is fsynced by the thread that wrote it; the folders remain.
-            let copied = copy_parallel(&copies, self.checksums)?;
+            let copied = copy_parallel(
+                &copies,
+                self.checksums,
+                &format!("copy of checkpoint {id} to {}", self.base.display()),
+            )?;
             for (name, sum) in names.into_iter().zip(copied) {
                 if let Some(sum) = sum {
                     sums.insert(name, sum);
@@ -370,11 +459,7 @@ impl Storage for DirectoryStorage {
                 .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
             self.rename_into_place(&staged, id)?;
             Ok(sums)
-        })();
-        if res.is_err() {
-            self.discard(&staged);
-        }
-        res
+        })()
     }
 
     fn list(&self, id: &str) -> Result<Vec<String>> {
@@ -391,7 +476,8 @@ impl Storage for DirectoryStorage {
     fn download(&self, id: &str, dst: &Path, selector: Option<Selector<'_>>) -> Result<()> {
         let src = self.existing_ckpt_dir(id)?;
         let manifest = self.manifest_of(&src, id)?;
-        fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
+        // `dst` is created with the first file or folder copied: a selector that accepts
+        // nothing leaves no folder behind (as in Determined).
         let mut all = |_: &str| true;
         let sel: Selector<'_> = match selector {
             Some(s) => s,
@@ -454,7 +540,7 @@ impl Storage for DirectoryStorage {
         }
         Ok(Restored {
             path,
-            temporary: false,
+            scratch: None,
         })
     }
 
@@ -486,13 +572,16 @@ impl Storage for DirectoryStorage {
             );
             return Ok(());
         }
-        // Move it out of sight first, so that a half-deleted checkpoint never looks complete.
+        // Move it out of sight first, so that a half-deleted checkpoint never looks complete
+        // (a process killed meanwhile leaves trash that a later sweep removes).
         let trash = self
-            .staging_root()?
-            .join(format!("{id}.deleting-{}", uuid::Uuid::new_v4().simple()));
-        fs::rename(&dir, &trash).map_err(|e| storage_err("cannot delete checkpoint", &dir, e))?;
+            .staging
+            .claim(&format!("{id}.deleting-{}", uuid::Uuid::new_v4().simple()))?;
+        fs::rename(&dir, trash.path())
+            .map_err(|e| storage_err("cannot delete checkpoint", &dir, e))?;
         let _ = fsutil::fsync_path(&self.base);
-        fsutil::remove_tree(&trash)
+        trash
+            .remove()
             .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))
     }
 
@@ -507,12 +596,82 @@ impl Storage for DirectoryStorage {
 
     fn put_aux(&self, key: &str, data: &[u8]) -> Result<()> {
         let p = safe_join(&self.base, key)?;
+        self.ensure_base()?;
         if let Some(parent) = p.parent() {
-            create_dir_all_0777(parent)
+            fsutil::create_dir_all_no_other_write(&self.base, parent)
                 .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
         }
-        fsutil::write_atomic(&p, data)
+        fsutil::write_atomic_mode(&p, data, 0o664)
             .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))
+    }
+
+    fn list_aux(&self, prefix: &str) -> Result<Vec<String>> {
+        let dir = safe_join(&self.base, prefix)?;
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(storage_err("cannot list", &dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| storage_err("cannot list", &dir, e))?;
+            let name = e.file_name();
+            // Hidden names are temporary files of atomic writes.
+            match name.to_str() {
+                Some(n) if !n.starts_with('.') && e.file_type().is_ok_and(|t| t.is_file()) => {
+                    out.push(n.to_owned())
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_aux(&self, key: &str) -> Result<()> {
+        let p = safe_join(&self.base, key)?;
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(storage_err("cannot remove", &p, e)),
+        }
+    }
+
+    fn lock_aux(&self, key: &str, wait: std::time::Duration) -> Option<AuxLock> {
+        use super::lock::{lock_within, Locked, Mode};
+        use std::os::unix::fs::OpenOptionsExt;
+        let p = safe_join(&self.base, key).ok()?;
+        let parent = p.parent()?;
+        self.ensure_base().ok()?;
+        fsutil::create_dir_all_no_other_write(&self.base, parent).ok()?;
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o664)
+            .open(&p)
+            .or_else(|_| fs::File::open(&p))
+            .ok()?;
+        match lock_within(&f, Mode::Exclusive, wait) {
+            Ok(Locked::Yes) => Some(AuxLock(f)),
+            Ok(Locked::Busy) => {
+                log_warn!(
+                    "{}: still locked by another process after {:.0} s; going on without the lock",
+                    p.display(),
+                    wait.as_secs_f64()
+                );
+                None
+            }
+            Ok(Locked::Unsupported(e)) => {
+                log_debug!("{}: no file locks on this file system ({e})", p.display());
+                None
+            }
+            Err(e) => {
+                log_debug!("{}: cannot lock: {e}", p.display());
+                None
+            }
+        }
     }
 
     fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()> {
@@ -522,7 +681,7 @@ impl Storage for DirectoryStorage {
                 continue; // e.g. a resumed run's TensorBoard files, synced by the last process
             }
             if let Some(parent) = to.parent() {
-                create_dir_all_0777(parent)
+                create_dir_all_modes(parent, self.modes)
                     .map_err(|e| Error::new(Kind::Storage, format!("checkpoint storage: {e}")))?;
             }
             fsutil::copy_file(from, &to)?;
@@ -537,11 +696,15 @@ mod tests {
 
     #[test]
     fn put_files_skips_current_copies_and_recopies_changed_files() {
-        let root = std::env::temp_dir().join(format!("detcore-dir-{}", uuid::Uuid::new_v4()));
+        let td = crate::testutil::TempDir::new("dir");
+        let root = td.path();
         let (src, base) = (root.join("src"), root.join("base"));
         fs::create_dir_all(&src).unwrap();
-        let storage =
-            DirectoryStorage::new(StorageConfig::SharedFs { base: base.clone() }, base.clone());
+        let storage = DirectoryStorage::new(
+            StorageConfig::SharedFs { base: base.clone() },
+            base.clone(),
+            Modes::Umask,
+        );
         let f = src.join("events");
         fs::write(&f, b"one").unwrap();
         let files = [(f.clone(), "tb/events".to_owned())];
@@ -557,7 +720,6 @@ mod tests {
         fs::write(&f, b"one two").unwrap();
         storage.put_files(&files).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"one two");
-        fs::remove_dir_all(&root).unwrap();
     }
 
     fn sample(dir: &Path) -> Sums {
@@ -577,21 +739,27 @@ mod tests {
             .collect()
     }
 
-    fn fresh() -> (PathBuf, DirectoryStorage) {
-        let base = std::env::temp_dir().join(format!("detcore-dirsum-{}", uuid::Uuid::new_v4()));
-        let storage =
-            DirectoryStorage::new(StorageConfig::SharedFs { base: base.clone() }, base.clone());
-        (base, storage)
+    fn fresh() -> (crate::testutil::TempDir, PathBuf, DirectoryStorage) {
+        let td = crate::testutil::TempDir::new("dirsum");
+        let base = td.path().to_path_buf();
+        let storage = DirectoryStorage::new(
+            StorageConfig::SharedFs { base: base.clone() },
+            base.clone(),
+            Modes::Umask,
+        );
+        (td, base, storage)
     }
 
     #[test]
     fn publish_writes_a_manifest_and_restores_check_it() {
-        let (base, st) = fresh();
+        let (_td, base, st) = fresh();
         let id = "ck1";
-        let staged = st.stage(id).unwrap();
-        let want = sample(&staged);
+        let scratch = st.stage(id).unwrap();
+        let staged = scratch.path();
+        let want = sample(staged);
         fs::write(staged.join(MANIFEST), b"stale").unwrap();
-        assert_eq!(st.publish(&staged, id, None).unwrap(), want);
+        assert_eq!(st.publish(staged, id, None).unwrap(), want);
+        drop(scratch);
         let dir = base.join(id);
         let m = Manifest::parse(id, &fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
         assert_eq!(m.files, want);
@@ -651,11 +819,13 @@ mod tests {
         fs::write(dir.join(MANIFEST), b"{").unwrap();
         assert_eq!(st.restore(id, None).unwrap_err().kind(), Kind::Integrity);
         // Checksums off: nothing is checked, and no manifest is written.
-        let off = DirectoryStorage::new(st.config.clone(), base.clone()).with_checksums(false);
+        let off = DirectoryStorage::new(st.config.clone(), base.clone(), Modes::Umask)
+            .with_checksums(false);
         off.restore(id, None).unwrap();
-        let staged = off.stage("ck2").unwrap();
-        sample(&staged);
-        assert!(off.publish(&staged, "ck2", None).unwrap().is_empty());
+        let scratch = off.stage("ck2").unwrap();
+        sample(scratch.path());
+        assert!(off.publish(scratch.path(), "ck2", None).unwrap().is_empty());
+        drop(scratch);
         assert!(!base.join("ck2").join(MANIFEST).exists());
         // A checkpoint without a manifest (Determined's client) restores unchecked.
         st.restore("ck2", None).unwrap();
@@ -664,12 +834,11 @@ mod tests {
         let m = Manifest::new("ck1", Sums::new());
         fs::write(base.join("ck2").join(MANIFEST), m.to_bytes()).unwrap();
         st.restore("ck2", None).unwrap();
-        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
     fn upload_sums_while_copying() {
-        let (base, st) = fresh();
+        let (_td, base, st) = fresh();
         let src = base.join("src");
         fs::create_dir_all(&src).unwrap();
         let mut want = sample(&src);
@@ -692,6 +861,5 @@ mod tests {
         let m = Manifest::parse("up", &fs::read(base.join("up").join(MANIFEST)).unwrap()).unwrap();
         want.insert("from/another/rank".into(), FileSum::of(b"r"));
         assert_eq!(m.files, want);
-        fs::remove_dir_all(&base).unwrap();
     }
 }

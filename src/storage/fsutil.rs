@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// A checkpoint's resources: relative name → size in bytes. Folders are listed as `"<rel>/"`
-/// with size 0, files as `"<rel>"` (PROTOCOL.md §5.3).
+/// with size 0, files as `"<rel>"` (docs/protocol.md#checkpoint-resources).
 pub type Resources = BTreeMap<String, u64>;
 
 /// List `root` as Determined's `_list_directory` does: every sub-folder as `"rel/"` (0 bytes),
@@ -166,18 +166,67 @@ pub fn fsync_path(path: &Path) -> Result<()> {
 }
 
 /// Write `data` to `path` durably and atomically: a temporary file beside it, fsync, rename,
-/// fsync of the folder.
+/// fsync of the folder. A new file gets mode 0666 less the umask.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_mode(path, data, 0o666)
+}
+
+/// Marker in the names of [`write_atomic`]'s temporary files:
+/// `.<name>.tmp-<random>-<pid>-<process start>@<host>`, so that a later process can tell one
+/// left by a killed writer.
+const TMP_MARKER: &str = ".tmp-";
+
+fn temp_owner() -> String {
+    let pid = std::process::id();
+    format!(
+        "{pid}-{}@{}",
+        super::lock::process_start(pid).unwrap_or(0),
+        crate::host::hostname()
+    )
+}
+
+/// True if a temporary file name names a writer process of this host that is gone.
+fn temp_writer_is_gone(name: &str) -> bool {
+    let Some((_, owner)) = name.rsplit_once(TMP_MARKER) else {
+        return false;
+    };
+    let Some((ids, host)) = owner.split_once('@') else {
+        return false;
+    };
+    let mut it = ids.split('-').skip(1);
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        it.next().map(str::parse::<u32>),
+        it.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    host == crate::host::hostname() && super::lock::process_start(pid) != Some(start)
+}
+
+/// [`write_atomic`] creating the file with `mode` (less the umask). The mode of a file that
+/// existed before is replaced too: the rename puts a new file in its place.
+pub fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
+        ".{}{TMP_MARKER}{}-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
+        uuid::Uuid::new_v4().simple(),
+        temp_owner()
     ));
     let res = (|| {
-        fs::write(&tmp, data).map_err(|e| Error::io("cannot write", &tmp, e))?;
-        fsync_path(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        f.write_all(data)
+            .map_err(|e| Error::io("cannot write", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| Error::io("fsync failed on", &tmp, e))?;
+        drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io("cannot rename into place", path, e))?;
         fsync_path(dir)
     })();
@@ -187,9 +236,59 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     res
 }
 
+/// Remove the temporary files that [`write_atomic`] left in `dir` when its process was killed
+/// between writing and renaming: those whose writer was a process of this host that is gone,
+/// and (other hosts') those older than `min_age` (a write takes milliseconds, so an old one has
+/// no live writer). Returns how many were removed.
+pub fn remove_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with('.') || !name.contains(TMP_MARKER) {
+            continue;
+        }
+        let Some(m) = e.metadata().ok().filter(|m| m.is_file()) else {
+            continue;
+        };
+        let old = m
+            .modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= min_age);
+        if (old || temp_writer_is_gone(name)) && fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Who may write the folders detcore creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modes {
+    /// Determined's on a cluster's shared file system: mode 0777 whatever the umask, as
+    /// `os.makedirs(base, 0o777)` under `umask(0)` — without touching the process-wide umask.
+    Shared,
+    /// The process's umask decides (off-cluster: the user's choice).
+    Umask,
+}
+
+/// Create `dir` and its parents with [`Modes`].
+pub fn create_dir_all_modes(dir: &Path, modes: Modes) -> Result<()> {
+    match modes {
+        Modes::Shared => create_dir_all_0777(dir),
+        Modes::Umask => {
+            fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))
+        }
+    }
+}
+
 /// Create `dir` and its parents; new folders get mode 0777 regardless of the umask, as
 /// Determined's `os.makedirs(base, 0o777)` under `umask(0)` — but without touching the
-/// process-wide umask (PROTOCOL.md §14 item 27).
+/// process-wide umask.
 pub fn create_dir_all_0777(dir: &Path) -> Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -208,6 +307,44 @@ pub fn create_dir_all_0777(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(Error::io("cannot create folder", dir, e)),
     }
+}
+
+/// Create `dir` (under `root`, which must exist or is created with the umask) so that no other
+/// user can write it: new folders from `root` down get mode 0775 less the umask, never writable
+/// by others even with umask 0. An existing folder of this user that others can write is
+/// corrected (`chmod o-w`, logged); one of another user is reported in a warning.
+pub fn create_dir_all_no_other_write(root: &Path, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    fs::create_dir_all(root).map_err(|e| Error::io("cannot create folder", root, e))?;
+    let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+    let mut cur = root.to_path_buf();
+    for comp in rel.components() {
+        cur.push(comp);
+        match fs::DirBuilder::new().mode(0o775).create(&cur) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io("cannot create folder", &cur, e)),
+        }
+        let m = fs::metadata(&cur).map_err(|e| Error::io("cannot stat", &cur, e))?;
+        let mode = m.permissions().mode();
+        if mode & 0o002 != 0 {
+            if m.uid() == super::staging::current_uid()
+                && fs::set_permissions(&cur, fs::Permissions::from_mode(mode & !0o002)).is_ok()
+            {
+                crate::log_info!(
+                    "{} was writable by every user; made it writable by its owner and group only (the run index there decides which checkpoint a run resumes from)",
+                    cur.display()
+                );
+            } else {
+                crate::log_warn!(
+                    "{} is writable by every user (owner uid {}): anyone can change the run index there and choose which checkpoint the run resumes from; ask its owner to run `chmod o-w` on it",
+                    cur.display(),
+                    m.uid()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Copy the tree `src` into `dst` (created as needed), keeping what `selector` accepts. A file is
@@ -345,15 +482,14 @@ pub fn safe_join(root: &Path, rel: &str) -> Result<PathBuf> {
 mod tests {
     use super::*;
 
-    fn tmp() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("detcore-fsutil-{}", uuid::Uuid::new_v4()));
-        fs::create_dir_all(&d).unwrap();
-        d
+    fn tmp() -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new("fsutil")
     }
 
     #[test]
     fn lists_like_determined() {
-        let d = tmp();
+        let td = tmp();
+        let d = td.path().to_path_buf();
         fs::create_dir_all(d.join("a/b")).unwrap();
         fs::write(d.join("a/b/x.bin"), b"12345").unwrap();
         fs::write(d.join("top"), b"").unwrap();
@@ -377,8 +513,10 @@ mod tests {
 
     #[test]
     fn selective_copy() {
-        let src = tmp();
-        let dst = tmp().join("out");
+        let src_td = tmp();
+        let src = src_td.path().to_path_buf();
+        let dst_td = tmp();
+        let dst = dst_td.path().join("out");
         fs::create_dir_all(src.join("keep/deep")).unwrap();
         fs::create_dir_all(src.join("skip")).unwrap();
         fs::create_dir_all(src.join("emptykeep")).unwrap();
@@ -431,7 +569,8 @@ mod tests {
 
     #[test]
     fn fsyncs_cover_the_tree_and_report_failures() {
-        let d = tmp();
+        let td = tmp();
+        let d = td.path().to_path_buf();
         fs::create_dir_all(d.join("a/b")).unwrap();
         for (i, name) in ["x", "a/y", "a/b/z"].iter().enumerate() {
             fs::write(d.join(name), vec![i as u8; 1000]).unwrap();
@@ -463,11 +602,64 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces() {
-        let d = tmp();
+        let td = tmp();
+        let d = td.path().to_path_buf();
         let p = d.join("f.json");
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(fs::read_dir(&d).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn atomic_write_modes_and_stale_temp_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let td = tmp();
+        let d = td.path().to_path_buf();
+        let p = d.join("index.json");
+        write_atomic_mode(&p, b"x", 0o664).unwrap();
+        let mode = fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o002, 0, "{mode:o}");
+        // A temporary file of a killed writer (and a file that only looks similar).
+        let stale = d.join(".index.json.tmp-abc-1-1@elsewhere");
+        fs::write(&stale, b"partial").unwrap();
+        fs::write(d.join("keep.tmp-1"), b"").unwrap();
+        // A live writer's (this process).
+        let live = d.join(format!(".index.json.tmp-abc-{}", temp_owner()));
+        fs::write(&live, b"partial").unwrap();
+        assert_eq!(
+            remove_stale_temp_files(&d, std::time::Duration::from_secs(3600)),
+            0
+        );
+        // A dead writer of this host goes at once.
+        let dead = d.join(format!(
+            ".index.json.tmp-abc-{}-1@{}",
+            u32::MAX - 7,
+            crate::host::hostname()
+        ));
+        fs::write(&dead, b"partial").unwrap();
+        assert_eq!(
+            remove_stale_temp_files(&d, std::time::Duration::from_secs(3600)),
+            1
+        );
+        assert!(!dead.exists() && live.exists());
+        fs::remove_file(&live).unwrap();
+        assert_eq!(remove_stale_temp_files(&d, std::time::Duration::ZERO), 1);
+        assert!(!stale.exists() && p.exists() && d.join("keep.tmp-1").exists());
+    }
+
+    #[test]
+    fn folders_no_other_user_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let td = tmp();
+        let root = td.path().to_path_buf();
+        let open = root.join("a");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        create_dir_all_no_other_write(&root, &root.join("a/b/c")).unwrap();
+        for p in ["a", "a/b", "a/b/c"] {
+            let mode = fs::metadata(root.join(p)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o002, 0, "{p}: {mode:o}");
+        }
     }
 }

@@ -1,18 +1,17 @@
 //! Google Cloud Storage over its JSON API.
 //!
 //! - Endpoint: `https://storage.googleapis.com`, or `STORAGE_EMULATOR_HOST` (e.g.
-//!   `127.0.0.1:4443` or `http://…`) for an emulator, which gets no credentials.
-//! - Credentials, first found: an access token in `GOOGLE_OAUTH_ACCESS_TOKEN`; the key file named
-//!   by `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's application-default file
-//!   (`~/.config/gcloud/application_default_credentials.json`): a service-account key (a JWT
-//!   signed with RS256 is exchanged at its `token_uri` for an access token) or an authorized user
-//!   (its refresh token is exchanged). Tokens are renewed a minute before they expire. The GCE
-//!   metadata server is not used.
+//!   `127.0.0.1:4443` or `http://…`) for an emulator.
+//! - Credentials: Application Default Credentials (key files, gcloud's user credentials, the
+//!   GCE/GKE metadata server), resolved and renewed by [`super::gcp_auth`]. A request refused
+//!   with HTTP 401 renews the token and is tried again.
 //! - Uploads: one `uploadType=media` request per file up to `part_size`; above, a resumable
 //!   upload sent in `part_size` chunks, resumed from the server's committed offset after a
 //!   failure. Files go up in parallel. Downloads: parallel ranged `alt=media` reads.
 
 use super::config::GcsConfig;
+use super::credentials::Env;
+use super::gcp_auth::GcpAuth;
 use super::http::{self, encode, Body, Failure, Flavor, Http, Request, Tuning};
 use super::manifest::{self, FileSum, SumCell};
 use super::object::{ObjectInfo, ObjectStore};
@@ -20,225 +19,19 @@ use crate::error::{Error, Kind, Result};
 use crate::json::Value;
 use crate::options::env_nonempty as env;
 use crate::{bail, err};
-use base64::Engine as _;
-use parking_lot::Mutex;
-use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
-const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-
-fn b64url(data: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-/// Decode the first PEM block of `pem` to DER.
-pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
-    let mut body = String::new();
-    let mut inside = false;
-    for line in pem.lines() {
-        let l = line.trim();
-        if l.starts_with("-----BEGIN") {
-            inside = true;
-        } else if l.starts_with("-----END") {
-            break;
-        } else if inside {
-            body.push_str(l);
-        }
-    }
-    base64::engine::general_purpose::STANDARD
-        .decode(body.as_bytes())
-        .map_err(|e| {
-            err!(
-                InvalidArgument,
-                "gcs: the private key is not valid PEM: {e}"
-            )
-        })
-}
-
-/// A service-account key, ready to sign token requests.
-pub struct ServiceAccount {
-    pub email: String,
-    pub key_id: Option<String>,
-    pub token_uri: String,
-    key: ring::signature::RsaKeyPair,
-}
-
-impl ServiceAccount {
-    /// From the JSON of a key file.
-    pub fn from_json(v: &Value) -> Result<ServiceAccount> {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let email = s("client_email").ok_or_else(|| {
-            err!(
-                InvalidArgument,
-                "gcs: the service-account key has no client_email"
-            )
-        })?;
-        let pem = s("private_key").ok_or_else(|| {
-            err!(
-                InvalidArgument,
-                "gcs: the service-account key has no private_key"
-            )
-        })?;
-        let der = pem_to_der(&pem)?;
-        let key = ring::signature::RsaKeyPair::from_pkcs8(&der).map_err(|e| {
-            err!(
-                InvalidArgument,
-                "gcs: the service-account private key is not a PKCS#8 RSA key: {e}"
-            )
-        })?;
-        Ok(ServiceAccount {
-            email,
-            key_id: s("private_key_id"),
-            token_uri: s("token_uri").unwrap_or_else(|| DEFAULT_TOKEN_URI.into()),
-            key,
-        })
-    }
-
-    /// A signed JWT asserting this account for `SCOPE`, valid for an hour from `now`.
-    pub fn jwt(&self, now: u64) -> Result<String> {
-        let mut header = crate::json::Map::new();
-        header.insert("alg", Value::from("RS256"));
-        header.insert("typ", Value::from("JWT"));
-        if let Some(k) = &self.key_id {
-            header.insert("kid", Value::from(k.as_str()));
-        }
-        let mut claims = crate::json::Map::new();
-        claims.insert("iss", Value::from(self.email.as_str()));
-        claims.insert("scope", Value::from(SCOPE));
-        claims.insert("aud", Value::from(self.token_uri.as_str()));
-        claims.insert("iat", Value::from(now as i64));
-        claims.insert("exp", Value::from(now as i64 + 3600));
-        let signing_input = format!(
-            "{}.{}",
-            b64url(crate::json::to_wire(&Value::Object(header)).as_bytes()),
-            b64url(crate::json::to_wire(&Value::Object(claims)).as_bytes())
-        );
-        let rng = ring::rand::SystemRandom::new();
-        let mut sig = vec![0u8; self.key.public().modulus_len()];
-        self.key
-            .sign(
-                &ring::signature::RSA_PKCS1_SHA256,
-                &rng,
-                signing_input.as_bytes(),
-                &mut sig,
-            )
-            .map_err(|_| err!(Internal, "gcs: RS256 signing failed"))?;
-        Ok(format!("{signing_input}.{}", b64url(&sig)))
-    }
-
-    /// The public key (DER of the modulus/exponent), to check signatures in tests.
-    pub fn public_key(&self) -> Vec<u8> {
-        use ring::signature::KeyPair as _;
-        self.key.public_key().as_ref().to_vec()
-    }
-}
-
-enum Auth {
-    /// An emulator: no Authorization header.
-    None,
-    /// A fixed token.
-    Token(String),
-    /// A token obtained from `token_uri` with a form body, cached until shortly before it expires.
-    Exchange {
-        what: String,
-        token_uri: String,
-        form: Box<dyn Fn() -> Result<String> + Send + Sync>,
-        cache: Mutex<Option<(String, Instant)>>,
-    },
-}
-
-fn form_encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k, false), encode(v, false)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn key_file() -> Option<PathBuf> {
-    if let Some(p) = env("GOOGLE_APPLICATION_CREDENTIALS") {
-        return Some(PathBuf::from(p));
-    }
-    let base = env("CLOUDSDK_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config/gcloud")))?;
-    let p = base.join("application_default_credentials.json");
-    p.is_file().then_some(p)
-}
-
-fn auth_from_file(path: &Path) -> Result<Auth> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io("gcs: cannot read the credentials file", path, e))?;
-    let v = crate::json::parse(&text).map_err(|e| e.context(format!("gcs: {}", path.display())))?;
-    match v.get("type").and_then(Value::as_str) {
-        Some("service_account") => {
-            let sa = ServiceAccount::from_json(&v)?;
-            let token_uri = sa.token_uri.clone();
-            Ok(Auth::Exchange {
-                what: format!("service account {}", sa.email),
-                token_uri,
-                form: Box::new(move || {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
-                    let jwt = sa.jwt(now)?;
-                    Ok(form_encode(&[
-                        ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-                        ("assertion", &jwt),
-                    ]))
-                }),
-                cache: Mutex::new(None),
-            })
-        }
-        Some("authorized_user") => {
-            let s = |k: &str| {
-                v.get(k)
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| err!(InvalidArgument, "gcs: {}: no {k:?}", path.display()))
-            };
-            let (id, secret, refresh) = (s("client_id")?, s("client_secret")?, s("refresh_token")?);
-            crate::log::register_secret(&secret);
-            crate::log::register_secret(&refresh);
-            Ok(Auth::Exchange {
-                what: format!("user credentials of {}", path.display()),
-                token_uri: v
-                    .get("token_uri")
-                    .and_then(Value::as_str)
-                    .unwrap_or(DEFAULT_TOKEN_URI)
-                    .to_owned(),
-                form: Box::new(move || {
-                    Ok(form_encode(&[
-                        ("grant_type", "refresh_token"),
-                        ("client_id", &id),
-                        ("client_secret", &secret),
-                        ("refresh_token", &refresh),
-                    ]))
-                }),
-                cache: Mutex::new(None),
-            })
-        }
-        other => bail!(
-            InvalidArgument,
-            "gcs: {}: unsupported credentials type {:?} (expected service_account or authorized_user)",
-            path.display(),
-            other.unwrap_or("none")
-        ),
-    }
-}
+use std::path::Path;
 
 /// The GCS backend.
 pub struct GcsStore {
     http: Http,
     base: String,
     bucket: String,
-    auth: Auth,
+    auth: GcpAuth,
 }
 
 impl GcsStore {
-    /// Connect to the bucket of `cfg` (no request is made).
+    /// Connect to the bucket of `cfg`, resolving the credentials (the metadata server and
+    /// token endpoints may be asked; no storage request is made).
     pub fn new(cfg: &GcsConfig, tuning: Tuning) -> Result<GcsStore> {
         if cfg.bucket.is_empty() {
             bail!(InvalidArgument, "checkpoint_storage (gcs): bucket is empty");
@@ -249,21 +42,7 @@ impl GcsStore {
             Some(h) => format!("http://{}", h.trim_end_matches('/')),
             None => "https://storage.googleapis.com".to_owned(),
         };
-        let auth = if let Some(t) = env("GOOGLE_OAUTH_ACCESS_TOKEN") {
-            crate::log::register_secret(&t);
-            Auth::Token(t)
-        } else if let Some(path) = key_file() {
-            auth_from_file(&path)?
-        } else if emulator.is_some() {
-            Auth::None
-        } else {
-            bail!(
-                InvalidArgument,
-                "checkpoint_storage (gcs): no credentials found: set GOOGLE_APPLICATION_CREDENTIALS \
-                 to a service-account key file, or GOOGLE_OAUTH_ACCESS_TOKEN to an access token \
-                 (the GCE metadata server is not used)"
-            )
-        };
+        let auth = GcpAuth::resolve(&Env::process(), emulator.is_some(), tuning.timeout)?;
         Ok(GcsStore {
             http: Http::new(Flavor::Gcs, tuning),
             base,
@@ -272,60 +51,35 @@ impl GcsStore {
         })
     }
 
-    fn token(&self) -> std::result::Result<Option<String>, Failure> {
-        match &self.auth {
-            Auth::None => Ok(None),
-            Auth::Token(t) => Ok(Some(t.clone())),
-            Auth::Exchange {
-                what,
-                token_uri,
-                form,
-                cache,
-            } => {
-                let mut c = cache.lock();
-                if let Some((t, until)) = &*c {
-                    if Instant::now() < *until {
-                        return Ok(Some(t.clone()));
-                    }
-                }
-                let body = form()?;
-                let req = Request::new("POST", token_uri.clone())
-                    .header("Content-Type", "application/x-www-form-urlencoded");
-                let target = format!("{token_uri} (token for {what})");
-                let resp = self
-                    .http
-                    .send(&req, Body::Bytes(body.as_bytes()), &target)?;
-                let data = http::read_body(resp, 1 << 20, &target)?;
-                let v = crate::json::parse(&String::from_utf8_lossy(&data))
-                    .map_err(|e| Failure::fatal(e.context(format!("gcs: {target}"))))?;
-                let token = v
-                    .get("access_token")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        Failure::fatal(err!(
-                            Storage,
-                            "gcs: {target}: no access_token in the answer"
-                        ))
-                    })?
-                    .to_owned();
-                crate::log::register_secret(&token);
-                let ttl = v
-                    .get("expires_in")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(3600.0);
-                let until = crate::time::deadline(crate::time::secs((ttl - 60.0).max(1.0)));
-                *c = Some((token.clone(), until));
-                Ok(Some(token))
-            }
-        }
-    }
-
     fn req(&self, method: &'static str, url: String) -> std::result::Result<Request, Failure> {
         let mut r = Request::new(method, url);
-        if let Some(t) = self.token()? {
+        if let Some(t) = self.auth.token().map_err(Failure::transient)? {
             r = r.header("Authorization", format!("Bearer {t}"));
         }
         Ok(r)
+    }
+
+    /// Send one attempt; a 401 renews the token (when it can be renewed) and is retryable.
+    fn send(
+        &self,
+        req: &Request,
+        body: Body<'_>,
+        what: &str,
+    ) -> std::result::Result<ureq::Response, Failure> {
+        match self.http.send(req, body, what) {
+            Err(mut f) if f.status == Some(401) => {
+                let used = req
+                    .headers
+                    .iter()
+                    .find(|(k, _)| k == "Authorization")
+                    .and_then(|(_, v)| v.strip_prefix("Bearer "));
+                if used.is_some_and(|t| self.auth.refused(t)) {
+                    f.retryable = true;
+                }
+                Err(f)
+            }
+            r => r,
+        }
     }
 
     fn object_url(&self, key: &str) -> String {
@@ -356,7 +110,7 @@ impl GcsStore {
         let req = self
             .req("PUT", session.to_owned())?
             .header("Content-Range", format!("bytes */{total}"));
-        let resp = self.http.send(&req, Body::Empty, what)?;
+        let resp = self.send(&req, Body::Empty, what)?;
         if resp.status() == 308 {
             let committed = resp
                 .header("range")
@@ -394,7 +148,7 @@ impl ObjectStore for GcsStore {
             let req = self
                 .req("POST", self.upload_url(key, "media"))?
                 .header("Content-Type", "application/octet-stream");
-            let resp = self.http.send(&req, body, &what)?;
+            let resp = self.send(&req, body, &what)?;
             http::read_body(resp, 1 << 20, &what).map(|_| ())
         })
     }
@@ -406,7 +160,7 @@ impl ObjectStore for GcsStore {
                 .req("POST", self.upload_url(key, "resumable"))?
                 .header("X-Upload-Content-Type", "application/octet-stream")
                 .header("X-Upload-Content-Length", size.to_string());
-            let resp = self.http.send(&req, Body::Empty, &what)?;
+            let resp = self.send(&req, Body::Empty, &what)?;
             resp.header("location").map(str::to_owned).ok_or_else(|| {
                 Failure::fatal(err!(
                     Storage,
@@ -462,7 +216,7 @@ impl ObjectStore for GcsStore {
                     len,
                     sum: sum.map(|_| &cell),
                 };
-                let resp = match self.http.send(&req, body, &what) {
+                let resp = match self.send(&req, body, &what) {
                     Ok(r) => r,
                     Err(f) => {
                         needs_query = true;
@@ -507,14 +261,14 @@ impl ObjectStore for GcsStore {
         if let Some((a, b)) = range {
             req = req.header("Range", format!("bytes={a}-{b}"));
         }
-        self.http.send(&req, Body::Empty, &self.url(key))
+        self.send(&req, Body::Empty, &self.url(key))
     }
 
     fn head(&self, key: &str) -> Result<Option<u64>> {
         let what = self.url(key);
         self.http.retry(|_| {
             let req = self.req("GET", self.object_url(key))?;
-            match self.http.send(&req, Body::Empty, &what) {
+            match self.send(&req, Body::Empty, &what) {
                 Ok(r) => {
                     let body = http::read_body(r, 1 << 20, &what)?;
                     let v = crate::json::parse(&String::from_utf8_lossy(&body))
@@ -551,7 +305,7 @@ impl ObjectStore for GcsStore {
             }
             let body = self.http.retry(|_| {
                 let req = self.req("GET", url.clone())?;
-                let resp = self.http.send(&req, Body::Empty, &what)?;
+                let resp = self.send(&req, Body::Empty, &what)?;
                 http::read_body(resp, 64 << 20, &what)
             })?;
             let v = crate::json::parse(&String::from_utf8_lossy(&body))
@@ -595,7 +349,7 @@ impl ObjectStore for GcsStore {
             let what = self.url(key);
             self.http.retry(|_| {
                 let req = self.req("DELETE", self.object_url(key))?;
-                match self.http.send(&req, Body::Empty, &what) {
+                match self.send(&req, Body::Empty, &what) {
                     Ok(r) => http::read_body(r, 1 << 20, &what).map(|_| ()),
                     Err(f) if f.status == Some(404) => Ok(()),
                     Err(f) => Err(f),
@@ -608,105 +362,35 @@ impl ObjectStore for GcsStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpListener;
+    use crate::storage::testserver::{Resp, Server};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
 
     const KEY_FILE: &str = include_str!("../../tests/data/gcs-test-service-account.json");
 
-    fn b64d(s: &str) -> Vec<u8> {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .unwrap()
-    }
-
+    /// A token endpoint and a bucket on one server: tokens `tok-1`, `tok-2`, …; the bucket
+    /// refuses `tok-1` (revoked) and any token but the newest with 401, as GCS does.
     #[test]
-    fn jwt_is_signed_with_rs256() {
-        let sa = ServiceAccount::from_json(&crate::json::parse(KEY_FILE).unwrap()).unwrap();
-        let jwt = sa.jwt(1_700_000_000).unwrap();
-        let parts: Vec<&str> = jwt.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        let header = crate::json::parse(&String::from_utf8(b64d(parts[0])).unwrap()).unwrap();
-        assert_eq!(header.get("alg").and_then(Value::as_str), Some("RS256"));
-        assert_eq!(header.get("kid").and_then(Value::as_str), Some("testkey1"));
-        let claims = crate::json::parse(&String::from_utf8(b64d(parts[1])).unwrap()).unwrap();
-        assert_eq!(
-            claims.get("iss").and_then(Value::as_str),
-            Some(sa.email.as_str())
-        );
-        assert_eq!(claims.get("scope").and_then(Value::as_str), Some(SCOPE));
-        assert_eq!(
-            claims.get("aud").and_then(Value::as_str),
-            Some("http://127.0.0.1:1/token")
-        );
-        assert_eq!(
-            claims.get("exp").and_then(Value::as_i64),
-            Some(1_700_003_600)
-        );
-        let key = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            sa.public_key(),
-        );
-        let msg = format!("{}.{}", parts[0], parts[1]);
-        key.verify(msg.as_bytes(), &b64d(parts[2]))
-            .expect("signature verifies");
-        let mut forged = b64d(parts[2]);
-        forged[0] ^= 1;
-        assert!(key.verify(msg.as_bytes(), &forged).is_err());
-        assert!(ServiceAccount::from_json(&crate::json::parse(r#"{"client_email": "x", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"}"#).unwrap()).is_err());
-    }
-
-    /// Serve `n` requests on `l`, answering each with `answer(request_text)`.
-    fn serve(
-        l: TcpListener,
-        n: usize,
-        answer: impl Fn(&str) -> String + Send + 'static,
-    ) -> std::thread::JoinHandle<Vec<String>> {
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            for _ in 0..n {
-                let (s, _) = l.accept().unwrap();
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                let mut head = String::new();
-                let mut len = 0usize;
-                loop {
-                    let mut line = String::new();
-                    r.read_line(&mut line).unwrap();
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                    head.push_str(&line);
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0u8; len];
-                std::io::Read::read_exact(&mut r, &mut body).unwrap();
-                let req = format!("{head}{}", String::from_utf8_lossy(&body));
-                let b = answer(&req);
-                let mut s = s;
-                write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-                    b.len()
-                )
-                .unwrap();
-                seen.push(req);
+    fn service_account_token_is_exchanged_used_and_renewed_on_401() {
+        let issued = Arc::new(AtomicU32::new(0));
+        let i2 = issued.clone();
+        let server = Server::start(move |req| {
+            if req.method == "POST" && req.path == "/token" {
+                let n = i2.fetch_add(1, Ordering::SeqCst) + 1;
+                return Resp::ok(format!(
+                    r#"{{"access_token": "tok-{n}", "expires_in": 3600, "token_type": "Bearer"}}"#
+                ));
             }
-            seen
-        })
-    }
-
-    #[test]
-    fn service_account_token_is_exchanged_and_used() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let server = serve(l, 2, |req| {
-            if req.starts_with("POST /token") {
-                r#"{"access_token": "tok-123456", "expires_in": 3600, "token_type": "Bearer"}"#
-                    .into()
-            } else {
-                r#"{"items": [{"name": "p/x", "size": "5"}]}"#.into()
+            let newest = format!("Bearer tok-{}", i2.load(Ordering::SeqCst));
+            if req.header("authorization") != Some(newest.as_str())
+                || req.header("authorization") == Some("Bearer tok-1")
+            {
+                return Resp::status(
+                    401,
+                    r#"{"error": {"code": 401, "message": "Invalid Credentials", "errors": [{"reason": "authError"}]}}"#,
+                );
             }
+            Resp::ok(r#"{"items": [{"name": "p/x", "size": "5"}]}"#)
         });
         let dir = std::env::temp_dir().join(format!("detcore-gcs-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -715,21 +399,20 @@ mod tests {
             &key,
             KEY_FILE.replace(
                 "http://127.0.0.1:1/token",
-                &format!("http://127.0.0.1:{port}/token"),
+                &format!("{}/token", server.url()),
             ),
         )
         .unwrap();
+        let tuning = Tuning {
+            max_attempts: 2,
+            backoff_base: std::time::Duration::from_millis(1),
+            ..Tuning::default()
+        };
         let store = GcsStore {
-            http: Http::new(
-                Flavor::Gcs,
-                Tuning {
-                    max_attempts: 1,
-                    ..Tuning::default()
-                },
-            ),
-            base: format!("http://127.0.0.1:{port}"),
+            http: Http::new(Flavor::Gcs, tuning),
+            base: server.url(),
             bucket: "bkt".into(),
-            auth: auth_from_file(&key).unwrap(),
+            auth: GcpAuth::from_file(&key, std::time::Duration::from_secs(5)).unwrap(),
         };
         let listed = store.list("p/").unwrap();
         assert_eq!(
@@ -739,25 +422,30 @@ mod tests {
                 size: 5
             }]
         );
-        let seen = server.join().unwrap();
-        assert!(
-            seen[0].contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
-            "{}",
-            seen[0]
-        );
-        assert!(seen[0].contains("&assertion=ey"), "{}", seen[0]);
-        assert!(
-            seen[1].starts_with("GET /storage/v1/b/bkt/o?prefix=p%2F"),
-            "{}",
-            seen[1]
-        );
-        assert!(
-            seen[1]
-                .to_ascii_lowercase()
-                .contains("authorization: bearer tok-123456"),
-            "{}",
-            seen[1]
-        );
         std::fs::remove_dir_all(&dir).unwrap();
+        let seen = server.requests();
+        let summary: Vec<String> = seen
+            .iter()
+            .map(|r| format!("{} {} {:?}", r.method, r.path, r.header("authorization")))
+            .collect();
+        assert_eq!(seen.len(), 4, "{summary:#?}");
+        assert!(
+            seen[0]
+                .body
+                .contains("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"),
+            "{}",
+            seen[0].body
+        );
+        assert!(seen[0].body.contains("&assertion=ey"), "{}", seen[0].body);
+        assert!(
+            seen[1].path.starts_with("/storage/v1/b/bkt/o?prefix=p%2F"),
+            "{summary:#?}"
+        );
+        assert_eq!(seen[1].header("authorization"), Some("Bearer tok-1"));
+        assert_eq!(
+            seen[2].path, "/token",
+            "a 401 renews the token: {summary:#?}"
+        );
+        assert_eq!(seen[3].header("authorization"), Some("Bearer tok-2"));
     }
 }

@@ -263,6 +263,8 @@ struct FileRange<'a> {
     left: u64,
     crc: u32,
     sum: Option<&'a SumCell>,
+    /// Bytes handed to the connection, counted into the thread's transfer progress.
+    sent: &'a std::cell::Cell<u64>,
 }
 
 impl Read for FileRange<'_> {
@@ -285,6 +287,8 @@ impl Read for FileRange<'_> {
                 cell.set(self.crc);
             }
         }
+        self.sent.set(self.sent.get() + got as u64);
+        super::progress::add_current(got as u64);
         Ok(got)
     }
 }
@@ -295,6 +299,7 @@ fn open_range<'a>(
     offset: u64,
     len: u64,
     sum: Option<&'a SumCell>,
+    sent: &'a std::cell::Cell<u64>,
 ) -> Result<FileRange<'a>> {
     let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
     if offset > 0 {
@@ -312,6 +317,7 @@ fn open_range<'a>(
         left: len,
         crc: 0,
         sum,
+        sent,
     })
 }
 
@@ -413,6 +419,7 @@ impl Http {
             r = r.set(k, v);
         }
         let method = req.method;
+        let sent = std::cell::Cell::new(0u64);
         let res = match body {
             Body::Empty => {
                 if matches!(method, "PUT" | "POST") {
@@ -428,10 +435,14 @@ impl Http {
                 len,
                 sum,
             } => {
-                let reader = open_range(path, offset, len, sum)?;
+                let reader = open_range(path, offset, len, sum, &sent)?;
                 r.set("Content-Length", &len.to_string()).send(reader)
             }
         };
+        if res.is_err() {
+            // Not stored: the bytes sent by this attempt will be sent again.
+            super::progress::sub_current(sent.get());
+        }
         match res {
             Ok(resp) => Ok(resp),
             Err(ureq::Error::Status(status, resp)) => {

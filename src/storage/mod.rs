@@ -1,27 +1,36 @@
 //! Checkpoint storage: one [`Storage`] trait, one implementation per backend.
 //!
-//! Layouts are Determined's (PROTOCOL.md §5.1): a checkpoint is everything under `<base>/<id>/`
+//! Layouts: docs/protocol.md#checkpoint-layout. A checkpoint is everything under `<base>/<id>/`
 //! (shared_fs, directory) or under the key prefix `<prefix>/<id>/` (object stores), where `<id>`
 //! is a UUID4. A checkpoint is *complete* when it has a `metadata.json`; detcore writes it last on
 //! object stores and publishes folder checkpoints with one atomic rename, so nothing incomplete
 //! ever looks complete.
 
+pub mod aws_credentials;
 pub mod azure;
 pub mod config;
+pub mod credentials;
 mod directory;
 pub mod fsutil;
+pub mod gcp_auth;
 pub mod gcs;
 pub mod http;
+pub mod lock;
 pub mod manifest;
 pub mod object;
+pub mod progress;
 pub mod s3;
+pub mod staging;
+#[cfg(test)]
+pub(crate) mod testserver;
 pub mod transfer;
 mod xml;
 
 pub use config::{StorageConfig, StorageSpec};
 pub use directory::DirectoryStorage;
-pub use fsutil::Resources;
+pub use fsutil::{Modes, Resources};
 pub use manifest::{FileSum, Sums};
+pub use staging::Scratch;
 
 use crate::error::Result;
 use std::path::{Path, PathBuf};
@@ -31,13 +40,24 @@ use std::sync::Arc;
 pub type Selector<'a> = &'a mut dyn FnMut(&str) -> bool;
 
 /// A local folder holding a checkpoint's files, from [`Storage::restore`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Restored {
     /// The folder.
     pub path: PathBuf,
-    /// True when the folder is a temporary download that must be removed when done.
-    pub temporary: bool,
+    /// A temporary download: removed when this is dropped. `None`: the checkpoint itself (or
+    /// another rank's download), never removed here.
+    pub scratch: Option<Scratch>,
 }
+
+impl Restored {
+    /// True when the folder is a temporary download.
+    pub fn is_temporary(&self) -> bool {
+        self.scratch.is_some()
+    }
+}
+
+/// A cross-process lock on a bookkeeping object, held until dropped.
+pub struct AuxLock(#[allow(dead_code)] std::fs::File);
 
 /// A checkpoint storage backend.
 ///
@@ -50,9 +70,25 @@ pub trait Storage: Send + Sync {
     /// A one-line description for messages: `directory /data/ckpts`, `s3://bucket/prefix`.
     fn describe(&self) -> String;
 
+    /// What the ranks of a job compare to know they use the same storage (a folder's absolute
+    /// path; a bucket and prefix, and the endpoint or account when one is configured). Never
+    /// holds a secret.
+    fn identity(&self) -> String {
+        match config::endpoint_of(self.config()) {
+            Some(at) => format!("{} at {at}", self.describe()),
+            None => self.describe(),
+        }
+    }
+
     /// A local folder for `store_path` to write checkpoint `id` into. Idempotent: the ranks of
-    /// a sharded checkpoint that share a file system get the same folder.
-    fn stage(&self, id: &str) -> Result<PathBuf>;
+    /// a sharded checkpoint that share a file system get the same folder. The folder is removed
+    /// when the returned [`Scratch`] is dropped, unless publishing moved it away; if the process
+    /// dies first, [`Storage::sweep_stale`] of a later process removes it.
+    fn stage(&self, id: &str) -> Result<Scratch>;
+
+    /// Remove what processes that died left behind (staging folders, temporary downloads),
+    /// never anything a live process still uses. Logs what it removed.
+    fn sweep_stale(&self) {}
 
     /// True for folder backends (shared_fs, directory) where `stage` is inside the storage and a
     /// checkpoint is published by one rename of the whole folder.
@@ -73,13 +109,6 @@ pub trait Storage: Send + Sync {
     /// include `metadata.json`, the manifest is stored before it. Returns the sums of the files
     /// stored, computed as they were stored (empty without checksums).
     fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums>;
-
-    /// Remove a staged folder that will not be published (a failure is only logged).
-    fn discard(&self, staged: &Path) {
-        if let Err(e) = fsutil::remove_tree(staged) {
-            crate::log_warn!("could not remove abandoned checkpoint folder: {e}");
-        }
-    }
 
     /// Store `files` (names relative to `src`; folders end in `/`) and the in-memory `extra`
     /// files as checkpoint `id`. `extra` files are stored last. When `metadata.json` is among
@@ -103,7 +132,8 @@ pub trait Storage: Send + Sync {
 
     /// A local folder with checkpoint `id`'s files: the checkpoint itself for direct-access
     /// backends (selector ignored; with a manifest every file is read and checked first), a
-    /// temporary download otherwise (checked as `download` does).
+    /// temporary download otherwise (checked as `download` does; removed when the [`Restored`]
+    /// is dropped, and at once when the check fails).
     fn restore(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored>;
 
     /// Read one file of checkpoint `id` (`Kind::NotFound` if the checkpoint or file is missing).
@@ -119,26 +149,48 @@ pub trait Storage: Send + Sync {
     /// `key` is relative to the storage base and uses `/`.
     fn get_aux(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Atomically replace a detcore bookkeeping object.
+    /// Atomically replace a detcore bookkeeping object. On folder storage no other user may
+    /// write it or the folders created for it.
     fn put_aux(&self, key: &str, data: &[u8]) -> Result<()>;
+
+    /// The names of the bookkeeping objects directly under `prefix` (which ends in `/`),
+    /// relative to it; empty when there are none.
+    fn list_aux(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Delete a bookkeeping object (a missing one is not an error).
+    fn delete_aux(&self, key: &str) -> Result<()>;
+
+    /// An exclusive lock between processes named by `key` (a lock file on folder storage),
+    /// waiting at most `wait`; `None` where the storage has no locks or the wait ran out (the
+    /// caller must stay correct without it).
+    fn lock_aux(&self, _key: &str, _wait: std::time::Duration) -> Option<AuxLock> {
+        None
+    }
 
     /// Copy local files to keys relative to the storage base (TensorBoard sync).
     fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()>;
 }
 
-/// Open the backend for `config`, with checksums as `DETCORE_CHECKSUMS` says (on by default).
+/// Open the backend for `config`; folders are created with the process's umask (off-cluster),
+/// and checksums are on unless `DETCORE_CHECKSUMS` turns them off.
 pub fn open(config: &StorageConfig) -> Result<Arc<dyn Storage>> {
-    open_with(config, manifest::resolve_enabled(None)?)
+    open_with(config, Modes::Umask, manifest::resolve_enabled(None)?)
 }
 
-/// Open the backend for `config`; `checksums` turns manifests and verification on or off.
-pub fn open_with(config: &StorageConfig, checksums: bool) -> Result<Arc<dyn Storage>> {
+/// Open the backend for `config`, creating folders with `modes` (on-cluster: Determined's
+/// [`Modes::Shared`]); `checksums` turns manifests and verification on or off.
+pub fn open_with(
+    config: &StorageConfig,
+    modes: Modes,
+    checksums: bool,
+) -> Result<Arc<dyn Storage>> {
     match config {
         StorageConfig::SharedFs { base } => Ok(Arc::new(
-            DirectoryStorage::new(config.clone(), base.clone()).with_checksums(checksums),
+            DirectoryStorage::new(config.clone(), base.clone(), modes).with_checksums(checksums),
         )),
         StorageConfig::Directory { container_path } => Ok(Arc::new(
-            DirectoryStorage::new(config.clone(), container_path.clone()).with_checksums(checksums),
+            DirectoryStorage::new(config.clone(), container_path.clone(), modes)
+                .with_checksums(checksums),
         )),
         StorageConfig::S3(c) => {
             let store = s3::S3Store::new(c, http::Tuning::resolve(&c.transfer)?)?;

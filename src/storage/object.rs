@@ -1,24 +1,27 @@
 //! Checkpoints in an object store (S3, GCS, Azure): the [`Storage`] semantics on top of a few
 //! primitives that each backend implements ([`ObjectStore`]).
 //!
-//! Layout (PROTOCOL.md §5.1): checkpoint `<id>`'s file `<rel>` is the object `<base><id>/<rel>`,
+//! Layout (docs/protocol.md#checkpoint-layout): file `<rel>` of `<id>` is `<base><id>/<rel>`,
 //! where `<base>` is the normalized prefix plus `/` (empty without prefix); every folder is a
 //! zero-byte marker object `<base><id>/<dir>/` (except on MinIO). `store_path` stages into
-//! `<temp_dir or $TMPDIR>/<id>`; publishing uploads everything, then the manifest (the CRC32C of
-//! every file, computed from the request bodies as they were sent), then `metadata.json`, then
-//! removes the local folder. A checkpoint is complete once its `metadata.json` exists, so nothing
+//! `<temp_dir or $TMPDIR>/detcore-<uid>/<id>` (a folder of this user only); publishing uploads
+//! everything, then the manifest (the CRC32C of every file, computed from the request bodies as
+//! they were sent), then `metadata.json`, then removes the local folder, and every failure
+//! removes it too (folders of killed processes are removed by a later process, see
+//! [`super::staging`]). A checkpoint is complete once its `metadata.json` exists, so nothing
 //! partial ever looks complete; a failed upload removes what it had stored (best effort).
 //! Downloads check each file against the manifest as they write it (see [`super::manifest`]).
 //!
 //! Differences from Determined's client, on purpose: listings for download and delete use the
 //! prefix `<base><id>/` (with the slash: Python's `<base><id>` would also match an id that
 //! extends this one); delete removes `metadata.json` first; `restore_path` downloads into a fresh
-//! folder per call (`<tmp>/detcore-restore-<id>-<random>`), so two restores of the same id on
-//! one node never delete each other's files (§14).
+//! folder per call (`<tmp>/detcore-<uid>/restore-<id>-<random>`), so two restores of the same id
+//! on one node never delete each other's files.
 
 use super::fsutil::{self, safe_join};
 use super::http::{Body, Failure, Http};
 use super::manifest::{self, FileSum, Manifest, Problem, SumCell, Sums, MANIFEST};
+use super::staging::{Area, AreaKind, Scratch};
 use super::transfer::{self, Fetch, Item, Source};
 use super::{Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
@@ -122,7 +125,8 @@ pub struct ObjectStorage<S: ObjectStore> {
     store: S,
     /// `""` or `"<prefix>/"`.
     base: String,
-    temp_dir: PathBuf,
+    /// Staging folders and temporary restores.
+    scratch: Area,
     /// Write manifests and check downloads against them.
     checksums: bool,
 }
@@ -139,7 +143,12 @@ impl<S: ObjectStore> ObjectStorage<S> {
             config,
             store,
             base,
-            temp_dir: temp_dir.unwrap_or_else(std::env::temp_dir),
+            scratch: Area::new(
+                temp_dir
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join(format!("detcore-{}", super::staging::current_uid())),
+                AreaKind::Private,
+            ),
             checksums: true,
         }
     }
@@ -368,11 +377,14 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         self.store.url(self.base.trim_end_matches('/'))
     }
 
-    fn stage(&self, id: &str) -> Result<PathBuf> {
-        let dir = self.temp_dir.join(id);
-        fsutil::remove_tree(&dir)?;
-        fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create staging folder", &dir, e))?;
-        Ok(dir)
+    fn stage(&self, id: &str) -> Result<Scratch> {
+        self.scratch
+            .create(id)
+            .map_err(|e| e.context("cannot create a staging folder"))
+    }
+
+    fn sweep_stale(&self) {
+        self.scratch.sweep();
     }
 
     fn checksums(&self) -> bool {
@@ -421,7 +433,6 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
             None => manifest::usable(id, None),
         };
         let mut sel = selector;
-        fs::create_dir_all(dst).map_err(|e| Error::io("cannot create download folder", dst, e))?;
         let mut fetches = Vec::new();
         let mut names = Vec::new();
         let mut written = Vec::new();
@@ -434,6 +445,10 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
                     continue;
                 }
             }
+            // `dst` is created with the first entry selected: a selector that accepts nothing
+            // leaves no folder behind (as in Determined).
+            fs::create_dir_all(dst)
+                .map_err(|e| Error::io("cannot create download folder", dst, e))?;
             if rel.ends_with('/') {
                 fs::create_dir_all(&path)
                     .map_err(|e| Error::io("cannot create folder", &path, e))?;
@@ -509,20 +524,19 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
     }
 
     fn restore(&self, id: &str, selector: Option<Selector<'_>>) -> Result<Restored> {
-        let dir = self.temp_dir.join(format!(
-            "detcore-restore-{id}-{}",
+        // Removed on failure (the drop) and when the restore scope ends.
+        let scratch = self.scratch.create(&format!(
+            "restore-{id}-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..8]
-        ));
-        match self.download(id, &dir, selector) {
-            Ok(()) => Ok(Restored {
-                path: dir,
-                temporary: true,
-            }),
-            Err(e) => {
-                let _ = fsutil::remove_tree(&dir);
-                Err(e)
-            }
-        }
+        ))?;
+        self.download(id, scratch.path(), selector)?;
+        // A restore yields a folder even when the selector accepted nothing.
+        fs::create_dir_all(scratch.path())
+            .map_err(|e| Error::io("cannot create folder", scratch.path(), e))?;
+        Ok(Restored {
+            path: scratch.path().to_path_buf(),
+            scratch: Some(scratch),
+        })
     }
 
     fn read_file(&self, id: &str, rel: &str) -> Result<Vec<u8>> {
@@ -579,6 +593,24 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
     fn put_aux(&self, key: &str, data: &[u8]) -> Result<()> {
         let k = self.aux_key(key)?;
         self.store.put(&k, Body::Bytes(data))
+    }
+
+    fn list_aux(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = self.aux_key(prefix)?;
+        let mut out: Vec<String> = self
+            .store
+            .list(&p)?
+            .into_iter()
+            .filter_map(|o| o.key.strip_prefix(p.as_str()).map(str::to_owned))
+            .filter(|rel| !rel.is_empty() && !rel.contains('/'))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete_aux(&self, key: &str) -> Result<()> {
+        let k = self.aux_key(key)?;
+        self.store.delete(&[k])
     }
 
     fn put_files(&self, files: &[(PathBuf, String)]) -> Result<()> {

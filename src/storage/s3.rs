@@ -3,229 +3,31 @@
 //! - Endpoint: `endpoint_url` (path-style URLs, for MinIO, Ceph, moto, s3s …), else
 //!   `AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL`, else `https://s3.<region>.amazonaws.com` with
 //!   virtual-host URLs (path-style for bucket names with dots).
-//! - Region: `region`, else `AWS_REGION`/`AWS_DEFAULT_REGION`, else the profile's `region` in
-//!   `~/.aws/config`, else `us-east-1`.
-//! - Credentials, first found: `access_key`/`secret_key` (+ `session_token`) of the config;
-//!   `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`; the profile
-//!   (`AWS_PROFILE`, else `default`) of the shared credentials file (`AWS_SHARED_CREDENTIALS_FILE`,
-//!   else `~/.aws/credentials`), re-read when the file changes (checked at most every 2 s, as
-//!   Determined does), then of `~/.aws/config` (`AWS_CONFIG_FILE`). Instance roles and SSO are
-//!   not supported.
+//! - Region and credentials: the AWS SDKs' default chains (config, environment, profiles, web
+//!   identity, container credentials, EC2 instance metadata), resolved and renewed by
+//!   [`super::aws_credentials`]. Session tokens are signed into every request
+//!   (`X-Amz-Security-Token`). A request refused with `ExpiredToken` (or `InvalidToken`,
+//!   `TokenRefreshRequired`) renews expiring credentials and is tried again.
 //! - Uploads: a PUT per small file; above `part_size`, a multipart upload whose parts go up in
 //!   parallel with those of the other files, aborted on failure. Downloads: parallel ranged GETs.
 //!   Delete: `DeleteObjects` in chunks of 1000.
-//! - MinIO (PROTOCOL.md §5.1): with a custom endpoint, an unauthenticated `GET <endpoint>`
-//!   answered with `Server: MinIO` disables folder marker objects. detcore probes once, when the
-//!   first marker would be written (Python probes in its constructor and crashes when the
-//!   endpoint is unreachable).
+//! - MinIO (docs/protocol.md#object-store-details): with a custom endpoint, an anonymous
+//!   `GET <endpoint>` answered with `Server: MinIO` disables folder marker objects. detcore probes
+//!   once, when the first marker would be written (Python probes in its constructor and crashes
+//!   when the endpoint is unreachable).
 
+use super::aws_credentials::{self, CredentialProvider};
 use super::config::S3Config;
+use super::credentials::Env;
 use super::http::{self, Body, Failure, Flavor, Http, Request, Tuning};
 use super::object::{ObjectInfo, ObjectStore};
 use super::xml;
 use crate::error::Result;
-use crate::options::env_nonempty as env;
 use crate::{bail, err, log_info};
 use base64::Engine as _;
 use md5::Digest as _;
-use parking_lot::Mutex;
 use rusty_s3::{Bucket, Method, UrlStyle};
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
-
-/// A set of AWS credentials.
-#[derive(Clone, PartialEq)]
-pub struct AwsCredentials {
-    pub key: String,
-    pub secret: String,
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for AwsCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AwsCredentials({}, ***)", self.key)
-    }
-}
-
-fn home_file(var: &str, default: &str) -> Option<PathBuf> {
-    if let Some(p) = env(var) {
-        return Some(PathBuf::from(p));
-    }
-    env("HOME").map(|h| PathBuf::from(h).join(default))
-}
-
-/// The sections of an AWS INI file: `[name]` → key/value pairs (keys lowercased).
-pub fn parse_ini(text: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in text.lines() {
-        let l = line.trim();
-        if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            out.push((name.trim().to_owned(), Vec::new()));
-        } else if let Some((k, v)) = l.split_once('=') {
-            if let Some(last) = out.last_mut() {
-                last.1
-                    .push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-    }
-    out
-}
-
-fn section<'a>(
-    ini: &'a [(String, Vec<(String, String)>)],
-    names: &[String],
-) -> Option<&'a Vec<(String, String)>> {
-    names
-        .iter()
-        .find_map(|n| ini.iter().find(|(s, _)| s == n).map(|(_, kv)| kv))
-}
-
-fn get<'a>(kv: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    kv.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
-}
-
-fn profile() -> String {
-    env("AWS_PROFILE")
-        .or_else(|| env("AWS_DEFAULT_PROFILE"))
-        .unwrap_or_else(|| "default".into())
-}
-
-fn creds_from_ini(path: &std::path::Path, config_style: bool) -> Option<AwsCredentials> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let ini = parse_ini(&text);
-    let p = profile();
-    let names = if config_style {
-        vec![format!("profile {p}"), p]
-    } else {
-        vec![p]
-    };
-    let kv = section(&ini, &names)?;
-    Some(AwsCredentials {
-        key: get(kv, "aws_access_key_id")?.to_owned(),
-        secret: get(kv, "aws_secret_access_key")?.to_owned(),
-        token: get(kv, "aws_session_token").map(str::to_owned),
-    })
-}
-
-fn region_from_config() -> Option<String> {
-    let path = home_file("AWS_CONFIG_FILE", ".aws/config")?;
-    let ini = parse_ini(&std::fs::read_to_string(path).ok()?);
-    let p = profile();
-    let kv = section(&ini, &[format!("profile {p}"), p])?;
-    get(kv, "region").map(str::to_owned)
-}
-
-/// Where the credentials come from.
-enum Source {
-    Fixed(Arc<AwsCredentials>),
-    /// The shared credentials file, re-read when its modification time changes.
-    File {
-        path: PathBuf,
-        state: Mutex<FileState>,
-    },
-}
-
-struct FileState {
-    creds: Arc<AwsCredentials>,
-    mtime: Option<SystemTime>,
-    checked: Instant,
-}
-
-/// A credential provider.
-pub struct CredentialProvider {
-    source: Source,
-}
-
-impl CredentialProvider {
-    /// Resolve the chain of the module docs.
-    pub fn resolve(cfg: &S3Config) -> Result<CredentialProvider> {
-        let fixed = |c: AwsCredentials| {
-            crate::log::register_secret(&c.secret);
-            if let Some(t) = &c.token {
-                crate::log::register_secret(t);
-            }
-            Ok(CredentialProvider {
-                source: Source::Fixed(Arc::new(c)),
-            })
-        };
-        match (&cfg.access_key, &cfg.secret_key) {
-            (Some(k), Some(s)) => {
-                return fixed(AwsCredentials {
-                    key: k.clone(),
-                    secret: s.clone(),
-                    token: cfg.session_token.clone(),
-                })
-            }
-            (Some(_), None) | (None, Some(_)) => bail!(
-                InvalidArgument,
-                "checkpoint_storage (s3): access_key and secret_key must be given together"
-            ),
-            (None, None) => {}
-        }
-        if let (Some(k), Some(s)) = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
-            return fixed(AwsCredentials {
-                key: k,
-                secret: s,
-                token: env("AWS_SESSION_TOKEN"),
-            });
-        }
-        if let Some(path) = home_file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials") {
-            if let Some(c) = creds_from_ini(&path, false) {
-                crate::log::register_secret(&c.secret);
-                let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                return Ok(CredentialProvider {
-                    source: Source::File {
-                        path,
-                        state: Mutex::new(FileState {
-                            creds: Arc::new(c),
-                            mtime,
-                            checked: Instant::now(),
-                        }),
-                    },
-                });
-            }
-        }
-        if let Some(path) = home_file("AWS_CONFIG_FILE", ".aws/config") {
-            if let Some(c) = creds_from_ini(&path, true) {
-                return fixed(c);
-            }
-        }
-        Err(err!(
-            InvalidArgument,
-            "checkpoint_storage (s3): no credentials found: set access_key and secret_key, or \
-             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or profile {:?} in the shared \
-             credentials file (instance roles are not supported)",
-            profile()
-        ))
-    }
-
-    /// The current credentials.
-    pub fn get(&self) -> Arc<AwsCredentials> {
-        match &self.source {
-            Source::Fixed(c) => c.clone(),
-            Source::File { path, state } => {
-                let mut s = state.lock();
-                if s.checked.elapsed() >= Duration::from_secs(2) {
-                    s.checked = Instant::now();
-                    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-                    if mtime != s.mtime {
-                        if let Some(c) = creds_from_ini(path, false) {
-                            log_info!("reloaded S3 credentials from {}", path.display());
-                            crate::log::register_secret(&c.secret);
-                            s.creds = Arc::new(c);
-                        }
-                        s.mtime = mtime;
-                    }
-                }
-                s.creds.clone()
-            }
-        }
-    }
-}
+use std::sync::OnceLock;
 
 /// The S3 backend.
 pub struct S3Store {
@@ -239,23 +41,24 @@ pub struct S3Store {
 const PRESIGN_SECONDS: u64 = 3600;
 
 impl S3Store {
-    /// Connect to the bucket of `cfg` (no request is made).
+    /// Connect to the bucket of `cfg`, resolving the credentials and the region (credential
+    /// and metadata endpoints may be asked; no storage request is made).
     pub fn new(cfg: &S3Config, tuning: Tuning) -> Result<S3Store> {
+        S3Store::with_env(cfg, tuning, &Env::process())
+    }
+
+    /// [`S3Store::new`] with the environment `env`.
+    pub fn with_env(cfg: &S3Config, tuning: Tuning, env: &Env) -> Result<S3Store> {
         if cfg.bucket.is_empty() {
             bail!(InvalidArgument, "checkpoint_storage (s3): bucket is empty");
         }
-        let region = cfg
-            .region
-            .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .or_else(region_from_config)
-            .unwrap_or_else(|| "us-east-1".into());
         let endpoint = cfg
             .endpoint_url
             .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
-            .or_else(|| env("AWS_ENDPOINT_URL"));
+            .or_else(|| env.get("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env.get("AWS_ENDPOINT_URL"));
+        let aws = aws_credentials::setup(cfg, env, endpoint.is_some(), tuning.timeout)?;
+        let region = aws.region;
         let (url, style) = match &endpoint {
             Some(e) => (e.clone(), UrlStyle::Path),
             None => (
@@ -280,19 +83,28 @@ impl S3Store {
                 cfg.bucket
             )
         })?;
-        let creds = CredentialProvider::resolve(cfg)?;
         Ok(S3Store {
             http: Http::new(Flavor::S3, tuning),
             bucket,
-            creds,
+            creds: aws.credentials,
             endpoint,
             minio: OnceLock::new(),
         })
     }
 
-    fn presign(&self, method: Method, url: url::Url, query: &[(&str, &str)]) -> String {
-        let c = self.creds.get();
-        rusty_s3::signing::sign(
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        self.bucket.region()
+    }
+
+    fn presign(
+        &self,
+        method: Method,
+        url: url::Url,
+        query: &[(&str, &str)],
+    ) -> std::result::Result<String, Failure> {
+        let c = self.creds.get().map_err(Failure::transient)?;
+        Ok(rusty_s3::signing::sign(
             &jiff::Timestamp::now(),
             method,
             url,
@@ -304,15 +116,58 @@ impl S3Store {
             query.iter().copied(),
             std::iter::empty(),
         )
-        .to_string()
+        .to_string())
     }
 
-    fn object(&self, method: Method, key: &str, query: &[(&str, &str)]) -> String {
+    fn object(
+        &self,
+        method: Method,
+        key: &str,
+        query: &[(&str, &str)],
+    ) -> std::result::Result<String, Failure> {
         self.presign(method, self.bucket.object_url(key), query)
     }
 
-    fn bucket_req(&self, method: Method, query: &[(&str, &str)]) -> String {
+    fn bucket_req(
+        &self,
+        method: Method,
+        query: &[(&str, &str)],
+    ) -> std::result::Result<String, Failure> {
         self.presign(method, self.bucket.base_url().clone(), query)
+    }
+
+    /// Send one attempt; expired or revoked temporary credentials are renewed and the attempt
+    /// is retryable.
+    fn send(
+        &self,
+        req: &Request,
+        body: Body<'_>,
+        what: &str,
+    ) -> std::result::Result<ureq::Response, Failure> {
+        match self.http.send(req, body, what) {
+            Err(mut f)
+                if matches!(
+                    f.code.as_deref(),
+                    Some("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired")
+                ) =>
+            {
+                if aws_credentials::presigned_key(&req.url).is_some_and(|k| self.creds.refused(&k))
+                {
+                    f.retryable = true;
+                } else {
+                    f.error = crate::error::Error::new(
+                        f.error.kind(),
+                        format!(
+                            "{} (the credentials come from {}, which cannot renew them)",
+                            f.error.message(),
+                            self.creds.describe()
+                        ),
+                    );
+                }
+                Err(f)
+            }
+            r => r,
+        }
     }
 
     fn list_page(
@@ -328,8 +183,8 @@ impl S3Store {
             }
             q.push(("list-type", "2"));
             q.push(("prefix", prefix));
-            let req = Request::new("GET", self.bucket_req(Method::Get, &q));
-            let resp = self.http.send(&req, Body::Empty, &what)?;
+            let req = Request::new("GET", self.bucket_req(Method::Get, &q)?);
+            let resp = self.send(&req, Body::Empty, &what)?;
             http::read_body(resp, 64 << 20, &what)
         })?;
         let doc = xml::parse(&String::from_utf8_lossy(&body)).map_err(|e| e.context(&what))?;
@@ -362,10 +217,10 @@ impl S3Store {
             base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()));
         let what = format!("{} (DeleteObjects of {} keys)", self.url(""), keys.len());
         let answer = self.http.retry(|_| {
-            let req = Request::new("POST", self.bucket_req(Method::Post, &[("delete", "")]))
+            let req = Request::new("POST", self.bucket_req(Method::Post, &[("delete", "")])?)
                 .header("Content-MD5", md5.clone())
                 .header("Content-Type", "application/xml");
-            let resp = self.http.send(&req, Body::Bytes(body.as_bytes()), &what)?;
+            let resp = self.send(&req, Body::Bytes(body.as_bytes()), &what)?;
             http::read_body(resp, 16 << 20, &what)
         })?;
         let doc = xml::parse(&String::from_utf8_lossy(&answer)).map_err(|e| e.context(&what))?;
@@ -402,8 +257,8 @@ impl ObjectStore for S3Store {
     fn put(&self, key: &str, body: Body<'_>) -> Result<()> {
         let what = self.url(key);
         self.http.retry(|_| {
-            let req = Request::new("PUT", self.object(Method::Put, key, &[]));
-            let resp = self.http.send(&req, body, &what)?;
+            let req = Request::new("PUT", self.object(Method::Put, key, &[])?);
+            let resp = self.send(&req, body, &what)?;
             http::read_body(resp, 1 << 20, &what).map(|_| ())
         })
     }
@@ -415,8 +270,8 @@ impl ObjectStore for S3Store {
     fn begin_parts(&self, key: &str) -> Result<String> {
         let what = self.url(key);
         let body = self.http.retry(|_| {
-            let req = Request::new("POST", self.object(Method::Post, key, &[("uploads", "")]));
-            let resp = self.http.send(&req, Body::Empty, &what)?;
+            let req = Request::new("POST", self.object(Method::Post, key, &[("uploads", "")])?);
+            let resp = self.send(&req, Body::Empty, &what)?;
             http::read_body(resp, 1 << 20, &what)
         })?;
         let doc = xml::parse(&String::from_utf8_lossy(&body)).map_err(|e| e.context(&what))?;
@@ -440,9 +295,9 @@ impl ObjectStore for S3Store {
                     Method::Put,
                     key,
                     &[("partNumber", &n), ("uploadId", upload)],
-                ),
+                )?,
             );
-            let resp = self.http.send(&req, body, &what)?;
+            let resp = self.send(&req, body, &what)?;
             let etag = resp.header("etag").map(str::to_owned);
             http::read_body(resp, 1 << 20, &what)?;
             etag.ok_or_else(|| {
@@ -468,10 +323,10 @@ impl ObjectStore for S3Store {
         self.http.retry(|attempt| {
             let req = Request::new(
                 "POST",
-                self.object(Method::Post, key, &[("uploadId", upload)]),
+                self.object(Method::Post, key, &[("uploadId", upload)])?,
             )
             .header("Content-Type", "application/xml");
-            let resp = match self.http.send(&req, Body::Bytes(body.as_bytes()), &what) {
+            let resp = match self.send(&req, Body::Bytes(body.as_bytes()), &what) {
                 Ok(r) => r,
                 // An earlier attempt completed it but its answer was lost.
                 Err(f) if attempt > 1 && f.code.as_deref() == Some("NoSuchUpload") => {
@@ -514,9 +369,9 @@ impl ObjectStore for S3Store {
         let res = self.http.retry(|_| {
             let req = Request::new(
                 "DELETE",
-                self.object(Method::Delete, key, &[("uploadId", upload)]),
+                self.object(Method::Delete, key, &[("uploadId", upload)])?,
             );
-            match self.http.send(&req, Body::Empty, &what) {
+            match self.send(&req, Body::Empty, &what) {
                 Ok(r) => http::read_body(r, 1 << 20, &what).map(|_| ()),
                 Err(f) if f.status == Some(404) => Ok(()),
                 Err(f) => Err(f),
@@ -532,18 +387,18 @@ impl ObjectStore for S3Store {
         key: &str,
         range: Option<(u64, u64)>,
     ) -> std::result::Result<ureq::Response, Failure> {
-        let mut req = Request::new("GET", self.object(Method::Get, key, &[]));
+        let mut req = Request::new("GET", self.object(Method::Get, key, &[])?);
         if let Some((a, b)) = range {
             req = req.header("Range", format!("bytes={a}-{b}"));
         }
-        self.http.send(&req, Body::Empty, &self.url(key))
+        self.send(&req, Body::Empty, &self.url(key))
     }
 
     fn head(&self, key: &str) -> Result<Option<u64>> {
         let what = self.url(key);
         self.http.retry(|_| {
-            let req = Request::new("HEAD", self.object(Method::Head, key, &[]));
-            match self.http.send(&req, Body::Empty, &what) {
+            let req = Request::new("HEAD", self.object(Method::Head, key, &[])?);
+            match self.send(&req, Body::Empty, &what) {
                 Ok(r) => Ok(Some(
                     r.header("content-length")
                         .and_then(|v| v.parse().ok())
@@ -595,30 +450,9 @@ impl ObjectStore for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ini_profiles() {
-        let ini = parse_ini(
-            "# comment\n[default]\naws_access_key_id = A\naws_secret_access_key=B\n\n[profile x]\nRegion = eu-west-1\n",
-        );
-        let d = section(&ini, &["default".into()]).unwrap();
-        assert_eq!(get(d, "aws_access_key_id"), Some("A"));
-        assert_eq!(get(d, "aws_secret_access_key"), Some("B"));
-        let x = section(&ini, &["profile x".into(), "x".into()]).unwrap();
-        assert_eq!(get(x, "region"), Some("eu-west-1"));
-        assert!(section(&ini, &["nope".into()]).is_none());
-    }
-
-    #[test]
-    fn half_credentials_are_refused() {
-        let cfg = S3Config {
-            bucket: "b".into(),
-            access_key: Some("k".into()),
-            ..S3Config::default()
-        };
-        let e = CredentialProvider::resolve(&cfg).err().unwrap();
-        assert!(e.message().contains("together"), "{e}");
-    }
+    use crate::storage::testserver::{Resp, Server};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
 
     #[test]
     fn presigned_urls_are_path_style_for_custom_endpoints() {
@@ -629,12 +463,14 @@ mod tests {
             endpoint_url: Some("http://127.0.0.1:9000".into()),
             ..S3Config::default()
         };
-        let s = S3Store::new(&cfg, Tuning::default()).unwrap();
-        let u = s.object(
-            Method::Put,
-            "p/a b.bin",
-            &[("partNumber", "1"), ("uploadId", "x/y")],
-        );
+        let s = S3Store::with_env(&cfg, Tuning::default(), &Env::from_pairs(&[])).unwrap();
+        let u = s
+            .object(
+                Method::Put,
+                "p/a b.bin",
+                &[("partNumber", "1"), ("uploadId", "x/y")],
+            )
+            .unwrap();
         assert!(
             u.starts_with("http://127.0.0.1:9000/bkt/p/a%20b.bin?"),
             "{u}"
@@ -647,5 +483,85 @@ mod tests {
         );
         assert!(!u.contains("secret"));
         assert_eq!(s.url("k"), "s3://bkt/k");
+        assert_eq!(
+            aws_credentials::presigned_key(&u).as_deref(),
+            Some("AKIDEXAMPLE")
+        );
+    }
+
+    /// Container credentials and a bucket on one server. The bucket answers `ExpiredToken` to
+    /// the first credentials, as S3 does to revoked or expired session tokens: the request is
+    /// signed again with renewed ones, whose session token it carries.
+    #[test]
+    fn expired_session_tokens_are_renewed_and_the_request_retried() {
+        let issued = Arc::new(AtomicU32::new(0));
+        let i2 = issued.clone();
+        let server = Server::start(move |req| {
+            if req.path == "/creds" {
+                let n = i2.fetch_add(1, Ordering::SeqCst) + 1;
+                return Resp::ok(format!(
+                    r#"{{"AccessKeyId":"ASIA{n}","SecretAccessKey":"s{n}","Token":"session-{n}","Expiration":"2999-01-01T00:00:00Z"}}"#
+                ));
+            }
+            if req.path.contains("X-Amz-Credential=ASIA1%2F") {
+                return Resp::status(400, "<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>");
+            }
+            Resp::ok("")
+        });
+        let env = Env::from_pairs(&[
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                &format!("{}/creds", server.url()),
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("HOME", "/nonexistent"),
+        ]);
+        let cfg = S3Config {
+            bucket: "bkt".into(),
+            endpoint_url: Some(server.url()),
+            ..S3Config::default()
+        };
+        let tuning = Tuning {
+            max_attempts: 3,
+            backoff_base: std::time::Duration::from_millis(1),
+            ..Tuning::default()
+        };
+        let s = S3Store::with_env(&cfg, tuning, &env).unwrap();
+        s.put("k", Body::Bytes(b"x")).unwrap();
+        let reqs = server.requests();
+        let puts: Vec<&str> = reqs
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .map(|r| r.path.as_str())
+            .collect();
+        assert_eq!(puts.len(), 2, "{reqs:#?}");
+        assert!(
+            puts[0].contains("X-Amz-Security-Token=session-1"),
+            "{}",
+            puts[0]
+        );
+        assert!(
+            puts[1].contains("X-Amz-Credential=ASIA2%2F")
+                && puts[1].contains("X-Amz-Security-Token=session-2"),
+            "{}",
+            puts[1]
+        );
+        assert_eq!(issued.load(Ordering::SeqCst), 2);
+
+        // Fixed credentials cannot be renewed: the error says where they came from.
+        let cfg = S3Config {
+            access_key: Some("ASIA1".into()),
+            secret_key: Some("s1".into()),
+            session_token: Some("session-1".into()),
+            ..cfg
+        };
+        let s = S3Store::with_env(&cfg, Tuning::default(), &env).unwrap();
+        let e = s.put("k", Body::Bytes(b"x")).unwrap_err();
+        assert!(
+            e.message().contains("ExpiredToken")
+                && e.message()
+                    .contains("access_key/secret_key of the storage config"),
+            "{e}"
+        );
     }
 }

@@ -23,6 +23,7 @@
 use super::http::{Body, Failure};
 use super::manifest::{FileSum, SumCell};
 use super::object::ObjectStore;
+use super::progress::{self, Progress};
 use crate::error::{Error, Kind, Result};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, VecDeque};
@@ -282,7 +283,97 @@ pub fn upload(
         .sum();
     let threads = tuning.concurrency.min(requests.max(1) as usize);
     let stored: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let res = Pool::new(tasks).try_run(threads, true, |task, pool| match task {
+    let total = items
+        .iter()
+        .map(|it| match &it.source {
+            Source::File(_, n) => *n,
+            Source::Bytes(b) => b.len() as u64,
+            Source::Marker => 0,
+        })
+        .sum();
+    let prog = Progress::new(
+        format!(
+            "upload to {}",
+            store.url(&common_prefix(items.iter().map(|it| &it.key)))
+        ),
+        total,
+    );
+    // File bodies are counted as they stream (the HTTP layer counts into the thread's progress).
+    let res = Pool::new(tasks).try_run(threads, true, |task, pool| {
+        progress::scoped(&prog, || {
+            upload_task(
+                store,
+                items,
+                &multiparts,
+                &stored,
+                &sums,
+                checksums,
+                &prog,
+                part_size,
+                max_parts,
+                parallel_parts,
+                task,
+                pool,
+            )
+        })
+    });
+    prog.finish(res.is_ok());
+    let stored = stored.into_inner();
+    match res {
+        Ok(()) => Ok(Uploaded {
+            keys: stored,
+            sums: sums.into_iter().map(Mutex::into_inner).collect(),
+        }),
+        Err(e) => {
+            for (i, m) in multiparts.iter().enumerate() {
+                let m = m.lock();
+                if let (Some(id), false) = (&m.upload_id, m.finished) {
+                    store.abort_parts(&items[i].key, id);
+                }
+            }
+            Err((e, stored))
+        }
+    }
+}
+
+/// The longest common prefix of `keys`, cut after its last `/`: the folder a transfer is about.
+fn common_prefix<'a>(mut keys: impl Iterator<Item = &'a String>) -> String {
+    let Some(first) = keys.next() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for k in keys {
+        len = first
+            .bytes()
+            .zip(k.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    let p = &first[..len];
+    match p.rfind('/') {
+        Some(i) => p[..=i].to_owned(),
+        None => String::new(),
+    }
+}
+
+/// One task of [`upload`].
+#[allow(clippy::too_many_arguments)]
+fn upload_task(
+    store: &dyn ObjectStore,
+    items: &[Item],
+    multiparts: &[Mutex<Multipart>],
+    stored: &Mutex<Vec<String>>,
+    sums: &[Mutex<Option<FileSum>>],
+    checksums: bool,
+    prog: &Progress,
+    part_size: u64,
+    max_parts: u64,
+    parallel_parts: bool,
+    task: Task,
+    pool: &Pool<Task>,
+) -> Result<()> {
+    match task {
         Task::Put(i) => {
             let it = &items[i];
             let cell = SumCell::new();
@@ -291,6 +382,7 @@ pub fn upload(
                 Source::Marker => store.put(&it.key, Body::Empty)?,
                 Source::Bytes(b) => {
                     store.put(&it.key, Body::Bytes(b))?;
+                    prog.add(b.len() as u64);
                     if checksums {
                         *sums[i].lock() = Some(FileSum::of(b));
                     }
@@ -384,22 +476,6 @@ pub fn upload(
             }
             Ok(())
         }
-    });
-    let stored = stored.into_inner();
-    match res {
-        Ok(()) => Ok(Uploaded {
-            keys: stored,
-            sums: sums.into_iter().map(Mutex::into_inner).collect(),
-        }),
-        Err(e) => {
-            for (i, m) in multiparts.iter().enumerate() {
-                let m = m.lock();
-                if let (Some(id), false) = (&m.upload_id, m.finished) {
-                    store.abort_parts(&items[i].key, id);
-                }
-            }
-            Err((e, stored))
-        }
     }
 }
 
@@ -426,6 +502,7 @@ fn fetch_range(
     start: u64,
     end: u64,
     checksums: bool,
+    prog: &Progress,
 ) -> Result<FileSum> {
     let url = store.url(&f.key);
     // `pos`: the first byte not yet written; `buf[..held]` holds the bytes that follow it.
@@ -436,8 +513,11 @@ fn fetch_range(
         if checksums {
             sum.set(sum.get().append(buf));
         }
-        file.write_all_at(buf, at)
-            .map_err(|e| Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true))
+        file.write_all_at(buf, at).map_err(|e| {
+            Failure::from_io(&format!("cannot write {}", f.dest.display()), &e, true)
+        })?;
+        prog.add(buf.len() as u64);
+        Ok::<(), Failure>(())
     };
     store.http().retry(|_| {
         let resp = store.get(&f.key, Some((pos, end - 1)))?;
@@ -526,12 +606,22 @@ pub fn download(
         .map(|_| Mutex::new(BTreeMap::new()))
         .collect();
     if !tasks.is_empty() {
+        // Nothing but empty files (or nothing selected) needs no threads.
         let threads = tuning.concurrency.min(tasks.len());
-        Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
-            let sum = fetch_range(store, &fetches[i], &files[i], start, end, checksums)?;
+        let prog = Progress::new(
+            format!(
+                "download from {}",
+                store.url(&common_prefix(fetches.iter().map(|f| &f.key)))
+            ),
+            fetches.iter().map(|f| f.size).sum(),
+        );
+        let res = Pool::new(tasks).try_run(threads, true, |(i, start, end), _| {
+            let sum = fetch_range(store, &fetches[i], &files[i], start, end, checksums, &prog)?;
             ranges[i].lock().insert(start, sum);
             Ok(())
-        })?;
+        });
+        prog.finish(res.is_ok());
+        res?;
     }
     Ok(ranges
         .into_iter()
@@ -549,6 +639,17 @@ pub fn download(
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn transfers_are_named_by_their_common_folder() {
+        let keys = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let k = keys(&["p/ck1/a/x.bin", "p/ck1/a/y.bin", "p/ck1/metadata.json"]);
+        assert_eq!(common_prefix(k.iter()), "p/ck1/");
+        let k = keys(&["p/ck1/model.bin"]);
+        assert_eq!(common_prefix(k.iter()), "p/ck1/");
+        assert_eq!(common_prefix(keys(&["top"]).iter()), "");
+        assert_eq!(common_prefix(std::iter::empty()), "");
+    }
 
     #[test]
     fn layout_respects_part_limits() {

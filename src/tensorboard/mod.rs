@@ -1,5 +1,5 @@
 //! TensorBoard: event files of reported metrics, and their sync to checkpoint storage
-//! (PROTOCOL.md §11), with no TensorFlow, PyTorch or protobuf.
+//! (docs/protocol.md#tensorboard-paths), with no TensorFlow, PyTorch or protobuf.
 //!
 //! - [`writer`] writes TFRecord-framed `Event`s ([`record`], [`proto`]).
 //! - [`sink`] is the reporter sink of `TensorboardMode::Auto`: reported training and validation
@@ -57,6 +57,8 @@ pub struct TensorboardConfig {
     pub write_profiler: bool,
     /// Minimum time between the starts of two sync passes.
     pub min_sync_interval: Duration,
+    /// How the local folder is created: Determined's modes on-cluster, the umask off-cluster.
+    pub modes: crate::storage::Modes,
 }
 
 impl std::fmt::Debug for TensorboardConfig {
@@ -84,7 +86,9 @@ pub fn sync_path(cluster_id: &str, experiment_id: &str, trial_id: Option<&str>) 
 }
 
 /// The on-cluster local folder, Python's `get_base_path`:
-/// `<base or /tmp>/tensorboard-<allocation_id>-<HOROVOD_RANK, else 0>`.
+/// `<base or the temporary folder>/tensorboard-<allocation_id>-<HOROVOD_RANK, else 0>`. The
+/// temporary folder is `$TMPDIR`, else `/tmp` (Python's fixed `/tmp`, where Determined's
+/// container links `/tmp/tensorboard` to it): two runs with their own `TMPDIR` never share it.
 pub fn on_cluster_local_dir(
     base: Option<&Path>,
     allocation_id: &str,
@@ -93,12 +97,12 @@ pub fn on_cluster_local_dir(
     let rank = horovod_rank
         .and_then(|r| r.trim().parse::<i64>().ok())
         .unwrap_or(0);
-    base.unwrap_or(Path::new("/tmp"))
+    base.map_or_else(std::env::temp_dir, Path::to_path_buf)
         .join(format!("tensorboard-{allocation_id}-{rank}"))
 }
 
 impl TensorboardConfig {
-    /// On-cluster: the folder `/tmp/tensorboard-<allocation_id>-<HOROVOD_RANK or 0>` and the sync
+    /// On-cluster: the folder `$TMPDIR/tensorboard-<allocation_id>-<HOROVOD_RANK or 0>` and the sync
     /// path of the trial. `storage` should be the *experiment's* checkpoint storage, where the
     /// master's TensorBoard task reads, as Python does (even when `init` got another
     /// `checkpoint_storage`).
@@ -120,6 +124,7 @@ impl TensorboardConfig {
             rank,
             write_profiler: false,
             min_sync_interval: MIN_SYNC_INTERVAL,
+            modes: crate::storage::Modes::Shared,
         }
     }
 
@@ -144,6 +149,7 @@ impl TensorboardConfig {
             rank,
             write_profiler: true,
             min_sync_interval: MIN_SYNC_INTERVAL,
+            modes: crate::storage::Modes::Umask,
         }
     }
 }
@@ -175,15 +181,16 @@ mod tests {
             0,
         );
         assert_eq!(c.sync_prefix, "c0ffee/tensorboard/experiment/17/trial/42");
-        assert!(c.local_dir.starts_with("/tmp"));
+        let tmp = std::env::temp_dir();
+        assert!(c.local_dir.starts_with(&tmp));
         assert!(!c.write_profiler);
         assert_eq!(
             on_cluster_local_dir(None, "a1b2.3", None),
-            PathBuf::from("/tmp/tensorboard-a1b2.3-0")
+            tmp.join("tensorboard-a1b2.3-0")
         );
         assert_eq!(
             on_cluster_local_dir(None, "x", Some("3")),
-            PathBuf::from("/tmp/tensorboard-x-3")
+            tmp.join("tensorboard-x-3")
         );
         assert_eq!(
             on_cluster_local_dir(Some(Path::new("/scratch")), "x", Some("junk")),

@@ -1,4 +1,4 @@
-//! The AUTO-mode reporter sink: Determined's `BatchMetricWriter` (PROTOCOL.md §11.3).
+//! The AUTO-mode sink: Determined's `BatchMetricWriter` (docs/protocol.md#tensorboard-event-files).
 //!
 //! - `training` reports: every numeric scalar of `batch_metrics[i]` as `Determined/<name>` at step
 //!   `steps_completed - len(batch_metrics) + i`; then every numeric scalar of the averaged metrics

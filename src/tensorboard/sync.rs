@@ -1,6 +1,6 @@
 //! The TensorBoard manager: owns the local folder and mirrors it into the checkpoint storage
-//! (Python's `TensorboardManager`, PROTOCOL.md §11.4), on a thread of its own so that neither the
-//! training loop nor the metrics reporter waits on storage.
+//! (Python's `TensorboardManager`, docs/protocol.md#tensorboard-sync), on a thread of its own so
+//! that neither the training loop nor the metrics reporter waits on storage.
 //!
 //! A *pass* uploads every file whose `(mtime, size)` differs from what was last uploaded to
 //! the same key. Passes start at most once per `min_sync_interval` (1 s, for cloud request
@@ -11,7 +11,7 @@
 //! Differences from Python, on purpose:
 //! - A failed upload is retried (with backoff, 1 s doubling to 30 s) until it succeeds or the
 //!   context closes; close reports what could not be uploaded. Python drops the batch and only
-//!   retries a file if it is modified again (§14 item 23).
+//!   retries a file if it is modified again.
 //! - Changes are tracked per file, not with one "last sync" timestamp, so a file modified while
 //!   it was being uploaded is uploaded again, and a second `upload_files` within a second is
 //!   delayed, never dropped.
@@ -152,7 +152,7 @@ fn list_files(root: &Path) -> Vec<(PathBuf, String)> {
 impl TensorboardManager {
     /// Create the local folder and start the sync thread (when there is a storage).
     pub fn start(cfg: TensorboardConfig) -> Result<Arc<TensorboardManager>> {
-        crate::storage::fsutil::create_dir_all_0777(&cfg.local_dir)
+        crate::storage::fsutil::create_dir_all_modes(&cfg.local_dir, cfg.modes)
             .map_err(|e| e.context("tensorboard"))?;
         let local_dir = std::path::absolute(&cfg.local_dir).unwrap_or(cfg.local_dir.clone());
         if cfg.sync_prefix.is_empty() {

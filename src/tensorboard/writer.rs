@@ -8,7 +8,7 @@
 //! counter `n` make names unique even when several processes or writers start in the same
 //! second — and begin with the `file_version = "brain.Event:2"` record. A file is created lazily
 //! at the first flush that has events, so a writer that never writes leaves no header-only file
-//! behind (Python's does, PROTOCOL.md §14 item 24).
+//! behind (Python's does, and uploads it).
 //!
 //! Rotation: Determined's Python writer closes the file and starts a new one whenever the
 //! wall-clock second changed since the previous flush, i.e. up to one file per second. detcore's
@@ -124,7 +124,8 @@ impl EventWriter {
     }
 
     fn open_new(&mut self, now: SystemTime) -> Result<()> {
-        crate::storage::fsutil::create_dir_all_0777(&self.dir)?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| crate::error::Error::io("cannot create folder", &self.dir, e))?;
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         loop {
             let n = FILE_COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -1,50 +1,131 @@
-//! Off-cluster sink: every report becomes one line of `<run_dir>/metrics.jsonl` and one log line.
+//! Off-cluster sink: every report becomes one line of `<run_dir>/metrics.jsonl`; the console gets
+//! a summary every few seconds at INFO and every report at DEBUG ([`super::console`]).
 //!
 //! A metrics line: `{"type": "metrics", "group": "training", "steps_completed": 10,
 //! "report_time": "2026-…+00:00", "metrics": {"loss": 0.5}}` (plus `"batch_metrics"` when given).
 //! Non-finite values are the strings `"NaN"`, `"Infinity"`, `"-Infinity"`, as Determined sends
 //! them to the master, so every line is valid JSON. Other events (`progress`, `status`,
 //! `early_exit`, `searcher_completed`, `checkpoint`, `checkpoint_deleted`) have their own `type`.
+//!
+//! Lines are written whole (buffered by line, never split between two writes by the buffer), and
+//! a last line cut short by a process killed while writing it is repaired when the file is opened
+//! again, so every line of the file is valid JSON after any number of kills.
 
+use super::console::{ConsoleSummary, SUMMARY_INTERVAL};
 use super::record::{Event, Record};
 use super::reporter::{Control, Sink};
 use crate::error::{Error, Result};
 use crate::json::{to_wire, Map, Value};
-use crate::log_info;
+use crate::{log_debug, log_info, log_warn};
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Name of the metrics file in the run folder.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
+/// Lines are written once this many bytes are buffered (and at every idle moment and close).
+const BUFFER_BYTES: usize = 64 * 1024;
+
 /// Appends reports to `metrics.jsonl`.
 pub struct JsonlSink {
     path: PathBuf,
-    out: BufWriter<File>,
+    file: File,
+    /// Whole lines not yet written.
+    buf: Vec<u8>,
+    console: ConsoleSummary,
+}
+
+/// Repair the end of `f` if its last line was cut short (a process killed while writing it):
+/// a complete JSON object without its newline gets the newline, anything else after the last
+/// newline is removed. Returns the bytes removed.
+fn repair_tail(f: &File, path: &Path) -> Result<u64> {
+    let len = f
+        .metadata()
+        .map_err(|e| Error::io("cannot stat", path, e))?
+        .len();
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut keep = 0;
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let n = (end - start) as usize;
+        f.read_exact_at(&mut chunk[..n], start)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        if let Some(i) = chunk[..n].iter().rposition(|&b| b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if keep == len {
+        return Ok(0);
+    }
+    let mut tail = vec![0u8; (len - keep) as usize];
+    f.read_exact_at(&mut tail, keep)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    let complete = std::str::from_utf8(&tail)
+        .ok()
+        .and_then(|t| crate::json::parse(t).ok())
+        .is_some_and(|v| v.as_object().is_some());
+    if complete {
+        (&*f)
+            .write_all(b"\n")
+            .map_err(|e| Error::io("cannot write", path, e))?;
+        return Ok(0);
+    }
+    f.set_len(keep)
+        .map_err(|e| Error::io("cannot repair", path, e))?;
+    log_warn!(
+        "{}: its last line was cut short (a process stopped while writing it); removed those {} bytes so that every line stays valid JSON",
+        path.display(),
+        len - keep
+    );
+    Ok(len - keep)
 }
 
 impl JsonlSink {
-    /// Open (append) `<run_dir>/metrics.jsonl`.
+    /// Open (append) `<run_dir>/metrics.jsonl`, repairing a last line cut short.
     pub fn open(run_dir: &Path) -> Result<JsonlSink> {
         let path = run_dir.join(METRICS_FILE);
-        let f = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(|e| Error::io("cannot open metrics file", &path, e))?;
+        repair_tail(&file, &path)?;
         Ok(JsonlSink {
+            console: ConsoleSummary::new(path.clone(), SUMMARY_INTERVAL),
             path,
-            out: BufWriter::with_capacity(64 * 1024, f),
+            file,
+            buf: Vec::with_capacity(BUFFER_BYTES),
         })
     }
 
     fn line(&mut self, m: &Map) -> Result<()> {
-        let mut s = to_wire(&Value::Object(m.clone()));
-        s.push('\n');
-        self.out
-            .write_all(s.as_bytes())
-            .map_err(|e| Error::io("cannot write metrics to", &self.path, e))
+        self.buf
+            .extend_from_slice(to_wire(&Value::Object(m.clone())).as_bytes());
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write the buffered lines (one append).
+    fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self
+            .file
+            .write_all(&self.buf)
+            .map_err(|e| Error::io("cannot write metrics to", &self.path, e));
+        self.buf.clear();
+        r
     }
 }
 
@@ -87,9 +168,12 @@ pub fn log_line(rec: &Record) -> String {
 impl Sink for JsonlSink {
     fn write(&mut self, rec: &Record, _ctl: &Control) -> Result<()> {
         match rec {
-            // Profiler reports are not logged by Python's profiler; keep them out of the log.
-            Record::Metrics(r) if r.is_profiler() => {
-                crate::log_debug!("{}", log_line(rec))
+            // Metrics and progress: each at DEBUG, a summary at most every few seconds at INFO.
+            Record::Metrics(_) | Record::Event(Event::Progress { .. }, _) => {
+                log_debug!("{}", log_line(rec));
+                if let Some(line) = self.console.observe(rec, Instant::now()) {
+                    log_info!("{line}");
+                }
             }
             _ => log_info!("{}", log_line(rec)),
         }
@@ -119,19 +203,60 @@ impl Sink for JsonlSink {
         self.line(&m)
     }
 
+    fn poll(&mut self) {
+        if let Some(line) = self.console.tick(Instant::now()) {
+            log_info!("{line}");
+        }
+    }
+
     fn idle(&mut self, _ctl: &Control) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| Error::io("cannot write metrics to", &self.path, e))
+        self.flush()
     }
 
     fn close(&mut self, _ctl: &Control) -> Result<()> {
-        self.out
-            .flush()
-            .map_err(|e| Error::io("cannot write metrics to", &self.path, e))?;
-        self.out
-            .get_ref()
+        if let Some(line) = self.console.finish(Instant::now()) {
+            log_info!("{line}");
+        }
+        self.flush()?;
+        self.file
             .sync_all()
             .map_err(|e| Error::io("cannot fsync", &self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cut_short_is_repaired_on_open() {
+        let d = crate::testutil::TempDir::new("jsonl");
+        let p = d.path().join(METRICS_FILE);
+        let good = "{\"type\": \"metrics\", \"steps_completed\": 1}\n";
+        // Cut in the middle of a line (longer than one read chunk, to cross chunk borders).
+        let long_partial = format!("{{\"type\": \"metrics\", \"m\": \"{}", "x".repeat(100_000));
+        for (tail, want_cut) in [
+            ("{\"type\": \"met", 13u64),
+            (long_partial.as_str(), long_partial.len() as u64),
+            ("", 0),
+        ] {
+            std::fs::write(&p, format!("{good}{tail}")).unwrap();
+            let f = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+            assert_eq!(repair_tail(&f, &p).unwrap(), want_cut);
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), good);
+        }
+        // A complete record without its newline keeps the record.
+        std::fs::write(&p, format!("{good}{{\"a\": 1}}")).unwrap();
+        let f = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+        assert_eq!(repair_tail(&f, &p).unwrap(), 0);
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            format!("{good}{{\"a\": 1}}\n")
+        );
+        // No newline at all: the whole partial line goes.
+        std::fs::write(&p, "{\"a\"").unwrap();
+        let f = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+        assert_eq!(repair_tail(&f, &p).unwrap(), 4);
+        assert_eq!(std::fs::read(&p).unwrap(), b"");
     }
 }

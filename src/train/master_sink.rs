@@ -1,14 +1,16 @@
-//! On-cluster sink: every report becomes one request to the master, in order (PROTOCOL.md §7):
+//! On-cluster sink: each report is one request to the master, in order (docs/protocol.md#metrics):
 //! metrics → `POST /api/v1/trials/<id>/metrics`, progress → `POST .../progress`, status →
 //! `POST .../runner/metadata`.
 //!
-//! Unlike Python's shipper thread, which dies on the first error and then queues forever (§14
-//! item 14), this sink never drops a report it could still deliver:
+//! Unlike Python's shipper thread, which dies on the first error and then queues forever, this
+//! sink never drops a report it could still deliver:
 //! - a connection failure, a lost answer, a timeout or a 5xx/429 answer is retried with the
 //!   policy's backoff (`DET_RETRY_CONFIG`); when the policy's budget is spent, the failure is
 //!   surfaced to the next report call and the report is still retried, every `backoff_max`
 //!   seconds, until it is delivered or `close`'s deadline passes (then it is counted as not
 //!   delivered);
+//! - a redirect (3xx) is never followed (it would send the token elsewhere); the report is kept
+//!   and retried like a failed connection, and the error names the `Location`;
 //! - any other answer (400, 401, 403, 404) is a refusal: the report cannot ever be delivered; the
 //!   error is returned by the next report call and counted by `close`.
 //!
@@ -119,8 +121,10 @@ impl MasterSink {
             };
             let transient = match (&e.failure, e.status) {
                 (None, _) => false,
+                // A redirect: refused as the master's answer, but the report is kept and
+                // retried (the master's address may be fixed), never counted as delivered.
                 (Some(Failure::Status { .. }), Some(code)) => {
-                    code >= 500 || code == 429 || code == 408
+                    code >= 500 || code == 429 || code == 408 || (300..400).contains(&code)
                 }
                 _ => true,
             };

@@ -4,6 +4,7 @@
 //! Every report is validated on the caller's thread, then queued for the background
 //! [`reporter::Reporter`]; the caller never waits on disk or network.
 
+pub mod console;
 pub mod jsonl;
 pub mod master_backend;
 pub mod master_sink;
@@ -243,7 +244,7 @@ impl TrainContext {
 }
 
 /// Off-cluster: no best validation, run metadata in `<run_dir>/run_metadata.json` (Python's
-/// dummy context crashes here instead, PROTOCOL.md §14 item 25).
+/// dummy context crashes here instead: it has no session).
 pub struct LocalTrainBackend {
     pub run_dir: PathBuf,
     lock: parking_lot::Mutex<()>,

@@ -39,6 +39,9 @@ pub trait Sink: Send {
     fn idle(&mut self, _ctl: &Control) -> Result<()> {
         Ok(())
     }
+    /// Called at every wake of the reporter thread that finds the queue empty (every
+    /// [`IDLE_WAKE`] while nothing is reported): for work due by time alone. Must be cheap.
+    fn poll(&mut self) {}
     /// Called once at shutdown, after the last record.
     fn close(&mut self, _ctl: &Control) -> Result<()> {
         Ok(())
@@ -401,6 +404,9 @@ fn run(rx: Receiver<Msg>, mut sinks: Vec<Box<dyn Sink>>, sh: &Shared) {
             Err(crossbeam_channel::TryRecvError::Empty) => {
                 if dirty {
                     dirty = !idle(&mut sinks);
+                }
+                for s in sinks.iter_mut() {
+                    s.poll();
                 }
                 // Not blocked in the channel: senders never pay for waking us (see module docs).
                 std::thread::park_timeout(IDLE_WAKE);

@@ -1,17 +1,26 @@
 /* One rank of a multi-process test, driven by tests/python/test_distributed.py, which launches
- * N copies with the environment of a launcher (torchrun, Open MPI, Slurm). Ranks come from
+ * N copies with the environment of a launcher (torchrun, Open MPI, Slurm), and by
+ * tests/launchers (the real mpirun, srun and sbatch). Ranks come from
  * det_distributed_from_env(DET_LAUNCHER_AUTO).
  *
  *   dist_worker <scenario> [args...]
  *
  * Prints "RESULT <rank> <text>" lines the driver checks; exits 0 on success, 3 on a detected
- * failure of the scenario, or with the det_status of an expected error (see each scenario). */
+ * failure of the scenario, or with the det_status of an expected error (see each scenario).
+ *
+ * Built a second time as dist_worker_mpi (DIST_WORKER_MPI, where CMake finds MPI): that one also
+ * calls MPI_Init before det_core_init and MPI_Finalize after det_core_close, and checks an
+ * MPI_Allreduce works beside detcore's collectives. */
 #define _DEFAULT_SOURCE
 #include <detcore.h>
+#ifdef DIST_WORKER_MPI
+#include <mpi.h>
+#endif
 
 #include "threads.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,11 +31,15 @@
 
 static int g_rank = -1;
 
+/* One write per message, so that a launcher forwarding several ranks' stderr never interleaves
+ * two messages within a line. */
 #define DIE(...)                                                                                  \
     do {                                                                                          \
-        fprintf(stderr, "rank %d: ", g_rank);                                                     \
-        fprintf(stderr, __VA_ARGS__);                                                             \
-        fprintf(stderr, "\n");                                                                    \
+        char die_[4096];                                                                          \
+        int die_n_ = snprintf(die_, sizeof die_, "rank %d: ", g_rank);                            \
+        snprintf(die_ + die_n_, sizeof die_ - (size_t)die_n_ - 1, __VA_ARGS__);                   \
+        strcat(die_, "\n");                                                                       \
+        fputs(die_, stderr);                                                                      \
         exit(3);                                                                                  \
     } while (0)
 
@@ -59,7 +72,7 @@ static det_context *open_ctx(int32_t preempt_mode, bool signals) {
     char run_dir[512];
     snprintf(run_dir, sizeof run_dir, "%s/rank%d", getenv("DIST_WORK") ? getenv("DIST_WORK") : "/tmp", d.rank);
     o.run_dir = run_dir;
-    o.run_name = "dist";
+    o.run_name = getenv("DIST_RUN") ? getenv("DIST_RUN") : "dist";
     det_context *ctx;
     CHECK(det_core_init(&o, &ctx));
     g_rank = d.rank;
@@ -212,6 +225,53 @@ static int scenario_preempt(int argc, char **argv) {
     return 0;
 }
 
+/* The program's own SIGUSR1 handler, installed before det_core_init: detcore records the signal
+ * and then chains to it, so once `g_usr1` is set detcore's flag is set too. */
+static atomic_int g_usr1;
+static void on_usr1(int sig) {
+    (void)sig;
+    atomic_store(&g_usr1, 1);
+}
+
+/* WorkersAskChief preemption lag: every rank calls det_should_preempt every `period_us`
+ * microseconds until it says true; the driver sends SIGUSR1 to the chief only. The chief prints
+ * `seen_at`, its first call made after the signal had arrived (detcore saw it at that call or
+ * before); every rank prints the call at which it got true and the CLOCK_MONOTONIC time of it. */
+static int scenario_lag(int argc, char **argv) {
+    if (argc < 1) DIE("lag: period_us missing");
+    useconds_t period = (useconds_t)atol(argv[0]);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, NULL) != 0) DIE("sigaction failed");
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, true);
+    int32_t rank;
+    CHECK(det_dist_rank(ctx, &rank));
+    printf("READY %d\n", rank);
+    fflush(stdout);
+    long k = 0, seen_at = 0;
+    bool stop = false;
+    double t_seen = 0, deadline = now() + 300;
+    while (!stop) {
+        k++;
+        int seen = atomic_load(&g_usr1);
+        double t = now();
+        CHECK(det_should_preempt(ctx, &stop));
+        if (seen && !seen_at) {
+            seen_at = k;
+            t_seen = t;
+        }
+        if (!stop) usleep(period);
+        if (now() > deadline) DIE("no preemption after 300 s (%ld calls)", k);
+    }
+    double t_true = now();
+    if (rank == 0 && !seen_at) DIE("the chief stopped at call %ld before it saw the signal", k);
+    printf("RESULT %d stopped_at=%ld seen_at=%ld t_seen=%.6f t_true=%.6f\n", rank, k, seen_at, t_seen, t_true);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
 /* A WorkersAskChief context whose ranks have all met once (one allgather). */
 static det_context *open_joined(int32_t *rank) {
     det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
@@ -238,6 +298,15 @@ static int scenario_kill(int argc, char **argv) {
         if (st != DET_OK) {
             printf("RESULT %d failed status=%s after=%ld msg=%s\n", rank, det_status_name(st), i, det_last_error_message());
             fflush(stdout);
+            /* Also in a file: a launcher that aborts the job may stop forwarding output. */
+            char p[600];
+            snprintf(p, sizeof p, "%s/kill-result-%d.txt", getenv("DIST_WORK") ? getenv("DIST_WORK") : "/tmp", rank);
+            FILE *f = fopen(p, "w");
+            if (f) {
+                fprintf(f, "RESULT %d failed status=%s after=%ld msg=%s\n", rank, det_status_name(st), i,
+                        det_last_error_message());
+                fclose(f);
+            }
             det_core_close(ctx);
             return st;
         }
@@ -510,6 +579,115 @@ static int scenario_lifecycle(int argc, char **argv) {
     return 0;
 }
 
+/* Where the launcher put this process: detcore's numbers beside the launcher's own variables
+ * (the test compares them), and the job identity. Then one allgather of every rank's host name,
+ * so that the ranks of one node index are seen to share a host. */
+static int scenario_ranks(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    det_distributed_config d;
+    CHECK(det_distributed_config_default(&d, sizeof d));
+    CHECK(det_distributed_from_env(DET_LAUNCHER_AUTO, &d));
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, false);
+    int32_t rank, size, lrank, lsize, cross, csize;
+    CHECK(det_dist_rank(ctx, &rank));
+    CHECK(det_dist_size(ctx, &size));
+    CHECK(det_dist_local_rank(ctx, &lrank));
+    CHECK(det_dist_local_size(ctx, &lsize));
+    CHECK(det_dist_cross_rank(ctx, &cross));
+    CHECK(det_dist_cross_size(ctx, &csize));
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    det_bytes_list *l;
+    CHECK(det_dist_allgather(ctx, host, strlen(host), &l));
+    size_t n;
+    CHECK(det_bytes_list_len(l, &n));
+    if ((int32_t)n != size) DIE("allgather gave %zu items for %d ranks", n, size);
+    CHECK(det_bytes_list_free(l));
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "OMPI_COMM_WORLD_LOCAL_SIZE", "OMPI_COMM_WORLD_NODE_RANK", "SLURM_PROCID", "SLURM_NTASKS",
+                          "SLURM_LOCALID", "SLURM_NODEID"};
+    printf("RESULT %d ranks rank=%d size=%d local_rank=%d local_size=%d cross_rank=%d cross_size=%d job=%s", rank, rank,
+           size, lrank, lsize, cross, csize, d.job_id ? d.job_id : "(none)");
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) printf(" %s=%s", vars[i], getenv(vars[i]));
+    printf("\n");
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
+/* A training loop for preemption and resume under a real launcher:
+ *   train <max_steps> [step_ms]
+ * (`+N` for max_steps: N steps past the resumed step.)
+ * Resumes from the run's latest checkpoint (each rank reads its own shard rank<r>.txt, which
+ * must be there), then steps until det_should_preempt says stop or max_steps, and stores a
+ * sharded checkpoint (every rank its rank<r>.txt) at the last step. Prints READY, RESUMED,
+ * STORED and PREEMPTED/FINISHED lines with the step. */
+static int scenario_train(int argc, char **argv) {
+    /* "+N": N steps past the resumed step. */
+    bool relative = argc > 0 && argv[0][0] == '+';
+    long max_steps = argc > 0 ? atol(argv[0] + relative) : 1000000;
+    long step_ms = argc > 1 ? atol(argv[1]) : 10;
+    det_context *ctx = open_ctx(DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, true);
+    int32_t rank, size;
+    CHECK(det_dist_rank(ctx, &rank));
+    CHECK(det_dist_size(ctx, &size));
+    long start = 0;
+    char *latest = NULL;
+    CHECK(det_info_latest_checkpoint(ctx, &latest));
+    if (latest) {
+        det_ckpt_restore *r;
+        CHECK(det_ckpt_restore_path_begin(ctx, latest, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD, NULL, NULL, &r));
+        const char *dir;
+        CHECK(det_ckpt_restore_path(r, &dir));
+        char p[1024];
+        snprintf(p, sizeof p, "%s/rank%d.txt", dir, rank);
+        FILE *f = fopen(p, "r");
+        if (!f) DIE("resumed checkpoint %s lacks this rank's shard %s", latest, p);
+        if (fscanf(f, "step %ld", &start) != 1) DIE("%s is not a shard of this test", p);
+        fclose(f);
+        CHECK(det_ckpt_restore_path_end(r));
+        printf("RESULT %d resumed step=%ld id=%s\n", rank, start, latest);
+        det_string_free(latest);
+    }
+    if (relative) max_steps += start;
+#ifdef DIST_WORKER_MPI
+    int mpi_sum = 0, one = 1;
+    if (MPI_Allreduce(&one, &mpi_sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS || mpi_sum != size)
+        DIE("MPI_Allreduce beside detcore gave %d for %d ranks", mpi_sum, size);
+#endif
+    printf("READY %d\n", rank);
+    fflush(stdout);
+    bool stop = false;
+    long step = start;
+    while (step < max_steps && !stop) {
+        step++;
+        usleep((useconds_t)(step_ms * 1000));
+        CHECK(det_should_preempt(ctx, &stop));
+    }
+    char meta[128], name[64], content[64];
+    snprintf(meta, sizeof meta, "{\"steps_completed\": %ld}", step);
+    det_ckpt_store *s;
+    CHECK(det_ckpt_store_path_begin(ctx, meta, true, &s));
+    const char *dir;
+    CHECK(det_ckpt_store_path(s, &dir));
+    snprintf(name, sizeof name, "rank%d.txt", rank);
+    snprintf(content, sizeof content, "step %ld\n", step);
+    write_file(dir, name, content);
+    char id[DET_STORAGE_ID_LEN] = {0};
+    det_status st = det_ckpt_store_path_end(s, id);
+    if (st != DET_OK) {
+        printf("RESULT %d failed status=%s msg=%s\n", rank, det_status_name(st), det_last_error_message());
+        fflush(stdout);
+        det_core_close(ctx);
+        return 4;
+    }
+    printf("RESULT %d stored step=%ld id=%s\n", rank, step, id);
+    printf("RESULT %d %s step=%ld\n", rank, stop ? "preempted" : "finished", step);
+    CHECK(det_core_close(ctx));
+    return 0;
+}
+
 /* Chief-only rules on workers, with Python's messages: store_path/upload with shard=false and
  * should_preempt in ChiefOnly mode. */
 static int scenario_chiefonly(int argc, char **argv) {
@@ -546,14 +724,12 @@ static int scenario_chiefonly(int argc, char **argv) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    det_log_set_level(DET_LOG_LEVEL_WARNING);
-    if (argc < 2) return 2;
+static int run(int argc, char **argv) {
     const char *s = argv[1];
     if (!strcmp(s, "collectives")) return scenario_collectives(argc - 2, argv + 2);
     if (!strcmp(s, "race")) return scenario_race(argc - 2, argv + 2);
     if (!strcmp(s, "preempt")) return scenario_preempt(argc - 2, argv + 2);
+    if (!strcmp(s, "lag")) return scenario_lag(argc - 2, argv + 2);
     if (!strcmp(s, "kill")) return scenario_kill(argc - 2, argv + 2);
     if (!strcmp(s, "stalled")) return scenario_stalled(argc - 2, argv + 2);
     if (!strcmp(s, "straggler")) return scenario_straggler(argc - 2, argv + 2);
@@ -561,6 +737,23 @@ int main(int argc, char **argv) {
     if (!strcmp(s, "shard")) return scenario_shard(argc - 2, argv + 2);
     if (!strcmp(s, "chiefonly")) return scenario_chiefonly(argc - 2, argv + 2);
     if (!strcmp(s, "lifecycle")) return scenario_lifecycle(argc - 2, argv + 2);
+    if (!strcmp(s, "ranks")) return scenario_ranks(argc - 2, argv + 2);
+    if (!strcmp(s, "train")) return scenario_train(argc - 2, argv + 2);
     fprintf(stderr, "unknown scenario %s\n", s);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!getenv("DETCORE_LOG_LEVEL")) det_log_set_level(DET_LOG_LEVEL_WARNING);
+    if (argc < 2) return 2;
+#ifdef DIST_WORKER_MPI
+    /* MPI first, detcore inside, MPI_Finalize last: the order of an MPI program that adds detcore. */
+    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) DIE("MPI_Init failed");
+    int rc = run(argc, argv);
+    MPI_Finalize();
+    return rc;
+#else
+    return run(argc, argv);
+#endif
 }

@@ -130,6 +130,8 @@ int main(void) {
     det_string_free(rmd);
 
     OK(det_core_alert(ctx, "end of main", "scenario", DET_ALERT_LEVEL_WARN));
+    OK(det_experimental_report_task_using_checkpoint(ctx, sid));
+    OK(det_experimental_report_task_using_model_version(ctx, sid, 4, 2));
     OK(det_ckpt_delete(ctx, sid));
 
     /* The fake master preempts once it has answered the PATCH of the delete. */

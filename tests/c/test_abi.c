@@ -168,7 +168,7 @@ static void bad_options(void) {
     int sigs[] = {SIGKILL};
     o.preempt_signals = sigs;
     o.preempt_signals_len = 1;
-    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "9 is not a signal that can be caught");
+    CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "SIGKILL cannot be caught");
     test_options(&o, dir, "x");
     o.preempt_signals_len = 2;
     CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, "preempt_signals is NULL");
@@ -396,6 +396,37 @@ static void strings_are_owned(void) {
     CHECK_OK(det_core_close(ctx));
 }
 
+/* Hyperparameters a C string or an int64_t cannot hold: a clear error (never DET_ERR_INTERNAL),
+ * while the JSON form keeps them exactly (integers of any size, NUL escaped). Lone surrogates
+ * become U+FFFD. */
+static void odd_hyperparameters(void) {
+    det_init_options o;
+    test_options(&o, test_tmpdir("oddhp"), "oddhp");
+    o.hparams_json = "{\"nul\": \"a\\u0000b\", \"big\": 18446744073709551616, "
+                     "\"neg\": -123456789012345678901234567890, \"lone\": \"x\\ud800y\"}";
+    det_context *ctx;
+    CHECK_OK(det_core_init(&o, &ctx));
+    char *s = NULL;
+    CHECK_ERR(det_info_get_hparam_str(ctx, "nul", &s), DET_ERR_INVALID_ARGUMENT, "NUL character");
+    CHECK(s == NULL);
+    int64_t n = 7;
+    CHECK_ERR(det_info_get_hparam_i64(ctx, "big", &n), DET_ERR_INVALID_ARGUMENT,
+              "the integer 18446744073709551616, outside the range of a 64-bit integer");
+    CHECK(n == 7);
+    double d = 0;
+    CHECK_OK(det_info_get_hparam_f64(ctx, "big", &d));
+    CHECK(d == 18446744073709551616.0);
+    CHECK_OK(det_info_hparams_json(ctx, &s));
+    CHECK_STR(s, "{\"nul\": \"a\\u0000b\", \"big\": 18446744073709551616, "
+                 "\"neg\": -123456789012345678901234567890, \"lone\": \"x\\ufffdy\"}");
+    det_string_free(s);
+    s = NULL;
+    CHECK_OK(det_info_get_hparam_str(ctx, "lone", &s));
+    CHECK_STR(s, "x\xef\xbf\xbdy");
+    det_string_free(s);
+    CHECK_OK(det_core_close(ctx));
+}
+
 TEST_MAIN(TEST(status_names), TEST(versions), TEST(last_error_forms), TEST(options_structs), TEST(bad_options),
           TEST(null_arguments), TEST(invalid_utf8_and_json), TEST(unknown_enums), TEST(use_after_close),
-          TEST(strings_are_owned))
+          TEST(strings_are_owned), TEST(odd_hyperparameters))

@@ -136,6 +136,37 @@ static void abort_leaves_nothing(void) {
     CHECK_OK(det_core_close(ctx));
 }
 
+/* A scope still open at det_core_close is aborted by close: its folder goes, nothing is stored,
+ * and the handle can still be aborted (DET_OK) or ended (a clear DET_ERR_STATE). It used to stay,
+ * with its folder, and neither call could get rid of it. */
+static void close_aborts_open_scopes(void) {
+    const char *dir = test_tmpdir("openclose");
+    det_context *ctx = open_in(dir, "r");
+    det_ckpt_store *s = NULL, *s2 = NULL;
+    CHECK_OK(det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 1}", false, &s));
+    CHECK_OK(det_ckpt_store_path_begin(ctx, "{\"steps_completed\": 2}", false, &s2));
+    const char *path;
+    CHECK_OK(det_ckpt_store_path(s, &path));
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", path);
+    write_in(path, "w.bin", "half-written");
+    CHECK_OK(det_core_close(ctx));
+    CHECK(!test_exists(keep));
+    CHECK_ERR(det_ckpt_store_path(s, &path), DET_ERR_STATE, "aborted when its context was closed");
+    CHECK_ERR(det_ckpt_store_path_end(s, NULL), DET_ERR_STATE, "aborted when its context was closed");
+    CHECK_OK(det_ckpt_store_path_abort(s2));
+    CHECK_ERR(det_ckpt_store_path_abort(s2), DET_ERR_STATE, "not open");
+    char staging[800];
+    snprintf(staging, sizeof staging, "%s/ckpts/.detcore-staging", dir);
+    CHECK(count_entries(staging) <= 0); /* empty, or removed with its last folder */
+    /* Nothing was stored. */
+    char *latest = NULL;
+    ctx = open_in(dir, "r");
+    CHECK_OK(det_info_latest_checkpoint(ctx, &latest));
+    CHECK(latest == NULL);
+    CHECK_OK(det_core_close(ctx));
+}
+
 static void metadata_is_checked_first(void) {
     const char *dir = test_tmpdir("meta");
     det_context *ctx = open_in(dir, "r");
@@ -454,6 +485,7 @@ static void damaged_checkpoints(void) {
     CHECK_OK(det_core_close(ctx));
 }
 
-TEST_MAIN(TEST(store_and_restore), TEST(abort_leaves_nothing), TEST(metadata_is_checked_first),
+TEST_MAIN(TEST(store_and_restore), TEST(abort_leaves_nothing), TEST(close_aborts_open_scopes),
+          TEST(metadata_is_checked_first),
           TEST(upload_and_download), TEST(delete_updates_resume_point), TEST(unusable_storage), TEST(full_disk),
           TEST(directory_dict_form), TEST(damaged_checkpoints))

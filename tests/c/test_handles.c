@@ -62,7 +62,11 @@ static bool select_all(const char *p, void *u) {
     X(det_info_slot_id(C, 0, &i32))                                                               \
     X(det_info_gpu_uuid_count(C, &n))                                                             \
     X(det_info_gpu_uuid(C, 0, &s))                                                                \
+    X(det_info_trial_debug(C, &b))                                                                \
+    X(det_info_inter_node_network_interface(C, &s))                                               \
     X(det_core_alert(C, "t", "d", 0))                                                             \
+    X(det_experimental_report_task_using_checkpoint(C, "abc"))                                    \
+    X(det_experimental_report_task_using_model_version(C, "abc", 1, 2))                           \
     X(det_should_preempt(C, &b))                                                                  \
     X(det_should_preempt_ex(C, false, &b))                                                        \
     X(det_preempt_acknowledge(C))                                                                 \

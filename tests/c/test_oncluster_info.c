@@ -1,6 +1,7 @@
 /* On-cluster parts that need no master: broken info files fail det_core_init with a message
- * naming the file and the key (nothing is sent anywhere); the on-cluster getters refuse
- * off-cluster contexts; det_core_alert's arguments. */
+ * naming the file and the key (nothing is sent anywhere); det_cluster_info_json reads the same
+ * files without a context; the on-cluster getters refuse off-cluster contexts; the arguments of
+ * det_core_alert and det_experimental_*. */
 #include "check.h"
 
 static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
@@ -139,6 +140,11 @@ static void getters_refuse_off_cluster(void) {
     CHECK_ERR(det_info_slot_id(ctx, 0, &i32), DET_ERR_UNSUPPORTED, "only known on-cluster");
     CHECK_ERR(det_info_gpu_uuid_count(ctx, &n), DET_ERR_UNSUPPORTED, "only known on-cluster");
     CHECK_ERR(det_info_gpu_uuid(ctx, 0, &s), DET_ERR_UNSUPPORTED, "only known on-cluster");
+    bool b;
+    CHECK_ERR(det_info_trial_debug(ctx, &b), DET_ERR_UNSUPPORTED, "only known on-cluster");
+    CHECK_ERR(det_info_inter_node_network_interface(ctx, &s), DET_ERR_UNSUPPORTED, "only known on-cluster");
+    CHECK_ERR(det_info_trial_debug(ctx, NULL), DET_ERR_INVALID_ARGUMENT, "det_info_trial_debug: out is NULL");
+    CHECK_ERR(det_info_inter_node_network_interface(NULL, &s), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
     CHECK_ERR(det_info_trial_id(ctx, NULL), DET_ERR_INVALID_ARGUMENT, "det_info_trial_id: out is NULL");
     CHECK_ERR(det_info_trial_id(NULL, &i64), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
     CHECK_OK(det_core_close(ctx));
@@ -160,4 +166,59 @@ static void alert_arguments(void) {
     CHECK_ERR(det_core_alert(ctx, "t", "d", 0), DET_ERR_STATE, "closed");
 }
 
-TEST_MAIN(TEST(bad_info_files), TEST(getters_refuse_off_cluster), TEST(alert_arguments))
+static void cluster_info_json(void) {
+    /* A trial with a debug flag and an inter-node interface. */
+    const char *trial = subst(subst(TRIAL, "\"debug\": false", "\"debug\": true"),
+                              "\"inter_node_network_interface\": null", "\"inter_node_network_interface\": \"ib0\"");
+    const char *d = info_dir(subst(CLUSTER, "http://127.0.0.1:9", "127.0.0.1:9/"), trial, RDV);
+    char *s = NULL;
+    CHECK_OK(det_cluster_info_json(d, &s));
+    CHECK(s != NULL);
+    CHECK_CONTAINS(s, "{\"master_url\": \"http://127.0.0.1:9\", \"cluster_id\": \"c\"");
+    CHECK_CONTAINS(s, "\"session_token\": \"s\", \"task_type\": \"TRIAL\", \"master_cert_name\": null");
+    CHECK_CONTAINS(s, "\"debug\": true, \"inter_node_network_interface\": \"ib0\"}");
+    CHECK_CONTAINS(s, "\"rendezvous\": {\"container_addrs\": [\"127.0.0.1\"], \"container_rank\": 0");
+    CHECK_CONTAINS(s, "\"resources\": null}");
+    det_string_free(s);
+    /* NULL: $DET_CLUSTER_INFO_DIR, as det_core_init. */
+    setenv("DET_CLUSTER_INFO_DIR", d, 1);
+    s = NULL;
+    CHECK_OK(det_cluster_info_json(NULL, &s));
+    CHECK(s != NULL && strstr(s, "\"allocation_id\": \"t.1\""));
+    det_string_free(s);
+    /* Off-cluster: NULL, no error. */
+    setenv("DET_CLUSTER_INFO_DIR", test_tmpdir("no-info"), 1);
+    s = (char *)"untouched";
+    CHECK_OK(det_cluster_info_json(NULL, &s));
+    CHECK(s == NULL);
+    unsetenv("DET_CLUSTER_INFO_DIR");
+    /* Broken files, bad arguments. */
+    const char *bad = info_dir(CLUSTER, subst(TRIAL, "\"debug\": false", "\"debug\": \"yes\""), RDV);
+    CHECK_ERR(det_cluster_info_json(bad, &s), DET_ERR_INVALID_ARGUMENT,
+              "trial.json: key \"debug\" must be true or false, got string \"yes\"");
+    CHECK_ERR(det_cluster_info_json(info_dir("{", NULL, NULL), &s), DET_ERR_INVALID_ARGUMENT,
+              "cluster.json: broken JSON");
+    CHECK_ERR(det_cluster_info_json(info_dir(CLUSTER, NULL, RDV), &s), DET_ERR_INVALID_ARGUMENT,
+              "trial.json is missing");
+    CHECK_ERR(det_cluster_info_json(d, NULL), DET_ERR_INVALID_ARGUMENT, "det_cluster_info_json: out is NULL");
+    CHECK_ERR(det_cluster_info_json(BAD_UTF8, &s), DET_ERR_INVALID_ARGUMENT, "info_dir is not valid UTF-8");
+}
+
+static void experimental_arguments(void) {
+    det_context *ctx = off_cluster();
+    /* Off-cluster there is nothing to record: a log line, DET_OK. */
+    CHECK_OK(det_experimental_report_task_using_checkpoint(ctx, "6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10"));
+    CHECK_OK(det_experimental_report_task_using_model_version(ctx, "6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", 1, 2));
+    CHECK_ERR(det_experimental_report_task_using_checkpoint(ctx, NULL), DET_ERR_INVALID_ARGUMENT,
+              "checkpoint_uuid is NULL");
+    CHECK_ERR(det_experimental_report_task_using_checkpoint(ctx, ""), DET_ERR_INVALID_ARGUMENT,
+              "the checkpoint uuid is empty");
+    CHECK_ERR(det_experimental_report_task_using_model_version(ctx, BAD_UTF8, 1, 2), DET_ERR_INVALID_ARGUMENT,
+              "checkpoint_uuid is not valid UTF-8");
+    CHECK_ERR(det_experimental_report_task_using_checkpoint(NULL, "x"), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
+    CHECK_OK(det_core_close(ctx));
+    CHECK_ERR(det_experimental_report_task_using_checkpoint(ctx, "x"), DET_ERR_STATE, "closed");
+}
+
+TEST_MAIN(TEST(bad_info_files), TEST(getters_refuse_off_cluster), TEST(alert_arguments), TEST(cluster_info_json),
+          TEST(experimental_arguments))

@@ -131,6 +131,78 @@ static void configured_signals_only(void) {
     sigaction(SIGUSR1, &old1, NULL);
 }
 
+/* Signals that cannot mean preemption are refused at init, clearly and at once (glibc's reserved
+ * 32 and 33 used to hang det_core_init; a SIGSEGV handler made a real fault loop forever). */
+static void refuses_reserved_and_fault_signals(void) {
+    int bad[] = {32, 33, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGKILL, SIGSTOP, 0, 200};
+    const char *why[] = {"reserved by the C library", "reserved by the C library", "fault", "fault",
+                         "fault", "fault", "fault", "cannot be caught", "cannot be caught",
+                         "not a signal number", "not a signal number"};
+    struct sigaction before, after;
+    sigaction(SIGUSR1, NULL, &before);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        det_init_options o;
+        test_options(&o, test_tmpdir("badsig"), "badsig");
+        int sigs[] = {SIGUSR1, bad[i]}; /* the first one is released again */
+        o.preempt_signals = sigs;
+        o.preempt_signals_len = 2;
+        det_context *ctx = NULL;
+        CHECK_ERR(det_core_init(&o, &ctx), DET_ERR_INVALID_ARGUMENT, why[i]);
+        CHECK(ctx == NULL);
+    }
+    sigaction(SIGUSR1, NULL, &after);
+    CHECK(after.sa_handler == before.sa_handler);
+}
+
+/* A handler the program installs after det_core_init survives det_core_close (close used to put
+ * back SIG_DFL, so a later SIGTERM killed the process); a program that chains to detcore's handler
+ * keeps preemption working. */
+static struct sigaction detcore_action;
+static void chaining_handler(int sig, siginfo_t *info, void *uctx) {
+    user_handler_calls++;
+    if (detcore_action.sa_flags & SA_SIGINFO) detcore_action.sa_sigaction(sig, info, uctx);
+}
+
+static void keeps_a_handler_installed_after_init(void) {
+    struct sigaction old, sa, cur;
+    sigaction(SIGTERM, NULL, &old);
+    det_init_options o;
+    test_options(&o, test_tmpdir("later"), "later");
+    det_context *ctx = open_with(&o);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = user_handler;
+    sigaction(SIGTERM, &sa, NULL);
+    user_handler_calls = 0;
+    CHECK_OK(det_core_close(ctx));
+    sigaction(SIGTERM, NULL, &cur);
+    CHECK(cur.sa_handler == user_handler);
+    if (cur.sa_handler == user_handler) { /* else SIGTERM would end the test program */
+        raise(SIGTERM);
+        CHECK(user_handler_calls == 1);
+    }
+
+    /* Chaining: the program saves detcore's action when it installs its own, and calls it. */
+    sigaction(SIGTERM, &old, NULL);
+    ctx = open_with(&o);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = chaining_handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTERM, &sa, &detcore_action);
+    CHECK(detcore_action.sa_flags & SA_SIGINFO);
+    user_handler_calls = 0;
+    bool b = true;
+    CHECK_OK(det_should_preempt(ctx, &b));
+    CHECK(!b);
+    raise(SIGTERM);
+    CHECK(user_handler_calls == 1);
+    CHECK_OK(det_should_preempt(ctx, &b));
+    CHECK(b);
+    CHECK_OK(det_core_close(ctx));
+    sigaction(SIGTERM, NULL, &cur);
+    CHECK(cur.sa_sigaction == chaining_handler);
+    sigaction(SIGTERM, &old, NULL);
+}
+
 static void halt_file(void) {
     const char *dir = test_tmpdir("halt");
     char f[700];
@@ -203,4 +275,5 @@ static void auto_ack_variants(void) {
 }
 
 TEST_MAIN(TEST(sigterm_by_default), TEST(chains_and_restores_previous_handler), TEST(configured_signals_only),
+          TEST(refuses_reserved_and_fault_signals), TEST(keeps_a_handler_installed_after_init),
           TEST(halt_file), TEST(end_time), TEST(auto_ack_variants))

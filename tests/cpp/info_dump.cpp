@@ -1,5 +1,6 @@
-// Prints what det::Info knows (one `key=value` line each; `<none>` for std::nullopt); in a
-// trial it also sends one alert and uploads the TensorBoard folder in MANUAL mode. Run on-cluster
+// Prints what det::Info knows (one `key=value` line each; `<none>` for std::nullopt), and
+// det::cluster_info_json(); in a trial it also sends one alert, stores a checkpoint and reports it
+// with the experimental calls, and uploads the TensorBoard folder in MANUAL mode. Run on-cluster
 // against the fake master by tests/python/test_bindings_oncluster.py, which compares the lines
 // with determined's ClusterInfo read from the same info files.
 #include <detcore.hpp>
@@ -48,9 +49,17 @@ int main() {
         list("container_slot_counts", info.container_slot_counts());
         list("slot_ids", info.slot_ids());
         list("gpu_uuids", info.gpu_uuids());
+        if (auto d = info.trial_debug()) std::cout << "trial_debug=" << (*d ? "true" : "false") << "\n";
+        else std::cout << "trial_debug=<none>\n";
+        line("inter_node_network_interface", info.inter_node_network_interface());
+        line("cluster_info_json", det::cluster_info_json());
         if (info.task_type() != std::optional<std::string>("TRIAL")) return 0;  // no alerts, no TensorBoard
         std::cout << "tensorboard_path=" << ctx.train().get_tensorboard_path().string() << "\n";
         ctx.alert("from C++", "info_dump", det::AlertLevel::Warn);
+        std::string id = ctx.checkpoint().store_path(det::JsonObject().add("steps_completed", 1),
+                                                     [](const std::filesystem::path &, const std::string &) {});
+        ctx.experimental().report_task_using_checkpoint(id);
+        ctx.experimental().report_task_using_model_version(id, 5, 3);
         {
             det::TensorboardWriter tb(ctx.train().get_tensorboard_path());
             tb.add_scalar("cpp/x", 1, 0.5);

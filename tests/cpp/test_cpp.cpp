@@ -130,11 +130,13 @@ static void errors_carry_status_and_message() {
     EXPECT_DET_ERROR(det::Context(options(dir).hparams_json("[1]")), DET_ERR_INVALID_ARGUMENT,
                      "hparams_json: expected a JSON object, got array");
     EXPECT_DET_ERROR(det::Context(options(dir).preempt_signals({SIGKILL})), DET_ERR_INVALID_ARGUMENT,
-                     "9 is not a signal that can be caught");
+                     "SIGKILL cannot be caught");
     EXPECT_DET_ERROR(det::Context(options(dir).distributed(det::DistributedConfig().rank(3).size(2))),
                      DET_ERR_INVALID_ARGUMENT, "rank 3 must be less than size 2");
     EXPECT_DET_ERROR(det::Options().run_name(std::string_view("a\0b", 3)), DET_ERR_INVALID_ARGUMENT,
                      "run_name contains a NUL byte");
+    EXPECT_DET_ERROR(det::Context(options(dir).distributed(det::DistributedConfig().job_id("tab\there"))),
+                     DET_ERR_INVALID_ARGUMENT, "job_id \"tab\\there\" must be 1 to 256 bytes of printable text");
 
     det::Context ctx(options(dir));
     EXPECT_DET_ERROR((void)ctx.checkpoint().store_path("{\"steps_completed\": 1"), DET_ERR_INVALID_ARGUMENT,
@@ -354,7 +356,7 @@ static void searcher() {
 
 static void distributed() {
     fs::path dir = tmpdir("dist");
-    det::Context ctx(options(dir, "dist"));
+    det::Context ctx(options(dir, "dist").distributed(det::DistributedConfig().job_id("cpp-job")).slurm_requeue(false));
     auto d = ctx.distributed();
     EXPECT(d.rank() == 0 && d.size() == 1 && d.local_rank() == 0 && d.local_size() == 1 && d.cross_rank() == 0 &&
            d.cross_size() == 1);
@@ -379,11 +381,18 @@ static void distributed() {
     setenv("SLURM_LOCALID", "1", 1);
     setenv("SLURM_NODEID", "0", 1);
     setenv("SLURM_NNODES", "1", 1);
+    setenv("SLURM_JOB_ID", "81", 1);
+    setenv("SLURM_STEP_ID", "0", 1);
     det::DistributedConfig c = det::DistributedConfig::from_env(det::Launcher::Slurm);
     EXPECT(c.rank() == 1 && c.size() == 2 && c.local_size() == 2 && c.cross_size() == 1);
+    EXPECT(c.job_id() == "slurm:81.0");
+    EXPECT(c.job_id("mine").c_config().job_id == std::string("mine"));
+    unsetenv("SLURM_STEP_ID");  // the batch script of a 2-task job: refused, pointing at srun
+    EXPECT_DET_ERROR(det::DistributedConfig::from_env(det::Launcher::Slurm), DET_ERR_INVALID_ARGUMENT,
+                     "no SLURM_STEP_ID");
     unsetenv("SLURM_NTASKS");
     EXPECT_DET_ERROR(det::DistributedConfig::from_env(det::Launcher::Slurm), DET_ERR_INVALID_ARGUMENT, "SLURM_NTASKS");
-    for (const char *v : {"SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NNODES"}) unsetenv(v);
+    for (const char *v : {"SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NNODES", "SLURM_JOB_ID"}) unsetenv(v);
 }
 
 static void info_and_hparams() {
@@ -645,11 +654,22 @@ static void alert_and_cluster_info() {
     EXPECT(!info.agent_id() && !info.master_url() && !info.container_rank());
     EXPECT(info.container_addrs().empty() && info.container_slot_counts().empty());
     EXPECT(info.slot_ids().empty() && info.gpu_uuids().empty());
+    EXPECT(!info.trial_debug() && !info.inter_node_network_interface());
+    EXPECT(!det::cluster_info_json(dir / "no-info"));
+    // Off-cluster there is nothing to link a checkpoint to: logged, no error.
+    ctx.experimental().report_task_using_checkpoint("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10");
+    ctx.experimental().report_task_using_model_version("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", 1, 2);
+    EXPECT_DET_ERROR(ctx.experimental().report_task_using_checkpoint(""), DET_ERR_INVALID_ARGUMENT,
+                     "checkpoint uuid is empty");
+    EXPECT_DET_ERROR(ctx.experimental().report_task_using_checkpoint(std::string_view("a\0b", 3)),
+                     DET_ERR_INVALID_ARGUMENT, "checkpoint_uuid contains a NUL byte");
     // Only "unknown here" becomes std::nullopt: a closed context still throws.
     ctx.close();
     EXPECT_DET_ERROR((void)info.trial_id(), DET_ERR_STATE, "closed by det_core_close");
     EXPECT_DET_ERROR((void)info.container_addrs(), DET_ERR_STATE, "closed by det_core_close");
     EXPECT_DET_ERROR(ctx.alert("t"), DET_ERR_STATE, "used after close()");
+    EXPECT_DET_ERROR((void)ctx.experimental(), DET_ERR_STATE, "used after close()");
+    EXPECT_DET_ERROR((void)info.trial_debug(), DET_ERR_STATE, "closed by det_core_close");
     // The Determined launcher reads the info folder, which off-cluster does not exist.
     setenv("DET_CLUSTER_INFO_DIR", (dir / "no-info").c_str(), 1);
     bool threw = false;

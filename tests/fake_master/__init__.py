@@ -1,9 +1,12 @@
 """A fake Determined master for tests and benchmarks.
 
 An HTTP(S) server on 127.0.0.1 (a free port) that implements the endpoints the Core API uses
-(PROTOCOL.md §15) with the master's validation rules, records every request, and can be scripted:
-latency, 5xx answers, dropped or reset connections, a down period (connections refused), a hang
-(requests read and never answered), and a preemption signal at a chosen moment.
+(docs/protocol.md#endpoints) with the master's validation rules, records every request, and can be scripted: latency, 5xx
+answers, dropped or reset connections, a down period (connections refused), a hang (requests read
+and never answered), a preemption signal at a chosen moment — and hostile answers: redirects to
+another address (``{"status": 301, "headers": {"Location": ...}}``) and oversized bodies
+(``{"status": "huge", "bytes": n, "prefix": ..., "suffix": ...}``: ``prefix``, then ``n`` spaces,
+then ``suffix``, streamed; ``"length": false`` sends no Content-Length and closes at the end).
 
 In-process (pytest):
 
@@ -101,6 +104,7 @@ class FakeMaster:
         self.progress: List[float] = []
         self.statuses: List[str] = []
         self.alerts: List[Dict[str, Any]] = []
+        self.trial_source_infos: List[Dict[str, Any]] = []
         self.early_exits: List[str] = []
         self.preempted = False
         self.acks = 0
@@ -198,9 +202,11 @@ class FakeMaster:
     def script(self, *, latency: Optional[float] = None, fail: Optional[Dict[str, Any]] = None,
                down_for: Optional[float] = None, hang: Optional[bool] = None,
                preempt_on: Optional[Dict[str, Any]] = None, preempt: bool = False) -> None:
-        """latency: seconds before every answer. fail: {"count": n, "status": 503 | "drop" |
-        "reset", "method": "POST", "path": regex, "body": regex} (the next n matching requests fail;
-        count -1: until changed; "body" also requires the raw body to match). down_for: refuse connections for that many seconds (open connections are
+        """latency: seconds before every answer. fail: {"count": n, "status": 503 | 301 | "drop" |
+        "reset" | "huge", "method": "POST", "path": regex, "body": regex, "headers": {...}} (the
+        next n matching requests fail; count -1: until changed; "body" also requires the raw body
+        to match; "headers" are added to the answer, e.g. a redirect's Location; "huge" streams an
+        oversized answer, see the module docstring). down_for: refuse connections for that many seconds (open connections are
         reset). hang: read requests and never answer (False releases them). preempt_on:
         {"method": ..., "path": regex, "after": n} preempt once n matching requests were answered.
         preempt: preempt now."""
@@ -333,6 +339,8 @@ class FakeMaster:
                     raise ApiError(400, "metadata must be an object")
                 _merge(self.run_metadata, body["metadata"])
                 return {"metadata": self.run_metadata}
+        if path == "/api/v1/trial-source-info" and method == "POST":
+            return self._trial_source_info(body)
         if path == "/api/v1/webhooks/custom" and method == "POST":
             if not isinstance(body, dict) or body.get("experimentId") != eid or not isinstance(body.get("data"), dict):
                 raise ApiError(400, "bad webhook event")
@@ -347,6 +355,28 @@ class FakeMaster:
                     self.acks += 1
                 return {}
         raise ApiError(404, f"no route for {method} {path}")
+
+    def _trial_source_info(self, body):
+        """ReportTrialSourceInfo: links a checkpoint (and model version) to the trial using it."""
+        info = body.get("trialSourceInfo") if isinstance(body, dict) else None
+        if not isinstance(info, dict) or set(body) != {"trialSourceInfo"}:
+            raise ApiError(400, "trialSourceInfo is required")
+        uuid, trial = info.get("checkpointUuid"), info.get("trialId")
+        if not isinstance(uuid, str) or not _is_int(trial):
+            raise ApiError(400, "checkpointUuid (string) and trialId (integer) are required")
+        if info.get("trialSourceInfoType") not in ("TRIAL_SOURCE_INFO_TYPE_INFERENCE", "TRIAL_SOURCE_INFO_TYPE_FINE_TUNING"):
+            raise ApiError(400, f"bad trialSourceInfoType {info.get('trialSourceInfoType')!r}")
+        for k in ("modelId", "modelVersion"):
+            if k in info and not _is_int(info[k]):
+                raise ApiError(400, f"{k} must be an integer")
+        if set(info) - {"checkpointUuid", "trialId", "trialSourceInfoType", "modelId", "modelVersion"}:
+            raise ApiError(400, f"unknown fields {sorted(set(info))}")
+        if trial != self.trial_id:
+            raise ApiError(404, f"trial {trial} not found")
+        if uuid not in self.checkpoints:
+            raise ApiError(404, f"checkpoint {uuid} not found")
+        self.trial_source_infos.append(info)
+        return {"checkpointUuid": uuid, "trialId": trial}
 
     def _runs_start(self, body):
         if not isinstance(body, dict) or body.get("runId") != self.trial_id:
@@ -526,6 +556,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers_buffer = []
         self.wfile.flush()
 
+    def _send_huge(self, rule: Dict[str, Any]) -> None:
+        prefix = rule.get("prefix", "").encode()
+        suffix = rule.get("suffix", "").encode()
+        n = int(rule.get("bytes", 1 << 20))
+        with_length = rule.get("length", True)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if with_length:
+            self.send_header("Content-Length", str(len(prefix) + n + len(suffix)))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = b" " * (1 << 20)
+        try:
+            self.wfile.write(prefix)
+            left = n
+            while left > 0:
+                k = min(left, len(chunk))
+                self.wfile.write(chunk[:k])
+                left -= k
+            self.wfile.write(suffix)
+            self.wfile.flush()
+        except OSError:
+            pass  # the client gave up (as it should)
+        self.close_connection = True
+
     def _abort(self, how: str) -> None:
         try:
             if how == "reset":
@@ -591,9 +647,13 @@ class _Handler(BaseHTTPRequestHandler):
             if st in ("drop", "reset"):
                 rec["outcome"] = st
                 return self._abort(st)
+            if st == "huge":
+                rec["outcome"], rec["status"] = "huge", 200
+                return self._send_huge(rule)
             rec["outcome"], rec["status"] = "failed", int(st)
             code, reason = _CODES.get(int(st), (2, "Unknown"))
-            return self._send(int(st), {"error": {"code": code, "reason": reason, "error": f"scripted {st}"}})
+            return self._send(int(st), {"error": {"code": code, "reason": reason, "error": f"scripted {st}"}},
+                              rule.get("headers"))
         auth = self.headers.get(AUTH_HEADER)
         if auth != f"Bearer {m.token}" or self.headers.get("Authorization") or self.headers.get("x-user-token"):
             rec["outcome"], rec["status"] = "refused", 401

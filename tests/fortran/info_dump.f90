@@ -1,5 +1,6 @@
 !> Prints what the Fortran module knows of the cluster (one `key=value` line each; `<none>` for
-!> an unknown value); in a trial it also sends one alert and uploads the TensorBoard folder in
+!> an unknown value), and detcore_cluster_info_json(); in a trial it also sends one alert, stores a
+!> checkpoint and reports it with the experimental calls, and uploads the TensorBoard folder in
 !> MANUAL mode. Run on-cluster against the fake master by tests/python/test_bindings_oncluster.py.
 program info_dump
   use, intrinsic :: iso_fortran_env, only: int64
@@ -7,6 +8,8 @@ program info_dump
   implicit none
   type(det_context) :: ctx
   type(det_tb_writer) :: tb
+  type(det_store) :: store
+  character(len=DET_STORAGE_ID_LEN) :: id
   integer :: i, n
   character(len=:), allocatable :: s
 
@@ -51,6 +54,18 @@ program info_dump
     s = s // ctx%gpu_uuid(i)
   end do
   call str_line("gpu_uuids", s)
+  if (ctx%task_type() == "TRIAL") then
+    if (ctx%trial_debug()) then
+      call str_line("trial_debug", "true")
+    else
+      call str_line("trial_debug", "false")
+    end if
+  else
+    if (ctx%trial_debug(default=.false.)) call str_line("trial_debug", "unexpected")
+    call str_line("trial_debug", "<none>")
+  end if
+  call str_line("inter_node_network_interface", ctx%inter_node_network_interface(default="<none>"))
+  call str_line("cluster_info_json", detcore_cluster_info_json())
   if (ctx%task_type() /= "TRIAL") then  ! no alerts, no TensorBoard
     call ctx%close()
     stop
@@ -58,6 +73,10 @@ program info_dump
   call str_line("tensorboard_path", ctx%tensorboard_path())
 
   call ctx%alert("from Fortran", "info_dump", level=DET_ALERT_LEVEL_ERROR)
+  call ctx%store_path(store, steps_completed=1)
+  call store%commit(id)
+  call ctx%report_task_using_checkpoint(id)
+  call ctx%report_task_using_model_version(id, 5, 3)
   call tb%open(ctx%tensorboard_path())
   call tb%add_scalar("fortran/x", 1, 0.5d0)
   call tb%close()

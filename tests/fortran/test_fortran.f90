@@ -207,7 +207,7 @@ contains
     call ctx%init(checkpoint_storage=dir // "/c", preempt_mode=7, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "preempt_mode: unknown value 7", "bad enum")
     call ctx%init(checkpoint_storage=dir // "/c", preempt_signals=[9], stat=st)
-    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "9 is not a signal that can be caught", "SIGKILL")
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "SIGKILL cannot be caught", "SIGKILL")
 
     ! Trailing blanks of Fortran strings are removed: a padded run name works.
     block
@@ -437,7 +437,11 @@ contains
     real(real64) :: wrong(2, 2)
     integer :: st
     current = "distributed"
-    call ctx%init(checkpoint_storage=tmpdir("dist") // "/c", run_name="dist", cluster_info_dir="/nonexistent")
+    call ctx%init(checkpoint_storage=tmpdir("dist") // "/c", run_name="dist", cluster_info_dir="/nonexistent", &
+         job_id=achar(10), stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "must be 1 to 256 bytes of printable text", "bad job_id")
+    call ctx%init(checkpoint_storage=tmpdir("dist") // "/c", run_name="dist", cluster_info_dir="/nonexistent", &
+         job_id="fortran-job", slurm_requeue=.false.)
     call expect(ctx%rank() == 0 .and. ctx%size() == 1 .and. ctx%local_rank() == 0 .and. ctx%local_size() == 1 &
          .and. ctx%cross_rank() == 0 .and. ctx%cross_size() == 1, "ranks")
     x = [1d0, 2d0, 3d0]
@@ -462,13 +466,22 @@ contains
     call expect(setenv("SLURM_LOCALID", "1") == 0, "setenv")
     call expect(setenv("SLURM_NODEID", "0") == 0, "setenv")
     call expect(setenv("SLURM_NNODES", "1") == 0, "setenv")
+    call expect(setenv("SLURM_JOB_ID", "81") == 0, "setenv")
+    call expect(setenv("SLURM_STEP_ID", "0") == 0, "setenv")
     call detcore_distributed_from_env(cfg, DET_LAUNCHER_SLURM)
     call expect(cfg%rank == 1 .and. cfg%size == 2 .and. cfg%local_size == 2, "slurm ranks")
+    call expect(c_associated(cfg%job_id), "slurm job identity")
+    call expect(unsetenv("SLURM_STEP_ID") == 0, "unsetenv")
+    call detcore_distributed_from_env(cfg, DET_LAUNCHER_SLURM, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "no SLURM_STEP_ID", "batch script of two tasks")
+    call expect(setenv("SLURM_STEP_ID", "0") == 0, "setenv")
     call expect(setenv("SLURM_PROCID", "7") == 0, "setenv")
     call detcore_distributed_from_env(cfg, DET_LAUNCHER_SLURM, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "rank 7 must be less than size 2", "bad slurm rank")
     call detcore_distributed_from_env(cfg, 99, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "launcher: unknown value 99", "bad launcher")
+    call expect(unsetenv("SLURM_JOB_ID") == 0, "unsetenv")
+    call expect(unsetenv("SLURM_STEP_ID") == 0, "unsetenv")
     write(*, '(a)') "ok   " // current
   end subroutine
 
@@ -533,6 +546,21 @@ contains
     call ctx%alert("t", level=DET_ALERT_LEVEL_ERROR)
     call ctx%alert("t", level=9, stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "level: unknown value 9", "bad alert level")
+
+    ! The trial's flags, the experimental reports and get_cluster_info off-cluster.
+    call expect(.not. ctx%trial_debug(default=.false.), "trial_debug default")
+    call expect(ctx%trial_debug(stat=st) .eqv. .false., "trial_debug is false on failure")
+    call expect_err(st, DET_ERR_UNSUPPORTED, "only known on-cluster", "trial_debug off-cluster")
+    call expect(ctx%inter_node_network_interface(default="none") == "none", "inter_node_network_interface default")
+    call ctx%report_task_using_checkpoint("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", stat=st)
+    call expect(st == DET_OK, "report_task_using_checkpoint off-cluster is logged")
+    call ctx%report_task_using_model_version("6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", 1, 2)
+    call ctx%report_task_using_checkpoint("", stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "checkpoint uuid is empty", "empty checkpoint uuid")
+    call expect(detcore_cluster_info_json(dir // "/no-info") == "", "no cluster info off-cluster")
+    call write_text(dir // "/cluster.json", "{")
+    s = detcore_cluster_info_json(dir, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "cluster.json: broken JSON", "broken cluster.json")
 
     ! After close, `default` does not hide the failure.
     copy%ptr = ctx%ptr

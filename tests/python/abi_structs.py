@@ -26,6 +26,7 @@ class Opts(ctypes.Structure):
         ("cluster_info_dir", ctypes.c_char_p),
         ("report_queue_capacity", ctypes.c_size_t),
         ("close_timeout_seconds", ctypes.c_double),
+        ("slurm_requeue", ctypes.c_bool),
         ("save_trial_latest", ctypes.c_int32),
         ("save_trial_best", ctypes.c_int32),
         ("searcher_metric", ctypes.c_char_p),

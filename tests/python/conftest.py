@@ -1,7 +1,9 @@
 """Shared pytest fixtures: where the built library and programs are, fresh temp folders."""
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -29,6 +31,18 @@ def detcore_lib() -> pathlib.Path:
 # pip-installs it); it finds the built library through DETCORE_LIB.
 sys.path.insert(0, str(ROOT / "bindings" / "python"))
 os.environ.setdefault("DETCORE_LIB", str(lib_path()))
+
+@pytest.fixture(autouse=True)
+def _remove_on_cluster_tensorboard_folders():
+    """On-cluster, detcore leaves its TensorBoard folder $TMPDIR/tensorboard-<allocation>-<rank>
+    behind, as Determined does, for the task's container to discard. Here the tests are that
+    container: the folders of the fake master's allocations (`7.*`) a test created go with it."""
+    tmp = pathlib.Path(tempfile.gettempdir())
+    before = set(tmp.glob("tensorboard-7.*"))
+    yield
+    for p in set(tmp.glob("tensorboard-7.*")) - before:
+        shutil.rmtree(p, ignore_errors=True)
+
 
 # ---- object-store servers (see servers.py) -------------------------------------------------
 import uuid  # noqa: E402

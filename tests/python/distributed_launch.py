@@ -13,6 +13,10 @@ def free_port() -> int:
 
 
 def launcher_env(launcher: str, rank: int, size: int, nodes: int) -> Dict[str, str]:
+    """The variables each launcher's documentation says it exports (Open MPI: the
+    OMPI_COMM_WORLD_* of mpirun(1), NODE_RANK being the process's rank among all processes on its
+    node; Slurm: srun's output environment, SLURM_STEP_ID included). Placement is by blocks of
+    `size // nodes` ranks, the default of mpirun and srun."""
     local_size = size // nodes
     local_rank = rank % local_size
     node = rank // local_size
@@ -26,13 +30,14 @@ def launcher_env(launcher: str, rank: int, size: int, nodes: int) -> Dict[str, s
         return {
             "OMPI_COMM_WORLD_RANK": str(rank), "OMPI_COMM_WORLD_SIZE": str(size),
             "OMPI_COMM_WORLD_LOCAL_RANK": str(local_rank), "OMPI_COMM_WORLD_LOCAL_SIZE": str(local_size),
-            "OMPI_COMM_WORLD_NODE_RANK": str(node), "DET_CHIEF_IP": "127.0.0.1",
+            "OMPI_COMM_WORLD_NODE_RANK": str(local_rank), "DET_CHIEF_IP": "127.0.0.1",
         }
     if launcher == "slurm":
         return {
             "SLURM_PROCID": str(rank), "SLURM_NTASKS": str(size), "SLURM_LOCALID": str(local_rank),
             "SLURM_NODEID": str(node), "SLURM_NNODES": str(nodes), "SLURM_JOB_NODELIST": "localhost",
-            "SLURM_JOB_ID": "4242",
+            "SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": str(size),
+            "SLURM_STEP_NUM_NODES": str(nodes),
         }
     raise ValueError(launcher)
 
@@ -40,7 +45,9 @@ def launcher_env(launcher: str, rank: int, size: int, nodes: int) -> Dict[str, s
 LAUNCHER_VARS = [
     "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "LOCAL_SIZE",
     "CROSS_RANK", "CROSS_SIZE", "MASTER_ADDR", "DET_CHIEF_IP", "HOROVOD_RANK", "PMI_RANK",
-    "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "SLURM_JOB_ID",
+    "OMPI_COMM_WORLD_RANK", "SLURM_PROCID", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS",
+    "SLURM_STEP_NUM_NODES", "SLURM_NNODES", "PMIX_NAMESPACE", "TORCHELASTIC_RUN_ID", "MASTER_PORT", "DETCORE_JOB_ID",
+    "DETCORE_CHIEF_PORT",
 ]
 
 

@@ -11,7 +11,9 @@ stay valid) unless a rule matches it first. Rules fire a given number of times, 
 - `hold`: wait until the rule's `release` event is set (at most 300 s), then forward (a request
   the test keeps in flight for as long as it needs), or with `then="reset"` reset the connection
   instead (the request never reaches the server, e.g. its client was killed meanwhile);
-- `forward`: forward (a rule that only counts, e.g. to let the first matching request through).
+- `forward`: forward (a rule that only counts, e.g. to let the first matching request through);
+- `throttle`: forward, reading the request body and writing the answer's at `rate` bytes/s
+  (a slow link; `times=-1` for every request).
 
 `log` records (method, path, action) for every request, `ranges` (method, path, Range header or
 None) for every request.
@@ -29,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Rule:
     def __init__(self, action, method=None, path=".*", times=1, status=503, code="SlowDown",
-                 seconds=5.0, value="MinIO", release=None, then="forward"):
+                 seconds=5.0, value="MinIO", release=None, then="forward", rate=1 << 20):
         self.action = action
         self.method = method
         self.path = re.compile(path)
@@ -40,11 +42,13 @@ class Rule:
         self.value = value
         self.release = release if release is not None else threading.Event()
         self.then = then
+        self.rate = rate
 
     def matches(self, method, path):
         return self.times != 0 and (self.method is None or self.method == method) and self.path.search(path)
 
 
+CHUNK = 64 << 10  # the unit of a throttled transfer
 HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
 
 
@@ -96,7 +100,8 @@ class FaultProxy:
                     self.rfile.read(n // 2)
                     self._reset()
                     return
-                body = self.rfile.read(n) if n else b""
+                throttle = rule.rate if rule and rule.action == "throttle" else None
+                body = self._read_slowly(n, throttle) if n and throttle else self.rfile.read(n) if n else b""
                 if rule and rule.action == "status":
                     payload = (f"<?xml version=\"1.0\"?><Error><Code>{rule.code}</Code>"
                                f"<Message>injected by the test proxy</Message></Error>").encode()
@@ -127,8 +132,24 @@ class FaultProxy:
                     self.wfile.flush()
                     self._reset()
                     return
-                if self.command != "HEAD":
+                if self.command != "HEAD" and throttle:
+                    for i in range(0, len(data), CHUNK):
+                        self.wfile.write(data[i:i + CHUNK])
+                        self.wfile.flush()
+                        time.sleep(len(data[i:i + CHUNK]) / throttle)
+                elif self.command != "HEAD":
                     self.wfile.write(data)
+
+            def _read_slowly(self, n, rate):
+                parts = []
+                while n > 0:
+                    chunk = self.rfile.read(min(CHUNK, n))
+                    if not chunk:
+                        break
+                    parts.append(chunk)
+                    n -= len(chunk)
+                    time.sleep(len(chunk) / rate)
+                return b"".join(parts)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

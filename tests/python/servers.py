@@ -173,7 +173,9 @@ def start_azurite(location: pathlib.Path) -> Server:
     s = Server(
         "azurite",
         [str(exe), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-         "--skipApiVersionCheck", "--silent", "--loose"],
+         "--skipApiVersionCheck", "--silent", "--loose",
+         # No telemetry: it would phone home and leave appInsights-node* files in $TMPDIR.
+         "--disableTelemetry"],
         port,
     )
     s.connection_string = azurite_connection_string(port)

@@ -1,10 +1,12 @@
 """The C++ header and the Fortran module on-cluster: tests/cpp/info_dump.cpp and
 tests/fortran/info_dump.f90 run against the fake master with a trial's info files (and a task
 that is not a trial), and what they print of the cluster info is compared with determined's own
-ClusterInfo read from the same files; their alerts reach the master's webhook endpoint and their
-TensorBoard files the experiment's storage layout."""
+ClusterInfo read from the same files (also as one JSON object, `get_cluster_info()` without a
+context); their alerts reach the master's webhook endpoint, their experimental trial source
+infos the master, and their TensorBoard files the experiment's storage layout."""
 import json
 import shutil
+import tempfile
 import uuid
 
 import pytest
@@ -41,25 +43,41 @@ def reference_info(info_dir):
 
 @pytest.fixture()
 def trial(tmp_path):
-    aid = f"7.{uuid.uuid4().hex[:8]}.1"  # the TensorBoard folder is /tmp/tensorboard-<aid>-0
+    aid = f"7.{uuid.uuid4().hex[:8]}.1"  # the TensorBoard folder is $TMPDIR/tensorboard-<aid>-0
     m = FakeMaster(allocation_id=aid).start()
     info, host, container = setup_trial(m, tmp_path)
     m.write_info_dir(info, storage_host_path=str(host), slot_ids=(3,))
     for name, changes in (("resources.json", {"gpu_uuids": ["GPU-aaaa", "GPU-bbbb"]}),
-                          ("trial.json", {"trial_seed": 4_000_000_000})):
+                          ("trial.json", {"trial_seed": 4_000_000_000, "debug": True,
+                                          "inter_node_network_interface": "ib0"})):
         d = json.loads((info / name).read_text())
         d.update(changes)
         (info / name).write_text(json.dumps(d))
     m.info_dir, m.host, m.container = info, host, container
     yield m
     m.stop()
-    shutil.rmtree(f"/tmp/tensorboard-{aid}-0", ignore_errors=True)
+    shutil.rmtree(f"{tempfile.gettempdir()}/tensorboard-{aid}-0", ignore_errors=True)
 
 
 def dump(lang, m):
     r = run([program(lang)], base_env(m.info_dir, m.container), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def check_cluster_info_json(j, ref):
+    """The JSON of det_cluster_info_json against determined's ClusterInfo."""
+    for key in ("master_url", "cluster_id", "agent_id", "slot_ids", "task_id", "allocation_id", "session_token",
+                "task_type", "master_cert_name", "master_cert_file"):
+        assert j[key] == getattr(ref, key), key
+    if ref.task_type == "TRIAL":
+        for key in ("trial_id", "experiment_id", "trial_seed", "hparams"):
+            assert j["trial"][key] == getattr(ref.trial, key), key
+        for key in ("config", "steps_completed", "trial_run_id", "debug", "inter_node_network_interface"):
+            assert j["trial"][key] == getattr(ref.trial, "_" + key), key
+        for key in ("container_addrs", "container_rank", "container_slot_counts"):
+            assert j["rendezvous"][key] == getattr(ref, key), key
+    assert j["resources"]["gpu_uuids"] == ref.gpu_uuids
 
 
 @pytest.mark.parametrize("lang", ["cpp", "fortran"])
@@ -80,7 +98,13 @@ def test_trial_info_alert_and_tensorboard(lang, trial):
     assert got["container_slot_counts"] == ",".join(map(str, ref.container_slot_counts))
     assert got["slot_ids"] == ",".join(map(str, ref.slot_ids)) == "3"
     assert got["gpu_uuids"] == ",".join(ref.gpu_uuids) == "GPU-aaaa,GPU-bbbb"
-    assert got["tensorboard_path"] == f"/tmp/tensorboard-{trial.allocation_id}-0"
+    assert got["tensorboard_path"] == f"{tempfile.gettempdir()}/tensorboard-{trial.allocation_id}-0"
+    assert got["trial_debug"] == "true" and got["inter_node_network_interface"] == "ib0"
+    assert (ref.trial._debug, ref.trial._inter_node_network_interface) == (True, "ib0")
+    check_cluster_info_json(json.loads(got["cluster_info_json"]), ref)
+    sid = trial.trial_source_infos[0]["checkpointUuid"]
+    base = {"checkpointUuid": sid, "trialId": 7, "trialSourceInfoType": "TRIAL_SOURCE_INFO_TYPE_INFERENCE"}
+    assert trial.trial_source_infos == [base, {**base, "modelId": 5, "modelVersion": 3}]
 
     title, level = {"cpp": ("from C++", "LOG_LEVEL_WARNING"), "fortran": ("from Fortran", "LOG_LEVEL_ERROR")}[lang]
     assert trial.alerts == [{"data": {"description": "info_dump", "level": level, "title": title},
@@ -108,4 +132,6 @@ def test_task_that_is_not_a_trial(lang, trial, tmp_path):
     assert got["container_addrs"] == ",".join(ref.container_addrs) == "127.0.0.1"
     assert got["container_rank"] == str(ref.container_rank) == "0"
     assert got["cluster_id"] == ref.cluster_id
+    assert got["trial_debug"] == "<none>" and got["inter_node_network_interface"] == "<none>"
+    check_cluster_info_json(json.loads(got["cluster_info_json"]), ref)
     assert trial.requests() == []

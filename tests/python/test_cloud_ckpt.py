@@ -185,4 +185,6 @@ def test_python_restores_detcore_checkpoint(lib, backend, tmp_path, prefix):
         assert (out / "sub" / "opt.txt").read_text() == "momentum"
         assert not (out / "weights.bin").exists()
         pc.checkpoint.delete(sid)
-    assert [k for k in backend.keys() if sid in k] == []
+    # Only detcore's run index still names it (another program deleted it; detcore skips a
+    # record whose checkpoint is gone).
+    assert [k for k in backend.keys() if sid in k and ".detcore/runs/" not in k] == []

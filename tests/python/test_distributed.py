@@ -91,6 +91,55 @@ def test_preemption_agreement(who, trial, tmp_path):
     assert len(set(stops)) == 1, f"ranks stopped at different calls: {stops}"
 
 
+LAG_TARGET = 0.1  # s: a horizon covers at most this much of the chief's calls
+
+
+@pytest.mark.parametrize(
+    "period_ms,signal_after_s,size,stopped",
+    [(1, 0.5, 4, False), (50, 1.0, 2, False), (500, 2.6, 2, False), (200, 0.3, 2, False), (50, 1.0, 2, True)],
+    ids=["1ms-4ranks", "50ms", "500ms", "200ms-signal-right-after-init", "50ms-worker-stopped"],
+)
+def test_preemption_lag_is_bounded_in_time(period_ms, signal_after_s, size, stopped, tmp_path):
+    """WorkersAskChief: every rank gets True within max(the next call, ~100 ms of calls) of the
+    chief's first call after the signal, whatever the time per call, including when the first
+    calls follow init closely (horizons sized in calls once gave 65 calls at 0.2 s per call).
+    `stopped`: the worker is stopped (SIGSTOP) when the chief decides, so it cannot say how far
+    it went; the chief falls back to the calls it promised, still within the bound.
+    The bound is checked in calls (robust on a loaded machine); the lag in time is printed."""
+    procs = launch(WORKER, ["lag", str(period_ms * 1000)], size, "torch", work=str(tmp_path))
+    _wait_ready(procs)
+    time.sleep(signal_after_s)
+    if stopped:
+        procs[1].send_signal(signal.SIGSTOP)
+    t_signal = time.monotonic()  # CLOCK_MONOTONIC, the clock the workers print
+    procs[0].send_signal(signal.SIGUSR1)
+    if stopped:
+        time.sleep(3)  # past the chief's wait for the workers' answers (2 s)
+        procs[1].send_signal(signal.SIGCONT)
+    rs = results(procs, 300)
+    if stopped:
+        assert "did not answer the chief within 2.0 s" in rs[0][2], rs[0][2][-2000:]
+    got = []
+    for rank, (code, out, err) in enumerate(rs):
+        assert code == 0, f"rank {rank} exited {code}: {err[-2000:]}"
+        m = re.search(r"stopped_at=(\d+) seen_at=(\d+) t_seen=([\d.]+) t_true=([\d.]+)", out)
+        assert m, out
+        got.append((int(m.group(1)), int(m.group(2)), float(m.group(3)), float(m.group(4))))
+    stops = [g[0] for g in got]
+    assert len(set(stops)) == 1, f"ranks stopped at different calls: {stops}"
+    seen_at, t_seen = got[0][1], got[0][2]
+    allowed = max(1, int(LAG_TARGET * 1000 // period_ms))
+    lag_calls = stops[0] - seen_at
+    lags = [g[3] - t_seen for g in got]
+    print(f"period {period_ms} ms: chief saw the signal at call {seen_at}, every rank stopped at call {stops[0]} "
+          f"({lag_calls} calls later); time from the chief's call to True: "
+          f"{', '.join(f'{x * 1000:.0f} ms' for x in lags)}; from the signal: {(max(g[3] for g in got) - t_signal) * 1000:.0f} ms")
+    assert lag_calls <= allowed, (
+        f"True came {lag_calls} calls after the chief saw the signal at {period_ms} ms per call "
+        f"(at most {allowed} allowed: max(1, {LAG_TARGET * 1000:.0f} ms of calls))"
+    )
+
+
 @pytest.mark.parametrize("victim", [2, 0])
 def test_killed_rank_fails_the_others_quickly(victim, tmp_path):
     """A rank killed with SIGKILL in the middle of allgathers: every other rank gets
@@ -287,3 +336,15 @@ def test_chief_only_rules_on_workers(tmp_path):
     rs = results(launch(WORKER, ["chiefonly"], 3, "openmpi", env={"DIST_STORAGE": str(tmp_path / "c")},
                         work=str(tmp_path)), 120)
     check_all_ok(rs)
+
+
+def test_ranks_with_different_folders_all_fail_at_init(tmp_path):
+    """Ranks whose checkpoint_storage differs: every rank's det_core_init fails naming who uses
+    what (a sharded checkpoint would otherwise lack the other ranks' files)."""
+    rs = results(launch(WORKER, ["shard", "store"], 4, "torch", 2, work=str(tmp_path),
+                        rank_env=lambda rank, node: {"DIST_STORAGE": str(tmp_path / f"ckpts-node{node}")}), 120)
+    for rank, (code, out, err) in enumerate(rs):
+        assert code == 3 and "DET_ERR_INVALID_ARGUMENT" in err, f"rank {rank}: {code} {out} {err[-2000:]}"
+        assert "do not use the same checkpoint storage" in err, err
+        assert f"rank(s) [0, 1]: folder {tmp_path}/ckpts-node0; rank(s) [2, 3]: folder {tmp_path}/ckpts-node1" in err
+    assert not list(tmp_path.glob("ckpts-node*/*-*-*")), "a checkpoint was stored"

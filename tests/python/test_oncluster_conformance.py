@@ -1,6 +1,6 @@
 """Conformance: one scenario (init, metrics of every kind, progress, status, a checkpoint,
-get_metadata, the searcher, best validation, run metadata, alert, delete, preemption + ack,
-close) run twice against the fake master — through the real Python client determined==0.38.1
+get_metadata, the searcher, best validation, run metadata, alert, experimental's trial source
+infos, delete, preemption + ack, close) run twice against the fake master — through the real Python client determined==0.38.1
 and through a C program linked to detcore — and the recorded requests compared (method, path,
 JSON bodies; ids and timestamps ignored). Every deliberate difference is listed below with its
 reason, and checked to be the only one."""
@@ -21,6 +21,8 @@ SYNC = [
     ("POST", r"/api/v1/runs/7/metadata"),
     ("GET", r"/api/v1/runs/7/metadata"),
     ("POST", r"/api/v1/webhooks/custom"),
+    ("POST", r"/api/v1/trial-source-info"),
+    ("POST", r"/api/v1/trial-source-info"),
     ("PATCH", r"/api/v1/checkpoints"),
     ("POST", r"/api/v1/allocations/7.abc123.1/signals/ack_preemption"),
 ]

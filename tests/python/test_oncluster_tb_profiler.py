@@ -6,6 +6,7 @@ import ctypes
 import os
 import pathlib
 import shutil
+import tempfile
 import time
 
 import pytest
@@ -80,7 +81,7 @@ def test_final_profiler_report_is_delivered_at_close(lib, master):
 
 
 def test_auto_tensorboard_syncs_to_the_experiment_storage(lib, master):
-    local = pathlib.Path(f"/tmp/tensorboard-{master.allocation_id}-0")
+    local = pathlib.Path(f"{tempfile.gettempdir()}/tensorboard-{master.allocation_id}-0")
     shutil.rmtree(local, ignore_errors=True)
     try:
         ctx = lib.init(master.info_dir, tensorboard_mode=0)

@@ -74,7 +74,7 @@ def test_errors_carry_status_and_message(opts):
         ({"hparams": [1, 2]}, "hparams_json: expected a JSON object, got array"),
         ({"run_name": "a/b"}, "run_name"),
         ({"searcher_max_length": -3}, "searcher_max_length"),
-        ({"preempt_signals": [signal.SIGKILL], "disable_signal_handlers": False}, "9 is not a signal that can be caught"),
+        ({"preempt_signals": [signal.SIGKILL], "disable_signal_handlers": False}, "SIGKILL cannot be caught"),
         (
             {"distributed": detcore.DistributedContext(rank=3, size=2, local_rank=0, local_size=2, cross_rank=0, cross_size=1)},
             "rank 3 must be less than size 2",
@@ -279,9 +279,17 @@ def test_upload_download_selectors(opts, tmp_path):
             ctx.checkpoint.upload(src, {"steps_completed": 2}, selector=bad)
         assert len(calls) == 2
 
-        # A rank with nothing to upload passes None.
-        empty = ctx.checkpoint.upload(None, {"steps_completed": 3})
-        assert sorted(os.listdir(storage / empty)) == [".detcore-manifest.json", "metadata.json"]
+        # No folder: determined's RuntimeError, nothing stored (with shard=True every rank passed
+        # None, this process being the only rank).
+        before = sorted(os.listdir(storage))
+        with pytest.raises(RuntimeError, match=r"cannot call \.upload\(ckpt_dir=None, shard=False\), which would "
+                                               r"result in doing nothing at all"):
+            ctx.checkpoint.upload(None, {"steps_completed": 3})
+        with pytest.raises(RuntimeError, match=r"cannot call \.upload\(ckpt_dir=None, shard=True\), from all ranks; "
+                                               r"at least one rank must have a valid ckpt_dir") as e:
+            ctx.checkpoint.upload(None, {"steps_completed": 3}, shard=True)
+        assert isinstance(e.value, detcore.InvalidArgumentError) and e.value.status_name == "DET_ERR_INVALID_ARGUMENT"
+        assert sorted(os.listdir(storage)) == before
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
@@ -364,7 +372,8 @@ LAUNCHER_VARS = [
     "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "LOCAL_SIZE",
     "CROSS_RANK", "CROSS_SIZE", "MASTER_ADDR", "DET_CHIEF_IP", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID",
     "SLURM_NODEID", "SLURM_NNODES", "SLURM_JOB_NODELIST", "SLURM_STEP_NODELIST", "OMPI_COMM_WORLD_RANK", "PMI_RANK",
-    "HOROVOD_RANK", "DETCORE_CHIEF_PORT", "INTER_TRAIN_PROCESS_COMM_PORT_1",
+    "HOROVOD_RANK", "DETCORE_CHIEF_PORT", "INTER_TRAIN_PROCESS_COMM_PORT_1", "SLURM_JOB_ID", "SLURM_STEP_ID",
+    "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NUM_NODES", "DETCORE_JOB_ID", "PMIX_NAMESPACE", "TORCHELASTIC_RUN_ID",
 ]  # fmt: skip
 
 
@@ -385,10 +394,20 @@ def test_launcher_environments(monkeypatch):
         detcore.DistributedContext.from_torch_distributed()
     for v in LAUNCHER_VARS:
         monkeypatch.delenv(v, raising=False)
-    for k, v in dict(SLURM_PROCID="1", SLURM_NTASKS="2", SLURM_LOCALID="1", SLURM_NODEID="0", SLURM_NNODES="1").items():
+    # What srun exports (SLURM_STEP_ID included: the batch script of a 2-task job has none).
+    for k, v in dict(SLURM_PROCID="1", SLURM_NTASKS="2", SLURM_LOCALID="1", SLURM_NODEID="0", SLURM_NNODES="1",
+                     SLURM_JOB_ID="81", SLURM_STEP_ID="2").items():  # fmt: skip
         monkeypatch.setenv(k, v)
     d = detcore.DistributedContext.from_slurm()
     assert (d.rank, d.size, d.local_rank, d.local_size, d.cross_size) == (1, 2, 1, 2, 1)
+    assert d.job_id == "slurm:81.2" and d.port is None
+    monkeypatch.setenv("DETCORE_JOB_ID", "pinned")
+    assert detcore.DistributedContext.from_slurm().job_id == "pinned"
+    monkeypatch.delenv("DETCORE_JOB_ID")
+    monkeypatch.delenv("SLURM_STEP_ID")
+    with pytest.raises(detcore.InvalidArgumentError, match="batch script of Slurm job 81.*srun"):
+        detcore.DistributedContext.from_slurm()
+    monkeypatch.setenv("SLURM_STEP_ID", "2")
     monkeypatch.setenv("SLURM_PROCID", "7")
     with pytest.raises(detcore.InvalidArgumentError, match="rank 7 must be less than size 2"):
         detcore.DistributedContext.from_env(detcore.Launcher.SLURM)

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import shutil
+import tempfile
 import time
 import uuid
 
@@ -26,7 +27,7 @@ def env(monkeypatch):
 
 @pytest.fixture()
 def master(tmp_path, env):
-    # A unique allocation id: the on-cluster TensorBoard folder is /tmp/tensorboard-<aid>-0.
+    # A unique allocation id: the on-cluster TensorBoard folder is $TMPDIR/tensorboard-<aid>-0.
     aid = f"7.py{uuid.uuid4().hex[:8]}.1"
     m = FakeMaster(allocation_id=aid).start()
     info, host, container = setup_trial(m, tmp_path)
@@ -34,7 +35,7 @@ def master(tmp_path, env):
     m.info_dir, m.host, m.container = info, host, container
     yield m
     m.stop()
-    shutil.rmtree(f"/tmp/tensorboard-{aid}-0", ignore_errors=True)
+    shutil.rmtree(f"{tempfile.gettempdir()}/tensorboard-{aid}-0", ignore_errors=True)
 
 
 def init(master, **kw):
@@ -90,6 +91,108 @@ def test_info_matches_determineds_cluster_info(master):
         assert info.slot_ids == [3] and info.container_rank == 0
         assert info.hparams == {"lr": 0.5, "opt": {"name": "adam"}} and info.steps_completed == 40
         assert info.run_name is None and info.run_dir is None
+        for name in ("_debug", "_inter_node_network_interface"):
+            assert getattr(info.trial, name) == getattr(ref.trial, name), name
+        assert info.trial.debug is False and info.trial.inter_node_network_interface is None
+        for name in ("master_cert_name", "master_cert_file", "session_token"):
+            assert getattr(info, name) == getattr(ref, name), name
+
+
+CLUSTER_INFO_ATTRS = ("master_url", "cluster_id", "agent_id", "slot_ids", "task_id", "allocation_id",
+                      "session_token", "task_type", "master_cert_name", "master_cert_file", "latest_checkpoint",
+                      "user_data", "container_addrs", "container_slot_counts", "container_rank", "gpu_uuids")
+TRIAL_INFO_ATTRS = ("trial_id", "experiment_id", "trial_seed", "hparams", "_config", "_steps_completed",
+                    "_trial_run_id", "_debug", "_inter_node_network_interface")
+
+
+def test_get_cluster_info_matches_determineds(master, env):
+    """detcore.get_cluster_info() against determined's ClusterInfo read from the same files,
+    attribute by attribute: a trial with a debug flag, an inter-node interface, a certificate name
+    and file, several containers; then a task that is not a trial."""
+    master.write_info_dir(master.info_dir, storage_host_path=str(master.host), latest_checkpoint="ckpt-3",
+                          slot_ids=(0, 1))
+    rewrite(master.info_dir, "cluster.json", master_cert_name="master.internal", master_cert_file="/certs/m.pem",
+            master_url=master.url.replace("http://", "") + "/")
+    rewrite(master.info_dir, "trial.json", debug=True, inter_node_network_interface="ib0")
+    rewrite(master.info_dir, "rendezvous.json", container_addrs=["10.0.0.1", "10.0.0.2"], container_rank=1,
+            container_slot_counts=[2, 2])
+    ref = reference_info(master.info_dir)
+    got = detcore.get_cluster_info(master.info_dir)
+    assert isinstance(got, detcore.ClusterInfo)
+    for name in CLUSTER_INFO_ATTRS:
+        assert getattr(got, name) == getattr(ref, name), name
+    for name in TRIAL_INFO_ATTRS:
+        assert getattr(got.trial, name) == getattr(ref.trial, name), name
+    assert got.trial._debug is True and got.trial.inter_node_network_interface == "ib0"
+    assert got.master_url == master.url  # canonical, as Python makes it
+    # From $DET_CLUSTER_INFO_DIR, as init() finds the files.
+    env.setenv("DET_CLUSTER_INFO_DIR", str(master.info_dir))
+    assert detcore.get_cluster_info().allocation_id == ref.allocation_id
+    # The context's info has the same, and the trial's flags (one container with one slot: a
+    # context of several would need a distributed job).
+    rewrite(master.info_dir, "cluster.json", slot_ids=[0])
+    rewrite(master.info_dir, "rendezvous.json", container_addrs=["10.0.0.1"], container_rank=0,
+            container_slot_counts=[1])
+    with init(master) as ctx:
+        assert ctx.info.trial._debug is True and ctx.info.trial._inter_node_network_interface == "ib0"
+        assert ctx.info.master_cert_name == "master.internal" and ctx.info.session_token == ref.session_token
+
+    master.write_info_dir(master.info_dir, storage_host_path=str(master.host), task_type="NOTEBOOK",
+                          latest_checkpoint="ckpt-3")
+    ref = reference_info(master.info_dir)
+    got = detcore.get_cluster_info(master.info_dir)
+    for name in CLUSTER_INFO_ATTRS:
+        assert getattr(got, name) == getattr(ref, name), name
+    assert got.latest_checkpoint is None
+    with pytest.raises(RuntimeError, match=r'you cannot use the \.trial property when \.task_type \("NOTEBOOK"\)'):
+        got.trial
+
+
+def test_get_cluster_info_off_cluster_and_broken_files(tmp_path, env):
+    assert detcore.get_cluster_info(tmp_path) is None
+    env.setenv("DET_CLUSTER_INFO_DIR", str(tmp_path / "absent"))
+    assert detcore.get_cluster_info() is None
+    (tmp_path / "cluster.json").write_text('{"master_url": "http://m:8080"')
+    with pytest.raises(detcore.InvalidArgumentError, match="cluster.json: broken JSON"):
+        detcore.get_cluster_info(tmp_path)
+    (tmp_path / "cluster.json").write_text(json.dumps({"master_url": "http://m:8080"}))
+    with pytest.raises(ValueError, match='cluster.json: required key "cluster_id" is missing'):
+        detcore.get_cluster_info(tmp_path)
+
+
+def test_experimental_reports_reach_the_master(master):
+    """core_context.experimental: report_task_using_checkpoint / _model_version link the
+    checkpoint to the trial (the bodies determined sends are checked by the conformance test);
+    a refusal is a MasterError; off-cluster nothing is sent and a line says so."""
+    from types import SimpleNamespace
+
+    with init(master) as ctx:
+        with ctx.checkpoint.store_path({"steps_completed": 1}) as (path, sid):
+            (path / "w").write_text("1")
+        ctx.experimental.report_task_using_checkpoint(SimpleNamespace(uuid=sid))
+        ctx.experimental.report_task_using_checkpoint(sid)
+        ctx.experimental.report_task_using_model_version(
+            SimpleNamespace(checkpoint=SimpleNamespace(uuid=sid), model_id=5, model_version=3))
+        with pytest.raises(detcore.NotFoundError, match=r"report_task_using_checkpoint\(nope\).*404 Not Found: checkpoint nope"):
+            ctx.experimental.report_task_using_checkpoint("nope")
+        with pytest.raises(ValueError, match="no checkpoint"):
+            ctx.experimental.report_task_using_model_version(
+                SimpleNamespace(checkpoint=None, model_id=5, model_version=3))
+        with pytest.raises(TypeError, match="uuid"):
+            ctx.experimental.report_task_using_checkpoint(42)
+        with pytest.raises(ValueError, match="checkpoint uuid is empty"):
+            ctx.experimental.report_task_using_checkpoint("")
+    base = {"checkpointUuid": sid, "trialId": 7, "trialSourceInfoType": "TRIAL_SOURCE_INFO_TYPE_INFERENCE"}
+    assert master.trial_source_infos == [base, base, {**base, "modelId": 5, "modelVersion": 3}]
+
+
+def test_experimental_off_cluster_is_logged(tmp_path, capfd):
+    detcore.set_log_level("info")  # the default, which other tests of this process may have raised
+    with detcore.init(checkpoint_storage=tmp_path / "c", run_dir=tmp_path / "r", cluster_info_dir="/nonexistent",
+                      disable_signal_handlers=True) as ctx:
+        ctx.experimental.report_task_using_checkpoint("0b0e8b1c-6c0e-4d8f-a3b8-0c5b8e0b0f00")
+    err = capfd.readouterr().err
+    assert "report_task_using_checkpoint(0b0e8b1c-6c0e-4d8f-a3b8-0c5b8e0b0f00): not recorded: off-cluster" in err
 
 
 def test_alert_reaches_the_masters_webhooks(master):
@@ -151,7 +254,7 @@ def test_tensorboard_on_cluster(master):
     synced = master.host / "fake-cluster" / "tensorboard" / "experiment" / "3" / "trial" / "7"
     with init(master, tensorboard_mode=detcore.TensorboardMode.MANUAL) as ctx:
         tb = ctx.train.get_tensorboard_path()
-        assert tb == pathlib.Path(f"/tmp/tensorboard-{master.allocation_id}-0") and tb.is_dir()
+        assert tb == pathlib.Path(f"{tempfile.gettempdir()}/tensorboard-{master.allocation_id}-0") and tb.is_dir()
         with detcore.TensorboardWriter(tb) as w:
             w.add_scalar("custom/lr", 0.5, 3)
         (tb / "trace.json").write_text("{}")

@@ -46,8 +46,10 @@ from detcore._errors import (
     StateError,
     StorageError,
     UnsupportedError,
+    UploadArgumentError,
 )
-from detcore._info import Info, TrialInfo
+from detcore._experimental import ExperimentalContext
+from detcore._info import ClusterInfo, Info, TrialInfo, get_cluster_info
 from detcore._preempt import PreemptContext
 from detcore._profiler import ProfilerContext
 from detcore._searcher import SearcherContext, SearcherOperation
@@ -86,6 +88,7 @@ def set_log_level(level: str) -> None:
 __all__ = [
     "BufferTooSmallError",
     "CheckpointContext",
+    "ClusterInfo",
     "ConflictError",
     "Context",
     "DetTimeoutError",
@@ -94,6 +97,7 @@ __all__ = [
     "DistributedError",
     "DownloadMode",
     "EarlyExitReason",
+    "ExperimentalContext",
     "Info",
     "InternalError",
     "InvalidArgumentError",
@@ -117,8 +121,10 @@ __all__ = [
     "TrialInfo",
     "UnsupportedError",
     "Unit",
+    "UploadArgumentError",
     "UploadMode",
     "core",
+    "get_cluster_info",
     "init",
     "library_path",
     "library_version",

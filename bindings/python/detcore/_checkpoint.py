@@ -4,10 +4,9 @@ import ctypes
 import logging
 import os
 import pathlib
-import tempfile
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple, Union
 
-from detcore import _enums, _json
+from detcore import _enums, _errors, _json
 from detcore._lib import STORAGE_ID_LEN, Selector, from_c, lib, to_c
 
 if TYPE_CHECKING:
@@ -34,24 +33,31 @@ class CheckpointContext:
         selector: Optional[Callable[[str], bool]] = None,
     ) -> str:
         """Store the files of `ckpt_dir` as a new checkpoint; returns its storage id.
-        `metadata.json` is written into the checkpoint, never into `ckpt_dir`."""
-        with contextlib.ExitStack() as stack:
-            if ckpt_dir is None:  # a rank with nothing to upload (shard=True)
-                ckpt_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="detcore-empty-"))
-            sel = Selector(selector)
-            out = ctypes.create_string_buffer(STORAGE_ID_LEN)
-            status = lib().fn("det_ckpt_upload")(
-                self._ctx._handle(),
-                to_c(ckpt_dir, "ckpt_dir"),
-                to_c(_json.dumps(metadata or {}), "metadata"),
-                bool(shard),
-                sel.cfunc,
-                None,
-                out,
-            )
-            sel.raise_if_failed()
+        `metadata.json` is written into the checkpoint, never into `ckpt_dir`.
+
+        With `shard=True` every rank calls; a rank with nothing to store passes `ckpt_dir=None`.
+        `ckpt_dir=None` with `shard=False`, or on every rank of a sharded upload, raises
+        RuntimeError as determined does (UploadArgumentError, also a ValueError)."""
+        sel = Selector(selector)
+        out = ctypes.create_string_buffer(STORAGE_ID_LEN)
+        status = lib().fn("det_ckpt_upload")(
+            self._ctx._handle(),
+            None if ckpt_dir is None else to_c(ckpt_dir, "ckpt_dir"),
+            to_c(_json.dumps(metadata or {}), "metadata"),
+            bool(shard),
+            sel.cfunc,
+            None,
+            out,
+        )
+        sel.raise_if_failed()
+        try:
             lib().check(status)
-            return out.value.decode()
+        except _errors.InvalidArgumentError as e:
+            if ckpt_dir is None:
+                # determined raises RuntimeError for the arguments of an upload without a folder.
+                raise _errors.UploadArgumentError(e.status, e.message) from None
+            raise
+        return out.value.decode()
 
     def download(
         self,

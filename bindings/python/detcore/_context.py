@@ -10,6 +10,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 from detcore import _enums, _errors, _json
 from detcore._checkpoint import CheckpointContext
 from detcore._distributed import DistributedContext
+from detcore._experimental import ExperimentalContext
 from detcore._info import Info
 from detcore._lib import InitOptions, Library, lib, signals_array, to_c
 from detcore._preempt import PreemptContext
@@ -30,13 +31,19 @@ def _close_handle(L: Library, handle: int) -> None:
 
 class Context:
     """A Core API context: `checkpoint`, `train`, `preempt`, `searcher`, `distributed`, `info`,
-    `profiler`, and `alert()`.
+    `profiler`, `experimental`, and `alert()`.
     Use it as `with detcore.init(...) as core_context:`; it is closed when the block ends (queued
     reports delivered, threads joined). Thread-safe."""
 
-    def __init__(self, handle: int, distributed: Optional[DistributedContext]) -> None:
+    def __init__(
+        self,
+        handle: int,
+        distributed: Optional[DistributedContext],
+        cluster_info_dir: Optional[Union[str, os.PathLike]] = None,
+    ) -> None:
         self._h = handle
         self._closed = False
+        self._cluster_info_dir = cluster_info_dir
         self._finalizer = weakref.finalize(self, _close_handle, lib(), handle)
         self.checkpoint = CheckpointContext(self)
         self.train = TrainContext(self)
@@ -44,6 +51,7 @@ class Context:
         self.searcher = SearcherContext(self)
         self.info = Info(self)
         self.profiler = ProfilerContext(self)
+        self.experimental = ExperimentalContext(self)
         d = distributed if distributed is not None else DistributedContext(
             rank=0, size=1, local_rank=0, local_size=1, cross_rank=0, cross_size=1
         )
@@ -113,6 +121,33 @@ class Context:
             sys.exit(0)
 
 
+#: The off-cluster run name of `python -c ...`, and of interactive use (REPL, stdin, Jupyter).
+RUN_NAME_COMMAND = "python-c"
+RUN_NAME_INTERACTIVE = "python-interactive"
+
+
+def default_run_name(argv0: Optional[str] = None) -> Optional[str]:
+    """The off-cluster run name `init()` uses when it is given none (and detcore's own choice
+    does not apply because neither DET_RUN_NAME nor SLURM_JOB_ID is set, in which case None).
+
+    The script's name without its suffix (`sys.argv[0]`'s stem: `python train.py` and
+    `python -m pkg.train` run `train`), not the interpreter's (`python3.11`), so that two scripts
+    sharing the default storage never resume each other's checkpoints; `python -c` runs
+    `python-c`, interactive use (REPL, stdin, Jupyter) `python-interactive`."""
+    if os.environ.get("DET_RUN_NAME") or os.environ.get("SLURM_JOB_ID"):
+        return None
+    if argv0 is None:
+        argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 == "-c":
+        return RUN_NAME_COMMAND
+    stem = os.path.splitext(os.path.basename(argv0))[0]
+    if argv0 in ("", "-") or stem in ("", ".", "..", "ipykernel_launcher"):
+        return RUN_NAME_INTERACTIVE
+    # detcore's rules for a run name: 1 to 200 bytes, no '/', NUL or '\\'.
+    name = stem.replace("\\", "_").replace("\0", "_")
+    return name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore") or RUN_NAME_INTERACTIVE
+
+
 def init(
     *,
     distributed: Optional[DistributedContext] = None,
@@ -132,6 +167,7 @@ def init(
     cluster_info_dir: Optional[Union[str, os.PathLike]] = None,
     report_queue_capacity: Optional[int] = None,
     close_timeout: Optional[float] = None,
+    slurm_requeue: bool = False,
     save_trial_latest: Optional[int] = None,
     save_trial_best: Optional[int] = None,
     searcher_metric: Optional[str] = None,
@@ -143,9 +179,13 @@ def init(
     `tensorboard_mode`, which Python drops). `checkpoint_storage` is a path, `s3://`/`gs://` URL
     or a dict like the experiment config's. The others are detcore's (see det_init_options in
     detcore.h): off-cluster run name/folder, hyperparameters and searcher length, preemption
-    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits, and
+    sources (signals, halt file, end time), asynchronous checkpoint uploads, limits,
+    `slurm_requeue` (requeue a preempted Slurm job at close, as DETCORE_SLURM_REQUEUE=1), and
     off-cluster checkpoint retention (`save_trial_latest`, `save_trial_best` by
-    `searcher_metric`, `smaller_is_better`; unset everywhere: every checkpoint is kept)."""
+    `searcher_metric`, `smaller_is_better`; unset everywhere: every checkpoint is kept).
+
+    Off-cluster, a run resumes from the latest checkpoint of its name: `run_name`, else
+    DET_RUN_NAME, else `slurm-$SLURM_JOB_ID`, else the script's name (see `default_run_name`)."""
     L = lib()
     o = InitOptions()
     L.call("det_init_options_default", ctypes.byref(o), ctypes.sizeof(o))
@@ -162,7 +202,7 @@ def init(
         o.checkpoint_storage = s(checkpoint_storage, "checkpoint_storage")
     o.preempt_mode = _enums.code(_enums.PreemptMode, preempt_mode, "preempt_mode")
     o.tensorboard_mode = _enums.code(_enums.TensorboardMode, tensorboard_mode, "tensorboard_mode")
-    o.run_name = s(run_name, "run_name")
+    o.run_name = s(run_name if run_name is not None else default_run_name(), "run_name")
     o.run_dir = s(run_dir, "run_dir")
     if hparams is not None:
         o.hparams_json = s(_json.dumps(hparams), "hparams")
@@ -189,6 +229,7 @@ def init(
         o.report_queue_capacity = int(report_queue_capacity)
     if close_timeout is not None:
         o.close_timeout_seconds = float(close_timeout)
+    o.slurm_requeue = bool(slurm_requeue)
     for name, value in (("save_trial_latest", save_trial_latest), ("save_trial_best", save_trial_best)):
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
@@ -200,4 +241,4 @@ def init(
 
     h = ctypes.c_void_p()
     L.call("det_core_init", ctypes.byref(o), ctypes.byref(h))
-    return Context(h.value, distributed)  # type: ignore[arg-type]
+    return Context(h.value, distributed, cluster_info_dir)  # type: ignore[arg-type]

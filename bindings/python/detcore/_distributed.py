@@ -35,9 +35,13 @@ class DistributedContext:
         pull_port: Optional[int] = None,
         port_offset: int = 0,
         force_tcp: bool = False,
+        job_id: Optional[str] = None,
     ) -> None:
         """Python's arguments, plus detcore's. detcore uses one port (`port`, or Python's
-        `pub_port`); `pull_port`, `port_offset` and `force_tcp` are accepted and ignored."""
+        `pub_port`; None: pinned by DETCORE_CHIEF_PORT, else chosen from the job identity);
+        `pull_port`, `port_offset` and `force_tcp` are accepted and ignored. `job_id` is the
+        job's identity, the same on every rank (None: DETCORE_JOB_ID, else none); ranks and
+        chiefs of different jobs refuse each other."""
         self.rank = int(rank)
         self.size = int(size)
         self.local_rank = int(local_rank)
@@ -48,6 +52,7 @@ class DistributedContext:
         self.port = port if port is not None else pub_port
         self.connect_timeout = connect_timeout
         self.collective_timeout = collective_timeout
+        self.job_id = job_id
         self._ctx: Optional["Context"] = None
 
     # ---- construction from launchers ----
@@ -58,7 +63,9 @@ class DistributedContext:
         """(detcore) The ranks as the launcher exported them: torchrun, DeepSpeed, Horovod, Open
         MPI, MPICH/PMI, Slurm, or DETERMINED (Determined's rendezvous files on-cluster: one
         container per node, LOCAL_RANK/LOCAL_WORLD_SIZE within it). AUTO: the first present;
-        on-cluster without a launcher's variables DETERMINED; else rank 0 of 1."""
+        on-cluster without a launcher's variables DETERMINED; else rank 0 of 1. The job identity
+        comes from DETCORE_JOB_ID, else the launcher (Slurm job and step, Open MPI's PMIx
+        namespace, torchrun's run id, ...)."""
         cfg = DistributedConfig()
         L = lib()
         L.call("det_distributed_config_default", ctypes.byref(cfg), ctypes.sizeof(cfg))
@@ -71,7 +78,8 @@ class DistributedContext:
             cross_rank=cfg.cross_rank,
             cross_size=cfg.cross_size,
             chief_ip=chief_ip or (cfg.chief_ip.decode() if cfg.chief_ip else None),
-            port=cfg.port,
+            port=cfg.port or None,
+            job_id=cfg.job_id.decode() if cfg.job_id else None,
         )
 
     @classmethod
@@ -121,6 +129,10 @@ class DistributedContext:
             cfg.chief_ip = b
         if self.port is not None:
             cfg.port = int(self.port)
+        if self.job_id is not None:
+            b = to_c(self.job_id, "job_id")
+            keep.append(b)
+            cfg.job_id = b
         if self.connect_timeout is not None:
             cfg.connect_timeout_seconds = float(self.connect_timeout)
         if self.collective_timeout is not None:

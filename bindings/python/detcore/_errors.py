@@ -58,6 +58,12 @@ class InvalidArgumentError(DetcoreError, ValueError):
     """DET_ERR_INVALID_ARGUMENT: a bad argument (malformed JSON, unknown value, out of range)."""
 
 
+class UploadArgumentError(InvalidArgumentError, RuntimeError):
+    """`upload(ckpt_dir=None)` where that cannot work (`shard=False`, or every rank of a sharded
+    upload, or a selector without a folder): a RuntimeError, as determined raises, and a
+    DET_ERR_INVALID_ARGUMENT."""
+
+
 class StateError(DetcoreError, RuntimeError):
     """DET_ERR_STATE: a call out of order, twice, after close, or on the wrong rank."""
 

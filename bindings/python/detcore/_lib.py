@@ -55,6 +55,7 @@ class DistributedConfig(ctypes.Structure):
         ("port", ctypes.c_int32),
         ("connect_timeout_seconds", ctypes.c_double),
         ("collective_timeout_seconds", ctypes.c_double),
+        ("job_id", ctypes.c_char_p),
     ]
 
 
@@ -81,6 +82,7 @@ class InitOptions(ctypes.Structure):
         ("cluster_info_dir", ctypes.c_char_p),
         ("report_queue_capacity", ctypes.c_size_t),
         ("close_timeout_seconds", ctypes.c_double),
+        ("slurm_requeue", ctypes.c_bool),
         ("save_trial_latest", ctypes.c_int32),
         ("save_trial_best", ctypes.c_int32),
         ("searcher_metric", ctypes.c_char_p),
@@ -165,7 +167,12 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_info_slot_id": (status_t, [ptr, size_t, out_i32]),
     "det_info_gpu_uuid_count": (status_t, [ptr, out_size]),
     "det_info_gpu_uuid": (status_t, [ptr, size_t, out_ptr]),
+    "det_info_trial_debug": (status_t, [ptr, out_bool]),
+    "det_info_inter_node_network_interface": (status_t, [ptr, out_ptr]),
+    "det_cluster_info_json": (status_t, [cstr, out_ptr]),
     "det_core_alert": (status_t, [ptr, cstr, cstr, i32]),
+    "det_experimental_report_task_using_checkpoint": (status_t, [ptr, cstr]),
+    "det_experimental_report_task_using_model_version": (status_t, [ptr, cstr, i32, i32]),
     # options
     "det_init_options_default": (status_t, [_O, size_t]),
     "det_distributed_config_default": (status_t, [_D, size_t]),

@@ -97,7 +97,7 @@ class TrainContext:
 
     # ---- TensorBoard ----
     def get_tensorboard_path(self) -> pathlib.Path:
-        """The local TensorBoard folder: `/tmp/tensorboard-<allocation_id>-<rank>` on-cluster,
+        """The local TensorBoard folder: `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster,
         `<run_dir>/tensorboard` off-cluster (Python's dummy context returns None there). Files
         written into it (a `detcore.TensorboardWriter`'s, profiler traces) are uploaded with the
         metrics' event files in TensorboardMode.AUTO, or by `upload_tensorboard_files()`."""

@@ -12,6 +12,7 @@ import os
 import pathlib
 import sys
 import time
+import types
 
 import determined
 from determined import _info, core
@@ -60,6 +61,10 @@ with core.init(tensorboard_mode=core.TensorboardMode.MANUAL) as ctx:
     got = ctx.train.get_metadata()
     assert got == {"note": "hello", "n": 1}, got
     ctx.alert(title="end of main", description="scenario", level="warn")
+    # Only `.uuid` (and a model version's ids) are read from these objects.
+    ctx.experimental.report_task_using_checkpoint(types.SimpleNamespace(uuid=sid))
+    ctx.experimental.report_task_using_model_version(
+        types.SimpleNamespace(checkpoint=types.SimpleNamespace(uuid=sid), model_id=4, model_version=2))
     ctx.checkpoint.delete(sid)
     # The fake master preempts once it has answered the PATCH of the delete.
     t0 = time.time()
