@@ -244,8 +244,6 @@ impl RunIndex {
     /// Forget checkpoint `id` (deleted, or never stored).
     pub fn remove(&self, id: &str) -> Result<()> {
         validate_id(id)?;
-        // Not while this process updates records (which could write this one back).
-        let _g = self.lock.lock();
         self.storage.delete_aux(&self.record_key(id))
     }
 
@@ -262,47 +260,57 @@ impl RunIndex {
     }
 
     /// Rewrite the records of `changed` entries (fields other than the id changed; a record
-    /// removed meanwhile stays removed). The summary is removed first, under the index lock, so
-    /// that its copy of the old values is never used (after a crash in between, the next reader
-    /// rebuilds it from the records), then rewritten.
+    /// removed meanwhile is not written back). The summary's copy of a record is used instead
+    /// of the record, so it must never hold the old values once the record has the new ones:
+    /// first the summary is rewritten without these entries (readers then read their records),
+    /// then the records, then the whole summary. A crash (or a failed write) in between leaves
+    /// a summary that lacks them, which is safe, never one with their old values. Only small
+    /// writes happen under the index lock (never a deletion, which a storage may answer slowly).
     fn update(&self, changed: &[Entry]) -> Result<()> {
         let _g = self.lock.lock();
         let _l = self
             .storage
             .lock_aux(&self.lock_key(), Duration::from_secs(10));
-        self.storage.delete_aux(&self.key)?;
-        let mut res = Ok(());
+        let (entries, rewrite) = self.load()?;
+        if rewrite.is_some() {
+            // A summary to convert, or an unreadable one to keep a copy of: as usual first.
+            self.write_summary_locked();
+        }
+        let others: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| !changed.iter().any(|c| c.storage_id == e.storage_id))
+            .collect();
+        self.put_summary(&others)?;
         for e in changed {
-            match self.storage.get_aux(&self.record_key(&e.storage_id)) {
-                Ok(Some(_)) => {
-                    if let Err(err) = self.add(e.clone()) {
-                        res = Err(err);
-                        break;
-                    }
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    res = Err(err);
-                    break;
-                }
+            if self
+                .storage
+                .get_aux(&self.record_key(&e.storage_id))?
+                .is_some()
+            {
+                self.add(e.clone())?;
             }
         }
         self.write_summary_locked();
-        res
+        Ok(())
     }
 
-    /// Record `value` as the metric of the checkpoints at `steps` that have none yet (a
-    /// validation reported after its checkpoint). Returns whether an entry changed.
+    /// Record `value` as the metric of the complete checkpoints at `steps` that have none yet
+    /// (a validation reported after its checkpoint; one still being stored gets its value from
+    /// the retention pass that follows it). Returns whether an entry changed.
     pub fn set_metric(&self, steps: i64, value: f64) -> Result<bool> {
-        let changed: Vec<Entry> = self
-            .entries()?
-            .into_iter()
-            .filter(|e| e.steps_completed == Some(steps) && e.metric.is_none())
-            .map(|e| Entry {
-                metric: Some(value),
-                ..e
-            })
-            .collect();
+        let mut changed = Vec::new();
+        for e in self.entries()? {
+            if e.steps_completed == Some(steps)
+                && e.metric.is_none()
+                && !e.deleting
+                && self.storage.is_complete(&e.storage_id)?
+            {
+                changed.push(Entry {
+                    metric: Some(value),
+                    ..e
+                });
+            }
+        }
         if changed.is_empty() {
             return Ok(false);
         }
@@ -375,14 +383,7 @@ impl RunIndex {
                 }
                 _ => {}
             }
-            let list: Vec<Value> = entries.iter().map(Entry::to_value).collect();
-            let doc: Map = obj! {
-                "run_name" => self.run_name.as_str(),
-                "format" => FORMAT,
-                "checkpoints" => Value::Array(list),
-            };
-            self.storage
-                .put_aux(&self.key, to_metadata_file(&Value::Object(doc)).as_bytes())
+            self.put_summary(&entries.iter().collect::<Vec<_>>())
         });
         if let Err(e) = r {
             log_warn!(
@@ -390,6 +391,18 @@ impl RunIndex {
                 self.key
             );
         }
+    }
+
+    /// Write the summary listing `entries`.
+    fn put_summary(&self, entries: &[&Entry]) -> Result<()> {
+        let list: Vec<Value> = entries.iter().map(|e| e.to_value()).collect();
+        let doc: Map = obj! {
+            "run_name" => self.run_name.as_str(),
+            "format" => FORMAT,
+            "checkpoints" => Value::Array(list),
+        };
+        self.storage
+            .put_aux(&self.key, to_metadata_file(&Value::Object(doc)).as_bytes())
     }
 
     fn read_summary(&self) -> Result<Summary> {
@@ -738,6 +751,11 @@ mod tests {
         );
         let text = std::fs::read_to_string(base.join(idx.key())).unwrap();
         assert!(text.contains("\"metric\": 0.25"), "{text}");
+        // What an update leaves after a crash before its record is written: a summary without
+        // the entry, whose record is then read (never an old copy of its values).
+        idx.put_summary(&all.iter().filter(|e| e.storage_id != B).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(again.entries().unwrap()[1].metric, Some(0.25));
         // What a resume falls back to from C: the others, best first.
         assert_eq!(ids(&idx.before_in_resume_order(C).unwrap()), [B, A]);
         assert!(idx.before_in_resume_order(D).unwrap().is_empty());
