@@ -628,12 +628,13 @@ impl CheckpointContext {
     /// Object stores, on the chief: list checkpoint `id` and check every rank's files are there;
     /// if not, remove what was stored (it has no metadata.json, so it never looked complete).
     fn verify_uploaded(&self, id: &str, owners: &BTreeMap<String, Vec<usize>>) -> Result<()> {
-        let listed: BTreeSet<String> = self
-            .storage
-            .list(id)
-            .map_err(|e| e.context(format!("checking checkpoint {id}")))?
-            .into_iter()
-            .collect();
+        // No object at all (every rank's selector kept nothing) lists as nothing, not an error:
+        // the checkpoint is then metadata.json alone.
+        let listed: BTreeSet<String> = match self.storage.list(id) {
+            Ok(names) => names.into_iter().collect(),
+            Err(e) if e.kind() == Kind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(e.context(format!("checking checkpoint {id}"))),
+        };
         let r = verify_present(id, owners, |n| listed.contains(n));
         if r.is_err() {
             if let Err(e) = self.storage.delete(id) {
