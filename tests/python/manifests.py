@@ -22,12 +22,12 @@ def parse(data: bytes) -> dict:
     return {"storage_id": m["storage_id"], "files": {f["path"]: (f["size"], f["crc32c"]) for f in m["files"]}}
 
 
-def check_tree(files: dict, sid: str) -> None:
+def check_tree(files: dict, sid: str | None) -> None:
     """`files`: relative name -> bytes (folders -> None), as the tests' `files_of` gives, with the
-    manifest among them: it must name `sid` and list exactly the other files, each with its size
-    and CRC32C."""
+    manifest among them: it must name `sid` (unless None) and list exactly the other files, each
+    with its size and CRC32C."""
     m = parse(files[MANIFEST])
-    assert m["storage_id"] == sid, m
+    assert sid is None or m["storage_id"] == sid, m
     want = {k: (len(v), crc32c_hex(v)) for k, v in files.items() if v is not None and k != MANIFEST}
     assert m["files"] == want
 

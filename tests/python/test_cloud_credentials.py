@@ -34,6 +34,7 @@ import capi
 import credservers as cs
 import servers
 from conftest import ROOT
+from manifests import MANIFEST, check_tree
 
 DET_ERR_INVALID_ARGUMENT = 1  # include/detcore.h
 DET_ERR_STORAGE = 11
@@ -90,7 +91,9 @@ def write_ckpt(d: pathlib.Path) -> None:
 
 
 def round_trip(lib, cfg, tmp_path, write=write_ckpt) -> str:
-    """Store a checkpoint, download it, compare, close."""
+    """Store a checkpoint, download it, compare, close. The checkpoint's manifest, whose checksums
+    are computed from the request bodies as they are sent (retries after a renewal included), is
+    checked against the bytes downloaded."""
     core = capi.Core(lib, cfg, tmp_path / "run")
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
@@ -100,6 +103,8 @@ def round_trip(lib, cfg, tmp_path, write=write_ckpt) -> str:
     dl = tmp_path / f"dl-{sid}"
     core.download(sid, dl)
     got = files(dl)
+    check_tree(got, sid)
+    got.pop(MANIFEST)
     assert json.loads(got.pop("metadata.json")) == {"steps_completed": 1}
     assert got == want
     core.close()

@@ -23,6 +23,7 @@ import pytest
 
 import detcore
 import ranks
+from manifests import MANIFEST, check_tree
 from oncluster_util import FakeMaster, in_process_task_env, setup_trial
 from ranks import raises_when
 
@@ -180,12 +181,19 @@ def test_preempt_workers_ask_master(on, auto_ack, tmp_path, request):
 
 
 def listing(root) -> dict:
-    """determined's StorageManager._list_directory: relative names, folders with a trailing /."""
+    """determined's StorageManager._list_directory: relative names, folders with a trailing /.
+    detcore's manifest (beside metadata.json in a whole checkpoint, absent from a selection that
+    leaves it out) is checked against the other files and left out of the listing, which is then
+    what Determined's tests expect."""
     root = pathlib.Path(root)
-    out = {}
+    out, data = {}, {}
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root).as_posix()
-        out[rel + "/" if p.is_dir() else rel] = None if p.is_dir() else p.read_text()
+        data[rel] = None if p.is_dir() else p.read_bytes()
+        out[rel + "/" if p.is_dir() else rel] = None if p.is_dir() else data[rel].decode()
+    if MANIFEST in out:
+        check_tree(data, None)
+        del out[MANIFEST]
     return out
 
 
