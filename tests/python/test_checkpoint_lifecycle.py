@@ -243,6 +243,38 @@ def test_a_failed_store_deletes_nothing(lib, proxied, tmp_path):
     assert set(checkpoints(b, "ck")) == {third}
 
 
+def test_retention_leaves_checkpoints_being_written_alone(lib, proxied, tmp_path):
+    """A checkpoint is in the run's index before it is complete (its record is written before it is
+    published). A retention pass that runs while one is still being uploaded (after a checkpoint of
+    another process sharing the run was stored) deletes only complete checkpoints it does not keep:
+    the one in flight completes intact and indexed."""
+    proxy, b, cfg = proxied
+    core = capi.Core(lib, cfg, tmp_path / "run", run_name=RUN, save_trial_latest=1, async_checkpoints=True)
+    old = core.store({"steps_completed": 0}, lambda d: write(d, model_files(0)))
+    core.wait()
+    hold = Rule("hold", method="PUT", path=r"/model\.bin", times=1)
+    proxy.add(hold)
+    slow = core.store({"steps_completed": 2}, lambda d: write(d, model_files(2)))
+    wait_for(lambda: "hold" in proxy.actions(), "the upload of the asynchronous checkpoint")
+    # A second context on the same run (as a second process would be) stores a checkpoint; the
+    # retention pass that follows deletes `old` and leaves `slow` (incomplete) alone.
+    second = capi.Core(lib, cfg, tmp_path / "run2", run_name=RUN, save_trial_latest=1)
+    other = second.store({"steps_completed": 1}, lambda d: write(d, model_files(1)))
+    second.close()
+    assert old not in checkpoints(b, "ck")
+    assert "model.bin" not in checkpoints(b, "ck").get(slow, []), "the held upload cannot have finished"
+    hold.release.set()
+    core.wait()
+    core.close()
+    assert set(checkpoints(b, "ck")) == {slow}
+    assert index_ids(b, "ck")[0] == [slow]
+    core = capi.Core(lib, cfg, tmp_path / "run", run_name=RUN, save_trial_latest=1)
+    assert core.latest_checkpoint() == slow
+    core.restore(slow, lambda path: check_folder(path, slow))
+    core.close()
+    assert other != slow
+
+
 DRIVER = """
 import json, os, pathlib, sys, time
 sys.path.insert(0, {tests!r})
@@ -326,11 +358,11 @@ def test_kill_at_any_point_of_folder_deletions(lib, tmp_path):
     # (Each killed process counted its steps from 1; this one is newer than all of them.)
     last = core.store({"steps_completed": 10**6}, lambda d: write(d, model_files(1)))
     core.close()
-    # Only the newest is kept. (A process killed between publishing a checkpoint and indexing it
-    # leaves that complete checkpoint out of the run's index: never resumed from, and not the
-    # run's to delete, since it cannot tell it from another run's.)
+    # Only the newest is kept, in the index and in the storage: every checkpoint a killed process
+    # completed was indexed (its record is written before it is published), so none is left
+    # behind unindexed, and interrupted deletions were finished.
     assert index_ids(Folder(base), None)[0] == [last]
-    assert last in [d.name for d in base.iterdir()]
+    assert [d.name for d in base.iterdir() if not d.name.startswith(".")] == [last]
 
 
 # ---- damaged checkpoints ---------------------------------------------------------------------------
