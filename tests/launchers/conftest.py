@@ -9,12 +9,15 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import Dict, List, Optional
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.append(str(ROOT / "tests" / "python"))
+from manifests import MANIFEST, check_folder  # noqa: E402
 
 
 def build_dir() -> pathlib.Path:
@@ -43,6 +46,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def checkpoint_names(d: pathlib.Path) -> List[str]:
+    """The file names of checkpoint folder `d` (named by its storage id), without detcore's
+    manifest, which is checked against them first (sizes and CRC32C, computed independently)."""
+    check_folder(d, d.name)
+    return sorted(p.name for p in d.iterdir() if p.name != MANIFEST)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from conftest import MPI_WORKER, WORKER, clean_env, finish, free_port, mpirun, need_mpirun, read_until
+from conftest import (MPI_WORKER, WORKER, checkpoint_names, clean_env, finish, free_port, mpirun, need_mpirun,
+                      read_until)
 
 MiB = 1 << 20
 
@@ -65,7 +66,7 @@ def _check_checkpoint(tmp_path, out, n=4):
     assert len(ids) == 1 and len(stored) == n, out
     sid = ids.pop()
     d = tmp_path / "ckpts" / sid
-    assert sorted(p.name for p in d.iterdir()) == sorted(["metadata.json"] + [f"rank{r}.txt" for r in range(n)])
+    assert checkpoint_names(d) == sorted(["metadata.json"] + [f"rank{r}.txt" for r in range(n)])
     step = int(steps.pop())
     assert json.loads((d / "metadata.json").read_text())["steps_completed"] == step
     for r in range(n):
@@ -195,7 +196,7 @@ def _two_jobs(tmp_path, env_of):
         ids = {f["id"] for f in stored.values()}
         assert len(stored) == 2 and len(ids) == 1, out
         d = tmp_path / job / "ckpts" / ids.pop()
-        assert sorted(x.name for x in d.iterdir()) == ["metadata.json", "rank0.txt", "rank1.txt"]
+        assert checkpoint_names(d) == ["metadata.json", "rank0.txt", "rank1.txt"]
     return outs
 
 
