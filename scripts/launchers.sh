@@ -23,4 +23,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
   printf '*** install: apt-get install openmpi-bin libopenmpi-dev slurm-wlm munge (as .ci/run does) ***\n\n' >&2
 fi
 venv="$(scripts/venv.sh)"
-exec "$venv/bin/python" -m pytest -q -rs tests/launchers "$@"
+# pytest's own folders under the build folder: $TMPDIR is the suite's, checked for leftovers.
+exec "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider --basetemp "$DETCORE_BUILD_DIR/tmp/launchers" \
+  tests/launchers "$@"

@@ -72,6 +72,11 @@ def mpirun(np_: int, args: List[str], env: Dict[str, str], mca: Optional[Dict[st
            program: pathlib.Path = WORKER) -> subprocess.Popen:
     """`mpirun --allow-run-as-root --oversubscribe -np N program args`, stdout piped (line by line)."""
     cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(np_)]
+    # Open MPI's session folders (left behind by the jobs the tests kill) go under the build
+    # folder, not into $TMPDIR, which the suite checks for what detcore leaves.
+    session = build_dir() / "tmp" / "ompi"
+    session.mkdir(parents=True, exist_ok=True)
+    cmd += ["--mca", "orte_tmpdir_base", str(session)]
     for k, v in (mca or {}).items():
         cmd += ["--mca", k, v]
     cmd += [str(program)] + args
