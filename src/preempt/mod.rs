@@ -7,8 +7,13 @@
 //!   margin (`DET_HALT_SECONDS`, default [`DEFAULT_MARGIN_SECONDS`]);
 //! - on-cluster, the master's long-poll (added by the master client).
 //!
-//! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
+//! [`PreemptState::should_preempt`] is the hot path: a few relaxed atomic loads while nothing
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
+//!
+//! The halt file is looked for by the first `should_preempt` call itself (so a job restarted
+//! while it exists stops at its first step, without waiting for the watcher's poll) and then every
+//! [`HALT_FILE_POLL`]. detcore never removes it: like SCR's halt file, it stops the whole series of
+//! restarts of a job until someone deletes it, and the log says so.
 
 pub mod agreement;
 pub mod longpoll;
@@ -18,7 +23,7 @@ use crate::error::Result;
 use crate::{bail, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -132,6 +137,12 @@ pub struct PreemptState {
     acked: AtomicBool,
     reason: Mutex<Option<String>>,
     acknowledger: OnceLock<Arc<dyn Acknowledger>>,
+    /// The halt file, looked for by the first `should_preempt` call.
+    halt_file: OnceLock<PathBuf>,
+    /// True until the first `should_preempt` call looked for the halt file.
+    halt_unchecked: AtomicBool,
+    /// The halt file's INFO line was logged.
+    halt_logged: AtomicBool,
 }
 
 impl PreemptState {
@@ -157,7 +168,62 @@ impl PreemptState {
             acked: AtomicBool::new(false),
             reason: Mutex::new(None),
             acknowledger: OnceLock::new(),
+            halt_file: OnceLock::new(),
+            halt_unchecked: AtomicBool::new(false),
+            halt_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Preempt when `path` exists: looked for at the first `should_preempt` call (the
+    /// [`Watcher`] polls it afterwards).
+    pub fn set_halt_file(&self, path: PathBuf) {
+        if self.halt_file.set(path).is_ok() {
+            self.halt_unchecked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The halt file exists: request preemption, and say once at INFO what that means.
+    #[cold]
+    pub fn halt_file_seen(&self, f: &Path) {
+        if !self.halt_logged.swap(true, Ordering::SeqCst) {
+            log_info!(
+                "halt file {} exists: this run saves and stops at its next should_preempt. detcore \
+                 never removes it: every restart of this job stops the same way until you delete it \
+                 (rm {})",
+                f.display(),
+                f.display()
+            );
+        }
+        self.trigger(&format!("halt file {} exists", f.display()));
+    }
+
+    /// The first call's look for the halt file; true if it exists.
+    #[cold]
+    #[inline(never)]
+    fn first_halt_check(&self) -> bool {
+        if !self.halt_unchecked.swap(false, Ordering::SeqCst) {
+            return self.flag.load(Ordering::SeqCst);
+        }
+        match self.halt_file.get() {
+            Some(f) if f.exists() => {
+                self.halt_file_seen(f);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sources other than the flag: the first look for the halt file, then pending signals.
+    #[inline]
+    fn pending_sources(&self) -> bool {
+        if self.halt_unchecked.load(Ordering::Relaxed) && self.first_halt_check() {
+            return true;
+        }
+        if self.use_signals && signals::is_pending() {
+            self.trigger_signal();
+            return true;
+        }
+        false
     }
 
     /// The local answer: has any source asked for preemption? Sticky.
@@ -171,11 +237,8 @@ impl PreemptState {
         if let Some(a) = self.agreement.get() {
             return self.agreed(a, auto_ack);
         }
-        if !self.flag.load(Ordering::Relaxed) {
-            if !(self.use_signals && signals::is_pending()) {
-                return Ok(false);
-            }
-            self.trigger_signal();
+        if !self.flag.load(Ordering::Relaxed) && !self.pending_sources() {
+            return Ok(false);
         }
         self.on_true(auto_ack);
         Ok(true)
@@ -202,14 +265,7 @@ impl PreemptState {
     /// This rank's own sources (signals, halt file, end time, master).
     #[inline]
     fn local_wants(&self) -> bool {
-        if self.flag.load(Ordering::Relaxed) {
-            return true;
-        }
-        if self.use_signals && signals::is_pending() {
-            self.trigger_signal();
-            return true;
-        }
-        false
+        self.flag.load(Ordering::Relaxed) || self.pending_sources()
     }
 
     /// Make the answers come from the chief (WorkersAskChief with several ranks).
@@ -345,7 +401,7 @@ fn watch(
     loop {
         if let Some(f) = &halt_file {
             if f.exists() {
-                state.trigger(&format!("halt file {} exists", f.display()));
+                state.halt_file_seen(f);
                 return;
             }
         }
@@ -444,6 +500,26 @@ mod tests {
         assert!(s.is_set());
         assert!(s.reason().unwrap().contains("end time"));
         w.stop();
+    }
+
+    #[test]
+    fn halt_file_is_seen_by_the_first_call_without_a_watcher() {
+        let dir = std::env::temp_dir().join(format!("detcore-halt1-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("HALT");
+        std::fs::write(&f, b"").unwrap();
+        let s = PreemptState::new(false);
+        s.set_halt_file(f.clone());
+        assert!(!s.is_set());
+        assert!(s.should_preempt(false).unwrap());
+        assert!(s.reason().unwrap().contains("halt file"));
+        // Only the first call looks: a file created later is the watcher's to find.
+        let s = PreemptState::new(false);
+        s.set_halt_file(dir.join("LATER"));
+        assert!(!s.should_preempt(false).unwrap());
+        std::fs::write(dir.join("LATER"), b"").unwrap();
+        assert!(!s.should_preempt(false).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

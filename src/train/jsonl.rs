@@ -5,6 +5,13 @@
 //! Non-finite values are the strings `"NaN"`, `"Infinity"`, `"-Infinity"`, as Determined sends
 //! them to the master, so every line is valid JSON. Other events (`progress`, `status`,
 //! `early_exit`, `searcher_completed`, `checkpoint`, `checkpoint_deleted`) have their own `type`.
+//!
+//! Each run of the program starts with a `run_start` line (written by the chief at init, before
+//! any report): `{"type": "run_start", "run_name": "demo", "pid": 4242, "host": "node7",
+//! "resumes_from": {"storage_id": "…", "steps_completed": 100}, "report_time": "…"}`
+//! (`"resumes_from": null` on a fresh start). A run killed after its last checkpoint repeats the
+//! steps since that checkpoint when it is restarted, so the same step may be reported twice; the
+//! record tells which process wrote which lines, and a reader keeps the last record per step.
 
 use super::record::{Event, Record};
 use super::reporter::{Control, Sink};
@@ -37,6 +44,33 @@ impl JsonlSink {
             path,
             out: BufWriter::with_capacity(64 * 1024, f),
         })
+    }
+
+    /// Append this process's `run_start` record (see the module docs) and flush it at once, so
+    /// that it precedes every report of the run even if the process dies soon after. On a write
+    /// failure the record stays buffered (written by the next successful flush).
+    /// `resumes_from`: the storage id and `steps_completed` of the checkpoint the run resumes
+    /// from, `None` on a fresh start.
+    pub fn write_run_start(
+        &mut self,
+        run_name: &str,
+        resumes_from: Option<(&str, Option<i64>)>,
+    ) -> Result<()> {
+        let resumes_from = resumes_from.map(|(id, steps)| {
+            Value::Object(obj! { "storage_id" => id, "steps_completed" => steps })
+        });
+        let m = obj! {
+            "type" => "run_start",
+            "run_name" => run_name,
+            "pid" => u64::from(std::process::id()),
+            "host" => crate::host::hostname(),
+            "resumes_from" => resumes_from,
+            "report_time" => crate::time::now_iso8601(),
+        };
+        self.line(&m)?;
+        self.out
+            .flush()
+            .map_err(|e| Error::io("cannot write metrics to", &self.path, e))
     }
 
     fn line(&mut self, m: &Map) -> Result<()> {

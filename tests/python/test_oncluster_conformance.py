@@ -130,6 +130,9 @@ def test_queued_reports_match_per_endpoint(both):
     metrics = a["queued"][("POST", "/api/v1/trials/7/metrics")]
     assert [x["group"] for x in metrics] == ["training", "validation", "inf%er en/ce", "training"]
     assert metrics[0]["metrics"]["metrics"]["avgMetrics"]["nan"] == "NaN"
+    # The C scenario wrote these as printf does (-nan, inf, -INF): the master gets Python's strings.
+    avg = metrics[0]["metrics"]["metrics"]["avgMetrics"]
+    assert (avg["cnan"], avg["cinf"], avg["cninf"]) == ("NaN", "Infinity", "-Infinity")
     assert metrics[0]["metrics"]["trialRunId"] == 2
     assert a["queued"][("POST", "/api/v1/trials/7/progress")] == [
         {"progress": 0.5, "is_raw": True}, {"progress": 0.5, "is_raw": True}]
