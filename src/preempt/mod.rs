@@ -24,7 +24,7 @@ use crate::{bail, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -117,6 +117,11 @@ fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// [`PreemptState`]'s state bit: preemption was requested.
+const PREEMPT: u8 = 1;
+/// [`PreemptState`]'s state bit: the first `should_preempt` call has yet to look for the halt file.
+const HALT_UNCHECKED: u8 = 2;
+
 /// Something that tells the master a preemption was acknowledged (on-cluster).
 pub trait Acknowledger: Send + Sync {
     /// Queue the acknowledgement; it must be delivered before the context closes.
@@ -125,7 +130,9 @@ pub trait Acknowledger: Send + Sync {
 
 /// The shared, lock-free preemption state. The C handle keeps it alive for the hot path.
 pub struct PreemptState {
-    flag: AtomicBool,
+    /// [`PREEMPT`] once a source asked for preemption (sticky), and [`HALT_UNCHECKED`] until
+    /// the first call looked for the halt file: one word, so that the hot path reads one atomic.
+    state: AtomicU8,
     use_signals: bool,
     /// Set for workers of a `ChiefOnly` context: `should_preempt` is refused with this message.
     refuse: Option<String>,
@@ -139,8 +146,6 @@ pub struct PreemptState {
     acknowledger: OnceLock<Arc<dyn Acknowledger>>,
     /// The halt file, looked for by the first `should_preempt` call.
     halt_file: OnceLock<PathBuf>,
-    /// True until the first `should_preempt` call looked for the halt file.
-    halt_unchecked: AtomicBool,
     /// The halt file's INFO line was logged.
     halt_logged: AtomicBool,
 }
@@ -159,7 +164,7 @@ impl PreemptState {
             )
         });
         PreemptState {
-            flag: AtomicBool::new(false),
+            state: AtomicU8::new(0),
             use_signals,
             refuse,
             agreement: OnceLock::new(),
@@ -169,7 +174,6 @@ impl PreemptState {
             reason: Mutex::new(None),
             acknowledger: OnceLock::new(),
             halt_file: OnceLock::new(),
-            halt_unchecked: AtomicBool::new(false),
             halt_logged: AtomicBool::new(false),
         }
     }
@@ -178,8 +182,14 @@ impl PreemptState {
     /// [`Watcher`] polls it afterwards).
     pub fn set_halt_file(&self, path: PathBuf) {
         if self.halt_file.set(path).is_ok() {
-            self.halt_unchecked.store(true, Ordering::SeqCst);
+            self.state.fetch_or(HALT_UNCHECKED, Ordering::SeqCst);
         }
+    }
+
+    /// True once a source requested preemption (the sticky bit only; pending signals aside).
+    #[inline]
+    fn preempting(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & PREEMPT != 0
     }
 
     /// The halt file exists: request preemption, and say once at INFO what that means.
@@ -201,8 +211,8 @@ impl PreemptState {
     #[cold]
     #[inline(never)]
     fn first_halt_check(&self) -> bool {
-        if !self.halt_unchecked.swap(false, Ordering::SeqCst) {
-            return self.flag.load(Ordering::SeqCst);
+        if self.state.fetch_and(!HALT_UNCHECKED, Ordering::SeqCst) & HALT_UNCHECKED == 0 {
+            return self.preempting();
         }
         match self.halt_file.get() {
             Some(f) if f.exists() => {
@@ -213,12 +223,20 @@ impl PreemptState {
         }
     }
 
-    /// Sources other than the flag: the first look for the halt file, then pending signals.
+    /// True when `state` (as just read) or a pending signal asks for preemption; the first call
+    /// with a halt file also looks for it. While nothing happened, `state` is 0: one test, then
+    /// the signal check.
     #[inline]
-    fn pending_sources(&self) -> bool {
-        if self.halt_unchecked.load(Ordering::Relaxed) && self.first_halt_check() {
-            return true;
+    fn wants(&self, state: u8) -> bool {
+        if state != 0 {
+            return state & PREEMPT != 0 || self.first_halt_check() || self.signal_pending();
         }
+        self.signal_pending()
+    }
+
+    /// A preemption signal arrived (and is now the reason, if none was before).
+    #[inline]
+    fn signal_pending(&self) -> bool {
         if self.use_signals && signals::is_pending() {
             self.trigger_signal();
             return true;
@@ -237,7 +255,7 @@ impl PreemptState {
         if let Some(a) = self.agreement.get() {
             return self.agreed(a, auto_ack);
         }
-        if !self.flag.load(Ordering::Relaxed) && !self.pending_sources() {
+        if !self.wants(self.state.load(Ordering::Relaxed)) {
             return Ok(false);
         }
         self.on_true(auto_ack);
@@ -247,14 +265,14 @@ impl PreemptState {
     /// True once preemption was requested, without side effects.
     #[inline]
     pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Relaxed) || (self.use_signals && signals::is_pending())
+        self.preempting() || (self.use_signals && signals::is_pending())
     }
 
     #[inline]
     fn agreed(&self, a: &agreement::Agreement, auto_ack: bool) -> Result<bool> {
         let v = a.call(|| self.local_wants())?;
         if v {
-            if !self.flag.load(Ordering::Relaxed) {
+            if !self.preempting() {
                 self.trigger("the chief decided to preempt");
             }
             self.on_true(auto_ack);
@@ -265,7 +283,7 @@ impl PreemptState {
     /// This rank's own sources (signals, halt file, end time, master).
     #[inline]
     fn local_wants(&self) -> bool {
-        self.flag.load(Ordering::Relaxed) || self.pending_sources()
+        self.wants(self.state.load(Ordering::Relaxed))
     }
 
     /// Make the answers come from the chief (WorkersAskChief with several ranks).
@@ -303,7 +321,7 @@ impl PreemptState {
                 *r = Some(why.to_owned());
             }
         }
-        self.flag.store(true, Ordering::SeqCst);
+        self.state.fetch_or(PREEMPT, Ordering::SeqCst);
     }
 
     /// Why preemption was requested, if it was.
