@@ -92,8 +92,9 @@ fn default_run_name_and_source() -> (String, &'static str) {
 pub const CHECKPOINT_STORAGE_ENV: &str = "DETCORE_CHECKPOINT_STORAGE";
 
 /// The off-cluster storage and where its configuration came from: the option, else
-/// `DETCORE_CHECKPOINT_STORAGE` (same forms), else the default folder (logged as Python does).
-fn off_cluster_storage_spec(opts: &InitOptions) -> Result<(StorageSpec, &'static str)> {
+/// `DETCORE_CHECKPOINT_STORAGE` (same forms), else the default folder (`None`; logged as Python
+/// does).
+fn off_cluster_storage_spec(opts: &InitOptions) -> Result<(StorageSpec, Option<&'static str>)> {
     if let Some(s) = &opts.checkpoint_storage {
         if env_nonempty(CHECKPOINT_STORAGE_ENV).is_some() {
             log_info!(
@@ -102,13 +103,13 @@ fn off_cluster_storage_spec(opts: &InitOptions) -> Result<(StorageSpec, &'static
         }
         return Ok((
             storage::config::parse_user(s)?,
-            "det_init_options.checkpoint_storage",
+            Some("det_init_options.checkpoint_storage"),
         ));
     }
     if let Some(s) = env_nonempty(CHECKPOINT_STORAGE_ENV) {
         let spec =
             storage::config::parse_user(&s).map_err(|e| e.context(CHECKPOINT_STORAGE_ENV))?;
-        return Ok((spec, CHECKPOINT_STORAGE_ENV));
+        return Ok((spec, Some(CHECKPOINT_STORAGE_ENV)));
     }
     let d = default_storage_dir()?;
     log_info!(
@@ -119,7 +120,7 @@ fn off_cluster_storage_spec(opts: &InitOptions) -> Result<(StorageSpec, &'static
         d.to_str()
             .ok_or_else(|| err!(InvalidArgument, "default storage folder is not UTF-8"))?,
     )?;
-    Ok((spec, "the default folder"))
+    Ok((spec, None))
 }
 
 fn parse_hparams(text: &str, source: &str) -> Result<Map> {
@@ -258,11 +259,8 @@ impl Context {
         // Storage.
         let (spec, storage_source) = off_cluster_storage_spec(&opts)?;
         let storage = storage::open(&spec.config)?;
-        if rank == 0 && storage_source != "the default folder" {
-            log_info!(
-                "checkpoint storage: {} (from {storage_source})",
-                storage.describe()
-            );
+        if let (0, Some(source)) = (rank, storage_source) {
+            log_info!("checkpoint storage: {} (from {source})", storage.describe());
         }
 
         // Run name and folder.

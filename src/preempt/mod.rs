@@ -7,7 +7,7 @@
 //!   margin (`DET_HALT_SECONDS`, default [`DEFAULT_MARGIN_SECONDS`]);
 //! - on-cluster, the master's long-poll (added by the master client).
 //!
-//! [`PreemptState::should_preempt`] is the hot path: a few relaxed atomic loads while nothing
+//! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
 //!
 //! The halt file is looked for by the first `should_preempt` call itself (so a job restarted
