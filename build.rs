@@ -53,10 +53,12 @@ fn main() {
          #define DET_ABI_VERSION {abi}\n"
     );
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    // The version macros, then cbindgen.toml's own `after_includes` (the DET_CHECK macro).
+    let after_includes = version_macros + config.after_includes.as_deref().unwrap_or("");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(dir.join("src/capi/mod.rs"))
-        .with_after_include(version_macros)
+        .with_after_include(after_includes)
         .generate()
         .expect("cbindgen failed to generate include/detcore.h");
     bindings.write_to_file(out.join("detcore.h"));

@@ -25,6 +25,39 @@
 /* The ABI version: the shared library's SONAME is libdetcore.so.DET_ABI_VERSION. */
 #define DET_ABI_VERSION 1
 
+/*
+ * DET_CHECK(call) — the error check every C caller writes, in one line:
+ *
+ *     DET_CHECK(det_core_init(&opts, &ctx));
+ *
+ * runs `call`; when it returns anything but DET_OK it prints, to stderr,
+ *
+ *     train.c:42: det_core_init(&opts, &ctx) failed: DET_ERR_INVALID_ARGUMENT: det_core_init: checkpoint_storage: ...
+ *
+ * (file:line, the call, det_status_name() and det_last_error_message()), then runs
+ * DET_CHECK_FAIL(status). By default that is `return (status);` from the enclosing function,
+ * which must then return det_status or int (from main: a non-zero exit code). Define
+ * DET_CHECK_FAIL before including detcore.h for another action, e.g.
+ *
+ *     #define DET_CHECK_FAIL(status) exit(2)
+ *     #define DET_CHECK_FAIL(status) goto cleanup      (where cleanup calls det_core_close)
+ *
+ * det_core_close() is what delivers reports still queued: a program that leaves without it may
+ * lose its last metrics. The macro evaluates `call` once and is a single statement.
+ */
+#include <stdio.h>
+#ifndef DET_CHECK_FAIL
+#define DET_CHECK_FAIL(status) return (status)
+#endif
+#define DET_CHECK(call)                                                                             \
+    do {                                                                                            \
+        const det_status det_check_status_ = (call);                                                \
+        if (det_check_status_ != DET_OK) {                                                          \
+            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__, __LINE__, #call,                \
+                    det_status_name(det_check_status_), det_last_error_message());                  \
+            DET_CHECK_FAIL(det_check_status_);                                                      \
+        }                                                                                           \
+    } while (0)
 
 // `det_ckpt_store_path_end_mode`: as configured by `det_init_options.async_checkpoints`.
 #define DET_UPLOAD_MODE_DEFAULT 0
@@ -366,6 +399,30 @@ det_status det_ckpt_store_path_begin(det_context *ctx,
                                      bool shard,
                                      det_ckpt_store **out);
 
+// `det_ckpt_store_path_begin` without formatting JSON: the metadata is
+// `{"steps_completed": steps_completed}`, followed by the entries of `extra_metadata_json` (NULL,
+// or a JSON object of other metadata, e.g. `{"reason": "preempted"}`; it must not hold
+// `"steps_completed"` itself). `steps_completed` must be 0 … 2³¹−1, as the master requires.
+// Everything else is as `det_ckpt_store_path_begin`: end the scope with
+// `det_ckpt_store_path_end` or `_abort`; with `shard == true` every rank must call.
+//
+// ```c
+// det_ckpt_store *store;
+// DET_CHECK(det_ckpt_store_path_begin_steps(ctx, step, NULL, false, &store));
+// ```
+//
+// Errors: `DET_ERR_INVALID_ARGUMENT` for a NULL `out`, a negative or too large
+// `steps_completed`, malformed or non-object `extra_metadata_json`, or one that holds
+// `"steps_completed"`; otherwise as `det_ckpt_store_path_begin`.
+//
+// # Safety
+// `extra_metadata_json` must be NULL or a C string; `out` writable.
+det_status det_ckpt_store_path_begin_steps(det_context *ctx,
+                                           int64_t steps_completed,
+                                           const char *extra_metadata_json,
+                                           bool shard,
+                                           det_ckpt_store **out);
+
 // The folder to write the checkpoint's files into (absolute path). Borrowed: valid until the
 // scope ends; do not free it.
 //
@@ -473,6 +530,13 @@ det_status det_ckpt_download(det_context *ctx,
 // `det_info_latest_checkpoint` then name the one restored. In a job of several processes that
 // fallback needs `DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD`, called by every rank (so
 // that all restore the same checkpoint). `DETCORE_CHECKSUMS=0` turns checking off.
+// Lifetimes: `storage_id` is only read during this call (free the string from
+// `det_info_latest_checkpoint` with `det_string_free` whenever it suits you). The folder, and
+// the path string from `det_ckpt_restore_path`, are valid until `det_ckpt_restore_path_end`:
+// keep the scope open until every file is read — if your model build or data-loader set-up
+// reads the checkpoint lazily, end the scope after it. To keep files beyond the scope, copy
+// them, or use `det_ckpt_download` into a folder you own. Each scope holds no lock: several may
+// be open at once, on any threads.
 //
 // # Safety
 // `storage_id` must be a C string; `out` writable; `selector` (if set) callable with `userdata`.
@@ -483,7 +547,10 @@ det_status det_ckpt_restore_path_begin(det_context *ctx,
                                        void *userdata,
                                        det_ckpt_restore **out);
 
-// The folder holding the restored checkpoint. Borrowed: valid until the scope ends.
+// The folder holding the restored checkpoint (an absolute path). Borrowed: the string and the
+// folder it names are valid until `det_ckpt_restore_path_end`; do not free it. Copy the string
+// (`strdup`) if you need the name later, but not the files: for object storage the folder is
+// removed when the scope ends.
 //
 // # Safety
 // `out` must be writable.
@@ -717,6 +784,44 @@ det_status det_info_get_hparam_i64(const det_context *ctx, const char *name, int
 // # Safety
 // `name` must be a C string; `out` writable.
 det_status det_info_get_hparam_str(const det_context *ctx, const char *name, char **out);
+
+// As `det_info_get_hparam_f64`, with a default: `*out = default_value` when the hyperparameter
+// is absent. A value of another type (a string, `null`, an object) is still an error
+// (`DET_ERR_INVALID_ARGUMENT` naming it and its value), so a typo in a config is not silently
+// replaced by the default.
+//
+// ```c
+// double lr;
+// DET_CHECK(det_info_get_hparam_f64_or(ctx, "optimizer.lr", 0.01, &lr));
+// ```
+//
+// # Safety
+// `name` must be a C string; `out` writable.
+det_status det_info_get_hparam_f64_or(const det_context *ctx,
+                                      const char *name,
+                                      double default_value,
+                                      double *out);
+
+// As `det_info_get_hparam_i64`, with a default: `*out = default_value` when the hyperparameter
+// is absent; a value that is not an integer is an error (`DET_ERR_INVALID_ARGUMENT`).
+//
+// # Safety
+// `name` must be a C string; `out` writable.
+det_status det_info_get_hparam_i64_or(const det_context *ctx,
+                                      const char *name,
+                                      int64_t default_value,
+                                      int64_t *out);
+
+// As `det_info_get_hparam_str`, with a default: when the hyperparameter is absent, `*out` is a
+// copy of `default_value` (or NULL when `default_value` is NULL); a value that is not a string
+// is an error (`DET_ERR_INVALID_ARGUMENT`). Free a non-NULL result with `det_string_free`.
+//
+// # Safety
+// `name` must be a C string; `default_value` NULL or a C string; `out` writable.
+det_status det_info_get_hparam_str_or(const det_context *ctx,
+                                      const char *name,
+                                      const char *default_value,
+                                      char **out);
 
 // Off-cluster run name (NULL on-cluster). Free with `det_string_free`.
 //
@@ -1179,7 +1284,10 @@ det_status det_train_upload_tensorboard_files(det_context *ctx,
 det_status det_train_flush_tensorboard(det_context *ctx, double timeout_seconds);
 
 // `report_training_metrics(steps_completed, metrics, batch_metrics)`: `metrics_json` is a JSON
-// object (numbers, strings, nested objects; `NaN`/`Infinity`/`-Infinity` accepted),
+// object (numbers, strings, nested objects); non-finite numbers may be written as Python does
+// (`NaN`, `Infinity`, `-Infinity`) or as C's `printf` does (`nan`, `-nan`, `inf`, `-inf`,
+// `infinity`, in any case), and reach the master as the strings `"NaN"`, `"Infinity"`,
+// `"-Infinity"`, as Determined's Python client sends them;
 // `batch_metrics_json` NULL or a JSON array of objects. Queued for the background reporter;
 // returns without waiting on disk or network (it waits only when the report queue is full).
 // A delivery failure of an earlier report (refused by the master, or not delivered after the

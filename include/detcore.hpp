@@ -5,9 +5,8 @@
  *   det::Context ctx(det::Options().checkpoint_storage("/data/ckpts"));
  *   auto latest = ctx.info().latest_checkpoint();          // std::optional<std::string>
  *   ctx.train().report_training_metrics(step, {{"loss", loss}, {"accuracy", acc}});
- *   std::string id = ctx.checkpoint().store_path(
- *       det::JsonObject().add("steps_completed", step),
- *       [&](const std::filesystem::path& dir, const std::string& storage_id) { save(dir); });
+ *   std::string id = ctx.checkpoint().store_path_steps(
+ *       step, [&](const std::filesystem::path& dir, const std::string& storage_id) { save(dir); });
  *   if (ctx.preempt().should_preempt()) { ... }
  *
  * Rules of this header:
@@ -850,6 +849,30 @@ public:
         return store_path(metadata.str(), shard);
     }
 
+    /// Begin `store_path` at `steps_completed`, without formatting JSON: the metadata is
+    /// {"steps_completed": steps_completed} followed by the entries of `extra` (which must not
+    /// hold "steps_completed").
+    [[nodiscard]] StorePath store_path_steps(int64_t steps_completed, const JsonObject &extra = {},
+                                             bool shard = false) {
+        const std::string e = extra.str();
+        det_ckpt_store *h = nullptr;
+        detail::check(det_ckpt_store_path_begin_steps(ctx_, steps_completed, extra.empty() ? nullptr : e.c_str(),
+                                                      shard, &h));
+        return StorePath(h);
+    }
+    /// `with store_path({"steps_completed": n, ...extra}) as (path, storage_id): write(path,
+    /// storage_id)`; returns the storage id (as the store_path form that takes a callable).
+    template <class F, class = std::enable_if_t<
+                           std::is_invocable_v<F &, const std::filesystem::path &, const std::string &>>>
+    std::string store_path_steps(int64_t steps_completed, F &&write, const JsonObject &extra = {},
+                                 bool shard = false, UploadMode mode = UploadMode::Default) {
+        StorePath scope = store_path_steps(steps_completed, extra, shard);
+        const std::filesystem::path dir = scope.path();
+        const std::string id = scope.storage_id();
+        write(dir, id);  // on an exception ~StorePath aborts
+        return mode == UploadMode::Default ? scope.commit() : scope.commit(mode);
+    }
+
     /// `with store_path(metadata) as (path, storage_id): write(path, storage_id)` — calls
     /// `write(const std::filesystem::path&, const std::string&)`, then publishes the checkpoint
     /// (with `mode`, see StorePath::commit) and returns its storage id. If `write` throws,
@@ -895,7 +918,9 @@ public:
         detail::check(st);
     }
 
-    /// Begin `restore_path(storage_id, download_mode, selector)`.
+    /// Begin `restore_path(storage_id, download_mode, selector)`. The files stay under
+    /// `path()` until the RestorePath ends (destroyed, or `end()`): keep it alive until
+    /// everything is read (model build, data-loader set-up).
     [[nodiscard]] RestorePath restore_path(std::string_view storage_id,
                                            DownloadMode mode = DownloadMode::LocalWorkersShareDownload,
                                            const Selector &selector = {}) {
@@ -1276,11 +1301,7 @@ public:
         } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
             int64_t v = 0;
             detail::check(det_info_get_hparam_i64(ctx_, n.c_str(), &v));
-            if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
-                (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max())))
-                throw Error(DET_ERR_INVALID_ARGUMENT,
-                            "det::Info::hparam: \"" + std::string(name) + "\" = " + std::to_string(v) + " is out of range");
-            return static_cast<T>(v);
+            return narrow<T>(name, v);
         } else {
             static_assert(std::is_same_v<T, std::string>, "hparam<T>: T must be a number type or std::string");
             char *s = nullptr;
@@ -1288,14 +1309,24 @@ public:
             return detail::take_string(s);
         }
     }
-    /// As hparam<T>(name), with `fallback` when the hyperparameter is absent.
+    /// As hparam<T>(name), with `fallback` when the hyperparameter is absent (a value of the
+    /// wrong type still throws: `det_info_get_hparam_f64_or`, `_i64_or`, `_str_or`).
     template <class T>
     [[nodiscard]] T hparam(std::string_view name, T fallback) const {
-        try {
-            return hparam<T>(name);
-        } catch (const Error &e) {
-            if (e.status() == DET_ERR_NOT_FOUND) return fallback;
-            throw;
+        detail::CStr n(name, "name");
+        if constexpr (std::is_floating_point_v<T>) {
+            double v = 0;
+            detail::check(det_info_get_hparam_f64_or(ctx_, n.c_str(), static_cast<double>(fallback), &v));
+            return static_cast<T>(v);
+        } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+            int64_t v = 0;
+            detail::check(det_info_get_hparam_i64_or(ctx_, n.c_str(), static_cast<int64_t>(fallback), &v));
+            return narrow<T>(name, v);
+        } else {
+            static_assert(std::is_same_v<T, std::string>, "hparam<T>: T must be a number type or std::string");
+            char *s = nullptr;
+            detail::check(det_info_get_hparam_str_or(ctx_, n.c_str(), fallback.c_str(), &s));
+            return detail::take_string(s);
         }
     }
     [[nodiscard]] std::string hparam(std::string_view name, const char *fallback) const {
@@ -1388,6 +1419,15 @@ public:
     }
 
 private:
+    /// An integer hyperparameter as T, or DET_ERR_INVALID_ARGUMENT when it does not fit.
+    template <class T>
+    static T narrow(std::string_view name, int64_t v) {
+        if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+            (v > 0 && static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max())))
+            throw Error(DET_ERR_INVALID_ARGUMENT,
+                        "det::Info::hparam: \"" + std::string(name) + "\" = " + std::to_string(v) + " is out of range");
+        return static_cast<T>(v);
+    }
     /// DET_ERR_UNSUPPORTED (known only on-cluster / for trials) as std::nullopt; others throw.
     static bool unknown(det_status st) {
         if (st == DET_ERR_UNSUPPORTED) return true;

@@ -72,17 +72,60 @@ pub fn default_storage_dir() -> Result<PathBuf> {
 
 /// The default run name: `DET_RUN_NAME`, else `SLURM_JOB_ID`, else the program's file name.
 pub fn default_run_name() -> String {
+    default_run_name_and_source().0
+}
+
+/// [`default_run_name`] and where it came from, for the log line that names the run.
+fn default_run_name_and_source() -> (String, &'static str) {
     if let Some(n) = env_nonempty("DET_RUN_NAME") {
-        return n;
+        return (n, "DET_RUN_NAME");
     }
     if let Some(j) = env_nonempty("SLURM_JOB_ID") {
-        return format!("slurm-{j}");
+        return (format!("slurm-{j}"), "SLURM_JOB_ID");
     }
-    std::env::current_exe()
+    let exe = std::env::current_exe()
         .ok()
         .and_then(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "default".into())
+        .filter(|n| !n.is_empty());
+    match exe {
+        Some(n) => (n, "the program's file name"),
+        None => ("default".into(), "no program name"),
+    }
+}
+
+/// The variable that chooses the off-cluster checkpoint storage when the option is not set.
+pub const CHECKPOINT_STORAGE_ENV: &str = "DETCORE_CHECKPOINT_STORAGE";
+
+/// The off-cluster storage and where its configuration came from: the option, else
+/// `DETCORE_CHECKPOINT_STORAGE` (same forms), else the default folder (`None`; logged as Python
+/// does).
+fn off_cluster_storage_spec(opts: &InitOptions) -> Result<(StorageSpec, Option<&'static str>)> {
+    if let Some(s) = &opts.checkpoint_storage {
+        if env_nonempty(CHECKPOINT_STORAGE_ENV).is_some() {
+            log_info!(
+                "det_init_options.checkpoint_storage is set by the program, so {CHECKPOINT_STORAGE_ENV} is ignored"
+            );
+        }
+        return Ok((
+            storage::config::parse_user(s)?,
+            Some("det_init_options.checkpoint_storage"),
+        ));
+    }
+    if let Some(s) = env_nonempty(CHECKPOINT_STORAGE_ENV) {
+        let spec =
+            storage::config::parse_user(&s).map_err(|e| e.context(CHECKPOINT_STORAGE_ENV))?;
+        return Ok((spec, Some(CHECKPOINT_STORAGE_ENV)));
+    }
+    let d = default_storage_dir()?;
+    log_info!(
+        "no storage_manager provided; storing checkpoints in {}",
+        d.display()
+    );
+    let spec = storage::config::parse_user_string(
+        d.to_str()
+            .ok_or_else(|| err!(InvalidArgument, "default storage folder is not UTF-8"))?,
+    )?;
+    Ok((spec, None))
 }
 
 fn parse_hparams(text: &str, source: &str) -> Result<Map> {
@@ -249,6 +292,9 @@ fn start_preemption(
     } else {
         Some(signals::install(&sources.signals)?)
     };
+    if let Some(f) = &sources.halt_file {
+        preempt.set_halt_file(f.clone());
+    }
     let watcher = Watcher::start(preempt.clone(), sources)?;
     Ok((preempt, registration, watcher))
 }
@@ -297,20 +343,7 @@ impl Context {
         let sources = local_sources(&opts, &dist)?;
 
         // Storage.
-        let spec: StorageSpec =
-            match &opts.checkpoint_storage {
-                Some(s) => storage::config::parse_user(s)?,
-                None => {
-                    let d = default_storage_dir()?;
-                    log_info!(
-                    "checkpoint_storage is not set: storing checkpoints in the default folder {}",
-                    d.display()
-                );
-                    storage::config::parse_user_string(d.to_str().ok_or_else(|| {
-                        err!(InvalidArgument, "default storage folder is not UTF-8")
-                    })?)?
-                }
-            };
+        let (spec, storage_source) = off_cluster_storage_spec(&opts)?;
         // Checksums and the retention policy (from the options, the storage dict and the
         // environment) are checked with the storage, so that a rank that refuses them fails
         // with the others at the collective below.
@@ -336,13 +369,16 @@ impl Context {
             opened.as_ref().map(|(s, _)| &**s).map_err(Clone::clone),
         )?;
         let (storage, policy) = opened?;
+        if let (0, Some(source)) = (rank, storage_source) {
+            log_info!("checkpoint storage: {} (from {source})", storage.describe());
+        }
         // What killed processes left behind (never what a live one still uses).
         storage.sweep_stale();
 
         // Run name and folder.
-        let run_name = match &opts.run_name {
-            Some(n) => n.clone(),
-            None => default_run_name(),
+        let (run_name, run_name_source) = match &opts.run_name {
+            Some(n) => (n.clone(), "det_init_options.run_name"),
+            None => default_run_name_and_source(),
         };
         crate::checkpoint::index::validate_run_name(&run_name)?;
         let run_dir = match (&opts.run_dir, env_nonempty("DETCORE_RUN_DIR")) {
@@ -357,13 +393,24 @@ impl Context {
         // Resume point.
         let index = Arc::new(RunIndex::new(storage.clone(), &run_name)?);
         let latest = index.latest()?;
-        if let Some(l) = &latest {
-            log_info!(
-                "run {run_name:?}: resuming from checkpoint {} (steps_completed={})",
-                l.storage_id,
-                l.steps_completed
-                    .map_or("unknown".into(), |s| s.to_string())
-            );
+        if rank == 0 {
+            match &latest {
+                Some(l) => log_info!(
+                    "run {run_name:?} (name from {run_name_source}): resuming from checkpoint {} \
+                     (steps_completed={}) in {}; to start fresh instead, use another run name \
+                     (DET_RUN_NAME or det_init_options.run_name) or delete {} in that storage",
+                    l.storage_id,
+                    l.steps_completed
+                        .map_or("unknown".into(), |s| s.to_string()),
+                    storage.describe(),
+                    index.key()
+                ),
+                None => log_info!(
+                    "run {run_name:?} (name from {run_name_source}): no checkpoint of this run in \
+                     {}, starting fresh",
+                    storage.describe()
+                ),
+            }
         }
 
         // TensorBoard (AUTO: a sink writes reported metrics as events) and the reporter.
@@ -374,7 +421,20 @@ impl Context {
             Some(storage.clone()),
             rank,
         ))?;
-        let sink = JsonlSink::open(&run_dir)?;
+        let mut sink = JsonlSink::open(&run_dir)?;
+        if rank == 0 {
+            let resumes_from = latest
+                .as_ref()
+                .map(|l| (l.storage_id.as_str(), l.steps_completed));
+            // A full disk does not stop training: the record is dropped with this warning, and
+            // later lines that cannot be written fail their report calls as usual.
+            if let Err(e) = sink.write_run_start(&run_name, resumes_from) {
+                crate::log_warn!(
+                    "{}: the run_start record of this run is missing from the metrics file",
+                    e.message()
+                );
+            }
+        }
         let mut sinks: Vec<Box<dyn crate::train::Sink>> = vec![Box::new(sink)];
         sinks.extend(tb.sink());
         let reporter = Arc::new(Reporter::start(sinks, opts.report_queue_capacity)?);

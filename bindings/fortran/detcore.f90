@@ -123,7 +123,8 @@ module detcore
   end type
 
   ! ---- 2. the C API ------------------------------------------------------------------------------------
-  public :: det_ckpt_store_path_begin, det_ckpt_store_path, det_ckpt_store_storage_id, &
+  public :: det_ckpt_store_path_begin, det_ckpt_store_path_begin_steps, det_ckpt_store_path, &
+       det_ckpt_store_storage_id, &
        det_ckpt_store_path_end, det_ckpt_store_path_end_mode, det_ckpt_store_path_abort, &
        det_ckpt_upload, det_ckpt_download, &
        det_ckpt_restore_path_begin, det_ckpt_restore_path, det_ckpt_restore_storage_id, &
@@ -134,7 +135,8 @@ module detcore
        det_dist_gather_local, det_dist_allgather_local, det_dist_broadcast_local, det_dist_barrier, &
        det_bytes_list_len, det_bytes_list_get, det_bytes_list_free, det_info_is_on_cluster, &
        det_info_latest_checkpoint, det_info_steps_completed, det_info_hparams_json, &
-       det_info_get_hparam_f64, det_info_get_hparam_i64, det_info_get_hparam_str, det_info_run_name, &
+       det_info_get_hparam_f64, det_info_get_hparam_i64, det_info_get_hparam_str, &
+       det_info_get_hparam_f64_or, det_info_get_hparam_i64_or, det_info_get_hparam_str_or, det_info_run_name, &
        det_info_run_dir, det_dist_rank, det_dist_size, det_dist_local_rank, det_dist_local_size, &
        det_dist_cross_rank, det_dist_cross_size, det_info_trial_id, det_info_experiment_id, &
        det_info_trial_seed, det_info_trial_run_id, det_info_experiment_config_json, &
@@ -179,6 +181,16 @@ module detcore
       logical(c_bool), value :: shard
       type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_ckpt_store_path_begin
+    end function
+    function det_ckpt_store_path_begin_steps(ctx, steps_completed, extra_metadata_json, shard, out) &
+         bind(c, name="det_ckpt_store_path_begin_steps")
+      import :: c_ptr, c_int64_t, c_bool, c_int32_t
+      type(c_ptr), value :: ctx
+      integer(c_int64_t), value :: steps_completed
+      type(c_ptr), value :: extra_metadata_json
+      logical(c_bool), value :: shard
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_ckpt_store_path_begin_steps
     end function
     function det_ckpt_store_path(store, out) bind(c, name="det_ckpt_store_path")
       import :: c_ptr, c_int32_t
@@ -428,6 +440,30 @@ module detcore
       character(kind=c_char), dimension(*), intent(in) :: name
       type(c_ptr), intent(inout) :: out
       integer(c_int32_t) :: det_info_get_hparam_str
+    end function
+    function det_info_get_hparam_f64_or(ctx, name, default_value, out) bind(c, name="det_info_get_hparam_f64_or")
+      import :: c_ptr, c_char, c_double, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: name
+      real(c_double), value :: default_value
+      real(c_double), intent(inout) :: out
+      integer(c_int32_t) :: det_info_get_hparam_f64_or
+    end function
+    function det_info_get_hparam_i64_or(ctx, name, default_value, out) bind(c, name="det_info_get_hparam_i64_or")
+      import :: c_ptr, c_char, c_int64_t, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: name
+      integer(c_int64_t), value :: default_value
+      integer(c_int64_t), intent(inout) :: out
+      integer(c_int32_t) :: det_info_get_hparam_i64_or
+    end function
+    function det_info_get_hparam_str_or(ctx, name, default_value, out) bind(c, name="det_info_get_hparam_str_or")
+      import :: c_ptr, c_char, c_int32_t
+      type(c_ptr), value :: ctx
+      character(kind=c_char), dimension(*), intent(in) :: name
+      type(c_ptr), value :: default_value
+      type(c_ptr), intent(inout) :: out
+      integer(c_int32_t) :: det_info_get_hparam_str_or
     end function
     function det_info_run_name(ctx, out) bind(c, name="det_info_run_name")
       import :: c_ptr, c_int32_t
@@ -1437,10 +1473,10 @@ contains
     real(c_double) :: x
     integer(c_int32_t) :: st
     x = 0
-    st = det_info_get_hparam_f64(self%ptr, cstr(name), x)
-    if (st == DET_ERR_NOT_FOUND .and. present(default)) then
-      x = default
-      st = DET_OK
+    if (present(default)) then
+      st = det_info_get_hparam_f64_or(self%ptr, cstr(name), real(default, c_double), x)
+    else
+      st = det_info_get_hparam_f64(self%ptr, cstr(name), x)
     end if
     v = x
     call check(st, stat)
@@ -1456,10 +1492,10 @@ contains
     integer(c_int64_t) :: x
     integer(c_int32_t) :: st
     x = 0
-    st = det_info_get_hparam_i64(self%ptr, cstr(name), x)
-    if (st == DET_ERR_NOT_FOUND .and. present(default)) then
-      x = default
-      st = DET_OK
+    if (present(default)) then
+      st = det_info_get_hparam_i64_or(self%ptr, cstr(name), int(default, c_int64_t), x)
+    else
+      st = det_info_get_hparam_i64(self%ptr, cstr(name), x)
     end if
     v = x
     call check(st, stat)
@@ -1472,17 +1508,18 @@ contains
     character(len=*), intent(in), optional :: default
     integer, intent(out), optional :: stat
     character(len=:), allocatable :: s
+    character(kind=c_char), allocatable, target :: b_default(:)
     type(c_ptr) :: p
     integer(c_int32_t) :: st
     p = c_null_ptr
-    st = det_info_get_hparam_str(self%ptr, cstr(name), p)
-    s = ''
-    if (st == DET_OK) then
-      s = take_c_string(p)
-    else if (st == DET_ERR_NOT_FOUND .and. present(default)) then
-      s = default
-      st = DET_OK
+    if (present(default)) then
+      call cbuf(default, b_default)
+      st = det_info_get_hparam_str_or(self%ptr, cstr(name), c_loc(b_default), p)
+    else
+      st = det_info_get_hparam_str(self%ptr, cstr(name), p)
     end if
+    s = ''
+    if (st == DET_OK) s = take_c_string(p)
     call check(st, stat)
   end function
 
@@ -2083,8 +2120,10 @@ contains
 
   ! ---- det_context: checkpoints -------------------------------------------------------------------------
 
-  !> Begin `store_path(metadata, shard)`: `metadata_json` (a JSON object with "steps_completed"),
-  !> or just `steps_completed`. A store that is still open is aborted first.
+  !> Begin `store_path`: with `steps_completed` (any integer kind), the metadata is
+  !> {"steps_completed": n} plus the entries of `metadata_json` if given
+  !> (det_ckpt_store_path_begin_steps: no JSON to format); without it, `metadata_json` is the whole
+  !> metadata (a JSON object with "steps_completed"). A store that is still open is aborted first.
   subroutine ctx_store_path(self, store, steps_completed, metadata_json, shard, stat)
     class(det_context), intent(inout) :: self
     type(det_store), intent(inout) :: store
@@ -2092,23 +2131,28 @@ contains
     character(len=*), intent(in), optional :: metadata_json
     logical, intent(in), optional :: shard
     integer, intent(out), optional :: stat
-    character(len=:), allocatable :: meta
+    character(kind=c_char), allocatable, target :: b_extra(:)
+    type(c_ptr) :: extra
     logical(c_bool) :: sh
     type(c_ptr) :: h
     integer(c_int32_t) :: st
     integer :: ignored
     if (c_associated(store%ptr)) call store%abort(ignored)
-    if (present(metadata_json)) then
-      meta = metadata_json
-    else if (present(steps_completed)) then
-      meta = '{"steps_completed": ' // i64_text(to_i64(steps_completed)) // '}'
-    else
-      meta = '{}'
-    end if
     sh = .false.
     if (present(shard)) sh = logical(shard, c_bool)
     h = c_null_ptr
-    st = det_ckpt_store_path_begin(self%ptr, cstr(meta), sh, h)
+    if (present(steps_completed)) then
+      extra = c_null_ptr
+      if (present(metadata_json)) then
+        call cbuf(metadata_json, b_extra)
+        extra = c_loc(b_extra)
+      end if
+      st = det_ckpt_store_path_begin_steps(self%ptr, to_i64(steps_completed), extra, sh, h)
+    else if (present(metadata_json)) then
+      st = det_ckpt_store_path_begin(self%ptr, cstr(metadata_json), sh, h)
+    else
+      st = det_ckpt_store_path_begin(self%ptr, cstr('{}'), sh, h)
+    end if
     if (st == DET_OK) store%ptr = h
     call check(st, stat)
   end subroutine

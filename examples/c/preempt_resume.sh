@@ -54,7 +54,16 @@ if [ "$got" != "$ref" ]; then
   exit 1
 fi
 
+metrics=detcore-runs/demo/metrics.jsonl
+runs="$(grep -c '"type": "run_start"' "$metrics" || true)"
+if [ "$runs" != 2 ]; then
+  echo "FAIL: $metrics should start each of the 2 runs with a run_start record, it has $runs" >&2
+  exit 1
+fi
+
 say "4. result"
 echo "resumed run: $got"
 echo "reference:   $ref  (identical)"
-echo "metrics: $work/detcore-runs/demo/metrics.jsonl ($(wc -l < detcore-runs/demo/metrics.jsonl) lines), checkpoints: $XDG_DATA_HOME/determined"
+echo "metrics: $work/$metrics ($(wc -l < "$metrics") lines; each run opens with a \"run_start\" record,"
+echo "         and a step reported by both runs counts once: keep the last record per step)"
+echo "checkpoints: $XDG_DATA_HOME/determined"

@@ -14,25 +14,20 @@
  * is interrupted and resumed ends with exactly the same weights as one that is not. The final
  * line prints a checksum of the weights to show it.
  *
- * Usage: train   (configure with DET_HPARAMS='{"steps": 600, ...}', DET_RUN_NAME, ...)
+ * Usage: train   (configure with DET_HPARAMS='{"steps": 600, ...}', DET_RUN_NAME,
+ *                 DETCORE_CHECKPOINT_STORAGE, DET_HALT_FILE, ...)
  */
-#include <detcore.h>
-
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#define CHECK(call)                                                                               \
-    do {                                                                                          \
-        det_status st_ = (call);                                                                  \
-        if (st_ != DET_OK) {                                                                      \
-            fprintf(stderr, "train: %s failed: %s: %s\n", #call, det_status_name(st_),            \
-                    det_last_error_message());                                                    \
-            exit(2);                                                                              \
-        }                                                                                         \
-    } while (0)
+/* DET_CHECK(call) prints file:line, the call, the status name and detcore's message when the call
+ * fails, then runs DET_CHECK_FAIL: here, exit with status 2 (the default returns the status). */
+#define DET_CHECK_FAIL(status) exit(2)
+#include <detcore.h>
+
+#include <math.h>
+#include <string.h>
 
 /* ---- hyperparameters ------------------------------------------------------------------------ */
 
@@ -41,19 +36,16 @@ typedef struct {
     double learning_rate, momentum;
 } hparams;
 
+/* Absent: the default; present with the wrong type (a string, a float for an integer): an error. */
 static int64_t hp_i64(det_context *ctx, const char *name, int64_t dflt) {
     int64_t v;
-    det_status st = det_info_get_hparam_i64(ctx, name, &v);
-    if (st == DET_ERR_NOT_FOUND) return dflt;
-    CHECK(st);
+    DET_CHECK(det_info_get_hparam_i64_or(ctx, name, dflt, &v));
     return v;
 }
 
 static double hp_f64(det_context *ctx, const char *name, double dflt) {
     double v;
-    det_status st = det_info_get_hparam_f64(ctx, name, &v);
-    if (st == DET_ERR_NOT_FOUND) return dflt;
-    CHECK(st);
+    DET_CHECK(det_info_get_hparam_f64_or(ctx, name, dflt, &v));
     return v;
 }
 
@@ -212,12 +204,12 @@ static int read_file(const char *dir, const char *name, void *a, size_t na, void
 }
 
 static void save(det_context *ctx, const model *m, const float *velocity, int64_t step, const char *why) {
-    char meta[256];
-    snprintf(meta, sizeof meta, "{\"steps_completed\": %lld, \"reason\": \"%s\"}", (long long)step, why);
+    char extra[64]; /* metadata besides steps_completed (optional: NULL for none) */
+    snprintf(extra, sizeof extra, "{\"reason\": \"%s\"}", why);
     det_ckpt_store *store;
-    CHECK(det_ckpt_store_path_begin(ctx, meta, false, &store));
-    const char *dir;
-    CHECK(det_ckpt_store_path(store, &dir));
+    DET_CHECK(det_ckpt_store_path_begin_steps(ctx, step, extra, false, &store));
+    const char *dir; /* valid until the scope ends */
+    DET_CHECK(det_ckpt_store_path(store, &dir));
     state_header h = {"SPIRAL1", m->h, step};
     if (write_file(dir, "model.bin", &h, sizeof h, m->params, m->n * sizeof(float)) != 0 ||
         write_file(dir, "optimizer.bin", velocity, m->n * sizeof(float), NULL, 0) != 0) {
@@ -226,23 +218,26 @@ static void save(det_context *ctx, const model *m, const float *velocity, int64_
         exit(2);
     }
     char id[DET_STORAGE_ID_LEN];
-    CHECK(det_ckpt_store_path_end(store, id));
+    DET_CHECK(det_ckpt_store_path_end(store, id));
     printf("checkpoint %s at step %lld (%s)\n", id, (long long)step, why);
     fflush(stdout);
 }
 
 /* Returns the step to continue from. */
 static int64_t restore(det_context *ctx, model *m, float *velocity) {
-    char *latest = NULL;
-    CHECK(det_info_latest_checkpoint(ctx, &latest));
+    char *latest = NULL; /* ours: freed with det_string_free */
+    DET_CHECK(det_info_latest_checkpoint(ctx, &latest));
     if (!latest) {
         printf("starting fresh\n");
         return 0;
     }
     det_ckpt_restore *r;
-    CHECK(det_ckpt_restore_path_begin(ctx, latest, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, NULL, NULL, &r));
+    DET_CHECK(det_ckpt_restore_path_begin(ctx, latest, DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, NULL, NULL, &r));
+    /* The folder (and `dir`) exist until det_ckpt_restore_path_end: read every file before it. A
+     * program that reads the checkpoint later (while building its model or data loaders) keeps
+     * the scope open until then. */
     const char *dir;
-    CHECK(det_ckpt_restore_path(r, &dir));
+    DET_CHECK(det_ckpt_restore_path(r, &dir));
     state_header h;
     if (read_file(dir, "model.bin", &h, sizeof h, m->params, m->n * sizeof(float)) != 0 ||
         read_file(dir, "optimizer.bin", velocity, m->n * sizeof(float), NULL, 0) != 0 ||
@@ -250,7 +245,7 @@ static int64_t restore(det_context *ctx, model *m, float *velocity) {
         fprintf(stderr, "train: checkpoint %s does not match this model\n", latest);
         exit(2);
     }
-    CHECK(det_ckpt_restore_path_end(r));
+    DET_CHECK(det_ckpt_restore_path_end(r));
     printf("resumed from checkpoint %s at step %lld\n", latest, (long long)h.step);
     det_string_free(latest);
     return h.step;
@@ -260,9 +255,9 @@ static int64_t restore(det_context *ctx, model *m, float *velocity) {
 
 int main(void) {
     det_init_options opts;
-    CHECK(det_init_options_default(&opts, sizeof opts));
+    DET_CHECK(det_init_options_default(&opts, sizeof opts));
     det_context *ctx;
-    CHECK(det_core_init(&opts, &ctx));
+    DET_CHECK(det_core_init(&opts, &ctx));
 
     hparams hp = {
         .steps = hp_i64(ctx, "steps", 2000),
@@ -288,6 +283,7 @@ int main(void) {
     const int64_t start = step;
 
     static const char *names[] = {"loss", "accuracy"};
+    static const char *validation_names[] = {"validation_loss", "accuracy"};
     double sum_loss = 0, sum_acc = 0;
     int64_t since = 0;
     int preempted = 0;
@@ -300,23 +296,23 @@ int main(void) {
         since++;
         if (step % hp.report_every == 0) {
             double values[2] = {sum_loss / (double)since, sum_acc / (double)since};
-            CHECK(det_train_report_scalars(ctx, "training", step, names, values, 2));
+            DET_CHECK(det_train_report_scalars(ctx, "training", step, names, values, 2));
             sum_loss = sum_acc = 0;
             since = 0;
         }
         if (step % hp.validate_every == 0 || step == hp.steps) {
-            double vl, va;
-            validate(&m, &hp, &vl, &va);
-            char json[128];
-            snprintf(json, sizeof json, "{\"validation_loss\": %.6f, \"accuracy\": %.6f}", vl, va);
-            CHECK(det_train_report_validation_metrics(ctx, step, json));
-            CHECK(det_train_report_progress(ctx, (double)step / (double)hp.steps));
+            double v[2];
+            validate(&m, &hp, &v[0], &v[1]);
+            double vl = v[0], va = v[1];
+            /* Typed: no JSON to format, and a NaN loss is reported as such. */
+            DET_CHECK(det_train_report_scalars(ctx, "validation", step, validation_names, v, 2));
+            DET_CHECK(det_train_report_progress(ctx, (double)step / (double)hp.steps));
             printf("step %lld: validation loss %.4f accuracy %.4f\n", (long long)step, vl, va);
             fflush(stdout);
         }
         if (step % hp.checkpoint_every == 0 && step < hp.steps) save(ctx, &m, velocity, step, "periodic");
         bool stop;
-        CHECK(det_should_preempt(ctx, &stop));
+        DET_CHECK(det_should_preempt(ctx, &stop));
         if (stop && step < hp.steps) {
             printf("preempted at step %lld: saving and exiting\n", (long long)step);
             save(ctx, &m, velocity, step, "preempted");
@@ -331,6 +327,6 @@ int main(void) {
     }
     free(velocity);
     free(m.params);
-    CHECK(det_core_close(ctx));
+    DET_CHECK(det_core_close(ctx));
     return 0;
 }

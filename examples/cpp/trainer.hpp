@@ -99,6 +99,7 @@ template <class Model>
 int train(det::Context &ctx, Model &model, const Hparams &hp) {
     int64_t step = 0;
     if (std::optional<std::string> latest = ctx.info().latest_checkpoint()) {
+        // The files are there while the callback runs (the restore scope spans it).
         step = ctx.checkpoint().restore_path(*latest, [&](const std::filesystem::path &dir) { return load_state(dir, model); });
         std::printf("resumed from checkpoint %s at step %" PRId64 "\n", latest->c_str(), step);
     } else {
@@ -107,9 +108,9 @@ int train(det::Context &ctx, Model &model, const Hparams &hp) {
     const int64_t start = step;
 
     auto save = [&](const char *why) {
-        std::string id = ctx.checkpoint().store_path(
-            det::JsonObject().add("steps_completed", step).add("reason", why),
-            [&](const std::filesystem::path &dir, const std::string &) { save_state(dir, model, step); });
+        std::string id = ctx.checkpoint().store_path_steps(
+            step, [&](const std::filesystem::path &dir, const std::string &) { save_state(dir, model, step); },
+            det::JsonObject().add("reason", why));
         std::printf("checkpoint %s at step %" PRId64 " (%s)\n", id.c_str(), step, why);
         std::fflush(stdout);
     };

@@ -139,11 +139,9 @@ contains
     character(len=*), intent(in) :: why
     type(det_store) :: store
     character(len=36) :: id
-    character(len=32) :: steps_text
     integer :: unit, ios
-    write(steps_text, '(i0)') step
-    call ctx%store_path(store, metadata_json='{"steps_completed": ' // trim(steps_text) // &
-         ', "reason": "' // why // '", "solver": "heat2d"}')
+    ! steps_completed as a number; the other metadata entries as JSON
+    call ctx%store_path(store, steps_completed=step, metadata_json='{"reason": "' // why // '", "solver": "heat2d"}')
     open(newunit=unit, file=store%path() // "/field.bin", access="stream", form="unformatted", &
          status="replace", action="write", iostat=ios)
     if (ios == 0) write(unit, iostat=ios) int(nx, int64), int(ny, int64), step, u
@@ -166,6 +164,7 @@ contains
     integer(int64) :: cnx, cny
     integer :: unit, ios
     call ctx%restore_path(rp, storage_id)
+    ! rp%path() and its files exist until rp%close(): read everything first
     open(newunit=unit, file=rp%path() // "/field.bin", access="stream", form="unformatted", &
          status="old", action="read", iostat=ios)
     if (ios == 0) read(unit, iostat=ios) cnx, cny, at_step

@@ -10,7 +10,7 @@ use super::options::{
 use super::status::det_status;
 use crate::checkpoint::{DownloadMode, RestoreScope, StoreScope, UploadMode};
 use crate::error::{Error, Kind, Result};
-use crate::json::{to_wire, Value};
+use crate::json::{to_wire, Map, Value};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -168,20 +168,99 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin(
         // SAFETY: contract.
         let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         out_arg(out, "out")?;
-        let scope = c.checkpoint().store_path_begin(metadata, shard)?;
-        let entry = StoreEntry {
-            ctx: det_context::from_ptr(ctx)?,
-            path: path_str(scope.path())?,
-            id: CString::new(scope.storage_id())
-                .map_err(|_| Error::new(Kind::Internal, "bad id"))?,
-            scope: Mutex::new(Some(scope)),
-            aborted_at_close: AtomicBool::new(false),
-        };
-        let key = STORES.insert(entry);
-        // SAFETY: checked.
-        unsafe { write_out(out, key as *mut det_ckpt_store) };
-        Ok(())
+        // SAFETY: forwarded contract.
+        unsafe { begin_store(c, ctx, metadata, shard, out) }
     })
+}
+
+/// `det_ckpt_store_path_begin` without formatting JSON: the metadata is
+/// `{"steps_completed": steps_completed}`, followed by the entries of `extra_metadata_json` (NULL,
+/// or a JSON object of other metadata, e.g. `{"reason": "preempted"}`; it must not hold
+/// `"steps_completed"` itself). `steps_completed` must be 0 … 2³¹−1, as the master requires.
+/// Everything else is as `det_ckpt_store_path_begin`: end the scope with
+/// `det_ckpt_store_path_end` or `_abort`; with `shard == true` every rank must call.
+///
+/// ```c
+/// det_ckpt_store *store;
+/// DET_CHECK(det_ckpt_store_path_begin_steps(ctx, step, NULL, false, &store));
+/// ```
+///
+/// Errors: `DET_ERR_INVALID_ARGUMENT` for a NULL `out`, a negative or too large
+/// `steps_completed`, malformed or non-object `extra_metadata_json`, or one that holds
+/// `"steps_completed"`; otherwise as `det_ckpt_store_path_begin`.
+///
+/// # Safety
+/// `extra_metadata_json` must be NULL or a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_ckpt_store_path_begin_steps(
+    ctx: *mut det_context,
+    steps_completed: i64,
+    extra_metadata_json: *const c_char,
+    shard: bool,
+    out: *mut *mut det_ckpt_store,
+) -> det_status {
+    with_ctx("det_ckpt_store_path_begin_steps", ctx, |c| {
+        let extra = if extra_metadata_json.is_null() {
+            Map::new()
+        } else {
+            // SAFETY: contract.
+            unsafe { json_object_arg(extra_metadata_json, "extra_metadata_json") }?
+        };
+        out_arg(out, "out")?;
+        let metadata = steps_metadata(steps_completed, extra)?;
+        // SAFETY: forwarded contract.
+        unsafe { begin_store(c, ctx, metadata, shard, out) }
+    })
+}
+
+/// `{"steps_completed": steps}` followed by `extra` (which must not name it).
+fn steps_metadata(steps: i64, extra: Map) -> Result<Map> {
+    if extra.contains_key("steps_completed") {
+        return Err(Error::new(
+            Kind::InvalidArgument,
+            "extra_metadata_json holds \"steps_completed\"; pass it only as the steps_completed argument",
+        ));
+    }
+    if !(0..=i64::from(i32::MAX)).contains(&steps) {
+        return Err(Error::new(
+            Kind::InvalidArgument,
+            format!(
+                "steps_completed: must be between 0 and {}, got {steps}",
+                i32::MAX
+            ),
+        ));
+    }
+    let mut m = Map::new();
+    m.insert("steps_completed", Value::from(steps));
+    for (k, v) in extra {
+        m.insert(k, v);
+    }
+    Ok(m)
+}
+
+/// Open a store scope with checked `metadata` and hand out its handle.
+///
+/// # Safety
+/// `out` must be writable (checked non-NULL by the caller).
+unsafe fn begin_store(
+    c: &crate::context::Context,
+    ctx: *mut det_context,
+    metadata: Map,
+    shard: bool,
+    out: *mut *mut det_ckpt_store,
+) -> Result<()> {
+    let scope = c.checkpoint().store_path_begin(metadata, shard)?;
+    let entry = StoreEntry {
+        ctx: det_context::from_ptr(ctx)?,
+        path: path_str(scope.path())?,
+        id: CString::new(scope.storage_id()).map_err(|_| Error::new(Kind::Internal, "bad id"))?,
+        scope: Mutex::new(Some(scope)),
+        aborted_at_close: AtomicBool::new(false),
+    };
+    let key = STORES.insert(entry);
+    // SAFETY: checked by the caller.
+    unsafe { write_out(out, key as *mut det_ckpt_store) };
+    Ok(())
 }
 
 /// The folder to write the checkpoint's files into (absolute path). Borrowed: valid until the
@@ -424,6 +503,13 @@ pub unsafe extern "C" fn det_ckpt_download(
 /// `det_info_latest_checkpoint` then name the one restored. In a job of several processes that
 /// fallback needs `DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD`, called by every rank (so
 /// that all restore the same checkpoint). `DETCORE_CHECKSUMS=0` turns checking off.
+/// Lifetimes: `storage_id` is only read during this call (free the string from
+/// `det_info_latest_checkpoint` with `det_string_free` whenever it suits you). The folder, and
+/// the path string from `det_ckpt_restore_path`, are valid until `det_ckpt_restore_path_end`:
+/// keep the scope open until every file is read — if your model build or data-loader set-up
+/// reads the checkpoint lazily, end the scope after it. To keep files beyond the scope, copy
+/// them, or use `det_ckpt_download` into a folder you own. Each scope holds no lock: several may
+/// be open at once, on any threads.
 ///
 /// # Safety
 /// `storage_id` must be a C string; `out` writable; `selector` (if set) callable with `userdata`.
@@ -458,7 +544,10 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
     })
 }
 
-/// The folder holding the restored checkpoint. Borrowed: valid until the scope ends.
+/// The folder holding the restored checkpoint (an absolute path). Borrowed: the string and the
+/// folder it names are valid until `det_ckpt_restore_path_end`; do not free it. Copy the string
+/// (`strdup`) if you need the name later, but not the files: for object storage the folder is
+/// removed when the scope ends.
 ///
 /// # Safety
 /// `out` must be writable.

@@ -158,6 +158,98 @@ pub unsafe extern "C" fn det_info_get_hparam_str(
     })
 }
 
+/// `Ok(None)` for an absent hyperparameter, other errors unchanged.
+fn absent_ok<T>(r: crate::error::Result<T>) -> crate::error::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == crate::error::Kind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// As `det_info_get_hparam_f64`, with a default: `*out = default_value` when the hyperparameter
+/// is absent. A value of another type (a string, `null`, an object) is still an error
+/// (`DET_ERR_INVALID_ARGUMENT` naming it and its value), so a typo in a config is not silently
+/// replaced by the default.
+///
+/// ```c
+/// double lr;
+/// DET_CHECK(det_info_get_hparam_f64_or(ctx, "optimizer.lr", 0.01, &lr));
+/// ```
+///
+/// # Safety
+/// `name` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_get_hparam_f64_or(
+    ctx: *const det_context,
+    name: *const c_char,
+    default_value: f64,
+    out: *mut f64,
+) -> det_status {
+    with_ctx("det_info_get_hparam_f64_or", ctx, |c| {
+        // SAFETY: contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let v = absent_ok(c.info().hparam_f64(name))?.unwrap_or(default_value);
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// As `det_info_get_hparam_i64`, with a default: `*out = default_value` when the hyperparameter
+/// is absent; a value that is not an integer is an error (`DET_ERR_INVALID_ARGUMENT`).
+///
+/// # Safety
+/// `name` must be a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_get_hparam_i64_or(
+    ctx: *const det_context,
+    name: *const c_char,
+    default_value: i64,
+    out: *mut i64,
+) -> det_status {
+    with_ctx("det_info_get_hparam_i64_or", ctx, |c| {
+        // SAFETY: contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        out_arg(out, "out")?;
+        let v = absent_ok(c.info().hparam_i64(name))?.unwrap_or(default_value);
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// As `det_info_get_hparam_str`, with a default: when the hyperparameter is absent, `*out` is a
+/// copy of `default_value` (or NULL when `default_value` is NULL); a value that is not a string
+/// is an error (`DET_ERR_INVALID_ARGUMENT`). Free a non-NULL result with `det_string_free`.
+///
+/// # Safety
+/// `name` must be a C string; `default_value` NULL or a C string; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_info_get_hparam_str_or(
+    ctx: *const det_context,
+    name: *const c_char,
+    default_value: *const c_char,
+    out: *mut *mut c_char,
+) -> det_status {
+    with_ctx("det_info_get_hparam_str_or", ctx, |c| {
+        // SAFETY: contract.
+        let name = unsafe { str_arg(name, "name") }?;
+        // SAFETY: contract.
+        let default_value =
+            unsafe { super::boundary::opt_str_arg(default_value, "default_value") }?;
+        out_arg(out, "out")?;
+        let v = match absent_ok(c.info().hparam_str(name))?.or(default_value) {
+            Some(s) => owned_c_string(s)?,
+            None => std::ptr::null_mut(),
+        };
+        // SAFETY: checked.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
 /// Off-cluster run name (NULL on-cluster). Free with `det_string_free`.
 ///
 /// # Safety

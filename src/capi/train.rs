@@ -53,7 +53,10 @@ unsafe fn batch_arg(p: *const c_char) -> Result<Option<Vec<Map>>> {
 }
 
 /// `report_training_metrics(steps_completed, metrics, batch_metrics)`: `metrics_json` is a JSON
-/// object (numbers, strings, nested objects; `NaN`/`Infinity`/`-Infinity` accepted),
+/// object (numbers, strings, nested objects); non-finite numbers may be written as Python does
+/// (`NaN`, `Infinity`, `-Infinity`) or as C's `printf` does (`nan`, `-nan`, `inf`, `-inf`,
+/// `infinity`, in any case), and reach the master as the strings `"NaN"`, `"Infinity"`,
+/// `"-Infinity"`, as Determined's Python client sends them;
 /// `batch_metrics_json` NULL or a JSON array of objects. Queued for the background reporter;
 /// returns without waiting on disk or network (it waits only when the report queue is full).
 /// A delivery failure of an earlier report (refused by the master, or not delivered after the

@@ -152,6 +152,14 @@ impl Context {
         let spec: StorageSpec = match &opts.checkpoint_storage {
             Some(s) => storage::config::parse_user(s)?,
             None => {
+                if is_chief && env_nonempty(super::CHECKPOINT_STORAGE_ENV).is_some() {
+                    log_info!(
+                        "{} is ignored on a Determined cluster: checkpoints go to the experiment's \
+                         checkpoint_storage, where the master and the WebUI find them (set \
+                         det_init_options.checkpoint_storage to override it)",
+                        super::CHECKPOINT_STORAGE_ENV
+                    );
+                }
                 let cs = trial.config.get("checkpoint_storage").ok_or_else(|| {
                     err!(
                         InvalidArgument,

@@ -4,8 +4,9 @@
 //! matter here: metrics may be NaN (sent to the master as the strings `"NaN"`, `"Infinity"`,
 //! `"-Infinity"`), and `metadata.json` is written by Python with `json.dump(m, f, indent=2)` — bare
 //! `NaN` literals, `ensure_ascii`, Python's float `repr`. This module has a small [`Value`] that
-//! keeps key order (Python dicts do), a parser that accepts Python's `NaN`/`Infinity` extensions,
-//! and writers for the exact byte formats Python produces.
+//! keeps key order (Python dicts do), a parser that accepts Python's `NaN`/`Infinity` extensions
+//! and C's `nan`/`-nan`/`inf`/`-inf` (as `printf` writes them), and writers for the exact byte
+//! formats Python produces.
 
 mod parse;
 mod write;

@@ -1,5 +1,8 @@
-//! A JSON parser that accepts what Python's `json.loads` accepts: standard JSON plus the
-//! literals `NaN`, `Infinity` and `-Infinity`. Errors name the line and column.
+//! A JSON parser that accepts what Python's `json.loads` accepts — standard JSON plus the
+//! literals `NaN`, `Infinity` and `-Infinity` — and what C's `printf("%f")`/`"%g"` write for
+//! non-finite numbers: `nan`, `-nan`, `inf`, `-inf`, `infinity`, `-infinity`, in any case
+//! (`NAN`, `INF` from `"%F"`). A training loop that formats its metrics with `printf` must not
+//! fail exactly when its loss diverges. Errors name the line and column.
 
 use super::{Map, Number, Value};
 use crate::error::{Error, Kind, Result};
@@ -65,6 +68,11 @@ impl<'a> Parser<'a> {
     }
 
     fn value(&mut self) -> Result<Value> {
+        if matches!(self.peek(), Some(b'n' | b'N' | b'i' | b'I' | b'-')) {
+            if let Some(f) = self.non_finite() {
+                return Ok(Value::Number(Number::Float(f)));
+            }
+        }
         match self.peek() {
             None => Err(self.error("unexpected end of input, expected a value")),
             Some(b'{') => self.object(),
@@ -73,17 +81,40 @@ impl<'a> Parser<'a> {
             Some(b't') if self.eat_literal("true") => Ok(Value::Bool(true)),
             Some(b'f') if self.eat_literal("false") => Ok(Value::Bool(false)),
             Some(b'n') if self.eat_literal("null") => Ok(Value::Null),
-            Some(b'N') if self.eat_literal("NaN") => Ok(Value::Number(Number::Float(f64::NAN))),
-            Some(b'I') if self.eat_literal("Infinity") => {
-                Ok(Value::Number(Number::Float(f64::INFINITY)))
-            }
-            Some(b'-') if self.s[self.i..].starts_with(b"-Infinity") => {
-                self.i += "-Infinity".len();
-                Ok(Value::Number(Number::Float(f64::NEG_INFINITY)))
-            }
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(self.error("expected a value")),
         }
+    }
+
+    /// A non-finite literal at the cursor (consumed): Python's `NaN`, `Infinity`, `-Infinity`
+    /// and C's `nan`, `-nan`, `inf`, `-inf`, `infinity`, `-infinity`, case-insensitive. A
+    /// literal followed by a letter or digit (`info`, `nan2`) is not one.
+    fn non_finite(&mut self) -> Option<f64> {
+        let rest = &self.s[self.i..];
+        let (neg, body) = match rest.first() {
+            Some(b'-') => (true, &rest[1..]),
+            _ => (false, rest),
+        };
+        let starts = |lit: &str| {
+            body.len() >= lit.len() && body[..lit.len()].eq_ignore_ascii_case(lit.as_bytes())
+        };
+        let (len, v) = if starts("infinity") {
+            (8, f64::INFINITY)
+        } else if starts("inf") {
+            (3, f64::INFINITY)
+        } else if starts("nan") {
+            (3, f64::NAN)
+        } else {
+            return None;
+        };
+        if body
+            .get(len)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        {
+            return None;
+        }
+        self.i += len + usize::from(neg);
+        Some(if neg { -v } else { v })
     }
 
     fn enter(&mut self) -> Result<()> {
@@ -335,6 +366,45 @@ mod tests {
     }
 
     #[test]
+    fn c_printf_non_finite_spellings() {
+        // What printf("%f"), "%g" and "%F" write, and Python's spellings, in any case.
+        for (text, want) in [
+            ("nan", f64::NAN),
+            ("-nan", f64::NAN),
+            ("NAN", f64::NAN),
+            ("-NaN", f64::NAN),
+            ("NaN", f64::NAN),
+            ("inf", f64::INFINITY),
+            ("INF", f64::INFINITY),
+            ("Inf", f64::INFINITY),
+            ("infinity", f64::INFINITY),
+            ("Infinity", f64::INFINITY),
+            ("INFINITY", f64::INFINITY),
+            ("-inf", f64::NEG_INFINITY),
+            ("-INF", f64::NEG_INFINITY),
+            ("-infinity", f64::NEG_INFINITY),
+            ("-Infinity", f64::NEG_INFINITY),
+        ] {
+            let v = parse(&format!("{{\"loss\": {text}, \"n\": null}}"))
+                .unwrap_or_else(|e| panic!("{text}: {}", e.message()));
+            let got = v.get("loss").unwrap().as_f64().unwrap();
+            if want.is_nan() {
+                assert!(got.is_nan(), "{text}");
+            } else {
+                assert_eq!(got, want, "{text}");
+            }
+            assert!(v.get("n").unwrap().is_null());
+            let a = parse(&format!("[{text},{text}]")).unwrap();
+            assert_eq!(a.as_array().unwrap().len(), 2, "{text}");
+        }
+        // Numbers starting with '-' still parse as numbers.
+        assert_eq!(parse("-1.5").unwrap().as_f64(), Some(-1.5));
+        assert_eq!(parse("-0").unwrap().as_i64(), Some(0));
+        assert!(parse("-").is_err());
+        assert!(parse("-x").is_err());
+    }
+
+    #[test]
     fn strings_and_escapes() {
         let v = parse(r#""a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00 é""#).unwrap();
         assert_eq!(
@@ -361,7 +431,11 @@ mod tests {
         assert!(parse("1.").is_err());
         assert!(parse("\"abc").is_err());
         assert!(parse("").is_err());
-        assert!(parse("nan").is_err());
+        assert!(parse("nanx").is_err());
+        assert!(parse("info").is_err());
+        assert!(parse("-i").is_err());
+        assert!(parse("+inf").is_err());
+        assert!(parse("na").is_err());
         assert!(parse("\"a\u{1}\"").is_err());
         let deep = "[".repeat(1000);
         assert!(parse(&deep).unwrap_err().message().contains("nesting"));

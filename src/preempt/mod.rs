@@ -10,6 +10,11 @@
 //!
 //! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
+//!
+//! The halt file is looked for by the first `should_preempt` call itself (so a job restarted
+//! while it exists stops at its first step, without waiting for the watcher's poll) and then every
+//! [`HALT_FILE_POLL`]. detcore never removes it: like SCR's halt file, it stops the whole series of
+//! restarts of a job until someone deletes it, and the log says so.
 
 pub mod agreement;
 pub mod longpoll;
@@ -20,8 +25,8 @@ use crate::error::Result;
 use crate::{bail, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -114,6 +119,11 @@ fn now_epoch() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// [`PreemptState`]'s state bit: preemption was requested.
+const PREEMPT: u8 = 1;
+/// [`PreemptState`]'s state bit: the first `should_preempt` call has yet to look for the halt file.
+const HALT_UNCHECKED: u8 = 2;
+
 /// Something that tells the master a preemption was acknowledged (on-cluster).
 pub trait Acknowledger: Send + Sync {
     /// Queue the acknowledgement; it must be delivered before the context closes.
@@ -122,7 +132,9 @@ pub trait Acknowledger: Send + Sync {
 
 /// The shared, lock-free preemption state. The C handle keeps it alive for the hot path.
 pub struct PreemptState {
-    flag: AtomicBool,
+    /// [`PREEMPT`] once a source asked for preemption (sticky), and [`HALT_UNCHECKED`] until
+    /// the first call looked for the halt file: one word, so that the hot path reads one atomic.
+    state: AtomicU8,
     use_signals: bool,
     /// Set for workers of a `ChiefOnly` context: `should_preempt` is refused with this message.
     refuse: Option<String>,
@@ -136,6 +148,10 @@ pub struct PreemptState {
     acknowledger: OnceLock<Arc<dyn Acknowledger>>,
     /// When `should_preempt` first answered true (a checkpoint after it is a preemption's).
     answered_at: OnceLock<std::time::Instant>,
+    /// The halt file, looked for by the first `should_preempt` call.
+    halt_file: OnceLock<PathBuf>,
+    /// The halt file's INFO line was logged.
+    halt_logged: AtomicBool,
 }
 
 impl PreemptState {
@@ -152,7 +168,7 @@ impl PreemptState {
             )
         });
         PreemptState {
-            flag: AtomicBool::new(false),
+            state: AtomicU8::new(0),
             use_signals,
             refuse,
             agreement: OnceLock::new(),
@@ -162,7 +178,75 @@ impl PreemptState {
             reason: Mutex::new(None),
             acknowledger: OnceLock::new(),
             answered_at: OnceLock::new(),
+            halt_file: OnceLock::new(),
+            halt_logged: AtomicBool::new(false),
         }
+    }
+
+    /// Preempt when `path` exists: looked for at the first `should_preempt` call (the
+    /// [`Watcher`] polls it afterwards).
+    pub fn set_halt_file(&self, path: PathBuf) {
+        if self.halt_file.set(path).is_ok() {
+            self.state.fetch_or(HALT_UNCHECKED, Ordering::SeqCst);
+        }
+    }
+
+    /// True once a source requested preemption (the sticky bit only; pending signals aside).
+    #[inline]
+    fn preempting(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & PREEMPT != 0
+    }
+
+    /// The halt file exists: request preemption, and say once at INFO what that means.
+    #[cold]
+    pub fn halt_file_seen(&self, f: &Path) {
+        if !self.halt_logged.swap(true, Ordering::SeqCst) {
+            log_info!(
+                "halt file {} exists: this run saves and stops at its next should_preempt. detcore \
+                 never removes it: every restart of this job stops the same way until you delete it \
+                 (rm {})",
+                f.display(),
+                f.display()
+            );
+        }
+        self.trigger(&format!("halt file {} exists", f.display()));
+    }
+
+    /// The first call's look for the halt file; true if it exists.
+    #[cold]
+    #[inline(never)]
+    fn first_halt_check(&self) -> bool {
+        if self.state.fetch_and(!HALT_UNCHECKED, Ordering::SeqCst) & HALT_UNCHECKED == 0 {
+            return self.preempting();
+        }
+        match self.halt_file.get() {
+            Some(f) if f.exists() => {
+                self.halt_file_seen(f);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// True when `state` (as just read) or a pending signal asks for preemption; the first call
+    /// with a halt file also looks for it. While nothing happened, `state` is 0: one test, then
+    /// the signal check.
+    #[inline]
+    fn wants(&self, state: u8) -> bool {
+        if state != 0 {
+            return state & PREEMPT != 0 || self.first_halt_check() || self.signal_pending();
+        }
+        self.signal_pending()
+    }
+
+    /// A preemption signal arrived (and is now the reason, if none was before).
+    #[inline]
+    fn signal_pending(&self) -> bool {
+        if self.use_signals && signals::is_pending() {
+            self.trigger_signal();
+            return true;
+        }
+        false
     }
 
     /// The local answer: has any source asked for preemption? Sticky.
@@ -176,11 +260,8 @@ impl PreemptState {
         if let Some(a) = self.agreement.get() {
             return self.agreed(a, auto_ack);
         }
-        if !self.flag.load(Ordering::Relaxed) {
-            if !(self.use_signals && signals::is_pending()) {
-                return Ok(false);
-            }
-            self.trigger_signal();
+        if !self.wants(self.state.load(Ordering::Relaxed)) {
+            return Ok(false);
         }
         self.on_true(auto_ack);
         Ok(true)
@@ -189,14 +270,14 @@ impl PreemptState {
     /// True once preemption was requested, without side effects.
     #[inline]
     pub fn is_set(&self) -> bool {
-        self.flag.load(Ordering::Relaxed) || (self.use_signals && signals::is_pending())
+        self.preempting() || (self.use_signals && signals::is_pending())
     }
 
     #[inline]
     fn agreed(&self, a: &agreement::Agreement, auto_ack: bool) -> Result<bool> {
         let v = a.call(|| self.local_wants())?;
         if v {
-            if !self.flag.load(Ordering::Relaxed) {
+            if !self.preempting() {
                 self.trigger("the chief decided to preempt");
             }
             self.on_true(auto_ack);
@@ -207,14 +288,7 @@ impl PreemptState {
     /// This rank's own sources (signals, halt file, end time, master).
     #[inline]
     fn local_wants(&self) -> bool {
-        if self.flag.load(Ordering::Relaxed) {
-            return true;
-        }
-        if self.use_signals && signals::is_pending() {
-            self.trigger_signal();
-            return true;
-        }
-        false
+        self.wants(self.state.load(Ordering::Relaxed))
     }
 
     /// Make the answers come from the chief (WorkersAskChief with several ranks).
@@ -258,7 +332,7 @@ impl PreemptState {
                 *r = Some(why.to_owned());
             }
         }
-        self.flag.store(true, Ordering::SeqCst);
+        self.state.fetch_or(PREEMPT, Ordering::SeqCst);
     }
 
     /// Why preemption was requested, if it was.
@@ -356,7 +430,7 @@ fn watch(
     loop {
         if let Some(f) = &halt_file {
             if f.exists() {
-                state.trigger(&format!("halt file {} exists", f.display()));
+                state.halt_file_seen(f);
                 return;
             }
         }
@@ -454,6 +528,26 @@ mod tests {
         assert!(s.is_set());
         assert!(s.reason().unwrap().contains("end time"));
         w.stop();
+    }
+
+    #[test]
+    fn halt_file_is_seen_by_the_first_call_without_a_watcher() {
+        let dir = std::env::temp_dir().join(format!("detcore-halt1-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("HALT");
+        std::fs::write(&f, b"").unwrap();
+        let s = PreemptState::new(false);
+        s.set_halt_file(f.clone());
+        assert!(!s.is_set());
+        assert!(s.should_preempt(false).unwrap());
+        assert!(s.reason().unwrap().contains("halt file"));
+        // Only the first call looks: a file created later is the watcher's to find.
+        let s = PreemptState::new(false);
+        s.set_halt_file(dir.join("LATER"));
+        assert!(!s.should_preempt(false).unwrap());
+        std::fs::write(dir.join("LATER"), b"").unwrap();
+        assert!(!s.should_preempt(false).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

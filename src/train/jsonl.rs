@@ -10,6 +10,13 @@
 //! Lines are written whole (buffered by line, never split between two writes by the buffer), and
 //! a last line cut short by a process killed while writing it is repaired when the file is opened
 //! again, so every line of the file is valid JSON after any number of kills.
+//!
+//! Each run of the program starts with a `run_start` line (written by the chief at init, before
+//! any report): `{"type": "run_start", "run_name": "demo", "pid": 4242, "host": "node7",
+//! "resumes_from": {"storage_id": "…", "steps_completed": 100}, "report_time": "…"}`
+//! (`"resumes_from": null` on a fresh start). A run killed after its last checkpoint repeats the
+//! steps since that checkpoint when it is restarted, so the same step may be reported twice; the
+//! record tells which process wrote which lines, and a reader keeps the last record per step.
 
 use super::console::{ConsoleSummary, SUMMARY_INTERVAL};
 use super::record::{Event, Record};
@@ -103,6 +110,31 @@ impl JsonlSink {
             file,
             buf: Vec::with_capacity(BUFFER_BYTES),
         })
+    }
+
+    /// Append this process's `run_start` record (see the module docs) and flush it at once, so
+    /// that it precedes every report of the run even if the process dies soon after. A write
+    /// failure is returned (and logged by the caller).
+    /// `resumes_from`: the storage id and `steps_completed` of the checkpoint the run resumes
+    /// from, `None` on a fresh start.
+    pub fn write_run_start(
+        &mut self,
+        run_name: &str,
+        resumes_from: Option<(&str, Option<i64>)>,
+    ) -> Result<()> {
+        let resumes_from = resumes_from.map(|(id, steps)| {
+            Value::Object(obj! { "storage_id" => id, "steps_completed" => steps })
+        });
+        let m = obj! {
+            "type" => "run_start",
+            "run_name" => run_name,
+            "pid" => u64::from(std::process::id()),
+            "host" => crate::host::hostname(),
+            "resumes_from" => resumes_from,
+            "report_time" => crate::time::now_iso8601(),
+        };
+        self.line(&m)?;
+        self.flush()
     }
 
     fn line(&mut self, m: &Map) -> Result<()> {

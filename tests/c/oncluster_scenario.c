@@ -58,6 +58,8 @@ int main(void) {
     OK(det_train_report_training_metrics(
         ctx, 10,
         "{\"loss\": 0.5, \"nan\": NaN, \"inf\": Infinity, \"ninf\": -Infinity, "
+        /* C's printf spellings of the same values (the Python scenario sends math.nan, ...) */
+        "\"cnan\": -nan, \"cinf\": inf, \"cninf\": -INF, "
         "\"nested\": {\"a\": 1, \"b\": [1, 2.5]}, \"str\": \"x\"}",
         "[{\"loss\": 0.7}, {\"loss\": 0.6}]"));
     OK(det_train_report_validation_metrics(ctx, 10, "{\"val_loss\": 0.25, \"batches\": 10}"));

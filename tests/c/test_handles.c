@@ -14,6 +14,7 @@ static bool select_all(const char *p, void *u) {
  * context under test. */
 #define CONTEXT_CALLS(X)                                                                          \
     X(det_ckpt_store_path_begin(C, "{}", false, &store))                                          \
+    X(det_ckpt_store_path_begin_steps(C, 1, NULL, false, &store))                                 \
     X(det_ckpt_upload(C, "/tmp", "{}", false, NULL, NULL, id))                                    \
     X(det_ckpt_download(C, "abc", "/tmp/x", 0, select_all, NULL))                                 \
     X(det_ckpt_restore_path_begin(C, "abc", 0, NULL, NULL, &restore))                             \
@@ -34,6 +35,9 @@ static bool select_all(const char *p, void *u) {
     X(det_info_get_hparam_f64(C, "x", &d))                                                        \
     X(det_info_get_hparam_i64(C, "x", &i64))                                                      \
     X(det_info_get_hparam_str(C, "x", &s))                                                        \
+    X(det_info_get_hparam_f64_or(C, "x", 1.0, &d))                                                \
+    X(det_info_get_hparam_i64_or(C, "x", 1, &i64))                                                \
+    X(det_info_get_hparam_str_or(C, "x", "d", &s))                                                \
     X(det_info_run_name(C, &s))                                                                   \
     X(det_info_run_dir(C, &s))                                                                    \
     X(det_dist_rank(C, &i32))                                                                     \

@@ -61,24 +61,30 @@ static void lines_in_metrics_jsonl(void) {
     char *text = metrics_file(dir);
     CHECK(text != NULL);
     if (!text) return;
-    CHECK_STR(line_without_time(text, 0),
-              "{\"type\": \"metrics\", \"group\": \"training\", \"steps_completed\": 10, \"metrics\": {\"loss\": 0.5, \"lr\": 1e-05}}");
+    /* The run's first line says which process wrote what follows (the pid and host vary). */
+    char run_start[256];
+    snprintf(run_start, sizeof run_start, "{\"type\": \"run_start\", \"run_name\": \"metrics\", \"pid\": %d, \"host\": \"",
+             (int)getpid());
+    CHECK(strncmp(line_without_time(text, 0), run_start, strlen(run_start)) == 0);
+    CHECK_CONTAINS(line_without_time(text, 0), "\", \"resumes_from\": null}");
     CHECK_STR(line_without_time(text, 1),
+              "{\"type\": \"metrics\", \"group\": \"training\", \"steps_completed\": 10, \"metrics\": {\"loss\": 0.5, \"lr\": 1e-05}}");
+    CHECK_STR(line_without_time(text, 2),
               "{\"type\": \"metrics\", \"group\": \"training\", \"steps_completed\": 20, \"metrics\": {\"loss\": \"NaN\"}, "
               "\"batch_metrics\": [{\"loss\": 1}, {\"loss\": \"Infinity\"}]}");
-    CHECK_STR(line_without_time(text, 2),
-              "{\"type\": \"metrics\", \"group\": \"validation\", \"steps_completed\": 20, \"metrics\": {\"accuracy\": 0.75, \"name\": \"x\"}}");
     CHECK_STR(line_without_time(text, 3),
-              "{\"type\": \"metrics\", \"group\": \"inf%er en/ce\", \"steps_completed\": 30, \"metrics\": {\"a/b.c%]\\\\ d\": \"-Infinity\"}}");
+              "{\"type\": \"metrics\", \"group\": \"validation\", \"steps_completed\": 20, \"metrics\": {\"accuracy\": 0.75, \"name\": \"x\"}}");
     CHECK_STR(line_without_time(text, 4),
-              "{\"type\": \"metrics\", \"group\": \"training\", \"steps_completed\": 40, \"metrics\": {\"loss\": 0.25, \"acc\": \"Infinity\"}}");
+              "{\"type\": \"metrics\", \"group\": \"inf%er en/ce\", \"steps_completed\": 30, \"metrics\": {\"a/b.c%]\\\\ d\": \"-Infinity\"}}");
     CHECK_STR(line_without_time(text, 5),
-              "{\"type\": \"metrics\", \"group\": \"validation\", \"steps_completed\": 40, \"metrics\": {\"loss\": 0.25}}");
+              "{\"type\": \"metrics\", \"group\": \"training\", \"steps_completed\": 40, \"metrics\": {\"loss\": 0.25, \"acc\": \"Infinity\"}}");
     CHECK_STR(line_without_time(text, 6),
+              "{\"type\": \"metrics\", \"group\": \"validation\", \"steps_completed\": 40, \"metrics\": {\"loss\": 0.25}}");
+    CHECK_STR(line_without_time(text, 7),
               "{\"type\": \"metrics\", \"group\": \"custom\", \"steps_completed\": 41, \"metrics\": {}}");
-    CHECK_STR(line_without_time(text, 7), "{\"type\": \"progress\", \"progress\": 0.5}");
-    CHECK_STR(line_without_time(text, 8), "{\"type\": \"status\", \"status\": \"warming up\"}");
-    CHECK_STR(line_without_time(text, 9), "{\"type\": \"early_exit\", \"reason\": \"EXITED_REASON_INVALID_HP\"}");
+    CHECK_STR(line_without_time(text, 8), "{\"type\": \"progress\", \"progress\": 0.5}");
+    CHECK_STR(line_without_time(text, 9), "{\"type\": \"status\", \"status\": \"warming up\"}");
+    CHECK_STR(line_without_time(text, 10), "{\"type\": \"early_exit\", \"reason\": \"EXITED_REASON_INVALID_HP\"}");
     CHECK_CONTAINS(text, "\"report_time\": \"20");
     free(text);
     CHECK_OK(det_core_close(ctx));
@@ -105,8 +111,8 @@ static void bad_reports(void) {
     CHECK_OK(det_train_flush(ctx, 5));
     CHECK_OK(det_train_flush(ctx, 1e300)); /* "as long as it takes" must not overflow */
     char *text = metrics_file(dir);
-    CHECK(text == NULL || text[0] == 0); /* nothing invalid was written */
-    free(text);
+    CHECK(text != NULL && strstr(text, "\"run_start\"") && strchr(text, '\n') == text + strlen(text) - 1);
+    free(text); /* nothing invalid was written: the run_start line only */
     CHECK_OK(det_core_close(ctx));
 }
 
@@ -143,7 +149,8 @@ static void backpressure_never_drops(void) {
     CHECK_OK(det_core_close(ctx));
     char *text = metrics_file(dir);
     int lines = 0, in_order = 1;
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+    const char *first = text ? strchr(text, '\n') : NULL; /* after the run_start line */
+    for (const char *p = first ? first + 1 : NULL; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
         char want[64];
         snprintf(want, sizeof want, "\"steps_completed\": %d,", lines);
         if (!strstr(p, want) || (strchr(p, '\n') && strstr(p, want) > strchr(p, '\n'))) in_order = 0;
@@ -211,7 +218,7 @@ static void concurrent_reports(void) {
     char *text = metrics_file(dir);
     int lines = 0;
     for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) lines++;
-    CHECK(lines == 2000);
+    CHECK(lines == 1 + 2000); /* the run_start line, then every report */
     /* Per thread, reports stay in order. */
     for (int i = 0; i < 4; i++) {
         char g[64];

@@ -216,6 +216,18 @@ static void checkpoint_scopes() {
         EXPECT(!m1 && m2);
         m2.abort();
 
+        // The typed begin: steps_completed as a number, other metadata as a JsonObject.
+        std::string typed = ctx.checkpoint().store_path_steps(
+            3, [&](const fs::path &p, const std::string &) { write_text(p / "model.bin", "weights-3"); },
+            det::JsonObject().add("reason", "typed"));
+        EXPECT(ctx.checkpoint().get_metadata(typed) == "{\"steps_completed\": 3, \"reason\": \"typed\"}");
+        det::StorePath t = ctx.checkpoint().store_path_steps(4);
+        EXPECT(ctx.checkpoint().get_metadata(t.commit()) == "{\"steps_completed\": 4}");
+        EXPECT_DET_ERROR((void)ctx.checkpoint().store_path_steps(-1), DET_ERR_INVALID_ARGUMENT,
+                         "steps_completed: must be between 0 and 2147483647, got -1");
+        EXPECT_DET_ERROR((void)ctx.checkpoint().store_path_steps(1, det::JsonObject().add("steps_completed", 2)),
+                         DET_ERR_INVALID_ARGUMENT, "extra_metadata_json holds \"steps_completed\"");
+
         // get_metadata, restore (both forms), delete.
         std::string meta = ctx.checkpoint().get_metadata(first);
         EXPECT(meta.find("\"steps_completed\": 5") != std::string::npos);
@@ -413,6 +425,9 @@ static void info_and_hparams() {
     EXPECT_DET_ERROR((void)info.hparam<int8_t>("big"), DET_ERR_INVALID_ARGUMENT, "out of range");
     EXPECT_DET_ERROR((void)info.hparam<int>("lr"), DET_ERR_INVALID_ARGUMENT, "not an integer");
     EXPECT_DET_ERROR((void)info.hparam("lr", 3), DET_ERR_INVALID_ARGUMENT, "not an integer");
+    EXPECT_DET_ERROR((void)info.hparam("name", 2.5), DET_ERR_INVALID_ARGUMENT, "not a number");
+    EXPECT_DET_ERROR((void)info.hparam("n", "dflt"), DET_ERR_INVALID_ARGUMENT, "not a string");
+    EXPECT(info.hparam<int8_t>("missing", int8_t{-3}) == -3);
     EXPECT(info.hparams_json().find("\"name\": \"mlp\"") != std::string::npos);
     EXPECT(info.steps_completed() == 0);
 }

@@ -9,6 +9,9 @@
    and finish.
 4. The final result of 2+3 must equal that of 1: the "... checksum <hex>" on the last line, and
    every --artifact file byte for byte.
+5. metrics.jsonl of 2+3 holds two runs, each opened by a "run_start" record: the first starting
+   fresh, the second resuming from the preemption checkpoint. Steps reported twice (after the
+   checkpoint, before the preemption) are read as a reader should: the last record per step wins.
 
 Usage: preempt_restart.py [--hparams JSON] [--artifact NAME]... [--expect-metric NAME]... PROGRAM [ARGS...]
 """
@@ -92,6 +95,20 @@ def run_and_preempt(cmd, cwd, env, timeout):
     return text
 
 
+def read_metrics(path: pathlib.Path):
+    """metrics.jsonl as (run_start records, {(group, steps_completed): metrics}) where a step
+    reported by several runs keeps the record of the last run (a restarted run repeats the steps
+    since its checkpoint)."""
+    starts, latest = [], {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["type"] == "run_start":
+            starts.append(rec)
+        elif rec["type"] == "metrics":
+            latest[(rec["group"], rec["steps_completed"])] = rec["metrics"]
+    return starts, latest
+
+
 def checksum(text: str) -> str:
     found = CHECKSUM.findall(text)
     if not found:
@@ -140,9 +157,14 @@ def main() -> None:
                 fail(f"artifact {name} missing (uninterrupted: {x.exists()}, restarted: {y.exists()})")
             if x.read_bytes() != y.read_bytes():
                 fail(f"artifact {name} differs between the uninterrupted and the restarted run")
+        starts, latest = read_metrics(split / "run" / "metrics.jsonl")
+        resumed = [s["resumes_from"] for s in starts]
+        if len(starts) != 2 or resumed[0] is not None or (resumed[1] or {}).get("storage_id") != m.group(1):
+            fail(f"metrics.jsonl should hold two run_start records, fresh then resuming from {m.group(1)}: {resumed}")
+        if resumed[1].get("steps_completed") != int(m.group(2)):
+            fail(f"the second run_start says steps_completed={resumed[1].get('steps_completed')}, expected {m.group(2)}")
         for metric in a.expect_metric:
-            lines = (split / "run" / "metrics.jsonl").read_text().splitlines()
-            if not any(metric in json.loads(line).get("metrics", {}) for line in lines):
+            if not any(metric in metrics for metrics in latest.values()):
                 fail(f"metric {metric!r} not in {split / 'run' / 'metrics.jsonl'}")
         print(f"OK: preempted at step {m.group(2)}, resumed, final checksum {got} equals the uninterrupted run's")
     finally:

@@ -290,6 +290,15 @@ contains
     call expect(read_text(dir // "/ckpts/" // id1 // "/field.bin") == "field-5", "published file")
     call expect(index(read_text(dir // "/ckpts/" // id1 // "/metadata.json"), '"steps_completed": 5') > 0, &
          "metadata.json")
+    ! steps_completed plus other metadata: det_ckpt_store_path_begin_steps
+    call ctx%store_path(store, steps_completed=4, metadata_json='{"reason": "typed", "loss": nan}')
+    call store%commit(id2)
+    call expect(ctx%get_metadata(id2) == '{"steps_completed": 4, "reason": "typed", "loss": "NaN"}', &
+         "typed begin metadata: " // ctx%get_metadata(id2))
+    call ctx%store_path(store, steps_completed=4, metadata_json='{"steps_completed": 4}', stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, 'extra_metadata_json holds "steps_completed"', "typed begin twice")
+    call ctx%store_path(store, steps_completed=-1, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "steps_completed: must be between 0 and", "negative steps")
     call store%commit(stat=st)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "store is NULL", "commit twice")
 
@@ -369,6 +378,13 @@ contains
     call expect(ctx%hparam_str("missing", default="dflt") == "dflt", "str default")
     v = real(ctx%hparam_int("lr", stat=st), real64)
     call expect_err(st, DET_ERR_INVALID_ARGUMENT, "not an integer", "hparam_int of a float")
+    ! a default replaces an absent value only, never one of the wrong type
+    v = real(ctx%hparam_int("lr", default=3, stat=st), real64)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "not an integer", "hparam_int default of a float")
+    v = ctx%hparam_real("name", default=1d0, stat=st)
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "not a number", "hparam_real default of a string")
+    call expect(ctx%hparam_str("n", default="x", stat=st) == "", "hparam_str default of a number")
+    call expect_err(st, DET_ERR_INVALID_ARGUMENT, "not a string", "hparam_str default of a number")
     call expect(index(ctx%hparams_json(), '"name": "heat"') > 0, "hparams_json")
     call expect(ctx%run_dir() == dir // "/run", "run_dir " // ctx%run_dir())
 

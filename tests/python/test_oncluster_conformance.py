@@ -59,7 +59,9 @@ def scenario(tmp_path, which):
         # Folders of equal length, so that bodies (and Content-Length) compare equal.
         info, host, container = setup_trial(m, tmp_path / which[:2])
         m.script(preempt_on={"method": "PATCH", "path": "/api/v1/checkpoints"})
-        env = base_env(info, container)
+        # Off-cluster storage choice of a batch script: ignored on-cluster (said at INFO).
+        env = base_env(info, container, DETCORE_CHECKPOINT_STORAGE=tmp_path / which[:2] / "elsewhere",
+                       DETCORE_LOG_LEVEL="info")
         if which == "py":
             import sys
             import pathlib
@@ -132,9 +134,20 @@ def test_queued_reports_match_per_endpoint(both):
     metrics = a["queued"][("POST", "/api/v1/trials/7/metrics")]
     assert [x["group"] for x in metrics] == ["training", "validation", "inf%er en/ce", "training"]
     assert metrics[0]["metrics"]["metrics"]["avgMetrics"]["nan"] == "NaN"
+    # The C scenario wrote these as printf does (-nan, inf, -INF): the master gets Python's strings.
+    avg = metrics[0]["metrics"]["metrics"]["avgMetrics"]
+    assert (avg["cnan"], avg["cinf"], avg["cninf"]) == ("NaN", "Infinity", "-Infinity")
     assert metrics[0]["metrics"]["trialRunId"] == 2
     assert a["queued"][("POST", "/api/v1/trials/7/progress")] == [
         {"progress": 0.5, "is_raw": True}, {"progress": 0.5, "is_raw": True}]
+
+
+def test_checkpoint_storage_variable_is_ignored_on_cluster(both, tmp_path_factory):
+    (_, _, _), (_, m, r) = both
+    assert "DETCORE_CHECKPOINT_STORAGE is ignored on a Determined cluster" in r.stderr
+    # The checkpoint went to the experiment's storage (the requests above compare equal), and
+    # nothing was written where the variable pointed.
+    assert not any(p.name == "elsewhere" for p in tmp_path_factory.getbasetemp().rglob("elsewhere"))
 
 
 def test_no_other_requests(both):

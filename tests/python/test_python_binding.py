@@ -239,6 +239,33 @@ def test_retention_and_verified_resume(opts, caplog):
             with ctx.checkpoint.restore_path(ids[2]):
                 pass
         assert 'file "model.bin" is corrupt' in str(e.value)
+def test_store_path_with_steps_completed(opts):
+    """(detcore) store_path(steps_completed=n): det_ckpt_store_path_begin_steps, no JSON to write."""
+    with detcore.init(**opts) as ctx:
+        with ctx.checkpoint.store_path(steps_completed=3) as (path, sid3):
+            (path / "m").write_text("3")
+        assert ctx.checkpoint.get_metadata(sid3) == {"steps_completed": 3}
+        with ctx.checkpoint.store_path({"reason": "typed", "loss": math.inf}, steps_completed=4) as (path, sid4):
+            (path / "m").write_text("4")
+        assert ctx.checkpoint.get_metadata(sid4) == {"steps_completed": 4, "reason": "typed", "loss": "Infinity"}
+        with pytest.raises(ValueError, match='extra_metadata_json holds "steps_completed"'):
+            with ctx.checkpoint.store_path({"steps_completed": 5}, steps_completed=5):
+                pytest.fail("not reached")
+        with pytest.raises(ValueError, match="steps_completed: must be between 0 and 2147483647, got -1"):
+            with ctx.checkpoint.store_path(steps_completed=-1):
+                pytest.fail("not reached")
+        with pytest.raises(ValueError, match="out of range"):
+            with ctx.checkpoint.store_path(steps_completed=2**64):
+                pytest.fail("not reached")
+        with pytest.raises(TypeError, match="steps_completed must be an int"):
+            with ctx.checkpoint.store_path(steps_completed=1.5):
+                pytest.fail("not reached")
+    with detcore.init(**opts) as ctx:
+        assert ctx.info.latest_checkpoint == sid4 and ctx.info.steps_completed == 4
+    # Two runs: each starts metrics.jsonl's part with a run_start record naming its resume point.
+    starts = [x for x in metrics_lines(opts["run_dir"]) if x["type"] == "run_start"]
+    assert [s["resumes_from"] for s in starts] == [None, {"storage_id": sid4, "steps_completed": 4}]
+    assert all(s["run_name"] == "py" and s["pid"] == os.getpid() and s["host"] for s in starts)
 
 
 def test_upload_download_selectors(opts, tmp_path):

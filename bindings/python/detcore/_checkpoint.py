@@ -88,25 +88,45 @@ class CheckpointContext:
         *,
         shard: bool = False,
         upload_mode: _enums.UploadMode = _enums.UploadMode.DEFAULT,
+        steps_completed: Optional[int] = None,
     ) -> Iterator[Tuple[pathlib.Path, str]]:
         """`with store_path(metadata) as (path, storage_id):` write the checkpoint's files into
         `path`; leaving the block publishes the checkpoint. An exception discards it.
 
         (detcore) `upload_mode`: UploadMode.ASYNC leaves the block once the files are handed to
         the background uploader (do not touch `path` afterwards; `wait()` waits for the upload),
-        SYNC once the checkpoint is stored and reported, DEFAULT as `init(async_checkpoints=)`."""
+        SYNC once the checkpoint is stored and reported, DEFAULT as `init(async_checkpoints=)`.
+
+        (detcore) `steps_completed`: `store_path(steps_completed=n)` is
+        `store_path({"steps_completed": n})`; `metadata` then holds the other entries only."""
         mode = _enums.code(_enums.UploadMode, upload_mode, "upload_mode")
         L = lib()
         if mode != 0:
             L.fn("det_ckpt_store_path_end_mode")  # an older library: refuse before writing anything
         h = ctypes.c_void_p()
-        L.call(
-            "det_ckpt_store_path_begin",
-            self._ctx._handle(),
-            to_c(_json.dumps(metadata or {}), "metadata"),
-            bool(shard),
-            ctypes.byref(h),
-        )
+        if steps_completed is None:
+            L.call(
+                "det_ckpt_store_path_begin",
+                self._ctx._handle(),
+                to_c(_json.dumps(metadata or {}), "metadata"),
+                bool(shard),
+                ctypes.byref(h),
+            )
+        else:
+            if isinstance(steps_completed, bool) or not isinstance(steps_completed, int):
+                raise TypeError(f"steps_completed must be an int, got {type(steps_completed).__name__}")
+            if not -(2**63) <= steps_completed < 2**63:
+                raise _errors.InvalidArgumentError(
+                    _errors.DET_ERR_INVALID_ARGUMENT, f"steps_completed: {steps_completed} is out of range"
+                )
+            L.call(
+                "det_ckpt_store_path_begin_steps",
+                self._ctx._handle(),
+                steps_completed,
+                None if metadata is None else to_c(_json.dumps(metadata), "metadata"),
+                bool(shard),
+                ctypes.byref(h),
+            )
         try:
             path = ctypes.c_void_p()
             sid = ctypes.c_void_p()

@@ -97,6 +97,7 @@ _O = ctypes.POINTER(InitOptions)
 SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     # checkpoints
     "det_ckpt_store_path_begin": (status_t, [ptr, cstr, c_bool, out_ptr]),
+    "det_ckpt_store_path_begin_steps": (status_t, [ptr, i64, cstr, c_bool, out_ptr]),
     "det_ckpt_store_path": (status_t, [ptr, out_ptr]),
     "det_ckpt_store_storage_id": (status_t, [ptr, out_ptr]),
     "det_ckpt_store_path_end": (status_t, [ptr, ctypes.c_char_p]),
@@ -138,6 +139,9 @@ SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "det_info_get_hparam_f64": (status_t, [ptr, cstr, out_f64]),
     "det_info_get_hparam_i64": (status_t, [ptr, cstr, out_i64]),
     "det_info_get_hparam_str": (status_t, [ptr, cstr, out_ptr]),
+    "det_info_get_hparam_f64_or": (status_t, [ptr, cstr, f64, out_f64]),
+    "det_info_get_hparam_i64_or": (status_t, [ptr, cstr, i64, out_i64]),
+    "det_info_get_hparam_str_or": (status_t, [ptr, cstr, cstr, out_ptr]),
     "det_info_run_name": (status_t, [ptr, out_ptr]),
     "det_info_run_dir": (status_t, [ptr, out_ptr]),
     "det_dist_rank": (status_t, [ptr, out_i32]),

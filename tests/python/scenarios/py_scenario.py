@@ -36,6 +36,7 @@ with core.init(tensorboard_mode=core.TensorboardMode.MANUAL) as ctx:
     ctx.train.report_training_metrics(
         steps_completed=10,
         metrics={"loss": 0.5, "nan": math.nan, "inf": math.inf, "ninf": -math.inf,
+                 "cnan": -math.nan, "cinf": math.inf, "cninf": -math.inf,
                  "nested": {"a": 1, "b": [1, 2.5]}, "str": "x"},
         batch_metrics=[{"loss": 0.7}, {"loss": 0.6}],
     )
