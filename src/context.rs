@@ -369,7 +369,9 @@ impl Context {
             opened.as_ref().map(|(s, _)| &**s).map_err(Clone::clone),
         )?;
         let (storage, policy) = opened?;
-        if let (0, Some(source)) = (rank, storage_source) {
+        // The storage chosen by the batch script is named (the run's INFO line below names the
+        // storage too; the default folder has its own line).
+        if let (0, Some(source @ CHECKPOINT_STORAGE_ENV)) = (rank, storage_source) {
             log_info!("checkpoint storage: {} (from {source})", storage.describe());
         }
         // What killed processes left behind (never what a live one still uses).
@@ -398,12 +400,13 @@ impl Context {
                 Some(l) => log_info!(
                     "run {run_name:?} (name from {run_name_source}): resuming from checkpoint {} \
                      (steps_completed={}) in {}; to start fresh instead, use another run name \
-                     (DET_RUN_NAME or det_init_options.run_name) or delete {} in that storage",
+                     (DET_RUN_NAME or det_init_options.run_name) or delete the folder {}/ in that storage \
+                     (the run's index; the checkpoints stay)",
                     l.storage_id,
                     l.steps_completed
                         .map_or("unknown".into(), |s| s.to_string()),
                     storage.describe(),
-                    index.key()
+                    index.dir()
                 ),
                 None => log_info!(
                     "run {run_name:?} (name from {run_name_source}): no checkpoint of this run in \

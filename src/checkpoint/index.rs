@@ -208,6 +208,11 @@ impl RunIndex {
         })
     }
 
+    /// The run's folder in the storage (`.detcore/runs/<run>`): its records and summary.
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
     /// The storage key of the summary (`.detcore/runs/<run>/checkpoints.json`).
     pub fn key(&self) -> &str {
         &self.key

@@ -141,7 +141,7 @@ static void each_run_starts_with_a_record_and_a_log_line(void) {
                                 "(steps_completed=2) in shared_fs ", latest);
     CHECK_CONTAINS(log2, want);
     CHECK_CONTAINS(log2, "to start fresh instead, use another run name (DET_RUN_NAME or det_init_options.run_name) "
-                         "or delete .detcore/runs/twice/checkpoints.json in that storage");
+                         "or delete the folder .detcore/runs/twice/ in that storage");
     free(log2);
     CHECK_OK(det_train_report_scalars(ctx, "training", 3, names, &v, 1));
     CHECK_OK(det_core_close(ctx));

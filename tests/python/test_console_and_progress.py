@@ -41,7 +41,9 @@ def run_reports(tmp_path, n, pause, level=None):
     lines = [LINE.match(x) for x in r.stderr.splitlines()]
     assert all(lines), r.stderr  # nothing but detcore's log lines
     jsonl = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [(m.group(1), m.group(2)) for m in lines], jsonl, run_dir
+    # The run's line at init (which run, what it resumes) comes first; the rest is about reports.
+    assert lines[0].group(2).startswith('run "console" (name from det_init_options.run_name): '), r.stderr
+    return [(m.group(1), m.group(2)) for m in lines[1:]], jsonl, run_dir
 
 
 def test_a_burst_of_reports_is_summarised(tmp_path):
