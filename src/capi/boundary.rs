@@ -6,24 +6,12 @@
 //! thread's last error.
 
 use super::handle::det_context;
-use super::status::{det_status, status_of, DET_ERR_INTERNAL, DET_OK};
+use super::status::{det_status, set_last_error_text, status_of, DET_ERR_INTERNAL, DET_OK};
 use crate::context::Context;
 use crate::error::{Error, Kind, Result};
 use crate::json::{Map, Value};
-use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-
-thread_local! {
-    pub(crate) static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-/// Replace this thread's last error message.
-pub(crate) fn set_last_error_text(msg: &str) {
-    let clean = msg.replace('\0', "\\0");
-    let c = CString::new(crate::log::redact(&clean)).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
-}
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Run `f` as the body of the export `name`.
 #[inline]
@@ -56,7 +44,9 @@ pub(crate) fn with_ctx(
     f: impl FnOnce(&Context) -> Result<()>,
 ) -> det_status {
     call(name, || {
-        let shell = det_context::from_ptr(ctx)?;
+        // SAFETY: every export's C contract (the header's preamble): a `det_context *` argument
+        // is NULL or a pointer that det_core_init returned.
+        let shell = unsafe { det_context::from_ptr(ctx) }?;
         shell.with_live(f)
     })
 }
@@ -69,27 +59,11 @@ pub(crate) fn with_shell(
     f: impl FnOnce(&'static det_context) -> Result<()>,
 ) -> det_status {
     call(name, || {
-        let shell = det_context::from_ptr(ctx)?;
+        // SAFETY: as in `with_ctx`: `ctx` is NULL or from det_core_init by the C contract.
+        let shell = unsafe { det_context::from_ptr(ctx) }?;
         shell.check_usable()?;
-        match catch_unwind(AssertUnwindSafe(|| f(shell))) {
-            Ok(r) => r,
-            Err(p) => {
-                shell.poison(&crate::error::panic_message(&*p));
-                resume_unwind(p)
-            }
-        }
+        shell.guard_panic(|| f(shell))
     })
-}
-
-/// Poison support for [`det_context`]: run `f` and poison on panic.
-pub(crate) fn guard_panic<T>(shell: &det_context, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => {
-            shell.poison(&crate::error::panic_message(&*p));
-            resume_unwind(p)
-        }
-    }
 }
 
 /// A required input string: not NULL, valid UTF-8. `what` names the argument in messages.

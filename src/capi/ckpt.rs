@@ -251,7 +251,8 @@ unsafe fn begin_store(
 ) -> Result<()> {
     let scope = c.checkpoint().store_path_begin(metadata, shard)?;
     let entry = StoreEntry {
-        ctx: det_context::from_ptr(ctx)?,
+        // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
+        ctx: unsafe { det_context::from_ptr(ctx) }?,
         path: path_str(scope.path())?,
         id: CString::new(scope.storage_id()).map_err(|_| Error::new(Kind::Internal, "bad id"))?,
         scope: Mutex::new(Some(scope)),
@@ -531,7 +532,8 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
             c.checkpoint().restore_path_begin(id, mode, sel)
         })?;
         let entry = RestoreEntry {
-            ctx: det_context::from_ptr(ctx)?,
+            // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
+            ctx: unsafe { det_context::from_ptr(ctx) }?,
             path: path_str(scope.path())?,
             id: CString::new(scope.storage_id())
                 .map_err(|_| Error::new(Kind::Internal, "bad id"))?,

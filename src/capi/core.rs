@@ -73,18 +73,21 @@ pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
     if ctx.is_null() {
         return super::status::DET_OK;
     }
-    call("det_core_close", || match det_context::from_ptr(ctx) {
-        Ok(shell) => {
-            let r = shell.close();
-            // Nothing can begin a new scope now; the open ones are aborted.
-            super::ckpt::close_open_scopes(shell);
-            r
+    // SAFETY: the C contract: `ctx` is a pointer det_core_init returned (NULL was handled).
+    call("det_core_close", || {
+        match unsafe { det_context::from_ptr(ctx) } {
+            Ok(shell) => {
+                let r = shell.close();
+                // Nothing can begin a new scope now; the open ones are aborted.
+                super::ckpt::close_open_scopes(shell);
+                r
+            }
+            Err(e) if e.kind() == Kind::State => Err(Error::new(
+                Kind::State,
+                "ctx was already closed by an earlier det_core_close",
+            )),
+            Err(e) => Err(e),
         }
-        Err(e) if e.kind() == Kind::State => Err(Error::new(
-            Kind::State,
-            "ctx was already closed by an earlier det_core_close",
-        )),
-        Err(e) => Err(e),
     })
 }
 

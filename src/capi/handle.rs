@@ -10,12 +10,12 @@
 //! into a registry, never dereferenced: ending or freeing one twice, or using it after, is
 //! reported, and a stray pointer cannot crash the library.
 
-use super::boundary::guard_panic;
 use crate::context::Context;
 use crate::error::{Error, Kind, Result};
 use crate::preempt::PreemptState;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -49,14 +49,22 @@ impl det_context {
         shell
     }
 
-    /// The shell behind a C pointer: NULL and pointers that are not (or no longer) contexts are
-    /// errors.
+    /// The shell behind a C pointer. NULL is `DET_ERR_INVALID_ARGUMENT`; a context closed by
+    /// `det_core_close` is `DET_ERR_STATE` (its shell is never freed, so reading it is sound).
+    /// Any other readable memory whose first word is not a shell's magic number is refused as
+    /// `DET_ERR_INVALID_ARGUMENT`, as a best-effort diagnosis only.
+    ///
+    /// # Safety
+    /// `p` must be NULL or a pointer returned by `det_core_init` (closed or not). Any other
+    /// pointer is read as a `det_context`: if it does not point to `size_of::<det_context>()`
+    /// readable, suitably aligned bytes, the behaviour is undefined (a crash, typically).
     #[inline]
-    pub(crate) fn from_ptr(p: *const det_context) -> Result<&'static det_context> {
+    pub(crate) unsafe fn from_ptr(p: *const det_context) -> Result<&'static det_context> {
         if p.is_null() {
             return Err(Error::new(Kind::InvalidArgument, "ctx is NULL"));
         }
-        // SAFETY: non-NULL; shells are leaked, so a pointer that was ever a context stays readable.
+        // SAFETY: non-NULL, and by this function's contract a pointer det_core_init returned;
+        // shells are leaked, never freed, so it stays readable after det_core_close.
         let shell: &'static det_context = unsafe { &*p };
         match shell.magic.load(Ordering::Acquire) {
             MAGIC_LIVE => Ok(shell),
@@ -97,6 +105,18 @@ impl det_context {
         )
     }
 
+    /// Run `f`; if it panics, poison the context and let the panic go on (the boundary catches
+    /// it and returns `DET_ERR_INTERNAL`).
+    pub(crate) fn guard_panic<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => r,
+            Err(p) => {
+                self.poison(&crate::error::panic_message(&*p));
+                resume_unwind(p)
+            }
+        }
+    }
+
     /// Mark the context unusable after a panic.
     pub(crate) fn poison(&self, msg: &str) {
         *self.poison_msg.lock() = msg.to_owned();
@@ -114,7 +134,7 @@ impl det_context {
                 "ctx was closed by det_core_close; it cannot be used any more",
             )
         })?;
-        guard_panic(self, || f(ctx))
+        self.guard_panic(|| f(ctx))
     }
 
     /// Close: mark closed, wait for running calls, tear down. Returns the close result.

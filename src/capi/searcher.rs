@@ -54,7 +54,8 @@ pub unsafe extern "C" fn det_searcher_next_op(
         out_arg(out, "out")?;
         let v = match c.searcher().next_op(mode)? {
             Some(op) => OPS.insert(OpEntry {
-                ctx: det_context::from_ptr(ctx)?,
+                // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
+                ctx: unsafe { det_context::from_ptr(ctx) }?,
                 op,
             }) as *mut det_searcher_op,
             None => std::ptr::null_mut(),
