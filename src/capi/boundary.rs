@@ -134,6 +134,64 @@ pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
     unsafe { p.write(v) }
 }
 
+/// The body of a getter: run `f` on the live context behind `ctx` and write its result to
+/// `*out` (`out` is checked first: NULL is `DET_ERR_INVALID_ARGUMENT` naming `out`). Nothing is
+/// written when `f` fails.
+///
+/// # Safety
+/// `out` must be NULL or valid for writes of a `T` (the export's own contract).
+#[inline]
+pub(crate) unsafe fn value_out<T>(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut T,
+    f: impl FnOnce(&Context) -> Result<T>,
+) -> det_status {
+    with_ctx(name, ctx, |c| {
+        out_arg(out, "out")?;
+        let v = f(c)?;
+        // SAFETY: `out` is not NULL (out_arg) and writable by this function's contract.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// As [`value_out`] for a string result: `*out` receives a copy the caller frees with
+/// `det_string_free`.
+///
+/// # Safety
+/// As [`value_out`].
+#[inline]
+pub(crate) unsafe fn string_out(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+    f: impl FnOnce(&Context) -> Result<String>,
+) -> det_status {
+    // SAFETY: forwarded: `out` is NULL or writable by this function's contract.
+    unsafe { value_out(name, ctx, out, |c| owned_c_string(&f(c)?)) }
+}
+
+/// As [`string_out`] for a result that may be absent: `*out` is NULL for `None`.
+///
+/// # Safety
+/// As [`value_out`].
+#[inline]
+pub(crate) unsafe fn opt_string_out(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+    f: impl FnOnce(&Context) -> Result<Option<String>>,
+) -> det_status {
+    // SAFETY: forwarded: `out` is NULL or writable by this function's contract.
+    unsafe {
+        value_out(name, ctx, out, |c| match f(c)? {
+            Some(s) => owned_c_string(&s),
+            None => Ok(std::ptr::null_mut()),
+        })
+    }
+}
+
 /// A string the caller frees with `det_string_free`.
 pub(crate) fn owned_c_string(s: &str) -> Result<*mut c_char> {
     CString::new(s).map(CString::into_raw).map_err(|_| {
@@ -142,24 +200,4 @@ pub(crate) fn owned_c_string(s: &str) -> Result<*mut c_char> {
             "string with an embedded NUL byte cannot be returned to C",
         )
     })
-}
-
-/// Copy a storage id into a caller buffer of `DET_STORAGE_ID_LEN` bytes.
-///
-/// # Safety
-/// `out` must point to `DET_STORAGE_ID_LEN` writable bytes.
-pub(crate) unsafe fn write_storage_id(out: *mut c_char, id: &str) -> Result<()> {
-    let bytes = id.as_bytes();
-    if bytes.len() > crate::checkpoint::STORAGE_ID_LEN {
-        return Err(Error::new(
-            Kind::Internal,
-            format!("storage id {id:?} is longer than DET_STORAGE_ID_LEN - 1"),
-        ));
-    }
-    // SAFETY: out has DET_STORAGE_ID_LEN (37) bytes; we write len + 1 <= 37.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out as *mut u8, bytes.len());
-        *out.add(bytes.len()) = 0;
-    }
-    Ok(())
 }

@@ -1,20 +1,21 @@
 //! `det_ckpt_*`: checkpoints.
 
 use super::boundary::{
-    call, json_object_arg, out_arg, owned_c_string, str_arg, with_ctx, write_out, write_storage_id,
+    call, json_object_arg, out_arg, owned_c_string, str_arg, with_ctx, write_out,
 };
+use super::enums;
 use super::handle::{det_context, Registry};
-use super::options::{
-    DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD,
-};
 use super::status::det_status;
-use crate::checkpoint::{DownloadMode, RestoreScope, StoreScope, UploadMode};
+use crate::checkpoint::{RestoreScope, StoreScope, UploadMode};
 use crate::error::{Error, Kind, Result};
 use crate::json::{to_wire, Map, Value};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
+pub const DET_STORAGE_ID_LEN: usize = 37;
 
 /// A selector: return true to include `path` (relative to the checkpoint root, `/`-separated;
 /// folders end in `/`). Called on the thread that made the detcore call, during that call;
@@ -102,19 +103,6 @@ pub(crate) fn close_open_scopes(shell: &det_context) {
                 scope.storage_id()
             );
         }
-    }
-}
-
-fn parse_download_mode(v: i32) -> Result<DownloadMode> {
-    match v {
-        DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD => {
-            Ok(DownloadMode::LocalWorkersShareDownload)
-        }
-        DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD => Ok(DownloadMode::NoSharedDownload),
-        v => Err(Error::new(
-            Kind::InvalidArgument,
-            format!("download_mode: unknown value {v} (expected a DET_DOWNLOAD_MODE_* constant)"),
-        )),
     }
 }
 
@@ -326,14 +314,6 @@ pub unsafe extern "C" fn det_ckpt_store_path_end(
     })
 }
 
-/// `det_ckpt_store_path_end_mode`: as configured by `det_init_options.async_checkpoints`.
-pub const DET_UPLOAD_MODE_DEFAULT: i32 = 0;
-/// `det_ckpt_store_path_end_mode`: return once the checkpoint is stored and reported.
-pub const DET_UPLOAD_MODE_SYNC: i32 = 1;
-/// `det_ckpt_store_path_end_mode`: return once the files are handed off to the background
-/// uploader.
-pub const DET_UPLOAD_MODE_ASYNC: i32 = 2;
-
 /// `det_ckpt_store_path_end` with an explicit upload mode (`DET_UPLOAD_MODE_*`).
 ///
 /// With `DET_UPLOAD_MODE_ASYNC` (or `_DEFAULT` when `async_checkpoints` was set at init) it
@@ -361,19 +341,7 @@ pub unsafe extern "C" fn det_ckpt_store_path_end_mode(
     storage_id_out: *mut c_char,
 ) -> det_status {
     call("det_ckpt_store_path_end_mode", || {
-        let mode = match upload_mode {
-            DET_UPLOAD_MODE_DEFAULT => UploadMode::Default,
-            DET_UPLOAD_MODE_SYNC => UploadMode::Sync,
-            DET_UPLOAD_MODE_ASYNC => UploadMode::Async,
-            v => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "upload_mode: unknown value {v} (expected a DET_UPLOAD_MODE_* constant)"
-                    ),
-                ))
-            }
-        };
+        let mode = enums::upload_mode(upload_mode, "upload_mode")?;
         // SAFETY: forwarded contract.
         unsafe { end_store(store, mode, storage_id_out) }
     })
@@ -482,7 +450,7 @@ pub unsafe extern "C" fn det_ckpt_download(
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
         // SAFETY: contract.
         let dir = unsafe { str_arg(dir, "dir") }?;
-        let mode = parse_download_mode(download_mode)?;
+        let mode = enums::download_mode(download_mode, "download_mode")?;
         with_selector(selector, userdata, |sel| {
             c.checkpoint().download(id, Path::new(dir), mode, sel)
         })
@@ -526,7 +494,7 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
     with_ctx("det_ckpt_restore_path_begin", ctx, |c| {
         // SAFETY: contract.
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
-        let mode = parse_download_mode(download_mode)?;
+        let mode = enums::download_mode(download_mode, "download_mode")?;
         out_arg(out, "out")?;
         let scope = with_selector(selector, userdata, |sel| {
             c.checkpoint().restore_path_begin(id, mode, sel)
@@ -647,4 +615,24 @@ pub unsafe extern "C" fn det_ckpt_delete(
 #[no_mangle]
 pub extern "C" fn det_ckpt_wait(ctx: *mut det_context) -> det_status {
     with_ctx("det_ckpt_wait", ctx, |c| c.checkpoint().wait())
+}
+
+/// Copy a storage id into a caller buffer of `DET_STORAGE_ID_LEN` bytes.
+///
+/// # Safety
+/// `out` must point to `DET_STORAGE_ID_LEN` writable bytes.
+unsafe fn write_storage_id(out: *mut c_char, id: &str) -> Result<()> {
+    let bytes = id.as_bytes();
+    if bytes.len() > crate::checkpoint::STORAGE_ID_LEN {
+        return Err(crate::err!(
+            Internal,
+            "storage id {id:?} is longer than DET_STORAGE_ID_LEN - 1"
+        ));
+    }
+    // SAFETY: out has DET_STORAGE_ID_LEN (37) bytes; we write len + 1 <= 37.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out as *mut u8, bytes.len());
+        *out.add(bytes.len()) = 0;
+    }
+    Ok(())
 }

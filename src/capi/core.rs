@@ -1,6 +1,8 @@
-//! `det_core_init`, `det_core_close`, versions, strings, logging.
+//! `det_core_*`: the context's life (`det_core_init`, `det_core_close`) and `det_core_alert`;
+//! and what belongs to no area: the library version (`det_version*`) and `det_string_free`.
 
-use super::boundary::{call, out_arg, write_out};
+use super::boundary::{call, opt_str_arg, out_arg, with_ctx, write_out};
+use super::enums;
 use super::handle::det_context;
 use super::options::{det_init_options, options_from_c};
 use super::status::det_status;
@@ -122,26 +124,27 @@ pub unsafe extern "C" fn det_string_free(s: *mut c_char) {
     }
 }
 
-/// Set the log threshold for the whole process: one of `DET_LOG_LEVEL_*` (overrides
-/// `DETCORE_LOG_LEVEL`). Log lines go to stderr as `LEVEL: [pid] detcore: message`.
+/// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
+/// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
+/// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
+/// (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT` otherwise). Off-cluster the alert is logged at its level
+/// and `DET_OK` returned; on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
+///
+/// # Safety
+/// `title` and `description` must be NULL or C strings.
 #[no_mangle]
-pub extern "C" fn det_log_set_level(level: i32) -> det_status {
-    call("det_log_set_level", || {
-        use crate::log::Level;
-        let l = match level {
-            10 => Level::Debug,
-            20 => Level::Info,
-            30 => Level::Warning,
-            40 => Level::Error,
-            255 => Level::Off,
-            v => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!("level: unknown value {v} (expected a DET_LOG_LEVEL_* constant)"),
-                ))
-            }
-        };
-        crate::log::set_level(l);
-        Ok(())
+pub unsafe extern "C" fn det_core_alert(
+    ctx: *mut det_context,
+    title: *const c_char,
+    description: *const c_char,
+    level: i32,
+) -> det_status {
+    with_ctx("det_core_alert", ctx, |c| {
+        // SAFETY: contract.
+        let title = unsafe { opt_str_arg(title, "title") }?;
+        // SAFETY: contract.
+        let description = unsafe { opt_str_arg(description, "description") }?;
+        let level = enums::alert_level(level, "level")?;
+        c.alert(title, description, level)
     })
 }

@@ -1,38 +1,12 @@
-//! `det_dist_*`: collectives over byte buffers, and rank information from launchers.
+//! `det_dist_*`: where this process stands in the job (ranks), the collectives over byte
+//! buffers and the lists they return (`det_bytes_list_*`).
 
-use super::boundary::{call, out_arg, with_ctx, write_out};
+use super::boundary::{call, out_arg, value_out, with_ctx, write_out};
 use super::handle::{det_context, Registry};
-use super::options::{det_distributed_config, distributed_from_c};
 use super::status::det_status;
-use crate::distributed::env::{from_env_or_info, Env, Launcher};
-use crate::distributed::{ByteList, DistributedConfig};
+use crate::distributed::ByteList;
 use crate::error::{Error, Kind, Result};
-use std::ffi::{c_char, c_void, CString};
-
-/// `DET_LAUNCHER_AUTO`: the first launcher whose variables are present (torchrun, DeepSpeed,
-/// Horovod, Open MPI, MPICH/PMI, Slurm, in that order), else rank 0 of 1.
-pub const DET_LAUNCHER_AUTO: i32 = 0;
-/// torchrun / `torch.distributed.run`: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
-/// GROUP_RANK, GROUP_WORLD_SIZE; chief address from DET_CHIEF_IP or MASTER_ADDR.
-pub const DET_LAUNCHER_TORCH: i32 = 1;
-/// The DeepSpeed launcher: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE.
-pub const DET_LAUNCHER_DEEPSPEED: i32 = 2;
-/// horovodrun: HOROVOD_RANK, HOROVOD_SIZE, HOROVOD_LOCAL_RANK, HOROVOD_LOCAL_SIZE,
-/// HOROVOD_CROSS_RANK, HOROVOD_CROSS_SIZE.
-pub const DET_LAUNCHER_HOROVOD: i32 = 3;
-/// Open MPI's mpirun: OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK.
-pub const DET_LAUNCHER_OPENMPI: i32 = 4;
-/// MPICH / Intel MPI (PMI): PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS (block placement).
-pub const DET_LAUNCHER_MPICH: i32 = 5;
-/// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES; chief
-/// address from DET_CHIEF_IP or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST.
-pub const DET_LAUNCHER_SLURM: i32 = 6;
-/// Determined's own files, on-cluster: containers and this container's rank from
-/// `rendezvous.json` (chief at the first container's address), the port from
-/// `INTER_TRAIN_PROCESS_COMM_PORT_1`, processes per container from LOCAL_WORLD_SIZE/LOCAL_SIZE
-/// (else 1) and this process's index from LOCAL_RANK (else 0). `DET_LAUNCHER_AUTO` picks it
-/// on-cluster when no launcher's variables are set.
-pub const DET_LAUNCHER_DETERMINED: i32 = 7;
+use std::ffi::c_void;
 
 /// A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,
 /// library-owned: read it with `det_bytes_list_len`/`det_bytes_list_get`, free it with
@@ -43,102 +17,76 @@ pub struct det_bytes_list {
 
 static LISTS: Registry<ByteList> = Registry::new("list");
 
-fn launcher(v: i32) -> Result<Launcher> {
-    Ok(match v {
-        DET_LAUNCHER_AUTO => Launcher::Auto,
-        DET_LAUNCHER_TORCH => Launcher::Torch,
-        DET_LAUNCHER_DEEPSPEED => Launcher::DeepSpeed,
-        DET_LAUNCHER_HOROVOD => Launcher::Horovod,
-        DET_LAUNCHER_OPENMPI => Launcher::OpenMpi,
-        DET_LAUNCHER_MPICH => Launcher::Mpich,
-        DET_LAUNCHER_SLURM => Launcher::Slurm,
-        DET_LAUNCHER_DETERMINED => Launcher::Determined,
-        v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("launcher: unknown value {v} (expected a DET_LAUNCHER_* constant)"),
-            ))
-        }
-    })
-}
-
-/// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
-/// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
-/// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
-/// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
-/// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
-/// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
-/// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
-///
-/// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
-/// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
-/// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
+/// This process's global rank (0 … size-1).
 ///
 /// # Safety
-/// `cfg` must point to an initialised `det_distributed_config`.
+/// `out` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn det_distributed_from_env(
-    launcher_kind: i32,
-    cfg: *mut det_distributed_config,
-) -> det_status {
-    call("det_distributed_from_env", || {
-        let l = launcher(launcher_kind)?;
-        out_arg(cfg, "cfg")?;
-        // SAFETY: initialised per the contract.
-        let base: DistributedConfig = unsafe { distributed_from_c(cfg) }?;
-        let get = |k: &str| std::env::var(k).ok();
-        let info = crate::cluster_info::info_dir(None);
-        let c = from_env_or_info(l, &Env::new(&get), &base, Some(&info))?;
-        let chief: *const c_char = match &c.chief_ip {
-            Some(ip) => intern(ip)?,
-            None => std::ptr::null(),
-        };
-        let job: *const c_char = match &c.job_id {
-            Some(j) => intern(j)?,
-            None => std::ptr::null(),
-        };
-        // SAFETY: cfg checked; its first field is its size.
-        let size = unsafe { *(cfg as *const usize) };
-        // SAFETY: cfg checked; we only write fields of the struct it points to.
-        unsafe {
-            (*cfg).rank = c.rank as i32;
-            (*cfg).size = c.size as i32;
-            (*cfg).local_rank = c.local_rank as i32;
-            (*cfg).local_size = c.local_size as i32;
-            (*cfg).cross_rank = c.cross_rank as i32;
-            (*cfg).cross_size = c.cross_size as i32;
-            (*cfg).chief_ip = chief;
-            (*cfg).port = c.port as i32;
-            // A struct of the first published size ends before job_id.
-            if size
-                >= std::mem::offset_of!(det_distributed_config, job_id)
-                    + std::mem::size_of::<*const c_char>()
-            {
-                (*cfg).job_id = job;
-            }
-        }
-        Ok(())
-    })
+pub unsafe extern "C" fn det_dist_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_rank", ctx, out, |d| d.rank) }
 }
 
-/// A C string for `s` that lives until the process ends (one copy per distinct value).
-fn intern(s: &str) -> Result<*const c_char> {
-    static STRINGS: parking_lot::Mutex<Vec<CString>> = parking_lot::Mutex::new(Vec::new());
-    let mut all = STRINGS.lock();
-    if let Some(c) = all.iter().find(|c| c.as_bytes() == s.as_bytes()) {
-        return Ok(c.as_ptr());
-    }
-    let c = CString::new(s).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{s:?} (a chief address or job identity from the environment) contains a NUL byte"
-            ),
-        )
-    })?;
-    let p = c.as_ptr();
-    all.push(c);
-    Ok(p)
+/// The number of processes in the job.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_size", ctx, out, |d| d.size) }
+}
+
+/// This process's rank on its node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_local_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_local_rank", ctx, out, |d| d.local_rank) }
+}
+
+/// The number of processes on this node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_local_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_local_size", ctx, out, |d| d.local_size) }
+}
+
+/// The index of this process's node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_cross_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_cross_rank", ctx, out, |d| d.cross_rank) }
+}
+
+/// The number of nodes.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_cross_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_cross_size", ctx, out, |d| d.cross_size) }
+}
+
+/// # Safety
+/// `out` must be NULL or writable.
+unsafe fn dist_get(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut i32,
+    f: impl FnOnce(&crate::distributed::DistributedConfig) -> u32,
+) -> det_status {
+    // SAFETY: forwarded: `out` is NULL or writable by this function's contract.
+    unsafe { value_out(name, ctx, out, |c| Ok(f(c.distributed()) as i32)) }
 }
 
 /// Copy the caller's bytes (`data` may be NULL when `len` is 0).

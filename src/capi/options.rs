@@ -1,63 +1,17 @@
-//! `det_init_options`, `det_distributed_config` and the enum constants.
+//! The option structs `det_init_options` and `det_distributed_config`, and the functions that
+//! fill them: `det_init_options_default`, `det_distributed_config_default`,
+//! `det_distributed_from_env`.
 
 use super::boundary::{call, opt_str_arg, out_arg};
+use super::enums::{self, DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, DET_TENSORBOARD_MODE_AUTO};
 use super::status::det_status;
+use crate::distributed::env::{from_env_or_info, Env};
 use crate::distributed::DistributedConfig;
 use crate::error::{Error, Kind, Result};
-use crate::options::{InitOptions, TensorboardMode};
-use crate::preempt::PreemptMode;
+use crate::options::InitOptions;
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
-/// chief's answer (the default).
-pub const DET_PREEMPT_MODE_WORKERS_ASK_CHIEF: i32 = 0;
-/// `PreemptMode.ChiefOnly`: only the chief may call `det_should_preempt`.
-pub const DET_PREEMPT_MODE_CHIEF_ONLY: i32 = 1;
-/// `PreemptMode.WorkersAskMaster`: every rank asks independently.
-pub const DET_PREEMPT_MODE_WORKERS_ASK_MASTER: i32 = 2;
-
-/// `TensorboardMode.AUTO`: reported metrics are written to TensorBoard files and synced (default).
-pub const DET_TENSORBOARD_MODE_AUTO: i32 = 0;
-/// `TensorboardMode.MANUAL`: nothing is written or synced automatically.
-pub const DET_TENSORBOARD_MODE_MANUAL: i32 = 1;
-
-/// `DownloadMode.LocalWorkersShareDownload`: the local chief downloads once per node (default).
-pub const DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD: i32 = 0;
-/// `DownloadMode.NoSharedDownload`: every rank downloads for itself.
-pub const DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD: i32 = 1;
-
-/// `SearcherMode.WorkersAskChief` (default).
-pub const DET_SEARCHER_MODE_WORKERS_ASK_CHIEF: i32 = 0;
-/// `SearcherMode.ChiefOnly`.
-pub const DET_SEARCHER_MODE_CHIEF_ONLY: i32 = 1;
-
-/// No unit configured.
-pub const DET_UNIT_NONE: i32 = 0;
-/// `Unit.EPOCHS`.
-pub const DET_UNIT_EPOCHS: i32 = 1;
-/// `Unit.RECORDS`.
-pub const DET_UNIT_RECORDS: i32 = 2;
-/// `Unit.BATCHES`.
-pub const DET_UNIT_BATCHES: i32 = 3;
-
-/// `EarlyExitReason.INVALID_HP`: the hyperparameters cannot work; the trial ends as completed.
-pub const DET_EARLY_EXIT_INVALID_HP: i32 = 1;
-
-/// Log level: everything.
-pub const DET_LOG_LEVEL_DEBUG: i32 = 10;
-/// Log level: informational lines and above (the default).
-pub const DET_LOG_LEVEL_INFO: i32 = 20;
-/// Log level: warnings and errors.
-pub const DET_LOG_LEVEL_WARNING: i32 = 30;
-/// Log level: errors only.
-pub const DET_LOG_LEVEL_ERROR: i32 = 40;
-/// Log level: nothing.
-pub const DET_LOG_LEVEL_OFF: i32 = 255;
-
-/// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
-pub const DET_STORAGE_ID_LEN: usize = 37;
 
 /// Where this process stands in a distributed job (Determined's `DistributedContext`
 /// arguments). Fill it with `det_distributed_config_default(&cfg, sizeof cfg)` (rank 0 of 1),
@@ -466,29 +420,8 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         // SAFETY: each string field is NULL or a C string, per the struct's contract.
         Ok(unsafe { opt_str_arg(ptr, what) }?.map(str::to_owned))
     };
-    let preempt_mode = match o.preempt_mode {
-        DET_PREEMPT_MODE_WORKERS_ASK_CHIEF => PreemptMode::WorkersAskChief,
-        DET_PREEMPT_MODE_CHIEF_ONLY => PreemptMode::ChiefOnly,
-        DET_PREEMPT_MODE_WORKERS_ASK_MASTER => PreemptMode::WorkersAskMaster,
-        v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!(
-                    "opts.preempt_mode: unknown value {v} (expected a DET_PREEMPT_MODE_* constant)"
-                ),
-            ))
-        }
-    };
-    let tensorboard_mode = match o.tensorboard_mode {
-        DET_TENSORBOARD_MODE_AUTO => TensorboardMode::Auto,
-        DET_TENSORBOARD_MODE_MANUAL => TensorboardMode::Manual,
-        v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("opts.tensorboard_mode: unknown value {v} (expected a DET_TENSORBOARD_MODE_* constant)"),
-            ))
-        }
-    };
+    let preempt_mode = enums::preempt_mode(o.preempt_mode, "opts.preempt_mode")?;
+    let tensorboard_mode = enums::tensorboard_mode(o.tensorboard_mode, "opts.tensorboard_mode")?;
     let searcher_max_length = match o.searcher_max_length {
         0 => None,
         n if n > 0 => Some(n as u64),
@@ -596,5 +529,68 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         )?,
         slurm_requeue: o.slurm_requeue,
         ..defaults
+    })
+}
+
+/// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
+/// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
+/// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
+/// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
+/// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
+/// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
+/// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
+///
+/// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
+/// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
+/// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
+///
+/// # Safety
+/// `cfg` must point to an initialised `det_distributed_config`.
+#[no_mangle]
+pub unsafe extern "C" fn det_distributed_from_env(
+    launcher_kind: i32,
+    cfg: *mut det_distributed_config,
+) -> det_status {
+    call("det_distributed_from_env", || {
+        let l = enums::launcher(launcher_kind, "launcher")?;
+        out_arg(cfg, "cfg")?;
+        // SAFETY: initialised per the contract.
+        let base: DistributedConfig = unsafe { distributed_from_c(cfg) }?;
+        let get = |k: &str| std::env::var(k).ok();
+        let info = crate::cluster_info::info_dir(None);
+        let c = from_env_or_info(l, &Env::new(&get), &base, Some(&info))?;
+        let chief: *const c_char = match &c.chief_ip {
+            Some(ip) => crate::intern::intern(ip)
+                .map_err(|e| e.context("the chief address from the environment"))?
+                .as_ptr(),
+            None => std::ptr::null(),
+        };
+        let job: *const c_char = match &c.job_id {
+            Some(j) => crate::intern::intern(j)
+                .map_err(|e| e.context("the job identity from the environment"))?
+                .as_ptr(),
+            None => std::ptr::null(),
+        };
+        // SAFETY: cfg checked; its first field is its size.
+        let size = unsafe { *(cfg as *const usize) };
+        // SAFETY: cfg checked; we only write fields of the struct it points to.
+        unsafe {
+            (*cfg).rank = c.rank as i32;
+            (*cfg).size = c.size as i32;
+            (*cfg).local_rank = c.local_rank as i32;
+            (*cfg).local_size = c.local_size as i32;
+            (*cfg).cross_rank = c.cross_rank as i32;
+            (*cfg).cross_size = c.cross_size as i32;
+            (*cfg).chief_ip = chief;
+            (*cfg).port = c.port as i32;
+            // A struct of the first published size ends before job_id.
+            if size
+                >= std::mem::offset_of!(det_distributed_config, job_id)
+                    + std::mem::size_of::<*const c_char>()
+            {
+                (*cfg).job_id = job;
+            }
+        }
+        Ok(())
     })
 }

@@ -1,15 +1,11 @@
 //! `det_searcher_*`: the hyperparameter searcher's operations.
 
 use super::boundary::{call, out_arg, with_ctx, write_out};
+use super::enums;
 use super::handle::{det_context, Registry};
-use super::options::{
-    DET_SEARCHER_MODE_CHIEF_ONLY, DET_SEARCHER_MODE_WORKERS_ASK_CHIEF, DET_UNIT_BATCHES,
-    DET_UNIT_EPOCHS, DET_UNIT_NONE, DET_UNIT_RECORDS,
-};
 use super::status::det_status;
-use crate::error::{Error, Kind};
 use crate::json::{Number, Value};
-use crate::searcher::{SearcherMode, SearcherOp, Unit};
+use crate::searcher::SearcherOp;
 use std::ffi::c_char;
 
 /// A searcher operation from `det_searcher_next_op`. Opaque. Free with `det_searcher_op_free`.
@@ -39,18 +35,7 @@ pub unsafe extern "C" fn det_searcher_next_op(
     out: *mut *mut det_searcher_op,
 ) -> det_status {
     with_ctx("det_searcher_next_op", ctx, |c| {
-        let mode = match searcher_mode {
-            DET_SEARCHER_MODE_WORKERS_ASK_CHIEF => SearcherMode::WorkersAskChief,
-            DET_SEARCHER_MODE_CHIEF_ONLY => SearcherMode::ChiefOnly,
-            v => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                    "searcher_mode: unknown value {v} (expected a DET_SEARCHER_MODE_* constant)"
-                ),
-                ))
-            }
-        };
+        let mode = enums::searcher_mode(searcher_mode, "searcher_mode")?;
         out_arg(out, "out")?;
         let v = match c.searcher().next_op(mode)? {
             Some(op) => OPS.insert(OpEntry {
@@ -151,12 +136,7 @@ pub unsafe extern "C" fn det_searcher_get_configured_units(
 ) -> det_status {
     with_ctx("det_searcher_get_configured_units", ctx, |c| {
         out_arg(out, "out")?;
-        let u = match c.searcher().get_configured_units()? {
-            None => DET_UNIT_NONE,
-            Some(Unit::Epochs) => DET_UNIT_EPOCHS,
-            Some(Unit::Records) => DET_UNIT_RECORDS,
-            Some(Unit::Batches) => DET_UNIT_BATCHES,
-        };
+        let u = enums::unit_to_c(c.searcher().get_configured_units()?);
         // SAFETY: checked.
         unsafe { write_out(out, u) };
         Ok(())
