@@ -646,6 +646,9 @@ det_status det_core_init(const det_init_options *opts, det_context **out);
 // Waits for calls running on other threads to return first. Returns the first failure of the
 // teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 // deadline. Closing twice gives `DET_ERR_STATE`.
+//
+// # Safety
+// `ctx` must be NULL or a pointer `det_core_init` returned (closed or not).
 det_status det_core_close(det_context *ctx);
 
 // The library version, `"MAJOR.MINOR.PATCH"`. Static; never free it.

@@ -8,8 +8,9 @@
 use super::handle::det_context;
 use super::status::{det_status, set_last_error_text, status_of, DET_ERR_INTERNAL, DET_OK};
 use crate::context::Context;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::json::{Map, Value};
+use crate::{bail, err};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -72,17 +73,15 @@ pub(crate) fn with_shell(
 /// `p` must be NULL or point to a NUL-terminated string valid for `'a`.
 pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
-        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NULL")));
+        bail!(InvalidArgument, "{what} is NULL");
     }
     // SAFETY: non-NULL, NUL-terminated per the caller's contract.
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     std::str::from_utf8(bytes).map_err(|e| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{what} is not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
+        err!(
+            InvalidArgument,
+            "{what} is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
         )
     })
 }
@@ -95,7 +94,8 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Opt
     if p.is_null() {
         Ok(None)
     } else {
-        // SAFETY: forwarded contract.
+        // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         unsafe { str_arg(p, what) }.map(Some)
     }
 }
@@ -105,13 +105,15 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Opt
 /// # Safety
 /// As [`str_arg`].
 pub(crate) unsafe fn json_object_arg(p: *const c_char, what: &str) -> Result<Map> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
+    // caller's guarantee in this function's # Safety).
     let text = unsafe { str_arg(p, what) }?;
     match crate::json::parse(text).map_err(|e| e.context(what))? {
         Value::Object(m) => Ok(m),
-        other => Err(Error::new(
-            Kind::InvalidArgument,
-            format!("{what}: expected a JSON object, got {}", other.type_name()),
+        other => Err(err!(
+            InvalidArgument,
+            "{what}: expected a JSON object, got {}",
+            other.type_name()
         )),
     }
 }
@@ -119,7 +121,7 @@ pub(crate) unsafe fn json_object_arg(p: *const c_char, what: &str) -> Result<Map
 /// Check an out-pointer.
 pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> Result<()> {
     if p.is_null() {
-        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NULL")));
+        bail!(InvalidArgument, "{what} is NULL");
     }
     Ok(())
 }
@@ -130,7 +132,7 @@ pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> Result<()> {
 /// `p` must be valid for writes (checked non-NULL by [`out_arg`]).
 #[inline]
 pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
-    // SAFETY: forwarded contract.
+    // SAFETY: `p` is valid for writes of a `T` (this function's # Safety).
     unsafe { p.write(v) }
 }
 
@@ -195,9 +197,9 @@ pub(crate) unsafe fn opt_string_out(
 /// A string the caller frees with `det_string_free`.
 pub(crate) fn owned_c_string(s: &str) -> Result<*mut c_char> {
     CString::new(s).map(CString::into_raw).map_err(|_| {
-        Error::new(
-            Kind::Internal,
-            "string with an embedded NUL byte cannot be returned to C",
+        err!(
+            Internal,
+            "string with an embedded NUL byte cannot be returned to C"
         )
     })
 }

@@ -7,8 +7,9 @@ use super::enums;
 use super::handle::{det_context, Registry};
 use super::status::det_status;
 use crate::checkpoint::{RestoreScope, StoreScope, UploadMode};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::json::{to_wire, Map, Value};
+use crate::{bail, err};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -61,17 +62,12 @@ fn take_scope<S>(scope: &Mutex<Option<S>>, what: &str) -> Result<S> {
     scope
         .lock()
         .take()
-        .ok_or_else(|| Error::new(Kind::State, format!("{what} was already ended")))
+        .ok_or_else(|| err!(State, "{what} was already ended"))
 }
 
 fn aborted_at_close(id: &CString) -> Error {
-    Error::new(
-        Kind::State,
-        format!(
-            "store (checkpoint {}) was aborted when its context was closed (det_core_close found it still open); nothing was stored",
-            id.to_string_lossy()
-        ),
-    )
+    err!(State, "store (checkpoint {}) was aborted when its context was closed (det_core_close found it still open); nothing was stored",
+            id.to_string_lossy())
 }
 
 /// At `det_core_close`: abort every `store_path` scope of `shell` still open (its folder is
@@ -129,7 +125,7 @@ fn with_selector<T>(
 
 fn path_str(p: &Path) -> Result<CString> {
     CString::new(p.to_string_lossy().as_bytes())
-        .map_err(|_| Error::new(Kind::Internal, "path contains a NUL byte"))
+        .map_err(|_| err!(Internal, "path contains a NUL byte"))
 }
 
 /// Begin `store_path(metadata, shard)`: make a new, empty checkpoint folder to write into.
@@ -153,10 +149,12 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin(
     out: *mut *mut det_ckpt_store,
 ) -> det_status {
     with_ctx("det_ckpt_store_path_begin", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `metadata_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         out_arg(out, "out")?;
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `begin_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { begin_store(c, ctx, metadata, shard, out) }
     })
 }
@@ -191,12 +189,14 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin_steps(
         let extra = if extra_metadata_json.is_null() {
             Map::new()
         } else {
-            // SAFETY: contract.
+            // SAFETY: `extra_metadata_json` is NULL or a NUL-terminated string that stays valid
+            // during the call (the caller's guarantee in this function's # Safety).
             unsafe { json_object_arg(extra_metadata_json, "extra_metadata_json") }?
         };
         out_arg(out, "out")?;
         let metadata = steps_metadata(steps_completed, extra)?;
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `begin_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { begin_store(c, ctx, metadata, shard, out) }
     })
 }
@@ -204,19 +204,14 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin_steps(
 /// `{"steps_completed": steps}` followed by `extra` (which must not name it).
 fn steps_metadata(steps: i64, extra: Map) -> Result<Map> {
     if extra.contains_key("steps_completed") {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "extra_metadata_json holds \"steps_completed\"; pass it only as the steps_completed argument",
-        ));
+        bail!(InvalidArgument, "extra_metadata_json holds \"steps_completed\"; pass it only as the steps_completed argument");
     }
     if !(0..=i64::from(i32::MAX)).contains(&steps) {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "steps_completed: must be between 0 and {}, got {steps}",
-                i32::MAX
-            ),
-        ));
+        bail!(
+            InvalidArgument,
+            "steps_completed: must be between 0 and {}, got {steps}",
+            i32::MAX
+        );
     }
     let mut m = Map::new();
     m.insert("steps_completed", Value::from(steps));
@@ -242,12 +237,13 @@ unsafe fn begin_store(
         // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
         ctx: unsafe { det_context::from_ptr(ctx) }?,
         path: path_str(scope.path())?,
-        id: CString::new(scope.storage_id()).map_err(|_| Error::new(Kind::Internal, "bad id"))?,
+        id: CString::new(scope.storage_id()).map_err(|_| err!(Internal, "bad id"))?,
         scope: Mutex::new(Some(scope)),
         aborted_at_close: AtomicBool::new(false),
     };
     let key = STORES.insert(entry);
-    // SAFETY: checked by the caller.
+    // SAFETY: `out` was checked non-NULL by the calling export (out_arg) and is writable by its
+    // caller's # Safety.
     unsafe { write_out(out, key as *mut det_ckpt_store) };
     Ok(())
 }
@@ -268,7 +264,8 @@ pub unsafe extern "C" fn det_ckpt_store_path(
         if e.aborted_at_close.load(Ordering::SeqCst) {
             return Err(aborted_at_close(&e.id));
         }
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.path.as_ptr()) };
         Ok(())
     })
@@ -286,7 +283,8 @@ pub unsafe extern "C" fn det_ckpt_store_storage_id(
     call("det_ckpt_store_storage_id", || {
         let e = STORES.get(store as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.id.as_ptr()) };
         Ok(())
     })
@@ -309,7 +307,8 @@ pub unsafe extern "C" fn det_ckpt_store_path_end(
     storage_id_out: *mut c_char,
 ) -> det_status {
     call("det_ckpt_store_path_end", || {
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `end_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { end_store(store, UploadMode::Default, storage_id_out) }
     })
 }
@@ -342,7 +341,8 @@ pub unsafe extern "C" fn det_ckpt_store_path_end_mode(
 ) -> det_status {
     call("det_ckpt_store_path_end_mode", || {
         let mode = enums::upload_mode(upload_mode, "upload_mode")?;
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `end_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { end_store(store, mode, storage_id_out) }
     })
 }
@@ -412,16 +412,19 @@ pub unsafe extern "C" fn det_ckpt_upload(
     storage_id_out: *mut c_char,
 ) -> det_status {
     with_ctx("det_ckpt_upload", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `dir` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let dir = unsafe { super::boundary::opt_str_arg(dir, "dir") }?;
-        // SAFETY: contract.
+        // SAFETY: `metadata_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         out_arg(storage_id_out, "storage_id_out")?;
         let id = with_selector(selector, userdata, |sel| {
             c.checkpoint()
                 .upload(dir.map(Path::new), metadata, shard, sel)
         })?;
-        // SAFETY: checked; DET_STORAGE_ID_LEN bytes per the contract.
+        // SAFETY: `storage_id_out` is not NULL (checked above) and has DET_STORAGE_ID_LEN writable
+        // bytes (this function's # Safety).
         unsafe { write_storage_id(storage_id_out, &id) }
     })
 }
@@ -446,9 +449,11 @@ pub unsafe extern "C" fn det_ckpt_download(
     userdata: *mut c_void,
 ) -> det_status {
     with_ctx("det_ckpt_download", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
-        // SAFETY: contract.
+        // SAFETY: `dir` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let dir = unsafe { str_arg(dir, "dir") }?;
         let mode = enums::download_mode(download_mode, "download_mode")?;
         with_selector(selector, userdata, |sel| {
@@ -492,7 +497,8 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
     out: *mut *mut det_ckpt_restore,
 ) -> det_status {
     with_ctx("det_ckpt_restore_path_begin", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
         let mode = enums::download_mode(download_mode, "download_mode")?;
         out_arg(out, "out")?;
@@ -503,12 +509,12 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
             // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
             ctx: unsafe { det_context::from_ptr(ctx) }?,
             path: path_str(scope.path())?,
-            id: CString::new(scope.storage_id())
-                .map_err(|_| Error::new(Kind::Internal, "bad id"))?,
+            id: CString::new(scope.storage_id()).map_err(|_| err!(Internal, "bad id"))?,
             scope: Mutex::new(Some(scope)),
         };
         let key = RESTORES.insert(entry);
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, key as *mut det_ckpt_restore) };
         Ok(())
     })
@@ -529,7 +535,8 @@ pub unsafe extern "C" fn det_ckpt_restore_path(
     call("det_ckpt_restore_path", || {
         let e = RESTORES.get(restore as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.path.as_ptr()) };
         Ok(())
     })
@@ -550,7 +557,8 @@ pub unsafe extern "C" fn det_ckpt_restore_storage_id(
     call("det_ckpt_restore_storage_id", || {
         let e = RESTORES.get(restore as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.id.as_ptr()) };
         Ok(())
     })
@@ -580,12 +588,14 @@ pub unsafe extern "C" fn det_ckpt_get_metadata(
     out: *mut *mut c_char,
 ) -> det_status {
     with_ctx("det_ckpt_get_metadata", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
         out_arg(out, "out")?;
         let m = c.checkpoint().get_metadata(id)?;
         let s = owned_c_string(&to_wire(&Value::Object(m)))?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, s) };
         Ok(())
     })
@@ -602,7 +612,8 @@ pub unsafe extern "C" fn det_ckpt_delete(
     storage_id: *const c_char,
 ) -> det_status {
     with_ctx("det_ckpt_delete", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
         c.checkpoint().delete(id)
     })
@@ -624,7 +635,7 @@ pub extern "C" fn det_ckpt_wait(ctx: *mut det_context) -> det_status {
 unsafe fn write_storage_id(out: *mut c_char, id: &str) -> Result<()> {
     let bytes = id.as_bytes();
     if bytes.len() > crate::checkpoint::STORAGE_ID_LEN {
-        return Err(crate::err!(
+        return Err(err!(
             Internal,
             "storage id {id:?} is longer than DET_STORAGE_ID_LEN - 1"
         ));

@@ -25,7 +25,8 @@ pub unsafe extern "C" fn det_cluster_info_json(
     out: *mut *mut c_char,
 ) -> det_status {
     call("det_cluster_info_json", || {
-        // SAFETY: contract.
+        // SAFETY: `info_dir` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let dir = unsafe { opt_str_arg(info_dir, "info_dir") }?;
         out_arg(out, "out")?;
         let dir = crate::cluster_info::info_dir(dir.map(std::path::Path::new));
@@ -35,7 +36,8 @@ pub unsafe extern "C" fn det_cluster_info_json(
         } else {
             std::ptr::null_mut()
         };
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, v) };
         Ok(())
     })

@@ -7,7 +7,8 @@ use super::handle::det_context;
 use super::options::{det_init_options, options_from_c};
 use super::status::det_status;
 use crate::context::Context;
-use crate::error::{Error, Kind};
+use crate::err;
+use crate::error::Kind;
 use std::ffi::{c_char, CString};
 
 /// Create a context: on-cluster when `/run/determined/info/cluster.json` exists (or
@@ -70,13 +71,17 @@ pub unsafe extern "C" fn det_core_init(
 /// Waits for calls running on other threads to return first. Returns the first failure of the
 /// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 /// deadline. Closing twice gives `DET_ERR_STATE`.
+///
+/// # Safety
+/// `ctx` must be NULL or a pointer `det_core_init` returned (closed or not).
 #[no_mangle]
-pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
+pub unsafe extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
     if ctx.is_null() {
         return super::status::DET_OK;
     }
-    // SAFETY: the C contract: `ctx` is a pointer det_core_init returned (NULL was handled).
     call("det_core_close", || {
+        // SAFETY: `ctx` is not NULL (tested above) and a pointer det_core_init returned (this
+        // function's # Safety).
         match unsafe { det_context::from_ptr(ctx) } {
             Ok(shell) => {
                 let r = shell.close();
@@ -84,9 +89,9 @@ pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
                 super::ckpt::close_open_scopes(shell);
                 r
             }
-            Err(e) if e.kind() == Kind::State => Err(Error::new(
-                Kind::State,
-                "ctx was already closed by an earlier det_core_close",
+            Err(e) if e.kind() == Kind::State => Err(err!(
+                State,
+                "ctx was already closed by an earlier det_core_close"
             )),
             Err(e) => Err(e),
         }
@@ -140,9 +145,11 @@ pub unsafe extern "C" fn det_core_alert(
     level: i32,
 ) -> det_status {
     with_ctx("det_core_alert", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `title` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let title = unsafe { opt_str_arg(title, "title") }?;
-        // SAFETY: contract.
+        // SAFETY: `description` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let description = unsafe { opt_str_arg(description, "description") }?;
         let level = enums::alert_level(level, "level")?;
         c.alert(title, description, level)

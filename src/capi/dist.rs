@@ -5,7 +5,8 @@ use super::boundary::{call, out_arg, value_out, with_ctx, write_out};
 use super::handle::{det_context, Registry};
 use super::status::det_status;
 use crate::distributed::ByteList;
-use crate::error::{Error, Kind, Result};
+use crate::error::Result;
+use crate::{bail, err};
 use std::ffi::c_void;
 
 /// A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,
@@ -95,10 +96,7 @@ unsafe fn bytes_arg(data: *const c_void, len: usize) -> Result<Vec<u8>> {
         return Ok(Vec::new());
     }
     if data.is_null() {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!("data is NULL but len is {len}"),
-        ));
+        bail!(InvalidArgument, "data is NULL but len is {len}");
     }
     // SAFETY: data has len readable bytes per the contract.
     Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec())
@@ -109,7 +107,8 @@ fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
         Some(v) => LISTS.insert(v) as *mut det_bytes_list,
         None => std::ptr::null_mut(),
     };
-    // SAFETY: the caller checked out.
+    // SAFETY: `out` was checked non-NULL by the calling function (out_arg) and is writable by its
+    // caller's # Safety.
     unsafe { write_out(out, p) };
 }
 
@@ -146,7 +145,8 @@ pub unsafe extern "C" fn det_dist_gather(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe { collective("det_dist_gather", ctx, data, len, out, |d, b| d.gather(b)) }
 }
 
@@ -161,7 +161,8 @@ pub unsafe extern "C" fn det_dist_allgather(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_allgather", ctx, data, len, out, |d, b| {
             d.allgather(b).map(Some)
@@ -181,7 +182,8 @@ pub unsafe extern "C" fn det_dist_broadcast(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_broadcast", ctx, data, len, out, |d, b| {
             d.broadcast(b).map(|x| Some(ByteList::Vecs(vec![x])))
@@ -201,7 +203,8 @@ pub unsafe extern "C" fn det_dist_gather_local(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_gather_local", ctx, data, len, out, |d, b| {
             d.gather_local(b)
@@ -220,7 +223,8 @@ pub unsafe extern "C" fn det_dist_allgather_local(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_allgather_local", ctx, data, len, out, |d, b| {
             d.allgather_local(b).map(Some)
@@ -239,7 +243,8 @@ pub unsafe extern "C" fn det_dist_broadcast_local(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_broadcast_local", ctx, data, len, out, |d, b| {
             d.broadcast_local(b).map(|x| Some(ByteList::Vecs(vec![x])))
@@ -265,7 +270,8 @@ pub unsafe extern "C" fn det_bytes_list_len(
     call("det_bytes_list_len", || {
         let l = LISTS.get(list as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, l.len()) };
         Ok(())
     })
@@ -289,12 +295,10 @@ pub unsafe extern "C" fn det_bytes_list_get(
         out_arg(data, "data")?;
         out_arg(len, "len")?;
         let item = l.get(index).ok_or_else(|| {
-            Error::new(
-                Kind::InvalidArgument,
-                format!(
-                    "index {index} is out of range (the list has {} items)",
-                    l.len()
-                ),
+            err!(
+                InvalidArgument,
+                "index {index} is out of range (the list has {} items)",
+                l.len()
             )
         })?;
         let p = if item.is_empty() {

@@ -4,6 +4,7 @@
 
 use crate::checkpoint::{DownloadMode, UploadMode};
 use crate::distributed::env::Launcher;
+use crate::err;
 use crate::error::Result;
 use crate::log::Level;
 use crate::master::AlertLevel;
@@ -15,7 +16,7 @@ use crate::train::EarlyExitReason;
 /// The error for a value of `what` that is none of `expected`.
 #[cold]
 fn unknown(what: &str, v: i32, expected: &str) -> crate::error::Error {
-    crate::err!(
+    err!(
         InvalidArgument,
         "{what}: unknown value {v} (expected {expected})"
     )

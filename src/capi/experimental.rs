@@ -22,7 +22,8 @@ pub unsafe extern "C" fn det_experimental_report_task_using_checkpoint(
     checkpoint_uuid: *const c_char,
 ) -> det_status {
     with_ctx("det_experimental_report_task_using_checkpoint", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `checkpoint_uuid` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let uuid = unsafe { str_arg(checkpoint_uuid, "checkpoint_uuid") }?;
         c.report_task_using(uuid, None)
     })
@@ -46,7 +47,8 @@ pub unsafe extern "C" fn det_experimental_report_task_using_model_version(
         "det_experimental_report_task_using_model_version",
         ctx,
         |c| {
-            // SAFETY: contract.
+            // SAFETY: `checkpoint_uuid` is NULL or a NUL-terminated string that stays valid during
+            // the call (the caller's guarantee in this function's # Safety).
             let uuid = unsafe { str_arg(checkpoint_uuid, "checkpoint_uuid") }?;
             c.report_task_using(uuid, Some((model_id as i64, model_version as i64)))
         },

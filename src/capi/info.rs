@@ -10,6 +10,7 @@ use super::handle::det_context;
 use super::status::det_status;
 use crate::cluster_info::ClusterInfo;
 use crate::context::Context;
+use crate::err;
 use crate::error::Result;
 use crate::json::{to_wire, Value};
 use std::ffi::c_char;
@@ -20,7 +21,7 @@ fn cluster<'a>(c: &'a Context, what: &str) -> Result<&'a ClusterInfo> {
 
 fn index<T: Clone>(items: &[T], index: usize, what: &str) -> Result<T> {
     items.get(index).cloned().ok_or_else(|| {
-        crate::err!(
+        err!(
             InvalidArgument,
             "index {index} is out of range ({} {what})",
             items.len()
@@ -491,7 +492,7 @@ pub unsafe extern "C" fn det_info_master_url(
     unsafe {
         string_out("det_info_master_url", ctx, out, |c| match c.master() {
             Some(m) => Ok(m.url().canonical()),
-            None => Err(crate::err!(
+            None => Err(err!(
                 Unsupported,
                 "the master URL is only known on-cluster (no cluster.json was found at init)"
             )),

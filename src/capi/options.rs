@@ -7,8 +7,9 @@ use super::enums::{self, DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, DET_TENSORBOARD_MOD
 use super::status::det_status;
 use crate::distributed::env::{from_env_or_info, Env};
 use crate::distributed::DistributedConfig;
-use crate::error::{Error, Kind, Result};
+use crate::error::Result;
 use crate::options::InitOptions;
+use crate::{bail, err};
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -206,10 +207,7 @@ fn dist_defaults() -> det_distributed_config {
 unsafe fn fill<T>(out: *mut T, struct_size: usize, value: T, min: usize, what: &str) -> Result<()> {
     let ours = std::mem::size_of::<T>();
     if struct_size < min {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!("struct_size {struct_size} is smaller than the first published sizeof({what}) = {min}; pass sizeof({what})"),
-        ));
+        bail!(InvalidArgument, "struct_size {struct_size} is smaller than the first published sizeof({what}) = {min}; pass sizeof({what})");
     }
     // SAFETY: out has struct_size writable bytes; we copy at most that many from `value`, which
     // is plain data, and zero whatever lies beyond our own size.
@@ -240,7 +238,8 @@ pub unsafe extern "C" fn det_init_options_default(
 ) -> det_status {
     call("det_init_options_default", || {
         out_arg(opts, "opts")?;
-        // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
+        // SAFETY: not NULL (out_arg above), and the caller guarantees `struct_size` writable bytes
+        // there (this function's # Safety).
         unsafe {
             fill(
                 opts,
@@ -265,7 +264,8 @@ pub unsafe extern "C" fn det_distributed_config_default(
 ) -> det_status {
     call("det_distributed_config_default", || {
         out_arg(cfg, "cfg")?;
-        // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
+        // SAFETY: not NULL (out_arg above), and the caller guarantees `struct_size` writable bytes
+        // there (this function's # Safety).
         unsafe {
             fill(
                 cfg,
@@ -294,12 +294,7 @@ unsafe fn read_sized<T: Copy>(
     let size = unsafe { *(p as *const usize) };
     let ours = std::mem::size_of::<T>();
     if size < min {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{what}.struct_size is {size}, expected at least {min}; initialise it with {what}_default(&x, sizeof x)"
-            ),
-        ));
+        bail!(InvalidArgument, "{what}.struct_size is {size}, expected at least {min}; initialise it with {what}_default(&x, sizeof x)");
     }
     // An older caller's struct (smaller, but at least the first published size) is read as far
     // as it goes, the fields appended since keep their defaults; a newer caller's larger struct
@@ -325,7 +320,7 @@ unsafe fn read_sized<T: Copy>(
 
 fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
     if v.is_nan() {
-        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NaN")));
+        bail!(InvalidArgument, "{what} is NaN");
     }
     if v <= 0.0 {
         return Ok(default);
@@ -335,12 +330,7 @@ fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
 }
 
 fn nonneg(v: i32, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!("distributed: {what} is negative ({v})"),
-        )
-    })
+    u32::try_from(v).map_err(|_| err!(InvalidArgument, "distributed: {what} is negative ({v})"))
 }
 
 /// Convert a `det_distributed_config`.
@@ -350,7 +340,8 @@ fn nonneg(v: i32, what: &str) -> Result<u32> {
 pub(crate) unsafe fn distributed_from_c(
     p: *const det_distributed_config,
 ) -> Result<DistributedConfig> {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `read_sized`'s: the pointers it passes on carry the same
+    // guarantees.
     let c = unsafe {
         read_sized(
             p,
@@ -366,10 +357,7 @@ pub(crate) unsafe fn distributed_from_c(
         0 => 0,
         p if (1..=65535).contains(&p) => p as u16,
         p => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("distributed: port {p} is out of range"),
-            ))
+            bail!(InvalidArgument, "distributed: port {p} is out of range")
         }
     };
     let cfg = DistributedConfig {
@@ -405,7 +393,8 @@ pub(crate) unsafe fn distributed_from_c(
 /// # Safety
 /// `p` must be a valid pointer to initialised options.
 pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOptions> {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `read_sized`'s: the pointers it passes on carry the same
+    // guarantees.
     let o = unsafe {
         read_sized(
             p,
@@ -426,20 +415,20 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         0 => None,
         n if n > 0 => Some(n as u64),
         n => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("opts.searcher_max_length: {n} is negative (0 means the default)"),
-            ))
+            bail!(
+                InvalidArgument,
+                "opts.searcher_max_length: {n} is negative (0 means the default)"
+            )
         }
     };
     let preempt_signals = if o.disable_signal_handlers {
         Some(Vec::new())
     } else if o.preempt_signals.is_null() {
         if o.preempt_signals_len != 0 {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                "opts.preempt_signals is NULL but preempt_signals_len is not 0",
-            ));
+            bail!(
+                InvalidArgument,
+                "opts.preempt_signals is NULL but preempt_signals_len is not 0"
+            );
         }
         None
     } else {
@@ -448,17 +437,14 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         Some(sl.to_vec())
     };
     let end_time = if o.end_time.is_nan() {
-        return Err(Error::new(Kind::InvalidArgument, "opts.end_time is NaN"));
+        bail!(InvalidArgument, "opts.end_time is NaN");
     } else if o.end_time > 0.0 {
         Some(o.end_time)
     } else {
         None
     };
     let halt_margin_seconds = if o.halt_margin_seconds.is_nan() {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "opts.halt_margin_seconds is NaN",
-        ));
+        bail!(InvalidArgument, "opts.halt_margin_seconds is NaN");
     } else if o.halt_margin_seconds >= 0.0 {
         Some(o.halt_margin_seconds)
     } else {
@@ -476,18 +462,18 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         0 => Some(false),
         1 => Some(true),
         v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("opts.smaller_is_better: {v} is not 0, 1, or negative (the default)"),
-            ))
+            bail!(
+                InvalidArgument,
+                "opts.smaller_is_better: {v} is not 0, 1, or negative (the default)"
+            )
         }
     };
     let searcher_metric = s(o.searcher_metric, "opts.searcher_metric")?;
     if searcher_metric.as_deref() == Some("") {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "opts.searcher_metric is empty (NULL means the default)",
-        ));
+        bail!(
+            InvalidArgument,
+            "opts.searcher_metric is empty (NULL means the default)"
+        );
     }
     let defaults = InitOptions::default();
     Ok(InitOptions {
@@ -512,13 +498,8 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         report_queue_capacity: match o.report_queue_capacity {
             0 => defaults.report_queue_capacity,
             n if n > crate::train::reporter::MAX_QUEUE_CAPACITY => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "opts.report_queue_capacity: {n} is more than the maximum {} (the queue's slots are allocated up front)",
-                        crate::train::reporter::MAX_QUEUE_CAPACITY
-                    ),
-                ))
+                bail!(InvalidArgument, "opts.report_queue_capacity: {n} is more than the maximum {} (the queue's slots are allocated up front)",
+                        crate::train::reporter::MAX_QUEUE_CAPACITY)
             }
             n => n,
         },

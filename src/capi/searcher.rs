@@ -45,7 +45,8 @@ pub unsafe extern "C" fn det_searcher_next_op(
             }) as *mut det_searcher_op,
             None => std::ptr::null_mut(),
         };
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, v) };
         Ok(())
     })
@@ -63,7 +64,8 @@ pub unsafe extern "C" fn det_searcher_op_length(
     call("det_searcher_op_length", || {
         let e = OPS.get(op as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, e.op.length() as i64) };
         Ok(())
     })
@@ -107,7 +109,8 @@ pub unsafe extern "C" fn det_searcher_op_report_completed_json(
 ) -> det_status {
     call("det_searcher_op_report_completed_json", || {
         let e = OPS.get(op as usize)?;
-        // SAFETY: contract.
+        // SAFETY: `searcher_metric_json` is NULL or a NUL-terminated string that stays valid
+        // during the call (the caller's guarantee in this function's # Safety).
         let text =
             unsafe { super::boundary::str_arg(searcher_metric_json, "searcher_metric_json") }?;
         let v = crate::json::parse(text).map_err(|e| e.context("searcher_metric_json"))?;
@@ -137,7 +140,8 @@ pub unsafe extern "C" fn det_searcher_get_configured_units(
     with_ctx("det_searcher_get_configured_units", ctx, |c| {
         out_arg(out, "out")?;
         let u = enums::unit_to_c(c.searcher().get_configured_units()?);
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, u) };
         Ok(())
     })

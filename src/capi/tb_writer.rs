@@ -4,7 +4,8 @@
 use super::boundary::{call, out_arg, str_arg, write_out};
 use super::handle::Registry;
 use super::status::det_status;
-use crate::error::{Error, Kind, Result};
+use crate::bail;
+use crate::error::Result;
 use crate::tensorboard::writer::PacedWriter;
 use parking_lot::Mutex;
 use std::ffi::c_char;
@@ -41,13 +42,15 @@ pub unsafe extern "C" fn det_tb_writer_open(
 ) -> det_status {
     call("det_tb_writer_open", || {
         out_arg(out, "out")?;
-        // SAFETY: contract.
+        // SAFETY: `dir` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let dir = unsafe { str_arg(dir, "dir") }?;
         if dir.is_empty() {
-            return Err(Error::new(Kind::InvalidArgument, "dir is empty"));
+            bail!(InvalidArgument, "dir is empty");
         }
         let key = WRITERS.insert(Mutex::new(PacedWriter::new(Path::new(dir))));
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, key as *mut det_tb_writer) };
         Ok(())
     })
@@ -67,7 +70,8 @@ pub unsafe extern "C" fn det_tb_writer_add_scalar(
 ) -> det_status {
     call("det_tb_writer_add_scalar", || {
         let e = entry(w)?;
-        // SAFETY: contract.
+        // SAFETY: `tag` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let tag = unsafe { str_arg(tag, "tag") }?;
         let r = e.lock().add_scalar(tag, value, step, SystemTime::now());
         r
@@ -90,10 +94,11 @@ pub unsafe extern "C" fn det_tb_writer_add_histogram(
 ) -> det_status {
     call("det_tb_writer_add_histogram", || {
         let e = entry(w)?;
-        // SAFETY: contract.
+        // SAFETY: `tag` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let tag = unsafe { str_arg(tag, "tag") }?;
         if n > 0 && values.is_null() {
-            return Err(Error::new(Kind::InvalidArgument, "values is NULL"));
+            bail!(InvalidArgument, "values is NULL");
         }
         let vals: &[f64] = if n == 0 {
             &[]

@@ -7,23 +7,20 @@ use super::ckpt::det_selector_fn;
 use super::enums;
 use super::handle::det_context;
 use super::status::det_status;
-use crate::error::{Error, Kind, Result};
+use crate::error::Result;
 use crate::json::{Map, Value};
 use crate::train::Metrics;
+use crate::{bail, err};
 use std::ffi::{c_char, c_void, CStr, CString};
 
 fn steps_arg(steps: i64) -> Result<u64> {
-    u64::try_from(steps).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!("steps_completed: {steps} is negative"),
-        )
-    })
+    u64::try_from(steps).map_err(|_| err!(InvalidArgument, "steps_completed: {steps} is negative"))
 }
 
 /// Parse `batch_metrics_json`: NULL, or a JSON array of objects.
 unsafe fn batch_arg(p: *const c_char) -> Result<Option<Vec<Map>>> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
+    // caller's guarantee in this function's # Safety).
     let Some(text) = (unsafe { opt_str_arg(p, "batch_metrics_json") })? else {
         return Ok(None);
     };
@@ -33,22 +30,18 @@ unsafe fn batch_arg(p: *const c_char) -> Result<Option<Vec<Map>>> {
             .enumerate()
             .map(|(i, v)| match v {
                 Value::Object(m) => Ok(m),
-                other => Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "batch_metrics_json[{i}]: expected a JSON object, got {}",
-                        other.type_name()
-                    ),
+                other => Err(err!(
+                    InvalidArgument,
+                    "batch_metrics_json[{i}]: expected a JSON object, got {}",
+                    other.type_name()
                 )),
             })
             .collect::<Result<Vec<_>>>()
             .map(Some),
-        other => Err(Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "batch_metrics_json: expected a JSON array of objects, got {}",
-                other.type_name()
-            ),
+        other => Err(err!(
+            InvalidArgument,
+            "batch_metrics_json: expected a JSON array of objects, got {}",
+            other.type_name()
         )),
     }
 }
@@ -78,9 +71,11 @@ pub unsafe extern "C" fn det_train_report_training_metrics(
 ) -> det_status {
     with_ctx("det_train_report_training_metrics", ctx, |c| {
         let steps = steps_arg(steps_completed)?;
-        // SAFETY: contract.
+        // SAFETY: `metrics_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let m = unsafe { json_object_arg(metrics_json, "metrics_json") }?;
-        // SAFETY: contract.
+        // SAFETY: `batch_metrics_json` is NULL or a NUL-terminated string (the caller's guarantee
+        // in this function's # Safety).
         let b = unsafe { batch_arg(batch_metrics_json) }?;
         c.train()
             .report_training_metrics(steps, Metrics::Json(m), b)
@@ -100,7 +95,8 @@ pub unsafe extern "C" fn det_train_report_validation_metrics(
 ) -> det_status {
     with_ctx("det_train_report_validation_metrics", ctx, |c| {
         let steps = steps_arg(steps_completed)?;
-        // SAFETY: contract.
+        // SAFETY: `metrics_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let m = unsafe { json_object_arg(metrics_json, "metrics_json") }?;
         c.train().report_validation_metrics(steps, Metrics::Json(m))
     })
@@ -119,10 +115,12 @@ pub unsafe extern "C" fn det_train_report_metrics(
     metrics_json: *const c_char,
 ) -> det_status {
     with_ctx("det_train_report_metrics", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `group` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let group = unsafe { str_arg(group, "group") }?;
         let steps = steps_arg(steps_completed)?;
-        // SAFETY: contract.
+        // SAFETY: `metrics_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let m = unsafe { json_object_arg(metrics_json, "metrics_json") }?;
         c.train().report_metrics(group, steps, Metrics::Json(m))
     })
@@ -144,14 +142,15 @@ pub unsafe extern "C" fn det_train_report_scalars(
     n: usize,
 ) -> det_status {
     with_ctx("det_train_report_scalars", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `group` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let group = unsafe { str_arg(group, "group") }?;
         let steps = steps_arg(steps_completed)?;
         if n > 0 && names.is_null() {
-            return Err(Error::new(Kind::InvalidArgument, "names is NULL"));
+            bail!(InvalidArgument, "names is NULL");
         }
         if n > 0 && values.is_null() {
-            return Err(Error::new(Kind::InvalidArgument, "values is NULL"));
+            bail!(InvalidArgument, "values is NULL");
         }
         let (names, values) = if n == 0 {
             (&[][..], &[][..])
@@ -174,19 +173,12 @@ pub unsafe extern "C" fn det_train_report_scalars(
         };
         for (i, &p) in names.iter().enumerate() {
             if p.is_null() {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!("names[{i}] is NULL"),
-                ));
+                bail!(InvalidArgument, "names[{i}] is NULL");
             }
             // SAFETY: non-NULL C string per the contract.
             let b = unsafe { CStr::from_ptr(p) }.to_bytes();
-            store[i] = std::str::from_utf8(b).map_err(|_| {
-                Error::new(
-                    Kind::InvalidArgument,
-                    format!("names[{i}] is not valid UTF-8"),
-                )
-            })?;
+            store[i] = std::str::from_utf8(b)
+                .map_err(|_| err!(InvalidArgument, "names[{i}] is not valid UTF-8"))?;
         }
         c.train()
             .report_metrics(group, steps, Metrics::scalars(store, values))
@@ -206,7 +198,8 @@ pub unsafe extern "C" fn det_train_set_status(
     status: *const c_char,
 ) -> det_status {
     with_ctx("det_train_set_status", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `status` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let s = unsafe { str_arg(status, "status") }?;
         c.train().set_status(s)
     })
@@ -250,7 +243,8 @@ pub unsafe extern "C" fn det_train_get_experiment_best_validation(
         out_arg(found, "found")?;
         out_arg(out, "out")?;
         let v = c.train().get_experiment_best_validation()?;
-        // SAFETY: checked.
+        // SAFETY: `found` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe {
             write_out(found, v.is_some());
             write_out(out, v.unwrap_or(0.0));
@@ -272,12 +266,14 @@ pub unsafe extern "C" fn det_train_set_run_metadata(
     out: *mut *mut c_char,
 ) -> det_status {
     with_ctx("det_train_set_run_metadata", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `metadata_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let m = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         let r = c.train().set_run_metadata(&m)?;
         if !out.is_null() {
             let s = owned_c_string(&crate::json::to_wire(&Value::Object(r)))?;
-            // SAFETY: non-NULL.
+            // SAFETY: `out` is not NULL (tested above) and writable (the caller's guarantee in
+            // this function's # Safety).
             unsafe { write_out(out, s) };
         }
         Ok(())
@@ -297,7 +293,8 @@ pub unsafe extern "C" fn det_train_get_run_metadata(
         out_arg(out, "out")?;
         let r = c.train().get_run_metadata()?;
         let s = owned_c_string(&crate::json::to_wire(&Value::Object(r)))?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, s) };
         Ok(())
     })
@@ -311,10 +308,10 @@ pub unsafe extern "C" fn det_train_get_run_metadata(
 pub extern "C" fn det_train_flush(ctx: *mut det_context, timeout_seconds: f64) -> det_status {
     with_ctx("det_train_flush", ctx, |c| {
         if !(timeout_seconds > 0.0 && timeout_seconds.is_finite()) {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("timeout_seconds: {timeout_seconds} must be a positive number"),
-            ));
+            bail!(
+                InvalidArgument,
+                "timeout_seconds: {timeout_seconds} must be a positive number"
+            );
         }
         c.reporter().flush(crate::time::secs(timeout_seconds))
     })
@@ -360,11 +357,13 @@ pub unsafe extern "C" fn det_train_get_tensorboard_path(
     with_ctx("det_train_get_tensorboard_path", ctx, |c| {
         out_arg(out, "out")?;
         let m = c.tensorboard();
-        let p = m.local_dir().to_str().ok_or_else(|| {
-            Error::new(Kind::Internal, "the TensorBoard folder's path is not UTF-8")
-        })?;
+        let p = m
+            .local_dir()
+            .to_str()
+            .ok_or_else(|| err!(Internal, "the TensorBoard folder's path is not UTF-8"))?;
         let s = owned_c_string(p)?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, s) };
         Ok(())
     })
@@ -423,18 +422,14 @@ pub unsafe extern "C" fn det_train_upload_tensorboard_files(
 type ManglerFn = unsafe extern "C" fn(*const c_char, i32, *mut c_char, usize, *mut c_void) -> bool;
 
 fn call_mangler(cb: ManglerFn, userdata: *mut c_void, path: &str, rank: u32) -> Result<String> {
-    let cpath = CString::new(path).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!("{path:?} contains a NUL byte"),
-        )
-    })?;
+    let cpath =
+        CString::new(path).map_err(|_| err!(InvalidArgument, "{path:?} contains a NUL byte"))?;
     let bytes = path.as_bytes();
     if bytes.len() >= DET_TB_NAME_MAX {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!("{path:?} is longer than DET_TB_NAME_MAX - 1 bytes"),
-        ));
+        bail!(
+            InvalidArgument,
+            "{path:?} is longer than DET_TB_NAME_MAX - 1 bytes"
+        );
     }
     let mut buf = vec![0 as c_char; DET_TB_NAME_MAX];
     for (d, s) in buf.iter_mut().zip(bytes) {
@@ -453,22 +448,19 @@ fn call_mangler(cb: ManglerFn, userdata: *mut c_void, path: &str, rank: u32) -> 
         )
     };
     if !ok {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "the mangler returned false; nothing was uploaded",
-        ));
+        bail!(
+            InvalidArgument,
+            "the mangler returned false; nothing was uploaded"
+        );
     }
     let raw: Vec<u8> = buf.iter().map(|c| *c as u8).collect();
     let Ok(name) = CStr::from_bytes_until_nul(&raw) else {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!("the name written by the mangler is not NUL-terminated within DET_TB_NAME_MAX ({DET_TB_NAME_MAX}) bytes"),
-        ));
+        bail!(InvalidArgument, "the name written by the mangler is not NUL-terminated within DET_TB_NAME_MAX ({DET_TB_NAME_MAX}) bytes");
     };
     name.to_str().map(str::to_owned).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            "the name written by the mangler is not valid UTF-8",
+        err!(
+            InvalidArgument,
+            "the name written by the mangler is not valid UTF-8"
         )
     })
 }
@@ -486,10 +478,10 @@ pub extern "C" fn det_train_flush_tensorboard(
 ) -> det_status {
     with_ctx("det_train_flush_tensorboard", ctx, |c| {
         if !(timeout_seconds > 0.0 && timeout_seconds.is_finite()) {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("timeout_seconds: {timeout_seconds} must be a positive number"),
-            ));
+            bail!(
+                InvalidArgument,
+                "timeout_seconds: {timeout_seconds} must be a positive number"
+            );
         }
         crate::tensorboard::flush(c, crate::time::secs(timeout_seconds))
     })
