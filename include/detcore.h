@@ -8,6 +8,21 @@
  * written only on success; det_last_error_message() explains a failure. Strings returned in
  * `char **out` are freed with det_string_free(). Handles are opaque; `_free(NULL)` and
  * `det_core_close(NULL)` do nothing.
+ *
+ * Pointers: a `det_context *` argument must be NULL or a pointer det_core_init returned; other
+ * string and buffer arguments must be valid for the duration of the call (detcore copies what it
+ * keeps). Functions are grouped by area, one area per prefix (det_ckpt_*, det_core_*,
+ * det_dist_*, det_info_*, det_train_*, ...).
+ *
+ * Lifetimes of what detcore keeps without an owner to free it:
+ * - A closed context: det_core_close tears the context down but leaves a small tombstone (about
+ *   100 bytes) at its address until the process ends, so that a call on it afterwards returns
+ *   DET_ERR_STATE instead of touching freed memory. Each det_core_init adds one.
+ * - Interned strings: the `chief_ip` and `job_id` strings det_distributed_from_env writes into a
+ *   det_distributed_config are owned by the library, one copy per distinct value, and stay valid
+ *   until the process ends; never free them.
+ * - Static strings (det_version, det_status_name) live forever; det_last_error_message's string
+ *   lives until the next failing call on the same thread.
  */
 
 #ifndef DETCORE_H
@@ -646,6 +661,10 @@ det_status det_core_init(const det_init_options *opts, det_context **out);
 // Waits for calls running on other threads to return first. Returns the first failure of the
 // teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 // deadline. Closing twice gives `DET_ERR_STATE`.
+//
+// The context's memory is not given back: a tombstone of about 100 bytes stays at its address
+// until the process ends, so that any later call on it (a use after close) is refused with
+// `DET_ERR_STATE` instead of reading freed memory.
 //
 // # Safety
 // `ctx` must be NULL or a pointer `det_core_init` returned (closed or not).

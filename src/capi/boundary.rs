@@ -75,7 +75,8 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str
     if p.is_null() {
         bail!(InvalidArgument, "{what} is NULL");
     }
-    // SAFETY: non-NULL, NUL-terminated per the caller's contract.
+    // SAFETY: `p` is not NULL (tested above) and points to a NUL-terminated string valid for
+    // 'a (this function's # Safety).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     std::str::from_utf8(bytes).map_err(|e| {
         err!(

@@ -363,7 +363,8 @@ unsafe fn end_store(
         .ctx
         .with_live(|c| c.checkpoint().store_path_end_mode(scope, mode))?;
     if !storage_id_out.is_null() {
-        // SAFETY: non-NULL and DET_STORAGE_ID_LEN bytes per the contract.
+        // SAFETY: `storage_id_out` is not NULL (tested above) and has DET_STORAGE_ID_LEN writable
+        // bytes (the calling export's # Safety).
         unsafe { write_storage_id(storage_id_out, &id) }?;
     }
     Ok(())

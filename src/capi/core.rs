@@ -43,12 +43,13 @@ pub unsafe extern "C" fn det_core_init(
         let o = if opts.is_null() {
             crate::options::InitOptions::default()
         } else {
-            // SAFETY: non-NULL options per the contract.
+            // SAFETY: `opts` is not NULL (tested above) and points to options initialised with
+            // det_init_options_default (this function's # Safety).
             unsafe { options_from_c(opts) }?
         };
         let ctx = Context::init(o)?;
         let shell = det_context::leak(ctx);
-        // SAFETY: checked non-NULL.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety).
         unsafe { write_out(out, shell as *const det_context as *mut det_context) };
         Ok(())
     })
@@ -71,6 +72,10 @@ pub unsafe extern "C" fn det_core_init(
 /// Waits for calls running on other threads to return first. Returns the first failure of the
 /// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 /// deadline. Closing twice gives `DET_ERR_STATE`.
+///
+/// The context's memory is not given back: a tombstone of about 100 bytes stays at its address
+/// until the process ends, so that any later call on it (a use after close) is refused with
+/// `DET_ERR_STATE` instead of reading freed memory.
 ///
 /// # Safety
 /// `ctx` must be NULL or a pointer `det_core_init` returned (closed or not).
@@ -124,7 +129,8 @@ pub extern "C" fn det_version_number() -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn det_string_free(s: *mut c_char) {
     if !s.is_null() {
-        // SAFETY: s came from CString::into_raw in detcore.
+        // SAFETY: `s` is not NULL and, by this function's # Safety, a string detcore returned
+        // (made by CString::into_raw in owned_c_string) and not freed yet.
         drop(unsafe { CString::from_raw(s) });
     }
 }

@@ -91,6 +91,9 @@ unsafe fn dist_get(
 }
 
 /// Copy the caller's bytes (`data` may be NULL when `len` is 0).
+///
+/// # Safety
+/// `data` must hold `len` readable bytes, or be NULL with `len == 0`.
 unsafe fn bytes_arg(data: *const c_void, len: usize) -> Result<Vec<u8>> {
     if len == 0 {
         return Ok(Vec::new());
@@ -102,7 +105,11 @@ unsafe fn bytes_arg(data: *const c_void, len: usize) -> Result<Vec<u8>> {
     Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec())
 }
 
-fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
+/// Register `items` (if any) and write its handle, or NULL, to `*out`.
+///
+/// # Safety
+/// `out` must be valid for writes (checked non-NULL by the caller).
+unsafe fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
     let p = match items {
         Some(v) => LISTS.insert(v) as *mut det_bytes_list,
         None => std::ptr::null_mut(),
@@ -114,6 +121,11 @@ fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
 
 type Collective = fn(&crate::distributed::DistributedContext, Vec<u8>) -> Result<Option<ByteList>>;
 
+/// The body of the collectives: copy the caller's bytes, run `f`, return its list.
+///
+/// # Safety
+/// `data` must hold `len` readable bytes (or be NULL with `len == 0`); `out` must be NULL or
+/// writable.
 unsafe fn collective(
     name: &'static str,
     ctx: *mut det_context,
@@ -123,11 +135,13 @@ unsafe fn collective(
     f: Collective,
 ) -> det_status {
     with_ctx(name, ctx, |c| {
-        // SAFETY: contract of the calling export.
+        // SAFETY: `data` holds `len` readable bytes, or is NULL with `len == 0` (this function's
+        // # Safety, which is the calling export's).
         let bytes = unsafe { bytes_arg(data, len) }?;
         out_arg(out, "out")?;
         let r = f(c.collectives(), bytes)?;
-        list_out(out, r);
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety).
+        unsafe { list_out(out, r) };
         Ok(())
     })
 }

@@ -10,7 +10,8 @@
 
 // The layers, bottom up (no file imports one above it): `status` (codes, last error) →
 // `handle` (det_context, registries of short-lived handles) → `boundary` (the panic boundary,
-// argument and out-parameter helpers) → `enums` (every DET_* enumeration) → the areas.
+// argument and out-parameter helpers) → the areas. `enums` (every DET_* enumeration and its
+// conversion) imports nothing from capi; the areas use it.
 //
 // One area per file, named after its prefix: `det_core_*` in core.rs, `det_info_*` in info.rs,
 // and so on. The modules are listed in the order the header presents them.

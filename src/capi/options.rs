@@ -453,7 +453,8 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
     let distributed = if o.distributed.is_null() {
         None
     } else {
-        // SAFETY: non-NULL and initialised per the struct's contract.
+        // SAFETY: `distributed` is not NULL (tested above) and, by det_init_options' documented
+        // contract, points to a config initialised with det_distributed_config_default.
         Some(unsafe { distributed_from_c(o.distributed) }?)
     };
     let count = |v: i32| (v >= 0).then_some(v as u32);
@@ -535,7 +536,8 @@ pub unsafe extern "C" fn det_distributed_from_env(
     call("det_distributed_from_env", || {
         let l = enums::launcher(launcher_kind, "launcher")?;
         out_arg(cfg, "cfg")?;
-        // SAFETY: initialised per the contract.
+        // SAFETY: `cfg` is not NULL (out_arg above) and points to a config initialised with
+        // det_distributed_config_default (this function's # Safety).
         let base: DistributedConfig = unsafe { distributed_from_c(cfg) }?;
         let get = |k: &str| std::env::var(k).ok();
         let info = crate::cluster_info::info_dir(None);

@@ -18,6 +18,9 @@ fn steps_arg(steps: i64) -> Result<u64> {
 }
 
 /// Parse `batch_metrics_json`: NULL, or a JSON array of objects.
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string.
 unsafe fn batch_arg(p: *const c_char) -> Result<Option<Vec<Map>>> {
     // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
     // caller's guarantee in this function's # Safety).
@@ -175,7 +178,8 @@ pub unsafe extern "C" fn det_train_report_scalars(
             if p.is_null() {
                 bail!(InvalidArgument, "names[{i}] is NULL");
             }
-            // SAFETY: non-NULL C string per the contract.
+            // SAFETY: `p` is not NULL (tested above) and, by this function's # Safety, each of the `n`
+            // names is a NUL-terminated string.
             let b = unsafe { CStr::from_ptr(p) }.to_bytes();
             store[i] = std::str::from_utf8(b)
                 .map_err(|_| err!(InvalidArgument, "names[{i}] is not valid UTF-8"))?;
