@@ -8,6 +8,21 @@
  * written only on success; det_last_error_message() explains a failure. Strings returned in
  * `char **out` are freed with det_string_free(). Handles are opaque; `_free(NULL)` and
  * `det_core_close(NULL)` do nothing.
+ *
+ * Pointers: a `det_context *` argument must be NULL or a pointer det_core_init returned; other
+ * string and buffer arguments must be valid for the duration of the call (detcore copies what it
+ * keeps). Functions are grouped by area, one area per prefix (det_ckpt_*, det_core_*,
+ * det_dist_*, det_info_*, det_train_*, ...).
+ *
+ * Lifetimes of what detcore keeps without an owner to free it:
+ * - A closed context: det_core_close tears the context down but leaves a small tombstone (about
+ *   100 bytes) at its address until the process ends, so that a call on it afterwards returns
+ *   DET_ERR_STATE instead of touching freed memory. Each det_core_init adds one.
+ * - Interned strings: the `chief_ip` and `job_id` strings det_distributed_from_env writes into a
+ *   det_distributed_config are owned by the library, one copy per distinct value, and stay valid
+ *   until the process ends; never free them.
+ * - Static strings (det_version, det_status_name) live forever; det_last_error_message's string
+ *   lives until the next failing call on the same thread.
  */
 
 #ifndef DETCORE_H
@@ -59,6 +74,55 @@
         }                                                                                           \
     } while (0)
 
+// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
+#define DET_STORAGE_ID_LEN 37
+
+// Log level: everything.
+#define DET_LOG_LEVEL_DEBUG 10
+
+// Log level: informational lines and above (the default).
+#define DET_LOG_LEVEL_INFO 20
+
+// Log level: warnings and errors.
+#define DET_LOG_LEVEL_WARNING 30
+
+// Log level: errors only.
+#define DET_LOG_LEVEL_ERROR 40
+
+// Log level: nothing.
+#define DET_LOG_LEVEL_OFF 255
+
+// `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
+// chief's answer (the default).
+#define DET_PREEMPT_MODE_WORKERS_ASK_CHIEF 0
+
+// `PreemptMode.ChiefOnly`: only the chief may call `det_should_preempt`.
+#define DET_PREEMPT_MODE_CHIEF_ONLY 1
+
+// `PreemptMode.WorkersAskMaster`: every rank asks independently.
+#define DET_PREEMPT_MODE_WORKERS_ASK_MASTER 2
+
+// `TensorboardMode.AUTO`: reported metrics are written to TensorBoard files and synced (default).
+#define DET_TENSORBOARD_MODE_AUTO 0
+
+// `TensorboardMode.MANUAL`: nothing is written or synced automatically.
+#define DET_TENSORBOARD_MODE_MANUAL 1
+
+// No unit configured.
+#define DET_UNIT_NONE 0
+
+// `Unit.EPOCHS`.
+#define DET_UNIT_EPOCHS 1
+
+// `Unit.RECORDS`.
+#define DET_UNIT_RECORDS 2
+
+// `Unit.BATCHES`.
+#define DET_UNIT_BATCHES 3
+
+// `EarlyExitReason.INVALID_HP`: the hyperparameters cannot work; the trial ends as completed.
+#define DET_EARLY_EXIT_INVALID_HP 1
+
 // `det_ckpt_store_path_end_mode`: as configured by `det_init_options.async_checkpoints`.
 #define DET_UPLOAD_MODE_DEFAULT 0
 
@@ -68,6 +132,18 @@
 // `det_ckpt_store_path_end_mode`: return once the files are handed off to the background
 // uploader.
 #define DET_UPLOAD_MODE_ASYNC 2
+
+// `DownloadMode.LocalWorkersShareDownload`: the local chief downloads once per node (default).
+#define DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD 0
+
+// `DownloadMode.NoSharedDownload`: every rank downloads for itself.
+#define DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD 1
+
+// `SearcherMode.WorkersAskChief` (default).
+#define DET_SEARCHER_MODE_WORKERS_ASK_CHIEF 0
+
+// `SearcherMode.ChiefOnly`.
+#define DET_SEARCHER_MODE_CHIEF_ONLY 1
 
 // `DET_LAUNCHER_AUTO`: the first launcher whose variables are present (torchrun, DeepSpeed,
 // Horovod, Open MPI, MPICH/PMI, Slurm, in that order), else rank 0 of 1.
@@ -112,67 +188,6 @@
 
 // `det_core_alert` level: `"error"` (`LOG_LEVEL_ERROR`).
 #define DET_ALERT_LEVEL_ERROR 3
-
-// `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
-// chief's answer (the default).
-#define DET_PREEMPT_MODE_WORKERS_ASK_CHIEF 0
-
-// `PreemptMode.ChiefOnly`: only the chief may call `det_should_preempt`.
-#define DET_PREEMPT_MODE_CHIEF_ONLY 1
-
-// `PreemptMode.WorkersAskMaster`: every rank asks independently.
-#define DET_PREEMPT_MODE_WORKERS_ASK_MASTER 2
-
-// `TensorboardMode.AUTO`: reported metrics are written to TensorBoard files and synced (default).
-#define DET_TENSORBOARD_MODE_AUTO 0
-
-// `TensorboardMode.MANUAL`: nothing is written or synced automatically.
-#define DET_TENSORBOARD_MODE_MANUAL 1
-
-// `DownloadMode.LocalWorkersShareDownload`: the local chief downloads once per node (default).
-#define DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD 0
-
-// `DownloadMode.NoSharedDownload`: every rank downloads for itself.
-#define DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD 1
-
-// `SearcherMode.WorkersAskChief` (default).
-#define DET_SEARCHER_MODE_WORKERS_ASK_CHIEF 0
-
-// `SearcherMode.ChiefOnly`.
-#define DET_SEARCHER_MODE_CHIEF_ONLY 1
-
-// No unit configured.
-#define DET_UNIT_NONE 0
-
-// `Unit.EPOCHS`.
-#define DET_UNIT_EPOCHS 1
-
-// `Unit.RECORDS`.
-#define DET_UNIT_RECORDS 2
-
-// `Unit.BATCHES`.
-#define DET_UNIT_BATCHES 3
-
-// `EarlyExitReason.INVALID_HP`: the hyperparameters cannot work; the trial ends as completed.
-#define DET_EARLY_EXIT_INVALID_HP 1
-
-// Log level: everything.
-#define DET_LOG_LEVEL_DEBUG 10
-
-// Log level: informational lines and above (the default).
-#define DET_LOG_LEVEL_INFO 20
-
-// Log level: warnings and errors.
-#define DET_LOG_LEVEL_WARNING 30
-
-// Log level: errors only.
-#define DET_LOG_LEVEL_ERROR 40
-
-// Log level: nothing.
-#define DET_LOG_LEVEL_OFF 255
-
-// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
-#define DET_STORAGE_ID_LEN 37
 
 // Size of the buffer a `det_tb_mangler_fn` writes the new name into, NUL included.
 #define DET_TB_NAME_MAX 4096
@@ -590,6 +605,21 @@ det_status det_ckpt_delete(det_context *ctx, const char *storage_id);
 // nothing is pending. `det_core_close` waits the same way.
 det_status det_ckpt_wait(det_context *ctx);
 
+// `determined.get_cluster_info()`, without a context: reads the info files of the task
+// container — `cluster.json` and its companions `trial.json`, `rendezvous.json`,
+// `resources.json` — from `info_dir` (NULL: `$DET_CLUSTER_INFO_DIR`, else
+// `/run/determined/info`, as `det_core_init` chooses), checks them as `det_core_init` does, and
+// returns them as one JSON object in `*out`: the keys of `cluster.json` (`master_url`
+// canonical), then `"trial"`, `"rendezvous"` and `"resources"` (each `null` when its file is
+// absent). Off-cluster (no `cluster.json`) `*out` is set to NULL and `DET_OK` returned. A broken
+// file is `DET_ERR_INVALID_ARGUMENT` naming the file and the key. The object holds the task's
+// session token (`"session_token"`), a credential: do not log it. Free a non-NULL result with
+// `det_string_free`. Thread-safe.
+//
+// # Safety
+// `info_dir` must be NULL or a C string; `out` must be writable.
+det_status det_cluster_info_json(const char *info_dir, char **out);
+
 // Create a context: on-cluster when `/run/determined/info/cluster.json` exists (or
 // `$DET_CLUSTER_INFO_DIR/cluster.json`), else off-cluster. `opts` may be NULL for all defaults.
 //
@@ -631,6 +661,13 @@ det_status det_core_init(const det_init_options *opts, det_context **out);
 // Waits for calls running on other threads to return first. Returns the first failure of the
 // teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 // deadline. Closing twice gives `DET_ERR_STATE`.
+//
+// The context's memory is not given back: a tombstone of about 100 bytes stays at its address
+// until the process ends, so that any later call on it (a use after close) is refused with
+// `DET_ERR_STATE` instead of reading freed memory.
+//
+// # Safety
+// `ctx` must be NULL or a pointer `det_core_init` returned (closed or not).
 det_status det_core_close(det_context *ctx);
 
 // The library version, `"MAJOR.MINOR.PATCH"`. Static; never free it.
@@ -647,25 +684,51 @@ uint32_t det_version_number(void);
 // `s` must be NULL or a string returned by detcore and not yet freed.
 void det_string_free(char *s);
 
-// Set the log threshold for the whole process: one of `DET_LOG_LEVEL_*` (overrides
-// `DETCORE_LOG_LEVEL`). Log lines go to stderr as `LEVEL: [pid] detcore: message`.
-det_status det_log_set_level(int32_t level);
-
-// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
-// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
-// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
-// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
-// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
-// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
-// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
-//
-// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
-// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
-// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
+// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
+// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
+// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
+// (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT` otherwise). Off-cluster the alert is logged at its level
+// and `DET_OK` returned; on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
 //
 // # Safety
-// `cfg` must point to an initialised `det_distributed_config`.
-det_status det_distributed_from_env(int32_t launcher_kind, det_distributed_config *cfg);
+// `title` and `description` must be NULL or C strings.
+det_status det_core_alert(det_context *ctx, const char *title, const char *description, int32_t level);
+
+// This process's global rank (0 … size-1).
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_rank(const det_context *ctx, int32_t *out);
+
+// The number of processes in the job.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_size(const det_context *ctx, int32_t *out);
+
+// This process's rank on its node.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_local_rank(const det_context *ctx, int32_t *out);
+
+// The number of processes on this node.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_local_size(const det_context *ctx, int32_t *out);
+
+// The index of this process's node.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_cross_rank(const det_context *ctx, int32_t *out);
+
+// The number of nodes.
+//
+// # Safety
+// `out` must be writable.
+det_status det_dist_cross_size(const det_context *ctx, int32_t *out);
 
 // `gather(x)`: the chief's `*out` receives every rank's bytes in rank order; on other ranks
 // `*out` is NULL. Every rank must call it (a collective). Fails with `DET_ERR_DISTRIBUTED`
@@ -726,6 +789,31 @@ det_status det_bytes_list_get(const det_bytes_list *list, size_t index, const vo
 
 // Free a list from a collective. NULL does nothing; freeing twice gives `DET_ERR_STATE`.
 det_status det_bytes_list_free(det_bytes_list *list);
+
+// `core_context.experimental.report_task_using_checkpoint(checkpoint)`: record that this trial
+// uses checkpoint `checkpoint_uuid` (e.g. for batch inference), so that the metrics it reports
+// are listed with that checkpoint (`POST /api/v1/trial-source-info`, as an inference source).
+// Synchronous: returns once the master accepted it (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT`
+// otherwise). Off-cluster, and on-cluster in tasks that are not trials, there is nothing to
+// record: a log line says so and `DET_OK` is returned (Python's dummy context does nothing).
+// `DET_ERR_INVALID_ARGUMENT` for a NULL, empty or non-UTF-8 `checkpoint_uuid`. Any rank may
+// call it; thread-safe.
+//
+// # Safety
+// `checkpoint_uuid` must be a C string.
+det_status det_experimental_report_task_using_checkpoint(det_context *ctx, const char *checkpoint_uuid);
+
+// `core_context.experimental.report_task_using_model_version(model_version)`: as
+// `det_experimental_report_task_using_checkpoint` for the checkpoint of a model version, also
+// recording the model's id (`model_id`) and the version's number (`model_version`), as the
+// master's model registry numbers them.
+//
+// # Safety
+// `checkpoint_uuid` must be a C string.
+det_status det_experimental_report_task_using_model_version(det_context *ctx,
+                                                            const char *checkpoint_uuid,
+                                                            int32_t model_id,
+                                                            int32_t model_version);
 
 // `*out` = true when running under a Determined master.
 //
@@ -834,42 +922,6 @@ det_status det_info_run_name(const det_context *ctx, char **out);
 // # Safety
 // `out` must be writable.
 det_status det_info_run_dir(const det_context *ctx, char **out);
-
-// This process's global rank (0 … size-1).
-//
-// # Safety
-// `out` must be writable.
-det_status det_dist_rank(const det_context *ctx, int32_t *out);
-
-// The number of processes in the job.
-//
-// # Safety
-// `out` must be writable.
-det_status det_dist_size(const det_context *ctx, int32_t *out);
-
-// This process's rank on its node.
-//
-// # Safety
-// `out` must be writable.
-det_status det_dist_local_rank(const det_context *ctx, int32_t *out);
-
-// The number of processes on this node.
-//
-// # Safety
-// `out` must be writable.
-det_status det_dist_local_size(const det_context *ctx, int32_t *out);
-
-// The index of this process's node.
-//
-// # Safety
-// `out` must be writable.
-det_status det_dist_cross_rank(const det_context *ctx, int32_t *out);
-
-// The number of nodes.
-//
-// # Safety
-// `out` must be writable.
-det_status det_dist_cross_size(const det_context *ctx, int32_t *out);
 
 // The trial's id (`info.trial.trial_id`). The run id used by run metadata is the same number.
 //
@@ -1012,55 +1064,9 @@ det_status det_info_trial_debug(const det_context *ctx, bool *out);
 // `out` must be writable.
 det_status det_info_inter_node_network_interface(const det_context *ctx, char **out);
 
-// `determined.get_cluster_info()`, without a context: reads the info files of the task
-// container — `cluster.json` and its companions `trial.json`, `rendezvous.json`,
-// `resources.json` — from `info_dir` (NULL: `$DET_CLUSTER_INFO_DIR`, else
-// `/run/determined/info`, as `det_core_init` chooses), checks them as `det_core_init` does, and
-// returns them as one JSON object in `*out`: the keys of `cluster.json` (`master_url`
-// canonical), then `"trial"`, `"rendezvous"` and `"resources"` (each `null` when its file is
-// absent). Off-cluster (no `cluster.json`) `*out` is set to NULL and `DET_OK` returned. A broken
-// file is `DET_ERR_INVALID_ARGUMENT` naming the file and the key. The object holds the task's
-// session token (`"session_token"`), a credential: do not log it. Free a non-NULL result with
-// `det_string_free`. Thread-safe.
-//
-// # Safety
-// `info_dir` must be NULL or a C string; `out` must be writable.
-det_status det_cluster_info_json(const char *info_dir, char **out);
-
-// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
-// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
-// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
-// (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT` otherwise). Off-cluster the alert is logged at its level
-// and `DET_OK` returned; on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
-//
-// # Safety
-// `title` and `description` must be NULL or C strings.
-det_status det_core_alert(det_context *ctx, const char *title, const char *description, int32_t level);
-
-// `core_context.experimental.report_task_using_checkpoint(checkpoint)`: record that this trial
-// uses checkpoint `checkpoint_uuid` (e.g. for batch inference), so that the metrics it reports
-// are listed with that checkpoint (`POST /api/v1/trial-source-info`, as an inference source).
-// Synchronous: returns once the master accepted it (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT`
-// otherwise). Off-cluster, and on-cluster in tasks that are not trials, there is nothing to
-// record: a log line says so and `DET_OK` is returned (Python's dummy context does nothing).
-// `DET_ERR_INVALID_ARGUMENT` for a NULL, empty or non-UTF-8 `checkpoint_uuid`. Any rank may
-// call it; thread-safe.
-//
-// # Safety
-// `checkpoint_uuid` must be a C string.
-det_status det_experimental_report_task_using_checkpoint(det_context *ctx, const char *checkpoint_uuid);
-
-// `core_context.experimental.report_task_using_model_version(model_version)`: as
-// `det_experimental_report_task_using_checkpoint` for the checkpoint of a model version, also
-// recording the model's id (`model_id`) and the version's number (`model_version`), as the
-// master's model registry numbers them.
-//
-// # Safety
-// `checkpoint_uuid` must be a C string.
-det_status det_experimental_report_task_using_model_version(det_context *ctx,
-                                                            const char *checkpoint_uuid,
-                                                            int32_t model_id,
-                                                            int32_t model_version);
+// Set the log threshold for the whole process: one of `DET_LOG_LEVEL_*` (overrides
+// `DETCORE_LOG_LEVEL`). Log lines go to stderr as `LEVEL: [pid] detcore: message`.
+det_status det_log_set_level(int32_t level);
 
 // Fill `opts` with the defaults. Pass `sizeof(det_init_options)` as `struct_size` (it lets a
 // newer library fill an older program's struct safely).
@@ -1077,6 +1083,22 @@ det_status det_init_options_default(det_init_options *opts, size_t struct_size);
 // # Safety
 // `cfg` must point to `struct_size` writable bytes.
 det_status det_distributed_config_default(det_distributed_config *cfg, size_t struct_size);
+
+// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
+// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
+// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
+// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
+// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
+// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
+// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
+//
+// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
+// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
+// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
+//
+// # Safety
+// `cfg` must point to an initialised `det_distributed_config`.
+det_status det_distributed_from_env(int32_t launcher_kind, det_distributed_config *cfg);
 
 // `*out` = true when the job should save a checkpoint and exit: a preemption signal
 // (SIGTERM/SIGUSR1 by default), the halt file, the job's end time, or — on-cluster — the
@@ -1243,46 +1265,6 @@ det_status det_tb_writer_flush(det_tb_writer *w);
 // twice gives `DET_ERR_STATE`.
 det_status det_tb_writer_close(det_tb_writer *w);
 
-// The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
-// `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster (`/tmp` without `TMPDIR`, as
-// Determined's). It exists once the context is
-// initialised. Files your code writes there (event files of your own, profiler traces) are
-// uploaded with the metrics' event files in `DET_TENSORBOARD_MODE_AUTO`, or by
-// `det_train_upload_tensorboard_files` in `DET_TENSORBOARD_MODE_MANUAL`.
-// `*out` is freed with `det_string_free`.
-//
-// # Safety
-// `out` must be writable.
-det_status det_train_get_tensorboard_path(det_context *ctx, char **out);
-
-// `upload_tensorboard_files(selector, mangler)`, `DET_TENSORBOARD_MODE_MANUAL` only (else
-// `DET_ERR_STATE`): queue the files of the TensorBoard folder that `selector` accepts (NULL:
-// all; it gets each file's name relative to the folder), stored in the checkpoint storage under
-// `<cluster_id>/tensorboard/experiment/<experiment_id>/trial/<trial_id>/<name>`, where `name` is
-// what `mangler` makes of it (NULL: unchanged). Callbacks run on this thread, during this call.
-//
-// Returns once the files are listed; the upload runs in the background. Unlike Python, a
-// second call within a second is not ignored, and failed uploads are retried until they
-// succeed; `det_train_flush_tensorboard` waits for them, and `det_core_close` reports files
-// that could not be uploaded. A file that has not changed since it was uploaded under the same
-// name is not uploaded again.
-//
-// # Safety
-// `selector`/`mangler`, when not NULL, must be callable with their userdata.
-det_status det_train_upload_tensorboard_files(det_context *ctx,
-                                              det_selector_fn selector,
-                                              void *selector_userdata,
-                                              det_tb_mangler_fn mangler,
-                                              void *mangler_userdata);
-
-// Wait until the TensorBoard files are in the checkpoint storage: in AUTO mode the reports
-// queued so far are delivered (their events written) and a sync pass that starts after this
-// call has finished; in MANUAL mode the uploads queued so far are done. At most
-// `timeout_seconds`. Returns the failure of that pass (the uploads are still retried in the
-// background), or `DET_ERR_TIMEOUT`. Training loops never need this; it is for tests and for
-// handing off between phases.
-det_status det_train_flush_tensorboard(det_context *ctx, double timeout_seconds);
-
 // `report_training_metrics(steps_completed, metrics, batch_metrics)`: `metrics_json` is a JSON
 // object (numbers, strings, nested objects); non-finite numbers may be written as Python does
 // (`NaN`, `Infinity`, `-Infinity`) or as C's `printf` does (`nan`, `-nan`, `inf`, `-inf`,
@@ -1383,6 +1365,46 @@ det_status det_train_get_run_metadata(det_context *ctx, char **out);
 // `DET_ERR_TIMEOUT`. Training loops never need this; it is for tests and for handing off
 // between phases.
 det_status det_train_flush(det_context *ctx, double timeout_seconds);
+
+// The local TensorBoard folder (`get_tensorboard_path()`): `<run_dir>/tensorboard` off-cluster,
+// `$TMPDIR/tensorboard-<allocation_id>-<rank>` on-cluster (`/tmp` without `TMPDIR`, as
+// Determined's). It exists once the context is
+// initialised. Files your code writes there (event files of your own, profiler traces) are
+// uploaded with the metrics' event files in `DET_TENSORBOARD_MODE_AUTO`, or by
+// `det_train_upload_tensorboard_files` in `DET_TENSORBOARD_MODE_MANUAL`.
+// `*out` is freed with `det_string_free`.
+//
+// # Safety
+// `out` must be writable.
+det_status det_train_get_tensorboard_path(det_context *ctx, char **out);
+
+// `upload_tensorboard_files(selector, mangler)`, `DET_TENSORBOARD_MODE_MANUAL` only (else
+// `DET_ERR_STATE`): queue the files of the TensorBoard folder that `selector` accepts (NULL:
+// all; it gets each file's name relative to the folder), stored in the checkpoint storage under
+// `<cluster_id>/tensorboard/experiment/<experiment_id>/trial/<trial_id>/<name>`, where `name` is
+// what `mangler` makes of it (NULL: unchanged). Callbacks run on this thread, during this call.
+//
+// Returns once the files are listed; the upload runs in the background. Unlike Python, a
+// second call within a second is not ignored, and failed uploads are retried until they
+// succeed; `det_train_flush_tensorboard` waits for them, and `det_core_close` reports files
+// that could not be uploaded. A file that has not changed since it was uploaded under the same
+// name is not uploaded again.
+//
+// # Safety
+// `selector`/`mangler`, when not NULL, must be callable with their userdata.
+det_status det_train_upload_tensorboard_files(det_context *ctx,
+                                              det_selector_fn selector,
+                                              void *selector_userdata,
+                                              det_tb_mangler_fn mangler,
+                                              void *mangler_userdata);
+
+// Wait until the TensorBoard files are in the checkpoint storage: in AUTO mode the reports
+// queued so far are delivered (their events written) and a sync pass that starts after this
+// call has finished; in MANUAL mode the uploads queued so far are done. At most
+// `timeout_seconds`. Returns the failure of that pass (the uploads are still retried in the
+// background), or `DET_ERR_TIMEOUT`. Training loops never need this; it is for tests and for
+// handing off between phases.
+det_status det_train_flush_tensorboard(det_context *ctx, double timeout_seconds);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,6 +10,7 @@
 pub mod error;
 #[macro_use]
 pub mod json;
+pub mod intern;
 pub mod log;
 pub mod time;
 

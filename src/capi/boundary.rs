@@ -6,24 +6,13 @@
 //! thread's last error.
 
 use super::handle::det_context;
-use super::status::{det_status, status_of, DET_ERR_INTERNAL, DET_OK};
+use super::status::{det_status, set_last_error_text, status_of, DET_ERR_INTERNAL, DET_OK};
 use crate::context::Context;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::json::{Map, Value};
-use std::cell::RefCell;
+use crate::{bail, err};
 use std::ffi::{c_char, CStr, CString};
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-
-thread_local! {
-    pub(crate) static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-/// Replace this thread's last error message.
-pub(crate) fn set_last_error_text(msg: &str) {
-    let clean = msg.replace('\0', "\\0");
-    let c = CString::new(crate::log::redact(&clean)).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
-}
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Run `f` as the body of the export `name`.
 #[inline]
@@ -56,7 +45,9 @@ pub(crate) fn with_ctx(
     f: impl FnOnce(&Context) -> Result<()>,
 ) -> det_status {
     call(name, || {
-        let shell = det_context::from_ptr(ctx)?;
+        // SAFETY: every export's C contract (the header's preamble): a `det_context *` argument
+        // is NULL or a pointer that det_core_init returned.
+        let shell = unsafe { det_context::from_ptr(ctx) }?;
         shell.with_live(f)
     })
 }
@@ -69,27 +60,11 @@ pub(crate) fn with_shell(
     f: impl FnOnce(&'static det_context) -> Result<()>,
 ) -> det_status {
     call(name, || {
-        let shell = det_context::from_ptr(ctx)?;
+        // SAFETY: as in `with_ctx`: `ctx` is NULL or from det_core_init by the C contract.
+        let shell = unsafe { det_context::from_ptr(ctx) }?;
         shell.check_usable()?;
-        match catch_unwind(AssertUnwindSafe(|| f(shell))) {
-            Ok(r) => r,
-            Err(p) => {
-                shell.poison(&crate::error::panic_message(&*p));
-                resume_unwind(p)
-            }
-        }
+        shell.guard_panic(|| f(shell))
     })
-}
-
-/// Poison support for [`det_context`]: run `f` and poison on panic.
-pub(crate) fn guard_panic<T>(shell: &det_context, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(p) => {
-            shell.poison(&crate::error::panic_message(&*p));
-            resume_unwind(p)
-        }
-    }
 }
 
 /// A required input string: not NULL, valid UTF-8. `what` names the argument in messages.
@@ -98,17 +73,16 @@ pub(crate) fn guard_panic<T>(shell: &det_context, f: impl FnOnce() -> Result<T>)
 /// `p` must be NULL or point to a NUL-terminated string valid for `'a`.
 pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
-        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NULL")));
+        bail!(InvalidArgument, "{what} is NULL");
     }
-    // SAFETY: non-NULL, NUL-terminated per the caller's contract.
+    // SAFETY: `p` is not NULL (tested above) and points to a NUL-terminated string valid for
+    // 'a (this function's # Safety).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     std::str::from_utf8(bytes).map_err(|e| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{what} is not valid UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
+        err!(
+            InvalidArgument,
+            "{what} is not valid UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
         )
     })
 }
@@ -121,7 +95,8 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Opt
     if p.is_null() {
         Ok(None)
     } else {
-        // SAFETY: forwarded contract.
+        // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         unsafe { str_arg(p, what) }.map(Some)
     }
 }
@@ -131,13 +106,15 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Opt
 /// # Safety
 /// As [`str_arg`].
 pub(crate) unsafe fn json_object_arg(p: *const c_char, what: &str) -> Result<Map> {
-    // SAFETY: forwarded contract.
+    // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
+    // caller's guarantee in this function's # Safety).
     let text = unsafe { str_arg(p, what) }?;
     match crate::json::parse(text).map_err(|e| e.context(what))? {
         Value::Object(m) => Ok(m),
-        other => Err(Error::new(
-            Kind::InvalidArgument,
-            format!("{what}: expected a JSON object, got {}", other.type_name()),
+        other => Err(err!(
+            InvalidArgument,
+            "{what}: expected a JSON object, got {}",
+            other.type_name()
         )),
     }
 }
@@ -145,7 +122,7 @@ pub(crate) unsafe fn json_object_arg(p: *const c_char, what: &str) -> Result<Map
 /// Check an out-pointer.
 pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> Result<()> {
     if p.is_null() {
-        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NULL")));
+        bail!(InvalidArgument, "{what} is NULL");
     }
     Ok(())
 }
@@ -156,36 +133,74 @@ pub(crate) fn out_arg<T>(p: *mut T, what: &str) -> Result<()> {
 /// `p` must be valid for writes (checked non-NULL by [`out_arg`]).
 #[inline]
 pub(crate) unsafe fn write_out<T>(p: *mut T, v: T) {
-    // SAFETY: forwarded contract.
+    // SAFETY: `p` is valid for writes of a `T` (this function's # Safety).
     unsafe { p.write(v) }
+}
+
+/// The body of a getter: run `f` on the live context behind `ctx` and write its result to
+/// `*out` (`out` is checked first: NULL is `DET_ERR_INVALID_ARGUMENT` naming `out`). Nothing is
+/// written when `f` fails.
+///
+/// # Safety
+/// `out` must be NULL or valid for writes of a `T` (the export's own contract).
+#[inline]
+pub(crate) unsafe fn value_out<T>(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut T,
+    f: impl FnOnce(&Context) -> Result<T>,
+) -> det_status {
+    with_ctx(name, ctx, |c| {
+        out_arg(out, "out")?;
+        let v = f(c)?;
+        // SAFETY: `out` is not NULL (out_arg) and writable by this function's contract.
+        unsafe { write_out(out, v) };
+        Ok(())
+    })
+}
+
+/// As [`value_out`] for a string result: `*out` receives a copy the caller frees with
+/// `det_string_free`.
+///
+/// # Safety
+/// As [`value_out`].
+#[inline]
+pub(crate) unsafe fn string_out(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+    f: impl FnOnce(&Context) -> Result<String>,
+) -> det_status {
+    // SAFETY: forwarded: `out` is NULL or writable by this function's contract.
+    unsafe { value_out(name, ctx, out, |c| owned_c_string(&f(c)?)) }
+}
+
+/// As [`string_out`] for a result that may be absent: `*out` is NULL for `None`.
+///
+/// # Safety
+/// As [`value_out`].
+#[inline]
+pub(crate) unsafe fn opt_string_out(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut *mut c_char,
+    f: impl FnOnce(&Context) -> Result<Option<String>>,
+) -> det_status {
+    // SAFETY: forwarded: `out` is NULL or writable by this function's contract.
+    unsafe {
+        value_out(name, ctx, out, |c| match f(c)? {
+            Some(s) => owned_c_string(&s),
+            None => Ok(std::ptr::null_mut()),
+        })
+    }
 }
 
 /// A string the caller frees with `det_string_free`.
 pub(crate) fn owned_c_string(s: &str) -> Result<*mut c_char> {
     CString::new(s).map(CString::into_raw).map_err(|_| {
-        Error::new(
-            Kind::Internal,
-            "string with an embedded NUL byte cannot be returned to C",
+        err!(
+            Internal,
+            "string with an embedded NUL byte cannot be returned to C"
         )
     })
-}
-
-/// Copy a storage id into a caller buffer of `DET_STORAGE_ID_LEN` bytes.
-///
-/// # Safety
-/// `out` must point to `DET_STORAGE_ID_LEN` writable bytes.
-pub(crate) unsafe fn write_storage_id(out: *mut c_char, id: &str) -> Result<()> {
-    let bytes = id.as_bytes();
-    if bytes.len() > crate::checkpoint::STORAGE_ID_LEN {
-        return Err(Error::new(
-            Kind::Internal,
-            format!("storage id {id:?} is longer than DET_STORAGE_ID_LEN - 1"),
-        ));
-    }
-    // SAFETY: out has DET_STORAGE_ID_LEN (37) bytes; we write len + 1 <= 37.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out as *mut u8, bytes.len());
-        *out.add(bytes.len()) = 0;
-    }
-    Ok(())
 }

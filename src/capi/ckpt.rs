@@ -1,20 +1,22 @@
 //! `det_ckpt_*`: checkpoints.
 
 use super::boundary::{
-    call, json_object_arg, out_arg, owned_c_string, str_arg, with_ctx, write_out, write_storage_id,
+    call, json_object_arg, out_arg, owned_c_string, str_arg, with_ctx, write_out,
 };
+use super::enums;
 use super::handle::{det_context, Registry};
-use super::options::{
-    DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD, DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD,
-};
 use super::status::det_status;
-use crate::checkpoint::{DownloadMode, RestoreScope, StoreScope, UploadMode};
-use crate::error::{Error, Kind, Result};
+use crate::checkpoint::{RestoreScope, StoreScope, UploadMode};
+use crate::error::{Error, Result};
 use crate::json::{to_wire, Map, Value};
+use crate::{bail, err};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
+pub const DET_STORAGE_ID_LEN: usize = 37;
 
 /// A selector: return true to include `path` (relative to the checkpoint root, `/`-separated;
 /// folders end in `/`). Called on the thread that made the detcore call, during that call;
@@ -60,17 +62,12 @@ fn take_scope<S>(scope: &Mutex<Option<S>>, what: &str) -> Result<S> {
     scope
         .lock()
         .take()
-        .ok_or_else(|| Error::new(Kind::State, format!("{what} was already ended")))
+        .ok_or_else(|| err!(State, "{what} was already ended"))
 }
 
 fn aborted_at_close(id: &CString) -> Error {
-    Error::new(
-        Kind::State,
-        format!(
-            "store (checkpoint {}) was aborted when its context was closed (det_core_close found it still open); nothing was stored",
-            id.to_string_lossy()
-        ),
-    )
+    err!(State, "store (checkpoint {}) was aborted when its context was closed (det_core_close found it still open); nothing was stored",
+            id.to_string_lossy())
 }
 
 /// At `det_core_close`: abort every `store_path` scope of `shell` still open (its folder is
@@ -105,19 +102,6 @@ pub(crate) fn close_open_scopes(shell: &det_context) {
     }
 }
 
-fn parse_download_mode(v: i32) -> Result<DownloadMode> {
-    match v {
-        DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD => {
-            Ok(DownloadMode::LocalWorkersShareDownload)
-        }
-        DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD => Ok(DownloadMode::NoSharedDownload),
-        v => Err(Error::new(
-            Kind::InvalidArgument,
-            format!("download_mode: unknown value {v} (expected a DET_DOWNLOAD_MODE_* constant)"),
-        )),
-    }
-}
-
 /// Run `f` with the caller's selector as a Rust closure (or `None`).
 fn with_selector<T>(
     selector: det_selector_fn,
@@ -141,7 +125,7 @@ fn with_selector<T>(
 
 fn path_str(p: &Path) -> Result<CString> {
     CString::new(p.to_string_lossy().as_bytes())
-        .map_err(|_| Error::new(Kind::Internal, "path contains a NUL byte"))
+        .map_err(|_| err!(Internal, "path contains a NUL byte"))
 }
 
 /// Begin `store_path(metadata, shard)`: make a new, empty checkpoint folder to write into.
@@ -165,10 +149,12 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin(
     out: *mut *mut det_ckpt_store,
 ) -> det_status {
     with_ctx("det_ckpt_store_path_begin", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `metadata_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         out_arg(out, "out")?;
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `begin_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { begin_store(c, ctx, metadata, shard, out) }
     })
 }
@@ -203,12 +189,14 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin_steps(
         let extra = if extra_metadata_json.is_null() {
             Map::new()
         } else {
-            // SAFETY: contract.
+            // SAFETY: `extra_metadata_json` is NULL or a NUL-terminated string that stays valid
+            // during the call (the caller's guarantee in this function's # Safety).
             unsafe { json_object_arg(extra_metadata_json, "extra_metadata_json") }?
         };
         out_arg(out, "out")?;
         let metadata = steps_metadata(steps_completed, extra)?;
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `begin_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { begin_store(c, ctx, metadata, shard, out) }
     })
 }
@@ -216,19 +204,14 @@ pub unsafe extern "C" fn det_ckpt_store_path_begin_steps(
 /// `{"steps_completed": steps}` followed by `extra` (which must not name it).
 fn steps_metadata(steps: i64, extra: Map) -> Result<Map> {
     if extra.contains_key("steps_completed") {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "extra_metadata_json holds \"steps_completed\"; pass it only as the steps_completed argument",
-        ));
+        bail!(InvalidArgument, "extra_metadata_json holds \"steps_completed\"; pass it only as the steps_completed argument");
     }
     if !(0..=i64::from(i32::MAX)).contains(&steps) {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "steps_completed: must be between 0 and {}, got {steps}",
-                i32::MAX
-            ),
-        ));
+        bail!(
+            InvalidArgument,
+            "steps_completed: must be between 0 and {}, got {steps}",
+            i32::MAX
+        );
     }
     let mut m = Map::new();
     m.insert("steps_completed", Value::from(steps));
@@ -251,14 +234,16 @@ unsafe fn begin_store(
 ) -> Result<()> {
     let scope = c.checkpoint().store_path_begin(metadata, shard)?;
     let entry = StoreEntry {
-        ctx: det_context::from_ptr(ctx)?,
+        // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
+        ctx: unsafe { det_context::from_ptr(ctx) }?,
         path: path_str(scope.path())?,
-        id: CString::new(scope.storage_id()).map_err(|_| Error::new(Kind::Internal, "bad id"))?,
+        id: CString::new(scope.storage_id()).map_err(|_| err!(Internal, "bad id"))?,
         scope: Mutex::new(Some(scope)),
         aborted_at_close: AtomicBool::new(false),
     };
     let key = STORES.insert(entry);
-    // SAFETY: checked by the caller.
+    // SAFETY: `out` was checked non-NULL by the calling export (out_arg) and is writable by its
+    // caller's # Safety.
     unsafe { write_out(out, key as *mut det_ckpt_store) };
     Ok(())
 }
@@ -279,7 +264,8 @@ pub unsafe extern "C" fn det_ckpt_store_path(
         if e.aborted_at_close.load(Ordering::SeqCst) {
             return Err(aborted_at_close(&e.id));
         }
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.path.as_ptr()) };
         Ok(())
     })
@@ -297,7 +283,8 @@ pub unsafe extern "C" fn det_ckpt_store_storage_id(
     call("det_ckpt_store_storage_id", || {
         let e = STORES.get(store as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.id.as_ptr()) };
         Ok(())
     })
@@ -320,18 +307,11 @@ pub unsafe extern "C" fn det_ckpt_store_path_end(
     storage_id_out: *mut c_char,
 ) -> det_status {
     call("det_ckpt_store_path_end", || {
-        // SAFETY: forwarded contract.
+        // SAFETY: this function's # Safety is `end_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { end_store(store, UploadMode::Default, storage_id_out) }
     })
 }
-
-/// `det_ckpt_store_path_end_mode`: as configured by `det_init_options.async_checkpoints`.
-pub const DET_UPLOAD_MODE_DEFAULT: i32 = 0;
-/// `det_ckpt_store_path_end_mode`: return once the checkpoint is stored and reported.
-pub const DET_UPLOAD_MODE_SYNC: i32 = 1;
-/// `det_ckpt_store_path_end_mode`: return once the files are handed off to the background
-/// uploader.
-pub const DET_UPLOAD_MODE_ASYNC: i32 = 2;
 
 /// `det_ckpt_store_path_end` with an explicit upload mode (`DET_UPLOAD_MODE_*`).
 ///
@@ -360,20 +340,9 @@ pub unsafe extern "C" fn det_ckpt_store_path_end_mode(
     storage_id_out: *mut c_char,
 ) -> det_status {
     call("det_ckpt_store_path_end_mode", || {
-        let mode = match upload_mode {
-            DET_UPLOAD_MODE_DEFAULT => UploadMode::Default,
-            DET_UPLOAD_MODE_SYNC => UploadMode::Sync,
-            DET_UPLOAD_MODE_ASYNC => UploadMode::Async,
-            v => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "upload_mode: unknown value {v} (expected a DET_UPLOAD_MODE_* constant)"
-                    ),
-                ))
-            }
-        };
-        // SAFETY: forwarded contract.
+        let mode = enums::upload_mode(upload_mode, "upload_mode")?;
+        // SAFETY: this function's # Safety is `end_store`'s: the pointers it passes on carry the
+        // same guarantees.
         unsafe { end_store(store, mode, storage_id_out) }
     })
 }
@@ -394,7 +363,8 @@ unsafe fn end_store(
         .ctx
         .with_live(|c| c.checkpoint().store_path_end_mode(scope, mode))?;
     if !storage_id_out.is_null() {
-        // SAFETY: non-NULL and DET_STORAGE_ID_LEN bytes per the contract.
+        // SAFETY: `storage_id_out` is not NULL (tested above) and has DET_STORAGE_ID_LEN writable
+        // bytes (the calling export's # Safety).
         unsafe { write_storage_id(storage_id_out, &id) }?;
     }
     Ok(())
@@ -443,16 +413,19 @@ pub unsafe extern "C" fn det_ckpt_upload(
     storage_id_out: *mut c_char,
 ) -> det_status {
     with_ctx("det_ckpt_upload", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `dir` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let dir = unsafe { super::boundary::opt_str_arg(dir, "dir") }?;
-        // SAFETY: contract.
+        // SAFETY: `metadata_json` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
         let metadata = unsafe { json_object_arg(metadata_json, "metadata_json") }?;
         out_arg(storage_id_out, "storage_id_out")?;
         let id = with_selector(selector, userdata, |sel| {
             c.checkpoint()
                 .upload(dir.map(Path::new), metadata, shard, sel)
         })?;
-        // SAFETY: checked; DET_STORAGE_ID_LEN bytes per the contract.
+        // SAFETY: `storage_id_out` is not NULL (checked above) and has DET_STORAGE_ID_LEN writable
+        // bytes (this function's # Safety).
         unsafe { write_storage_id(storage_id_out, &id) }
     })
 }
@@ -477,11 +450,13 @@ pub unsafe extern "C" fn det_ckpt_download(
     userdata: *mut c_void,
 ) -> det_status {
     with_ctx("det_ckpt_download", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
-        // SAFETY: contract.
+        // SAFETY: `dir` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let dir = unsafe { str_arg(dir, "dir") }?;
-        let mode = parse_download_mode(download_mode)?;
+        let mode = enums::download_mode(download_mode, "download_mode")?;
         with_selector(selector, userdata, |sel| {
             c.checkpoint().download(id, Path::new(dir), mode, sel)
         })
@@ -523,22 +498,24 @@ pub unsafe extern "C" fn det_ckpt_restore_path_begin(
     out: *mut *mut det_ckpt_restore,
 ) -> det_status {
     with_ctx("det_ckpt_restore_path_begin", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
-        let mode = parse_download_mode(download_mode)?;
+        let mode = enums::download_mode(download_mode, "download_mode")?;
         out_arg(out, "out")?;
         let scope = with_selector(selector, userdata, |sel| {
             c.checkpoint().restore_path_begin(id, mode, sel)
         })?;
         let entry = RestoreEntry {
-            ctx: det_context::from_ptr(ctx)?,
+            // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
+            ctx: unsafe { det_context::from_ptr(ctx) }?,
             path: path_str(scope.path())?,
-            id: CString::new(scope.storage_id())
-                .map_err(|_| Error::new(Kind::Internal, "bad id"))?,
+            id: CString::new(scope.storage_id()).map_err(|_| err!(Internal, "bad id"))?,
             scope: Mutex::new(Some(scope)),
         };
         let key = RESTORES.insert(entry);
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, key as *mut det_ckpt_restore) };
         Ok(())
     })
@@ -559,7 +536,8 @@ pub unsafe extern "C" fn det_ckpt_restore_path(
     call("det_ckpt_restore_path", || {
         let e = RESTORES.get(restore as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.path.as_ptr()) };
         Ok(())
     })
@@ -580,7 +558,8 @@ pub unsafe extern "C" fn det_ckpt_restore_storage_id(
     call("det_ckpt_restore_storage_id", || {
         let e = RESTORES.get(restore as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked; the CString lives in the registry entry until the scope ends.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety); the
+        // CString it receives lives in the registry entry until the scope ends.
         unsafe { write_out(out, e.id.as_ptr()) };
         Ok(())
     })
@@ -610,12 +589,14 @@ pub unsafe extern "C" fn det_ckpt_get_metadata(
     out: *mut *mut c_char,
 ) -> det_status {
     with_ctx("det_ckpt_get_metadata", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
         out_arg(out, "out")?;
         let m = c.checkpoint().get_metadata(id)?;
         let s = owned_c_string(&to_wire(&Value::Object(m)))?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, s) };
         Ok(())
     })
@@ -632,7 +613,8 @@ pub unsafe extern "C" fn det_ckpt_delete(
     storage_id: *const c_char,
 ) -> det_status {
     with_ctx("det_ckpt_delete", ctx, |c| {
-        // SAFETY: contract.
+        // SAFETY: `storage_id` is NULL or a NUL-terminated string that stays valid during the call
+        // (the caller's guarantee in this function's # Safety).
         let id = unsafe { str_arg(storage_id, "storage_id") }?;
         c.checkpoint().delete(id)
     })
@@ -645,4 +627,24 @@ pub unsafe extern "C" fn det_ckpt_delete(
 #[no_mangle]
 pub extern "C" fn det_ckpt_wait(ctx: *mut det_context) -> det_status {
     with_ctx("det_ckpt_wait", ctx, |c| c.checkpoint().wait())
+}
+
+/// Copy a storage id into a caller buffer of `DET_STORAGE_ID_LEN` bytes.
+///
+/// # Safety
+/// `out` must point to `DET_STORAGE_ID_LEN` writable bytes.
+unsafe fn write_storage_id(out: *mut c_char, id: &str) -> Result<()> {
+    let bytes = id.as_bytes();
+    if bytes.len() > crate::checkpoint::STORAGE_ID_LEN {
+        return Err(err!(
+            Internal,
+            "storage id {id:?} is longer than DET_STORAGE_ID_LEN - 1"
+        ));
+    }
+    // SAFETY: out has DET_STORAGE_ID_LEN (37) bytes; we write len + 1 <= 37.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), out as *mut u8, bytes.len());
+        *out.add(bytes.len()) = 0;
+    }
+    Ok(())
 }

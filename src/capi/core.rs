@@ -1,11 +1,14 @@
-//! `det_core_init`, `det_core_close`, versions, strings, logging.
+//! `det_core_*`: the context's life (`det_core_init`, `det_core_close`) and `det_core_alert`;
+//! and what belongs to no area: the library version (`det_version*`) and `det_string_free`.
 
-use super::boundary::{call, out_arg, write_out};
+use super::boundary::{call, opt_str_arg, out_arg, with_ctx, write_out};
+use super::enums;
 use super::handle::det_context;
 use super::options::{det_init_options, options_from_c};
 use super::status::det_status;
 use crate::context::Context;
-use crate::error::{Error, Kind};
+use crate::err;
+use crate::error::Kind;
 use std::ffi::{c_char, CString};
 
 /// Create a context: on-cluster when `/run/determined/info/cluster.json` exists (or
@@ -40,12 +43,13 @@ pub unsafe extern "C" fn det_core_init(
         let o = if opts.is_null() {
             crate::options::InitOptions::default()
         } else {
-            // SAFETY: non-NULL options per the contract.
+            // SAFETY: `opts` is not NULL (tested above) and points to options initialised with
+            // det_init_options_default (this function's # Safety).
             unsafe { options_from_c(opts) }?
         };
         let ctx = Context::init(o)?;
         let shell = det_context::leak(ctx);
-        // SAFETY: checked non-NULL.
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety).
         unsafe { write_out(out, shell as *const det_context as *mut det_context) };
         Ok(())
     })
@@ -68,23 +72,34 @@ pub unsafe extern "C" fn det_core_init(
 /// Waits for calls running on other threads to return first. Returns the first failure of the
 /// teardown, e.g. `DET_ERR_TIMEOUT` naming how many reports were not delivered before the
 /// deadline. Closing twice gives `DET_ERR_STATE`.
+///
+/// The context's memory is not given back: a tombstone of about 100 bytes stays at its address
+/// until the process ends, so that any later call on it (a use after close) is refused with
+/// `DET_ERR_STATE` instead of reading freed memory.
+///
+/// # Safety
+/// `ctx` must be NULL or a pointer `det_core_init` returned (closed or not).
 #[no_mangle]
-pub extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
+pub unsafe extern "C" fn det_core_close(ctx: *mut det_context) -> det_status {
     if ctx.is_null() {
         return super::status::DET_OK;
     }
-    call("det_core_close", || match det_context::from_ptr(ctx) {
-        Ok(shell) => {
-            let r = shell.close();
-            // Nothing can begin a new scope now; the open ones are aborted.
-            super::ckpt::close_open_scopes(shell);
-            r
+    call("det_core_close", || {
+        // SAFETY: `ctx` is not NULL (tested above) and a pointer det_core_init returned (this
+        // function's # Safety).
+        match unsafe { det_context::from_ptr(ctx) } {
+            Ok(shell) => {
+                let r = shell.close();
+                // Nothing can begin a new scope now; the open ones are aborted.
+                super::ckpt::close_open_scopes(shell);
+                r
+            }
+            Err(e) if e.kind() == Kind::State => Err(err!(
+                State,
+                "ctx was already closed by an earlier det_core_close"
+            )),
+            Err(e) => Err(e),
         }
-        Err(e) if e.kind() == Kind::State => Err(Error::new(
-            Kind::State,
-            "ctx was already closed by an earlier det_core_close",
-        )),
-        Err(e) => Err(e),
     })
 }
 
@@ -114,31 +129,35 @@ pub extern "C" fn det_version_number() -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn det_string_free(s: *mut c_char) {
     if !s.is_null() {
-        // SAFETY: s came from CString::into_raw in detcore.
+        // SAFETY: `s` is not NULL and, by this function's # Safety, a string detcore returned
+        // (made by CString::into_raw in owned_c_string) and not freed yet.
         drop(unsafe { CString::from_raw(s) });
     }
 }
 
-/// Set the log threshold for the whole process: one of `DET_LOG_LEVEL_*` (overrides
-/// `DETCORE_LOG_LEVEL`). Log lines go to stderr as `LEVEL: [pid] detcore: message`.
+/// `Context.alert(title, description, level)`: fire the experiment's custom webhooks
+/// (`POST /api/v1/webhooks/custom`). `title` and `description` may be NULL (empty strings);
+/// `level` is a `DET_ALERT_LEVEL_*` value. Synchronous: returns once the master accepted it
+/// (`DET_ERR_MASTER`/`DET_ERR_TIMEOUT` otherwise). Off-cluster the alert is logged at its level
+/// and `DET_OK` returned; on-cluster tasks that are not trials get `DET_ERR_UNSUPPORTED`.
+///
+/// # Safety
+/// `title` and `description` must be NULL or C strings.
 #[no_mangle]
-pub extern "C" fn det_log_set_level(level: i32) -> det_status {
-    call("det_log_set_level", || {
-        use crate::log::Level;
-        let l = match level {
-            10 => Level::Debug,
-            20 => Level::Info,
-            30 => Level::Warning,
-            40 => Level::Error,
-            255 => Level::Off,
-            v => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!("level: unknown value {v} (expected a DET_LOG_LEVEL_* constant)"),
-                ))
-            }
-        };
-        crate::log::set_level(l);
-        Ok(())
+pub unsafe extern "C" fn det_core_alert(
+    ctx: *mut det_context,
+    title: *const c_char,
+    description: *const c_char,
+    level: i32,
+) -> det_status {
+    with_ctx("det_core_alert", ctx, |c| {
+        // SAFETY: `title` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
+        let title = unsafe { opt_str_arg(title, "title") }?;
+        // SAFETY: `description` is NULL or a NUL-terminated string that stays valid during the
+        // call (the caller's guarantee in this function's # Safety).
+        let description = unsafe { opt_str_arg(description, "description") }?;
+        let level = enums::alert_level(level, "level")?;
+        c.alert(title, description, level)
     })
 }

@@ -1,38 +1,13 @@
-//! `det_dist_*`: collectives over byte buffers, and rank information from launchers.
+//! `det_dist_*`: where this process stands in the job (ranks), the collectives over byte
+//! buffers and the lists they return (`det_bytes_list_*`).
 
-use super::boundary::{call, out_arg, with_ctx, write_out};
+use super::boundary::{call, out_arg, value_out, with_ctx, write_out};
 use super::handle::{det_context, Registry};
-use super::options::{det_distributed_config, distributed_from_c};
 use super::status::det_status;
-use crate::distributed::env::{from_env_or_info, Env, Launcher};
-use crate::distributed::{ByteList, DistributedConfig};
-use crate::error::{Error, Kind, Result};
-use std::ffi::{c_char, c_void, CString};
-
-/// `DET_LAUNCHER_AUTO`: the first launcher whose variables are present (torchrun, DeepSpeed,
-/// Horovod, Open MPI, MPICH/PMI, Slurm, in that order), else rank 0 of 1.
-pub const DET_LAUNCHER_AUTO: i32 = 0;
-/// torchrun / `torch.distributed.run`: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
-/// GROUP_RANK, GROUP_WORLD_SIZE; chief address from DET_CHIEF_IP or MASTER_ADDR.
-pub const DET_LAUNCHER_TORCH: i32 = 1;
-/// The DeepSpeed launcher: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_SIZE, CROSS_RANK, CROSS_SIZE.
-pub const DET_LAUNCHER_DEEPSPEED: i32 = 2;
-/// horovodrun: HOROVOD_RANK, HOROVOD_SIZE, HOROVOD_LOCAL_RANK, HOROVOD_LOCAL_SIZE,
-/// HOROVOD_CROSS_RANK, HOROVOD_CROSS_SIZE.
-pub const DET_LAUNCHER_HOROVOD: i32 = 3;
-/// Open MPI's mpirun: OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE, _NODE_RANK.
-pub const DET_LAUNCHER_OPENMPI: i32 = 4;
-/// MPICH / Intel MPI (PMI): PMI_RANK, PMI_SIZE, MPI_LOCALRANKID, MPI_LOCALNRANKS (block placement).
-pub const DET_LAUNCHER_MPICH: i32 = 5;
-/// Slurm's srun: SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NODEID, SLURM_NNODES; chief
-/// address from DET_CHIEF_IP or the first host of SLURM_STEP_NODELIST / SLURM_JOB_NODELIST.
-pub const DET_LAUNCHER_SLURM: i32 = 6;
-/// Determined's own files, on-cluster: containers and this container's rank from
-/// `rendezvous.json` (chief at the first container's address), the port from
-/// `INTER_TRAIN_PROCESS_COMM_PORT_1`, processes per container from LOCAL_WORLD_SIZE/LOCAL_SIZE
-/// (else 1) and this process's index from LOCAL_RANK (else 0). `DET_LAUNCHER_AUTO` picks it
-/// on-cluster when no launcher's variables are set.
-pub const DET_LAUNCHER_DETERMINED: i32 = 7;
+use crate::distributed::ByteList;
+use crate::error::Result;
+use crate::{bail, err};
+use std::ffi::c_void;
 
 /// A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,
 /// library-owned: read it with `det_bytes_list_len`/`det_bytes_list_get`, free it with
@@ -43,130 +18,114 @@ pub struct det_bytes_list {
 
 static LISTS: Registry<ByteList> = Registry::new("list");
 
-fn launcher(v: i32) -> Result<Launcher> {
-    Ok(match v {
-        DET_LAUNCHER_AUTO => Launcher::Auto,
-        DET_LAUNCHER_TORCH => Launcher::Torch,
-        DET_LAUNCHER_DEEPSPEED => Launcher::DeepSpeed,
-        DET_LAUNCHER_HOROVOD => Launcher::Horovod,
-        DET_LAUNCHER_OPENMPI => Launcher::OpenMpi,
-        DET_LAUNCHER_MPICH => Launcher::Mpich,
-        DET_LAUNCHER_SLURM => Launcher::Slurm,
-        DET_LAUNCHER_DETERMINED => Launcher::Determined,
-        v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("launcher: unknown value {v} (expected a DET_LAUNCHER_* constant)"),
-            ))
-        }
-    })
-}
-
-/// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
-/// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
-/// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
-/// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
-/// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
-/// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
-/// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
-///
-/// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
-/// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
-/// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
+/// This process's global rank (0 … size-1).
 ///
 /// # Safety
-/// `cfg` must point to an initialised `det_distributed_config`.
+/// `out` must be writable.
 #[no_mangle]
-pub unsafe extern "C" fn det_distributed_from_env(
-    launcher_kind: i32,
-    cfg: *mut det_distributed_config,
-) -> det_status {
-    call("det_distributed_from_env", || {
-        let l = launcher(launcher_kind)?;
-        out_arg(cfg, "cfg")?;
-        // SAFETY: initialised per the contract.
-        let base: DistributedConfig = unsafe { distributed_from_c(cfg) }?;
-        let get = |k: &str| std::env::var(k).ok();
-        let info = crate::cluster_info::info_dir(None);
-        let c = from_env_or_info(l, &Env::new(&get), &base, Some(&info))?;
-        let chief: *const c_char = match &c.chief_ip {
-            Some(ip) => intern(ip)?,
-            None => std::ptr::null(),
-        };
-        let job: *const c_char = match &c.job_id {
-            Some(j) => intern(j)?,
-            None => std::ptr::null(),
-        };
-        // SAFETY: cfg checked; its first field is its size.
-        let size = unsafe { *(cfg as *const usize) };
-        // SAFETY: cfg checked; we only write fields of the struct it points to.
-        unsafe {
-            (*cfg).rank = c.rank as i32;
-            (*cfg).size = c.size as i32;
-            (*cfg).local_rank = c.local_rank as i32;
-            (*cfg).local_size = c.local_size as i32;
-            (*cfg).cross_rank = c.cross_rank as i32;
-            (*cfg).cross_size = c.cross_size as i32;
-            (*cfg).chief_ip = chief;
-            (*cfg).port = c.port as i32;
-            // A struct of the first published size ends before job_id.
-            if size
-                >= std::mem::offset_of!(det_distributed_config, job_id)
-                    + std::mem::size_of::<*const c_char>()
-            {
-                (*cfg).job_id = job;
-            }
-        }
-        Ok(())
-    })
+pub unsafe extern "C" fn det_dist_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_rank", ctx, out, |d| d.rank) }
 }
 
-/// A C string for `s` that lives until the process ends (one copy per distinct value).
-fn intern(s: &str) -> Result<*const c_char> {
-    static STRINGS: parking_lot::Mutex<Vec<CString>> = parking_lot::Mutex::new(Vec::new());
-    let mut all = STRINGS.lock();
-    if let Some(c) = all.iter().find(|c| c.as_bytes() == s.as_bytes()) {
-        return Ok(c.as_ptr());
-    }
-    let c = CString::new(s).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{s:?} (a chief address or job identity from the environment) contains a NUL byte"
-            ),
-        )
-    })?;
-    let p = c.as_ptr();
-    all.push(c);
-    Ok(p)
+/// The number of processes in the job.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_size", ctx, out, |d| d.size) }
+}
+
+/// This process's rank on its node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_local_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_local_rank", ctx, out, |d| d.local_rank) }
+}
+
+/// The number of processes on this node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_local_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_local_size", ctx, out, |d| d.local_size) }
+}
+
+/// The index of this process's node.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_cross_rank(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_cross_rank", ctx, out, |d| d.cross_rank) }
+}
+
+/// The number of nodes.
+///
+/// # Safety
+/// `out` must be writable.
+#[no_mangle]
+pub unsafe extern "C" fn det_dist_cross_size(ctx: *const det_context, out: *mut i32) -> det_status {
+    // SAFETY: `out` is NULL or writable (this function's # Safety).
+    unsafe { dist_get("det_dist_cross_size", ctx, out, |d| d.cross_size) }
+}
+
+/// # Safety
+/// `out` must be NULL or writable.
+unsafe fn dist_get(
+    name: &'static str,
+    ctx: *const det_context,
+    out: *mut i32,
+    f: impl FnOnce(&crate::distributed::DistributedConfig) -> u32,
+) -> det_status {
+    // SAFETY: forwarded: `out` is NULL or writable by this function's contract.
+    unsafe { value_out(name, ctx, out, |c| Ok(f(c.distributed()) as i32)) }
 }
 
 /// Copy the caller's bytes (`data` may be NULL when `len` is 0).
+///
+/// # Safety
+/// `data` must hold `len` readable bytes, or be NULL with `len == 0`.
 unsafe fn bytes_arg(data: *const c_void, len: usize) -> Result<Vec<u8>> {
     if len == 0 {
         return Ok(Vec::new());
     }
     if data.is_null() {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!("data is NULL but len is {len}"),
-        ));
+        bail!(InvalidArgument, "data is NULL but len is {len}");
     }
     // SAFETY: data has len readable bytes per the contract.
     Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) }.to_vec())
 }
 
-fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
+/// Register `items` (if any) and write its handle, or NULL, to `*out`.
+///
+/// # Safety
+/// `out` must be valid for writes (checked non-NULL by the caller).
+unsafe fn list_out(out: *mut *mut det_bytes_list, items: Option<ByteList>) {
     let p = match items {
         Some(v) => LISTS.insert(v) as *mut det_bytes_list,
         None => std::ptr::null_mut(),
     };
-    // SAFETY: the caller checked out.
+    // SAFETY: `out` was checked non-NULL by the calling function (out_arg) and is writable by its
+    // caller's # Safety.
     unsafe { write_out(out, p) };
 }
 
 type Collective = fn(&crate::distributed::DistributedContext, Vec<u8>) -> Result<Option<ByteList>>;
 
+/// The body of the collectives: copy the caller's bytes, run `f`, return its list.
+///
+/// # Safety
+/// `data` must hold `len` readable bytes (or be NULL with `len == 0`); `out` must be NULL or
+/// writable.
 unsafe fn collective(
     name: &'static str,
     ctx: *mut det_context,
@@ -176,11 +135,13 @@ unsafe fn collective(
     f: Collective,
 ) -> det_status {
     with_ctx(name, ctx, |c| {
-        // SAFETY: contract of the calling export.
+        // SAFETY: `data` holds `len` readable bytes, or is NULL with `len == 0` (this function's
+        // # Safety, which is the calling export's).
         let bytes = unsafe { bytes_arg(data, len) }?;
         out_arg(out, "out")?;
         let r = f(c.collectives(), bytes)?;
-        list_out(out, r);
+        // SAFETY: `out` is not NULL (out_arg above) and writable (this function's # Safety).
+        unsafe { list_out(out, r) };
         Ok(())
     })
 }
@@ -198,7 +159,8 @@ pub unsafe extern "C" fn det_dist_gather(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe { collective("det_dist_gather", ctx, data, len, out, |d, b| d.gather(b)) }
 }
 
@@ -213,7 +175,8 @@ pub unsafe extern "C" fn det_dist_allgather(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_allgather", ctx, data, len, out, |d, b| {
             d.allgather(b).map(Some)
@@ -233,7 +196,8 @@ pub unsafe extern "C" fn det_dist_broadcast(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_broadcast", ctx, data, len, out, |d, b| {
             d.broadcast(b).map(|x| Some(ByteList::Vecs(vec![x])))
@@ -253,7 +217,8 @@ pub unsafe extern "C" fn det_dist_gather_local(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_gather_local", ctx, data, len, out, |d, b| {
             d.gather_local(b)
@@ -272,7 +237,8 @@ pub unsafe extern "C" fn det_dist_allgather_local(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_allgather_local", ctx, data, len, out, |d, b| {
             d.allgather_local(b).map(Some)
@@ -291,7 +257,8 @@ pub unsafe extern "C" fn det_dist_broadcast_local(
     len: usize,
     out: *mut *mut det_bytes_list,
 ) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `collective`'s: the pointers it passes on carry the same
+    // guarantees.
     unsafe {
         collective("det_dist_broadcast_local", ctx, data, len, out, |d, b| {
             d.broadcast_local(b).map(|x| Some(ByteList::Vecs(vec![x])))
@@ -317,7 +284,8 @@ pub unsafe extern "C" fn det_bytes_list_len(
     call("det_bytes_list_len", || {
         let l = LISTS.get(list as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, l.len()) };
         Ok(())
     })
@@ -341,12 +309,10 @@ pub unsafe extern "C" fn det_bytes_list_get(
         out_arg(data, "data")?;
         out_arg(len, "len")?;
         let item = l.get(index).ok_or_else(|| {
-            Error::new(
-                Kind::InvalidArgument,
-                format!(
-                    "index {index} is out of range (the list has {} items)",
-                    l.len()
-                ),
+            err!(
+                InvalidArgument,
+                "index {index} is out of range (the list has {} items)",
+                l.len()
             )
         })?;
         let p = if item.is_empty() {

@@ -10,12 +10,13 @@
 //! into a registry, never dereferenced: ending or freeing one twice, or using it after, is
 //! reported, and a stray pointer cannot crash the library.
 
-use super::boundary::guard_panic;
 use crate::context::Context;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::preempt::PreemptState;
+use crate::{bail, err};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -49,25 +50,30 @@ impl det_context {
         shell
     }
 
-    /// The shell behind a C pointer: NULL and pointers that are not (or no longer) contexts are
-    /// errors.
+    /// The shell behind a C pointer. NULL is `DET_ERR_INVALID_ARGUMENT`; a context closed by
+    /// `det_core_close` is `DET_ERR_STATE` (its shell is never freed, so reading it is sound).
+    /// Any other readable memory whose first word is not a shell's magic number is refused as
+    /// `DET_ERR_INVALID_ARGUMENT`, as a best-effort diagnosis only.
+    ///
+    /// # Safety
+    /// `p` must be NULL or a pointer returned by `det_core_init` (closed or not). Any other
+    /// pointer is read as a `det_context`: if it does not point to `size_of::<det_context>()`
+    /// readable, suitably aligned bytes, the behaviour is undefined (a crash, typically).
     #[inline]
-    pub(crate) fn from_ptr(p: *const det_context) -> Result<&'static det_context> {
+    pub(crate) unsafe fn from_ptr(p: *const det_context) -> Result<&'static det_context> {
         if p.is_null() {
-            return Err(Error::new(Kind::InvalidArgument, "ctx is NULL"));
+            bail!(InvalidArgument, "ctx is NULL");
         }
-        // SAFETY: non-NULL; shells are leaked, so a pointer that was ever a context stays readable.
+        // SAFETY: non-NULL, and by this function's contract a pointer det_core_init returned;
+        // shells are leaked, never freed, so it stays readable after det_core_close.
         let shell: &'static det_context = unsafe { &*p };
         match shell.magic.load(Ordering::Acquire) {
             MAGIC_LIVE => Ok(shell),
-            MAGIC_CLOSED => Err(Error::new(
-                Kind::State,
-                "ctx was closed by det_core_close; it cannot be used any more",
+            MAGIC_CLOSED => Err(err!(
+                State,
+                "ctx was closed by det_core_close; it cannot be used any more"
             )),
-            _ => Err(Error::new(
-                Kind::InvalidArgument,
-                "ctx does not point to a det_context",
-            )),
+            _ => Err(err!(InvalidArgument, "ctx does not point to a det_context")),
         }
     }
 
@@ -78,23 +84,30 @@ impl det_context {
             return Err(self.poisoned_error());
         }
         if self.magic.load(Ordering::Acquire) != MAGIC_LIVE {
-            return Err(Error::new(
-                Kind::State,
-                "ctx was closed by det_core_close; it cannot be used any more",
-            ));
+            bail!(
+                State,
+                "ctx was closed by det_core_close; it cannot be used any more"
+            );
         }
         Ok(())
     }
 
     #[cold]
     fn poisoned_error(&self) -> Error {
-        Error::new(
-            Kind::Internal,
-            format!(
-                "ctx is unusable after an internal error in an earlier call ({}); close it with det_core_close",
-                self.poison_msg.lock()
-            ),
-        )
+        err!(Internal, "ctx is unusable after an internal error in an earlier call ({}); close it with det_core_close",
+                self.poison_msg.lock())
+    }
+
+    /// Run `f`; if it panics, poison the context and let the panic go on (the boundary catches
+    /// it and returns `DET_ERR_INTERNAL`).
+    pub(crate) fn guard_panic<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => r,
+            Err(p) => {
+                self.poison(&crate::error::panic_message(&*p));
+                resume_unwind(p)
+            }
+        }
     }
 
     /// Mark the context unusable after a panic.
@@ -109,12 +122,12 @@ impl det_context {
         self.check_usable()?;
         let g = self.inner.read_recursive();
         let ctx = g.as_ref().ok_or_else(|| {
-            Error::new(
-                Kind::State,
-                "ctx was closed by det_core_close; it cannot be used any more",
+            err!(
+                State,
+                "ctx was closed by det_core_close; it cannot be used any more"
             )
         })?;
-        guard_panic(self, || f(ctx))
+        self.guard_panic(|| f(ctx))
     }
 
     /// Close: mark closed, wait for running calls, tear down. Returns the close result.
@@ -129,7 +142,7 @@ impl det_context {
             )
             .is_err()
         {
-            return Err(Error::new(Kind::State, "ctx was already closed"));
+            bail!(State, "ctx was already closed");
         }
         let ctx = self.inner.write().take();
         match ctx {
@@ -173,10 +186,7 @@ impl<T> Registry<T> {
     /// The live item for `key`.
     pub(crate) fn get(&self, key: usize) -> Result<Arc<T>> {
         if key == 0 {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("{} is NULL", self.kind),
-            ));
+            bail!(InvalidArgument, "{} is NULL", self.kind);
         }
         self.items
             .lock()
@@ -193,21 +203,16 @@ impl<T> Registry<T> {
     /// Remove and return the item for `key` (end/free).
     pub(crate) fn remove(&self, key: usize) -> Result<Arc<T>> {
         if key == 0 {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("{} is NULL", self.kind),
-            ));
+            bail!(InvalidArgument, "{} is NULL", self.kind);
         }
         self.items.lock().remove(&key).ok_or_else(|| self.gone())
     }
 
     fn gone(&self) -> Error {
-        Error::new(
-            Kind::State,
-            format!(
-                "{} is not open: it was already ended or freed, or never returned by detcore",
-                self.kind
-            ),
+        err!(
+            State,
+            "{} is not open: it was already ended or freed, or never returned by detcore",
+            self.kind
         )
     }
 }

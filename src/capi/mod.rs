@@ -8,20 +8,29 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
+// The layers, bottom up (no file imports one above it): `status` (codes, last error) →
+// `handle` (det_context, registries of short-lived handles) → `boundary` (the panic boundary,
+// argument and out-parameter helpers) → the areas. `enums` (every DET_* enumeration and its
+// conversion) imports nothing from capi; the areas use it.
+//
+// One area per file, named after its prefix: `det_core_*` in core.rs, `det_info_*` in info.rs,
+// and so on. The modules are listed in the order the header presents them.
 mod boundary;
 pub mod ckpt;
+pub mod cluster_info;
 pub mod core;
 pub mod dist;
+pub mod enums;
+pub mod experimental;
 pub mod handle;
 pub mod info;
-pub mod oncluster;
+pub mod log;
 pub mod options;
 pub mod preempt;
 pub mod profiler;
 pub mod searcher;
 pub mod status;
-pub mod tbwriter;
-pub mod tensorboard;
+pub mod tb_writer;
 pub mod train;
 
 pub use status::det_status;

@@ -1,63 +1,18 @@
-//! `det_init_options`, `det_distributed_config` and the enum constants.
+//! The option structs `det_init_options` and `det_distributed_config`, and the functions that
+//! fill them: `det_init_options_default`, `det_distributed_config_default`,
+//! `det_distributed_from_env`.
 
 use super::boundary::{call, opt_str_arg, out_arg};
+use super::enums::{self, DET_PREEMPT_MODE_WORKERS_ASK_CHIEF, DET_TENSORBOARD_MODE_AUTO};
 use super::status::det_status;
+use crate::distributed::env::{from_env_or_info, Env};
 use crate::distributed::DistributedConfig;
-use crate::error::{Error, Kind, Result};
-use crate::options::{InitOptions, TensorboardMode};
-use crate::preempt::PreemptMode;
+use crate::error::Result;
+use crate::options::InitOptions;
+use crate::{bail, err};
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// `PreemptMode.WorkersAskChief`: every rank calls `det_should_preempt` in step and all get the
-/// chief's answer (the default).
-pub const DET_PREEMPT_MODE_WORKERS_ASK_CHIEF: i32 = 0;
-/// `PreemptMode.ChiefOnly`: only the chief may call `det_should_preempt`.
-pub const DET_PREEMPT_MODE_CHIEF_ONLY: i32 = 1;
-/// `PreemptMode.WorkersAskMaster`: every rank asks independently.
-pub const DET_PREEMPT_MODE_WORKERS_ASK_MASTER: i32 = 2;
-
-/// `TensorboardMode.AUTO`: reported metrics are written to TensorBoard files and synced (default).
-pub const DET_TENSORBOARD_MODE_AUTO: i32 = 0;
-/// `TensorboardMode.MANUAL`: nothing is written or synced automatically.
-pub const DET_TENSORBOARD_MODE_MANUAL: i32 = 1;
-
-/// `DownloadMode.LocalWorkersShareDownload`: the local chief downloads once per node (default).
-pub const DET_DOWNLOAD_MODE_LOCAL_WORKERS_SHARE_DOWNLOAD: i32 = 0;
-/// `DownloadMode.NoSharedDownload`: every rank downloads for itself.
-pub const DET_DOWNLOAD_MODE_NO_SHARED_DOWNLOAD: i32 = 1;
-
-/// `SearcherMode.WorkersAskChief` (default).
-pub const DET_SEARCHER_MODE_WORKERS_ASK_CHIEF: i32 = 0;
-/// `SearcherMode.ChiefOnly`.
-pub const DET_SEARCHER_MODE_CHIEF_ONLY: i32 = 1;
-
-/// No unit configured.
-pub const DET_UNIT_NONE: i32 = 0;
-/// `Unit.EPOCHS`.
-pub const DET_UNIT_EPOCHS: i32 = 1;
-/// `Unit.RECORDS`.
-pub const DET_UNIT_RECORDS: i32 = 2;
-/// `Unit.BATCHES`.
-pub const DET_UNIT_BATCHES: i32 = 3;
-
-/// `EarlyExitReason.INVALID_HP`: the hyperparameters cannot work; the trial ends as completed.
-pub const DET_EARLY_EXIT_INVALID_HP: i32 = 1;
-
-/// Log level: everything.
-pub const DET_LOG_LEVEL_DEBUG: i32 = 10;
-/// Log level: informational lines and above (the default).
-pub const DET_LOG_LEVEL_INFO: i32 = 20;
-/// Log level: warnings and errors.
-pub const DET_LOG_LEVEL_WARNING: i32 = 30;
-/// Log level: errors only.
-pub const DET_LOG_LEVEL_ERROR: i32 = 40;
-/// Log level: nothing.
-pub const DET_LOG_LEVEL_OFF: i32 = 255;
-
-/// Size of a buffer that holds a storage id (a 36-character UUID) and its NUL.
-pub const DET_STORAGE_ID_LEN: usize = 37;
 
 /// Where this process stands in a distributed job (Determined's `DistributedContext`
 /// arguments). Fill it with `det_distributed_config_default(&cfg, sizeof cfg)` (rank 0 of 1),
@@ -252,10 +207,7 @@ fn dist_defaults() -> det_distributed_config {
 unsafe fn fill<T>(out: *mut T, struct_size: usize, value: T, min: usize, what: &str) -> Result<()> {
     let ours = std::mem::size_of::<T>();
     if struct_size < min {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!("struct_size {struct_size} is smaller than the first published sizeof({what}) = {min}; pass sizeof({what})"),
-        ));
+        bail!(InvalidArgument, "struct_size {struct_size} is smaller than the first published sizeof({what}) = {min}; pass sizeof({what})");
     }
     // SAFETY: out has struct_size writable bytes; we copy at most that many from `value`, which
     // is plain data, and zero whatever lies beyond our own size.
@@ -286,7 +238,8 @@ pub unsafe extern "C" fn det_init_options_default(
 ) -> det_status {
     call("det_init_options_default", || {
         out_arg(opts, "opts")?;
-        // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
+        // SAFETY: not NULL (out_arg above), and the caller guarantees `struct_size` writable bytes
+        // there (this function's # Safety).
         unsafe {
             fill(
                 opts,
@@ -311,7 +264,8 @@ pub unsafe extern "C" fn det_distributed_config_default(
 ) -> det_status {
     call("det_distributed_config_default", || {
         out_arg(cfg, "cfg")?;
-        // SAFETY: checked non-NULL; caller guarantees struct_size bytes.
+        // SAFETY: not NULL (out_arg above), and the caller guarantees `struct_size` writable bytes
+        // there (this function's # Safety).
         unsafe {
             fill(
                 cfg,
@@ -340,12 +294,7 @@ unsafe fn read_sized<T: Copy>(
     let size = unsafe { *(p as *const usize) };
     let ours = std::mem::size_of::<T>();
     if size < min {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{what}.struct_size is {size}, expected at least {min}; initialise it with {what}_default(&x, sizeof x)"
-            ),
-        ));
+        bail!(InvalidArgument, "{what}.struct_size is {size}, expected at least {min}; initialise it with {what}_default(&x, sizeof x)");
     }
     // An older caller's struct (smaller, but at least the first published size) is read as far
     // as it goes, the fields appended since keep their defaults; a newer caller's larger struct
@@ -371,7 +320,7 @@ unsafe fn read_sized<T: Copy>(
 
 fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
     if v.is_nan() {
-        return Err(Error::new(Kind::InvalidArgument, format!("{what} is NaN")));
+        bail!(InvalidArgument, "{what} is NaN");
     }
     if v <= 0.0 {
         return Ok(default);
@@ -381,12 +330,7 @@ fn seconds(v: f64, default: Duration, what: &str) -> Result<Duration> {
 }
 
 fn nonneg(v: i32, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!("distributed: {what} is negative ({v})"),
-        )
-    })
+    u32::try_from(v).map_err(|_| err!(InvalidArgument, "distributed: {what} is negative ({v})"))
 }
 
 /// Convert a `det_distributed_config`.
@@ -396,7 +340,8 @@ fn nonneg(v: i32, what: &str) -> Result<u32> {
 pub(crate) unsafe fn distributed_from_c(
     p: *const det_distributed_config,
 ) -> Result<DistributedConfig> {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `read_sized`'s: the pointers it passes on carry the same
+    // guarantees.
     let c = unsafe {
         read_sized(
             p,
@@ -412,10 +357,7 @@ pub(crate) unsafe fn distributed_from_c(
         0 => 0,
         p if (1..=65535).contains(&p) => p as u16,
         p => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("distributed: port {p} is out of range"),
-            ))
+            bail!(InvalidArgument, "distributed: port {p} is out of range")
         }
     };
     let cfg = DistributedConfig {
@@ -451,7 +393,8 @@ pub(crate) unsafe fn distributed_from_c(
 /// # Safety
 /// `p` must be a valid pointer to initialised options.
 pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOptions> {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `read_sized`'s: the pointers it passes on carry the same
+    // guarantees.
     let o = unsafe {
         read_sized(
             p,
@@ -466,47 +409,26 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         // SAFETY: each string field is NULL or a C string, per the struct's contract.
         Ok(unsafe { opt_str_arg(ptr, what) }?.map(str::to_owned))
     };
-    let preempt_mode = match o.preempt_mode {
-        DET_PREEMPT_MODE_WORKERS_ASK_CHIEF => PreemptMode::WorkersAskChief,
-        DET_PREEMPT_MODE_CHIEF_ONLY => PreemptMode::ChiefOnly,
-        DET_PREEMPT_MODE_WORKERS_ASK_MASTER => PreemptMode::WorkersAskMaster,
-        v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!(
-                    "opts.preempt_mode: unknown value {v} (expected a DET_PREEMPT_MODE_* constant)"
-                ),
-            ))
-        }
-    };
-    let tensorboard_mode = match o.tensorboard_mode {
-        DET_TENSORBOARD_MODE_AUTO => TensorboardMode::Auto,
-        DET_TENSORBOARD_MODE_MANUAL => TensorboardMode::Manual,
-        v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("opts.tensorboard_mode: unknown value {v} (expected a DET_TENSORBOARD_MODE_* constant)"),
-            ))
-        }
-    };
+    let preempt_mode = enums::preempt_mode(o.preempt_mode, "opts.preempt_mode")?;
+    let tensorboard_mode = enums::tensorboard_mode(o.tensorboard_mode, "opts.tensorboard_mode")?;
     let searcher_max_length = match o.searcher_max_length {
         0 => None,
         n if n > 0 => Some(n as u64),
         n => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("opts.searcher_max_length: {n} is negative (0 means the default)"),
-            ))
+            bail!(
+                InvalidArgument,
+                "opts.searcher_max_length: {n} is negative (0 means the default)"
+            )
         }
     };
     let preempt_signals = if o.disable_signal_handlers {
         Some(Vec::new())
     } else if o.preempt_signals.is_null() {
         if o.preempt_signals_len != 0 {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                "opts.preempt_signals is NULL but preempt_signals_len is not 0",
-            ));
+            bail!(
+                InvalidArgument,
+                "opts.preempt_signals is NULL but preempt_signals_len is not 0"
+            );
         }
         None
     } else {
@@ -515,17 +437,14 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         Some(sl.to_vec())
     };
     let end_time = if o.end_time.is_nan() {
-        return Err(Error::new(Kind::InvalidArgument, "opts.end_time is NaN"));
+        bail!(InvalidArgument, "opts.end_time is NaN");
     } else if o.end_time > 0.0 {
         Some(o.end_time)
     } else {
         None
     };
     let halt_margin_seconds = if o.halt_margin_seconds.is_nan() {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "opts.halt_margin_seconds is NaN",
-        ));
+        bail!(InvalidArgument, "opts.halt_margin_seconds is NaN");
     } else if o.halt_margin_seconds >= 0.0 {
         Some(o.halt_margin_seconds)
     } else {
@@ -534,7 +453,8 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
     let distributed = if o.distributed.is_null() {
         None
     } else {
-        // SAFETY: non-NULL and initialised per the struct's contract.
+        // SAFETY: `distributed` is not NULL (tested above) and, by det_init_options' documented
+        // contract, points to a config initialised with det_distributed_config_default.
         Some(unsafe { distributed_from_c(o.distributed) }?)
     };
     let count = |v: i32| (v >= 0).then_some(v as u32);
@@ -543,18 +463,18 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         0 => Some(false),
         1 => Some(true),
         v => {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("opts.smaller_is_better: {v} is not 0, 1, or negative (the default)"),
-            ))
+            bail!(
+                InvalidArgument,
+                "opts.smaller_is_better: {v} is not 0, 1, or negative (the default)"
+            )
         }
     };
     let searcher_metric = s(o.searcher_metric, "opts.searcher_metric")?;
     if searcher_metric.as_deref() == Some("") {
-        return Err(Error::new(
-            Kind::InvalidArgument,
-            "opts.searcher_metric is empty (NULL means the default)",
-        ));
+        bail!(
+            InvalidArgument,
+            "opts.searcher_metric is empty (NULL means the default)"
+        );
     }
     let defaults = InitOptions::default();
     Ok(InitOptions {
@@ -579,13 +499,8 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         report_queue_capacity: match o.report_queue_capacity {
             0 => defaults.report_queue_capacity,
             n if n > crate::train::reporter::MAX_QUEUE_CAPACITY => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "opts.report_queue_capacity: {n} is more than the maximum {} (the queue's slots are allocated up front)",
-                        crate::train::reporter::MAX_QUEUE_CAPACITY
-                    ),
-                ))
+                bail!(InvalidArgument, "opts.report_queue_capacity: {n} is more than the maximum {} (the queue's slots are allocated up front)",
+                        crate::train::reporter::MAX_QUEUE_CAPACITY)
             }
             n => n,
         },
@@ -596,5 +511,69 @@ pub(crate) unsafe fn options_from_c(p: *const det_init_options) -> Result<InitOp
         )?,
         slurm_requeue: o.slurm_requeue,
         ..defaults
+    })
+}
+
+/// Fill `cfg` with this process's ranks as `launcher` (a `DET_LAUNCHER_*` value) exported them.
+/// `cfg` must have been initialised with `det_distributed_config_default`; its port and timeouts
+/// are kept unless `DETCORE_CHIEF_PORT` or `INTER_TRAIN_PROCESS_COMM_PORT_1` is set. The chief's
+/// address comes from `DET_CHIEF_IP` first. `job_id` is kept if set, else filled from
+/// `DETCORE_JOB_ID`, else from the launcher (`slurm:<job>.<step>`, `openmpi:<PMIx namespace>`,
+/// `torchrun:<run id>`, ...; left NULL where the launcher names no job). The strings `cfg`
+/// points to (chief_ip, job_id) are owned by the library and stay valid until the process ends.
+///
+/// Errors (`DET_ERR_INVALID_ARGUMENT`) name the variable: `WORLD_SIZE is not set`,
+/// `LOCAL_WORLD_SIZE=3 does not divide the world size 4`, `rank 4 must be less than size 4`,
+/// and a Slurm batch script of several tasks (no `SLURM_STEP_ID`: start the ranks with srun).
+///
+/// # Safety
+/// `cfg` must point to an initialised `det_distributed_config`.
+#[no_mangle]
+pub unsafe extern "C" fn det_distributed_from_env(
+    launcher_kind: i32,
+    cfg: *mut det_distributed_config,
+) -> det_status {
+    call("det_distributed_from_env", || {
+        let l = enums::launcher(launcher_kind, "launcher")?;
+        out_arg(cfg, "cfg")?;
+        // SAFETY: `cfg` is not NULL (out_arg above) and points to a config initialised with
+        // det_distributed_config_default (this function's # Safety).
+        let base: DistributedConfig = unsafe { distributed_from_c(cfg) }?;
+        let get = |k: &str| std::env::var(k).ok();
+        let info = crate::cluster_info::info_dir(None);
+        let c = from_env_or_info(l, &Env::new(&get), &base, Some(&info))?;
+        let chief: *const c_char = match &c.chief_ip {
+            Some(ip) => crate::intern::intern(ip)
+                .map_err(|e| e.context("the chief address from the environment"))?
+                .as_ptr(),
+            None => std::ptr::null(),
+        };
+        let job: *const c_char = match &c.job_id {
+            Some(j) => crate::intern::intern(j)
+                .map_err(|e| e.context("the job identity from the environment"))?
+                .as_ptr(),
+            None => std::ptr::null(),
+        };
+        // SAFETY: cfg checked; its first field is its size.
+        let size = unsafe { *(cfg as *const usize) };
+        // SAFETY: cfg checked; we only write fields of the struct it points to.
+        unsafe {
+            (*cfg).rank = c.rank as i32;
+            (*cfg).size = c.size as i32;
+            (*cfg).local_rank = c.local_rank as i32;
+            (*cfg).local_size = c.local_size as i32;
+            (*cfg).cross_rank = c.cross_rank as i32;
+            (*cfg).cross_size = c.cross_size as i32;
+            (*cfg).chief_ip = chief;
+            (*cfg).port = c.port as i32;
+            // A struct of the first published size ends before job_id.
+            if size
+                >= std::mem::offset_of!(det_distributed_config, job_id)
+                    + std::mem::size_of::<*const c_char>()
+            {
+                (*cfg).job_id = job;
+            }
+        }
+        Ok(())
     })
 }

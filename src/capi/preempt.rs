@@ -23,7 +23,8 @@ use super::status::det_status;
 /// `out` must be writable.
 #[no_mangle]
 pub unsafe extern "C" fn det_should_preempt(ctx: *mut det_context, out: *mut bool) -> det_status {
-    // SAFETY: forwarded contract.
+    // SAFETY: this function's # Safety is `det_should_preempt_ex`'s: the pointers it passes on
+    // carry the same guarantees.
     unsafe { det_should_preempt_ex(ctx, true, out) }
 }
 
@@ -40,7 +41,8 @@ pub unsafe extern "C" fn det_should_preempt_ex(
     with_shell("det_should_preempt", ctx, |shell| {
         out_arg(out, "out")?;
         let v = shell.preempt.should_preempt(auto_ack)?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, v) };
         Ok(())
     })
@@ -73,7 +75,8 @@ pub unsafe extern "C" fn det_preempt_seconds_remaining(
         out_arg(known, "known")?;
         out_arg(seconds, "seconds")?;
         let r = c.seconds_remaining();
-        // SAFETY: checked.
+        // SAFETY: `known` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe {
             write_out(known, r.is_some());
             write_out(seconds, r.unwrap_or(0.0));

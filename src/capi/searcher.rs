@@ -1,15 +1,11 @@
 //! `det_searcher_*`: the hyperparameter searcher's operations.
 
 use super::boundary::{call, out_arg, with_ctx, write_out};
+use super::enums;
 use super::handle::{det_context, Registry};
-use super::options::{
-    DET_SEARCHER_MODE_CHIEF_ONLY, DET_SEARCHER_MODE_WORKERS_ASK_CHIEF, DET_UNIT_BATCHES,
-    DET_UNIT_EPOCHS, DET_UNIT_NONE, DET_UNIT_RECORDS,
-};
 use super::status::det_status;
-use crate::error::{Error, Kind};
 use crate::json::{Number, Value};
-use crate::searcher::{SearcherMode, SearcherOp, Unit};
+use crate::searcher::SearcherOp;
 use std::ffi::c_char;
 
 /// A searcher operation from `det_searcher_next_op`. Opaque. Free with `det_searcher_op_free`.
@@ -39,27 +35,18 @@ pub unsafe extern "C" fn det_searcher_next_op(
     out: *mut *mut det_searcher_op,
 ) -> det_status {
     with_ctx("det_searcher_next_op", ctx, |c| {
-        let mode = match searcher_mode {
-            DET_SEARCHER_MODE_WORKERS_ASK_CHIEF => SearcherMode::WorkersAskChief,
-            DET_SEARCHER_MODE_CHIEF_ONLY => SearcherMode::ChiefOnly,
-            v => {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                    "searcher_mode: unknown value {v} (expected a DET_SEARCHER_MODE_* constant)"
-                ),
-                ))
-            }
-        };
+        let mode = enums::searcher_mode(searcher_mode, "searcher_mode")?;
         out_arg(out, "out")?;
         let v = match c.searcher().next_op(mode)? {
             Some(op) => OPS.insert(OpEntry {
-                ctx: det_context::from_ptr(ctx)?,
+                // SAFETY: with_ctx accepted `ctx` as a live context a moment ago.
+                ctx: unsafe { det_context::from_ptr(ctx) }?,
                 op,
             }) as *mut det_searcher_op,
             None => std::ptr::null_mut(),
         };
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, v) };
         Ok(())
     })
@@ -77,7 +64,8 @@ pub unsafe extern "C" fn det_searcher_op_length(
     call("det_searcher_op_length", || {
         let e = OPS.get(op as usize)?;
         out_arg(out, "out")?;
-        // SAFETY: checked.
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, e.op.length() as i64) };
         Ok(())
     })
@@ -121,7 +109,8 @@ pub unsafe extern "C" fn det_searcher_op_report_completed_json(
 ) -> det_status {
     call("det_searcher_op_report_completed_json", || {
         let e = OPS.get(op as usize)?;
-        // SAFETY: contract.
+        // SAFETY: `searcher_metric_json` is NULL or a NUL-terminated string that stays valid
+        // during the call (the caller's guarantee in this function's # Safety).
         let text =
             unsafe { super::boundary::str_arg(searcher_metric_json, "searcher_metric_json") }?;
         let v = crate::json::parse(text).map_err(|e| e.context("searcher_metric_json"))?;
@@ -150,13 +139,9 @@ pub unsafe extern "C" fn det_searcher_get_configured_units(
 ) -> det_status {
     with_ctx("det_searcher_get_configured_units", ctx, |c| {
         out_arg(out, "out")?;
-        let u = match c.searcher().get_configured_units()? {
-            None => DET_UNIT_NONE,
-            Some(Unit::Epochs) => DET_UNIT_EPOCHS,
-            Some(Unit::Records) => DET_UNIT_RECORDS,
-            Some(Unit::Batches) => DET_UNIT_BATCHES,
-        };
-        // SAFETY: checked.
+        let u = enums::unit_to_c(c.searcher().get_configured_units()?);
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, u) };
         Ok(())
     })

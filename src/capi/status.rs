@@ -1,8 +1,21 @@
-//! Status codes and error messages.
+//! Status codes and this thread's last error message: the bottom of the C ABI (it imports
+//! nothing from the other capi files; `handle` and `boundary` build on it).
 
-use super::boundary::{set_last_error_text, LAST_ERROR};
 use crate::error::Kind;
-use std::ffi::{c_char, CStr};
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+
+thread_local! {
+    /// The message of the last failed call on this thread (`det_last_error_message`).
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Replace this thread's last error message (NUL bytes escaped, secrets redacted).
+pub(crate) fn set_last_error_text(msg: &str) {
+    let clean = msg.replace('\0', "\\0");
+    let c = CString::new(crate::log::redact(&clean)).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
 
 /// The result of every detcore call: `DET_OK` (0) or one of the `DET_ERR_*` codes. Values are
 /// stable across releases. Caller errors are 1–9, environment errors 10–19, bugs 99.
@@ -130,10 +143,4 @@ pub unsafe extern "C" fn det_last_error_copy(
             DET_OK
         }
     })
-}
-
-/// Set the last error to `msg` (used by the copy-out tests and bindings' own checks).
-#[allow(dead_code)]
-pub(crate) fn set_message(msg: &str) {
-    set_last_error_text(msg);
 }

@@ -206,6 +206,84 @@ impl Drop for EventWriter {
     }
 }
 
+/// A [`PacedWriter`] writes its buffered events once this much waits ...
+pub const PACED_FLUSH_BYTES: usize = 64 * 1024;
+/// ... or at the first event added this long after its previous write.
+pub const PACED_FLUSH_AFTER: Duration = Duration::from_secs(1);
+
+/// An [`EventWriter`] for a caller's own events (`det_tb_writer_*`), with the flush policy of
+/// a writer that has no thread of its own: each add writes the buffered events when
+/// [`PACED_FLUSH_BYTES`] wait or [`PACED_FLUSH_AFTER`] has passed since the previous write, so
+/// a burst of adds costs one `write` per second at most, while the last events of a burst wait
+/// for the next add, [`PacedWriter::flush`] or [`PacedWriter::close`].
+pub struct PacedWriter {
+    writer: EventWriter,
+    last_write: std::time::Instant,
+    flush_bytes: usize,
+    flush_after: Duration,
+}
+
+impl PacedWriter {
+    /// A writer of event files in `dir` (created at the first write).
+    pub fn new(dir: &Path) -> PacedWriter {
+        PacedWriter::with_policy(dir, PACED_FLUSH_BYTES, PACED_FLUSH_AFTER)
+    }
+
+    /// As [`PacedWriter::new`] with other thresholds (tests).
+    pub fn with_policy(dir: &Path, flush_bytes: usize, flush_after: Duration) -> PacedWriter {
+        PacedWriter {
+            writer: EventWriter::new(dir),
+            last_write: std::time::Instant::now(),
+            flush_bytes,
+            flush_after,
+        }
+    }
+
+    /// Add a scalar; writes the buffer when the policy says so.
+    pub fn add_scalar(&mut self, tag: &str, value: f64, step: i64, time: SystemTime) -> Result<()> {
+        self.writer.add_scalar(tag, value, step, time);
+        self.maybe_flush()
+    }
+
+    /// Add a histogram of `values`; writes the buffer when the policy says so.
+    pub fn add_histogram(
+        &mut self,
+        tag: &str,
+        values: &[f64],
+        step: i64,
+        time: SystemTime,
+    ) -> Result<()> {
+        self.writer.add_histogram(tag, values, step, time);
+        self.maybe_flush()
+    }
+
+    /// Bytes of events waiting to be written.
+    pub fn pending_bytes(&self) -> usize {
+        self.writer.pending_bytes()
+    }
+
+    fn maybe_flush(&mut self) -> Result<()> {
+        if self.writer.pending_bytes() >= self.flush_bytes
+            || self.last_write.elapsed() >= self.flush_after
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write every buffered event now.
+    pub fn flush(&mut self) -> Result<()> {
+        let r = self.writer.flush();
+        self.last_write = std::time::Instant::now();
+        r
+    }
+
+    /// Write what is buffered and close the file.
+    pub fn close(&mut self) -> Result<()> {
+        self.writer.close()
+    }
+}
+
 /// Read every event of `path` (for tests and tools). Stops at a truncated last record; a
 /// checksum error is an error.
 pub fn read_events(path: &Path) -> Result<Vec<proto::DecodedEvent>> {
@@ -242,6 +320,42 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn paced_writer_writes_by_size_and_by_age() {
+        let d = tmp("paced");
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // Never by age: small adds wait, the add that crosses the size limit writes them all.
+        let mut w = PacedWriter::with_policy(&d, 200, Duration::from_secs(3600));
+        w.add_scalar("a", 1.0, 1, t).unwrap();
+        assert!(w.pending_bytes() > 0 && w.pending_bytes() < 200);
+        assert!(!d.exists(), "nothing written below the size limit");
+        while w.pending_bytes() > 0 {
+            w.add_scalar("a", 2.0, 2, t).unwrap();
+        }
+        assert_eq!(
+            files(&d).len(),
+            1,
+            "written once the size limit was reached"
+        );
+        w.add_histogram("h", &[1.0, 2.0], 3, t).unwrap();
+        assert!(w.pending_bytes() > 0);
+        w.close().unwrap();
+        let n = read_events(&files(&d)[0]).unwrap().len();
+        // Always by age (limit 0): every add writes.
+        let d2 = tmp("paced-age");
+        let mut w = PacedWriter::with_policy(&d2, usize::MAX, Duration::ZERO);
+        w.add_scalar("a", 1.0, 1, t).unwrap();
+        assert_eq!(
+            w.pending_bytes(),
+            0,
+            "written at once when the previous write is old enough"
+        );
+        w.close().unwrap();
+        assert!(n >= 3);
+        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&d2);
     }
 
     #[test]

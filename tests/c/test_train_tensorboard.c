@@ -1,6 +1,6 @@
-/* TensorBoard and the profiler through the C ABI: the folder, AUTO-mode event files and their
- * sync into the storage layout, MANUAL uploads with selector and mangler callbacks, the
- * profiler's argument checks and its last report at close; NULLs and calls after close. */
+/* The run's TensorBoard files through det_train_* (src/capi/train.rs): the folder, AUTO-mode
+ * event files and their sync into the storage layout, MANUAL uploads with selector and mangler
+ * callbacks; NULLs and calls after close. */
 #include "check.h"
 
 #include <dirent.h>
@@ -132,47 +132,12 @@ static void manual_mode_uploads(void) {
     det_string_free(p);
 }
 
-static void profiler_checks_and_final_report(void) {
-    const char *dir = test_tmpdir("prof");
-    det_init_options o;
-    test_options(&o, dir, "prof");
-    det_context *ctx;
-    CHECK_OK(det_core_init(&o, &ctx));
-    CHECK_ERR(det_profiler_on(ctx, 0.05, 10), DET_ERR_INVALID_ARGUMENT, "Sampling interval must be > 0.1, got 0.05.");
-    CHECK_ERR(det_profiler_on(ctx, 1, 0), DET_ERR_INVALID_ARGUMENT,
-              "It must be an int > 1, but was specified as 0.");
-    CHECK_ERR(det_profiler_on(ctx, 0.0 / 0.0, 10), DET_ERR_INVALID_ARGUMENT, "got nan");
-    CHECK_OK(det_profiler_off(ctx)); /* off while off */
-    /* A long period: only the final report at close can carry these samples. */
-    CHECK_OK(det_profiler_on(ctx, 0.1, 1000));
-    CHECK_OK(det_profiler_on(ctx, 0.0, -5)); /* idempotent, arguments not checked while on */
-    usleep(350 * 1000);
-    CHECK_OK(det_core_close(ctx));
-    char path[2048];
-    snprintf(path, sizeof path, "%s/run/metrics.jsonl", dir);
-    char *m = test_read_file(path);
-    CHECK(m != NULL);
-    if (m) {
-        CHECK_CONTAINS(m, "\"group\": \"cpu\"");
-        CHECK_CONTAINS(m, "\"group\": \"memory\"");
-        CHECK_CONTAINS(m, "\"group\": \"disk\"");
-        CHECK_CONTAINS(m, "\"group\": \"network\"");
-        CHECK_CONTAINS(m, "\"cpu_util_simple\": ");
-        CHECK_CONTAINS(m, "\"disk_util\": ");
-    }
-    free(m);
-    /* ... and TensorBoard, off-cluster. */
-    snprintf(path, sizeof path, "%s/run/tensorboard", dir);
-    CHECK(count_files(path, "tfevents") == 1);
-}
 
 static void bad_calls(void) {
     char *s;
     CHECK_ERR(det_train_get_tensorboard_path(NULL, &s), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
     CHECK_ERR(det_train_upload_tensorboard_files(NULL, NULL, NULL, NULL, NULL), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
     CHECK_ERR(det_train_flush_tensorboard(NULL, 1), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
-    CHECK_ERR(det_profiler_on(NULL, 1, 10), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
-    CHECK_ERR(det_profiler_off(NULL), DET_ERR_INVALID_ARGUMENT, "ctx is NULL");
     det_init_options o;
     test_options(&o, test_tmpdir("tbbad"), "bad");
     det_context *ctx;
@@ -181,48 +146,11 @@ static void bad_calls(void) {
               "det_train_get_tensorboard_path: out is NULL");
     CHECK_ERR(det_train_flush_tensorboard(ctx, 0), DET_ERR_INVALID_ARGUMENT, "timeout_seconds");
     CHECK_ERR(det_train_flush_tensorboard(ctx, -1), DET_ERR_INVALID_ARGUMENT, "timeout_seconds");
-    CHECK_OK(det_profiler_on(ctx, 0.1, 2));
-    CHECK_OK(det_core_close(ctx)); /* stops the profiler */
+    CHECK_OK(det_core_close(ctx));
     CHECK_ERR(det_train_get_tensorboard_path(ctx, &s), DET_ERR_STATE, "closed");
     CHECK_ERR(det_train_upload_tensorboard_files(ctx, NULL, NULL, NULL, NULL), DET_ERR_STATE, "closed");
     CHECK_ERR(det_train_flush_tensorboard(ctx, 1), DET_ERR_STATE, "closed");
-    CHECK_ERR(det_profiler_on(ctx, 1, 10), DET_ERR_STATE, "closed");
-    CHECK_ERR(det_profiler_off(ctx), DET_ERR_STATE, "closed");
 }
 
-static void own_writer(void) {
-    const char *dir = test_tmpdir("tbw");
-    det_init_options o;
-    test_options(&o, dir, "own");
-    det_context *ctx;
-    CHECK_OK(det_core_init(&o, &ctx));
-    char *p = tb_path(ctx);
-    char sub[2048];
-    snprintf(sub, sizeof sub, "%s/custom", p);
-    det_tb_writer *w = NULL;
-    CHECK_OK(det_tb_writer_open(sub, &w));
-    CHECK_OK(det_tb_writer_add_scalar(w, "my/scalar", 3, 0.5));
-    double vals[] = {1.0, 2.0, 2.5, -4.0};
-    CHECK_OK(det_tb_writer_add_histogram(w, "my/hist", 3, vals, 4));
-    CHECK_OK(det_tb_writer_add_histogram(w, "my/empty", 4, NULL, 0));
-    CHECK_ERR(det_tb_writer_add_histogram(w, "my/hist", 5, NULL, 2), DET_ERR_INVALID_ARGUMENT, "values is NULL");
-    CHECK_ERR(det_tb_writer_add_scalar(w, NULL, 5, 1.0), DET_ERR_INVALID_ARGUMENT, "tag is NULL");
-    CHECK_OK(det_tb_writer_flush(w));
-    CHECK(count_files(sub, "events.out.tfevents.") == 1);
-    CHECK_OK(det_tb_writer_close(w));
-    CHECK_ERR(det_tb_writer_close(w), DET_ERR_STATE, "not open");
-    CHECK_ERR(det_tb_writer_add_scalar(w, "x", 1, 1.0), DET_ERR_STATE, "not open");
-    CHECK_OK(det_tb_writer_close(NULL));
-    CHECK_ERR(det_tb_writer_flush(NULL), DET_ERR_INVALID_ARGUMENT, "writer is NULL");
-    CHECK_ERR(det_tb_writer_open(NULL, &w), DET_ERR_INVALID_ARGUMENT, "dir is NULL");
-    CHECK_ERR(det_tb_writer_open(sub, NULL), DET_ERR_INVALID_ARGUMENT, "out is NULL");
-    /* AUTO mode syncs the writer's files with the metrics' ones. */
-    CHECK_OK(det_core_close(ctx));
-    char synced[2048];
-    snprintf(synced, sizeof synced, "%s/ckpts/local/tensorboard/experiment/runs/trial/own/custom", dir);
-    CHECK(count_files(synced, "events.out.tfevents.") == 1);
-    det_string_free(p);
-}
 
-TEST_MAIN(TEST(auto_mode_writes_and_syncs), TEST(own_writer), TEST(manual_mode_uploads), TEST(profiler_checks_and_final_report),
-          TEST(bad_calls))
+TEST_MAIN(TEST(auto_mode_writes_and_syncs), TEST(manual_mode_uploads), TEST(bad_calls))

@@ -4,12 +4,13 @@
 use super::boundary::{call, out_arg, str_arg, write_out};
 use super::handle::Registry;
 use super::status::det_status;
-use crate::error::{Error, Kind, Result};
-use crate::tensorboard::EventWriter;
+use crate::bail;
+use crate::error::Result;
+use crate::tensorboard::writer::PacedWriter;
 use parking_lot::Mutex;
 use std::ffi::c_char;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 /// An event-file writer from `det_tb_writer_open`. Opaque. Thread-safe. Close it with
 /// `det_tb_writer_close`, exactly once.
@@ -17,27 +18,10 @@ pub struct det_tb_writer {
     _private: [u8; 0],
 }
 
-struct WriterEntry {
-    w: Mutex<(EventWriter, Instant)>,
-}
+static WRITERS: Registry<Mutex<PacedWriter>> = Registry::new("writer");
 
-static WRITERS: Registry<WriterEntry> = Registry::new("writer");
-
-/// Events are written when this much is buffered ...
-const FLUSH_BYTES: usize = 64 * 1024;
-/// ... or this long after the previous write.
-const FLUSH_AFTER: Duration = Duration::from_secs(1);
-
-fn entry(w: *mut det_tb_writer) -> Result<std::sync::Arc<WriterEntry>> {
+fn entry(w: *mut det_tb_writer) -> Result<std::sync::Arc<Mutex<PacedWriter>>> {
     WRITERS.get(w as usize)
-}
-
-fn maybe_flush(g: &mut (EventWriter, Instant)) -> Result<()> {
-    if g.0.pending_bytes() >= FLUSH_BYTES || g.1.elapsed() >= FLUSH_AFTER {
-        g.0.flush()?;
-        g.1 = Instant::now();
-    }
-    Ok(())
 }
 
 /// Open a writer of TensorBoard event files in `dir` (created at the first write), typically the
@@ -58,15 +42,15 @@ pub unsafe extern "C" fn det_tb_writer_open(
 ) -> det_status {
     call("det_tb_writer_open", || {
         out_arg(out, "out")?;
-        // SAFETY: contract.
+        // SAFETY: `dir` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let dir = unsafe { str_arg(dir, "dir") }?;
         if dir.is_empty() {
-            return Err(Error::new(Kind::InvalidArgument, "dir is empty"));
+            bail!(InvalidArgument, "dir is empty");
         }
-        let key = WRITERS.insert(WriterEntry {
-            w: Mutex::new((EventWriter::new(Path::new(dir)), Instant::now())),
-        });
-        // SAFETY: checked.
+        let key = WRITERS.insert(Mutex::new(PacedWriter::new(Path::new(dir))));
+        // SAFETY: `out` is not NULL (out_arg above) and points to writable storage (the caller's
+        // guarantee in this function's # Safety).
         unsafe { write_out(out, key as *mut det_tb_writer) };
         Ok(())
     })
@@ -86,11 +70,11 @@ pub unsafe extern "C" fn det_tb_writer_add_scalar(
 ) -> det_status {
     call("det_tb_writer_add_scalar", || {
         let e = entry(w)?;
-        // SAFETY: contract.
+        // SAFETY: `tag` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let tag = unsafe { str_arg(tag, "tag") }?;
-        let mut g = e.w.lock();
-        g.0.add_scalar(tag, value, step, SystemTime::now());
-        maybe_flush(&mut g)
+        let r = e.lock().add_scalar(tag, value, step, SystemTime::now());
+        r
     })
 }
 
@@ -110,10 +94,11 @@ pub unsafe extern "C" fn det_tb_writer_add_histogram(
 ) -> det_status {
     call("det_tb_writer_add_histogram", || {
         let e = entry(w)?;
-        // SAFETY: contract.
+        // SAFETY: `tag` is NULL or a NUL-terminated string that stays valid during the call (the
+        // caller's guarantee in this function's # Safety).
         let tag = unsafe { str_arg(tag, "tag") }?;
         if n > 0 && values.is_null() {
-            return Err(Error::new(Kind::InvalidArgument, "values is NULL"));
+            bail!(InvalidArgument, "values is NULL");
         }
         let vals: &[f64] = if n == 0 {
             &[]
@@ -121,9 +106,8 @@ pub unsafe extern "C" fn det_tb_writer_add_histogram(
             // SAFETY: non-NULL and holding n doubles per the contract.
             unsafe { std::slice::from_raw_parts(values, n) }
         };
-        let mut g = e.w.lock();
-        g.0.add_histogram(tag, vals, step, SystemTime::now());
-        maybe_flush(&mut g)
+        let r = e.lock().add_histogram(tag, vals, step, SystemTime::now());
+        r
     })
 }
 
@@ -132,10 +116,8 @@ pub unsafe extern "C" fn det_tb_writer_add_histogram(
 pub extern "C" fn det_tb_writer_flush(w: *mut det_tb_writer) -> det_status {
     call("det_tb_writer_flush", || {
         let e = entry(w)?;
-        let mut g = e.w.lock();
-        g.0.flush()?;
-        g.1 = Instant::now();
-        Ok(())
+        let r = e.lock().flush();
+        r
     })
 }
 
@@ -149,7 +131,7 @@ pub extern "C" fn det_tb_writer_close(w: *mut det_tb_writer) -> det_status {
     }
     call("det_tb_writer_close", || {
         let e = WRITERS.remove(w as usize)?;
-        let r = e.w.lock().0.close();
+        let r = e.lock().close();
         r
     })
 }

@@ -335,7 +335,7 @@ static void check_macro_prints_and_acts(void) {
     CHECK(evaluations == 2); /* each call evaluated once */
     char want[300];
     snprintf(want, sizeof want,
-             "test_trainer_day.c:%d: counted(det_info_get_hparam_f64(ctx, \"missing\", lr)) failed: DET_ERR_NOT_FOUND: "
+             "test_scenario_trainer_day.c:%d: counted(det_info_get_hparam_f64(ctx, \"missing\", lr)) failed: DET_ERR_NOT_FOUND: "
              "det_info_get_hparam_f64: hparam \"missing\" not found (have: \"lr\")\n",
              check_line);
     CHECK_CONTAINS(err, want);
