@@ -22,7 +22,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
-from detcore_ctypes import Lib  # noqa: E402
+from capi import Lib  # noqa: E402
 
 
 def cpu_seconds() -> float:

@@ -16,7 +16,9 @@
  *    (det_core_close), StorePath (det_ckpt_store_path_abort unless commit() ran: an exception
  *    while a store scope is open never publishes a half-written checkpoint), RestorePath
  *    (det_ckpt_restore_path_end), SearcherOp (det_searcher_op_free), TensorboardWriter
- *    (det_tb_writer_close). `.get()` lends the raw handle, `.release()` gives it up.
+ *    (det_tb_writer_close). All are one template, detail::Handle (a std::unique_ptr with the C
+ *    close function as deleter): `.get()` lends the raw handle, `.release()` gives it up,
+ *    `.reset()` closes it now; a handle is closed exactly once.
  *  - Area views (`ctx.checkpoint()`, `ctx.train()`, `ctx.preempt()`, `ctx.searcher()`,
  *    `ctx.distributed()`, `ctx.info()`, `ctx.profiler()`) are cheap, non-owning, and must not
  *    outlive their Context. Each C function `det_<area>_<verb>` is one method of the view for
@@ -163,6 +165,74 @@ inline std::vector<std::string> take_bytes_list(det_bytes_list *list) {
     }
     return out;
 }
+
+/* ---- handle ownership ------------------------------------------------------------------------ */
+
+/// Closes a handle with its C function `Close` when its owner lets go of it. A destructor cannot
+/// throw, so a failure is printed to stderr as `detcore: ~<Name>: <message>` (the owners' explicit
+/// close()/end()/commit() methods throw it instead).
+template <class T, det_status (*Close)(T *), const char *Name>
+struct Closer {
+    void operator()(T *h) const noexcept {
+        if (Close(h) != DET_OK) std::fprintf(stderr, "detcore: ~%s: %s\n", Name, det_last_error_message());
+    }
+};
+
+/// The one owner of a detcore handle, which every RAII type of this header derives from: a
+/// std::unique_ptr whose deleter is the handle's C close function (a Closer, or a deleter with
+/// state). Move-only. The handle is closed exactly once: by the destructor, by reset() or a
+/// move-assignment (the one held before), or by the C call that an owner's method hands it to
+/// with take(); release() gives it up unclosed; a moved-from owner holds nothing.
+template <class T, class Deleter>
+class Handle {
+public:
+    Handle() noexcept = default;
+    explicit Handle(T *h, Deleter d = Deleter()) noexcept : h_(h, std::move(d)) {}
+
+    /// The raw handle, lent (nullptr once closed, released or moved from).
+    T *get() const noexcept { return h_.get(); }
+    /// Give up ownership without closing: the caller must end or free it with the C API.
+    T *release() noexcept { return h_.release(); }
+    /// Close the handle held now (a failure is printed, as by the destructor) and own `h`.
+    void reset(T *h = nullptr) noexcept { h_.reset(h); }
+    explicit operator bool() const noexcept { return static_cast<bool>(h_); }
+
+protected:
+    /// The handle, or det::Error(DET_ERR_STATE, `gone`) when this owner holds none.
+    T *live(const char *gone) const {
+        if (!h_) throw Error(DET_ERR_STATE, gone);
+        return h_.get();
+    }
+    /// The handle, given up, for a C call that ends it whatever that call returns.
+    T *take(const char *gone) {
+        live(gone);
+        return h_.release();
+    }
+
+private:
+    std::unique_ptr<T, Deleter> h_;
+};
+
+inline constexpr char kStorePath[] = "det::StorePath";
+inline constexpr char kRestorePath[] = "det::RestorePath";
+inline constexpr char kSearcherOp[] = "det::SearcherOp";
+inline constexpr char kTensorboardWriter[] = "det::TensorboardWriter";
+inline constexpr char kContext[] = "det::Context";
+
+/// StorePath's deleter: an open scope is aborted (its folder removed), with a warning unless the
+/// owner dies in the unwinding of an exception that began after it was made (which says why).
+struct StoreAbort {
+    int uncaught = std::uncaught_exceptions();
+    void operator()(det_ckpt_store *h) const noexcept {
+        if (std::uncaught_exceptions() <= uncaught) {
+            const char *id = nullptr;
+            det_ckpt_store_storage_id(h, &id);
+            std::fprintf(stderr, "detcore: det::StorePath %s destroyed without commit(); the checkpoint was discarded\n",
+                         id ? id : "");
+        }
+        Closer<det_ckpt_store, det_ckpt_store_path_abort, kStorePath>()(h);
+    }
+};
 
 }  // namespace detail
 
@@ -576,21 +646,9 @@ private:
 /// An open `store_path` scope: write the checkpoint's files into `path()`, then `commit()` to
 /// publish it. Destroyed without commit() (an exception, an early return) it is aborted: the
 /// folder is removed and nothing is published.
-class StorePath {
+class StorePath : public detail::Handle<det_ckpt_store, detail::StoreAbort> {
 public:
-    explicit StorePath(det_ckpt_store *h) noexcept : h_(h), uncaught_(std::uncaught_exceptions()) {}
-    StorePath(StorePath &&o) noexcept : h_(std::exchange(o.h_, nullptr)), uncaught_(o.uncaught_) {}
-    StorePath &operator=(StorePath &&o) noexcept {
-        if (this != &o) {
-            discard();
-            h_ = std::exchange(o.h_, nullptr);
-            uncaught_ = o.uncaught_;
-        }
-        return *this;
-    }
-    StorePath(const StorePath &) = delete;
-    StorePath &operator=(const StorePath &) = delete;
-    ~StorePath() { discard(); }
+    explicit StorePath(det_ckpt_store *h) noexcept : Handle(h) {}
 
     /// The folder to write into (absolute).
     [[nodiscard]] std::filesystem::path path() const {
@@ -608,9 +666,7 @@ public:
     /// storage id. The scope is over afterwards, whether it succeeded or threw.
     std::string commit() {
         char id[DET_STORAGE_ID_LEN] = {0};
-        det_ckpt_store *h = live();
-        h_ = nullptr;
-        detail::check(det_ckpt_store_path_end(h, id));
+        detail::check(det_ckpt_store_path_end(take(kGone), id));
         return id;
     }
     /// commit() with an explicit upload mode (`det_ckpt_store_path_end_mode`): `UploadMode::Async`
@@ -625,59 +681,26 @@ public:
         if (st != DET_OK) {
             const std::string msg = det_last_error_message();
             const char *probe = nullptr;
-            if (det_ckpt_store_storage_id(h, &probe) != DET_OK) h_ = nullptr;  // the scope ended
+            if (det_ckpt_store_storage_id(h, &probe) != DET_OK) (void)release();  // the scope ended
             throw Error(st, msg);
         }
-        h_ = nullptr;
+        (void)release();  // ended by det_ckpt_store_path_end_mode
         return id;
     }
     /// Discard the checkpoint now (its folder is removed).
-    void abort() {
-        live();
-        detail::check(det_ckpt_store_path_abort(std::exchange(h_, nullptr)));
-    }
-
-    det_ckpt_store *get() const noexcept { return h_; }
-    /// Give up ownership: the caller must end or abort the scope with the C API.
-    det_ckpt_store *release() noexcept { return std::exchange(h_, nullptr); }
-    explicit operator bool() const noexcept { return h_ != nullptr; }
+    void abort() { detail::check(det_ckpt_store_path_abort(take(kGone))); }
 
 private:
-    det_ckpt_store *live() const {
-        if (!h_) throw Error(DET_ERR_STATE, "det::StorePath: the scope was already committed, aborted or released");
-        return h_;
-    }
-    void discard() noexcept {
-        if (!h_) return;
-        if (std::uncaught_exceptions() <= uncaught_) {
-            const char *id = nullptr;
-            det_ckpt_store_storage_id(h_, &id);
-            std::fprintf(stderr, "detcore: det::StorePath %s destroyed without commit(); the checkpoint was discarded\n",
-                         id ? id : "");
-        }
-        det_ckpt_store_path_abort(std::exchange(h_, nullptr));
-    }
-    det_ckpt_store *h_;
-    int uncaught_;
+    static constexpr const char *kGone = "det::StorePath: the scope was already committed, aborted or released";
+    det_ckpt_store *live() const { return Handle::live(kGone); }
 };
 
 /// An open `restore_path` scope: the checkpoint's files are under `path()` until it ends.
-class RestorePath {
+class RestorePath
+    : public detail::Handle<det_ckpt_restore,
+                            detail::Closer<det_ckpt_restore, det_ckpt_restore_path_end, detail::kRestorePath>> {
 public:
-    explicit RestorePath(det_ckpt_restore *h) noexcept : h_(h) {}
-    RestorePath(RestorePath &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-    RestorePath &operator=(RestorePath &&o) noexcept {
-        if (this != &o) {
-            if (h_) det_ckpt_restore_path_end(h_);
-            h_ = std::exchange(o.h_, nullptr);
-        }
-        return *this;
-    }
-    RestorePath(const RestorePath &) = delete;
-    RestorePath &operator=(const RestorePath &) = delete;
-    ~RestorePath() {
-        if (h_) det_ckpt_restore_path_end(h_);
-    }
+    explicit RestorePath(det_ckpt_restore *h) noexcept : Handle(h) {}
 
     /// The folder holding the checkpoint's files (read it; do not change it).
     [[nodiscard]] std::filesystem::path path() const {
@@ -693,38 +716,18 @@ public:
         return std::string(p);
     }
     /// End the scope now (a temporary download is removed), reporting failures.
-    void end() {
-        live();
-        detail::check(det_ckpt_restore_path_end(std::exchange(h_, nullptr)));
-    }
-
-    det_ckpt_restore *get() const noexcept { return h_; }
-    det_ckpt_restore *release() noexcept { return std::exchange(h_, nullptr); }
-    explicit operator bool() const noexcept { return h_ != nullptr; }
+    void end() { detail::check(det_ckpt_restore_path_end(take(kGone))); }
 
 private:
-    det_ckpt_restore *live() const {
-        if (!h_) throw Error(DET_ERR_STATE, "det::RestorePath: the scope was already ended or released");
-        return h_;
-    }
-    det_ckpt_restore *h_;
+    static constexpr const char *kGone = "det::RestorePath: the scope was already ended or released";
+    det_ckpt_restore *live() const { return Handle::live(kGone); }
 };
 
 /// A searcher operation: train to `length()` units, report progress, report completion.
-class SearcherOp {
+class SearcherOp
+    : public detail::Handle<det_searcher_op, detail::Closer<det_searcher_op, det_searcher_op_free, detail::kSearcherOp>> {
 public:
-    explicit SearcherOp(det_searcher_op *h) noexcept : h_(h) {}
-    SearcherOp(SearcherOp &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-    SearcherOp &operator=(SearcherOp &&o) noexcept {
-        if (this != &o) {
-            det_searcher_op_free(h_);
-            h_ = std::exchange(o.h_, nullptr);
-        }
-        return *this;
-    }
-    SearcherOp(const SearcherOp &) = delete;
-    SearcherOp &operator=(const SearcherOp &) = delete;
-    ~SearcherOp() { det_searcher_op_free(h_); }
+    explicit SearcherOp(det_searcher_op *h) noexcept : Handle(h) {}
 
     [[nodiscard]] int64_t length() const {
         int64_t n = 0;
@@ -741,16 +744,8 @@ public:
         detail::check(det_searcher_op_report_completed_json(live(), j.c_str()));
     }
 
-    det_searcher_op *get() const noexcept { return h_; }
-    det_searcher_op *release() noexcept { return std::exchange(h_, nullptr); }
-    explicit operator bool() const noexcept { return h_ != nullptr; }
-
 private:
-    det_searcher_op *live() const {
-        if (!h_) throw Error(DET_ERR_STATE, "det::SearcherOp: the operation was released or moved from");
-        return h_;
-    }
-    det_searcher_op *h_;
+    det_searcher_op *live() const { return Handle::live("det::SearcherOp: the operation was released or moved from"); }
 };
 
 /// A writer of TensorBoard event files for your own scalars and histograms (`det_tb_writer_*`;
@@ -765,26 +760,18 @@ private:
 ///   det::TensorboardWriter tb(ctx.train().get_tensorboard_path());
 ///   tb.add_scalar("lr", step, lr);
 ///   tb.add_histogram("weights", step, w);   // std::vector<double>, or (pointer, count)
-class TensorboardWriter {
+class TensorboardWriter
+    : public detail::Handle<det_tb_writer, detail::Closer<det_tb_writer, det_tb_writer_close, detail::kTensorboardWriter>> {
 public:
     /// Open a writer in `dir` (created at the first write).
     explicit TensorboardWriter(const std::filesystem::path &dir) {
         detail::CStr d(dir.string(), "dir");
-        detail::check(det_tb_writer_open(d.c_str(), &h_));
+        det_tb_writer *h = nullptr;
+        detail::check(det_tb_writer_open(d.c_str(), &h));
+        reset(h);
     }
     /// Take ownership of a writer opened with the C API.
     static TensorboardWriter adopt(det_tb_writer *h) noexcept { return TensorboardWriter(h); }
-    TensorboardWriter(TensorboardWriter &&o) noexcept : h_(std::exchange(o.h_, nullptr)) {}
-    TensorboardWriter &operator=(TensorboardWriter &&o) noexcept {
-        if (this != &o) {
-            close_quietly();
-            h_ = std::exchange(o.h_, nullptr);
-        }
-        return *this;
-    }
-    TensorboardWriter(const TensorboardWriter &) = delete;
-    TensorboardWriter &operator=(const TensorboardWriter &) = delete;
-    ~TensorboardWriter() { close_quietly(); }
 
     /// The scalar `tag` = `value` at `step` (stored as float32, as TensorFlow does).
     void add_scalar(std::string_view tag, int64_t step, double value) {
@@ -807,28 +794,12 @@ public:
     void flush() { detail::check(det_tb_writer_flush(live())); }
     /// Write what is buffered and close the file; throws det::Error on failure. The writer is
     /// closed afterwards either way; closing it again throws (`DET_ERR_STATE`).
-    void close() {
-        live();
-        detail::check(det_tb_writer_close(std::exchange(h_, nullptr)));
-    }
-
-    det_tb_writer *get() const noexcept { return h_; }
-    /// Give up ownership: the caller must det_tb_writer_close it.
-    det_tb_writer *release() noexcept { return std::exchange(h_, nullptr); }
-    explicit operator bool() const noexcept { return h_ != nullptr; }
+    void close() { detail::check(det_tb_writer_close(take(kGone))); }
 
 private:
-    explicit TensorboardWriter(det_tb_writer *h) noexcept : h_(h) {}
-    det_tb_writer *live() const {
-        if (!h_) throw Error(DET_ERR_STATE, "det::TensorboardWriter: used after close(), release() or a move");
-        return h_;
-    }
-    void close_quietly() noexcept {
-        if (!h_) return;
-        if (det_tb_writer_close(std::exchange(h_, nullptr)) != DET_OK)
-            std::fprintf(stderr, "detcore: ~det::TensorboardWriter: %s\n", det_last_error_message());
-    }
-    det_tb_writer *h_ = nullptr;
+    static constexpr const char *kGone = "det::TensorboardWriter: used after close(), release() or a move";
+    explicit TensorboardWriter(det_tb_writer *h) noexcept : Handle(h) {}
+    det_tb_writer *live() const { return Handle::live(kGone); }
 };
 
 /* ---- area views -------------------------------------------------------------------------------- */
@@ -1500,32 +1471,23 @@ private:
 
 /// A Core API context (`det_core_init` … `det_core_close`). Move-only; the destructor closes it.
 /// Thread-safe like the C handle: any thread may use it (views included) while it lives.
-class Context {
+///
+/// The destructor closes the context; a failure (e.g. reports that could not be delivered) is
+/// written to stderr, since a destructor cannot throw. Call close() to get it as an exception.
+class Context : public detail::Handle<det_context, detail::Closer<det_context, det_core_close, detail::kContext>> {
 public:
     /// `core.init(...)`: on-cluster under a Determined master, else off-cluster.
     explicit Context(const Options &options = Options()) {
-        options.with_c_options([this](const det_init_options &o) { detail::check(det_core_init(&o, &ctx_)); });
+        det_context *ctx = nullptr;
+        options.with_c_options([&ctx](const det_init_options &o) { detail::check(det_core_init(&o, &ctx)); });
+        reset(ctx);
     }
     /// Take ownership of a context made with the C API.
     static Context adopt(det_context *ctx) noexcept { return Context(ctx); }
 
-    Context(Context &&o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
-    Context &operator=(Context &&o) noexcept {
-        if (this != &o) {
-            close_quietly();
-            ctx_ = std::exchange(o.ctx_, nullptr);
-        }
-        return *this;
-    }
-    Context(const Context &) = delete;
-    Context &operator=(const Context &) = delete;
-    /// Closes the context; a failure (e.g. reports that could not be delivered) is written to
-    /// stderr, since a destructor cannot throw. Call close() to get it as an exception.
-    ~Context() { close_quietly(); }
-
     /// Flush reports, join threads, release everything; throws det::Error on failure. The
     /// context is closed afterwards either way.
-    void close() { detail::check(det_core_close(std::exchange(ctx_, nullptr))); }
+    void close() { detail::check(det_core_close(release())); }
 
     [[nodiscard]] Checkpoint checkpoint() const { return Checkpoint(live()); }
     [[nodiscard]] Train train() const { return Train(live()); }
@@ -1544,23 +1506,9 @@ public:
         detail::check(det_core_alert(live(), t.c_str(), d.c_str(), static_cast<int32_t>(level)));
     }
 
-    det_context *get() const noexcept { return ctx_; }
-    /// Give up ownership: the caller must det_core_close it.
-    det_context *release() noexcept { return std::exchange(ctx_, nullptr); }
-    explicit operator bool() const noexcept { return ctx_ != nullptr; }
-
 private:
-    explicit Context(det_context *ctx) noexcept : ctx_(ctx) {}
-    det_context *live() const {
-        if (!ctx_) throw Error(DET_ERR_STATE, "det::Context: used after close(), release() or a move");
-        return ctx_;
-    }
-    void close_quietly() noexcept {
-        if (!ctx_) return;
-        if (det_core_close(std::exchange(ctx_, nullptr)) != DET_OK)
-            std::fprintf(stderr, "detcore: ~det::Context: %s\n", det_last_error_message());
-    }
-    det_context *ctx_ = nullptr;
+    explicit Context(det_context *ctx) noexcept : Handle(ctx) {}
+    det_context *live() const { return Handle::live("det::Context: used after close(), release() or a move"); }
 };
 
 }  // namespace det

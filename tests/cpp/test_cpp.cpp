@@ -115,6 +115,81 @@ static void context_lifecycle() {
     EXPECT(det::version() == DET_VERSION_STRING);
 }
 
+// detail::Handle, the one owner every RAII type derives from, closes a handle exactly once:
+// checked with a counting close function, then with real handles through the C API's view.
+struct fake_handle {
+    int closes = 0;
+};
+static det_status close_fake(fake_handle *h) {
+    h->closes++;
+    return DET_OK;
+}
+static det_status close_fake_failing(fake_handle *h) {
+    h->closes++;
+    return DET_ERR_IO;
+}
+inline constexpr char kFake[] = "fake";
+using FakeOwner = det::detail::Handle<fake_handle, det::detail::Closer<fake_handle, close_fake, kFake>>;
+
+static void handle_owner_closes_once() {
+    fake_handle a, b, c, d, e;
+    {
+        FakeOwner o(&a);
+        EXPECT(o && o.get() == &a);
+    }
+    EXPECT(a.closes == 1);  // destructor
+    {
+        FakeOwner o(&b);
+        FakeOwner moved(std::move(o));  // move construction: the handle travels, nothing closes
+        EXPECT(!o && moved.get() == &b && b.closes == 0);
+        FakeOwner other(&c);
+        other = std::move(moved);  // move assignment closes the one held before, once
+        EXPECT(c.closes == 1 && b.closes == 0 && other.get() == &b && !moved);
+        auto &self = other;
+        other = std::move(self);  // self-move keeps it
+        EXPECT(other.get() == &b && b.closes == 0);
+        other.reset(&d);  // reset closes the old, owns the new
+        EXPECT(b.closes == 1 && d.closes == 0);
+        other.reset();
+        EXPECT(d.closes == 1 && !other);
+        other.reset();  // nothing held: nothing closed
+        EXPECT(d.closes == 1);
+        FakeOwner given(&e);
+        fake_handle *raw = given.release();  // release gives it up unclosed
+        EXPECT(raw == &e && !given);
+    }
+    EXPECT(a.closes == 1 && b.closes == 1 && c.closes == 1 && d.closes == 1 && e.closes == 0);
+    {
+        // A close that fails in a destructor is printed, not thrown, and not retried.
+        fake_handle f;
+        { det::detail::Handle<fake_handle, det::detail::Closer<fake_handle, close_fake_failing, kFake>> o(&f); }
+        EXPECT(f.closes == 1);
+    }
+
+    // The real owners: reset() and move-assignment close through the C API exactly once (a second
+    // close of the same handle would be DET_ERR_STATE, printed by the deleter).
+    fs::path dir = tmpdir("owner");
+    det_tb_writer *w1 = nullptr, *w2 = nullptr;
+    {
+        det::TensorboardWriter tb(dir / "tb1");
+        det::TensorboardWriter other(dir / "tb2");
+        w1 = tb.get();
+        w2 = other.get();
+        tb = std::move(other);  // w1 closed here
+        EXPECT(det_tb_writer_flush(w1) == DET_ERR_STATE);
+        EXPECT(det_tb_writer_flush(w2) == DET_OK && tb.get() == w2);
+        tb.reset();  // w2 closed here
+        EXPECT(!tb && det_tb_writer_flush(w2) == DET_ERR_STATE);
+        EXPECT_DET_ERROR(tb.flush(), DET_ERR_STATE, "used after close(), release() or a move");
+    }
+    det::Context ctx(options(dir, "owner"));
+    det_context *raw = ctx.get();
+    ctx.reset();
+    bool b_ = false;
+    EXPECT(!ctx && det_should_preempt(raw, &b_) == DET_ERR_STATE);
+    fs::remove_all(dir);
+}
+
 static void errors_carry_status_and_message() {
     fs::path dir = tmpdir("err");
     try {
@@ -704,6 +779,7 @@ int main() {
         const char *name;
         void (*fn)();
     } tests[] = {
+        {"handle_owner_closes_once", handle_owner_closes_once},
         {"context_lifecycle", context_lifecycle},
         {"errors_carry_status_and_message", errors_carry_status_and_message},
         {"checkpoint_scopes", checkpoint_scopes},

@@ -91,7 +91,7 @@ def run(cmd, env, timeout=180, **kw):
 import ctypes  # noqa: E402
 
 
-from abi_structs import Opts  # noqa: E402,F401
+from capi import Library, Opts  # noqa: E402,F401
 
 
 class DetError(Exception):
@@ -104,10 +104,7 @@ class Lib:
     """Calls into libdetcore; `call(name, *args)` raises DetError on a non-OK status."""
 
     def __init__(self, path):
-        self.lib = ctypes.CDLL(str(path))
-        self.lib.det_last_error_message.restype = ctypes.c_char_p
-        self.lib.det_status_name.restype = ctypes.c_char_p
-        self.lib.det_string_free.argtypes = [ctypes.c_void_p]
+        self.lib = Library(str(path))  # typed from include/detcore.h by the Python package
 
     def call(self, fn, *args):
         s = getattr(self.lib, fn)(*args)

@@ -51,11 +51,10 @@ def elsewhere():
 def report(lib, ctx, step):
     names = (ctypes.c_char_p * 1)(b"loss")
     vals = (ctypes.c_double * 1)(1.0 / (step + 1))
-    lib.call("det_train_report_scalars", ctx, b"training", ctypes.c_uint64(step), names, vals, ctypes.c_size_t(1))
+    lib.call("det_train_report_scalars", ctx, b"training", step, names, vals, 1)
 
 
 def flush(lib, ctx, seconds):
-    lib.lib.det_train_flush.argtypes = [ctypes.c_void_p, ctypes.c_double]
     lib.call("det_train_flush", ctx, ctypes.c_double(seconds))
 
 

@@ -13,16 +13,13 @@ import pytest
 determined_core = pytest.importorskip("determined.core")
 
 
-from abi_structs import Opts  # noqa: E402,F401
+from capi import Opts, load  # noqa: E402,F401
 from manifests import MANIFEST, check_folder  # noqa: E402
 
 
 @pytest.fixture()
 def lib(detcore_lib):
-    lib = ctypes.CDLL(str(detcore_lib))
-    lib.det_last_error_message.restype = ctypes.c_char_p
-    lib.det_string_free.argtypes = [ctypes.c_void_p]
-    return lib
+    return load(detcore_lib)
 
 
 def check(lib, status):
@@ -100,9 +97,10 @@ def test_detcore_restores_python_checkpoint(lib, tmp_path):
             (p / "d" / "x").write_text("y")
 
     ctx = open_ctx(lib, storage, tmp_path / "run")
-    out = ctypes.c_char_p()
+    out = ctypes.c_void_p()  # `char **out`: ours to free
     check(lib, lib.det_ckpt_get_metadata(ctx, str(storage_id).encode(), ctypes.byref(out)))
-    assert json.loads(out.value) == {"steps_completed": 3, "acc": 0.5}
+    assert json.loads(ctypes.string_at(out.value)) == {"steps_completed": 3, "acc": 0.5}
+    lib.det_string_free(out)
     restore = ctypes.c_void_p()
     check(lib, lib.det_ckpt_restore_path_begin(ctx, str(storage_id).encode(), 0, None, None, ctypes.byref(restore)))
     rp = ctypes.c_char_p()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from detcore_ctypes import Lib
+from capi import Lib
 
 psutil = pytest.importorskip("psutil")
 

@@ -4,6 +4,7 @@ unknown enum values, use after close, checkpoints (an exception never publishes)
 metrics, searcher, single-rank collectives, launcher environments, preemption — plus what is
 Python's own: exceptions that are also ValueError/RuntimeError, InvalidHP, closing at exit,
 a library that lacks functions."""
+import ctypes
 import json
 import math
 import os
@@ -533,7 +534,7 @@ def test_unknown_function_names(monkeypatch):
     with pytest.raises(detcore.UnsupportedError, match="det_not_a_function is not bound"):
         L.fn("det_not_a_function")
     # A binding for a function a newer header has but this library lacks: recorded, not fatal.
-    monkeypatch.setitem(_lib.SIGNATURES, "det_future_function", (_lib.status_t, [_lib.ptr]))
+    monkeypatch.setitem(_lib.SIGNATURES, "det_future_function", (ctypes.c_int32, [ctypes.c_void_p]))
     fresh = _lib.Library(L.path)
     assert fresh.missing == ["det_future_function"] and not fresh.has("det_future_function")
     with pytest.raises(detcore.UnsupportedError, match="does not export det_future_function"):

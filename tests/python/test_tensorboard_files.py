@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from detcore_ctypes import DET_ERR_UNSUPPORTED, DET_TENSORBOARD_MODE_MANUAL, DetError, Lib
+from capi import DET_ERR_UNSUPPORTED, DET_TENSORBOARD_MODE_MANUAL, DetError, Lib
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 event_file_loader = pytest.importorskip("tensorboard.backend.event_processing.event_file_loader")
@@ -242,9 +242,6 @@ def test_own_writer_histograms_and_scalars(det, tmp_path):
     det.check(lib.det_tb_writer_open(str(tmp_path / "w").encode(), ctypes.byref(w)))
     values = [0.0, 1.0, 1.0, 2.5, -3.0, 1e6, float("nan")]
     arr = (ctypes.c_double * len(values))(*values)
-    lib.det_tb_writer_add_histogram.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64,
-                                                 ctypes.POINTER(ctypes.c_double), ctypes.c_size_t]
-    lib.det_tb_writer_add_scalar.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64, ctypes.c_double]
     det.check(lib.det_tb_writer_add_histogram(w, b"weights", 7, arr, len(values)))
     det.check(lib.det_tb_writer_add_scalar(w, b"lr", 7, 0.01))
     det.check(lib.det_tb_writer_close(w))

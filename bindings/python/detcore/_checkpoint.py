@@ -128,8 +128,8 @@ class CheckpointContext:
                 ctypes.byref(h),
             )
         try:
-            path = ctypes.c_void_p()
-            sid = ctypes.c_void_p()
+            path = ctypes.c_char_p()  # borrowed (`const char **`): valid until the scope ends
+            sid = ctypes.c_char_p()
             L.call("det_ckpt_store_path", h, ctypes.byref(path))
             L.call("det_ckpt_store_storage_id", h, ctypes.byref(sid))
             storage_id = from_c(sid.value)
@@ -168,9 +168,9 @@ class CheckpointContext:
         sel.raise_if_failed()
         L.check(status)
         try:
-            path = ctypes.c_void_p()
+            path = ctypes.c_char_p()  # borrowed (`const char **`): valid until the scope ends
             L.call("det_ckpt_restore_path", h, ctypes.byref(path))
-            restored = ctypes.c_void_p()
+            restored = ctypes.c_char_p()
             L.call("det_ckpt_restore_storage_id", h, ctypes.byref(restored))
             if from_c(restored.value) != str(storage_id):
                 logger.warning(

@@ -1,231 +1,125 @@
 """Loading libdetcore and calling its C functions (ctypes; no compiled extension).
 
-Every C function of detcore.h has one line in SIGNATURES. A function that the loaded library
-does not export (an older libdetcore) is recorded as missing instead of failing the import;
-calling it raises UnsupportedError naming the function and the library.
+Every C function of detcore.h is typed from the generated module _abi (the header's
+declarations as data, written by bindings/python/gen_abi.py) through one table, `ctype`. A
+function that the loaded library does not export (an older libdetcore) is recorded as missing
+instead of failing the import; calling it raises UnsupportedError naming the function and the
+library.
 
-Adding a C function: add its line to SIGNATURES (same order as detcore.h), then call it with
-``lib().call("det_x", ...)`` from the Python method that wraps it.
+Adding a C function: regenerate _abi.py (`python bindings/python/gen_abi.py`), then call it with
+``lib().call("det_x", ...)`` from the Python method that wraps it. Tests that drive the C ABI
+directly use `Library` too (`Library(path).det_x(...)`), never declarations of their own.
 """
 import ctypes
 import ctypes.util
 import os
 import pathlib
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from detcore import _errors
+from detcore import _abi, _errors
 
 # ---- C types -----------------------------------------------------------------------------------
-status_t = ctypes.c_int32
-ptr = ctypes.c_void_p  # handles, and `char *` results we must free
-cstr = ctypes.c_char_p  # NUL-terminated inputs
-out_ptr = ctypes.POINTER(ctypes.c_void_p)
-out_bool = ctypes.POINTER(ctypes.c_bool)
-out_i32 = ctypes.POINTER(ctypes.c_int32)
-out_i64 = ctypes.POINTER(ctypes.c_int64)
-out_f64 = ctypes.POINTER(ctypes.c_double)
-out_size = ctypes.POINTER(ctypes.c_size_t)
-out_u32 = ctypes.POINTER(ctypes.c_uint32)
-f64_array = ctypes.POINTER(ctypes.c_double)
-i32, i64, f64, size_t, c_bool = ctypes.c_int32, ctypes.c_int64, ctypes.c_double, ctypes.c_size_t, ctypes.c_bool
+# Every declaration comes from include/detcore.h through the generated module _abi (see
+# bindings/python/gen_abi.py); this is the one table that turns its C types into ctypes.
+_SCALARS: Dict[str, Any] = {
+    "int32_t": ctypes.c_int32,
+    "int64_t": ctypes.c_int64,
+    "uint32_t": ctypes.c_uint32,
+    "size_t": ctypes.c_size_t,
+    "double": ctypes.c_double,
+    "bool": ctypes.c_bool,
+}
+_STRUCTS: Dict[str, Any] = {}  # det_init_options -> InitOptions, ... (filled below)
+_CALLBACKS: Dict[str, Any] = {}  # det_selector_fn -> SELECTOR, ...
+
+
+def ctype(spelling: str) -> Any:
+    """The ctypes type for a C type as detcore.h spells it. Strings: `const char *` is an input
+    (bytes), `const char **` a borrowed result (`c_char_p`), `char **` a result the caller frees
+    with det_string_free (kept as `c_void_p`), `char *` a caller's buffer. Handles are `c_void_p`;
+    out-parameters are POINTERs to the value type. A type outside this table raises."""
+    const = spelling.startswith("const ")
+    depth = spelling.count("*")
+    base = spelling.split("*")[0].replace("const ", "").strip()
+    base = _abi.SCALARS.get(base, base)
+    if depth == 0:
+        if base == "void":
+            return None
+        if base in _SCALARS:
+            return _SCALARS[base]
+        if base in _CALLBACKS:
+            return _CALLBACKS[base]
+    elif depth == 1:
+        if base == "char":
+            return ctypes.c_char_p if const else ctypes.c_void_p
+        if base == "void" or base in _abi.OPAQUE:
+            return ctypes.c_void_p
+        if base in _SCALARS:
+            return ctypes.POINTER(_SCALARS[base])
+        if base in _STRUCTS:
+            return ctypes.POINTER(_STRUCTS[base])
+    elif depth == 2:
+        if base == "char" and const:
+            return ctypes.POINTER(ctypes.c_char_p)
+        if base in ("char", "void") or base in _abi.OPAQUE:
+            return ctypes.POINTER(ctypes.c_void_p)
+    raise TypeError(f"detcore._lib.ctype: no ctypes mapping for the C type {spelling!r}")
+
+
+def _callback(name: str) -> Any:
+    """The CFUNCTYPE of a callback typedef; as an argument it also takes None for C's NULL."""
+    ret, params = _abi.CALLBACKS[name]
+    base = ctypes.CFUNCTYPE(ctype(ret), *[ctype(t) for t, _ in params])
+
+    class Callback(base):  # type: ignore[valid-type,misc]
+        _flags_ = base._flags_
+        _argtypes_ = base._argtypes_
+        _restype_ = base._restype_
+
+        @classmethod
+        def from_param(cls, obj: Any) -> Any:
+            return cls() if obj is None else base.from_param(obj)
+
+    Callback.__name__ = Callback.__qualname__ = name
+    _CALLBACKS[name] = Callback
+    return Callback
+
+
+def _fields(struct: str) -> List[Tuple[str, Any]]:
+    return [(name, ctype(t)) for t, name in _abi.STRUCTS[struct]]
+
 
 #: det_selector_fn: bool (*)(const char *path, void *userdata)
-SELECTOR = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_void_p)
+SELECTOR = _callback("det_selector_fn")
 
 #: det_tb_mangler_fn: bool (*)(const char *path, int32_t rank, char *name, size_t name_size, void *userdata)
-MANGLER = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+MANGLER = _callback("det_tb_mangler_fn")
 
-STORAGE_ID_LEN = 37
-TB_NAME_MAX = 4096
+STORAGE_ID_LEN = _abi.CONSTANTS["DET_STORAGE_ID_LEN"]
+TB_NAME_MAX = _abi.CONSTANTS["DET_TB_NAME_MAX"]
 
 
 class DistributedConfig(ctypes.Structure):
     """det_distributed_config (fields appended only, as the C struct)."""
 
-    _fields_ = [
-        ("struct_size", ctypes.c_size_t),
-        ("rank", ctypes.c_int32),
-        ("size", ctypes.c_int32),
-        ("local_rank", ctypes.c_int32),
-        ("local_size", ctypes.c_int32),
-        ("cross_rank", ctypes.c_int32),
-        ("cross_size", ctypes.c_int32),
-        ("chief_ip", ctypes.c_char_p),
-        ("port", ctypes.c_int32),
-        ("connect_timeout_seconds", ctypes.c_double),
-        ("collective_timeout_seconds", ctypes.c_double),
-        ("job_id", ctypes.c_char_p),
-    ]
+    _fields_ = _fields("det_distributed_config")
+
+
+_STRUCTS["det_distributed_config"] = DistributedConfig
 
 
 class InitOptions(ctypes.Structure):
     """det_init_options (fields appended only, as the C struct)."""
 
-    _fields_ = [
-        ("struct_size", ctypes.c_size_t),
-        ("checkpoint_storage", ctypes.c_char_p),
-        ("preempt_mode", ctypes.c_int32),
-        ("tensorboard_mode", ctypes.c_int32),
-        ("run_name", ctypes.c_char_p),
-        ("run_dir", ctypes.c_char_p),
-        ("hparams_json", ctypes.c_char_p),
-        ("searcher_max_length", ctypes.c_int64),
-        ("preempt_signals", ctypes.POINTER(ctypes.c_int32)),
-        ("preempt_signals_len", ctypes.c_size_t),
-        ("disable_signal_handlers", ctypes.c_bool),
-        ("async_checkpoints", ctypes.c_bool),
-        ("halt_file", ctypes.c_char_p),
-        ("end_time", ctypes.c_double),
-        ("halt_margin_seconds", ctypes.c_double),
-        ("distributed", ctypes.POINTER(DistributedConfig)),
-        ("cluster_info_dir", ctypes.c_char_p),
-        ("report_queue_capacity", ctypes.c_size_t),
-        ("close_timeout_seconds", ctypes.c_double),
-        ("slurm_requeue", ctypes.c_bool),
-        ("save_trial_latest", ctypes.c_int32),
-        ("save_trial_best", ctypes.c_int32),
-        ("searcher_metric", ctypes.c_char_p),
-        ("smaller_is_better", ctypes.c_int32),
-    ]
+    _fields_ = _fields("det_init_options")
 
 
-_D = ctypes.POINTER(DistributedConfig)
-_O = ctypes.POINTER(InitOptions)
+_STRUCTS["det_init_options"] = InitOptions
 
-# ---- every C function: name -> (restype, argtypes), in detcore.h order ----------------------------
+# ---- every C function: name -> (restype, argtypes) ---------------------------------------------
 SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
-    # checkpoints
-    "det_ckpt_store_path_begin": (status_t, [ptr, cstr, c_bool, out_ptr]),
-    "det_ckpt_store_path_begin_steps": (status_t, [ptr, i64, cstr, c_bool, out_ptr]),
-    "det_ckpt_store_path": (status_t, [ptr, out_ptr]),
-    "det_ckpt_store_storage_id": (status_t, [ptr, out_ptr]),
-    "det_ckpt_store_path_end": (status_t, [ptr, ctypes.c_char_p]),
-    "det_ckpt_store_path_end_mode": (status_t, [ptr, i32, ctypes.c_char_p]),
-    "det_ckpt_store_path_abort": (status_t, [ptr]),
-    "det_ckpt_upload": (status_t, [ptr, cstr, cstr, c_bool, SELECTOR, ptr, ctypes.c_char_p]),
-    "det_ckpt_download": (status_t, [ptr, cstr, cstr, i32, SELECTOR, ptr]),
-    "det_ckpt_restore_path_begin": (status_t, [ptr, cstr, i32, SELECTOR, ptr, out_ptr]),
-    "det_ckpt_restore_path": (status_t, [ptr, out_ptr]),
-    "det_ckpt_restore_storage_id": (status_t, [ptr, out_ptr]),
-    "det_ckpt_restore_path_end": (status_t, [ptr]),
-    "det_ckpt_get_metadata": (status_t, [ptr, cstr, out_ptr]),
-    "det_ckpt_delete": (status_t, [ptr, cstr]),
-    "det_ckpt_wait": (status_t, [ptr]),
-    # context, versions, strings, logging
-    "det_core_init": (status_t, [_O, out_ptr]),
-    "det_core_close": (status_t, [ptr]),
-    "det_version": (ctypes.c_char_p, []),
-    "det_version_number": (ctypes.c_uint32, []),
-    "det_string_free": (None, [ptr]),
-    "det_log_set_level": (status_t, [i32]),
-    # distributed
-    "det_distributed_from_env": (status_t, [i32, _D]),
-    "det_dist_gather": (status_t, [ptr, ptr, size_t, out_ptr]),
-    "det_dist_allgather": (status_t, [ptr, ptr, size_t, out_ptr]),
-    "det_dist_broadcast": (status_t, [ptr, ptr, size_t, out_ptr]),
-    "det_dist_gather_local": (status_t, [ptr, ptr, size_t, out_ptr]),
-    "det_dist_allgather_local": (status_t, [ptr, ptr, size_t, out_ptr]),
-    "det_dist_broadcast_local": (status_t, [ptr, ptr, size_t, out_ptr]),
-    "det_dist_barrier": (status_t, [ptr]),
-    "det_bytes_list_len": (status_t, [ptr, out_size]),
-    "det_bytes_list_get": (status_t, [ptr, size_t, out_ptr, out_size]),
-    "det_bytes_list_free": (status_t, [ptr]),
-    # info
-    "det_info_is_on_cluster": (status_t, [ptr, out_bool]),
-    "det_info_latest_checkpoint": (status_t, [ptr, out_ptr]),
-    "det_info_steps_completed": (status_t, [ptr, out_i64]),
-    "det_info_hparams_json": (status_t, [ptr, out_ptr]),
-    "det_info_get_hparam_f64": (status_t, [ptr, cstr, out_f64]),
-    "det_info_get_hparam_i64": (status_t, [ptr, cstr, out_i64]),
-    "det_info_get_hparam_str": (status_t, [ptr, cstr, out_ptr]),
-    "det_info_get_hparam_f64_or": (status_t, [ptr, cstr, f64, out_f64]),
-    "det_info_get_hparam_i64_or": (status_t, [ptr, cstr, i64, out_i64]),
-    "det_info_get_hparam_str_or": (status_t, [ptr, cstr, cstr, out_ptr]),
-    "det_info_run_name": (status_t, [ptr, out_ptr]),
-    "det_info_run_dir": (status_t, [ptr, out_ptr]),
-    "det_dist_rank": (status_t, [ptr, out_i32]),
-    "det_dist_size": (status_t, [ptr, out_i32]),
-    "det_dist_local_rank": (status_t, [ptr, out_i32]),
-    "det_dist_local_size": (status_t, [ptr, out_i32]),
-    "det_dist_cross_rank": (status_t, [ptr, out_i32]),
-    "det_dist_cross_size": (status_t, [ptr, out_i32]),
-    # on-cluster info, alerts
-    "det_info_trial_id": (status_t, [ptr, out_i64]),
-    "det_info_experiment_id": (status_t, [ptr, out_i64]),
-    "det_info_trial_seed": (status_t, [ptr, out_u32]),
-    "det_info_trial_run_id": (status_t, [ptr, out_i64]),
-    "det_info_experiment_config_json": (status_t, [ptr, out_ptr]),
-    "det_info_user_data_json": (status_t, [ptr, out_ptr]),
-    "det_info_task_type": (status_t, [ptr, out_ptr]),
-    "det_info_task_id": (status_t, [ptr, out_ptr]),
-    "det_info_allocation_id": (status_t, [ptr, out_ptr]),
-    "det_info_cluster_id": (status_t, [ptr, out_ptr]),
-    "det_info_agent_id": (status_t, [ptr, out_ptr]),
-    "det_info_master_url": (status_t, [ptr, out_ptr]),
-    "det_info_container_count": (status_t, [ptr, out_size]),
-    "det_info_container_addr": (status_t, [ptr, size_t, out_ptr]),
-    "det_info_container_slot_count": (status_t, [ptr, size_t, out_i32]),
-    "det_info_container_rank": (status_t, [ptr, out_i32]),
-    "det_info_slot_id_count": (status_t, [ptr, out_size]),
-    "det_info_slot_id": (status_t, [ptr, size_t, out_i32]),
-    "det_info_gpu_uuid_count": (status_t, [ptr, out_size]),
-    "det_info_gpu_uuid": (status_t, [ptr, size_t, out_ptr]),
-    "det_info_trial_debug": (status_t, [ptr, out_bool]),
-    "det_info_inter_node_network_interface": (status_t, [ptr, out_ptr]),
-    "det_cluster_info_json": (status_t, [cstr, out_ptr]),
-    "det_core_alert": (status_t, [ptr, cstr, cstr, i32]),
-    "det_experimental_report_task_using_checkpoint": (status_t, [ptr, cstr]),
-    "det_experimental_report_task_using_model_version": (status_t, [ptr, cstr, i32, i32]),
-    # options
-    "det_init_options_default": (status_t, [_O, size_t]),
-    "det_distributed_config_default": (status_t, [_D, size_t]),
-    # preemption
-    "det_should_preempt": (status_t, [ptr, out_bool]),
-    "det_should_preempt_ex": (status_t, [ptr, c_bool, out_bool]),
-    "det_preempt_acknowledge": (status_t, [ptr]),
-    "det_preempt_seconds_remaining": (status_t, [ptr, out_bool, out_f64]),
-    # profiler
-    "det_profiler_on": (status_t, [ptr, f64, i32]),
-    "det_profiler_off": (status_t, [ptr]),
-    # searcher
-    "det_searcher_next_op": (status_t, [ptr, i32, out_ptr]),
-    "det_searcher_op_length": (status_t, [ptr, out_i64]),
-    "det_searcher_op_report_progress": (status_t, [ptr, f64]),
-    "det_searcher_op_report_completed": (status_t, [ptr, f64]),
-    "det_searcher_op_report_completed_json": (status_t, [ptr, cstr]),
-    "det_searcher_op_free": (status_t, [ptr]),
-    "det_searcher_get_configured_units": (status_t, [ptr, out_i32]),
-    "det_searcher_acknowledge_out_of_ops": (status_t, [ptr]),
-    # status and errors
-    "det_status_name": (ctypes.c_char_p, [status_t]),
-    "det_last_error_message": (ctypes.c_char_p, []),
-    "det_last_error_copy": (status_t, [ctypes.c_char_p, size_t, out_size]),
-    # TensorBoard event-file writer
-    "det_tb_writer_open": (status_t, [cstr, out_ptr]),
-    "det_tb_writer_add_scalar": (status_t, [ptr, cstr, i64, f64]),
-    "det_tb_writer_add_histogram": (status_t, [ptr, cstr, i64, f64_array, size_t]),
-    "det_tb_writer_flush": (status_t, [ptr]),
-    "det_tb_writer_close": (status_t, [ptr]),
-    # TensorBoard folder and uploads
-    "det_train_get_tensorboard_path": (status_t, [ptr, out_ptr]),
-    "det_train_upload_tensorboard_files": (status_t, [ptr, SELECTOR, ptr, MANGLER, ptr]),
-    "det_train_flush_tensorboard": (status_t, [ptr, f64]),
-    # training
-    "det_train_report_training_metrics": (status_t, [ptr, i64, cstr, cstr]),
-    "det_train_report_validation_metrics": (status_t, [ptr, i64, cstr]),
-    "det_train_report_metrics": (status_t, [ptr, cstr, i64, cstr]),
-    "det_train_report_scalars": (
-        status_t,
-        [ptr, cstr, i64, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_double), size_t],
-    ),
-    "det_train_set_status": (status_t, [ptr, cstr]),
-    "det_train_report_progress": (status_t, [ptr, f64]),
-    "det_train_report_early_exit": (status_t, [ptr, i32]),
-    "det_train_get_experiment_best_validation": (status_t, [ptr, out_bool, out_f64]),
-    "det_train_set_run_metadata": (status_t, [ptr, cstr, out_ptr]),
-    "det_train_get_run_metadata": (status_t, [ptr, out_ptr]),
-    "det_train_flush": (status_t, [ptr, f64]),
+    name: (ctype(ret), [ctype(t) for t, _ in params]) for name, (ret, params) in _abi.FUNCTIONS.items()
 }
 
 
@@ -253,11 +147,12 @@ def to_c(value: Any, what: str) -> Optional[bytes]:
     return b
 
 
-def from_c(p: Optional[int]) -> Optional[str]:
-    """A borrowed C string (NULL -> None)."""
+def from_c(p: Union[int, bytes, None]) -> Optional[str]:
+    """A borrowed C string, as an address or as the bytes of a `c_char_p` (NULL -> None)."""
     if not p:
         return None
-    return ctypes.string_at(p).decode("utf-8", "surrogateescape")
+    raw = p if isinstance(p, bytes) else ctypes.string_at(p)
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class _Callback:
@@ -352,6 +247,13 @@ class Library:
                 why = f"{name} is not bound by this detcore Python package"
             raise _errors.UnsupportedError(_errors.DET_ERR_UNSUPPORTED, f"{name}: {why}")
         return f
+
+    def __getattr__(self, name: str) -> Any:
+        """`lib.det_x` is `lib.fn("det_x")`, the typed C function (for tests and tools that call
+        the C ABI directly, with the package's declarations)."""
+        if name.startswith("det_"):
+            return self.fn(name)
+        raise AttributeError(name)
 
     def has(self, name: str) -> bool:
         return name in self.functions
