@@ -7,6 +7,7 @@
 
 #include "threads.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,31 @@ static inline void test_options(det_init_options *o, const char *dir, const char
     o->run_dir = run_dir;
     o->run_name = run_name;
     o->cluster_info_dir = "/nonexistent/detcore-test-info";
+}
+
+/* Bytes that are not UTF-8, for the "is not valid UTF-8" errors. */
+__attribute__((unused)) static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
+
+/* An off-cluster context in a fresh folder tagged `tag`, without signal handlers. */
+static inline det_context *test_off_cluster(const char *tag, const char *run_name) {
+    det_init_options o;
+    test_options(&o, test_tmpdir(tag), run_name);
+    o.disable_signal_handlers = true;
+    det_context *ctx = NULL;
+    CHECK_OK(det_core_init(&o, &ctx));
+    return ctx;
+}
+
+/* Number of entries of folder `dir` whose name contains `needle` (-1: no such folder). */
+static inline int test_count_files(const char *dir, const char *needle) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, needle)) n++;
+    closedir(d);
+    return n;
 }
 
 static inline int run_tests(const test_case *tests, size_t n) {

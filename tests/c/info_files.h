@@ -5,8 +5,6 @@
 
 #include "check.h"
 
-__attribute__((unused)) static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
-
 __attribute__((unused)) static const char *CLUSTER =
     "{\"master_url\": \"http://127.0.0.1:9\", \"cluster_id\": \"c\", \"agent_id\": \"a\", "
     "\"slot_ids\": [0], \"task_id\": \"t\", \"allocation_id\": \"t.1\", \"session_token\": \"s\", "

@@ -5,8 +5,6 @@
 #include <signal.h>
 #include <stdint.h>
 
-static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
-
 static det_context *open_ctx(const char *tag) {
     det_init_options o;
     test_options(&o, test_tmpdir(tag), "abi");

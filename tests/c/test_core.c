@@ -3,19 +3,8 @@
  * test; their options and errors by test_abi.c and test_handle.c.) */
 #include "check.h"
 
-static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
-
-static det_context *off_cluster(void) {
-    det_init_options o;
-    test_options(&o, test_tmpdir("off"), "info");
-    o.disable_signal_handlers = true;
-    det_context *ctx = NULL;
-    CHECK_OK(det_core_init(&o, &ctx));
-    return ctx;
-}
-
 static void alert_arguments(void) {
-    det_context *ctx = off_cluster();
+    det_context *ctx = test_off_cluster("off", "info");
     /* Off-cluster the alert is logged. */
     CHECK_OK(det_core_alert(ctx, "title", "description", DET_ALERT_LEVEL_ERROR));
     CHECK_OK(det_core_alert(ctx, NULL, NULL, DET_ALERT_LEVEL_INFO));

@@ -2,19 +2,8 @@
  * line, DET_OK); bad checkpoint ids, NULL and a closed context. */
 #include "check.h"
 
-static const char BAD_UTF8[] = {(char)0xff, (char)0xfe, 'x', 0};
-
-static det_context *off_cluster(void) {
-    det_init_options o;
-    test_options(&o, test_tmpdir("off"), "info");
-    o.disable_signal_handlers = true;
-    det_context *ctx = NULL;
-    CHECK_OK(det_core_init(&o, &ctx));
-    return ctx;
-}
-
 static void experimental_arguments(void) {
-    det_context *ctx = off_cluster();
+    det_context *ctx = test_off_cluster("off", "info");
     /* Off-cluster there is nothing to record: a log line, DET_OK. */
     CHECK_OK(det_experimental_report_task_using_checkpoint(ctx, "6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10"));
     CHECK_OK(det_experimental_report_task_using_model_version(ctx, "6f1c0f43-5d6c-4c79-9d5e-1f8f3f8a9b10", 1, 2));

@@ -61,17 +61,8 @@ static void bad_info_files(void) {
 }
 
 
-static det_context *off_cluster(void) {
-    det_init_options o;
-    test_options(&o, test_tmpdir("off"), "info");
-    o.disable_signal_handlers = true;
-    det_context *ctx = NULL;
-    CHECK_OK(det_core_init(&o, &ctx));
-    return ctx;
-}
-
 static void getters_refuse_off_cluster(void) {
-    det_context *ctx = off_cluster();
+    det_context *ctx = test_off_cluster("off", "info");
     int64_t i64;
     uint32_t u32;
     int32_t i32;

@@ -2,20 +2,7 @@
  * metrics.jsonl, Python's checks of the arguments, idempotence, NULL and a closed context. */
 #include "check.h"
 
-#include <dirent.h>
 #include <time.h>
-
-/* Number of files in `dir` whose name contains `needle` (-1: no such folder). */
-static int count_files(const char *dir, const char *needle) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, needle)) n++;
-    closedir(d);
-    return n;
-}
 
 static det_context *open_ctx(const char *dir) {
     det_init_options o;
@@ -135,7 +122,7 @@ static void final_report_at_close(void) {
     free(m);
     /* ... and TensorBoard, off-cluster. */
     snprintf(path, sizeof path, "%s/run/tensorboard", dir);
-    CHECK(count_files(path, "tfevents") == 1);
+    CHECK(test_count_files(path, "tfevents") == 1);
 }
 
 TEST_MAIN(TEST(start_and_stop_reports), TEST(bad_arguments), TEST(null_and_closed_context),

@@ -3,24 +3,10 @@
  * and calls after close. */
 #include "check.h"
 
-#include <dirent.h>
-
 static char *tb_path(det_context *ctx) {
     char *p = NULL;
     CHECK_OK(det_train_get_tensorboard_path(ctx, &p));
     return p;
-}
-
-/* Number of files in `dir` whose name contains `needle` (-1: no such folder). */
-static int count_files(const char *dir, const char *needle) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, needle)) n++;
-    closedir(d);
-    return n;
 }
 
 static void own_writer(void) {
@@ -41,7 +27,7 @@ static void own_writer(void) {
     CHECK_ERR(det_tb_writer_add_histogram(w, "my/hist", 5, NULL, 2), DET_ERR_INVALID_ARGUMENT, "values is NULL");
     CHECK_ERR(det_tb_writer_add_scalar(w, NULL, 5, 1.0), DET_ERR_INVALID_ARGUMENT, "tag is NULL");
     CHECK_OK(det_tb_writer_flush(w));
-    CHECK(count_files(sub, "events.out.tfevents.") == 1);
+    CHECK(test_count_files(sub, "events.out.tfevents.") == 1);
     CHECK_OK(det_tb_writer_close(w));
     CHECK_ERR(det_tb_writer_close(w), DET_ERR_STATE, "not open");
     CHECK_ERR(det_tb_writer_add_scalar(w, "x", 1, 1.0), DET_ERR_STATE, "not open");
@@ -53,7 +39,7 @@ static void own_writer(void) {
     CHECK_OK(det_core_close(ctx));
     char synced[2048];
     snprintf(synced, sizeof synced, "%s/ckpts/local/tensorboard/experiment/runs/trial/own/custom", dir);
-    CHECK(count_files(synced, "events.out.tfevents.") == 1);
+    CHECK(test_count_files(synced, "events.out.tfevents.") == 1);
     det_string_free(p);
 }
 

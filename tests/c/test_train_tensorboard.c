@@ -3,24 +3,10 @@
  * callbacks; NULLs and calls after close. */
 #include "check.h"
 
-#include <dirent.h>
-
 static char *tb_path(det_context *ctx) {
     char *p = NULL;
     CHECK_OK(det_train_get_tensorboard_path(ctx, &p));
     return p;
-}
-
-/* Number of files in `dir` whose name contains `needle` (-1: no such folder). */
-static int count_files(const char *dir, const char *needle) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, needle)) n++;
-    closedir(d);
-    return n;
 }
 
 static void auto_mode_writes_and_syncs(void) {
@@ -40,10 +26,10 @@ static void auto_mode_writes_and_syncs(void) {
     double vals[] = {0.75};
     CHECK_OK(det_train_report_scalars(ctx, "training", 11, names, vals, 1));
     CHECK_OK(det_train_flush_tensorboard(ctx, 30));
-    CHECK(count_files(p, "events.out.tfevents.") == 1);
+    CHECK(test_count_files(p, "events.out.tfevents.") == 1);
     char synced[2048];
     snprintf(synced, sizeof synced, "%s/ckpts/local/tensorboard/experiment/runs/trial/tbrun", dir);
-    CHECK(count_files(synced, "events.out.tfevents.") == 1);
+    CHECK(test_count_files(synced, "events.out.tfevents.") == 1);
     /* AUTO mode refuses manual uploads, as Python. */
     CHECK_ERR(det_train_upload_tensorboard_files(ctx, NULL, NULL, NULL, NULL), DET_ERR_STATE,
               "upload_tensorboard_files can only be used in MANUAL mode");
@@ -102,7 +88,7 @@ static void manual_mode_uploads(void) {
     /* Nothing is written automatically. */
     CHECK_OK(det_train_report_training_metrics(ctx, 1, "{\"loss\": 1}", NULL));
     CHECK_OK(det_train_flush(ctx, 30));
-    CHECK(count_files(p, "tfevents") == 0);
+    CHECK(test_count_files(p, "tfevents") == 0);
     char f1[2048], f2[2048];
     snprintf(f1, sizeof f1, "%s/prof.pt.trace.json", p);
     snprintf(f2, sizeof f2, "%s/notes.txt", p);
