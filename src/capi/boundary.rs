@@ -9,7 +9,7 @@ use super::handle::det_context;
 use super::status::{det_status, status_of, DET_ERR_INTERNAL, DET_OK};
 use crate::context::Context;
 use crate::error::{Error, Kind, Result};
-use crate::json::{Map, Value};
+use crate::json::Map;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -133,13 +133,7 @@ pub(crate) unsafe fn opt_str_arg<'a>(p: *const c_char, what: &str) -> Result<Opt
 pub(crate) unsafe fn json_object_arg(p: *const c_char, what: &str) -> Result<Map> {
     // SAFETY: forwarded contract.
     let text = unsafe { str_arg(p, what) }?;
-    match crate::json::parse(text).map_err(|e| e.context(what))? {
-        Value::Object(m) => Ok(m),
-        other => Err(Error::new(
-            Kind::InvalidArgument,
-            format!("{what}: expected a JSON object, got {}", other.type_name()),
-        )),
-    }
+    crate::json::parse_object(text, what)
 }
 
 /// Check an out-pointer.

@@ -14,6 +14,21 @@ mod write;
 pub use parse::parse;
 pub use write::{py_float_repr, to_metadata_file, to_wire};
 
+/// Parse `text` as a JSON object: how every JSON-object argument and file is read. Errors are
+/// [`Kind::InvalidArgument`](crate::error::Kind) and start with `what`:
+/// `hparams_json: malformed JSON: expected ':' at line 1, column 6` or
+/// `hparams_json: expected a JSON object, got array`.
+pub fn parse_object(text: &str, what: impl std::fmt::Display) -> crate::error::Result<Map> {
+    match parse(text).map_err(|e| e.context(&what))? {
+        Value::Object(m) => Ok(m),
+        other => Err(crate::err!(
+            InvalidArgument,
+            "{what}: expected a JSON object, got {}",
+            other.type_name()
+        )),
+    }
+}
+
 /// A JSON number, kept as precise as its text allowed: integers of any size stay exact (as in
 /// Python), only numbers written with a fraction or an exponent are floats.
 #[derive(Debug, Clone, PartialEq)]
