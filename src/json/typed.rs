@@ -108,6 +108,14 @@ pub mod field {
         check(d, "an integer", int_of)
     }
 
+    /// An integer that fits `i64`, or `null` (with `#[serde(default)]`, also absent).
+    pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+        check(d, "an integer or null", |v| match v {
+            Value::Null => Some(None),
+            _ => int_of(v).map(Some),
+        })
+    }
+
     /// An integer from 0 to 2³²−1.
     pub fn uint32<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u32, D::Error> {
         check(d, "a uint32", |v| {
