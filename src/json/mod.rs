@@ -13,7 +13,7 @@ mod typed;
 mod write;
 
 pub use parse::parse;
-pub use typed::{field, from_object_text};
+pub use typed::{field, from_object_text, from_object_value};
 pub use write::{py_float_repr, to_metadata_file, to_wire};
 
 /// Parse `text` as a JSON object: how every JSON-object argument and file is read. Errors are

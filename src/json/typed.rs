@@ -5,12 +5,19 @@
 //!   the experiment config, checkpoint metadata) in detcore's order-keeping value.
 //! - [`field`]: `deserialize_with` checks whose messages say what was expected and what came,
 //!   as a user reads them: `must be an integer, got string "3"`.
-//! - [`from_object_text`]: one JSON object into `T`, errors naming the source and the key.
+//! - [`from_object_text`]: one JSON object into `T`, errors naming the source and the key;
+//!   [`from_object_value`] the same for an object already parsed (a storage dict given by the
+//!   user, the experiment config's `checkpoint_storage`), through `Deserializer` for [`Value`].
 
-use super::{to_wire, Map, Value};
-use crate::error::Result;
-use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use super::{to_wire, Map, Number, Value};
+use crate::error::{Error, Result};
+use serde::de::value::{MapDeserializer, SeqDeserializer};
+use serde::de::{
+    self, Deserialize, DeserializeOwned, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
+    Visitor,
+};
 use std::fmt;
+use std::marker::PhantomData;
 
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Value, D::Error> {
@@ -75,8 +82,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
 pub mod field {
     use super::*;
 
-    /// `v` converted by `f`, else the message naming `want` and `v`.
-    fn check<'de, D: Deserializer<'de>, T>(
+    /// `v` converted by `f`, else the message naming `want` and `v`: the base of every check
+    /// (a module with its own domain, e.g. a range, writes its check with it).
+    pub fn check<'de, D: Deserializer<'de>, T>(
         d: D,
         want: &str,
         f: impl FnOnce(&Value) -> Option<T>,
@@ -147,6 +155,23 @@ pub mod field {
         })
     }
 
+    /// A string, or `null` for the empty string (with `#[serde(default)]`, also absent).
+    pub fn string_or_empty<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<String, D::Error> {
+        opt_string(d).map(Option::unwrap_or_default)
+    }
+
+    /// `true`, `false` or `null` (with `#[serde(default)]`, also absent).
+    pub fn opt_bool<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<bool>, D::Error> {
+        check(d, "true or false", |v| match v {
+            Value::Null => Some(None),
+            _ => v.as_bool().map(Some),
+        })
+    }
+
     /// An object.
     pub fn object<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Map, D::Error> {
         check(d, "an object", |v| v.as_object().cloned())
@@ -196,23 +221,93 @@ pub fn from_object_text<T: DeserializeOwned>(text: &str, what: impl fmt::Display
         if inner.is_syntax() || inner.is_eof() || inner.is_io() {
             return broken(inner);
         }
-        let msg = inner.to_string();
-        match msg
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split_once('`'))
-        {
-            Some((key, _)) if path == "." => {
-                crate::err!(InvalidArgument, "{what}: required key {key:?} is missing")
-            }
-            Some((key, _)) => crate::err!(
-                InvalidArgument,
-                "{what}: required key \"{path}.{key}\" is missing"
-            ),
-            None => crate::err!(InvalidArgument, "{what}: key {path:?} {msg}"),
-        }
+        data_error(&what, &path, &inner.to_string())
     })?;
     de.end().map_err(broken)?;
     Ok(t)
+}
+
+/// [`from_object_text`] for an object already parsed (no positions in the messages).
+pub fn from_object_value<T: DeserializeOwned>(v: &Value, what: impl fmt::Display) -> Result<T> {
+    if !matches!(v, Value::Object(_)) {
+        crate::bail!(
+            InvalidArgument,
+            "{what}: expected a JSON object, got {}",
+            v.type_name()
+        );
+    }
+    let de = ValueDeserializer::<de::value::Error>::new(v.clone());
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| data_error(&what, &e.path().to_string(), &e.into_inner().to_string()))
+}
+
+/// A typed field's error, in front the source and the key.
+fn data_error(what: &dyn fmt::Display, path: &str, msg: &str) -> Error {
+    match msg
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split_once('`'))
+    {
+        Some((key, _)) if path == "." => {
+            crate::err!(InvalidArgument, "{what}: required key {key:?} is missing")
+        }
+        Some((key, _)) => crate::err!(
+            InvalidArgument,
+            "{what}: required key \"{path}.{key}\" is missing"
+        ),
+        None => crate::err!(InvalidArgument, "{what}: key {path:?} {msg}"),
+    }
+}
+
+/// A [`Value`] as a serde `Deserializer` (integers beyond 64 bits come as floats).
+pub struct ValueDeserializer<E> {
+    value: Value,
+    error: PhantomData<E>,
+}
+
+impl<E> ValueDeserializer<E> {
+    fn new(value: Value) -> Self {
+        ValueDeserializer {
+            value,
+            error: PhantomData,
+        }
+    }
+}
+
+impl<'de, E: de::Error> IntoDeserializer<'de, E> for Value {
+    type Deserializer = ValueDeserializer<E>;
+    fn into_deserializer(self) -> ValueDeserializer<E> {
+        ValueDeserializer::new(self)
+    }
+}
+
+impl<'de, E: de::Error> Deserializer<'de> for ValueDeserializer<E> {
+    type Error = E;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, E> {
+        match self.value {
+            Value::Null => v.visit_unit(),
+            Value::Bool(b) => v.visit_bool(b),
+            Value::Number(Number::Int(i)) => v.visit_i64(i),
+            Value::Number(Number::UInt(u)) => v.visit_u64(u),
+            Value::Number(n) => v.visit_f64(n.as_f64()),
+            Value::String(s) => v.visit_string(s),
+            Value::Array(a) => v.visit_seq(SeqDeserializer::new(a.into_iter())),
+            Value::Object(m) => v.visit_map(MapDeserializer::new(m.into_iter())),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, E> {
+        match self.value {
+            Value::Null => v.visit_none(),
+            _ => v.visit_some(self),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier
+        ignored_any
+    }
 }
 
 #[cfg(test)]
