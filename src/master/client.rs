@@ -576,6 +576,46 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_read_into_their_structure_naming_a_wrong_key() {
+        #[derive(Deserialize, Default, Debug)]
+        struct Answer {
+            #[serde(
+                rename = "storageId",
+                default,
+                deserialize_with = "crate::json::field::opt_int"
+            )]
+            storage_id: Option<i64>,
+        }
+        let ok = |t: &str| decode::<Answer>("POST", "/p", t).unwrap().storage_id;
+        assert_eq!(ok(""), None);
+        assert_eq!(ok("null"), None);
+        assert_eq!(ok(r#"{"storageId": null, "other": [1]}"#), None);
+        assert_eq!(ok(r#"{"storageId": 3}"#), Some(3));
+        let e = decode::<Answer>("POST", "/p", r#"{"storageId": "3"}"#).unwrap_err();
+        assert_eq!(e.kind(), Kind::Master);
+        assert!(
+            e.message().starts_with(
+                r#"POST /p: the master's answer: key "storageId" must be an integer or null, got string "3""#
+            ),
+            "{e}"
+        );
+        let e = decode::<Answer>("POST", "/p", "[1]").unwrap_err();
+        assert!(
+            e.message().contains("expected a JSON object, got array"),
+            "{e}"
+        );
+        assert_eq!(
+            error_text(r#"{"error": {"code": 5, "error": "no trial"}}"#).as_deref(),
+            Some("no trial")
+        );
+        assert_eq!(
+            error_text(r#"{"message": "m", "error": "x"}"#).as_deref(),
+            Some("m")
+        );
+        assert_eq!(error_text("<html>"), None);
+    }
+
+    #[test]
     fn encodes() {
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
         assert_eq!(percent_encode("60"), "60");
