@@ -726,10 +726,8 @@ impl CheckpointContext {
         let data = self.storage.read_file(id, "metadata.json")?;
         let text = String::from_utf8(data)
             .map_err(|_| err!(Storage, "checkpoint {id}: metadata.json is not UTF-8"))?;
-        match crate::json::parse_object(&text, format!("checkpoint {id}: metadata.json")) {
-            Ok(m) => Ok(m),
-            Err(e) => Err(Error::new(Kind::Storage, e.message())),
-        }
+        crate::json::parse_object(&text, format!("checkpoint {id}: metadata.json"))
+            .map_err(|e| err!(Storage, "{}", e.message()))
     }
 
     /// `delete(storage_id)`: remove the data, then tell the master / the index.

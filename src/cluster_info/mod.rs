@@ -6,9 +6,9 @@
 //! and the key, e.g. `trial.json: key "trial_run_id" must be an integer, got string "3"`.
 //! Unknown keys are ignored (newer masters may add some).
 
-use crate::bail;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 use crate::json::{field, from_object_text, Map, Value};
+use crate::{bail, err};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -148,12 +148,8 @@ fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
 impl ClusterInfo {
     /// Read `cluster.json` and its companions from `dir`. Errors name the file and the key.
     pub fn load(dir: &Path) -> Result<ClusterInfo> {
-        let mut info: ClusterInfo = read(dir, "cluster.json")?.ok_or_else(|| {
-            Error::new(
-                Kind::NotFound,
-                format!("{}: cluster.json does not exist", dir.display()),
-            )
-        })?;
+        let mut info: ClusterInfo = read(dir, "cluster.json")?
+            .ok_or_else(|| err!(NotFound, "{}: cluster.json does not exist", dir.display()))?;
         info.dir = dir.to_path_buf();
         info.trial = read(dir, "trial.json")?;
         info.rendezvous = read(dir, "rendezvous.json")?;

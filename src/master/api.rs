@@ -183,9 +183,9 @@ impl MasterClient {
             .call("GET", &path, None, CallOpts::default())
             .map_err(|e| {
                 if e.kind() == Kind::NotFound {
-                    crate::error::Error::new(
-                        Kind::NotFound,
-                        format!("checkpoint {storage_id} is not known to the master ({e})"),
+                    err!(
+                        NotFound,
+                        "checkpoint {storage_id} is not known to the master ({e})"
                     )
                 } else {
                     e
