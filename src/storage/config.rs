@@ -285,8 +285,8 @@ fn is_scheme(s: &str) -> bool {
 pub fn parse_user(text: &str) -> Result<StorageSpec> {
     let t = text.trim_start();
     if t.starts_with('{') {
-        let v = crate::json::parse(text).map_err(|e| e.context("checkpoint_storage"))?;
-        return parse_user_dict(&v);
+        let m = crate::json::parse_object(text, "checkpoint_storage")?;
+        return parse_user_dict(&Value::Object(m));
     }
     parse_user_string(text)
 }
