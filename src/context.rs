@@ -8,7 +8,7 @@ use crate::cluster_info;
 use crate::distributed::{DistributedConfig, DistributedContext};
 use crate::error::{Error, Result};
 use crate::info::Info;
-use crate::json::{parse, Map, Value};
+use crate::json::Map;
 use crate::options::env_nonempty;
 use crate::options::InitOptions;
 use crate::preempt::agreement::Agreement;
@@ -129,14 +129,7 @@ fn off_cluster_storage_spec(opts: &InitOptions) -> Result<(StorageSpec, Option<&
 }
 
 fn parse_hparams(text: &str, source: &str) -> Result<Map> {
-    match parse(text).map_err(|e| e.context(source))? {
-        Value::Object(m) => Ok(m),
-        other => bail!(
-            InvalidArgument,
-            "{source}: expected a JSON object, got {}",
-            other.type_name()
-        ),
-    }
+    crate::json::parse_object(text, source)
 }
 
 /// The WorkersAskChief agreement of a multi-rank job, wired to the global group. Weak references

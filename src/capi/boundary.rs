@@ -9,7 +9,7 @@ use super::handle::det_context;
 use super::status::{det_status, set_last_error_text, status_of, DET_ERR_INTERNAL, DET_OK};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::json::{Map, Value};
+use crate::json::Map;
 use crate::{bail, err};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -109,14 +109,7 @@ pub(crate) unsafe fn json_object_arg(p: *const c_char, what: &str) -> Result<Map
     // SAFETY: `p` is NULL or a NUL-terminated string that stays valid during the call (the
     // caller's guarantee in this function's # Safety).
     let text = unsafe { str_arg(p, what) }?;
-    match crate::json::parse(text).map_err(|e| e.context(what))? {
-        Value::Object(m) => Ok(m),
-        other => Err(err!(
-            InvalidArgument,
-            "{what}: expected a JSON object, got {}",
-            other.type_name()
-        )),
-    }
+    crate::json::parse_object(text, what)
 }
 
 /// Check an out-pointer.

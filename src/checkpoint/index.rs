@@ -590,13 +590,8 @@ impl RunIndex {
             .read_file(id, "metadata.json")
             .map_err(|e| e.message().to_owned())?;
         let text = String::from_utf8(data).map_err(|_| "its metadata.json is not UTF-8")?;
-        let v = parse(&text).map_err(|e| format!("its metadata.json: {}", e.message()))?;
-        let Value::Object(m) = v else {
-            return Err(format!(
-                "its metadata.json holds {}, not an object",
-                v.type_name()
-            ));
-        };
+        let m = crate::json::parse_object(&text, "its metadata.json")
+            .map_err(|e| e.message().to_owned())?;
         super::check_metadata(&m).map_err(|e| format!("its metadata.json: {}", e.message()))
     }
 

@@ -40,7 +40,7 @@ impl CheckpointReporter for MasterCheckpointReporter {
             &crate::time::now_iso8601(),
         );
         self.client
-            .call(
+            .call::<serde::de::IgnoredAny>(
                 "POST",
                 "/api/v1/checkpoints",
                 Some(&body),

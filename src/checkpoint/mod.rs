@@ -26,7 +26,7 @@ pub(crate) use shard::agree_on_storage;
 
 use crate::distributed::DistributedContext;
 use crate::error::{Error, Kind, Result};
-use crate::json::{parse, to_metadata_file, Map, Value};
+use crate::json::{to_metadata_file, Map, Value};
 use crate::storage::manifest::MANIFEST;
 use crate::storage::{self, fsutil, Resources, Restored, Scratch, Selector, Storage, Sums};
 use crate::train::{Event, TrainContext};
@@ -219,14 +219,7 @@ pub fn check_metadata(m: &Map) -> Result<i64> {
 
 /// Parse caller metadata JSON (must be an object).
 pub fn parse_metadata(text: &str) -> Result<Map> {
-    match parse(text).map_err(|e| e.context("metadata"))? {
-        Value::Object(m) => Ok(m),
-        other => bail!(
-            InvalidArgument,
-            "metadata: expected a JSON object, got {}",
-            other.type_name()
-        ),
-    }
+    crate::json::parse_object(text, "metadata")
 }
 
 /// An open `store_path` scope: the caller writes files into [`StoreScope::path`], then ends it.
@@ -733,18 +726,8 @@ impl CheckpointContext {
         let data = self.storage.read_file(id, "metadata.json")?;
         let text = String::from_utf8(data)
             .map_err(|_| err!(Storage, "checkpoint {id}: metadata.json is not UTF-8"))?;
-        match parse(&text) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(other) => Err(err!(
-                Storage,
-                "checkpoint {id}: metadata.json holds {}, not an object",
-                other.type_name()
-            )),
-            Err(e) => Err(Error::new(
-                Kind::Storage,
-                format!("checkpoint {id}: metadata.json: {}", e.message()),
-            )),
-        }
+        crate::json::parse_object(&text, format!("checkpoint {id}: metadata.json"))
+            .map_err(|e| err!(Storage, "{}", e.message()))
     }
 
     /// `delete(storage_id)`: remove the data, then tell the master / the index.

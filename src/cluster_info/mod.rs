@@ -6,8 +6,11 @@
 //! and the key, e.g. `trial.json: key "trial_run_id" must be an integer, got string "3"`.
 //! Unknown keys are ignored (newer masters may add some).
 
-use crate::error::{Error, Kind, Result};
-use crate::json::{parse, to_wire, Map, Value};
+use crate::error::{Error, Result};
+use crate::json::{field, from_object_text, Map, Value};
+use crate::{bail, err};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
 /// Where Determined writes the info files inside a task container.
@@ -30,58 +33,85 @@ pub fn is_on_cluster(dir: &Path) -> bool {
 }
 
 /// `trial.json`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct TrialInfo {
+    #[serde(deserialize_with = "field::int")]
     pub trial_id: i64,
+    #[serde(deserialize_with = "field::int")]
     pub experiment_id: i64,
-    /// A uint32.
+    #[serde(deserialize_with = "field::uint32")]
     pub trial_seed: u32,
+    #[serde(deserialize_with = "field::object")]
     pub hparams: Map,
     /// The master's fully defaulted experiment config.
+    #[serde(deserialize_with = "field::object")]
     pub config: Map,
+    #[serde(deserialize_with = "field::int")]
     pub steps_completed: i64,
+    #[serde(deserialize_with = "field::int")]
     pub trial_run_id: i64,
+    #[serde(default, deserialize_with = "field::bool_or_false")]
     pub debug: bool,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub inter_node_network_interface: Option<String>,
 }
 
 /// `rendezvous.json`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RendezvousInfo {
+    #[serde(deserialize_with = "field::string_list")]
     pub container_addrs: Vec<String>,
+    #[serde(deserialize_with = "field::int")]
     pub container_rank: i64,
+    #[serde(deserialize_with = "field::int_list")]
     pub container_slot_counts: Vec<i64>,
 }
 
 /// `resources.json`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ResourcesInfo {
+    #[serde(deserialize_with = "field::string_list")]
     pub gpu_uuids: Vec<String>,
 }
 
-/// Determined's `ClusterInfo`: `cluster.json` and its companions. (`Debug` leaves the session
-/// token out.)
-#[derive(Clone, PartialEq)]
+/// Determined's `ClusterInfo`: `cluster.json` (the deserialized keys) and its companions.
+/// (`Debug` leaves the session token out.)
+#[derive(Clone, PartialEq, Deserialize)]
 pub struct ClusterInfo {
     /// The folder the files were read from.
+    #[serde(skip)]
     pub dir: PathBuf,
     /// As written (Python canonicalizes it when loading; see `master::MasterUrl`).
+    #[serde(deserialize_with = "field::string")]
     pub master_url: String,
+    #[serde(deserialize_with = "field::string")]
     pub cluster_id: String,
+    #[serde(deserialize_with = "field::string")]
     pub agent_id: String,
+    #[serde(deserialize_with = "field::int_list")]
     pub slot_ids: Vec<i64>,
+    #[serde(deserialize_with = "field::string")]
     pub task_id: String,
+    #[serde(deserialize_with = "field::string")]
     pub allocation_id: String,
     /// The session token of `cluster.json` (the Core API authenticates with
     /// `DET_SESSION_TOKEN`, as Python does).
+    #[serde(deserialize_with = "field::string")]
     pub session_token: String,
     /// `TRIAL`, `NOTEBOOK`, `SHELL`, `COMMAND`, `TENSORBOARD`, `CHECKPOINT_GC`, ...
+    #[serde(deserialize_with = "field::string")]
     pub task_type: String,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub master_cert_name: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub master_cert_file: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     latest_checkpoint: Option<String>,
+    #[serde(skip)]
     pub trial: Option<TrialInfo>,
+    #[serde(skip)]
     pub rendezvous: Option<RendezvousInfo>,
+    #[serde(skip)]
     pub resources: Option<ResourcesInfo>,
 }
 
@@ -103,244 +133,56 @@ impl std::fmt::Debug for ClusterInfo {
     }
 }
 
-/// One info file being read: its name for messages and its object.
-struct File<'a> {
-    name: &'a str,
-    map: Map,
-}
-
-fn bad(name: &str, key: &str, want: &str, got: &Value) -> Error {
-    let shown = to_wire(got);
-    let shown = if shown.len() > 80 {
-        format!(
-            "{}...",
-            &shown[..shown.char_indices().nth(77).map_or(shown.len(), |c| c.0)]
-        )
-    } else {
-        shown
-    };
-    Error::new(
-        Kind::InvalidArgument,
-        format!(
-            "{name}: key {key:?} must be {want}, got {} {shown}",
-            got.type_name()
-        ),
-    )
-}
-
-impl File<'_> {
-    fn required(&self, key: &str) -> Result<&Value> {
-        self.map.get(key).ok_or_else(|| {
-            Error::new(
-                Kind::InvalidArgument,
-                format!("{}: required key {key:?} is missing", self.name),
-            )
-        })
-    }
-
-    fn string(&self, key: &str) -> Result<String> {
-        match self.required(key)? {
-            Value::String(s) => Ok(s.clone()),
-            other => Err(bad(self.name, key, "a string", other)),
-        }
-    }
-
-    fn opt_string(&self, key: &str) -> Result<Option<String>> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(bad(self.name, key, "a string or null", other)),
-        }
-    }
-
-    fn int(&self, key: &str) -> Result<i64> {
-        let v = self.required(key)?;
-        as_int(v).ok_or_else(|| bad(self.name, key, "an integer", v))
-    }
-
-    fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
-        match self.map.get(key) {
-            None | Some(Value::Null) => Ok(default),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(bad(self.name, key, "true or false", other)),
-        }
-    }
-
-    fn object(&self, key: &str) -> Result<Map> {
-        match self.required(key)? {
-            Value::Object(m) => Ok(m.clone()),
-            other => Err(bad(self.name, key, "an object", other)),
-        }
-    }
-
-    fn int_list(&self, key: &str) -> Result<Vec<i64>> {
-        self.list(key, "a list of integers", as_int)
-    }
-
-    fn string_list(&self, key: &str) -> Result<Vec<String>> {
-        self.list(key, "a list of strings", |x| x.as_str().map(str::to_owned))
-    }
-
-    /// The array `key`, each item converted by `item`; any other value, or an item `item`
-    /// refuses, is an error naming `want` and showing the whole value.
-    fn list<T>(&self, key: &str, want: &str, item: impl Fn(&Value) -> Option<T>) -> Result<Vec<T>> {
-        let v = self.required(key)?;
-        match v {
-            Value::Array(a) => a
-                .iter()
-                .map(|x| item(x).ok_or_else(|| bad(self.name, key, want, v)))
-                .collect(),
-            other => Err(bad(self.name, key, want, other)),
-        }
-    }
-}
-
-/// An integer that fits in i64.
-fn as_int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) if n.is_integer() => n.as_i64(),
-        _ => None,
-    }
-}
-
-/// Read `<dir>/<name>` as a JSON object (`None` if the file does not exist).
-fn read_object<'a>(dir: &Path, name: &'a str) -> Result<Option<File<'a>>> {
+/// Read `<dir>/<name>`, one JSON object, into `T` (`None` if the file does not exist). Errors
+/// start with the file's path.
+fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
     let path = dir.join(name);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("cannot read cluster info file", &path, e)),
     };
-    let v = parse(&text).map_err(|e| {
-        Error::new(
-            Kind::InvalidArgument,
-            format!("{}: broken JSON: {}", path.display(), e.message()),
-        )
-    })?;
-    match v {
-        Value::Object(map) => Ok(Some(File { name, map })),
-        other => Err(Error::new(
-            Kind::InvalidArgument,
-            format!(
-                "{}: expected a JSON object, got {}",
-                path.display(),
-                other.type_name()
-            ),
-        )),
-    }
+    from_object_text(&text, path.display()).map(Some)
 }
 
 impl ClusterInfo {
     /// Read `cluster.json` and its companions from `dir`. Errors name the file and the key.
     pub fn load(dir: &Path) -> Result<ClusterInfo> {
-        let in_dir = |e: Error| {
-            if e.message().starts_with('/') {
-                e
-            } else {
-                Error::new(e.kind(), format!("{}/{}", dir.display(), e.message()))
-            }
-        };
-        let c = read_object(dir, "cluster.json")
-            .map_err(in_dir)?
-            .ok_or_else(|| {
-                Error::new(
-                    Kind::NotFound,
-                    format!("{}: cluster.json does not exist", dir.display()),
-                )
-            })?;
-        let mut info = (|| -> Result<ClusterInfo> {
-            Ok(ClusterInfo {
-                dir: dir.to_path_buf(),
-                master_url: c.string("master_url")?,
-                cluster_id: c.string("cluster_id")?,
-                agent_id: c.string("agent_id")?,
-                slot_ids: c.int_list("slot_ids")?,
-                task_id: c.string("task_id")?,
-                allocation_id: c.string("allocation_id")?,
-                session_token: c.string("session_token")?,
-                task_type: c.string("task_type")?,
-                master_cert_name: c.opt_string("master_cert_name")?,
-                master_cert_file: c.opt_string("master_cert_file")?,
-                latest_checkpoint: c.opt_string("latest_checkpoint")?,
-                trial: None,
-                rendezvous: None,
-                resources: None,
-            })
-        })()
-        .map_err(in_dir)?;
-
-        if let Some(t) = read_object(dir, "trial.json").map_err(in_dir)? {
-            info.trial = Some(
-                (|| -> Result<TrialInfo> {
-                    let seed = t.int("trial_seed")?;
-                    Ok(TrialInfo {
-                        trial_id: t.int("trial_id")?,
-                        experiment_id: t.int("experiment_id")?,
-                        trial_seed: u32::try_from(seed).map_err(|_| {
-                            bad(t.name, "trial_seed", "a uint32", &Value::from(seed))
-                        })?,
-                        hparams: t.object("hparams")?,
-                        config: t.object("config")?,
-                        steps_completed: t.int("steps_completed")?,
-                        trial_run_id: t.int("trial_run_id")?,
-                        debug: t.bool_or("debug", false)?,
-                        inter_node_network_interface: t
-                            .opt_string("inter_node_network_interface")?,
-                    })
-                })()
-                .map_err(in_dir)?,
-            );
-        }
-        if let Some(r) = read_object(dir, "rendezvous.json").map_err(in_dir)? {
-            let rv = (|| -> Result<RendezvousInfo> {
-                Ok(RendezvousInfo {
-                    container_addrs: r.string_list("container_addrs")?,
-                    container_rank: r.int("container_rank")?,
-                    container_slot_counts: r.int_list("container_slot_counts")?,
-                })
-            })()
-            .map_err(in_dir)?;
+        let mut info: ClusterInfo = read(dir, "cluster.json")?
+            .ok_or_else(|| err!(NotFound, "{}: cluster.json does not exist", dir.display()))?;
+        info.dir = dir.to_path_buf();
+        info.trial = read(dir, "trial.json")?;
+        info.rendezvous = read(dir, "rendezvous.json")?;
+        if let Some(rv) = &info.rendezvous {
             let n = rv.container_addrs.len();
             if n == 0
                 || rv.container_slot_counts.len() != n
                 || rv.container_rank < 0
                 || rv.container_rank as usize >= n
             {
-                return Err(in_dir(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "rendezvous.json: {} container_addrs, {} container_slot_counts and container_rank {} do not fit together",
-                        n,
-                        rv.container_slot_counts.len(),
-                        rv.container_rank
-                    ),
-                )));
+                bail!(
+                    InvalidArgument,
+                    "{}: {} container_addrs, {} container_slot_counts and container_rank {} do not fit together",
+                    dir.join("rendezvous.json").display(),
+                    n,
+                    rv.container_slot_counts.len(),
+                    rv.container_rank
+                );
             }
-            info.rendezvous = Some(rv);
         }
-        if let Some(r) = read_object(dir, "resources.json").map_err(in_dir)? {
-            info.resources = Some(ResourcesInfo {
-                gpu_uuids: r.string_list("gpu_uuids").map_err(in_dir)?,
-            });
-        }
+        info.resources = read(dir, "resources.json")?;
         if info.is_trial() {
-            if info.trial.is_none() {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "{}: trial.json is missing, but cluster.json says task_type \"TRIAL\"",
+            for (file, missing) in [
+                ("trial.json", info.trial.is_none()),
+                ("rendezvous.json", info.rendezvous.is_none()),
+            ] {
+                if missing {
+                    bail!(
+                        InvalidArgument,
+                        "{}: {file} is missing, but cluster.json says task_type \"TRIAL\"",
                         dir.display()
-                    ),
-                ));
-            }
-            if info.rendezvous.is_none() {
-                return Err(Error::new(
-                    Kind::InvalidArgument,
-                    format!(
-                        "{}: rendezvous.json is missing, but cluster.json says task_type \"TRIAL\"",
-                        dir.display()
-                    ),
-                ));
+                    );
+                }
             }
         }
         Ok(info)
@@ -468,6 +310,7 @@ impl ClusterInfo {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::json::to_wire;
 
     /// Write a valid trial's info files into `dir`.
     pub(crate) fn write_trial(dir: &Path) {

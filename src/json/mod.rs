@@ -1,18 +1,48 @@
-//! JSON as Determined's Python client speaks it.
+//! JSON in detcore: serde_json for standard JSON, a small own parser and writer for Python's.
 //!
-//! serde_json cannot hold NaN or Infinity, and it does not format like Python's `json` module. Both
-//! matter here: metrics may be NaN (sent to the master as the strings `"NaN"`, `"Infinity"`,
-//! `"-Infinity"`), and `metadata.json` is written by Python with `json.dump(m, f, indent=2)` — bare
-//! `NaN` literals, `ensure_ascii`, Python's float `repr`. This module has a small [`Value`] that
-//! keeps key order (Python dicts do), a parser that accepts Python's `NaN`/`Infinity` extensions
-//! and C's `nan`/`-nan`/`inf`/`-inf` (as `printf` writes them), and writers for the exact byte
-//! formats Python produces.
+//! Standard JSON — the master's answers, Determined's `/run/determined/info` files, storage
+//! dicts — is read with serde_json into `#[derive(Deserialize)]` structs ([`from_object_text`],
+//! [`from_object_value`], the checks in [`field`]). Those are written by Go or by Python from
+//! Go's output, so they never hold `NaN` or integers beyond 64 bits.
+//!
+//! The user's JSON and the files Python writes need more than serde_json can express, so this
+//! module keeps its own [`Value`] (key order kept, as in Python dicts), parser and writers:
+//! - the parser ([`parse`]) takes Python's `NaN`/`Infinity`/`-Infinity` and C's
+//!   `nan`/`-nan`/`inf`/`-inf` (as `printf` writes a diverged loss), keeps integers beyond 64 bits
+//!   exact (Python's `int`), and reads a lone surrogate escape as U+FFFD (Python accepts it);
+//!   serde_json refuses all three;
+//! - the writers ([`to_wire`], [`to_metadata_file`]) produce Python's `json.dumps` and
+//!   `json.dump(indent=2)` bytes. A serde_json `Formatter` could do the separators, the
+//!   indentation, `ensure_ascii` and Python's float `repr`, but not the rest: serde_json's
+//!   serializer turns a non-finite float into `null` before the formatter sees it (so
+//!   `metadata.json`'s bare `NaN` cannot be written), and an exact integer beyond 64 bits can
+//!   only reach the formatter through serde_json's private `arbitrary_precision` token. The
+//!   writers are under 200 lines; a `Formatter` plus a `Serialize` for [`Value`] would not be shorter.
+//!
+//! [`parse_object`] is the one way a JSON-object argument or file is read.
 
 mod parse;
+mod typed;
 mod write;
 
 pub use parse::parse;
+pub use typed::{field, from_object_text, from_object_value};
 pub use write::{py_float_repr, to_metadata_file, to_wire};
+
+/// Parse `text` as a JSON object: how every JSON-object argument and file is read. Errors are
+/// [`Kind::InvalidArgument`](crate::error::Kind) and start with `what`:
+/// `hparams_json: malformed JSON: expected ':' at line 1, column 6` or
+/// `hparams_json: expected a JSON object, got array`.
+pub fn parse_object(text: &str, what: impl std::fmt::Display) -> crate::error::Result<Map> {
+    match parse(text).map_err(|e| e.context(&what))? {
+        Value::Object(m) => Ok(m),
+        other => Err(crate::err!(
+            InvalidArgument,
+            "{what}: expected a JSON object, got {}",
+            other.type_name()
+        )),
+    }
+}
 
 /// A JSON number, kept as precise as its text allowed: integers of any size stay exact (as in
 /// Python), only numbers written with a fraction or an exponent are floats.

@@ -5,7 +5,7 @@
 //! fail exactly when its loss diverges. Errors name the line and column.
 
 use super::{Map, Number, Value};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Result};
 
 const MAX_DEPTH: usize = 256;
 
@@ -38,9 +38,9 @@ impl<'a> Parser<'a> {
         let before = &self.s[..self.i.min(self.s.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        Error::new(
-            Kind::InvalidArgument,
-            format!("malformed JSON: {what} at line {line}, column {col}"),
+        crate::err!(
+            InvalidArgument,
+            "malformed JSON: {what} at line {line}, column {col}"
         )
     }
 
@@ -322,6 +322,7 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     #[test]
     fn parses_python_extensions_and_keeps_order() {

@@ -4,9 +4,11 @@
 use super::client::{percent_encode, CallOpts, MasterClient};
 use crate::err;
 use crate::error::{Kind, Result};
-use crate::json::{Map, Number, Value};
+use crate::json::{field, Map, Number, Value};
 use crate::storage::Resources;
 use crate::train::record::MetricsReport;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 
 /// `POST /api/v1/trials/<id>/metrics` body (docs/protocol.md#metrics).
 pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Value {
@@ -131,6 +133,20 @@ pub fn trial_source_info_body(
     Value::Object(obj! { "trialSourceInfo" => info })
 }
 
+/// `{"metadata": {...}}` of the run-metadata calls.
+#[derive(Deserialize, Default)]
+struct MetadataAnswer {
+    metadata: Option<Value>,
+}
+
+/// An object's entries; `{}` for anything else (the master sends `null` for no metadata).
+fn object_or_empty(v: Option<Value>) -> Map {
+    match v {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
 impl MasterClient {
     /// `POST /api/v1/runs/start`: register the run's checkpoint storage; returns `storageId`.
     pub fn runs_start(&self, run_id: i64, checkpoint_storage: &Value) -> Result<Option<i64>> {
@@ -138,43 +154,45 @@ impl MasterClient {
             "runId" => run_id,
             "checkpointStorage" => checkpoint_storage.clone(),
         });
-        let r = self.call(
+        #[derive(Deserialize, Default)]
+        struct Answer {
+            #[serde(rename = "storageId", default, deserialize_with = "field::opt_int")]
+            storage_id: Option<i64>,
+        }
+        let r: Answer = self.call(
             "POST",
             "/api/v1/runs/start",
             Some(&body),
             CallOpts::default(),
         )?;
-        match r.get("storageId") {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
-                err!(
-                    Master,
-                    "POST /api/v1/runs/start: storageId is {}, not an integer",
-                    crate::json::to_wire(v)
-                )
-            }),
-        }
+        Ok(r.storage_id)
     }
 
     /// `GET /api/v1/checkpoints/<uuid>` → `checkpoint.metadata` (`{}` when absent).
     pub fn checkpoint_metadata(&self, storage_id: &str) -> Result<Map> {
         let path = format!("/api/v1/checkpoints/{}", percent_encode(storage_id));
-        let r = self
+        #[derive(Deserialize, Default)]
+        struct Answer {
+            checkpoint: Option<Checkpoint>,
+        }
+        #[derive(Deserialize)]
+        struct Checkpoint {
+            metadata: Option<Value>,
+        }
+        let r: Answer = self
             .call("GET", &path, None, CallOpts::default())
             .map_err(|e| {
                 if e.kind() == Kind::NotFound {
-                    crate::error::Error::new(
-                        Kind::NotFound,
-                        format!("checkpoint {storage_id} is not known to the master ({e})"),
+                    err!(
+                        NotFound,
+                        "checkpoint {storage_id} is not known to the master ({e})"
                     )
                 } else {
                     e
                 }
             })?;
-        match r.get("checkpoint").and_then(|c| c.get("metadata")) {
-            Some(Value::Object(m)) => Ok(m.clone()),
-            _ => Ok(Map::new()),
-        }
+        Ok(r.checkpoint
+            .map_or_else(Map::new, |c| object_or_empty(c.metadata)))
     }
 
     /// `PATCH /api/v1/checkpoints`: mark the checkpoint deleted (no resources left).
@@ -185,7 +203,7 @@ impl MasterClient {
                 "resources" => obj! { "resources" => Map::new() },
             })],
         });
-        self.call(
+        self.call::<IgnoredAny>(
             "PATCH",
             "/api/v1/checkpoints",
             Some(&body),
@@ -198,8 +216,12 @@ impl MasterClient {
     pub fn best_validation(&self, experiment_id: i64) -> Result<Option<f64>> {
         let path =
             format!("/api/v1/experiments/{experiment_id}/searcher/best_searcher_validation_metric");
-        match self.call("GET", &path, None, CallOpts::default()) {
-            Ok(v) => match v.get("metric") {
+        #[derive(Deserialize, Default)]
+        struct Answer {
+            metric: Option<Value>,
+        }
+        match self.call::<Answer>("GET", &path, None, CallOpts::default()) {
+            Ok(v) => match v.metric.as_ref() {
                 Some(Value::Number(n)) => Ok(Some(n.as_f64())),
                 Some(Value::String(s)) => match s.as_str() {
                     "NaN" => Ok(Some(f64::NAN)),
@@ -225,28 +247,22 @@ impl MasterClient {
     pub fn set_run_metadata(&self, run_id: i64, metadata: &Map) -> Result<Map> {
         let body = Value::Object(obj! { "metadata" => metadata.clone(), "runId" => run_id });
         let path = format!("/api/v1/runs/{run_id}/metadata");
-        let r = self.call("POST", &path, Some(&body), CallOpts::default())?;
-        Ok(match r.get("metadata") {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        })
+        let r: MetadataAnswer = self.call("POST", &path, Some(&body), CallOpts::default())?;
+        Ok(object_or_empty(r.metadata))
     }
 
     /// `GET /api/v1/runs/<id>/metadata`.
     pub fn get_run_metadata(&self, run_id: i64) -> Result<Map> {
         let path = format!("/api/v1/runs/{run_id}/metadata");
-        let r = self.call("GET", &path, None, CallOpts::default())?;
-        Ok(match r.get("metadata") {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
-        })
+        let r: MetadataAnswer = self.call("GET", &path, None, CallOpts::default())?;
+        Ok(object_or_empty(r.metadata))
     }
 
     /// `POST /api/v1/trials/<id>/early_exit`.
     pub fn report_early_exit(&self, trial_id: i64, reason: &str) -> Result<()> {
         let body = Value::Object(obj! { "reason" => reason });
         let path = format!("/api/v1/trials/{trial_id}/early_exit");
-        self.call("POST", &path, Some(&body), CallOpts::default())
+        self.call::<IgnoredAny>("POST", &path, Some(&body), CallOpts::default())
             .map(|_| ())
     }
 
@@ -260,7 +276,7 @@ impl MasterClient {
         trial_id: i64,
     ) -> Result<()> {
         let body = alert_body(title, description, level, experiment_id, trial_id);
-        self.call(
+        self.call::<IgnoredAny>(
             "POST",
             "/api/v1/webhooks/custom",
             Some(&body),
@@ -277,7 +293,7 @@ impl MasterClient {
         model: Option<(i64, i64)>,
     ) -> Result<()> {
         let body = trial_source_info_body(checkpoint_uuid, trial_id, model);
-        self.call(
+        self.call::<IgnoredAny>(
             "POST",
             "/api/v1/trial-source-info",
             Some(&body),
@@ -292,7 +308,8 @@ impl MasterClient {
             "/api/v1/allocations/{}/signals/ack_preemption",
             percent_encode(allocation_id)
         );
-        self.call("POST", &path, None, opts).map(|_| ())
+        self.call::<IgnoredAny>("POST", &path, None, opts)
+            .map(|_| ())
     }
 }
 

@@ -9,8 +9,10 @@
 use super::retry::{Failure, RetryPolicy};
 use super::url::MasterUrl;
 use crate::error::{Error, Kind, Result};
-use crate::json::{parse, to_wire, Value};
+use crate::json::{to_wire, Value};
 use crate::{err, log_debug, log_warn};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::Deserialize;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -176,14 +178,15 @@ impl MasterClient {
         &self.auth
     }
 
-    /// One attempt: send `method path` with `body`, return the parsed answer of a 2xx.
+    /// One attempt: send `method path` with `body`, return the answer of a 2xx: its text,
+    /// checked to be JSON (or empty).
     pub fn attempt(
         &self,
         method: &str,
         path: &str,
         body: Option<&str>,
         timeout: Duration,
-    ) -> std::result::Result<Value, AttemptError> {
+    ) -> std::result::Result<String, AttemptError> {
         let url = self.url.join(path);
         let req = self
             .agent
@@ -228,14 +231,17 @@ impl MasterClient {
                     });
                 }
                 if text.trim().is_empty() {
-                    return Ok(Value::Null);
+                    return Ok(text);
                 }
-                parse(&text).map_err(|e| AttemptError {
-                    failure: None,
-                    status: Some(status),
-                    message: format!("the master's answer is not JSON: {}", e.message()),
-                    timed_out: false,
-                })
+                match serde_json::from_str::<IgnoredAny>(&text) {
+                    Ok(_) => Ok(text),
+                    Err(e) => Err(AttemptError {
+                        failure: None,
+                        status: Some(status),
+                        message: format!("the master's answer is not JSON: {e}"),
+                        timed_out: false,
+                    }),
+                }
             }
             Err(ureq::Error::Status(code, r)) => {
                 let retry_after = r
@@ -253,16 +259,19 @@ impl MasterClient {
         }
     }
 
-    /// A request with retries per the policy (plus detcore's 5xx retries), bounded by `opts`.
+    /// A request with retries per the policy (plus detcore's 5xx retries), bounded by `opts`;
+    /// the answer is read into `T` with serde_json (an empty or `null` answer is
+    /// `T::default()`; [`IgnoredAny`] when the answer does not matter).
     /// Errors: `Kind::NotFound` for 404, `Kind::Timeout` when a time limit ended it,
-    /// `Kind::Master` otherwise; messages name the method, the path and what happened.
-    pub fn call(
+    /// `Kind::Master` otherwise; messages name the method, the path and what happened (for an
+    /// answer of the wrong shape, the key).
+    pub fn call<T: DeserializeOwned + Default>(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
         opts: CallOpts<'_>,
-    ) -> Result<Value> {
+    ) -> Result<T> {
         let text = body.map(to_wire);
         let mut budget = self.retry.start();
         loop {
@@ -278,7 +287,7 @@ impl MasterClient {
                 timeout = timeout.min(left);
             }
             let e = match self.attempt(method, path, text.as_deref(), timeout) {
-                Ok(v) => return Ok(v),
+                Ok(answer) => return decode(method, path, &answer),
                 Err(e) => e,
             };
             let retryable = match (&e.failure, e.status) {
@@ -424,18 +433,30 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-/// The master's error text (`_get_error_str`): `message`, else `error.message`, else
-/// `error.error`.
-pub fn error_text(body: &str) -> Option<String> {
-    let v = parse(body).ok()?;
-    if let Some(m) = v.get("message").and_then(Value::as_str) {
-        return Some(m.to_owned());
+/// A 2xx answer's text read into `T`: the default for an empty or `null` answer, else the
+/// object's keys (`POST /api/v1/runs/start: the master's answer: key "storageId" must be ...`).
+fn decode<T: DeserializeOwned + Default>(method: &str, path: &str, text: &str) -> Result<T> {
+    if matches!(text.trim(), "" | "null") {
+        return Ok(T::default());
     }
-    let e = v.get("error")?;
-    e.get("message")
-        .or_else(|| e.get("error"))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    crate::json::from_object_text(text, format_args!("{method} {path}: the master's answer"))
+        .map_err(|e| err!(Master, "{}", e.message()))
+}
+
+/// The master's error text (`_get_error_str`): `message`, else `error.message`, else
+/// `error.error`; a value that is not a string counts as absent.
+pub fn error_text(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct ErrorAnswer {
+        message: Option<serde_json::Value>,
+        error: Option<serde_json::Value>,
+    }
+    let a: ErrorAnswer = serde_json::from_str(body).ok()?;
+    let text = |v: Option<&serde_json::Value>| v?.as_str().map(str::to_owned);
+    text(a.message.as_ref()).or_else(|| {
+        let e = a.error?;
+        text(e.get("message").or_else(|| e.get("error")))
+    })
 }
 
 fn status_message(code: u16, body: &str) -> String {
@@ -555,6 +576,46 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_read_into_their_structure_naming_a_wrong_key() {
+        #[derive(Deserialize, Default, Debug)]
+        struct Answer {
+            #[serde(
+                rename = "storageId",
+                default,
+                deserialize_with = "crate::json::field::opt_int"
+            )]
+            storage_id: Option<i64>,
+        }
+        let ok = |t: &str| decode::<Answer>("POST", "/p", t).unwrap().storage_id;
+        assert_eq!(ok(""), None);
+        assert_eq!(ok("null"), None);
+        assert_eq!(ok(r#"{"storageId": null, "other": [1]}"#), None);
+        assert_eq!(ok(r#"{"storageId": 3}"#), Some(3));
+        let e = decode::<Answer>("POST", "/p", r#"{"storageId": "3"}"#).unwrap_err();
+        assert_eq!(e.kind(), Kind::Master);
+        assert!(
+            e.message().starts_with(
+                r#"POST /p: the master's answer: key "storageId" must be an integer or null, got string "3""#
+            ),
+            "{e}"
+        );
+        let e = decode::<Answer>("POST", "/p", "[1]").unwrap_err();
+        assert!(
+            e.message().contains("expected a JSON object, got array"),
+            "{e}"
+        );
+        assert_eq!(
+            error_text(r#"{"error": {"code": 5, "error": "no trial"}}"#).as_deref(),
+            Some("no trial")
+        );
+        assert_eq!(
+            error_text(r#"{"message": "m", "error": "x"}"#).as_deref(),
+            Some("m")
+        );
+        assert_eq!(error_text("<html>"), None);
+    }
+
+    #[test]
     fn encodes() {
         assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
         assert_eq!(percent_encode("60"), "60");
@@ -573,7 +634,7 @@ mod tests {
         let c = MasterClient::new(url, "tok-secret-123", None, policy, Timeouts::default());
         let t = Instant::now();
         let e = c
-            .call("GET", "/api/v1/x", None, CallOpts::default())
+            .call::<IgnoredAny>("GET", "/api/v1/x", None, CallOpts::default())
             .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(e.kind(), Kind::Master);

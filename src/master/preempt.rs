@@ -4,7 +4,6 @@
 use super::client::{percent_encode, CallOpts, MasterClient};
 use super::longpoll::{self, Cancel};
 use crate::error::{Error, Kind, Result};
-use crate::json::{parse, Value};
 use crate::preempt::longpoll::PreemptionPoll;
 use crate::preempt::Acknowledger;
 use crate::{bail, err, log_info, log_warn};
@@ -67,9 +66,10 @@ impl PreemptionPoll for MasterPoll {
                 r.status
             );
         }
-        let v = parse(&text).map_err(|e| err!(Master, "GET {}: {}", self.path, e.message()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| err!(Master, "GET {}: the master's answer: {e}", self.path))?;
         // Anything but JSON `true` is "no", as in Python.
-        Ok(matches!(v.get("preempt"), Some(Value::Bool(true))))
+        Ok(v.get("preempt") == Some(&serde_json::Value::Bool(true)))
     }
 
     fn cancel(&self) {

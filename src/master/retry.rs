@@ -13,7 +13,7 @@
 //! retried too (urllib3 only retries `status_forcelist`), counted like urllib3's status retries.
 
 use crate::error::Result;
-use crate::json::{parse, Value};
+use crate::json::Value;
 use crate::{bail, err};
 use std::time::Duration;
 
@@ -127,14 +127,7 @@ impl RetryPolicy {
 
     /// Parse urllib3 `Retry` keyword arguments as JSON, e.g. `{"total": 2, "backoff_factor": 0.1}`.
     pub fn from_json(text: &str) -> Result<RetryPolicy> {
-        let v = parse(text)?;
-        let m = v.as_object().ok_or_else(|| {
-            err!(
-                InvalidArgument,
-                "expected a JSON object of urllib3 Retry arguments, got {}",
-                v.type_name()
-            )
-        })?;
+        let m = crate::json::parse_object(text, "urllib3 Retry arguments")?;
         let mut p = RetryPolicy::urllib3_defaults();
         for (k, v) in m.iter() {
             match k.as_str() {

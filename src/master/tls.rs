@@ -12,7 +12,7 @@
 
 use super::url::MasterUrl;
 use crate::error::Result;
-use crate::json::{parse, Value};
+use crate::json::Value;
 use crate::options::env_nonempty;
 use crate::{bail, err, log_warn};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -122,14 +122,7 @@ impl TlsSettings {
 fn from_store(store: &Path, master: &MasterUrl) -> Result<Trust> {
     let text = std::fs::read_to_string(store)
         .map_err(|e| err!(InvalidArgument, "{}: cannot read: {e}", store.display()))?;
-    let v = parse(&text).map_err(|e| e.context(store.display()))?;
-    let Value::Object(m) = v else {
-        bail!(
-            InvalidArgument,
-            "{}: expected a JSON object of master URL to PEM",
-            store.display()
-        );
-    };
+    let m = crate::json::parse_object(&text, format!("{} (master URL to PEM)", store.display()))?;
     match m.get(&master.canonical()) {
         Some(Value::String(pem)) => {
             let source = format!("{} (entry {})", store.display(), master.canonical());

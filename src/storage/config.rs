@@ -3,9 +3,10 @@
 //! JSON dict (`directory`, `s3`, `gcs`, `azure`), or the experiment config's
 //! `checkpoint_storage` dict on-cluster (which also allows `shared_fs`).
 
-use crate::error::{Kind, Result};
-use crate::json::{Map, Value};
+use crate::error::Result;
+use crate::json::{field, from_object_value, Map, Value};
 use crate::{bail, err};
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 
 /// Where `/determined_shared_fs` is mounted in a trial container.
@@ -15,11 +16,18 @@ pub const SHARED_FS_CONTAINER_PATH: &str = "/determined_shared_fs";
 /// `concurrency`, `max_attempts` and `timeout_seconds`. Unset values come from the environment
 /// (`DETCORE_STORAGE_PART_SIZE`, `DETCORE_STORAGE_CONCURRENCY`, `DETCORE_STORAGE_MAX_ATTEMPTS`,
 /// `DETCORE_STORAGE_TIMEOUT`), else the defaults of [`crate::storage::http::Tuning`].
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct TransferOptions {
+    #[serde(
+        default,
+        deserialize_with = "uint_in::<_, u64, { 5 << 20 }, { 5 << 30 }>"
+    )]
     pub part_size: Option<u64>,
+    #[serde(default, deserialize_with = "uint_in::<_, usize, 1, 256>")]
     pub concurrency: Option<usize>,
+    #[serde(default, deserialize_with = "uint_in::<_, u32, 1, 100>")]
     pub max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "seconds")]
     pub timeout_seconds: Option<f64>,
 }
 
@@ -31,75 +39,93 @@ const TRANSFER_KEYS: [&str; 4] = [
     "timeout_seconds",
 ];
 
-fn opt_uint(m: &Map, key: &str, ty: &str, min: u64, max: u64) -> Result<Option<u64>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) if n.is_integer() => match n.as_i64() {
-            Some(v) if v >= 0 && (v as u64) >= min && (v as u64) <= max => Ok(Some(v as u64)),
-            _ => bail!(
-                InvalidArgument,
-                "checkpoint_storage ({ty}): {key:?} must be an integer from {min} to {max}, got {}",
-                crate::json::to_wire(&Value::Number(n.clone()))
-            ),
-        },
-        Some(other) => bail!(
-            InvalidArgument,
-            "checkpoint_storage ({ty}): {key:?} must be an integer, got {}",
-            other.type_name()
-        ),
-    }
-}
-
-fn transfer_options(m: &Map, ty: &str) -> Result<TransferOptions> {
-    let timeout_seconds = match m.get("timeout_seconds") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_f64() > 0.0 && n.as_f64() <= 86400.0 => Some(n.as_f64()),
-        Some(other) => bail!(
-            InvalidArgument,
-            "checkpoint_storage ({ty}): \"timeout_seconds\" must be a number of seconds in (0, 86400], got {}",
-            crate::json::to_wire(other)
-        ),
-    };
-    Ok(TransferOptions {
-        part_size: opt_uint(m, "part_size", ty, 5 << 20, 5 << 30)?,
-        concurrency: opt_uint(m, "concurrency", ty, 1, 256)?.map(|v| v as usize),
-        max_attempts: opt_uint(m, "max_attempts", ty, 1, 100)?.map(|v| v as u32),
-        timeout_seconds,
+/// An integer from `MIN` to `MAX`, or `null`.
+fn uint_in<'de, D: Deserializer<'de>, T: TryFrom<u64>, const MIN: u64, const MAX: u64>(
+    d: D,
+) -> std::result::Result<Option<T>, D::Error> {
+    field::check(d, &format!("an integer from {MIN} to {MAX}"), |v| match v {
+        Value::Null => Some(None),
+        Value::Number(n) if n.is_integer() => {
+            let i = u64::try_from(n.as_i64()?).ok()?;
+            T::try_from(i)
+                .ok()
+                .filter(|_| (MIN..=MAX).contains(&i))
+                .map(Some)
+        }
+        _ => None,
     })
 }
 
+/// A number of seconds in (0, 86400], or `null`.
+fn seconds<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    field::check(d, "a number of seconds in (0, 86400]", |v| match v {
+        Value::Null => Some(None),
+        Value::Number(n) if n.as_f64() > 0.0 && n.as_f64() <= 86400.0 => Some(Some(n.as_f64())),
+        _ => None,
+    })
+}
+
+/// A path, or `null`.
+fn opt_path<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<PathBuf>, D::Error> {
+    field::opt_string(d).map(|s| s.map(PathBuf::from))
+}
+
 /// S3 settings (dict keys of Determined's `s3` storage, plus detcore's transfer tuning).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct S3Config {
+    #[serde(deserialize_with = "field::string")]
     pub bucket: String,
+    /// Normalized ([`normalize_prefix`]).
+    #[serde(default, deserialize_with = "field::string_or_empty")]
     pub prefix: String,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub access_key: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub secret_key: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub session_token: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub endpoint_url: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub region: Option<String>,
+    #[serde(default, deserialize_with = "opt_path")]
     pub temp_dir: Option<PathBuf>,
+    /// Read from the same dict.
+    #[serde(skip)]
     pub transfer: TransferOptions,
 }
 
 /// GCS settings.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct GcsConfig {
+    #[serde(deserialize_with = "field::string")]
     pub bucket: String,
+    /// Normalized ([`normalize_prefix`]).
+    #[serde(default, deserialize_with = "field::string_or_empty")]
     pub prefix: String,
+    #[serde(default, deserialize_with = "opt_path")]
     pub temp_dir: Option<PathBuf>,
+    /// Read from the same dict.
+    #[serde(skip)]
     pub transfer: TransferOptions,
 }
 
 /// Azure Blob settings.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct AzureConfig {
     /// The container, possibly followed by `/sub/path` (a blob-name prefix).
+    #[serde(deserialize_with = "field::string")]
     pub container: String,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub connection_string: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub account_url: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub credential: Option<String>,
+    #[serde(default, deserialize_with = "opt_path")]
     pub temp_dir: Option<PathBuf>,
+    /// Read from the same dict.
+    #[serde(skip)]
     pub transfer: TransferOptions,
 }
 
@@ -174,46 +200,32 @@ pub struct StorageSpec {
 /// off-cluster, where no master collects garbage) and detcore's own `metric` and
 /// `smaller_is_better` (what "best" means, Determined's `searcher.metric` and
 /// `searcher.smaller_is_better`) and `checksums` (manifests and verified restores, default on).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct Lifecycle {
+    #[serde(default, deserialize_with = "uint_in::<_, u32, 0, 2147483647>")]
     pub save_experiment_best: Option<u32>,
+    #[serde(default, deserialize_with = "uint_in::<_, u32, 0, 2147483647>")]
     pub save_trial_best: Option<u32>,
+    #[serde(default, deserialize_with = "uint_in::<_, u32, 0, 2147483647>")]
     pub save_trial_latest: Option<u32>,
+    #[serde(default, deserialize_with = "field::opt_string")]
     pub metric: Option<String>,
+    #[serde(default, deserialize_with = "field::opt_bool")]
     pub smaller_is_better: Option<bool>,
+    #[serde(default, deserialize_with = "field::opt_bool")]
     pub checksums: Option<bool>,
 }
 
-fn opt_bool(m: &Map, key: &str, ty: &str) -> Result<Option<bool>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => bail!(
-            InvalidArgument,
-            "checkpoint_storage ({ty}): {key:?} must be true or false, got {}",
-            other.type_name()
-        ),
-    }
-}
-
 /// The lifecycle keys of a user dict of type `ty` (already checked to be allowed).
-fn lifecycle(m: &Map, ty: &str) -> Result<Lifecycle> {
-    let count = |k: &str| opt_uint(m, k, ty, 0, i32::MAX as u64).map(|v| v.map(|v| v as u32));
-    let metric = opt_str(m, "metric", ty)?;
-    if metric.as_deref() == Some("") {
+fn lifecycle(v: &Value, ty: &str) -> Result<Lifecycle> {
+    let l: Lifecycle = from_object_value(v, format!("checkpoint_storage ({ty})"))?;
+    if l.metric.as_deref() == Some("") {
         bail!(
             InvalidArgument,
             "checkpoint_storage ({ty}): \"metric\" is empty"
         );
     }
-    Ok(Lifecycle {
-        save_experiment_best: count("save_experiment_best")?,
-        save_trial_best: count("save_trial_best")?,
-        save_trial_latest: count("save_trial_latest")?,
-        metric,
-        smaller_is_better: opt_bool(m, "smaller_is_better", ty)?,
-        checksums: opt_bool(m, "checksums", ty)?,
-    })
+    Ok(l)
 }
 
 /// Normalize an object-store prefix as Determined does (`storage/_util.py: normalize_prefix`):
@@ -273,8 +285,8 @@ fn is_scheme(s: &str) -> bool {
 pub fn parse_user(text: &str) -> Result<StorageSpec> {
     let t = text.trim_start();
     if t.starts_with('{') {
-        let v = crate::json::parse(text).map_err(|e| e.context("checkpoint_storage"))?;
-        return parse_user_dict(&v);
+        let m = crate::json::parse_object(text, "checkpoint_storage")?;
+        return parse_user_dict(&Value::Object(m));
     }
     parse_user_string(text)
 }
@@ -368,7 +380,7 @@ pub fn parse_user_dict(v: &Value) -> Result<StorageSpec> {
     }
     let config = build(m, None)?;
     Ok(StorageSpec {
-        lifecycle: lifecycle(m, config.type_name())?,
+        lifecycle: lifecycle(v, config.type_name())?,
         config,
         wire: v.clone(),
     })
@@ -390,27 +402,6 @@ pub fn parse_experiment(v: &Value, container_path: Option<&Path>) -> Result<Stor
         config,
         wire: v.clone(),
         lifecycle: Lifecycle::default(),
-    })
-}
-
-fn opt_str(m: &Map, key: &str, ty: &str) -> Result<Option<String>> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(err!(
-            InvalidArgument,
-            "checkpoint_storage ({ty}): {key:?} must be a string, got {}",
-            other.type_name()
-        )),
-    }
-}
-
-fn req_str(m: &Map, key: &str, ty: &str) -> Result<String> {
-    opt_str(m, key, ty)?.ok_or_else(|| {
-        err!(
-            InvalidArgument,
-            "checkpoint_storage ({ty}): missing required key {key:?}"
-        )
     })
 }
 
@@ -460,6 +451,8 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
         }
         v
     };
+    let what = format!("checkpoint_storage ({t})");
+    let v = &Value::Object(m.clone());
     match t {
         "shared_fs" => {
             check_keys(
@@ -467,26 +460,39 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
                 t,
                 &with_common(&["host_path", "storage_path", "container_path", "propagation", "checkpoint_path", "tensorboard_path"]),
             )?;
-            let host_path = req_str(m, "host_path", t)?;
+            #[derive(Deserialize)]
+            struct SharedFs {
+                #[serde(deserialize_with = "field::string")]
+                host_path: String,
+                #[serde(default, deserialize_with = "field::opt_string")]
+                storage_path: Option<String>,
+                #[serde(default, deserialize_with = "field::opt_string")]
+                tensorboard_path: Option<String>,
+                #[serde(default, deserialize_with = "field::opt_string")]
+                checkpoint_path: Option<String>,
+            }
+            let c: SharedFs = from_object_value(v, &what)?;
             // Legacy: no storage_path key at all → tensorboard_path or checkpoint_path.
             let storage_path = if m.contains_key("storage_path") {
-                opt_str(m, "storage_path", t)?
+                c.storage_path
             } else {
-                match opt_str(m, "tensorboard_path", t)? {
-                    Some(p) => Some(p),
-                    None => opt_str(m, "checkpoint_path", t)?,
-                }
+                c.tensorboard_path.or(c.checkpoint_path)
             };
-            let base = full_storage_path(&host_path, storage_path.as_deref(), container_path)?;
+            let base = full_storage_path(&c.host_path, storage_path.as_deref(), container_path)?;
             Ok(StorageConfig::SharedFs { base })
         }
         "directory" => {
             check_keys(m, t, &with_common(&["container_path"]))?;
-            let p = req_str(m, "container_path", t)?;
-            if p.is_empty() {
+            #[derive(Deserialize)]
+            struct Directory {
+                #[serde(deserialize_with = "field::string")]
+                container_path: String,
+            }
+            let c: Directory = from_object_value(v, &what)?;
+            if c.container_path.is_empty() {
                 bail!(InvalidArgument, "checkpoint_storage (directory): \"container_path\" is empty");
             }
-            Ok(StorageConfig::Directory { container_path: PathBuf::from(p) })
+            Ok(StorageConfig::Directory { container_path: PathBuf::from(c.container_path) })
         }
         "s3" => {
             check_keys(
@@ -503,26 +509,17 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
                     "temp_dir",
                 ]),
             )?;
-            Ok(StorageConfig::S3(S3Config {
-                bucket: req_str(m, "bucket", t)?,
-                prefix: normalize_prefix(opt_str(m, "prefix", t)?.as_deref())?,
-                access_key: opt_str(m, "access_key", t)?,
-                secret_key: opt_str(m, "secret_key", t)?,
-                session_token: opt_str(m, "session_token", t)?,
-                endpoint_url: opt_str(m, "endpoint_url", t)?,
-                region: opt_str(m, "region", t)?,
-                temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
-                transfer: transfer_options(m, t)?,
-            }))
+            let mut c: S3Config = from_object_value(v, &what)?;
+            c.prefix = normalize_prefix(Some(&c.prefix))?;
+            c.transfer = from_object_value(v, &what)?;
+            Ok(StorageConfig::S3(c))
         }
         "gcs" => {
             check_keys(m, t, &with_common(&["bucket", "prefix", "temp_dir"]))?;
-            Ok(StorageConfig::Gcs(GcsConfig {
-                bucket: req_str(m, "bucket", t)?,
-                prefix: normalize_prefix(opt_str(m, "prefix", t)?.as_deref())?,
-                temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
-                transfer: transfer_options(m, t)?,
-            }))
+            let mut c: GcsConfig = from_object_value(v, &what)?;
+            c.prefix = normalize_prefix(Some(&c.prefix))?;
+            c.transfer = from_object_value(v, &what)?;
+            Ok(StorageConfig::Gcs(c))
         }
         "azure" => {
             check_keys(
@@ -530,25 +527,17 @@ fn build(m: &Map, container_path: Option<&Path>) -> Result<StorageConfig> {
                 t,
                 &with_common(&["container", "connection_string", "account_url", "credential", "temp_dir"]),
             )?;
-            let connection_string = opt_str(m, "connection_string", t)?;
-            let account_url = opt_str(m, "account_url", t)?;
-            if connection_string.is_none() && account_url.is_none() {
+            let mut c: AzureConfig = from_object_value(v, &what)?;
+            if c.connection_string.is_none() && c.account_url.is_none() {
                 bail!(InvalidArgument, "checkpoint_storage (azure): one of \"connection_string\" or \"account_url\" is required");
             }
-            Ok(StorageConfig::Azure(AzureConfig {
-                container: req_str(m, "container", t)?,
-                connection_string,
-                account_url,
-                credential: opt_str(m, "credential", t)?,
-                temp_dir: opt_str(m, "temp_dir", t)?.map(PathBuf::from),
-                transfer: transfer_options(m, t)?,
-            }))
+            c.transfer = from_object_value(v, &what)?;
+            Ok(StorageConfig::Azure(c))
         }
         other => Err(err!(
             InvalidArgument,
             "checkpoint_storage: unknown type {other:?} (expected shared_fs, directory, s3, gcs or azure)"
-        ))
-        .map_err(|e: crate::error::Error| crate::error::Error::new(Kind::InvalidArgument, e.message().to_owned())),
+        )),
     }
 }
 
@@ -831,5 +820,52 @@ mod tests {
         assert!(normalize_prefix(Some("a/../b")).is_err());
         assert!(normalize_prefix(Some("..")).is_err());
         assert_eq!(normalize_prefix(Some("a..b")).unwrap(), "a..b");
+    }
+}
+
+#[cfg(test)]
+mod typed_tests {
+    use super::*;
+
+    /// Every key of a storage dict is read by serde into its struct; a wrong one is named with
+    /// the type of storage, what it must be and what it was.
+    #[test]
+    fn wrong_keys_are_named() {
+        for (text, want) in [
+            (
+                r#"{"type": "s3"}"#,
+                r#"checkpoint_storage (s3): required key "bucket" is missing"#,
+            ),
+            (
+                r#"{"type": "s3", "bucket": 5}"#,
+                r#"checkpoint_storage (s3): key "bucket" must be a string, got integer 5"#,
+            ),
+            (
+                r#"{"type": "gcs", "bucket": "b", "concurrency": 0}"#,
+                r#"checkpoint_storage (gcs): key "concurrency" must be an integer from 1 to 256, got integer 0"#,
+            ),
+            (
+                r#"{"type": "azure", "container": "c", "account_url": "u", "timeout_seconds": NaN}"#,
+                r#"checkpoint_storage (azure): key "timeout_seconds" must be a number of seconds in (0, 86400], got number "NaN""#,
+            ),
+            (
+                r#"{"type": "directory", "container_path": "/d", "save_trial_best": 2147483648}"#,
+                r#"checkpoint_storage (directory): key "save_trial_best" must be an integer from 0 to 2147483647, got integer 2147483648"#,
+            ),
+        ] {
+            let e = parse_user(text).unwrap_err();
+            assert_eq!(e.kind(), crate::error::Kind::InvalidArgument);
+            assert_eq!(e.message(), want, "{text}");
+        }
+        let s = parse_user(
+            r#"{"type": "s3", "bucket": "b", "prefix": null, "part_size": 6291456, "temp_dir": "/t"}"#,
+        )
+        .unwrap();
+        let StorageConfig::S3(c) = s.config else {
+            panic!("{:?}", s.config)
+        };
+        assert_eq!(c.prefix, "");
+        assert_eq!(c.transfer.part_size, Some(6 << 20));
+        assert_eq!(c.temp_dir.as_deref(), Some(Path::new("/t")));
     }
 }

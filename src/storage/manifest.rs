@@ -22,7 +22,7 @@
 //! parts computed in parallel combine into the file's ([`FileSum::then`]).
 
 use crate::error::{Error, Kind, Result};
-use crate::json::{parse, to_metadata_file, Map, Value};
+use crate::json::{to_metadata_file, Map, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -161,10 +161,8 @@ impl Manifest {
             )
         };
         let text = std::str::from_utf8(data).map_err(|_| bad("not UTF-8".into()))?;
-        let v = parse(text).map_err(|e| bad(e.message().to_owned()))?;
-        let doc = v
-            .as_object()
-            .ok_or_else(|| bad("not a JSON object".into()))?;
+        let doc = &crate::json::parse_object(text, "its text")
+            .map_err(|e| bad(e.message().to_owned()))?;
         match doc.get("format").and_then(Value::as_i64) {
             Some(f) if (1..=FORMAT).contains(&f) => {}
             Some(f) => {

@@ -298,16 +298,9 @@ impl LocalTrainBackend {
     fn get_unlocked(&self) -> Result<Map> {
         let p = self.path();
         match std::fs::read_to_string(&p) {
-            Ok(t) => match crate::json::parse(&t) {
-                Ok(Value::Object(m)) => Ok(m),
-                Ok(other) => Err(err!(
-                    Io,
-                    "{}: expected a JSON object, found {}",
-                    p.display(),
-                    other.type_name()
-                )),
-                Err(e) => Err(err!(Io, "{}: {}", p.display(), e.message())),
-            },
+            Ok(t) => {
+                crate::json::parse_object(&t, p.display()).map_err(|e| err!(Io, "{}", e.message()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
             Err(e) => Err(crate::error::Error::io("cannot read", &p, e)),
         }
