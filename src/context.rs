@@ -6,11 +6,10 @@ use crate::checkpoint::retention::{InUse, Policy, Retention, Settings as Retenti
 use crate::checkpoint::{index::RunIndex, CheckpointContext, LocalReporter, Resume};
 use crate::cluster_info;
 use crate::distributed::{DistributedConfig, DistributedContext};
+use crate::env::env_nonempty;
 use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::json::{parse, Map, Value};
-use crate::options::env_nonempty;
-use crate::options::InitOptions;
 use crate::preempt::agreement::Agreement;
 use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher};
 use crate::profiler::Profiler;
@@ -27,7 +26,10 @@ use std::time::Duration;
 
 // ---- on-cluster (docs/protocol.md#init-sequence): the master client, its threads, alert() ---
 mod oncluster;
+mod options;
+
 pub use oncluster::shared_fs_container_path;
+pub use options::InitOptions;
 // ---------------------------------------------------------------------------------------------
 
 /// A Core API context.
@@ -688,6 +690,18 @@ impl Context {
     /// The reporter (for flushing in tests and close).
     pub fn reporter(&self) -> &Arc<Reporter> {
         &self.reporter
+    }
+
+    /// Deliver the reports queued so far (in AUTO mode their TensorBoard events are then
+    /// written), then wait for a TensorBoard sync pass that starts afterwards; at most `timeout`
+    /// in all.
+    pub fn flush_tensorboard(&self, timeout: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        if self.tensorboard.mode() == crate::TensorboardMode::Auto {
+            self.reporter.flush(timeout)?;
+        }
+        self.tensorboard
+            .flush(timeout.saturating_sub(start.elapsed()))
     }
 }
 

@@ -38,7 +38,7 @@ pub unsafe extern "C" fn det_core_init(
     call("det_core_init", || {
         out_arg(out, "out")?;
         let o = if opts.is_null() {
-            crate::options::InitOptions::default()
+            crate::InitOptions::default()
         } else {
             // SAFETY: non-NULL options per the contract.
             unsafe { options_from_c(opts) }?

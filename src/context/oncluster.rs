@@ -19,16 +19,16 @@
 //! contexts, with the cluster info attached.
 
 use super::Context;
+use super::InitOptions;
 use crate::checkpoint::master::MasterCheckpointReporter;
 use crate::checkpoint::CheckpointContext;
 use crate::cluster_info::ClusterInfo;
 use crate::distributed::{DistributedConfig, DistributedContext};
+use crate::env::env_nonempty;
 use crate::error::{Error, Kind, Result};
 use crate::info::Info;
 use crate::master::preempt::{AckSender, MasterPoll};
 use crate::master::{AlertLevel, MasterClient, MasterUrl, RetryPolicy, Timeouts, TlsSettings};
-use crate::options::env_nonempty;
-use crate::options::InitOptions;
 use crate::preempt::longpoll::LongPollWatcher;
 use crate::preempt::PreemptMode;
 use crate::profiler::Profiler;

@@ -11,9 +11,9 @@
 //!   host; the connection (and SNI) still use the URL's host.
 
 use super::url::MasterUrl;
+use crate::env::env_nonempty;
 use crate::error::Result;
 use crate::json::{parse, Value};
-use crate::options::env_nonempty;
 use crate::{bail, err, log_warn};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};

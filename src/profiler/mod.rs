@@ -274,7 +274,7 @@ impl Gpu {
     /// Load NVML and check every call on every device, as Python does: any failure disables
     /// GPU metrics (logged), nothing else.
     fn new() -> Gpu {
-        let lib = crate::options::env_nonempty(NVML_LIBRARY_ENV)
+        let lib = crate::env::env_nonempty(NVML_LIBRARY_ENV)
             .unwrap_or_else(|| sys::NVML_LIBRARY.to_owned());
         let probe = || -> std::result::Result<(sys::Nvml, Vec<(String, sys::Device)>), String> {
             let nvml = sys::Nvml::load(&lib)?;

@@ -49,7 +49,7 @@ impl Env {
     /// The value of `name`, `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<String> {
         match &self.map {
-            None => crate::options::env_nonempty(name),
+            None => crate::env::env_nonempty(name),
             Some(m) => m.get(name).filter(|v| !v.is_empty()).cloned(),
         }
     }

@@ -15,9 +15,9 @@ use super::gcp_auth::GcpAuth;
 use super::http::{self, encode, Body, Failure, Flavor, Http, Request, Tuning};
 use super::manifest::{self, FileSum, SumCell};
 use super::object::{ObjectInfo, ObjectStore};
+use crate::env::env_nonempty as env;
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
-use crate::options::env_nonempty as env;
 use crate::{bail, err};
 use std::path::Path;
 

@@ -225,7 +225,7 @@ pub fn resolve_enabled(config: Option<bool>) -> Result<bool> {
     if let Some(c) = config {
         return Ok(c);
     }
-    match crate::options::env_nonempty("DETCORE_CHECKSUMS") {
+    match crate::env::env_nonempty("DETCORE_CHECKSUMS") {
         None => Ok(true),
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "on" | "yes" => Ok(true),

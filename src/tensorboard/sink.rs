@@ -193,8 +193,8 @@ impl Sink for TensorboardSink {
 
 #[cfg(test)]
 mod tests {
+    use crate::tensorboard::TensorboardMode;
     use super::*;
-    use crate::options::TensorboardMode;
     use crate::tensorboard::writer::read_events;
     use crate::tensorboard::TensorboardConfig;
     use std::path::{Path, PathBuf};

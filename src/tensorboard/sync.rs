@@ -21,8 +21,8 @@
 //!   the final file and readers see at most a truncated last record, never a torn one.
 
 use super::TensorboardConfig;
+use super::TensorboardMode;
 use crate::error::{Error, Kind, Result};
-use crate::options::TensorboardMode;
 use crate::storage::Storage;
 use crate::train::Sink;
 use crate::{bail, err, log_info, log_warn};
