@@ -6,6 +6,10 @@
 //! and the key, e.g. `trial.json: key "trial_run_id" must be an integer, got string "3"`.
 //! Unknown keys are ignored (newer masters may add some).
 
+mod master_url;
+
+pub use master_url::MasterUrl;
+
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_wire, Map, Value};
 use std::path::{Path, PathBuf};
@@ -65,7 +69,7 @@ pub struct ResourcesInfo {
 pub struct ClusterInfo {
     /// The folder the files were read from.
     pub dir: PathBuf,
-    /// As written (Python canonicalizes it when loading; see `master::MasterUrl`).
+    /// As written (Python canonicalizes it when loading; see [`MasterUrl`]).
     pub master_url: String,
     pub cluster_id: String,
     pub agent_id: String,
@@ -352,7 +356,7 @@ impl ClusterInfo {
     /// `latest_checkpoint` is kept for tasks that are not trials (Python's property hides it).
     /// Holds the session token.
     pub fn to_json(&self) -> Result<Value> {
-        let url = crate::master::MasterUrl::parse(&self.master_url)
+        let url = MasterUrl::parse(&self.master_url)
             .map_err(|e| e.context(format!("{}/cluster.json: master_url", self.dir.display())))?;
         let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, Value::from);
         let ints = |v: &[i64]| Value::Array(v.iter().map(|&i| Value::from(i)).collect());

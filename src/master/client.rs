@@ -7,7 +7,7 @@
 //! `Content-Type` header; a POST without payload sends `Content-Length: 0`.
 
 use super::retry::{Failure, RetryPolicy};
-use super::url::MasterUrl;
+use crate::cluster_info::MasterUrl;
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_wire, Value};
 use crate::{err, log_debug, log_warn};

@@ -10,7 +10,7 @@
 //! - `DET_MASTER_CERT_NAME`: the name checked against the certificate instead of the URL's
 //!   host; the connection (and SNI) still use the URL's host.
 
-use super::url::MasterUrl;
+use crate::cluster_info::MasterUrl;
 use crate::env::env_nonempty;
 use crate::error::Result;
 use crate::json::{parse, Value};

@@ -193,10 +193,10 @@ impl Sink for TensorboardSink {
 
 #[cfg(test)]
 mod tests {
-    use crate::tensorboard::TensorboardMode;
     use super::*;
     use crate::tensorboard::writer::read_events;
     use crate::tensorboard::TensorboardConfig;
+    use crate::tensorboard::TensorboardMode;
     use std::path::{Path, PathBuf};
     use std::time::{Duration, SystemTime};
 
