@@ -6,7 +6,6 @@
 pub mod api;
 pub mod client;
 pub mod longpoll;
-pub mod preempt;
 pub mod retry;
 pub mod tls;
 
