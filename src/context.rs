@@ -697,7 +697,7 @@ impl Context {
     /// in all.
     pub fn flush_tensorboard(&self, timeout: Duration) -> Result<()> {
         let start = std::time::Instant::now();
-        if self.tensorboard.mode() == crate::TensorboardMode::Auto {
+        if self.tensorboard.mode() == crate::tensorboard::TensorboardMode::Auto {
             self.reporter.flush(timeout)?;
         }
         self.tensorboard

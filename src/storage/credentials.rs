@@ -311,7 +311,7 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .timeout_read(timeout)
         .timeout_write(timeout)
         .redirects(0)
-        .user_agent(&format!("detcore/{}", crate::VERSION))
+        .user_agent(&format!("detcore/{}", env!("CARGO_PKG_VERSION")))
         .build()
 }
 

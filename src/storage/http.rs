@@ -392,7 +392,7 @@ impl Http {
             .max_idle_connections_per_host(tuning.concurrency * 2 + 4)
             .no_delay(true)
             .redirects(0)
-            .user_agent(&format!("detcore/{}", crate::VERSION))
+            .user_agent(&format!("detcore/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Http {
             agent,

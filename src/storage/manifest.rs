@@ -141,7 +141,7 @@ impl Manifest {
             .collect();
         let doc = obj! {
             "format" => FORMAT,
-            "generator" => format!("detcore {}", crate::VERSION),
+            "generator" => format!("detcore {}", env!("CARGO_PKG_VERSION")),
             "storage_id" => self.storage_id.as_str(),
             "checksum" => "crc32c",
             "files" => Value::Array(files),
