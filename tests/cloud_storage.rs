@@ -6,7 +6,7 @@
 //! that variable they fail rather than pass.
 
 use detcore::storage::manifest::{Manifest, MANIFEST};
-use detcore::storage::object::ObjectStore;
+use detcore::storage::object_store::ObjectStore;
 use detcore::storage::{self, FileSum, Storage, Sums};
 use std::collections::BTreeMap;
 use std::fs;

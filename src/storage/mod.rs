@@ -18,6 +18,8 @@ pub mod http;
 pub mod lock;
 pub mod manifest;
 pub mod object;
+pub mod object_store;
+pub mod pool;
 pub mod progress;
 pub mod s3;
 pub mod staging;
