@@ -15,7 +15,7 @@ use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher}
 use crate::profiler::Profiler;
 use crate::searcher::{SearcherContext, Unit};
 use crate::storage::{self, StorageSpec};
-use crate::tensorboard::{TensorboardConfig, TensorboardManager};
+use crate::tensorboard::{TensorboardConfig, TensorboardManager, TensorboardSink};
 use crate::train::{jsonl::JsonlSink, LocalTrainBackend, Reporter, TrainContext};
 use crate::{bail, err, log_info};
 use parking_lot::Mutex;
@@ -438,7 +438,7 @@ impl Context {
             }
         }
         let mut sinks: Vec<Box<dyn crate::train::Sink>> = vec![Box::new(sink)];
-        sinks.extend(tb.sink());
+        sinks.extend(TensorboardSink::for_manager(&tb));
         let reporter = Arc::new(Reporter::start(sinks, opts.report_queue_capacity)?);
         let train = Arc::new(TrainContext::new(
             reporter.clone(),

@@ -34,7 +34,7 @@ use crate::preempt::PreemptMode;
 use crate::profiler::Profiler;
 use crate::searcher::{self, SearcherContext};
 use crate::storage::{self, config::SHARED_FS_CONTAINER_PATH, StorageSpec};
-use crate::tensorboard::{TensorboardConfig, TensorboardManager};
+use crate::tensorboard::{TensorboardConfig, TensorboardManager, TensorboardSink};
 use crate::train::master_backend::MasterTrainBackend;
 use crate::train::master_sink::MasterSink;
 use crate::train::{Reporter, TrainContext};
@@ -231,7 +231,7 @@ impl Context {
             trial.trial_id,
             trial.trial_run_id,
         ))];
-        sinks.extend(tb.sink());
+        sinks.extend(TensorboardSink::for_manager(&tb));
         let reporter = Arc::new(Reporter::start(sinks, opts.report_queue_capacity)?);
         let train = Arc::new(TrainContext::new(
             reporter.clone(),
