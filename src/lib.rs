@@ -11,6 +11,7 @@ pub mod error;
 #[macro_use]
 pub mod json;
 pub mod log;
+pub mod percent;
 pub mod time;
 
 pub mod checkpoint;

@@ -237,7 +237,7 @@ fn unsafe_keys_never_become_local_paths() {
 /// to the configured prefix): no checks, no manifests.
 fn with_raw<T>(key: &str, f: impl FnOnce(&dyn ObjectStore, &str) -> T) -> T {
     use detcore::storage::config::StorageConfig;
-    use detcore::storage::http::Tuning;
+    use detcore::storage::tuning::Tuning;
     let spec = storage::config::parse_user(&config_text()).unwrap();
     let full = |prefix: &str| {
         if prefix.is_empty() {

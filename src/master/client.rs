@@ -532,7 +532,7 @@ fn tls_message(e: &rustls::Error) -> String {
 
 /// Percent-encode a query or path component (RFC 3986 unreserved characters kept).
 pub fn percent_encode(s: &str) -> String {
-    crate::storage::http::encode(s, false)
+    crate::percent::encode(s, false)
 }
 
 #[cfg(test)]

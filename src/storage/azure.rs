@@ -14,10 +14,12 @@
 //!   ranged `Get Blob`.
 
 use super::config::AzureConfig;
-use super::http::{self, decode, encode, Body, Failure, Flavor, Http, Request, Tuning};
+use super::http::{self, Body, Failure, Flavor, Http, Request};
 use super::object_store::{ObjectInfo, ObjectStore};
+use super::tuning::Tuning;
 use super::xml;
 use crate::error::Result;
+use crate::percent::{decode, encode};
 use crate::{bail, err, log_info, log_warn};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};

@@ -404,7 +404,7 @@ pub fn call(
                 t.kind(),
                 ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns
             ),
-            message: super::http::without_query_strings(&format!("{method} {url}: {t}")),
+            message: crate::log::without_query_strings(&format!("{method} {url}: {t}")),
         }),
     }
 }

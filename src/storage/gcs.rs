@@ -12,12 +12,14 @@
 use super::config::GcsConfig;
 use super::credentials::Env;
 use super::gcp_auth::GcpAuth;
-use super::http::{self, encode, Body, Failure, Flavor, Http, Request, Tuning};
+use super::http::{self, Body, Failure, Flavor, Http, Request};
 use super::manifest::{self, FileSum, SumCell};
 use super::object_store::{ObjectInfo, ObjectStore};
+use super::tuning::Tuning;
 use crate::env::env_nonempty as env;
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
+use crate::percent::encode;
 use crate::{bail, err};
 use std::path::Path;
 

@@ -26,6 +26,7 @@ pub mod staging;
 #[cfg(test)]
 pub(crate) mod testserver;
 pub mod transfer;
+pub mod tuning;
 mod xml;
 
 pub use config::{StorageConfig, StorageSpec};
@@ -195,21 +196,21 @@ pub fn open_with(
                 .with_checksums(checksums),
         )),
         StorageConfig::S3(c) => {
-            let store = s3::S3Store::new(c, http::Tuning::resolve(&c.transfer)?)?;
+            let store = s3::S3Store::new(c, tuning::Tuning::resolve(&c.transfer)?)?;
             Ok(Arc::new(
                 object::ObjectStorage::new(config.clone(), store, &c.prefix, c.temp_dir.clone())
                     .with_checksums(checksums),
             ))
         }
         StorageConfig::Gcs(c) => {
-            let store = gcs::GcsStore::new(c, http::Tuning::resolve(&c.transfer)?)?;
+            let store = gcs::GcsStore::new(c, tuning::Tuning::resolve(&c.transfer)?)?;
             Ok(Arc::new(
                 object::ObjectStorage::new(config.clone(), store, &c.prefix, c.temp_dir.clone())
                     .with_checksums(checksums),
             ))
         }
         StorageConfig::Azure(c) => {
-            let store = azure::AzureStore::open(c, http::Tuning::resolve(&c.transfer)?)?;
+            let store = azure::AzureStore::open(c, tuning::Tuning::resolve(&c.transfer)?)?;
             let prefix = store.blob_prefix().trim_end_matches('/').to_owned();
             Ok(Arc::new(
                 object::ObjectStorage::new(config.clone(), store, &prefix, c.temp_dir.clone())
