@@ -172,14 +172,7 @@ impl Policy {
     /// The value of the metric in a validation report.
     pub fn metric_of(&self, metrics: &Metrics) -> Option<f64> {
         let name = self.metric.as_deref()?;
-        let v = match metrics {
-            Metrics::Json(m) => m.get(name).and_then(Value::as_f64),
-            Metrics::Scalars { names, values } => names
-                .split('\0')
-                .position(|n| n == name)
-                .and_then(|i| values.get(i).copied()),
-        };
-        v.filter(|v| v.is_finite())
+        metrics.get_f64(name).filter(|v| v.is_finite())
     }
 }
 

@@ -99,7 +99,7 @@ impl TensorboardSink {
             .metrics
             .numeric_scalars()
             .into_iter()
-            .filter(|(k, _)| !seen.contains(&k.as_str()))
+            .filter(|(k, _)| !seen.contains(k))
             .map(|(k, v)| (format!("Determined/{k}"), v))
             .collect();
         let refs: Vec<(&str, f64)> = vals.iter().map(|(k, v)| (k.as_str(), *v)).collect();
