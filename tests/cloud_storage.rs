@@ -495,6 +495,17 @@ fn shard_child() {
         "shared/".to_owned(),
         format!("shared/file{rank}"),
     ];
+    let files: detcore::storage::Resources = files
+        .into_iter()
+        .map(|n| {
+            let size = if n.ends_with('/') {
+                0
+            } else {
+                fs::metadata(root.join(&n)).unwrap().len()
+            };
+            (n, size)
+        })
+        .collect();
     let sums = s.publish(&root, &id, Some(&files)).unwrap();
     let lines: Vec<String> = sums
         .iter()

@@ -21,7 +21,7 @@
 use super::fsutil::{self, create_dir_all_modes, safe_join, Modes};
 use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
 use super::staging::{Area, AreaKind, Scratch};
-use super::{AuxLock, Restored, Selector, Storage, StorageConfig};
+use super::{AuxLock, Resources, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
 use crate::{bail, log_debug, log_info, log_warn};
 use std::fs;
@@ -387,7 +387,9 @@ impl Storage for DirectoryStorage {
         self.checksums
     }
 
-    fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<Sums> {
+    /// The listing is not used: making the folder durable walks it anyway (every file and folder
+    /// is fsynced, symbolic links are not followed).
+    fn publish(&self, staged: &Path, id: &str, _files: Option<&Resources>) -> Result<Sums> {
         let sums = self.seal(staged, id, Sums::new())?;
         self.rename_into_place(staged, id)?;
         Ok(sums)

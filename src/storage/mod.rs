@@ -107,11 +107,13 @@ pub trait Storage: Send + Sync {
     /// `download` offers them to a selector.
     fn list(&self, id: &str) -> Result<Vec<String>>;
 
-    /// Make the staged folder the complete checkpoint `id` (all of it, or only `files`, the
-    /// relative names of a sharded rank's part). Consumes the staged folder. When the files
+    /// Make the staged folder the complete checkpoint `id`. `files` is the caller's listing of
+    /// what to store (relative names, folders ending in `/`, sizes; all of the folder, or a
+    /// sharded rank's part), so the folder is not listed and its files not measured again;
+    /// `None`: all of the folder, listed here. Consumes the staged folder. When the files
     /// include `metadata.json`, the manifest is stored before it. Returns the sums of the files
     /// stored, computed as they were stored (empty without checksums).
-    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums>;
+    fn publish(&self, staged: &Path, id: &str, files: Option<&Resources>) -> Result<Sums>;
 
     /// Store `files` (names relative to `src`; folders end in `/`) and the in-memory `extra`
     /// files as checkpoint `id`. `extra` files are stored last. When `metadata.json` is among

@@ -24,7 +24,7 @@ use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
 use super::object_store::{ObjectInfo, ObjectStore};
 use super::staging::{Area, AreaKind, Scratch};
 use super::transfer::{self, Fetch, Item, Source};
-use super::{Restored, Selector, Storage, StorageConfig};
+use super::{Resources, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
 use crate::{bail, log_info, log_warn};
 use std::fs;
@@ -97,6 +97,7 @@ impl<S: ObjectStore> ObjectStorage<S> {
         &self,
         src: &Path,
         names: &[String],
+        sizes: Option<&Resources>,
         extra: &[(String, Vec<u8>)],
         id: &str,
         prior: &Sums,
@@ -126,9 +127,13 @@ impl<S: ObjectStore> ObjectStorage<S> {
                 continue;
             }
             let path = safe_join(src, name)?;
-            let size = fs::metadata(&path)
-                .map_err(|e| Error::io("cannot upload", &path, e))?
-                .len();
+            // The caller's listing gives the size; otherwise the file is measured here.
+            let size = match sizes.and_then(|s| s.get(name)) {
+                Some(&n) => n,
+                None => fs::metadata(&path)
+                    .map_err(|e| Error::io("cannot upload", &path, e))?
+                    .len(),
+            };
             let item = Item {
                 key: self.key(id, name),
                 source: Source::File(path, size),
@@ -302,12 +307,17 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         self.checksums
     }
 
-    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums> {
-        let names: Vec<String> = match files {
-            Some(f) => f.to_vec(),
-            None => fsutil::list_resources(staged)?.into_keys().collect(),
+    fn publish(&self, staged: &Path, id: &str, files: Option<&Resources>) -> Result<Sums> {
+        let listed;
+        let files = match files {
+            Some(f) => f,
+            None => {
+                listed = fsutil::list_resources(staged)?;
+                &listed
+            }
         };
-        let sums = self.store_checkpoint(staged, &names, &[], id, &Sums::new())?;
+        let names: Vec<String> = files.keys().cloned().collect();
+        let sums = self.store_checkpoint(staged, &names, Some(files), &[], id, &Sums::new())?;
         if let Err(e) = fsutil::remove_tree(staged) {
             log_warn!("checkpoint {id} is stored, but its local copy could not be removed: {e}");
         }
@@ -322,7 +332,7 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         id: &str,
         prior: &Sums,
     ) -> Result<Sums> {
-        self.store_checkpoint(src, files, extra, id, prior)
+        self.store_checkpoint(src, files, None, extra, id, prior)
     }
 
     fn list(&self, id: &str) -> Result<Vec<String>> {
