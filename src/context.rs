@@ -6,17 +6,16 @@ use crate::checkpoint::retention::{InUse, Policy, Retention, Settings as Retenti
 use crate::checkpoint::{index::RunIndex, CheckpointContext, LocalReporter, Resume};
 use crate::cluster_info;
 use crate::distributed::{DistributedConfig, DistributedContext};
+use crate::env::env_nonempty;
 use crate::error::{Error, Result};
 use crate::info::Info;
 use crate::json::Map;
-use crate::options::env_nonempty;
-use crate::options::InitOptions;
 use crate::preempt::agreement::Agreement;
 use crate::preempt::{self, signals, PreemptMode, PreemptState, Sources, Watcher};
 use crate::profiler::Profiler;
 use crate::searcher::{SearcherContext, Unit};
 use crate::storage::{self, StorageSpec};
-use crate::tensorboard::{TensorboardConfig, TensorboardManager};
+use crate::tensorboard::{TensorboardConfig, TensorboardManager, TensorboardSink};
 use crate::train::{jsonl::JsonlSink, LocalTrainBackend, Reporter, TrainContext};
 use crate::{bail, err, log_info};
 use parking_lot::Mutex;
@@ -27,7 +26,10 @@ use std::time::Duration;
 
 // ---- on-cluster (docs/protocol.md#init-sequence): the master client, its threads, alert() ---
 mod oncluster;
+mod options;
+
 pub use oncluster::shared_fs_container_path;
+pub use options::InitOptions;
 // ---------------------------------------------------------------------------------------------
 
 /// A Core API context.
@@ -432,7 +434,7 @@ impl Context {
             }
         }
         let mut sinks: Vec<Box<dyn crate::train::Sink>> = vec![Box::new(sink)];
-        sinks.extend(tb.sink());
+        sinks.extend(TensorboardSink::for_manager(&tb));
         let reporter = Arc::new(Reporter::start(sinks, opts.report_queue_capacity)?);
         let train = Arc::new(TrainContext::new(
             reporter.clone(),
@@ -684,6 +686,18 @@ impl Context {
     /// The reporter (for flushing in tests and close).
     pub fn reporter(&self) -> &Arc<Reporter> {
         &self.reporter
+    }
+
+    /// Deliver the reports queued so far (in AUTO mode their TensorBoard events are then
+    /// written), then wait for a TensorBoard sync pass that starts afterwards; at most `timeout`
+    /// in all.
+    pub fn flush_tensorboard(&self, timeout: Duration) -> Result<()> {
+        let start = std::time::Instant::now();
+        if self.tensorboard.mode() == crate::tensorboard::TensorboardMode::Auto {
+            self.reporter.flush(timeout)?;
+        }
+        self.tensorboard
+            .flush(timeout.saturating_sub(start.elapsed()))
     }
 }
 

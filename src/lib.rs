@@ -12,16 +12,17 @@ pub mod error;
 pub mod json;
 pub mod intern;
 pub mod log;
+pub mod percent;
 pub mod time;
 
 pub mod checkpoint;
 pub mod cluster_info;
 pub mod context;
 pub mod distributed;
+pub(crate) mod env;
 pub mod host;
 pub mod info;
 pub mod master;
-pub mod options;
 pub mod preempt;
 pub mod profiler;
 pub mod searcher;
@@ -34,9 +35,9 @@ pub mod capi;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-pub use context::Context;
+pub use context::{Context, InitOptions};
 pub use error::{Error, Kind, Result};
-pub use options::{InitOptions, TensorboardMode};
+pub use tensorboard::TensorboardMode;
 
 /// The crate version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

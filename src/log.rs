@@ -106,6 +106,37 @@ pub fn redact(text: &str) -> String {
     out
 }
 
+/// `text` with the query string of every URL in it cut: a presigned S3 URL or an Azure SAS URL
+/// carries its signature there, which must never reach an error message or a log.
+pub fn without_query_strings(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .unwrap_or(after.len());
+        // "…url: message" (how ureq names the URL of a failed request) keeps its colon.
+        let end = if after[..end].ends_with(':') {
+            end - 1
+        } else {
+            end
+        };
+        let url = &after[..end];
+        match url.find('?') {
+            Some(q) => {
+                out.push_str(&url[..q]);
+                out.push_str("?…");
+            }
+            None => out.push_str(url),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Write one line at `level` (if enabled).
 pub fn write(level: Level, msg: &str) {
     if !enabled(level) {
@@ -163,5 +194,23 @@ mod tests {
         assert_eq!(redact("Bearer s3cr3t-token-value sent"), "Bearer *** sent");
         register_secret("ab"); // too short to be a secret worth scrubbing
         assert_eq!(redact("abc"), "abc");
+    }
+
+    #[test]
+    fn query_strings_never_reach_messages() {
+        let t = "https://b.s3.amazonaws.com/k/x.bin?X-Amz-Signature=abc&X-Amz-Credential=AKIA: \
+                 Connection Failed: Connect error: connection refused (http://h:1/a?sig=s), done";
+        let r = without_query_strings(t);
+        assert!(
+            !r.contains("abc") && !r.contains("AKIA") && !r.contains("sig=s"),
+            "{r}"
+        );
+        assert!(
+            r.starts_with("https://b.s3.amazonaws.com/k/x.bin?…: Connection Failed"),
+            "{r}"
+        );
+        assert!(r.contains("(http://h:1/a?…), done"), "{r}");
+        assert_eq!(without_query_strings("no url here"), "no url here");
+        assert_eq!(without_query_strings("http://h/p"), "http://h/p");
     }
 }

@@ -6,7 +6,7 @@
 //! that variable they fail rather than pass.
 
 use detcore::storage::manifest::{Manifest, MANIFEST};
-use detcore::storage::object::ObjectStore;
+use detcore::storage::object_store::ObjectStore;
 use detcore::storage::{self, FileSum, Storage, Sums};
 use std::collections::BTreeMap;
 use std::fs;
@@ -237,7 +237,7 @@ fn unsafe_keys_never_become_local_paths() {
 /// to the configured prefix): no checks, no manifests.
 fn with_raw<T>(key: &str, f: impl FnOnce(&dyn ObjectStore, &str) -> T) -> T {
     use detcore::storage::config::StorageConfig;
-    use detcore::storage::http::Tuning;
+    use detcore::storage::tuning::Tuning;
     let spec = storage::config::parse_user(&config_text()).unwrap();
     let full = |prefix: &str| {
         if prefix.is_empty() {
@@ -495,6 +495,17 @@ fn shard_child() {
         "shared/".to_owned(),
         format!("shared/file{rank}"),
     ];
+    let files: detcore::storage::Resources = files
+        .into_iter()
+        .map(|n| {
+            let size = if n.ends_with('/') {
+                0
+            } else {
+                fs::metadata(root.join(&n)).unwrap().len()
+            };
+            (n, size)
+        })
+        .collect();
     let sums = s.publish(&root, &id, Some(&files)).unwrap();
     let lines: Vec<String> = sums
         .iter()

@@ -41,7 +41,7 @@ pub unsafe extern "C" fn det_core_init(
     call("det_core_init", || {
         out_arg(out, "out")?;
         let o = if opts.is_null() {
-            crate::options::InitOptions::default()
+            crate::InitOptions::default()
         } else {
             // SAFETY: `opts` is not NULL (tested above) and points to options initialised with
             // det_init_options_default (this function's # Safety).

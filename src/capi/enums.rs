@@ -8,10 +8,10 @@ use crate::err;
 use crate::error::Result;
 use crate::log::Level;
 use crate::master::AlertLevel;
-use crate::options::TensorboardMode;
 use crate::preempt::PreemptMode;
 use crate::searcher::{SearcherMode, Unit};
 use crate::train::EarlyExitReason;
+use crate::TensorboardMode;
 
 /// The error for a value of `what` that is none of `expected`.
 #[cold]

@@ -8,7 +8,7 @@ use super::status::det_status;
 use crate::distributed::env::{from_env_or_info, Env};
 use crate::distributed::DistributedConfig;
 use crate::error::Result;
-use crate::options::InitOptions;
+use crate::InitOptions;
 use crate::{bail, err};
 use std::ffi::c_char;
 use std::path::PathBuf;

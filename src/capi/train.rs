@@ -487,6 +487,6 @@ pub extern "C" fn det_train_flush_tensorboard(
                 "timeout_seconds: {timeout_seconds} must be a positive number"
             );
         }
-        crate::tensorboard::flush(c, crate::time::secs(timeout_seconds))
+        c.flush_tensorboard(crate::time::secs(timeout_seconds))
     })
 }

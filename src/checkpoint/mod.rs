@@ -160,7 +160,7 @@ pub(crate) fn publish_recorded(
     id: &str,
     metadata: &Map,
     steps: i64,
-    files: Option<&[String]>,
+    files: Option<&Resources>,
 ) -> Result<Sums> {
     reporter.prepare(id, metadata, steps)?;
     storage.publish(staged, id, files).inspect_err(|_| {
@@ -433,7 +433,7 @@ impl CheckpointContext {
                     &scope.id,
                     &scope.metadata,
                     scope.steps,
-                    None,
+                    Some(&resources),
                 )?;
                 Ok(resources)
             })

@@ -59,7 +59,7 @@ pub struct Settings {
 }
 
 fn env_count(name: &str) -> Result<Option<u32>> {
-    match crate::options::env_nonempty(name) {
+    match crate::env::env_nonempty(name) {
         None => Ok(None),
         Some(v) => match v.trim().parse::<u32>() {
             Ok(n) if n <= i32::MAX as u32 => Ok(Some(n)),
@@ -75,7 +75,7 @@ impl Settings {
     /// `DET_SAVE_TRIAL_LATEST`, `DET_SAVE_TRIAL_BEST`, `DET_SEARCHER_METRIC`,
     /// `DET_SMALLER_IS_BETTER`.
     pub fn from_env() -> Result<Settings> {
-        let smaller_is_better = match crate::options::env_nonempty("DET_SMALLER_IS_BETTER") {
+        let smaller_is_better = match crate::env::env_nonempty("DET_SMALLER_IS_BETTER") {
             None => None,
             Some(v) => match v.trim().to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" => Some(true),
@@ -89,7 +89,7 @@ impl Settings {
         Ok(Settings {
             save_trial_latest: env_count("DET_SAVE_TRIAL_LATEST")?,
             save_trial_best: env_count("DET_SAVE_TRIAL_BEST")?,
-            metric: crate::options::env_nonempty("DET_SEARCHER_METRIC"),
+            metric: crate::env::env_nonempty("DET_SEARCHER_METRIC"),
             smaller_is_better,
         })
     }
@@ -172,14 +172,7 @@ impl Policy {
     /// The value of the metric in a validation report.
     pub fn metric_of(&self, metrics: &Metrics) -> Option<f64> {
         let name = self.metric.as_deref()?;
-        let v = match metrics {
-            Metrics::Json(m) => m.get(name).and_then(Value::as_f64),
-            Metrics::Scalars { names, values } => names
-                .split('\0')
-                .position(|n| n == name)
-                .and_then(|i| values.get(i).copied()),
-        };
-        v.filter(|v| v.is_finite())
+        metrics.get_f64(name).filter(|v| v.is_finite())
     }
 }
 

@@ -527,10 +527,10 @@ impl CheckpointContext {
                 bail!(Conflict, "{}", file_conflict_message(&unresolved));
             }
         }
-        let mine: Vec<String> = per_rank[rank]
-            .keys()
-            .filter(|k| !drop_mine.contains(k.trim_end_matches('/')))
-            .cloned()
+        let mine: Resources = per_rank[rank]
+            .iter()
+            .filter(|(k, _)| !drop_mine.contains(k.trim_end_matches('/')))
+            .map(|(k, v)| (k.clone(), *v))
             .collect();
         let mut owners: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (r, files) in per_rank.iter().enumerate() {
@@ -736,8 +736,8 @@ impl CheckpointContext {
             staged_copy = Some(staged);
             r
         } else if want_upload {
-            self.storage
-                .upload(root, &files.mine, &[], &id, &Sums::new())
+            let names: Vec<String> = files.mine.into_keys().collect();
+            self.storage.upload(root, &names, &[], &id, &Sums::new())
         } else {
             Ok(Sums::new())
         };
@@ -1068,13 +1068,14 @@ fn merged_sums(id: &str, all: &[Value], resources: &Resources, checksums: bool) 
 /// This rank's share of the files and the merged listing.
 struct SharedFiles {
     merged: Resources,
-    mine: Vec<String>,
+    /// This rank's share, as it listed it.
+    mine: Resources,
     /// Every listed name and the ranks that listed it.
     owners: BTreeMap<String, Vec<usize>>,
 }
 
-fn copy_into(src: &Path, names: &[String], dst: &Path) -> Result<()> {
-    for name in names {
+fn copy_into(src: &Path, names: &Resources, dst: &Path) -> Result<()> {
+    for name in names.keys() {
         let to = fsutil::safe_join(dst, name)?;
         if name.ends_with('/') {
             std::fs::create_dir_all(&to).map_err(|e| Error::io("cannot create folder", &to, e))?;

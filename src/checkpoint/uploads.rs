@@ -74,7 +74,7 @@ fn run(
                 &id,
                 &job.scope.metadata,
                 job.scope.steps,
-                None,
+                Some(&job.resources),
             ) {
                 Err(e) => Err(e.context(format!(
                     "asynchronous checkpoint {id} was not stored (its staged files were removed)"

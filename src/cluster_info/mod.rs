@@ -6,6 +6,10 @@
 //! and the key, e.g. `trial.json: key "trial_run_id" must be an integer, got string "3"`.
 //! Unknown keys are ignored (newer masters may add some).
 
+mod master_url;
+
+pub use master_url::MasterUrl;
+
 use crate::error::{Error, Result};
 use crate::json::{field, from_object_text, Map, Value};
 use crate::{bail, err};
@@ -81,8 +85,7 @@ pub struct ClusterInfo {
     /// The folder the files were read from.
     #[serde(skip)]
     pub dir: PathBuf,
-    /// As written (Python canonicalizes it when loading; see `master::MasterUrl`).
-    #[serde(deserialize_with = "field::string")]
+    /// As written (Python canonicalizes it when loading; see [`MasterUrl`]).
     pub master_url: String,
     #[serde(deserialize_with = "field::string")]
     pub cluster_id: String,
@@ -194,7 +197,7 @@ impl ClusterInfo {
     /// `latest_checkpoint` is kept for tasks that are not trials (Python's property hides it).
     /// Holds the session token.
     pub fn to_json(&self) -> Result<Value> {
-        let url = crate::master::MasterUrl::parse(&self.master_url)
+        let url = MasterUrl::parse(&self.master_url)
             .map_err(|e| e.context(format!("{}/cluster.json: master_url", self.dir.display())))?;
         let opt = |s: &Option<String>| s.as_deref().map_or(Value::Null, Value::from);
         let ints = |v: &[i64]| Value::Array(v.iter().map(|&i| Value::from(i)).collect());

@@ -19,22 +19,22 @@
 //! contexts, with the cluster info attached.
 
 use super::Context;
+use super::InitOptions;
 use crate::checkpoint::master::MasterCheckpointReporter;
 use crate::checkpoint::CheckpointContext;
 use crate::cluster_info::ClusterInfo;
 use crate::distributed::{DistributedConfig, DistributedContext};
+use crate::env::env_nonempty;
 use crate::error::{Error, Kind, Result};
 use crate::info::Info;
-use crate::master::preempt::{AckSender, MasterPoll};
 use crate::master::{AlertLevel, MasterClient, MasterUrl, RetryPolicy, Timeouts, TlsSettings};
-use crate::options::env_nonempty;
-use crate::options::InitOptions;
 use crate::preempt::longpoll::LongPollWatcher;
+use crate::preempt::master::{AckSender, MasterPoll};
 use crate::preempt::PreemptMode;
 use crate::profiler::Profiler;
 use crate::searcher::{self, SearcherContext};
 use crate::storage::{self, config::SHARED_FS_CONTAINER_PATH, StorageSpec};
-use crate::tensorboard::{TensorboardConfig, TensorboardManager};
+use crate::tensorboard::{TensorboardConfig, TensorboardManager, TensorboardSink};
 use crate::train::master_backend::MasterTrainBackend;
 use crate::train::master_sink::MasterSink;
 use crate::train::{Reporter, TrainContext};
@@ -231,7 +231,7 @@ impl Context {
             trial.trial_id,
             trial.trial_run_id,
         ))];
-        sinks.extend(tb.sink());
+        sinks.extend(TensorboardSink::for_manager(&tb));
         let reporter = Arc::new(Reporter::start(sinks, opts.report_queue_capacity)?);
         let train = Arc::new(TrainContext::new(
             reporter.clone(),

@@ -21,7 +21,7 @@
 //!
 //! [`DistributedConfig::job_id`]: super::DistributedConfig::job_id
 
-use super::env::{Env, Launcher};
+use super::launcher::{Env, Launcher};
 
 /// The longest identity accepted (bytes).
 pub const MAX_LEN: usize = 256;

@@ -3,6 +3,7 @@
 
 pub mod env;
 pub mod identity;
+pub mod launcher;
 pub mod star;
 pub mod wire;
 

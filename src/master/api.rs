@@ -6,32 +6,45 @@ use crate::err;
 use crate::error::{Kind, Result};
 use crate::json::{field, Map, Number, Value};
 use crate::storage::Resources;
-use crate::train::record::MetricsReport;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::time::SystemTime;
+
+/// The fields of one metrics report, as the master's API names them.
+#[derive(Debug, Clone)]
+pub struct TrialMetrics<'a> {
+    /// `training`, `validation`, or a custom group.
+    pub group: &'a str,
+    /// `None` for profiler reports.
+    pub steps_completed: Option<u64>,
+    /// `avgMetrics`.
+    pub avg_metrics: Map,
+    /// `batchMetrics`, `null` when `None`.
+    pub batch_metrics: Option<&'a [Map]>,
+    /// `reportTime`, `null` when `None`.
+    pub report_time: Option<SystemTime>,
+}
 
 /// `POST /api/v1/trials/<id>/metrics` body (docs/protocol.md#metrics).
-pub fn metrics_body(trial_id: i64, trial_run_id: i64, r: &MetricsReport) -> Value {
-    let batch = match &r.batch_metrics {
+pub fn metrics_body(trial_id: i64, trial_run_id: i64, m: TrialMetrics<'_>) -> Value {
+    let batch = match m.batch_metrics {
         Some(b) => Value::Array(b.iter().cloned().map(Value::Object).collect()),
         None => Value::Null,
     };
-    let report_time = if r.send_report_time {
-        Value::from(crate::time::iso8601(r.time))
-    } else {
-        Value::Null
-    };
+    let report_time = m
+        .report_time
+        .map_or(Value::Null, |t| Value::from(crate::time::iso8601(t)));
     Value::Object(obj! {
-        "group" => &*r.group,
+        "group" => m.group,
         "metrics" => obj! {
             "metrics" => obj! {
-                "avgMetrics" => r.metrics.to_map(),
+                "avgMetrics" => m.avg_metrics,
                 "batchMetrics" => batch,
             },
             "trialId" => trial_id,
             "trialRunId" => trial_run_id,
             "reportTime" => report_time,
-            "stepsCompleted" => r.steps_completed,
+            "stepsCompleted" => m.steps_completed,
         },
     })
 }
@@ -317,23 +330,18 @@ impl MasterClient {
 mod tests {
     use super::*;
     use crate::json::to_wire;
-    use crate::train::record::Metrics;
-    use std::sync::Arc;
-    use std::time::SystemTime;
 
     #[test]
     fn metrics_body_is_pythons() {
-        let r = MetricsReport {
-            group: Arc::from("training"),
+        let m = TrialMetrics {
+            group: "training",
             steps_completed: Some(10),
-            metrics: Metrics::scalars(&["loss", "x"], &[0.5, f64::NAN]),
+            avg_metrics: obj! { "loss" => 0.5, "x" => f64::NAN },
             batch_metrics: None,
-            time: SystemTime::now(),
-            send_report_time: false,
-            method: "report_training_metrics",
+            report_time: None,
         };
         assert_eq!(
-            to_wire(&metrics_body(3, 2, &r)),
+            to_wire(&metrics_body(3, 2, m)),
             r#"{"group": "training", "metrics": {"metrics": {"avgMetrics": {"loss": 0.5, "x": "NaN"}, "batchMetrics": null}, "trialId": 3, "trialRunId": 2, "reportTime": null, "stepsCompleted": 10}}"#
         );
     }

@@ -7,7 +7,7 @@
 //! `Content-Type` header; a POST without payload sends `Content-Length: 0`.
 
 use super::retry::{Failure, RetryPolicy};
-use super::url::MasterUrl;
+use crate::cluster_info::MasterUrl;
 use crate::error::{Error, Kind, Result};
 use crate::json::{to_wire, Value};
 use crate::{err, log_debug, log_warn};
@@ -553,7 +553,7 @@ fn tls_message(e: &rustls::Error) -> String {
 
 /// Percent-encode a query or path component (RFC 3986 unreserved characters kept).
 pub fn percent_encode(s: &str) -> String {
-    crate::storage::http::encode(s, false)
+    crate::percent::encode(s, false)
 }
 
 #[cfg(test)]

@@ -6,13 +6,11 @@
 pub mod api;
 pub mod client;
 pub mod longpoll;
-pub mod preempt;
 pub mod retry;
 pub mod tls;
-pub mod url;
 
+pub use crate::cluster_info::MasterUrl;
 pub use api::AlertLevel;
 pub use client::{CallOpts, MasterClient, Timeouts};
 pub use retry::RetryPolicy;
 pub use tls::TlsSettings;
-pub use url::MasterUrl;

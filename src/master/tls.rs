@@ -10,10 +10,10 @@
 //! - `DET_MASTER_CERT_NAME`: the name checked against the certificate instead of the URL's
 //!   host; the connection (and SNI) still use the URL's host.
 
-use super::url::MasterUrl;
+use crate::cluster_info::MasterUrl;
+use crate::env::env_nonempty;
 use crate::error::Result;
 use crate::json::Value;
-use crate::options::env_nonempty;
 use crate::{bail, err, log_warn};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};

@@ -25,8 +25,8 @@
 //! not reply within [`FREEZE_WAIT`] (an older library, a stopped process) only costs the
 //! promised horizon, `max(k, H + 1)`, which is always safe.
 
-use super::super::distributed::wire::Op;
 use crate::bail;
+use crate::distributed::wire::Op;
 use crate::error::Result;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};

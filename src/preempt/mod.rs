@@ -6,7 +6,7 @@
 //! - the job's end time (`DET_END_TIME`, epoch seconds, else Slurm's `SLURM_JOB_END_TIME`, else
 //!   asked of Slurm with squeue, see [`slurm`]) minus a margin (`DET_HALT_SECONDS`, default
 //!   [`DEFAULT_MARGIN_SECONDS`]);
-//! - on-cluster, the master's long-poll (added by the master client).
+//! - on-cluster, the master's long-poll ([`master`]: the poll and the acknowledgement thread).
 //!
 //! [`PreemptState::should_preempt`] is the hot path: one or two relaxed atomic loads while nothing
 //! happened. A watcher thread checks the halt file and the clock; signal handlers set a global atomic.
@@ -18,6 +18,7 @@
 
 pub mod agreement;
 pub mod longpoll;
+pub mod master;
 pub mod signals;
 pub mod slurm;
 

@@ -39,9 +39,9 @@
 
 use super::config::S3Config;
 use super::credentials::{self, call_retrying, CallError, Env, Fetched, Refreshing, Tried};
-use super::http::encode;
 use crate::error::{Kind, Result};
 use crate::json::Value;
+use crate::percent::encode;
 use crate::{bail, err, log_info};
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -988,7 +988,7 @@ pub fn presigned_key(url: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     q.split('&').find_map(|kv| {
         let v = kv.strip_prefix("X-Amz-Credential=")?;
-        let v = super::http::decode(v, false);
+        let v = crate::percent::decode(v, false);
         v.split('/').next().map(str::to_owned)
     })
 }

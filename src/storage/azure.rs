@@ -14,10 +14,12 @@
 //!   ranged `Get Blob`.
 
 use super::config::AzureConfig;
-use super::http::{self, decode, encode, Body, Failure, Flavor, Http, Request, Tuning};
-use super::object::{ObjectInfo, ObjectStore};
+use super::http::{self, Body, Failure, Flavor, Http, Request};
+use super::object_store::{ObjectInfo, ObjectStore};
+use super::tuning::Tuning;
 use super::xml;
 use crate::error::Result;
+use crate::percent::{decode, encode};
 use crate::{bail, err, log_info, log_warn};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
@@ -520,7 +522,7 @@ impl ObjectStore for AzureStore {
 
     fn delete(&self, keys: &[String]) -> Result<()> {
         let threads = self.http.tuning().concurrency.min(keys.len().max(1));
-        super::transfer::Pool::new(keys.iter()).try_run(threads, false, |key, _| {
+        super::pool::Pool::new(keys.iter()).try_run(threads, false, |key, _| {
             let what = self.url(key);
             self.http.retry(|_| {
                 let req = self.signed("DELETE", &self.blob_path(key), &[], &[], 0)?;

@@ -49,7 +49,7 @@ impl Env {
     /// The value of `name`, `None` when unset or empty.
     pub fn get(&self, name: &str) -> Option<String> {
         match &self.map {
-            None => crate::options::env_nonempty(name),
+            None => crate::env::env_nonempty(name),
             Some(m) => m.get(name).filter(|v| !v.is_empty()).cloned(),
         }
     }
@@ -311,7 +311,7 @@ pub fn agent(timeout: Duration) -> ureq::Agent {
         .timeout_read(timeout)
         .timeout_write(timeout)
         .redirects(0)
-        .user_agent(&format!("detcore/{}", crate::VERSION))
+        .user_agent(&format!("detcore/{}", env!("CARGO_PKG_VERSION")))
         .build()
 }
 
@@ -404,7 +404,7 @@ pub fn call(
                 t.kind(),
                 ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns
             ),
-            message: super::http::without_query_strings(&format!("{method} {url}: {t}")),
+            message: crate::log::without_query_strings(&format!("{method} {url}: {t}")),
         }),
     }
 }

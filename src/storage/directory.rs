@@ -21,7 +21,7 @@
 use super::fsutil::{self, create_dir_all_modes, safe_join, Modes};
 use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
 use super::staging::{Area, AreaKind, Scratch};
-use super::{AuxLock, Restored, Selector, Storage, StorageConfig};
+use super::{AuxLock, Resources, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
 use crate::{bail, log_debug, log_info, log_warn};
 use std::fs;
@@ -103,7 +103,7 @@ impl DirectoryStorage {
                 tasks.push((i, true));
             }
         }
-        super::transfer::Pool::new(tasks).try_run(
+        super::pool::Pool::new(tasks).try_run(
             SEAL_THREADS.min(files.len() * 2).max(1),
             false,
             |(i, sum), _| {
@@ -147,7 +147,7 @@ impl DirectoryStorage {
     fn verify_in_place(&self, dir: &Path, id: &str, m: &Manifest) -> Result<()> {
         let problems = parking_lot::Mutex::new(Vec::new());
         let entries: Vec<(&String, &FileSum)> = m.files.iter().collect();
-        super::transfer::Pool::new(entries.iter()).try_run(
+        super::pool::Pool::new(entries.iter()).try_run(
             SEAL_THREADS.min(entries.len()).max(1),
             false,
             |(name, want), _| {
@@ -305,7 +305,7 @@ fn copy_parallel(
         .map(|_| parking_lot::Mutex::new(None))
         .collect();
     let prog = super::progress::Progress::new(what, order.iter().map(|(n, _)| n).sum());
-    let pool = super::transfer::Pool::new(order.into_iter().map(|(_, i)| i));
+    let pool = super::pool::Pool::new(order.into_iter().map(|(_, i)| i));
     let res = pool.try_run(COPY_THREADS.min(copies.len()).max(1), true, |i, _| {
         let (from, to) = &copies[i];
         if !from.as_os_str().is_empty() {
@@ -387,7 +387,9 @@ impl Storage for DirectoryStorage {
         self.checksums
     }
 
-    fn publish(&self, staged: &Path, id: &str, _files: Option<&[String]>) -> Result<Sums> {
+    /// The listing is not used: making the folder durable walks it anyway (every file and folder
+    /// is fsynced, symbolic links are not followed).
+    fn publish(&self, staged: &Path, id: &str, _files: Option<&Resources>) -> Result<Sums> {
         let sums = self.seal(staged, id, Sums::new())?;
         self.rename_into_place(staged, id)?;
         Ok(sums)

@@ -151,11 +151,14 @@ pub fn fsync_all(paths: &[PathBuf]) -> Result<()> {
     if paths.len() <= 1 {
         return paths.iter().try_for_each(|p| fsync_path(p));
     }
-    super::transfer::Pool::new(paths.iter()).try_run(
-        FSYNC_THREADS.min(paths.len()),
-        false,
-        |p, _| fsync_path(p),
-    )
+    super::pool::Pool::new(paths.iter())
+        .try_run(FSYNC_THREADS.min(paths.len()), false, |p, _| fsync_path(p))
+}
+
+/// The process's user id.
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
 }
 
 /// fsync one file or folder.
@@ -328,7 +331,7 @@ pub fn create_dir_all_no_other_write(root: &Path, dir: &Path) -> Result<()> {
         let m = fs::metadata(&cur).map_err(|e| Error::io("cannot stat", &cur, e))?;
         let mode = m.permissions().mode();
         if mode & 0o002 != 0 {
-            if m.uid() == super::staging::current_uid()
+            if m.uid() == current_uid()
                 && fs::set_permissions(&cur, fs::Permissions::from_mode(mode & !0o002)).is_ok()
             {
                 crate::log_info!(

@@ -29,9 +29,9 @@
 //! configured, as google-cloud-storage does with an emulator.
 
 use super::credentials::{self, call_retrying, CallError, Env, Fetched, Refreshing, Tried};
-use super::http::encode;
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
+use crate::percent::encode;
 use crate::{bail, err, log_info};
 use base64::Engine as _;
 use std::path::{Path, PathBuf};

@@ -12,12 +12,14 @@
 use super::config::GcsConfig;
 use super::credentials::Env;
 use super::gcp_auth::GcpAuth;
-use super::http::{self, encode, Body, Failure, Flavor, Http, Request, Tuning};
+use super::http::{self, Body, Failure, Flavor, Http, Request};
 use super::manifest::{self, FileSum, SumCell};
-use super::object::{ObjectInfo, ObjectStore};
+use super::object_store::{ObjectInfo, ObjectStore};
+use super::tuning::Tuning;
+use crate::env::env_nonempty as env;
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
-use crate::options::env_nonempty as env;
+use crate::percent::encode;
 use crate::{bail, err};
 use std::path::Path;
 
@@ -345,7 +347,7 @@ impl ObjectStore for GcsStore {
 
     fn delete(&self, keys: &[String]) -> Result<()> {
         let threads = self.http.tuning().concurrency.min(keys.len().max(1));
-        super::transfer::Pool::new(keys.iter()).try_run(threads, false, |key, _| {
+        super::pool::Pool::new(keys.iter()).try_run(threads, false, |key, _| {
             let what = self.url(key);
             self.http.retry(|_| {
                 let req = self.req("DELETE", self.object_url(key))?;

@@ -8,110 +8,14 @@
 //! backend's error code (`s3: PUT s3://b/k: HTTP 503 SlowDown: …`).
 
 use super::manifest::SumCell;
+/// The settings the client runs with (re-exported: part of its interface).
+pub use super::tuning::Tuning;
 use crate::error::{Error, Kind, Result};
+use crate::log::without_query_strings;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Duration;
-
-/// Transfer settings shared by the cloud backends.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tuning {
-    /// Size of one part of a multipart/block upload and of one ranged download request.
-    pub part_size: u64,
-    /// Parallel requests per transfer.
-    pub concurrency: usize,
-    /// Attempts per request (1 = no retry).
-    pub max_attempts: u32,
-    /// Connect timeout, and the longest a connection may stall while reading or writing.
-    pub timeout: Duration,
-    /// First backoff delay; doubled after each failed attempt.
-    pub backoff_base: Duration,
-    /// Longest backoff delay.
-    pub backoff_max: Duration,
-}
-
-/// 16 MiB parts.
-pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
-/// 16 requests in flight.
-pub const DEFAULT_CONCURRENCY: usize = 16;
-/// 8 attempts per request.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
-
-impl Default for Tuning {
-    fn default() -> Tuning {
-        Tuning {
-            part_size: DEFAULT_PART_SIZE,
-            concurrency: DEFAULT_CONCURRENCY,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            timeout: Duration::from_secs(60),
-            backoff_base: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(20),
-        }
-    }
-}
-
-fn env_num<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse::<T>().map(Some).map_err(|_| {
-            Error::new(
-                Kind::InvalidArgument,
-                format!("{name}: {v:?} is not a valid number"),
-            )
-        }),
-        _ => Ok(None),
-    }
-}
-
-impl Tuning {
-    /// The tuning of a storage config: its keys, else the `DETCORE_STORAGE_*` environment
-    /// variables, else the defaults.
-    pub fn resolve(o: &super::config::TransferOptions) -> Result<Tuning> {
-        let d = Tuning::default();
-        let part_size = match o.part_size {
-            Some(v) => v,
-            None => env_num::<u64>("DETCORE_STORAGE_PART_SIZE")?.unwrap_or(d.part_size),
-        };
-        if !(5 << 20..=5 << 30).contains(&part_size) {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!("DETCORE_STORAGE_PART_SIZE: {part_size} is not between 5 MiB and 5 GiB"),
-            ));
-        }
-        let concurrency = match o.concurrency {
-            Some(v) => v,
-            None => env_num::<usize>("DETCORE_STORAGE_CONCURRENCY")?.unwrap_or(d.concurrency),
-        }
-        .clamp(1, 256);
-        let max_attempts = match o.max_attempts {
-            Some(v) => v,
-            None => env_num::<u32>("DETCORE_STORAGE_MAX_ATTEMPTS")?.unwrap_or(d.max_attempts),
-        }
-        .clamp(1, 100);
-        let timeout = match o.timeout_seconds {
-            Some(v) => v,
-            None => env_num::<f64>("DETCORE_STORAGE_TIMEOUT")?.unwrap_or(d.timeout.as_secs_f64()),
-        };
-        if !(timeout > 0.0 && timeout <= 86400.0) {
-            return Err(Error::new(
-                Kind::InvalidArgument,
-                format!(
-                    "DETCORE_STORAGE_TIMEOUT: {timeout} is not a number of seconds in (0, 86400]"
-                ),
-            ));
-        }
-        let timeout = Duration::from_secs_f64(timeout);
-        Ok(Tuning {
-            part_size,
-            concurrency,
-            max_attempts,
-            timeout,
-            // Short timeouts (tests, fast local stores) get short backoffs too.
-            backoff_base: d.backoff_base.min(timeout / 4),
-            backoff_max: d.backoff_max.min(timeout),
-        })
-    }
-}
 
 /// The dialect of error bodies to parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -392,7 +296,7 @@ impl Http {
             .max_idle_connections_per_host(tuning.concurrency * 2 + 4)
             .no_delay(true)
             .redirects(0)
-            .user_agent(&format!("detcore/{}", crate::VERSION))
+            .user_agent(&format!("detcore/{}", env!("CARGO_PKG_VERSION")))
             .build();
         Http {
             agent,
@@ -588,92 +492,9 @@ pub fn read_body(
     Ok(out)
 }
 
-/// Percent-encode everything but RFC 3986's unreserved characters (and `/` if `keep_slash`).
-pub fn encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Decode `%XX` escapes (and `+` as a space when `plus`).
-pub fn decode(s: &str, plus: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let h = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match h {
-                    Some(v) => {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' if plus => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `text` with the query string of every URL in it cut: a presigned S3 URL or an Azure SAS URL
-/// carries its signature there, which must never reach an error message or a log.
-pub fn without_query_strings(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (before, after) = rest.split_at(i + 3);
-        out.push_str(before);
-        let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
-            .unwrap_or(after.len());
-        // "…url: message" (how ureq names the URL of a failed request) keeps its colon.
-        let end = if after[..end].ends_with(':') {
-            end - 1
-        } else {
-            end
-        };
-        let url = &after[..end];
-        match url.find('?') {
-            Some(q) => {
-                out.push_str(&url[..q]);
-                out.push_str("?…");
-            }
-            None => out.push_str(url),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoding_round_trips() {
-        assert_eq!(encode("a b/c~d", true), "a%20b/c~d");
-        assert_eq!(encode("a b/c", false), "a%20b%2Fc");
-        assert_eq!(decode("a%20b%2Fc+d", true), "a b/c d");
-        assert_eq!(decode("100%", false), "100%");
-        assert_eq!(decode("%zz", false), "%zz");
-    }
 
     #[test]
     fn error_bodies() {
@@ -733,23 +554,5 @@ mod tests {
             }
         });
         assert_eq!((r.unwrap(), calls), (7, 2));
-    }
-
-    #[test]
-    fn query_strings_never_reach_messages() {
-        let t = "https://b.s3.amazonaws.com/k/x.bin?X-Amz-Signature=abc&X-Amz-Credential=AKIA: \
-                 Connection Failed: Connect error: connection refused (http://h:1/a?sig=s), done";
-        let r = without_query_strings(t);
-        assert!(
-            !r.contains("abc") && !r.contains("AKIA") && !r.contains("sig=s"),
-            "{r}"
-        );
-        assert!(
-            r.starts_with("https://b.s3.amazonaws.com/k/x.bin?…: Connection Failed"),
-            "{r}"
-        );
-        assert!(r.contains("(http://h:1/a?…), done"), "{r}");
-        assert_eq!(without_query_strings("no url here"), "no url here");
-        assert_eq!(without_query_strings("http://h/p"), "http://h/p");
     }
 }

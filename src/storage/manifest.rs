@@ -141,7 +141,7 @@ impl Manifest {
             .collect();
         let doc = obj! {
             "format" => FORMAT,
-            "generator" => format!("detcore {}", crate::VERSION),
+            "generator" => format!("detcore {}", env!("CARGO_PKG_VERSION")),
             "storage_id" => self.storage_id.as_str(),
             "checksum" => "crc32c",
             "files" => Value::Array(files),
@@ -223,7 +223,7 @@ pub fn resolve_enabled(config: Option<bool>) -> Result<bool> {
     if let Some(c) = config {
         return Ok(c);
     }
-    match crate::options::env_nonempty("DETCORE_CHECKSUMS") {
+    match crate::env::env_nonempty("DETCORE_CHECKSUMS") {
         None => Ok(true),
         Some(v) => match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "on" | "yes" => Ok(true),

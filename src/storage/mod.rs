@@ -18,12 +18,15 @@ pub mod http;
 pub mod lock;
 pub mod manifest;
 pub mod object;
+pub mod object_store;
+pub mod pool;
 pub mod progress;
 pub mod s3;
 pub mod staging;
 #[cfg(test)]
 pub(crate) mod testserver;
 pub mod transfer;
+pub mod tuning;
 mod xml;
 
 pub use config::{StorageConfig, StorageSpec};
@@ -104,11 +107,13 @@ pub trait Storage: Send + Sync {
     /// `download` offers them to a selector.
     fn list(&self, id: &str) -> Result<Vec<String>>;
 
-    /// Make the staged folder the complete checkpoint `id` (all of it, or only `files`, the
-    /// relative names of a sharded rank's part). Consumes the staged folder. When the files
+    /// Make the staged folder the complete checkpoint `id`. `files` is the caller's listing of
+    /// what to store (relative names, folders ending in `/`, sizes; all of the folder, or a
+    /// sharded rank's part), so the folder is not listed and its files not measured again;
+    /// `None`: all of the folder, listed here. Consumes the staged folder. When the files
     /// include `metadata.json`, the manifest is stored before it. Returns the sums of the files
     /// stored, computed as they were stored (empty without checksums).
-    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums>;
+    fn publish(&self, staged: &Path, id: &str, files: Option<&Resources>) -> Result<Sums>;
 
     /// Store `files` (names relative to `src`; folders end in `/`) and the in-memory `extra`
     /// files as checkpoint `id`. `extra` files are stored last. When `metadata.json` is among
@@ -193,21 +198,21 @@ pub fn open_with(
                 .with_checksums(checksums),
         )),
         StorageConfig::S3(c) => {
-            let store = s3::S3Store::new(c, http::Tuning::resolve(&c.transfer)?)?;
+            let store = s3::S3Store::new(c, tuning::Tuning::resolve(&c.transfer)?)?;
             Ok(Arc::new(
                 object::ObjectStorage::new(config.clone(), store, &c.prefix, c.temp_dir.clone())
                     .with_checksums(checksums),
             ))
         }
         StorageConfig::Gcs(c) => {
-            let store = gcs::GcsStore::new(c, http::Tuning::resolve(&c.transfer)?)?;
+            let store = gcs::GcsStore::new(c, tuning::Tuning::resolve(&c.transfer)?)?;
             Ok(Arc::new(
                 object::ObjectStorage::new(config.clone(), store, &c.prefix, c.temp_dir.clone())
                     .with_checksums(checksums),
             ))
         }
         StorageConfig::Azure(c) => {
-            let store = azure::AzureStore::open(c, http::Tuning::resolve(&c.transfer)?)?;
+            let store = azure::AzureStore::open(c, tuning::Tuning::resolve(&c.transfer)?)?;
             let prefix = store.blob_prefix().trim_end_matches('/').to_owned();
             Ok(Arc::new(
                 object::ObjectStorage::new(config.clone(), store, &prefix, c.temp_dir.clone())

@@ -19,105 +19,16 @@
 //! on one node never delete each other's files.
 
 use super::fsutil::{self, safe_join};
-use super::http::{Body, Failure, Http};
-use super::manifest::{self, FileSum, Manifest, Problem, SumCell, Sums, MANIFEST};
+use super::http::Body;
+use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
+use super::object_store::{ObjectInfo, ObjectStore};
 use super::staging::{Area, AreaKind, Scratch};
 use super::transfer::{self, Fetch, Item, Source};
-use super::{Restored, Selector, Storage, StorageConfig};
+use super::{Resources, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
 use crate::{bail, log_info, log_warn};
 use std::fs;
 use std::path::{Path, PathBuf};
-
-/// An object listed under a prefix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObjectInfo {
-    pub key: String,
-    pub size: u64,
-}
-
-/// The primitives of one object-store service. Methods retry transient failures themselves
-/// (through [`Http::retry`]) except [`ObjectStore::get`], which is one attempt (the caller
-/// resumes ranged reads).
-pub trait ObjectStore: Send + Sync {
-    /// `s3`, `gcs`, `azure`.
-    fn name(&self) -> &'static str;
-    /// A URL naming `key` in messages: `s3://bucket/key`.
-    fn url(&self, key: &str) -> String;
-    /// The HTTP client (its tuning drives the transfers).
-    fn http(&self) -> &Http;
-    /// Store `body` as `key` in one request.
-    fn put(&self, key: &str, body: Body<'_>) -> Result<()>;
-    /// True if large files are uploaded as parts in parallel ([`ObjectStore::begin_parts`] …).
-    fn supports_parts(&self) -> bool {
-        false
-    }
-    /// The smallest part size and the largest number of parts.
-    fn part_limits(&self) -> (u64, u64) {
-        (5 << 20, 10_000)
-    }
-    /// Store a large file when parts are not supported (default: one streamed request).
-    /// `sum`, when given, receives the CRC32C of the file's bytes as they were sent.
-    fn put_large(&self, key: &str, path: &Path, size: u64, sum: Option<&SumCell>) -> Result<()> {
-        self.put(
-            key,
-            Body::File {
-                path,
-                offset: 0,
-                len: size,
-                sum,
-            },
-        )
-    }
-    /// Begin a multipart upload of `key`; returns its id.
-    fn begin_parts(&self, _key: &str) -> Result<String> {
-        bail!(
-            Internal,
-            "{}: multipart uploads are not supported",
-            self.name()
-        )
-    }
-    /// Upload part `number` (1-based); returns what completing needs (ETag, block id).
-    fn put_part(&self, _key: &str, _upload: &str, _number: u32, _body: Body<'_>) -> Result<String> {
-        bail!(
-            Internal,
-            "{}: multipart uploads are not supported",
-            self.name()
-        )
-    }
-    /// Complete a multipart upload of `size` bytes from its parts, in order.
-    fn complete_parts(
-        &self,
-        _key: &str,
-        _upload: &str,
-        _parts: &[String],
-        _size: u64,
-    ) -> Result<()> {
-        bail!(
-            Internal,
-            "{}: multipart uploads are not supported",
-            self.name()
-        )
-    }
-    /// Abandon a multipart upload (best effort, errors logged).
-    fn abort_parts(&self, _key: &str, _upload: &str) {}
-    /// One attempt at reading `key`, or bytes `first..=last` of it.
-    fn get(
-        &self,
-        key: &str,
-        range: Option<(u64, u64)>,
-    ) -> std::result::Result<ureq::Response, Failure>;
-    /// The size of `key`, `None` if it does not exist.
-    fn head(&self, key: &str) -> Result<Option<u64>>;
-    /// Every object whose key starts with `prefix`.
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
-    /// Delete `keys` (missing ones are not an error).
-    fn delete(&self, keys: &[String]) -> Result<()>;
-    /// Whether folders get zero-byte marker objects (false on MinIO).
-    fn markers_enabled(&self) -> Result<bool> {
-        Ok(true)
-    }
-}
 
 /// A [`Storage`] over an [`ObjectStore`].
 pub struct ObjectStorage<S: ObjectStore> {
@@ -146,7 +57,7 @@ impl<S: ObjectStore> ObjectStorage<S> {
             scratch: Area::new(
                 temp_dir
                     .unwrap_or_else(std::env::temp_dir)
-                    .join(format!("detcore-{}", super::staging::current_uid())),
+                    .join(format!("detcore-{}", fsutil::current_uid())),
                 AreaKind::Private,
             ),
             checksums: true,
@@ -186,6 +97,7 @@ impl<S: ObjectStore> ObjectStorage<S> {
         &self,
         src: &Path,
         names: &[String],
+        sizes: Option<&Resources>,
         extra: &[(String, Vec<u8>)],
         id: &str,
         prior: &Sums,
@@ -215,9 +127,13 @@ impl<S: ObjectStore> ObjectStorage<S> {
                 continue;
             }
             let path = safe_join(src, name)?;
-            let size = fs::metadata(&path)
-                .map_err(|e| Error::io("cannot upload", &path, e))?
-                .len();
+            // The caller's listing gives the size; otherwise the file is measured here.
+            let size = match sizes.and_then(|s| s.get(name)) {
+                Some(&n) => n,
+                None => fs::metadata(&path)
+                    .map_err(|e| Error::io("cannot upload", &path, e))?
+                    .len(),
+            };
             let item = Item {
                 key: self.key(id, name),
                 source: Source::File(path, size),
@@ -391,12 +307,17 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         self.checksums
     }
 
-    fn publish(&self, staged: &Path, id: &str, files: Option<&[String]>) -> Result<Sums> {
-        let names: Vec<String> = match files {
-            Some(f) => f.to_vec(),
-            None => fsutil::list_resources(staged)?.into_keys().collect(),
+    fn publish(&self, staged: &Path, id: &str, files: Option<&Resources>) -> Result<Sums> {
+        let listed;
+        let files = match files {
+            Some(f) => f,
+            None => {
+                listed = fsutil::list_resources(staged)?;
+                &listed
+            }
         };
-        let sums = self.store_checkpoint(staged, &names, &[], id, &Sums::new())?;
+        let names: Vec<String> = files.keys().cloned().collect();
+        let sums = self.store_checkpoint(staged, &names, Some(files), &[], id, &Sums::new())?;
         if let Err(e) = fsutil::remove_tree(staged) {
             log_warn!("checkpoint {id} is stored, but its local copy could not be removed: {e}");
         }
@@ -411,7 +332,7 @@ impl<S: ObjectStore> Storage for ObjectStorage<S> {
         id: &str,
         prior: &Sums,
     ) -> Result<Sums> {
-        self.store_checkpoint(src, files, extra, id, prior)
+        self.store_checkpoint(src, files, None, extra, id, prior)
     }
 
     fn list(&self, id: &str) -> Result<Vec<String>> {

@@ -19,8 +19,9 @@
 use super::aws_credentials::{self, CredentialProvider};
 use super::config::S3Config;
 use super::credentials::Env;
-use super::http::{self, Body, Failure, Flavor, Http, Request, Tuning};
-use super::object::{ObjectInfo, ObjectStore};
+use super::http::{self, Body, Failure, Flavor, Http, Request};
+use super::object_store::{ObjectInfo, ObjectStore};
+use super::tuning::Tuning;
 use super::xml;
 use crate::error::Result;
 use crate::{bail, err, log_info};

@@ -14,6 +14,7 @@
 //! the sweep then removes only folders whose owner was a process of this host that is gone.
 //! Folders without a lock file (made by something else) are left alone and counted in a log line.
 
+use super::fsutil::current_uid;
 use super::lock::{self, Locked, Mode};
 use crate::error::{Error, Kind, Result};
 use crate::{log_debug, log_info, log_warn};
@@ -341,12 +342,6 @@ impl Area {
         let _ = fs::remove_file(&lock_path);
         has_folder.then_some(size)
     }
-}
-
-/// The process's user id.
-pub fn current_uid() -> u32 {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    unsafe { libc::getuid() }
 }
 
 impl Scratch {

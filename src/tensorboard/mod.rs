@@ -22,11 +22,19 @@ pub use sink::TensorboardSink;
 pub use sync::TensorboardManager;
 pub use writer::EventWriter;
 
-use crate::options::TensorboardMode;
 use crate::storage::Storage;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Determined's `TensorboardMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorboardMode {
+    /// Reported training/validation metrics are written to event files and synced (default).
+    Auto,
+    /// Nothing is written or synced unless asked for.
+    Manual,
+}
 
 /// Python's rate limit: a sync pass starts at most this often.
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -152,17 +160,6 @@ impl TensorboardConfig {
             modes: crate::storage::Modes::Umask,
         }
     }
-}
-
-/// Deliver the reports queued so far (in AUTO mode their events are then written), then wait for
-/// a sync pass that starts afterwards; at most `timeout` in all.
-pub fn flush(ctx: &crate::Context, timeout: Duration) -> crate::Result<()> {
-    let m = ctx.tensorboard();
-    let start = std::time::Instant::now();
-    if m.mode() == TensorboardMode::Auto {
-        ctx.reporter().flush(timeout)?;
-    }
-    m.flush(timeout.saturating_sub(start.elapsed()))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 
 use super::sync::TensorboardManager;
 use super::writer::EventWriter;
+use super::TensorboardMode;
 use crate::error::Result;
 use crate::json::{Map, Value};
 use crate::train::{Control, Event, Metrics, MetricsReport, Record, Sink};
@@ -48,6 +49,17 @@ fn is_profiler_report(r: &MetricsReport) -> bool {
 }
 
 impl TensorboardSink {
+    /// The reporter sink of `manager`'s AUTO mode; `None` in MANUAL mode, where nothing is
+    /// written unless asked for.
+    pub fn for_manager(manager: &Arc<TensorboardManager>) -> Option<Box<dyn Sink>> {
+        (manager.mode() == TensorboardMode::Auto).then(|| {
+            Box::new(TensorboardSink::new(
+                manager.clone(),
+                manager.write_profiler(),
+            )) as Box<dyn Sink>
+        })
+    }
+
     /// A sink writing into the manager's folder.
     pub fn new(manager: Arc<TensorboardManager>, write_profiler: bool) -> TensorboardSink {
         TensorboardSink {
@@ -87,7 +99,7 @@ impl TensorboardSink {
             .metrics
             .numeric_scalars()
             .into_iter()
-            .filter(|(k, _)| !seen.contains(&k.as_str()))
+            .filter(|(k, _)| !seen.contains(k))
             .map(|(k, v)| (format!("Determined/{k}"), v))
             .collect();
         let refs: Vec<(&str, f64)> = vals.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -194,9 +206,9 @@ impl Sink for TensorboardSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::options::TensorboardMode;
     use crate::tensorboard::writer::read_events;
     use crate::tensorboard::TensorboardConfig;
+    use crate::tensorboard::TensorboardMode;
     use std::path::{Path, PathBuf};
     use std::time::{Duration, SystemTime};
 

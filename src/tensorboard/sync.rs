@@ -21,10 +21,9 @@
 //!   the final file and readers see at most a truncated last record, never a torn one.
 
 use super::TensorboardConfig;
+use super::TensorboardMode;
 use crate::error::{Error, Kind, Result};
-use crate::options::TensorboardMode;
 use crate::storage::Storage;
-use crate::train::Sink;
 use crate::{bail, err, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::{Condvar, Mutex};
@@ -215,14 +214,9 @@ impl TensorboardManager {
             .map_or(0, |s| s.st.lock().uploaded_count)
     }
 
-    /// The reporter sink that writes reported metrics as events (AUTO mode only).
-    pub fn sink(self: &Arc<Self>) -> Option<Box<dyn Sink>> {
-        (self.mode == TensorboardMode::Auto).then(|| {
-            Box::new(super::sink::TensorboardSink::new(
-                self.clone(),
-                self.write_profiler,
-            )) as Box<dyn Sink>
-        })
+    /// Whether profiler reports are written as scalars too (off-cluster).
+    pub fn write_profiler(&self) -> bool {
+        self.write_profiler
     }
 
     /// AUTO: ask for a sync pass (rate-limited; never blocks).

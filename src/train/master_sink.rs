@@ -28,7 +28,7 @@ use super::record::{Event, Record};
 use super::reporter::{Control, Sink};
 use crate::error::{Error, Kind, Result};
 use crate::json::{to_wire, Value};
-use crate::master::api::{metrics_body, progress_body, status_body};
+use crate::master::api::{metrics_body, progress_body, status_body, TrialMetrics};
 use crate::master::retry::Failure;
 use crate::master::MasterClient;
 use crate::{log_debug, log_info, log_warn};
@@ -224,7 +224,14 @@ impl Sink for MasterSink {
                 if !r.is_profiler() {
                     log_info!("{}", super::jsonl::log_line(rec));
                 }
-                let body = metrics_body(self.trial_id, self.trial_run_id, r);
+                let m = TrialMetrics {
+                    group: &r.group,
+                    steps_completed: r.steps_completed,
+                    avg_metrics: r.metrics.to_map(),
+                    batch_metrics: r.batch_metrics.as_deref(),
+                    report_time: r.send_report_time.then_some(r.time),
+                };
+                let body = metrics_body(self.trial_id, self.trial_run_id, m);
                 self.deliver(&self.metrics_path, &body, ctl)
             }
             Record::Event(Event::Progress { progress }, _) => {

@@ -11,7 +11,7 @@ pub mod master_sink;
 pub mod record;
 pub mod reporter;
 
-pub use record::{validate_group, Event, Metrics, MetricsReport, Record};
+pub use record::{validate_group, Event, Metrics, MetricsReport, Record, Scalars};
 pub use reporter::{Control, Reporter, Sink};
 
 use crate::error::Result;

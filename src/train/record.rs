@@ -11,32 +11,65 @@ use std::time::SystemTime;
 pub enum Metrics {
     /// A JSON object, as given.
     Json(Map),
-    /// The typed fast path: names joined by NUL bytes, and one value per name.
-    Scalars { names: String, values: Vec<f64> },
+    /// The typed fast path: `(name, value)` pairs, in the caller's order.
+    Scalars(Scalars),
+}
+
+/// Typed `(name, value)` pairs, stored in two allocations whatever their number (the report
+/// call is on the training loop's hot path): the names back to back in one string, each
+/// pair holding where its name ends. [`Scalars::iter`] gives the pairs back as they were
+/// reported; a name may hold any character.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scalars {
+    names: String,
+    items: Vec<(usize, f64)>,
+}
+
+impl Scalars {
+    /// The pairs of parallel slices (extra names or values are ignored).
+    pub fn new<S: AsRef<str>>(names: &[S], values: &[f64]) -> Scalars {
+        let n = names.len().min(values.len());
+        let mut text = String::with_capacity(names[..n].iter().map(|s| s.as_ref().len()).sum());
+        let mut items = Vec::with_capacity(n);
+        for (name, v) in names[..n].iter().zip(values) {
+            text.push_str(name.as_ref());
+            items.push((text.len(), *v));
+        }
+        Scalars { names: text, items }
+    }
+
+    /// The `(name, value)` pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        let mut start = 0;
+        self.items.iter().map(move |&(end, v)| {
+            let name = &self.names[start..end];
+            start = end;
+            (name, v)
+        })
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
 }
 
 impl Metrics {
-    /// Typed scalars from parallel slices.
+    /// Typed scalars from parallel slices (extra names or values are ignored).
     pub fn scalars<S: AsRef<str>>(names: &[S], values: &[f64]) -> Metrics {
-        let cap = names.iter().map(|n| n.as_ref().len() + 1).sum();
-        let mut joined = String::with_capacity(cap);
-        for (i, n) in names.iter().enumerate() {
-            if i > 0 {
-                joined.push('\0');
-            }
-            joined.push_str(n.as_ref());
-        }
-        Metrics::Scalars {
-            names: joined,
-            values: values.to_vec(),
-        }
+        Metrics::Scalars(Scalars::new(names, values))
     }
 
     /// Number of metrics.
     pub fn len(&self) -> usize {
         match self {
             Metrics::Json(m) => m.len(),
-            Metrics::Scalars { values, .. } => values.len(),
+            Metrics::Scalars(s) => s.len(),
         }
     }
 
@@ -49,12 +82,10 @@ impl Metrics {
     pub fn to_map(&self) -> Map {
         match self {
             Metrics::Json(m) => m.clone(),
-            Metrics::Scalars { names, values } => {
+            Metrics::Scalars(s) => {
                 let mut m = Map::new();
-                if !values.is_empty() {
-                    for (n, v) in names.split('\0').zip(values) {
-                        m.insert(n, Value::Number(Number::Float(*v)));
-                    }
+                for (n, v) in s.iter() {
+                    m.insert(n, Value::Number(Number::Float(v)));
                 }
                 m
             }
@@ -63,26 +94,25 @@ impl Metrics {
 
     /// Every numeric scalar `(name, value)` — what TensorBoard receives. Booleans count as
     /// numbers, as in Python.
-    pub fn numeric_scalars(&self) -> Vec<(String, f64)> {
+    pub fn numeric_scalars(&self) -> Vec<(&str, f64)> {
         match self {
             Metrics::Json(m) => m
                 .iter()
                 .filter_map(|(k, v)| match v {
-                    Value::Number(n) => Some((k.clone(), n.as_f64())),
-                    Value::Bool(b) => Some((k.clone(), if *b { 1.0 } else { 0.0 })),
+                    Value::Number(n) => Some((k.as_str(), n.as_f64())),
+                    Value::Bool(b) => Some((k.as_str(), if *b { 1.0 } else { 0.0 })),
                     _ => None,
                 })
                 .collect(),
-            Metrics::Scalars { names, values } => {
-                if values.is_empty() {
-                    return Vec::new();
-                }
-                names
-                    .split('\0')
-                    .map(str::to_owned)
-                    .zip(values.iter().copied())
-                    .collect()
-            }
+            Metrics::Scalars(s) => s.iter().collect(),
+        }
+    }
+
+    /// The value named `name`, if it is a number.
+    pub fn get_f64(&self, name: &str) -> Option<f64> {
+        match self {
+            Metrics::Json(m) => m.get(name).and_then(Value::as_f64),
+            Metrics::Scalars(s) => s.iter().find(|(n, _)| *n == name).map(|(_, v)| v),
         }
     }
 }
@@ -195,6 +225,17 @@ mod tests {
         assert_eq!(map.get("loss").unwrap().as_f64(), Some(0.5));
         assert!(map.get("acc").unwrap().as_f64().unwrap().is_nan());
         assert_eq!(Metrics::scalars::<&str>(&[], &[]).to_map().len(), 0);
+    }
+
+    #[test]
+    fn scalar_names_are_kept_whole() {
+        // Names reach every sink as given: nothing joins and splits them on the way.
+        let m = Metrics::scalars(&["a\0b", "c"], &[1.0, 2.0]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.numeric_scalars(), vec![("a\0b", 1.0), ("c", 2.0)]);
+        assert_eq!(m.get_f64("a\0b"), Some(1.0));
+        assert_eq!(m.get_f64("a"), None);
+        assert_eq!(m.to_map().len(), 2);
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! The master's side of preemption: the long poll (`GET .../signals/preemption`) and the
+//! Preemption told by the master (on-cluster): the long poll (`GET .../signals/preemption`) and the
 //! acknowledgement (`POST .../signals/ack_preemption`, sent from its own thread).
 
-use super::client::{percent_encode, CallOpts, MasterClient};
-use super::longpoll::{self, Cancel};
+use super::longpoll::PreemptionPoll;
+use super::Acknowledger;
 use crate::error::{Error, Kind, Result};
-use crate::preempt::longpoll::PreemptionPoll;
-use crate::preempt::Acknowledger;
+use crate::master::client::{percent_encode, CallOpts, MasterClient};
+use crate::master::longpoll::{self, Cancel};
 use crate::{bail, err, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -51,14 +51,14 @@ impl PreemptionPoll for MasterPoll {
                 Master,
                 "GET {}: {}",
                 self.path,
-                super::client::redirect_message(
+                crate::master::client::redirect_message(
                     r.status,
                     r.location.as_deref().unwrap_or("(none)")
                 )
             );
         }
         if r.status != 200 {
-            let detail = super::client::error_text(&text).unwrap_or_default();
+            let detail = crate::master::client::error_text(&text).unwrap_or_default();
             bail!(
                 Master,
                 "GET {}: the master answered {} {detail}",
@@ -219,7 +219,7 @@ fn run_ack(client: &MasterClient, allocation_id: &str, sh: &AckShared, rx: Recei
                     "preemption acknowledgement not delivered yet (attempt {attempts}): {e}; retrying"
                 );
                 let wait = client.retry_policy().max_backoff();
-                if !super::client::sleep_interruptible(wait, opts) {
+                if !crate::master::client::sleep_interruptible(wait, opts) {
                     break Err(e);
                 }
             }

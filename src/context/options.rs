@@ -1,18 +1,11 @@
-//! Options of `Context::init`, the safe Rust form of `det_init_options`.
+//! Options of `Context::init`, the safe Rust form of `det_init_options`: they gather every
+//! domain's settings, so they live with the context that hands them out.
 
 use crate::distributed::DistributedConfig;
 use crate::preempt::PreemptMode;
+use crate::tensorboard::TensorboardMode;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// Determined's `TensorboardMode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TensorboardMode {
-    /// Reported training/validation metrics are written to event files and synced (default).
-    Auto,
-    /// Nothing is written or synced unless asked for.
-    Manual,
-}
 
 /// Everything `init` takes. `Default` gives Determined's defaults.
 #[derive(Debug, Clone)]
@@ -104,9 +97,4 @@ impl Default for InitOptions {
             smaller_is_better: None,
         }
     }
-}
-
-/// The value of environment variable `k`, `None` when unset or empty.
-pub(crate) fn env_nonempty(k: &str) -> Option<String> {
-    std::env::var(k).ok().filter(|v| !v.is_empty())
 }

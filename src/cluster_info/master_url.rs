@@ -1,5 +1,5 @@
-//! The master URL, canonicalized as Determined's `canonicalize_master_url` does
-//! (docs/protocol.md#master-url): explicit scheme (`http://` when none, then default port 8080),
+//! The master URL that `cluster.json` names, canonicalized as Determined's
+//! `canonicalize_master_url` does (docs/protocol.md#master-url): explicit scheme (`http://` when none, then default port 8080),
 //! explicit port (80/443 for an explicit scheme), no user, password, query or fragment, no
 //! trailing `/`; a path prefix (`/det`) is kept.
 
