@@ -17,7 +17,6 @@ use crate::searcher::{SearcherContext, Unit};
 use crate::storage::{self, StorageSpec};
 use crate::tensorboard::{TensorboardConfig, TensorboardManager, TensorboardSink};
 use crate::train::{jsonl::JsonlSink, LocalTrainBackend, Reporter, TrainContext};
-use crate::{bail, err, log_info};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -427,7 +426,7 @@ impl Context {
             // A full disk does not stop training: the record is dropped with this warning, and
             // later lines that cannot be written fail their report calls as usual.
             if let Err(e) = sink.write_run_start(&run_name, resumes_from) {
-                crate::log_warn!(
+                log_warn!(
                     "{}: the run_start record of this run is missing from the metrics file",
                     e.message()
                 );
@@ -594,18 +593,18 @@ impl Context {
             return;
         }
         let Some(job) = env_nonempty("SLURM_JOB_ID") else {
-            crate::log_warn!("Slurm requeue was asked for, but this process is not in a Slurm job (no SLURM_JOB_ID)");
+            log_warn!("Slurm requeue was asked for, but this process is not in a Slurm job (no SLURM_JOB_ID)");
             return;
         };
         let Some(preempted) = self.preempt.answered_at() else {
-            crate::log_debug!("Slurm job {job} was not preempted: not requeueing it");
+            log_debug!("Slurm job {job} was not preempted: not requeueing it");
             return;
         };
         match *self.last_checkpoint.lock() {
             Some(t) if t >= preempted && checkpoints_closed.is_ok() => {
                 preempt::slurm::requeue(&job);
             }
-            _ => crate::log_warn!(
+            _ => log_warn!(
                 "Slurm job {job} was preempted but stored no checkpoint after it (or its last checkpoint failed): \
                  not requeueing it, it would start over"
             ),

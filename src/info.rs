@@ -4,7 +4,6 @@
 use crate::cluster_info::ClusterInfo;
 use crate::error::Result;
 use crate::json::{Map, Value};
-use crate::{bail, err};
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -17,8 +17,7 @@ pub fn intern(s: &str) -> Result<&'static CStr> {
     if let Some(c) = all.iter().find(|c| c.to_bytes() == s.as_bytes()) {
         return Ok(c);
     }
-    let c =
-        CString::new(s).map_err(|_| crate::err!(InvalidArgument, "{s:?} contains a NUL byte"))?;
+    let c = CString::new(s).map_err(|_| err!(InvalidArgument, "{s:?} contains a NUL byte"))?;
     let c: &'static CStr = Box::leak(c.into_boxed_c_str());
     all.push(c);
     Ok(c)

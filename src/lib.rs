@@ -7,11 +7,15 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// The macros (`err!`, `bail!`, `log_*!`, `obj!`) are in scope in every module declared after
+// these three, without an import.
+#[macro_use]
 pub mod error;
+#[macro_use]
+pub mod log;
 #[macro_use]
 pub mod json;
 pub mod intern;
-pub mod log;
 pub mod percent;
 pub mod time;
 

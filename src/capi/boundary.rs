@@ -10,7 +10,6 @@ use super::status::{det_status, set_last_error_text, status_of, DET_ERR_INTERNAL
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::json::Map;
-use crate::{bail, err};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -9,7 +9,6 @@ use super::status::det_status;
 use crate::checkpoint::{RestoreScope, StoreScope, UploadMode};
 use crate::error::{Error, Result};
 use crate::json::{to_wire, Map, Value};
-use crate::{bail, err};
 use parking_lot::Mutex;
 use std::ffi::{c_char, c_void, CString};
 use std::path::Path;
@@ -84,7 +83,7 @@ pub(crate) fn close_open_scopes(shell: &det_context) {
             let path = scope.path().display().to_string();
             let id = scope.storage_id().to_owned();
             drop(scope);
-            crate::log_warn!(
+            log_warn!(
                 "det_core_close: checkpoint {id} was still open (det_ckpt_store_path_begin without det_ckpt_store_path_end or _abort); aborted it: nothing was stored, and its folder {path} was removed"
             );
         }
@@ -94,7 +93,7 @@ pub(crate) fn close_open_scopes(shell: &det_context) {
             continue;
         }
         if let Some(scope) = e.scope.lock().take() {
-            crate::log_info!(
+            log_info!(
                 "det_core_close: restore of checkpoint {} was still open (det_ckpt_restore_path_begin without _end); ended it",
                 scope.storage_id()
             );

@@ -7,7 +7,6 @@ use super::handle::det_context;
 use super::options::{det_init_options, options_from_c};
 use super::status::det_status;
 use crate::context::Context;
-use crate::err;
 use crate::error::Kind;
 use std::ffi::{c_char, CString};
 

@@ -6,7 +6,6 @@ use super::handle::{det_context, Registry};
 use super::status::det_status;
 use crate::distributed::ByteList;
 use crate::error::Result;
-use crate::{bail, err};
 use std::ffi::c_void;
 
 /// A list of byte buffers returned by a collective (one per rank, in rank order). Opaque,

@@ -4,7 +4,6 @@
 
 use crate::checkpoint::{DownloadMode, UploadMode};
 use crate::distributed::env::Launcher;
-use crate::err;
 use crate::error::Result;
 use crate::log::Level;
 use crate::master::AlertLevel;

@@ -13,7 +13,6 @@
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::preempt::PreemptState;
-use crate::{bail, err};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};

@@ -10,7 +10,6 @@ use super::handle::det_context;
 use super::status::det_status;
 use crate::cluster_info::ClusterInfo;
 use crate::context::Context;
-use crate::err;
 use crate::error::Result;
 use crate::json::{to_wire, Value};
 use std::ffi::c_char;

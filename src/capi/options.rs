@@ -9,7 +9,6 @@ use crate::distributed::env::{from_env_or_info, Env};
 use crate::distributed::DistributedConfig;
 use crate::error::Result;
 use crate::InitOptions;
-use crate::{bail, err};
 use std::ffi::c_char;
 use std::path::PathBuf;
 use std::time::Duration;

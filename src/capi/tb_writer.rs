@@ -4,7 +4,6 @@
 use super::boundary::{call, out_arg, str_arg, write_out};
 use super::handle::Registry;
 use super::status::det_status;
-use crate::bail;
 use crate::error::Result;
 use crate::tensorboard::writer::PacedWriter;
 use parking_lot::Mutex;

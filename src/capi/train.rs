@@ -10,7 +10,6 @@ use super::status::det_status;
 use crate::error::Result;
 use crate::json::{Map, Value};
 use crate::train::Metrics;
-use crate::{bail, err};
 use std::ffi::{c_char, c_void, CStr, CString};
 
 fn steps_arg(steps: i64) -> Result<u64> {

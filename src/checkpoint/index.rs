@@ -26,7 +26,6 @@
 use crate::error::{Error, Result};
 use crate::json::{parse, to_metadata_file, to_wire, Map, Value};
 use crate::storage::{validate_id, Storage};
-use crate::{bail, log_debug, log_info, log_warn};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;

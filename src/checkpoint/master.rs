@@ -6,7 +6,6 @@
 use super::CheckpointReporter;
 use crate::error::Result;
 use crate::json::Map;
-use crate::log_info;
 use crate::master::api::checkpoint_body;
 use crate::master::{CallOpts, MasterClient};
 use crate::storage::Resources;

@@ -30,7 +30,6 @@ use crate::json::{to_metadata_file, Map, Value};
 use crate::storage::manifest::MANIFEST;
 use crate::storage::{self, fsutil, Resources, Restored, Scratch, Selector, Storage, Sums};
 use crate::train::{Event, TrainContext};
-use crate::{bail, err, log_warn};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -632,7 +631,7 @@ impl CheckpointContext {
         for e in candidates.by_ref() {
             match r.index.resumable(&e) {
                 Ok(e) => return Some(e),
-                Err(why) => crate::log_info!(
+                Err(why) => log_info!(
                     "resume: not falling back to checkpoint {}: {why}",
                     e.storage_id
                 ),
@@ -680,12 +679,12 @@ impl CheckpointContext {
     /// damaged ones out of the run's index (chief), and tell `info`.
     fn fell_back(&self, r: &Resume, failed: &[(String, String)], to: &index::Entry) {
         for (id, why) in failed {
-            crate::log_warn!(
+            log_warn!(
                 "resume: {why}; checkpoint {id} is no longer a resume point of this run (its files stay in {} for inspection; det_ckpt_delete removes them)",
                 self.storage.describe()
             );
         }
-        crate::log_warn!(
+        log_warn!(
             "resume: resuming from checkpoint {} (steps_completed={}) instead of {}",
             to.storage_id,
             to.steps_completed
@@ -695,7 +694,7 @@ impl CheckpointContext {
         if self.rank() == 0 {
             let ids: Vec<String> = failed.iter().map(|(id, _)| id.clone()).collect();
             if let Err(e) = r.index.remove_many(&ids) {
-                crate::log_warn!(
+                log_warn!(
                     "resume: could not take the damaged checkpoints out of the run index: {e}"
                 );
             }

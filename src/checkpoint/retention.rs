@@ -32,7 +32,6 @@ use crate::json::{Map, Value};
 use crate::storage::config::Lifecycle;
 use crate::storage::Storage;
 use crate::train::{Event, Metrics, TrainContext};
-use crate::{bail, log_info, log_warn};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -13,7 +13,6 @@ use super::{check_metadata, CheckpointContext, RestoreScope, StoreScope};
 use crate::error::{Error, Kind, Result};
 use crate::json::{parse, to_metadata_file, to_wire, Map, Value};
 use crate::storage::{fsutil, FileSum, Resources, Restored, Scratch, Selector, Sums};
-use crate::{bail, err};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -580,9 +579,7 @@ impl CheckpointContext {
                     Err(e) => {
                         // Never completed (no metadata.json): nothing of it is kept.
                         if let Err(de) = self.storage.delete(id) {
-                            crate::log_warn!(
-                                "could not remove the incomplete checkpoint {id}: {de}"
-                            );
+                            log_warn!("could not remove the incomplete checkpoint {id}: {de}");
                         }
                         outcome = Err(e);
                     }
@@ -638,7 +635,7 @@ impl CheckpointContext {
         let r = verify_present(id, owners, |n| listed.contains(n));
         if r.is_err() {
             if let Err(e) = self.storage.delete(id) {
-                crate::log_warn!("could not remove the incomplete checkpoint {id}: {e}");
+                log_warn!("could not remove the incomplete checkpoint {id}: {e}");
             }
         }
         r
@@ -910,7 +907,7 @@ impl CheckpointContext {
                     r.index
                         .before_in_resume_order(id)
                         .unwrap_or_else(|e| {
-                            crate::log_warn!("resume: cannot read the run index: {e}");
+                            log_warn!("resume: cannot read the run index: {e}");
                             Vec::new()
                         })
                         .into_iter()

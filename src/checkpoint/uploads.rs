@@ -14,7 +14,6 @@
 use super::{CheckpointReporter, StoreScope};
 use crate::error::{Error, Result};
 use crate::storage::{Resources, Storage};
-use crate::{log_info, log_warn};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
@@ -89,7 +88,7 @@ fn run(
             }
         }))
         .unwrap_or_else(|p| {
-            Err(crate::err!(
+            Err(err!(
                 Internal,
                 "asynchronous checkpoint {id}: internal error (panic: {}); its staged files were removed",
                 crate::error::panic_message(&*p),
@@ -138,7 +137,7 @@ impl AsyncUploads {
         {
             let mut st = self.shared.state.lock();
             if st.closed {
-                crate::bail!(State, "the checkpoint context is closed");
+                bail!(State, "the checkpoint context is closed");
             }
             if st.pending > 0 && st.pending_bytes + bytes > self.budget {
                 log_info!(
@@ -163,9 +162,7 @@ impl AsyncUploads {
             let h = std::thread::Builder::new()
                 .name("detcore-ckpt-upload".into())
                 .spawn(move || run(r, shared, storage, reporter))
-                .map_err(|e| {
-                    crate::err!(Internal, "cannot start the checkpoint upload thread: {e}")
-                })?;
+                .map_err(|e| err!(Internal, "cannot start the checkpoint upload thread: {e}"))?;
             *self.thread.lock() = Some(h);
             *tx = Some(s);
         }
@@ -174,7 +171,7 @@ impl AsyncUploads {
             let mut st = self.shared.state.lock();
             st.pending -= 1;
             st.pending_bytes -= bytes;
-            crate::bail!(Internal, "the checkpoint upload thread is gone");
+            bail!(Internal, "the checkpoint upload thread is gone");
         }
         Ok(())
     }

@@ -2,8 +2,6 @@
 //! `canonicalize_master_url` does (docs/protocol.md#master-url): explicit scheme (`http://` when none, then default port 8080),
 //! explicit port (80/443 for an explicit scheme), no user, password, query or fragment, no
 //! trailing `/`; a path prefix (`/det`) is kept.
-
-use crate::bail;
 use crate::error::Result;
 
 /// A canonical master URL, split into its parts.
@@ -46,7 +44,7 @@ impl MasterUrl {
             );
         }
         let (host, port) = split_host_port(netloc)
-            .ok_or_else(|| crate::err!(InvalidArgument, "invalid master url {full}; bad port"))?;
+            .ok_or_else(|| err!(InvalidArgument, "invalid master url {full}; bad port"))?;
         if host.is_empty() {
             bail!(
                 InvalidArgument,

@@ -12,7 +12,6 @@ pub use master_url::MasterUrl;
 
 use crate::error::{Error, Result};
 use crate::json::{field, from_object_text, Map, Value};
-use crate::{bail, err};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

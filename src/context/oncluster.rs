@@ -38,7 +38,6 @@ use crate::tensorboard::{TensorboardConfig, TensorboardManager, TensorboardSink}
 use crate::train::master_backend::MasterTrainBackend;
 use crate::train::master_sink::MasterSink;
 use crate::train::{Reporter, TrainContext};
-use crate::{bail, err, log_debug, log_error, log_info, log_warn};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -349,7 +348,7 @@ impl Context {
         let Some(rt) = &self.oncluster else {
             let line = format!("alert: {title}: {description}");
             match level {
-                AlertLevel::Debug => crate::log_debug!("{line}"),
+                AlertLevel::Debug => log_debug!("{line}"),
                 AlertLevel::Info => log_info!("{line}"),
                 AlertLevel::Warning => log_warn!("{line}"),
                 AlertLevel::Error => log_error!("{line}"),

@@ -4,7 +4,6 @@
 pub use super::launcher::{detect, Env, Launcher};
 use super::DistributedConfig;
 use crate::error::{Error, Kind, Result};
-use crate::{bail, err};
 
 /// Fill `cfg` (ports, timeouts) with the ranks of `launcher`'s environment.
 pub fn from_env(

@@ -1,7 +1,5 @@
 //! The launchers detcore reads ranks from, and the environment they are read through: below both
 //! the rank reading ([`super::env`]) and the job identity ([`super::identity`]).
-
-use crate::err;
 use crate::error::Result;
 
 /// Which launcher's variables to read.

@@ -6,8 +6,6 @@ pub mod identity;
 pub mod launcher;
 pub mod star;
 pub mod wire;
-
-use crate::bail;
 use crate::error::Result;
 use star::{Group, Member, Star};
 use std::sync::Arc;
@@ -197,7 +195,7 @@ impl DistributedContext {
             (0, Some(p)) | (p, _) => (vec![p], true),
         };
         if job.is_empty() && cfg.rank == 0 {
-            crate::log_warn!(
+            log_warn!(
                 "this job has no identity (its launcher exports none, and DETCORE_JOB_ID is not set): a rank of another \
                  job started on this machine with the same port could join it. Give every rank the same DETCORE_JOB_ID, \
                  unique to the job (e.g. DETCORE_JOB_ID=$JOBNAME-$(date +%s) exported before launching)"
@@ -213,7 +211,7 @@ impl DistributedContext {
             let deadline = crate::time::deadline(cfg.connect_timeout);
             let (listener, port) = star::listen(&ports, !job.is_empty(), deadline)?;
             if !pinned {
-                crate::log_debug!(
+                log_debug!(
                     "the chief of {} listens on port {port}",
                     star::job_name(&job)
                 );

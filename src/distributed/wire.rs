@@ -8,7 +8,6 @@
 //! an allgather result is `count u32` then `count` × (`len u64`, bytes).
 
 use crate::error::Result;
-use crate::{bail, err};
 use std::io::{Read, Write};
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"DTC1");

@@ -36,7 +36,7 @@ pub use write::{py_float_repr, to_metadata_file, to_wire};
 pub fn parse_object(text: &str, what: impl std::fmt::Display) -> crate::error::Result<Map> {
     match parse(text).map_err(|e| e.context(&what))? {
         Value::Object(m) => Ok(m),
-        other => Err(crate::err!(
+        other => Err(err!(
             InvalidArgument,
             "{what}: expected a JSON object, got {}",
             other.type_name()

@@ -38,7 +38,7 @@ impl<'a> Parser<'a> {
         let before = &self.s[..self.i.min(self.s.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
         let col = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        crate::err!(
+        err!(
             InvalidArgument,
             "malformed JSON: {what} at line {line}, column {col}"
         )

@@ -204,11 +204,11 @@ pub mod field {
 /// `trial.json: required key "trial_id" is missing`,
 /// `trial.json: key "trial_run_id" must be an integer, got string "3" at line 2 column 20`.
 pub fn from_object_text<T: DeserializeOwned>(text: &str, what: impl fmt::Display) -> Result<T> {
-    let broken = |e: serde_json::Error| crate::err!(InvalidArgument, "{what}: broken JSON: {e}");
+    let broken = |e: serde_json::Error| err!(InvalidArgument, "{what}: broken JSON: {e}");
     if !text.trim_start().starts_with('{') {
         // A derived struct would also take an array (as its fields in order): refuse it here.
         let v: Value = serde_json::from_str(text).map_err(broken)?;
-        crate::bail!(
+        bail!(
             InvalidArgument,
             "{what}: expected a JSON object, got {}",
             v.type_name()
@@ -230,7 +230,7 @@ pub fn from_object_text<T: DeserializeOwned>(text: &str, what: impl fmt::Display
 /// [`from_object_text`] for an object already parsed (no positions in the messages).
 pub fn from_object_value<T: DeserializeOwned>(v: &Value, what: impl fmt::Display) -> Result<T> {
     if !matches!(v, Value::Object(_)) {
-        crate::bail!(
+        bail!(
             InvalidArgument,
             "{what}: expected a JSON object, got {}",
             v.type_name()
@@ -248,13 +248,13 @@ fn data_error(what: &dyn fmt::Display, path: &str, msg: &str) -> Error {
         .and_then(|m| m.split_once('`'))
     {
         Some((key, _)) if path == "." => {
-            crate::err!(InvalidArgument, "{what}: required key {key:?} is missing")
+            err!(InvalidArgument, "{what}: required key {key:?} is missing")
         }
-        Some((key, _)) => crate::err!(
+        Some((key, _)) => err!(
             InvalidArgument,
             "{what}: required key \"{path}.{key}\" is missing"
         ),
-        None => crate::err!(InvalidArgument, "{what}: key {path:?} {msg}"),
+        None => err!(InvalidArgument, "{what}: key {path:?} {msg}"),
     }
 }
 

@@ -2,7 +2,6 @@
 //! Python's client builds them (key order included).
 
 use super::client::{percent_encode, CallOpts, MasterClient};
-use crate::err;
 use crate::error::{Kind, Result};
 use crate::json::{field, Map, Number, Value};
 use crate::storage::Resources;

@@ -10,7 +10,6 @@ use super::retry::{Failure, RetryPolicy};
 use crate::cluster_info::MasterUrl;
 use crate::error::{Error, Kind, Result};
 use crate::json::{to_wire, Value};
-use crate::{err, log_debug, log_warn};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use std::io::Read;

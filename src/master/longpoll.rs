@@ -7,7 +7,6 @@
 
 use super::client::{MasterClient, AUTH_HEADER};
 use crate::error::Result;
-use crate::{bail, err};
 use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};

@@ -14,7 +14,6 @@
 
 use crate::error::Result;
 use crate::json::Value;
-use crate::{bail, err};
 use std::time::Duration;
 
 /// A urllib3 counter: `None` (no limit of its own), `False` (never retry this class), or a number.

@@ -14,7 +14,6 @@ use crate::cluster_info::MasterUrl;
 use crate::env::env_nonempty;
 use crate::error::Result;
 use crate::json::Value;
-use crate::{bail, err, log_warn};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;

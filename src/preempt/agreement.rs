@@ -24,8 +24,6 @@
 //! far the fastest worker actually ran ahead, not how far it was allowed to. A worker that does
 //! not reply within [`FREEZE_WAIT`] (an older library, a stopped process) only costs the
 //! promised horizon, `max(k, H + 1)`, which is always safe.
-
-use crate::bail;
 use crate::distributed::wire::Op;
 use crate::error::Result;
 use parking_lot::{Condvar, Mutex};
@@ -232,7 +230,7 @@ impl Agreement {
                         .copied()
                         .filter(|w| !r.as_ref().is_some_and(|g| g.contains_key(w)))
                         .collect();
-                    crate::log_warn!(
+                    log_warn!(
                         "should_preempt: rank(s) {missing:?} did not answer the chief within {:.1} s; \
                          preempting after the calls already promised to them (call {})",
                         freeze_wait.as_secs_f64(),
@@ -379,7 +377,6 @@ impl Agreement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::err;
     use std::sync::Arc;
 
     /// A chief and `n` workers wired in-process (the chief's messages reach every worker, the

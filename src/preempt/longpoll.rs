@@ -10,7 +10,6 @@
 
 use super::PreemptState;
 use crate::error::{Kind, Result};
-use crate::{log_debug, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -53,7 +52,7 @@ impl LongPollWatcher {
         let thread = std::thread::Builder::new()
             .name("detcore-preempt-poll".into())
             .spawn(move || watch(state, p, stop_rx, first_tx))
-            .map_err(|e| crate::err!(Internal, "cannot start the preemption watcher: {e}"))?;
+            .map_err(|e| err!(Internal, "cannot start the preemption watcher: {e}"))?;
         let _ = first_rx.recv_timeout(first_answer);
         Ok(LongPollWatcher {
             poller,
@@ -143,7 +142,6 @@ fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::err;
     use parking_lot::{Condvar, Mutex};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::time::Instant;

@@ -6,7 +6,6 @@ use super::Acknowledger;
 use crate::error::{Error, Kind, Result};
 use crate::master::client::{percent_encode, CallOpts, MasterClient};
 use crate::master::longpoll::{self, Cancel};
-use crate::{bail, err, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

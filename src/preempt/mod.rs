@@ -23,7 +23,6 @@ pub mod signals;
 pub mod slurm;
 
 use crate::error::Result;
-use crate::{bail, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -256,7 +255,7 @@ impl PreemptState {
     #[inline]
     pub fn should_preempt(&self, auto_ack: bool) -> Result<bool> {
         if let Some(msg) = &self.refuse {
-            return Err(crate::err!(State, "{msg}"));
+            return Err(err!(State, "{msg}"));
         }
         if let Some(a) = self.agreement.get() {
             return self.agreed(a, auto_ack);
@@ -396,9 +395,7 @@ impl Watcher {
         let thread = std::thread::Builder::new()
             .name("detcore-preempt".into())
             .spawn(move || watch(state, rx, halt_file, deadline))
-            .map_err(|e| {
-                crate::err!(Internal, "cannot start the preemption watcher thread: {e}")
-            })?;
+            .map_err(|e| err!(Internal, "cannot start the preemption watcher thread: {e}"))?;
         Ok(Watcher {
             stop: Some(tx),
             thread: Some(thread),

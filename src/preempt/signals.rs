@@ -216,7 +216,7 @@ fn release(inst: &mut Installed, signals: &[i32]) {
                     // SAFETY: restoring the action that was in place before ours.
                     unsafe { libc::sigaction(*sig, &old, std::ptr::null_mut()) };
                 } else {
-                    crate::log_info!(
+                    log_info!(
                         "{}: the program replaced detcore's handler after det_core_init; leaving the program's handler in place",
                         name(*sig)
                     );

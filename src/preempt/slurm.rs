@@ -5,8 +5,6 @@
 //! end time is then asked of Slurm once, at init, with `squeue -h -j $SLURM_JOB_ID -o %e` and
 //! `SLURM_TIME_FORMAT=%s` (squeue prints the time in seconds since the epoch), bounded by a short
 //! timeout and never fatal. Requeue (`scontrol requeue $SLURM_JOB_ID`) is opt-in.
-
-use crate::{log_debug, log_info, log_warn};
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

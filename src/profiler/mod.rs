@@ -32,7 +32,6 @@ pub use samplers::{Entry, Sample, DISK_PATHS, NVML_LIBRARY_ENV, SHARED_FS_PATH};
 use crate::error::Result;
 use crate::json::{Map, Number, Value};
 use crate::train::TrainContext;
-use crate::{bail, err, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 use std::sync::Arc;

@@ -4,7 +4,6 @@
 //! is in the module above.
 
 use super::{procfs, sys};
-use crate::log_info;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;

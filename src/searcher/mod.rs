@@ -9,7 +9,6 @@ use crate::distributed::DistributedContext;
 use crate::error::Result;
 use crate::json::{Map, Value};
 use crate::train::{Event, TrainContext};
-use crate::{bail, err};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -42,7 +42,6 @@ use super::credentials::{self, call_retrying, CallError, Env, Fetched, Refreshin
 use crate::error::{Kind, Result};
 use crate::json::Value;
 use crate::percent::encode;
-use crate::{bail, err, log_info};
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -226,7 +225,7 @@ impl FileSource {
                         log_info!("reloaded S3 credentials from {}", self.path.display());
                         s.creds = Arc::new(c.register());
                     }
-                    None => crate::log_warn!(
+                    None => log_warn!(
                         "{} changed but has no complete keys for profile [{}]; keeping the previous ones",
                         self.path.display(),
                         self.profile
@@ -312,7 +311,7 @@ impl Imds {
             Err(e) => return Err(format!("{e}")),
         };
         if self.v1_allowed {
-            crate::log_debug!("{}: {v1}; trying IMDSv1", self.name());
+            log_debug!("{}: {v1}; trying IMDSv1", self.name());
             Ok(None)
         } else {
             Err(format!(

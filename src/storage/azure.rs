@@ -20,7 +20,6 @@ use super::tuning::Tuning;
 use super::xml;
 use crate::error::Result;
 use crate::percent::{decode, encode};
-use crate::{bail, err, log_info, log_warn};
 use base64::Engine as _;
 use hmac::{KeyInit as _, Mac as _};
 

@@ -5,7 +5,6 @@
 
 use crate::error::Result;
 use crate::json::{field, from_object_value, Map, Value};
-use crate::{bail, err};
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,6 @@
 //! halfway through their life.
 
 use crate::error::{Error, Kind, Result};
-use crate::{err, log_info, log_warn};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -219,7 +218,7 @@ impl<T> Refreshing<T> {
     fn store(&self, f: Fetched<T>) -> Arc<T> {
         let e = entry(f, &self.what);
         let v = e.value.clone();
-        crate::log_debug!(
+        log_debug!(
             "renewed the credentials of {}{}",
             self.what,
             match e.expires {
@@ -425,7 +424,7 @@ pub fn call_retrying(
     loop {
         match call(agent, method, url, headers, body, want) {
             Err(e) if e.retryable() && n < attempts => {
-                crate::log_debug!("{e} (attempt {n} of {attempts})");
+                log_debug!("{e} (attempt {n} of {attempts})");
                 std::thread::sleep(pause);
                 n += 1;
             }

@@ -23,7 +23,6 @@ use super::manifest::{self, FileSum, Manifest, Problem, Sums, MANIFEST};
 use super::staging::{Area, AreaKind, Scratch};
 use super::{AuxLock, Resources, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
-use crate::{bail, log_debug, log_info, log_warn};
 use std::fs;
 use std::path::{Path, PathBuf};
 

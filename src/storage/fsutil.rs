@@ -334,12 +334,12 @@ pub fn create_dir_all_no_other_write(root: &Path, dir: &Path) -> Result<()> {
             if m.uid() == current_uid()
                 && fs::set_permissions(&cur, fs::Permissions::from_mode(mode & !0o002)).is_ok()
             {
-                crate::log_info!(
+                log_info!(
                     "{} was writable by every user; made it writable by its owner and group only (the run index there decides which checkpoint a run resumes from)",
                     cur.display()
                 );
             } else {
-                crate::log_warn!(
+                log_warn!(
                     "{} is writable by every user (owner uid {}): anyone can change the run index there and choose which checkpoint the run resumes from; ask its owner to run `chmod o-w` on it",
                     cur.display(),
                     m.uid()

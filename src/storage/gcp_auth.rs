@@ -32,7 +32,6 @@ use super::credentials::{self, call_retrying, CallError, Env, Fetched, Refreshin
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
 use crate::percent::encode;
-use crate::{bail, err, log_info};
 use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -378,7 +377,7 @@ fn metadata(env: &Env, emulator: bool) -> std::result::Result<Metadata, String> 
         if !dmi.trim().starts_with("Google") {
             return Err(why);
         }
-        crate::log_warn!(
+        log_warn!(
             "the GCE metadata server did not answer its probe ({why}), but this machine is a Google Compute Engine VM; trying it anyway"
         );
     }

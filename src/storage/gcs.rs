@@ -20,7 +20,6 @@ use crate::env::env_nonempty as env;
 use crate::error::{Error, Kind, Result};
 use crate::json::Value;
 use crate::percent::encode;
-use crate::{bail, err};
 use std::path::Path;
 
 /// The GCS backend.

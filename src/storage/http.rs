@@ -469,7 +469,7 @@ impl Http {
                         Some(ra) => ra.min(self.tuning.backoff_max).max(exp / 2),
                         None => exp.mul_f64(0.5 + 0.5 * crate::time::jitter()),
                     };
-                    crate::log_debug!("{} (attempt {n} of {max}; retrying in {delay:?})", f.error);
+                    log_debug!("{} (attempt {n} of {max}; retrying in {delay:?})", f.error);
                     std::thread::sleep(delay);
                     n += 1;
                 }

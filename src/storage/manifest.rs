@@ -387,7 +387,7 @@ pub fn warn_unlisted(id: &str, unlisted: &[String]) {
         return;
     }
     let shown: Vec<String> = unlisted.iter().take(5).map(|n| format!("{n:?}")).collect();
-    crate::log_warn!(
+    log_warn!(
         "checkpoint {id}: {} file(s) not in its manifest were not verified: {}{}",
         unlisted.len(),
         shown.join(", "),
@@ -399,11 +399,11 @@ pub fn warn_unlisted(id: &str, unlisted: &[String]) {
 pub fn usable(id: &str, manifest: Option<Manifest>) -> Option<Manifest> {
     match manifest {
         None => {
-            crate::log_debug!("checkpoint {id} has no manifest; its files are not verified");
+            log_debug!("checkpoint {id} has no manifest; its files are not verified");
             None
         }
         Some(m) if m.storage_id != id => {
-            crate::log_warn!(
+            log_warn!(
                 "checkpoint {id}: its manifest {MANIFEST} describes checkpoint {} (it was copied along with that checkpoint's files); the files are not verified",
                 m.storage_id
             );

@@ -227,7 +227,7 @@ pub fn open_with(
 /// checkpoints made by other tools can be restored.)
 pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        crate::bail!(InvalidArgument, "storage_id: empty");
+        bail!(InvalidArgument, "storage_id: empty");
     }
     if id.len() > 255
         || id == "."
@@ -236,7 +236,7 @@ pub fn validate_id(id: &str) -> Result<()> {
         || id.contains('\0')
         || id.contains('\\')
     {
-        crate::bail!(
+        bail!(
             InvalidArgument,
             "storage_id: {id:?} is not a valid checkpoint id (expected a UUID)"
         );

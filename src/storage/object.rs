@@ -26,7 +26,6 @@ use super::staging::{Area, AreaKind, Scratch};
 use super::transfer::{self, Fetch, Item, Source};
 use super::{Resources, Restored, Selector, Storage, StorageConfig};
 use crate::error::{Error, Kind, Result};
-use crate::{bail, log_info, log_warn};
 use std::fs;
 use std::path::{Path, PathBuf};
 

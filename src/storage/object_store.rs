@@ -4,7 +4,6 @@
 
 use super::http::{Body, Failure, Http};
 use super::manifest::SumCell;
-use crate::bail;
 use crate::error::Result;
 use std::path::Path;
 

@@ -80,7 +80,7 @@ impl<T: Send> Pool<T> {
                 {
                     Ok(_) => started += 1,
                     Err(e) => {
-                        crate::log_warn!("cannot start transfer thread {i}: {e}");
+                        log_warn!("cannot start transfer thread {i}: {e}");
                         break;
                     }
                 }

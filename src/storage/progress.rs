@@ -8,8 +8,6 @@
 //! — for file bodies streamed by the HTTP layer, which knows nothing of transfers — through the
 //! progress the calling thread registered with [`scoped`]. Bytes of an attempt that failed and
 //! will be sent again are taken back with [`Progress::sub`].
-
-use crate::log_info;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -24,7 +24,6 @@ use super::object_store::{ObjectInfo, ObjectStore};
 use super::tuning::Tuning;
 use super::xml;
 use crate::error::Result;
-use crate::{bail, err, log_info};
 use base64::Engine as _;
 use md5::Digest as _;
 use rusty_s3::{Bucket, Method, UrlStyle};
@@ -379,7 +378,7 @@ impl ObjectStore for S3Store {
             }
         });
         if let Err(e) = res {
-            crate::log_warn!("could not abort the multipart upload of {what}: {e}");
+            log_warn!("could not abort the multipart upload of {what}: {e}");
         }
     }
 

@@ -17,7 +17,6 @@
 use super::fsutil::current_uid;
 use super::lock::{self, Locked, Mode};
 use crate::error::{Error, Kind, Result};
-use crate::{log_debug, log_info, log_warn};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -24,7 +24,6 @@ use super::TensorboardConfig;
 use super::TensorboardMode;
 use crate::error::{Error, Kind, Result};
 use crate::storage::Storage;
-use crate::{bail, err, log_info, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;

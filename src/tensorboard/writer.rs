@@ -290,12 +290,12 @@ pub fn read_events(path: &Path) -> Result<Vec<proto::DecodedEvent>> {
     let data = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     let (recs, r) = super::record::read_records(&data);
     if let Err(super::record::ReadError::Corrupt { offset, what }) = r {
-        crate::bail!(Io, "{}: bad {what} at offset {offset}", path.display());
+        bail!(Io, "{}: bad {what} at offset {offset}", path.display());
     }
     recs.into_iter()
         .map(|r| {
             proto::decode_event(r)
-                .ok_or_else(|| crate::err!(Io, "{}: an event does not decode", path.display()))
+                .ok_or_else(|| err!(Io, "{}: an event does not decode", path.display()))
         })
         .collect()
 }

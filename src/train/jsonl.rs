@@ -23,7 +23,6 @@ use super::record::{Event, Record};
 use super::reporter::{Control, Sink};
 use crate::error::{Error, Result};
 use crate::json::{to_wire, Map, Value};
-use crate::{log_debug, log_info, log_warn};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;

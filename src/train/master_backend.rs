@@ -8,7 +8,6 @@
 use super::{Event, Reporter, TrainBackend};
 use crate::error::Result;
 use crate::json::Map;
-use crate::log_info;
 use crate::master::MasterClient;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +27,7 @@ impl TrainBackend for MasterTrainBackend {
         // The answer must reflect the validation metrics this process already reported: deliver
         // the queued reports first (bounded; a delivery problem is logged, not fatal here).
         if let Err(e) = self.reporter.flush(self.flush_timeout) {
-            crate::log_warn!("get_experiment_best_validation: earlier reports: {e}");
+            log_warn!("get_experiment_best_validation: earlier reports: {e}");
         }
         self.client.best_validation(self.experiment_id)
     }
@@ -46,7 +45,7 @@ impl TrainBackend for MasterTrainBackend {
             Event::EarlyExit { reason } => {
                 log_info!("report_early_exit({reason})");
                 if let Err(e) = self.reporter.flush(self.flush_timeout) {
-                    crate::log_warn!("report_early_exit: earlier reports: {e}");
+                    log_warn!("report_early_exit: earlier reports: {e}");
                 }
                 Some(self.client.report_early_exit(self.trial_id, reason))
             }

@@ -31,7 +31,6 @@ use crate::json::{to_wire, Value};
 use crate::master::api::{metrics_body, progress_body, status_body, TrialMetrics};
 use crate::master::retry::Failure;
 use crate::master::MasterClient;
-use crate::{log_debug, log_info, log_warn};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

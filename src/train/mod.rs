@@ -16,7 +16,6 @@ pub use reporter::{Control, Reporter, Sink};
 
 use crate::error::Result;
 use crate::json::{Map, Value};
-use crate::{bail, err};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;

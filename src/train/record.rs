@@ -1,6 +1,4 @@
 //! What the training loop reports, as it travels to the background reporter.
-
-use crate::bail;
 use crate::error::Result;
 use crate::json::{Map, Number, Value};
 use std::sync::Arc;

@@ -15,7 +15,6 @@
 //! difference between ~100 ns and ~1 µs per report.
 use super::record::Record;
 use crate::error::{Error, Kind, Result};
-use crate::{err, log_warn};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -29,7 +29,6 @@ use transport::*;
 
 use super::wire::{self, ByteList, Header, Kind, Op};
 use crate::error::{Error, Kind as ErrKind, Result};
-use crate::{bail, err, log_debug, log_warn};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
