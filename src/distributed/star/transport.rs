@@ -160,14 +160,7 @@ pub(super) fn fill(
                 got += n;
                 last_progress = Instant::now();
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if would_block(&e) => {
                 if got == 0 {
                     if let Some(g) = give_up {
                         if g() {
@@ -344,16 +337,7 @@ pub(super) fn background_reader(sh: Arc<Shared>, i: usize) {
         }
         match c.peek.peek(&mut one) {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
+            Err(e) if would_block(&e) => continue,
             Err(_) => {} // let the read below report it
         }
         if c.busy.load(Ordering::SeqCst) {
@@ -522,4 +506,14 @@ impl Star {
         }
         result
     }
+}
+
+/// A socket read that timed out or was interrupted (try again), rather than failed.
+fn would_block(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
 }
